@@ -1,0 +1,64 @@
+"""INcDb web application: ``app`` (Dash), ``server`` (Flask) and ``celery_app``.
+
+    python app.py                          # embedded default: SQLite, diskcache, local files, demo data
+    gunicorn app:server                    # production web process
+    celery -A app:celery_app worker        # production worker (imports this module, so every callback)
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+import dash
+import dash_bootstrap_components as dbc
+
+from dashboard.background import make_background_manager, make_celery
+from dashboard.layout import shell
+from store.config import get_settings
+
+celery_app = make_celery()
+
+app = dash.Dash(
+    __name__,
+    use_pages=True,
+    pages_folder="dashboard/pages",
+    external_stylesheets=[dbc.themes.FLATLY],
+    background_callback_manager=make_background_manager(celery_app),
+    suppress_callback_exceptions=True,
+    title="INcDb",
+    update_title=None,
+)
+server = app.server
+server.config.update(
+    SECRET_KEY=get_settings().secret_key,
+    SESSION_COOKIE_HTTPONLY=True,
+    SESSION_COOKIE_SAMESITE="Lax",
+    SESSION_COOKIE_SECURE=get_settings().env == "production",
+    MAX_CONTENT_LENGTH=None,  # uploads are streamed and capped by the upload endpoint itself
+)
+app.layout = shell
+
+
+def prepare_embedded() -> None:
+    """Create/upgrade the database and load the demo data when the database holds no collection."""
+    from sqlalchemy import func, select
+
+    from pipeline.demo import load_demo
+    from pipeline.reference import ensure_builtin_reference
+    from store.db import session_scope, upgrade_database
+    from store.models import Collection
+
+    upgrade_database()
+    with session_scope() as session:
+        ensure_builtin_reference(session)
+        empty = not session.scalar(select(func.count(Collection.id)))
+    if empty and os.environ.get("INCDB_DEMO", "1") != "0":
+        logging.getLogger("incdb").warning("empty database: loading the synthetic demo data (about 30 s)")
+        load_demo(progress=logging.getLogger("incdb").warning)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    prepare_embedded()
+    app.run(host=os.environ.get("HOST", "127.0.0.1"), port=int(os.environ.get("PORT", "8050")),
+            debug=os.environ.get("INCDB_DEBUG") == "1")

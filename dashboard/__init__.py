@@ -1,0 +1,1 @@
+"""INcDb web dashboard: layout pieces, pages and the viewer component."""

@@ -1,0 +1,290 @@
+"""INcDb command line: ``python -m pipeline --help``.
+
+Every command honours INCDB_DATA_DIR / INCDB_DATABASE_URL; errors print one line and exit non-zero.
+"""
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def _init_db() -> None:
+    from store.db import upgrade_database
+
+    upgrade_database()
+
+
+def cmd_init(args) -> None:
+    from pipeline.reference import active_reference, ensure_builtin_reference
+    from store.config import get_settings
+    from store.db import session_scope
+
+    _init_db()
+    with session_scope() as session:
+        ensure_builtin_reference(session)
+        ref = active_reference(session)
+        print(f"database ready ({_safe_url(get_settings().database_url)}); active reference set: {ref.name} "
+              f"({len(ref.terms)} terms)")
+
+
+def cmd_demo(args) -> None:
+    from pipeline.demo import load_demo
+
+    _init_db()
+    created = load_demo()
+    print(f"demo data: {created} collection(s) created" if created else "demo data already loaded; nothing to do")
+
+
+def cmd_decode(args) -> None:
+    from pipeline.decode import decode, ranked
+    from pipeline.nifti import check_nifti, quality_check, resample_to_grid
+    from pipeline.reference import load_matrix, require_active_reference
+    from store.db import session_scope
+
+    checked = check_nifti(args.map)
+    if checked.n_volumes != 1 and args.volume is None:
+        raise ValueError(f"{args.map} has {checked.n_volumes} volumes; choose one with --volume N (from 1)")
+    volume = (args.volume or 1) - 1
+    if not 0 <= volume < checked.n_volumes:
+        raise ValueError(f"--volume must be between 1 and {checked.n_volumes}")
+    data = resample_to_grid(checked.volumes()[..., volume:volume + 1], checked.affine)
+    qc = quality_check(data[0])
+    if qc.rejected:
+        raise ValueError(f"{args.map}: {qc.rejected}")
+    with session_scope() as session:
+        matrix, terms = load_matrix(session, require_active_reference(session))
+        names = [t.name for t in terms]
+    result = ranked(decode(data, matrix)[0], names, args.top)
+    if args.json:
+        print(json.dumps([{"term": t, "r": round(r, 6)} for t, r in result]))
+        return
+    for warning in qc.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    width = max(len(t) for t, _ in result)
+    for term, r in result:
+        print(f"{term:<{width}}  {r:+.4f}")
+
+
+def cmd_merge(args) -> None:
+    from pipeline.merge import merge_files
+
+    backend = merge_files(args.out, args.inputs, backend=args.backend)
+    print(f"merged {len(args.inputs)} map(s) into {args.out} ({backend} backend)")
+
+
+def _reference_import(args, source: str, maps) -> None:
+    from pipeline.jobs import create_job, redecode
+    from pipeline.reference import create_reference_set
+    from store.db import session_scope
+
+    _init_db()
+    with session_scope() as session:
+        ref = create_reference_set(session, args.name, source, maps, description=args.description or "",
+                                   activate=args.activate)
+        n_terms = len(ref.terms)
+        job_id = create_job(session, "redecode").id if args.activate else None
+    print(f"reference set {args.name!r}: {n_terms} terms" + (" (active)" if args.activate else ""))
+    if job_id:
+        print(f"re-decoded {redecode(job_id)} component(s)")
+
+
+def cmd_reference_import_nifti(args) -> None:
+    from pipeline.reference import nifti_folder_term_maps
+
+    _reference_import(args, "nifti-folder", nifti_folder_term_maps(Path(args.directory)))
+
+
+def cmd_reference_build_neurosynth(args) -> None:
+    from pipeline.neurosynth import association_z_maps, load_neurosynth_v7
+
+    data = load_neurosynth_v7(Path(args.directory))
+    terms = [t.strip() for t in args.terms.split(",")] if args.terms else None
+    _reference_import(args, "neurosynth-v7", association_z_maps(data, terms=terms))
+
+
+def cmd_reference_list(args) -> None:
+    from sqlalchemy import func, select
+
+    from store.db import session_scope
+    from store.models import ReferenceSet, Term
+
+    _init_db()
+    with session_scope() as session:
+        rows = session.execute(
+            select(ReferenceSet, func.count(Term.id)).outerjoin(Term).group_by(ReferenceSet.id)
+            .order_by(ReferenceSet.id)).all()
+        if not rows:
+            print("no reference sets; run `python -m pipeline init`")
+        for ref, n in rows:
+            print(f"{'*' if ref.active else ' '} {ref.name}  [{ref.source}, {n} terms, {ref.voxel_count} voxels]")
+
+
+def cmd_reference_activate(args) -> None:
+    from sqlalchemy import select
+
+    from pipeline.jobs import create_job, redecode
+    from pipeline.reference import set_active
+    from store.db import session_scope
+    from store.models import ReferenceSet
+
+    _init_db()
+    with session_scope() as session:
+        ref = session.scalar(select(ReferenceSet).where(ReferenceSet.name == args.name))
+        if ref is None:
+            names = ", ".join(session.scalars(select(ReferenceSet.name)))
+            raise ValueError(f"no reference set named {args.name!r} (have: {names or 'none'})")
+        set_active(session, ref)
+        job_id = create_job(session, "redecode").id
+    print(f"activated {args.name!r}; re-decoded {redecode(job_id)} component(s)")
+
+
+def cmd_ingest(args) -> None:
+    from sqlalchemy import select
+
+    from pipeline.catalog import add_upload, create_collection, get_or_create_movie
+    from pipeline.ingest import ingest
+    from pipeline.jobs import create_job
+    from pipeline.reference import ensure_builtin_reference
+    from store.db import session_scope
+    from store.models import User
+
+    _init_db()
+    for f in args.files:
+        if not Path(f).is_file():
+            raise ValueError(f"{f}: file not found")
+    with session_scope() as session:
+        ensure_builtin_reference(session)
+        if args.owner:
+            owner = session.scalar(select(User).where(User.email == args.owner.strip().lower()))
+            if owner is None:
+                raise ValueError(f"no user {args.owner}; create one with `python -m pipeline user create`")
+        else:
+            owner = session.scalar(select(User).where(User.role == "admin").order_by(User.id))
+            if owner is None:
+                raise ValueError("give --owner EMAIL (no admin exists to own the collection)")
+        movie = get_or_create_movie(session, args.movie, args.year)
+        collection = create_collection(session, owner, movie, args.collection, visibility=args.visibility)
+        for f in args.files:
+            add_upload(session, collection, Path(f), Path(f).name)
+        job_id = create_job(session, "ingest", collection.id, owner.id).id
+        slug = collection.slug
+
+    def show(done: int, total: int) -> None:
+        print(f"\r{done}/{total} components", end="", file=sys.stderr, flush=True)
+
+    result = ingest(job_id, progress=show)
+    print(file=sys.stderr)
+    for w in result.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    for e in result.errors:
+        print(f"error: {e}", file=sys.stderr)
+    print(f"collection {slug}: {result.components} component(s)")
+    if not result.components:
+        raise ValueError("no component could be ingested")
+
+
+def cmd_user_create(args) -> None:
+    from pipeline.catalog import create_user
+    from store.db import session_scope
+
+    _init_db()
+    password = os.environ.get("INCDB_PASSWORD")
+    if not password:
+        if not sys.stdin.isatty():
+            raise ValueError("set INCDB_PASSWORD or run in a terminal to type the password")
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise ValueError("the two passwords differ")
+    with session_scope() as session:
+        user = create_user(session, args.email, password, role="admin" if args.admin else "curator",
+                           first_name=args.first_name or "", last_name=args.last_name or "")
+        print(f"created {user.role} {user.email}")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description="INcDb command line.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("init", help="create/upgrade the database; build the built-in reference if none is active")
+    p.set_defaults(func=cmd_init)
+    p = sub.add_parser("demo", help="load the synthetic demo data set (running it twice changes nothing)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("decode", help="decode one map against the active reference; best term first")
+    p.add_argument("map", help="a .nii or .nii.gz map (any space/resolution; resampled to MNI 2 mm)")
+    p.add_argument("--top", type=int, default=None, help="print only the N best terms")
+    p.add_argument("--volume", type=int, default=None, help="volume of a 4D file, from 1")
+    p.add_argument("--json", action="store_true", help='print a JSON list of {"term": ..., "r": ...}')
+    p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("merge", help="voxelwise mean of maps, zeros included (AFNI 3dmerge -doall)")
+    p.add_argument("out")
+    p.add_argument("inputs", nargs="+")
+    p.add_argument("--backend", choices=("auto", "afni", "numpy"), default=None,
+                   help="default: INCDB_MERGE_BACKEND or auto (AFNI when 3dmerge is on PATH)")
+    p.set_defaults(func=cmd_merge)
+
+    ref = sub.add_parser("reference", help="reference sets: list, activate, import")
+    rsub = ref.add_subparsers(dest="reference_command", required=True, metavar="ACTION")
+    p = rsub.add_parser("import-nifti", help="import a folder of NIfTI term maps (term = file name)")
+    p.add_argument("directory")
+    p.add_argument("--name", required=True)
+    p.add_argument("--description", default="")
+    p.add_argument("--activate", action="store_true", help="make it the active set and re-decode everything")
+    p.set_defaults(func=cmd_reference_import_nifti)
+    p = rsub.add_parser("build-neurosynth", help="build term maps from Neurosynth v7 data files")
+    p.add_argument("directory")
+    p.add_argument("--name", required=True)
+    p.add_argument("--description", default="")
+    p.add_argument("--terms", default="", help="comma-separated terms (default: the whole vocabulary)")
+    p.add_argument("--activate", action="store_true", help="make it the active set and re-decode everything")
+    p.set_defaults(func=cmd_reference_build_neurosynth)
+    p = rsub.add_parser("list", help="list reference sets (* = active)")
+    p.set_defaults(func=cmd_reference_list)
+    p = rsub.add_parser("activate", help="make a set active and re-decode every component")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_reference_activate)
+
+    p = sub.add_parser("ingest", help="add NIfTI files or archives as a new collection and process them")
+    p.add_argument("files", nargs="+", metavar="FILE_OR_ARCHIVE")
+    p.add_argument("--movie", required=True, help="movie title")
+    p.add_argument("--year", type=int, default=None)
+    p.add_argument("--collection", required=True, help="collection name")
+    p.add_argument("--owner", default=None, help="owner's email (default: the first admin)")
+    p.add_argument("--visibility", choices=("public", "private"), default="public")
+    p.set_defaults(func=cmd_ingest)
+
+    user = sub.add_parser("user", help="user accounts")
+    usub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    p = usub.add_parser("create", help="create a user (password from INCDB_PASSWORD or asked)")
+    p.add_argument("email")
+    p.add_argument("--admin", action="store_true")
+    p.add_argument("--first-name", default="")
+    p.add_argument("--last-name", default="")
+    p.set_defaults(func=cmd_user_create)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, RuntimeError, KeyError, OSError) as exc:
+        message = str(exc).strip() or type(exc).__name__
+        print(f"error: {message.splitlines()[0]}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

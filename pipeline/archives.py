@@ -1,0 +1,192 @@
+"""Uploaded files -> the NIfTI files inside them, safely (DESIGN sections 3 and 11).
+
+Archives are checked member by member before anything is written: no absolute paths, no ``..``, no links or
+devices, a bounded number of files and a bounded uncompressed size (counted while extracting, since declared sizes
+can lie). ``__MACOSX`` folders and dot-files are ignored; other non-NIfTI files are reported, not extracted.
+"""
+from __future__ import annotations
+
+import posixpath
+import shutil
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from pipeline.nifti import is_nifti_name
+
+ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
+ACCEPTED_SUFFIXES = (".nii", ".nii.gz") + ARCHIVE_SUFFIXES
+MAX_MEMBERS = 2000
+MAX_EXTRACTED_BYTES = 16 * 1024**3
+
+
+class ArchiveError(ValueError):
+    """An upload that cannot be used; the message names the file and the reason."""
+
+
+def file_kind(name: str) -> str:
+    """'nifti', 'zip' or 'tar' from a file name, or raise ArchiveError."""
+    low = name.lower()
+    if is_nifti_name(low):
+        return "nifti"
+    if low.endswith(".zip"):
+        return "zip"
+    if low.endswith((".tar.gz", ".tgz", ".tar")):
+        return "tar"
+    raise ArchiveError(f"{name}: unsupported file type; upload .nii, .nii.gz, .zip, .tar.gz or .tgz files")
+
+
+def storage_suffix(name: str) -> str:
+    low = name.lower()
+    for suffix in (".nii.gz", ".tar.gz", ".tgz", ".nii", ".zip", ".tar"):
+        if low.endswith(suffix):
+            return suffix
+    raise ArchiveError(f"{name}: unsupported file type")
+
+
+@dataclass
+class Member:
+    name: str  # path inside the upload, for messages and for the component's source file
+    path: Path  # local file to read
+
+
+def _ignored(name: str) -> bool:
+    parts = PurePosixPath(name).parts
+    return any(p == "__MACOSX" or p.startswith(".") for p in parts)
+
+
+def _safe_member_name(archive: str, name: str) -> str:
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        raise ArchiveError(f"{archive}: member {name!r} has an absolute path; refusing the archive")
+    norm = posixpath.normpath(name.replace("\\", "/"))
+    if norm == ".." or norm.startswith("../") or "/../" in f"/{norm}/":
+        raise ArchiveError(f"{archive}: member {name!r} points outside the archive ('..'); refusing the archive")
+    return norm
+
+
+def iter_niftis(path: Path, display_name: str, workdir: Path, warnings: list[str],
+                max_members: int = MAX_MEMBERS, max_bytes: int = MAX_EXTRACTED_BYTES) -> Iterator[Member]:
+    """Yield the NIfTI files of an upload (itself, or the members of an archive extracted into workdir)."""
+    kind = file_kind(display_name)
+    if kind == "nifti":
+        yield Member(display_name, path)
+        return
+    if kind == "zip":
+        members = list(_zip_members(path, display_name, workdir, warnings, max_members, max_bytes))
+    else:
+        members = list(_tar_members(path, display_name, workdir, warnings, max_members, max_bytes))
+    if not members:
+        raise ArchiveError(f"{display_name}: the archive contains no .nii or .nii.gz files")
+    yield from members
+
+
+def _plan(display_name: str, names: list[str], warnings: list[str], max_members: int) -> dict[str, str]:
+    """Member name -> safe relative output name, for the NIfTI members only."""
+    if len(names) > max_members:
+        raise ArchiveError(f"{display_name}: {len(names)} files in the archive, more than {max_members}")
+    chosen: dict[str, str] = {}
+    seen: set[str] = set()
+    for name in names:
+        safe = _safe_member_name(display_name, name)
+        if _ignored(safe):
+            continue
+        if not is_nifti_name(safe):
+            warnings.append(f"{display_name}: skipped {safe} (not a .nii or .nii.gz file)")
+            continue
+        if safe in seen:
+            warnings.append(f"{display_name}: skipped a second file named {safe}")
+            continue
+        seen.add(safe)
+        chosen[name] = safe
+    return chosen
+
+
+def _copy_limited(src, dest: Path, budget: list[int], display_name: str) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(dest, "wb") as out:
+        while True:
+            chunk = src.read(1024 * 1024)
+            if not chunk:
+                break
+            budget[0] -= len(chunk)
+            if budget[0] < 0:
+                raise ArchiveError(f"{display_name}: the archive unpacks to more than the allowed size "
+                                   f"({MAX_EXTRACTED_BYTES // 1024**3} GiB); refusing it")
+            out.write(chunk)
+
+
+def _out_path(workdir: Path, index: int, safe: str) -> Path:
+    # Never the member's own path on disk: a numbered file inside our own folder.
+    suffix = ".nii.gz" if safe.lower().endswith(".nii.gz") else ".nii"
+    return workdir / f"member-{index:05d}{suffix}"
+
+
+def _zip_members(path, display_name, workdir, warnings, max_members, max_bytes) -> Iterator[Member]:
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ArchiveError(f"{display_name}: not a valid zip archive ({exc})") from None
+    with zf:
+        infos = [i for i in zf.infolist() if not i.is_dir()]
+        for info in infos:
+            mode = (info.external_attr >> 16) & 0o170000
+            if mode in (0o120000, 0o020000, 0o060000, 0o010000, 0o140000):
+                raise ArchiveError(f"{display_name}: member {info.filename!r} is a link or device; refusing "
+                                   "the archive")
+        plan = _plan(display_name, [i.filename for i in infos], warnings, max_members)
+        declared = sum(i.file_size for i in infos if i.filename in plan)
+        if declared > max_bytes:
+            raise ArchiveError(f"{display_name}: the archive unpacks to {declared / 1024**3:.1f} GiB, more than "
+                               f"allowed; refusing it")
+        budget = [max_bytes]
+        for index, info in enumerate(i for i in infos if i.filename in plan):
+            dest = _out_path(workdir, index, plan[info.filename])
+            try:
+                with zf.open(info) as src:
+                    _copy_limited(src, dest, budget, display_name)
+            except (zipfile.BadZipFile, OSError, EOFError) as exc:
+                raise ArchiveError(f"{display_name}: member {plan[info.filename]} is corrupt ({exc})") from None
+            yield Member(f"{display_name}/{plan[info.filename]}", dest)
+
+
+def _tar_members(path, display_name, workdir, warnings, max_members, max_bytes) -> Iterator[Member]:
+    try:
+        tf = tarfile.open(path, mode="r:*")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise ArchiveError(f"{display_name}: not a valid tar archive ({exc})") from None
+    with tf:
+        try:
+            infos = tf.getmembers()
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise ArchiveError(f"{display_name}: the archive is truncated or corrupt ({exc})") from None
+        files = []
+        for info in infos:
+            if info.isdir():
+                continue
+            if info.issym() or info.islnk():
+                raise ArchiveError(f"{display_name}: member {info.name!r} is a link; refusing the archive")
+            if not info.isfile():
+                raise ArchiveError(f"{display_name}: member {info.name!r} is a device or special file; refusing "
+                                   "the archive")
+            files.append(info)
+        plan = _plan(display_name, [i.name for i in files], warnings, max_members)
+        if sum(i.size for i in files if i.name in plan) > max_bytes:
+            raise ArchiveError(f"{display_name}: the archive unpacks to more than allowed; refusing it")
+        budget = [max_bytes]
+        for index, info in enumerate(i for i in files if i.name in plan):
+            dest = _out_path(workdir, index, plan[info.name])
+            try:
+                src = tf.extractfile(info)
+                if src is None:
+                    continue
+                with src:
+                    _copy_limited(src, dest, budget, display_name)
+            except (tarfile.TarError, OSError, EOFError) as exc:
+                raise ArchiveError(f"{display_name}: member {plan[info.name]} is corrupt ({exc})") from None
+            yield Member(f"{display_name}/{plan[info.name]}", dest)
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

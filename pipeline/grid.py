@@ -1,0 +1,83 @@
+"""The standard space every derived map lives in: the FSL MNI152 2 mm grid (Neurosynth, MELODIC ``*_2mm``)."""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import nibabel as nib
+import numpy as np
+
+GRID_SHAPE: tuple[int, int, int] = (91, 109, 91)
+GRID_AFFINE = np.array(
+    [[-2.0, 0.0, 0.0, 90.0], [0.0, 2.0, 0.0, -126.0], [0.0, 0.0, 2.0, -72.0], [0.0, 0.0, 0.0, 1.0]]
+)
+GRID_AFFINE.setflags(write=False)
+
+
+def to_image(data: np.ndarray, dtype=np.float32) -> nib.Nifti1Image:
+    """Wrap an array on the grid as a NIfTI-1 image in MNI space (sform and qform code 4)."""
+    data = np.asarray(data)
+    if data.shape[:3] != GRID_SHAPE:
+        raise ValueError(f"array of shape {data.shape} is not on the {GRID_SHAPE} grid")
+    img = nib.Nifti1Image(data.astype(dtype, copy=False), GRID_AFFINE)
+    img.set_sform(GRID_AFFINE, code=4)
+    img.set_qform(GRID_AFFINE, code=4)
+    img.header.set_xyzt_units("mm", "sec")
+    return img
+
+
+def mni_to_voxel(xyz) -> np.ndarray:
+    """Nearest grid voxel (i, j, k) of MNI coordinates (x, y, z) in mm; accepts (3,) or (n, 3)."""
+    xyz = np.atleast_2d(np.asarray(xyz, dtype=float))
+    ijk = np.c_[xyz, np.ones(len(xyz))] @ np.linalg.inv(GRID_AFFINE).T
+    return np.rint(ijk[:, :3]).astype(int).squeeze()
+
+
+def voxel_to_mni(ijk) -> np.ndarray:
+    ijk = np.atleast_2d(np.asarray(ijk, dtype=float))
+    return (np.c_[ijk, np.ones(len(ijk))] @ GRID_AFFINE.T)[:, :3].squeeze()
+
+
+def voxel_coordinates_mm() -> np.ndarray:
+    """MNI coordinates of every grid voxel, shape (91, 109, 91, 3), float32."""
+    i, j, k = np.meshgrid(*(np.arange(n) for n in GRID_SHAPE), indexing="ij")
+    ijk1 = np.stack([i, j, k, np.ones_like(i)], axis=-1).astype(np.float32)
+    return (ijk1 @ GRID_AFFINE.T.astype(np.float32))[..., :3]
+
+
+@lru_cache(maxsize=1)
+def underlay() -> np.ndarray:
+    """MNI152 T1 template (nilearn's, which loads offline) resampled onto the grid, float32."""
+    from nilearn import datasets, image
+
+    template = datasets.load_mni152_template(resolution=2)
+    res = image.resample_img(
+        template, target_affine=GRID_AFFINE, target_shape=GRID_SHAPE, interpolation="continuous",
+        force_resample=True, copy_header=True,
+    )
+    data = np.asarray(res.get_fdata(), dtype=np.float32)
+    data[~np.isfinite(data)] = 0
+    data.setflags(write=False)
+    return data
+
+
+@lru_cache(maxsize=1)
+def brain_mask() -> np.ndarray:
+    """Boolean brain mask on the grid, from the same template (nearest-neighbour resampling)."""
+    from nilearn import datasets, image
+
+    mask = datasets.load_mni152_brain_mask(resolution=2)
+    res = image.resample_img(
+        mask, target_affine=GRID_AFFINE, target_shape=GRID_SHAPE, interpolation="nearest",
+        force_resample=True, copy_header=True,
+    )
+    data = np.asarray(res.get_fdata()) > 0.5
+    data.setflags(write=False)
+    return data
+
+
+@lru_cache(maxsize=1)
+def mask_flat_indices() -> np.ndarray:
+    """Indices of the mask voxels in the C-order flattened grid (the order of reference matrix rows)."""
+    idx = np.flatnonzero(brain_mask().ravel())
+    idx.setflags(write=False)
+    return idx

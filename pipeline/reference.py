@@ -1,0 +1,205 @@
+"""Reference sets: the term maps components are decoded against (DESIGN section 6)."""
+from __future__ import annotations
+
+import os
+import threading
+from functools import lru_cache
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from pipeline.decode import open_reference_matrix, write_reference_matrix
+from pipeline.grid import GRID_SHAPE, brain_mask, voxel_coordinates_mm
+from pipeline.maps import load_map, save_map, term_key
+from pipeline.nifti import check_nifti, is_nifti_name, resample_to_grid
+from store.config import get_settings
+from store.models import ReferenceSet, Term, slugify
+
+BUILTIN_NAME = "built-in demo reference"
+BUILTIN_DESCRIPTION = (
+    "Synthetic term maps generated from canonical MNI peak coordinates of the neuroimaging literature "
+    "(10 mm spheres, smoothed). A demonstration reference, not Neurosynth data."
+)
+
+# Canonical MNI peaks (mm) per term, as commonly reported for each function.
+BUILTIN_PEAKS: dict[str, list[tuple[int, int, int]]] = {
+    "visual": [(-12, -96, 2), (14, -94, 2), (0, -84, 4)],            # occipital pole, calcarine
+    "auditory": [(-50, -22, 8), (52, -18, 6)],                        # Heschl's gyri
+    "language": [(-48, 20, 10), (-56, -42, 6)],                       # left IFG, left posterior STG/STS
+    "emotion": [(-22, -4, -18), (22, -4, -18)],                       # amygdalae
+    "memory": [(-26, -24, -14), (26, -24, -14)],                      # hippocampi
+    "pain": [(-38, -16, 12), (40, -14, 10), (10, -18, 8)],            # posterior insulae, thalamus
+    "attention": [(-28, -60, 50), (30, -58, 50)],                     # intraparietal sulci
+    "sensory": [(-52, -24, 20), (54, -22, 22)],                       # secondary somatosensory cortex
+    "motor": [(-38, -22, 58), (-2, -6, 56)],                          # left M1 hand area, SMA
+    "faces": [(-40, -52, -20), (42, -52, -20)],                       # fusiform face areas
+    "reward": [(-10, 10, -8), (10, 10, -8), (0, 44, -10)],            # ventral striatum, vmPFC
+    "social": [(-50, -60, 24), (52, -56, 22), (0, 52, 20)],           # TPJ, dorsomedial PFC
+    "working memory": [(-44, 30, 28), (44, 32, 30)],                  # dorsolateral PFC
+    "default mode": [(0, -54, 28), (-44, -70, 36), (46, -66, 36)],    # precuneus/PCC, angular gyri
+    "reading": [(-44, -58, -12)],                                     # visual word form area
+    "motion": [(-44, -70, 2), (46, -66, 2)],                          # MT+/V5
+    "interoception": [(-34, 20, -2), (36, 22, -2)],                   # anterior insulae
+    "music": [(58, 0, -4), (-56, -4, -4)],                            # anterior STG
+    "scenes": [(-26, -42, -10), (28, -40, -10)],                      # parahippocampal place areas
+    "cognitive control": [(0, 24, 40)],                               # dorsal ACC / pre-SMA
+    "timing": [(-24, -62, -28), (26, -62, -28)],                      # cerebellum lobule VI
+    "eye movements": [(-26, -2, 52), (28, -2, 52)],                   # frontal eye fields
+}
+
+SPHERE_RADIUS_MM = 10.0
+SMOOTH_SIGMA_MM = 4.0
+PEAK_Z = 6.0
+
+
+@lru_cache(maxsize=64)
+def builtin_term_map(peaks: tuple[tuple[float, float, float], ...]) -> np.ndarray:
+    """A Neurosynth-like map: 10 mm spheres at the peaks, smoothed, masked, scaled to a peak of PEAK_Z.
+
+    Cached and read-only: the demo generator asks for the same maps many times."""
+    coords = voxel_coordinates_mm()
+    data = np.zeros(GRID_SHAPE, dtype=np.float32)
+    for peak in peaks:
+        dist2 = ((coords - np.asarray(peak, dtype=np.float32)) ** 2).sum(axis=-1)
+        data[dist2 <= SPHERE_RADIUS_MM**2] = 1.0
+    data = gaussian_filter(data, SMOOTH_SIGMA_MM / 2.0)
+    data *= brain_mask()
+    peak = data.max()
+    out = (data * (PEAK_Z / peak)).astype(np.float32) if peak > 0 else data
+    out.setflags(write=False)
+    return out
+
+
+def matrix_path(reference: ReferenceSet) -> Path:
+    """Local, memory-mappable copy of the normalised matrix (rebuilt from the term maps if missing)."""
+    return get_settings().data_dir / "cache" / "reference" / f"{reference.id}-{slugify(reference.name)}.npy"
+
+
+def create_reference_set(
+    session: Session,
+    name: str,
+    source: str,
+    term_maps: Iterator[tuple[str, np.ndarray]] | Iterable[tuple[str, np.ndarray]],
+    description: str = "",
+    activate: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> ReferenceSet:
+    """Store the term maps of a new reference set and build its normalised matrix."""
+    if session.scalar(select(ReferenceSet).where(ReferenceSet.name == name)) is not None:
+        raise ValueError(f"a reference set named {name!r} already exists")
+    reference = ReferenceSet(name=name, source=source, description=description, active=False,
+                             voxel_count=int(brain_mask().sum()))
+    session.add(reference)
+    session.flush()
+    names: list[str] = []
+    seen: set[str] = set()
+    for term_name, data in term_maps:
+        slug = slugify(term_name)
+        if slug in seen:
+            raise ValueError(f"two term maps are both named {term_name!r}")
+        seen.add(slug)
+        if data.shape != GRID_SHAPE:
+            raise ValueError(f"term map {term_name!r} is not on the standard grid")
+        key = term_key(reference.id, slug)
+        save_map(key, data)
+        session.add(Term(reference_set_id=reference.id, name=term_name, slug=slug, column=len(names),
+                         storage_key=key))
+        names.append(term_name)
+        if progress:
+            progress(len(names), 0)
+    if not names:
+        raise ValueError("the reference set has no term maps")
+    session.flush()
+    build_matrix(session, reference)
+    if activate:
+        set_active(session, reference)
+    return reference
+
+
+def build_matrix(session: Session, reference: ReferenceSet) -> Path:
+    terms = session.scalars(select(Term).where(Term.reference_set_id == reference.id).order_by(Term.column)).all()
+    path = matrix_path(reference)
+    write_reference_matrix(path, (load_map(t.storage_key) for t in terms), len(terms))
+    reference.matrix_key = path.name
+    return path
+
+
+def set_active(session: Session, reference: ReferenceSet) -> None:
+    for other in session.scalars(select(ReferenceSet).where(ReferenceSet.active.is_(True))):
+        other.active = False
+    session.flush()
+    reference.active = True
+
+
+def active_reference(session: Session) -> ReferenceSet | None:
+    return session.scalar(select(ReferenceSet).where(ReferenceSet.active.is_(True)))
+
+
+def require_active_reference(session: Session) -> ReferenceSet:
+    ref = active_reference(session)
+    if ref is None:
+        raise RuntimeError("no active reference set: run `python -m pipeline init` first")
+    return ref
+
+
+_matrix_cache: dict[tuple[str, float], np.ndarray] = {}
+_matrix_lock = threading.Lock()
+
+
+def load_matrix(session: Session, reference: ReferenceSet) -> tuple[np.ndarray, list[Term]]:
+    """The memory-mapped matrix (built from stored term maps when this machine has no copy) and its terms."""
+    terms = list(session.scalars(select(Term).where(Term.reference_set_id == reference.id).order_by(Term.column)))
+    path = matrix_path(reference)
+    with _matrix_lock:
+        if not path.exists():
+            build_matrix(session, reference)
+        key = (str(path), os.stat(path).st_mtime)
+        if key not in _matrix_cache:
+            _matrix_cache.clear()
+            _matrix_cache[key] = open_reference_matrix(path)
+        matrix = _matrix_cache[key]
+    if matrix.shape[1] != len(terms):
+        raise RuntimeError(f"reference matrix {path} has {matrix.shape[1]} columns for {len(terms)} terms")
+    return matrix, terms
+
+
+def builtin_term_maps() -> Iterator[tuple[str, np.ndarray]]:
+    for name, peaks in BUILTIN_PEAKS.items():
+        yield name, builtin_term_map(tuple(peaks))
+
+
+def ensure_builtin_reference(session: Session) -> ReferenceSet:
+    """Create the built-in set if missing; activate it when no set is active."""
+    ref = session.scalar(select(ReferenceSet).where(ReferenceSet.name == BUILTIN_NAME))
+    if ref is None:
+        ref = create_reference_set(session, BUILTIN_NAME, "builtin", builtin_term_maps(),
+                                   description=BUILTIN_DESCRIPTION)
+    if active_reference(session) is None:
+        set_active(session, ref)
+    return ref
+
+
+def nifti_folder_term_maps(directory: Path) -> Iterator[tuple[str, np.ndarray]]:
+    """Term maps from a folder of NIfTI files; the term is the file name without extension
+    (``pain_association-test_z.nii.gz`` -> ``pain``; underscores in the remaining name become spaces)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ValueError(f"{directory} is not a directory")
+    files = sorted(p for p in directory.iterdir() if p.is_file() and is_nifti_name(p.name))
+    if not files:
+        raise ValueError(f"{directory} contains no .nii or .nii.gz files")
+    for path in files:
+        stem = path.name[: -len(".nii.gz")] if path.name.lower().endswith(".nii.gz") else path.name[:-4]
+        for suffix in ("_association-test_z", "_uniformity-test_z", "_pAgF_z_FDR_0.01", "_pFgA_z_FDR_0.01",
+                       "_association-test_z_FDR_0.01", "_z"):
+            if stem.endswith(suffix):
+                stem = stem[: -len(suffix)]
+                break
+        checked = check_nifti(path)
+        if checked.n_volumes != 1:
+            raise ValueError(f"{path.name}: a term map must be 3D, this file has {checked.n_volumes} volumes")
+        yield stem.replace("_", " ").strip(), resample_to_grid(checked.volumes(), checked.affine)[0]

@@ -1,0 +1,1 @@
+"""Persistence for INcDb: configuration, database models and sessions, file storage."""

@@ -1,0 +1,107 @@
+"""Settings read from ``INCDB_*`` environment variables.
+
+Settings are read when first asked for (not at import), so a test or a command can set the environment first;
+``reset_settings()`` forgets the cached values.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+DEFAULT_MAX_UPLOAD_BYTES = 2 * 1024**3
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    broker_url: str | None
+    result_backend: str | None
+    storage_url: str
+    merge_backend: str
+    max_upload_bytes: int
+    env: str
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def secret_key(self) -> str:
+        return secret_key(self)
+
+
+def _data_dir() -> Path:
+    raw = os.environ.get("INCDB_DATA_DIR") or str(Path(__file__).resolve().parent.parent / "data")
+    # Absolute, so a worker started in another working directory finds the same files and database.
+    return Path(raw).expanduser().resolve()
+
+
+def _sqlite_url(data_dir: Path) -> str:
+    return f"sqlite:///{data_dir / 'incdb.sqlite3'}"
+
+
+def _normalise_database_url(url: str) -> str:
+    """Refuse relative SQLite paths: they resolve against each process's working directory, which is how the
+    original INcDb's worker ended up with an empty database ("no such table")."""
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and ":memory:" not in url:
+        path = Path(url[len("sqlite:///"):]).expanduser().resolve()
+        return f"sqlite:///{path}"
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url[len("postgresql://"):]
+    if url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url[len("postgres://"):]
+    return url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    data_dir = _data_dir()
+    database_url = _normalise_database_url(os.environ.get("INCDB_DATABASE_URL") or _sqlite_url(data_dir))
+    broker = os.environ.get("INCDB_BROKER_URL") or None
+    backend = os.environ.get("INCDB_RESULT_BACKEND") or broker
+    storage = os.environ.get("INCDB_STORAGE_URL") or (data_dir / "files").as_uri()
+    merge_backend = (os.environ.get("INCDB_MERGE_BACKEND") or "auto").lower()
+    if merge_backend not in {"auto", "afni", "numpy"}:
+        raise ValueError(f"INCDB_MERGE_BACKEND must be auto, afni or numpy, not {merge_backend!r}")
+    max_upload = int(os.environ.get("INCDB_MAX_UPLOAD_BYTES") or DEFAULT_MAX_UPLOAD_BYTES)
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        broker_url=broker,
+        result_backend=backend,
+        storage_url=storage,
+        merge_backend=merge_backend,
+        max_upload_bytes=max_upload,
+        env=(os.environ.get("INCDB_ENV") or "development").lower(),
+    )
+
+
+def reset_settings() -> None:
+    get_settings.cache_clear()
+
+
+def secret_key(settings: Settings | None = None) -> str:
+    """``INCDB_SECRET_KEY``, or in the embedded mode a key generated once and kept in the data directory."""
+    settings = settings or get_settings()
+    key = os.environ.get("INCDB_SECRET_KEY")
+    if key:
+        return key
+    if settings.env == "production":
+        raise RuntimeError("INCDB_SECRET_KEY must be set when INCDB_ENV=production")
+    path = settings.data_dir / "secret_key"
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(secrets.token_hex(32))
+        os.chmod(tmp, 0o600)
+        try:
+            os.link(tmp, path)  # first writer wins; others read its key
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip()

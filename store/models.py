@@ -1,0 +1,230 @@
+"""Domain model (DESIGN section 1) as SQLAlchemy 2 typed models."""
+from __future__ import annotations
+
+import re
+import unicodedata
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def slugify(text: str) -> str:
+    """Lower-case ASCII slug: 'Forrest Gump (1994)' -> 'forrest-gump-1994'."""
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "untitled"
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+ROLES = ("curator", "admin")
+VISIBILITIES = ("public", "private")
+LICENSES = ("CC0-1.0", "CC-BY-4.0")
+JOB_KINDS = ("ingest", "redecode", "merge")
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+REFERENCE_SOURCES = ("builtin", "nifti-folder", "neurosynth-v7")
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255), default="")
+    title: Mapped[str] = mapped_column(String(40), default="")
+    first_name: Mapped[str] = mapped_column(String(100), default="")
+    last_name: Mapped[str] = mapped_column(String(100), default="")
+    affiliation: Mapped[str] = mapped_column(String(255), default="")
+    role: Mapped[str] = mapped_column(String(16), default="curator")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    collections: Mapped[list[Collection]] = relationship(back_populates="owner")
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    @property
+    def display_name(self) -> str:
+        name = " ".join(p for p in (self.title, self.first_name, self.last_name) if p)
+        return name or self.email
+
+
+class Movie(Base):
+    __tablename__ = "movies"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(255))
+    slug: Mapped[str] = mapped_column(String(255), unique=True)
+    year: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    collections: Mapped[list[Collection]] = relationship(back_populates="movie")
+
+
+class Collection(Base):
+    __tablename__ = "collections"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    movie_id: Mapped[int] = mapped_column(ForeignKey("movies.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    slug: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    dataset_url: Mapped[str] = mapped_column(String(1000), default="")
+    doi: Mapped[str] = mapped_column(String(255), default="")
+    contributors: Mapped[str] = mapped_column(Text, default="")
+    license: Mapped[str] = mapped_column(String(32), default="CC0-1.0")
+    visibility: Mapped[str] = mapped_column(String(16), default="public", index=True)
+    # The four metadata groups of the upload form (presentation, participants, design, acquisition),
+    # validated by the form; stored as one JSON document keyed by group then field.
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    is_demo: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), default="empty")  # empty | processing | ready | failed
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    owner: Mapped[User] = relationship(back_populates="collections")
+    movie: Mapped[Movie] = relationship(back_populates="collections")
+    components: Mapped[list[Component]] = relationship(
+        back_populates="collection", cascade="all, delete-orphan", passive_deletes=True
+    )
+    uploads: Mapped[list[Upload]] = relationship(
+        back_populates="collection", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Upload(Base):
+    """One file a curator uploaded to a collection (a NIfTI or an archive of them), kept as received."""
+
+    __tablename__ = "uploads"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    storage_key: Mapped[str] = mapped_column(String(512))
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    sha256: Mapped[str] = mapped_column(String(64), default="")
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    collection: Mapped[Collection] = relationship(back_populates="uploads")
+
+
+class Component(Base):
+    __tablename__ = "components"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True, default=lambda: str(uuid.uuid4()))
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), index=True)
+    upload_id: Mapped[int | None] = mapped_column(ForeignKey("uploads.id", ondelete="SET NULL"), nullable=True)
+    source_file: Mapped[str] = mapped_column(String(512))
+    volume_index: Mapped[int] = mapped_column(Integer, default=0)
+    storage_key: Mapped[str] = mapped_column(String(512))
+    best_term_id: Mapped[int | None] = mapped_column(ForeignKey("terms.id", ondelete="SET NULL"), nullable=True,
+                                                     index=True)
+    best_r: Mapped[float | None] = mapped_column(Float, nullable=True)
+    decodings_key: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    qc_warnings: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    decoded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    collection: Mapped[Collection] = relationship(back_populates="components")
+    best_term: Mapped[Term | None] = relationship()
+    decodings: Mapped[list[Decoding]] = relationship(
+        back_populates="component", cascade="all, delete-orphan", passive_deletes=True,
+        order_by="Decoding.rank",
+    )
+
+
+class ReferenceSet(Base):
+    __tablename__ = "reference_sets"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String(32))
+    voxel_count: Mapped[int] = mapped_column(Integer, default=0)
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    matrix_key: Mapped[str] = mapped_column(String(512), default="")
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    terms: Mapped[list[Term]] = relationship(
+        back_populates="reference_set", cascade="all, delete-orphan", order_by="Term.column"
+    )
+
+
+class Term(Base):
+    __tablename__ = "terms"
+    __table_args__ = (UniqueConstraint("reference_set_id", "name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reference_set_id: Mapped[int] = mapped_column(ForeignKey("reference_sets.id", ondelete="CASCADE"),
+                                                  index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    slug: Mapped[str] = mapped_column(String(255))
+    column: Mapped[int] = mapped_column(Integer)  # column of the reference matrix
+    storage_key: Mapped[str] = mapped_column(String(512))
+
+    reference_set: Mapped[ReferenceSet] = relationship(back_populates="terms")
+
+
+class Decoding(Base):
+    __tablename__ = "decodings"
+    __table_args__ = (
+        UniqueConstraint("component_id", "term_id"),
+        Index("ix_decodings_term_r", "term_id", "r"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    component_id: Mapped[int] = mapped_column(ForeignKey("components.id", ondelete="CASCADE"), index=True)
+    term_id: Mapped[int] = mapped_column(ForeignKey("terms.id", ondelete="CASCADE"))
+    r: Mapped[float] = mapped_column(Float)
+    rank: Mapped[int] = mapped_column(Integer)
+
+    component: Mapped[Component] = relationship(back_populates="decodings")
+    term: Mapped[Term] = relationship()
+
+
+class TermMap(Base):
+    """Merged map of one movie x term; ``movie_id`` empty means the term across all movies."""
+
+    __tablename__ = "term_maps"
+    __table_args__ = (UniqueConstraint("movie_id", "term_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    movie_id: Mapped[int | None] = mapped_column(ForeignKey("movies.id", ondelete="CASCADE"), nullable=True,
+                                                 index=True)
+    term_id: Mapped[int] = mapped_column(ForeignKey("terms.id", ondelete="CASCADE"), index=True)
+    reference_set_id: Mapped[int] = mapped_column(ForeignKey("reference_sets.id", ondelete="CASCADE"))
+    storage_key: Mapped[str] = mapped_column(String(512))
+    n_components: Mapped[int] = mapped_column(Integer, default=0)
+    # Public maps and "all visible" maps differ once private collections exist: a TermMap only ever
+    # merges components of public collections, so it can be shown to anyone.
+    updated: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    movie: Mapped[Movie | None] = relationship()
+    term: Mapped[Term] = relationship()
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True, default=lambda: uuid.uuid4().hex)
+    kind: Mapped[str] = mapped_column(String(16))
+    collection_id: Mapped[int | None] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"),
+                                                      nullable=True, index=True)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    progress_done: Mapped[int] = mapped_column(Integer, default=0)
+    progress_total: Mapped[int] = mapped_column(Integer, default=0)
+    message: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str] = mapped_column(Text, default="")
+    warnings: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    collection: Mapped[Collection | None] = relationship()
