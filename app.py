@@ -11,16 +11,24 @@ import os
 
 import dash
 import dash_bootstrap_components as dbc
+import flask
 
+import web
 from dashboard.background import make_background_manager, make_celery
 from dashboard.layout import shell
+from dashboard.viewer import register_viewer_routes
 from store.config import get_settings
 
 celery_app = make_celery()
+server = flask.Flask(__name__)
+NIIVUE_URL = register_viewer_routes(server)
+web.register(server)
 
 app = dash.Dash(
     __name__,
+    server=server,
     use_pages=True,
+    external_scripts=[NIIVUE_URL],
     pages_folder="dashboard/pages",
     external_stylesheets=[dbc.themes.FLATLY],
     background_callback_manager=make_background_manager(celery_app),
@@ -28,7 +36,6 @@ app = dash.Dash(
     title="INcDb",
     update_title=None,
 )
-server = app.server
 server.config.update(
     SECRET_KEY=get_settings().secret_key,
     SESSION_COOKIE_HTTPONLY=True,

@@ -54,6 +54,17 @@ class User(Base):
     def is_admin(self) -> bool:
         return self.role == "admin"
 
+    # The interface Flask-Login expects of a user object.
+    is_authenticated = True
+    is_anonymous = False
+
+    @property
+    def is_active(self) -> bool:
+        return self.active
+
+    def get_id(self) -> str:
+        return str(self.id)
+
     @property
     def display_name(self) -> str:
         name = " ".join(p for p in (self.title, self.first_name, self.last_name) if p)

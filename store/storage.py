@@ -34,6 +34,7 @@ class Storage(Protocol):
     def delete_prefix(self, prefix: str) -> None: ...
     def local_path(self, key: str) -> Path | None: ...
     def read_bytes(self, key: str) -> bytes: ...
+    def version(self, key: str) -> str: ...
 
 
 class LocalStorage:
@@ -97,6 +98,14 @@ class LocalStorage:
 
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
+
+    def version(self, key: str) -> str:
+        """Changes whenever the object is rewritten (for ETags and caches); KeyError when missing."""
+        try:
+            st = self._path(key).stat()
+        except FileNotFoundError:
+            raise KeyError(key) from None
+        return f"{st.st_size:x}-{st.st_mtime_ns:x}"
 
 
 _storages: dict[str, Storage] = {}

@@ -1,0 +1,12 @@
+"""Flask side of the web app: sign-in state, file routes and the JSON API."""
+from __future__ import annotations
+
+import flask
+
+
+def register(server: flask.Flask) -> None:
+    from web import api, auth, files
+
+    auth.init_login(server)
+    server.register_blueprint(files.blueprint)
+    server.register_blueprint(api.blueprint)

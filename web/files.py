@@ -1,0 +1,194 @@
+"""File routes: every map as NIfTI, a component's decodings as CSV, a collection's maps as a streamed zip.
+
+Maps are full precision by default; ``?display=1`` gives the viewer's 8-bit encoding. Private data is 404 to
+anyone who may not see it (not 403: its existence is private too).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import threading
+import zipfile
+from collections import OrderedDict
+from collections.abc import Iterator
+
+import flask
+from sqlalchemy import select
+
+from pipeline.display import encode_for_display
+from pipeline.grid import GRID_AFFINE, underlay
+from pipeline.maps import load_map
+from store import queries
+from store.access import can_view
+from store.db import session_scope
+from store.models import Component, TermMap
+from store.storage import get_storage
+from web.auth import viewer
+
+blueprint = flask.Blueprint("files", __name__)
+
+NIFTI_GZ = "application/gzip"
+_display_cache: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+_display_lock = threading.Lock()
+DISPLAY_CACHE_ITEMS = 256
+
+
+def _display_bytes(key: str, version: str) -> bytes:
+    with _display_lock:
+        hit = _display_cache.get((key, version))
+        if hit is not None:
+            _display_cache.move_to_end((key, version))
+            return hit
+    data = encode_for_display(load_map(key), GRID_AFFINE)
+    with _display_lock:
+        _display_cache[(key, version)] = data
+        while len(_display_cache) > DISPLAY_CACHE_ITEMS:
+            _display_cache.popitem(last=False)
+    return data
+
+
+def _send_map(key: str, filename: str, public: bool) -> flask.Response:
+    storage = get_storage()
+    try:
+        version = storage.version(key)
+    except KeyError:
+        flask.abort(404)
+    display = flask.request.args.get("display") == "1"
+    etag = f"{version}-{'d' if display else 'f'}"
+    if display:
+        response = flask.Response(_display_bytes(key, version), mimetype=NIFTI_GZ)
+    else:
+        local = storage.local_path(key)
+        if local is not None:
+            response = flask.send_file(local, mimetype=NIFTI_GZ, conditional=True, etag=False,
+                                       download_name=filename, as_attachment=False)
+        else:  # pragma: no cover - object storage streams in chunks
+            fh = storage.open(key)
+            response = flask.Response(iter(lambda: fh.read(256 * 1024), b""), mimetype=NIFTI_GZ)
+            response.call_on_close(fh.close)
+    response.set_etag(etag)
+    response.headers["Content-Disposition"] = f'inline; filename="{filename}"'
+    response.headers["Cache-Control"] = "public, max-age=300" if public else "private, max-age=0, must-revalidate"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response.make_conditional(flask.request)
+
+
+_underlay_bytes: dict[str, bytes] = {}
+
+
+@blueprint.get("/files/underlay.nii.gz")
+def underlay_file():
+    if "u" not in _underlay_bytes:
+        _underlay_bytes["u"] = encode_for_display(underlay(), GRID_AFFINE)
+    response = flask.Response(_underlay_bytes["u"], mimetype=NIFTI_GZ)
+    response.headers["Cache-Control"] = "public, max-age=86400"
+    response.set_etag("underlay-v1")
+    return response.make_conditional(flask.request)
+
+
+@blueprint.get("/files/components/<uuid>.nii.gz")
+def component_file(uuid: str):
+    with session_scope() as session:
+        comp = queries.get_visible_component(session, viewer(), uuid)
+        if comp is None:
+            flask.abort(404)
+        key, public = comp.storage_key, comp.collection.visibility == "public"
+    return _send_map(key, f"component-{uuid}.nii.gz", public)
+
+
+@blueprint.get("/files/terms/<term>.nii.gz")
+def term_file(term: str):
+    with session_scope() as session:
+        t = queries.get_term(session, term)
+        if t is None:
+            flask.abort(404)
+        key = t.storage_key
+    return _send_map(key, f"term-{term}.nii.gz", True)
+
+
+@blueprint.get("/files/terms/<term>/mean.nii.gz")
+def term_mean_file(term: str):
+    with session_scope() as session:
+        t = queries.get_term(session, term)
+        tm = t and session.scalar(select(TermMap).where(TermMap.term_id == t.id, TermMap.movie_id.is_(None)))
+        if tm is None:
+            flask.abort(404)
+        key = tm.storage_key
+    return _send_map(key, f"{term}-all-movies-mean.nii.gz", True)
+
+
+@blueprint.get("/files/movies/<movie>/<term>.nii.gz")
+def merged_file(movie: str, term: str):
+    with session_scope() as session:
+        m = queries.get_visible_movie(session, viewer(), movie)
+        t = queries.get_term(session, term)
+        tm = m and t and session.scalar(select(TermMap).where(TermMap.term_id == t.id, TermMap.movie_id == m.id))
+        if tm is None:
+            flask.abort(404)
+        key = tm.storage_key
+    return _send_map(key, f"{movie}-{term}-merged.nii.gz", True)
+
+
+@blueprint.get("/components/<uuid>/decodings.csv")
+def decodings_csv(uuid: str):
+    with session_scope() as session:
+        comp = queries.get_visible_component(session, viewer(), uuid)
+        if comp is None:
+            flask.abort(404)
+        rows = queries.full_decoding_profile(session, comp)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["rank", "term", "r"])
+    for row in rows:
+        writer.writerow([row["rank"], row["term"], f"{row['r']:.6f}"])
+    response = flask.Response(buf.getvalue(), mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="component-{uuid}-decodings.csv"'
+    return response
+
+
+class _ZipStream(io.RawIOBase):
+    """A write-only, non-seekable sink whose written bytes are drained chunk by chunk."""
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:
+        self._chunks.append(bytes(b))
+        return len(b)
+
+    def drain(self) -> bytes:
+        out, self._chunks = b"".join(self._chunks), []
+        return out
+
+
+def _zip_members(members: list[tuple[str, str]]) -> Iterator[bytes]:
+    storage = get_storage()
+    sink = _ZipStream()
+    with zipfile.ZipFile(sink, mode="w", compression=zipfile.ZIP_STORED) as zf:
+        for arcname, key in members:
+            with storage.open(key) as src, zf.open(arcname, mode="w", force_zip64=True) as dst:
+                for chunk in iter(lambda: src.read(1024 * 1024), b""):
+                    dst.write(chunk)
+                    yield sink.drain()
+        yield sink.drain()
+    yield sink.drain()
+
+
+@blueprint.get("/collections/<slug>/maps.zip")
+def collection_zip(slug: str):
+    with session_scope() as session:
+        collection = queries.get_visible_collection(session, viewer(), slug)
+        if collection is None or not can_view(viewer(), collection):
+            flask.abort(404)
+        members = [(f"{slug}/{c.source_file.replace('/', '_')}_vol{c.volume_index + 1:03d}_{c.uuid[:8]}.nii.gz",
+                    c.storage_key)
+                   for c in session.scalars(select(Component).where(Component.collection_id == collection.id)
+                                            .order_by(Component.source_file, Component.volume_index))]
+    if not members:
+        flask.abort(404)
+    response = flask.Response(flask.stream_with_context(_zip_members(members)), mimetype="application/zip")
+    response.headers["Content-Disposition"] = f'attachment; filename="{slug}-maps.zip"'
+    return response
