@@ -17,7 +17,12 @@ import web
 from dashboard.background import make_background_manager, make_celery
 from dashboard.layout import shell
 from dashboard.viewer import register_viewer_routes
+from pipeline.check import production_problems
 from store.config import get_settings
+
+_problems = production_problems()
+if _problems:  # refuse to serve (or to work) with an unsafe production configuration
+    raise SystemExit("INcDb refuses to start in production:\n- " + "\n- ".join(_problems))
 
 celery_app = make_celery()
 server = flask.Flask(__name__)

@@ -205,6 +205,22 @@ def cmd_user_create(args) -> None:
         print(f"created {user.role} {user.email}")
 
 
+def cmd_check(args) -> None:
+    from pipeline.check import check_all, production_problems
+
+    parts = check_all()
+    width = max(len(p.name) for p in parts)
+    for p in parts:
+        print(f"{'ok ' if p.ok else 'FAIL'} {p.name:<{width}}  {p.value}" + (f"  ({p.detail})" if p.detail else ""))
+    problems = production_problems()
+    for problem in problems:
+        print(f"refused: {problem}")
+    if problems:
+        raise RuntimeError(f"production configuration refused ({len(problems)} problem(s))")
+    if not all(p.ok for p in parts):
+        raise RuntimeError("some parts are not reachable")
+
+
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -217,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("init", help="create/upgrade the database; build the built-in reference if none is active")
     p.set_defaults(func=cmd_init)
+    p = sub.add_parser("check", help="show the database, broker, storage, merge backend and reference in use; "
+                                     "refuse an unsafe production configuration")
+    p.set_defaults(func=cmd_check)
     p = sub.add_parser("demo", help="load the synthetic demo data set (running it twice changes nothing)")
     p.set_defaults(func=cmd_demo)
 

@@ -62,7 +62,9 @@ def get_settings() -> Settings:
     data_dir = _data_dir()
     database_url = _normalise_database_url(os.environ.get("INCDB_DATABASE_URL") or _sqlite_url(data_dir))
     broker = os.environ.get("INCDB_BROKER_URL") or None
-    backend = os.environ.get("INCDB_RESULT_BACKEND") or broker
+    env = (os.environ.get("INCDB_ENV") or "development").lower()
+    # Outside production the broker doubles as result backend; production must name one (checked at start).
+    backend = os.environ.get("INCDB_RESULT_BACKEND") or (broker if env != "production" else None)
     storage = os.environ.get("INCDB_STORAGE_URL") or (data_dir / "files").as_uri()
     merge_backend = (os.environ.get("INCDB_MERGE_BACKEND") or "auto").lower()
     if merge_backend not in {"auto", "afni", "numpy"}:
@@ -76,7 +78,7 @@ def get_settings() -> Settings:
         storage_url=storage,
         merge_backend=merge_backend,
         max_upload_bytes=max_upload,
-        env=(os.environ.get("INCDB_ENV") or "development").lower(),
+        env=env,
     )
 
 

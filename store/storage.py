@@ -108,6 +108,93 @@ class LocalStorage:
         return f"{st.st_size:x}-{st.st_mtime_ns:x}"
 
 
+class S3Storage:
+    """S3-compatible object storage (``s3://bucket/prefix``).
+
+    A single PUT (or a completed multipart upload) replaces an object atomically, so readers never see a partial
+    object. Endpoint, credentials and region come from the usual variables (``AWS_ENDPOINT_URL`` or
+    ``INCDB_S3_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``).
+    """
+
+    def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None):
+        import boto3
+        from boto3.s3.transfer import TransferConfig
+
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self._client = boto3.client("s3", endpoint_url=endpoint_url)
+        self._transfer = TransferConfig(multipart_threshold=64 * 1024 * 1024, multipart_chunksize=64 * 1024 * 1024)
+
+    def _key(self, key: str) -> str:
+        check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def put_file(self, key: str, path: Path) -> None:
+        self._client.upload_file(str(path), self.bucket, self._key(key), Config=self._transfer)
+
+    def _missing(self, exc: Exception) -> bool:
+        code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+        return code in ("404", "NoSuchKey", "NotFound")
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return self._client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+        except Exception as exc:
+            if self._missing(exc):
+                raise KeyError(key) from None
+            raise
+
+    def read_bytes(self, key: str) -> bytes:
+        body = self.open(key)
+        try:
+            return body.read()
+        finally:
+            body.close()
+
+    def _head(self, key: str) -> dict:
+        try:
+            return self._client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception as exc:
+            if self._missing(exc):
+                raise KeyError(key) from None
+            raise
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._head(key)
+            return True
+        except KeyError:
+            return False
+
+    def size(self, key: str) -> int:
+        return int(self._head(key)["ContentLength"])
+
+    def version(self, key: str) -> str:
+        return self._head(key)["ETag"].strip('"')
+
+    def delete(self, key: str) -> None:
+        self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def delete_prefix(self, prefix: str) -> None:
+        full = self._key(prefix.rstrip("/")) + "/"
+        paginator = self._client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
+            objects = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if objects:
+                self._client.delete_objects(Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True})
+        self.delete(prefix.rstrip("/"))
+
+    def local_path(self, key: str) -> Path | None:
+        return None
+
+    def check(self) -> None:
+        """Raise if the bucket cannot be reached."""
+        self._client.head_bucket(Bucket=self.bucket)
+
+
 _storages: dict[str, Storage] = {}
 
 
@@ -119,6 +206,11 @@ def get_storage() -> Storage:
         parsed = urlparse(url)
         if parsed.scheme in ("", "file"):
             _storages[url] = LocalStorage(Path(unquote(parsed.path)))
+        elif parsed.scheme == "s3":
+            if not parsed.netloc:
+                raise ValueError("INCDB_STORAGE_URL must name a bucket: s3://bucket/prefix")
+            endpoint = os.environ.get("INCDB_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL") or None
+            _storages[url] = S3Storage(parsed.netloc, parsed.path, endpoint_url=endpoint)
         else:
-            raise ValueError(f"unsupported INCDB_STORAGE_URL scheme {parsed.scheme!r} (use a file:// path)")
+            raise ValueError(f"unsupported INCDB_STORAGE_URL scheme {parsed.scheme!r} (use file:// or s3://)")
     return _storages[url]

@@ -1,0 +1,83 @@
+"""`python -m pipeline check`: what it reports, and each production refusal."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, REDIS_URL, need_service, port_open
+
+
+def run_check(data_dir, **env):
+    full = {k: v for k, v in os.environ.items() if not k.startswith("INCDB_")}
+    full.update({"INCDB_DATA_DIR": str(data_dir)}, **env)
+    return subprocess.run([sys.executable, "-m", "pipeline", "check"], cwd=ROOT, env=full, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_check_reports_each_part(data_dir):
+    result = run_check(data_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    for name in ("database", "broker", "storage", "merge backend", "reference set"):
+        assert name in out
+    assert "built-in demo reference" in out and "auto -> numpy" in out and "diskcache" in out
+
+
+def test_check_fails_when_database_unreachable(tmp_path):
+    result = run_check(tmp_path, INCDB_DATABASE_URL="postgresql://nobody@127.0.0.1:1/none")
+    assert result.returncode == 1
+    assert "FAIL database" in result.stdout
+
+
+PROD = {"INCDB_ENV": "production", "INCDB_SECRET_KEY": "s" * 40}
+
+
+def test_production_refuses_missing_secret_key(data_dir):
+    env = dict(PROD)
+    del env["INCDB_SECRET_KEY"]
+    result = run_check(data_dir, **env)
+    assert result.returncode == 1 and "refused: INCDB_SECRET_KEY" in result.stdout
+
+
+def test_production_refuses_sqlite_with_several_workers(data_dir):
+    result = run_check(data_dir, WEB_CONCURRENCY="3", **PROD)
+    assert result.returncode == 1 and "refused: SQLite with several processes" in result.stdout
+
+
+def test_production_refuses_broker_without_result_backend(data_dir, postgres_url):
+    need_service(port_open("127.0.0.1", 6379), "Redis on 127.0.0.1:6379")
+    result = run_check(data_dir, INCDB_DATABASE_URL=postgres_url, INCDB_BROKER_URL=f"{REDIS_URL}/11", **PROD)
+    assert "refused: INCDB_BROKER_URL is set but INCDB_RESULT_BACKEND is not" in result.stdout
+    assert result.returncode == 1
+    # With a result backend the same configuration is accepted (database still empty, so init first).
+    ok_env = dict(INCDB_DATABASE_URL=postgres_url, INCDB_BROKER_URL=f"{REDIS_URL}/11",
+                  INCDB_RESULT_BACKEND=f"{REDIS_URL}/12", **PROD)
+    full = {k: v for k, v in os.environ.items() if not k.startswith("INCDB_")}
+    full.update({"INCDB_DATA_DIR": str(data_dir)}, **ok_env)
+    init = subprocess.run([sys.executable, "-m", "pipeline", "init"], cwd=ROOT, env=full, capture_output=True,
+                          text=True, timeout=300)
+    assert init.returncode == 0, init.stderr
+    result = run_check(data_dir, **ok_env)
+    assert "refused" not in result.stdout and result.returncode == 0, result.stdout
+
+
+def test_production_web_app_refuses_to_start(data_dir):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INCDB_")}
+    env.update(INCDB_DATA_DIR=str(data_dir), INCDB_ENV="production")
+    result = subprocess.run([sys.executable, "-c", "import app"], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode != 0
+    assert "refuses to start in production" in result.stderr
+
+
+@pytest.mark.parametrize("url", ["sqlite:///relative/incdb.sqlite3"])
+def test_relative_sqlite_url_is_made_absolute(url, tmp_path, monkeypatch):
+    from store.config import get_settings, reset_settings
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("INCDB_DATABASE_URL", url)
+    reset_settings()
+    assert get_settings().database_url == f"sqlite:///{tmp_path / 'relative' / 'incdb.sqlite3'}"
