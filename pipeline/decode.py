@@ -17,7 +17,7 @@ import numpy as np
 
 from pipeline.grid import GRID_SHAPE, mask_flat_indices
 
-BATCH = 64
+BATCH = 256  # components per GEMM: few passes over the reference, ~240 MB of batch
 
 
 def normalise_rows(x: np.ndarray) -> np.ndarray:
