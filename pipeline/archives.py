@@ -67,8 +67,10 @@ def _safe_member_name(archive: str, name: str) -> str:
 
 
 def iter_niftis(path: Path, display_name: str, workdir: Path, warnings: list[str],
-                max_members: int = MAX_MEMBERS, max_bytes: int = MAX_EXTRACTED_BYTES) -> Iterator[Member]:
+                max_members: int | None = None, max_bytes: int | None = None) -> Iterator[Member]:
     """Yield the NIfTI files of an upload (itself, or the members of an archive extracted into workdir)."""
+    max_members = MAX_MEMBERS if max_members is None else max_members
+    max_bytes = MAX_EXTRACTED_BYTES if max_bytes is None else max_bytes
     kind = file_kind(display_name)
     if kind == "nifti":
         yield Member(display_name, path)
@@ -82,13 +84,14 @@ def iter_niftis(path: Path, display_name: str, workdir: Path, warnings: list[str
     yield from members
 
 
-def _plan(display_name: str, names: list[str], warnings: list[str], max_members: int) -> dict[str, str]:
-    """Member name -> safe relative output name, for the NIfTI members only."""
+def _plan(display_name: str, names: list[str], warnings: list[str], max_members: int) -> dict[int, str]:
+    """Position in ``names`` -> safe relative output name, for the NIfTI members only. Keyed by position, not
+    name: an archive can hold two members with the same name, and only the first of them is kept."""
     if len(names) > max_members:
         raise ArchiveError(f"{display_name}: {len(names)} files in the archive, more than {max_members}")
-    chosen: dict[str, str] = {}
+    chosen: dict[int, str] = {}
     seen: set[str] = set()
-    for name in names:
+    for position, name in enumerate(names):
         safe = _safe_member_name(display_name, name)
         if _ignored(safe):
             continue
@@ -99,11 +102,11 @@ def _plan(display_name: str, names: list[str], warnings: list[str], max_members:
             warnings.append(f"{display_name}: skipped a second file named {safe}")
             continue
         seen.add(safe)
-        chosen[name] = safe
+        chosen[position] = safe
     return chosen
 
 
-def _copy_limited(src, dest: Path, budget: list[int], display_name: str) -> None:
+def _copy_limited(src, dest: Path, budget: list[int], display_name: str, limit: int) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     with open(dest, "wb") as out:
         while True:
@@ -113,7 +116,7 @@ def _copy_limited(src, dest: Path, budget: list[int], display_name: str) -> None
             budget[0] -= len(chunk)
             if budget[0] < 0:
                 raise ArchiveError(f"{display_name}: the archive unpacks to more than the allowed size "
-                                   f"({MAX_EXTRACTED_BYTES // 1024**3} GiB); refusing it")
+                                   f"({_size(limit)}); refusing it")
             out.write(chunk)
 
 
@@ -136,19 +139,20 @@ def _zip_members(path, display_name, workdir, warnings, max_members, max_bytes) 
                 raise ArchiveError(f"{display_name}: member {info.filename!r} is a link or device; refusing "
                                    "the archive")
         plan = _plan(display_name, [i.filename for i in infos], warnings, max_members)
-        declared = sum(i.file_size for i in infos if i.filename in plan)
+        chosen = [(infos[position], safe) for position, safe in plan.items()]
+        declared = sum(info.file_size for info, _ in chosen)
         if declared > max_bytes:
-            raise ArchiveError(f"{display_name}: the archive unpacks to {declared / 1024**3:.1f} GiB, more than "
-                               f"allowed; refusing it")
+            raise ArchiveError(f"{display_name}: the archive unpacks to {_size(declared)}, more than "
+                               f"allowed ({_size(max_bytes)}); refusing it")
         budget = [max_bytes]
-        for index, info in enumerate(i for i in infos if i.filename in plan):
-            dest = _out_path(workdir, index, plan[info.filename])
+        for index, (info, safe) in enumerate(chosen):
+            dest = _out_path(workdir, index, safe)
             try:
                 with zf.open(info) as src:
-                    _copy_limited(src, dest, budget, display_name)
+                    _copy_limited(src, dest, budget, display_name, max_bytes)
             except (zipfile.BadZipFile, OSError, EOFError) as exc:
-                raise ArchiveError(f"{display_name}: member {plan[info.filename]} is corrupt ({exc})") from None
-            yield Member(f"{display_name}/{plan[info.filename]}", dest)
+                raise ArchiveError(f"{display_name}: member {safe} is corrupt ({exc})") from None
+            yield Member(f"{display_name}/{safe}", dest)
 
 
 def _tar_members(path, display_name, workdir, warnings, max_members, max_bytes) -> Iterator[Member]:
@@ -172,20 +176,30 @@ def _tar_members(path, display_name, workdir, warnings, max_members, max_bytes) 
                                    "the archive")
             files.append(info)
         plan = _plan(display_name, [i.name for i in files], warnings, max_members)
-        if sum(i.size for i in files if i.name in plan) > max_bytes:
-            raise ArchiveError(f"{display_name}: the archive unpacks to more than allowed; refusing it")
+        chosen = [(files[position], safe) for position, safe in plan.items()]
+        declared = sum(info.size for info, _ in chosen)
+        if declared > max_bytes:
+            raise ArchiveError(f"{display_name}: the archive unpacks to {_size(declared)}, more than "
+                               f"allowed ({_size(max_bytes)}); refusing it")
         budget = [max_bytes]
-        for index, info in enumerate(i for i in files if i.name in plan):
-            dest = _out_path(workdir, index, plan[info.name])
+        for index, (info, safe) in enumerate(chosen):
+            dest = _out_path(workdir, index, safe)
             try:
                 src = tf.extractfile(info)
                 if src is None:
                     continue
                 with src:
-                    _copy_limited(src, dest, budget, display_name)
+                    _copy_limited(src, dest, budget, display_name, max_bytes)
             except (tarfile.TarError, OSError, EOFError) as exc:
-                raise ArchiveError(f"{display_name}: member {plan[info.name]} is corrupt ({exc})") from None
-            yield Member(f"{display_name}/{plan[info.name]}", dest)
+                raise ArchiveError(f"{display_name}: member {safe} is corrupt ({exc})") from None
+            yield Member(f"{display_name}/{safe}", dest)
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
 
 
 def remove_tree(path: Path) -> None:

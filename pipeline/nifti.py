@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import zlib
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ class CheckedImage:
     """A NIfTI whose header passed the checks; data not read yet."""
 
     path: Path
+    name: str  # what the curator calls the file, for messages
     image: nib.Nifti1Image
     shape: tuple[int, ...]
     n_volumes: int
@@ -47,7 +49,7 @@ class CheckedImage:
         try:
             data = np.asanyarray(self.image.dataobj).astype(np.float32, copy=False)
         except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError) as exc:
-            raise NiftiError(f"{self.path.name}: the file is truncated or corrupt ({exc})") from None
+            raise NiftiError(f"{self.name}: the file is truncated or corrupt ({exc})") from None
         if data.ndim == 3:
             data = data[..., np.newaxis]
         data = data.reshape(self.shape[:3] + (self.n_volumes,))
@@ -78,7 +80,9 @@ def check_nifti(path: str | os.PathLike, display_name: str | None = None) -> Che
     try:
         img = nib.load(str(path))
     except Exception as exc:  # nibabel raises many types for bad headers
-        raise NiftiError(f"{name}: not a readable NIfTI file ({_short(exc)})") from None
+        # nibabel's messages name our temporary path; the curator knows the file by its own name.
+        reason = _short(exc).replace(str(path), name)
+        raise NiftiError(f"{name}: not a readable NIfTI file ({reason})") from None
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise NiftiError(f"{name}: is a {type(img).__name__}, not NIfTI-1/NIfTI-2")
     header = img.header
@@ -101,18 +105,36 @@ def check_nifti(path: str | os.PathLike, display_name: str | None = None) -> Che
     if nbytes > MAX_DATA_BYTES:
         raise NiftiError(f"{name}: the header claims {nbytes / 1024**3:.1f} GiB of data, more than accepted")
     if not gzipped:
-        offset = int(header.get("vox_offset", 352)) if "vox_offset" in header else 352
+        # nibabel resets vox_offset to 0 in a loaded image's header; the array proxy keeps the file's offset.
+        offset = int(getattr(img.dataobj, "offset", 352))
         if offset + nbytes > size:
             raise NiftiError(f"{name}: the header claims {offset + nbytes} bytes but the file has {size} "
                              "(truncated?)")
+    _check_raw_voxel_size(path, name, gzipped)
     affine = img.affine
     if affine is None or not np.all(np.isfinite(affine)):
         raise NiftiError(f"{name}: the affine (voxel-to-world transform) is missing or not finite")
     zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
     if abs(np.linalg.det(affine[:3, :3])) < 1e-6 or np.any(zooms < MIN_VOXEL_MM) or np.any(zooms > MAX_VOXEL_MM):
         raise NiftiError(f"{name}: voxel size {np.round(zooms, 3).tolist()} mm is not plausible for a brain map")
-    return CheckedImage(path=path, image=img, shape=shape, n_volumes=n_volumes, affine=np.asarray(affine),
+    return CheckedImage(path=path, name=name, image=img, shape=shape, n_volumes=n_volumes, affine=np.asarray(affine),
                         dtype=dtype)
+
+
+def _check_raw_voxel_size(path: Path, name: str, gzipped: bool) -> None:
+    """Refuse zero/negative voxel sizes when no sform defines the grid. nibabel's loader silently turns them into
+    1 mm, and a map placed on a guessed grid would decode as plausible-looking garbage."""
+    try:
+        with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as fh:
+            raw = fh.read(348)
+        if len(raw) < 348 or raw[344:347] not in (b"n+1", b"ni1"):
+            return  # NIfTI-2 or not NIfTI-1: nibabel's own checks apply
+        hdr = nib.Nifti1Header.from_fileobj(io.BytesIO(raw), check=False)
+    except (OSError, EOFError, zlib.error, ValueError):
+        return  # unreadable headers are reported by nib.load with its reason
+    pixdim = np.asarray(hdr["pixdim"][1:4], dtype=float)
+    if int(hdr["sform_code"]) == 0 and (not np.all(np.isfinite(pixdim)) or np.any(pixdim <= 0)):
+        raise NiftiError(f"{name}: the header's voxel size {pixdim.tolist()} mm is zero, negative or missing")
 
 
 def _dtype_name(header) -> str:
