@@ -51,6 +51,12 @@ server.config.update(
 app.layout = shell
 
 
+@app.callback(dash.Output("noop-out", "data"), dash.Input("noop-in", "data"), prevent_initial_call=True)
+def _noop(value):
+    """Does nothing: the baseline that bench/browse.py compares browse callbacks with."""
+    return value
+
+
 def prepare_embedded() -> None:
     """Create/upgrade the database and load the demo data when the database holds no collection."""
     from sqlalchemy import func, select

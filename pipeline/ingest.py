@@ -53,6 +53,9 @@ def update_job(job_id: int, **values) -> None:
     with session_scope() as session:
         job = session.get(Job, job_id)
         if job is not None:
+            if job.status == "cancelled":
+                # A curator cancelled it: a run that is still finishing must not report success or failure.
+                values.pop("status", None)
             for name, value in values.items():
                 setattr(job, name, value)
 
@@ -157,39 +160,54 @@ def _ingest_uploads(job_id: int, collection_id: int, uploads: list, result: Inge
 
 def _store_components(collection_id: int, reference_id: int, term_ids: list[int], rows: list[dict],
                       merge: bool = True) -> None:
-    """Replace the collection's components by ``rows`` in one transaction, then rebuild affected merged maps."""
+    """Replace the collection's components by ``rows`` in one transaction, then rebuild affected merged maps.
+
+    Files of removed components are deleted only after the commit, and files written for components that never
+    got their rows are deleted when the transaction fails, so rows and files always agree.
+    """
     now = _now()
-    with session_scope() as session:
-        old = session.scalars(select(Component).where(Component.collection_id == collection_id)).all()
-        affected = {c.best_term_id for c in old if c.best_term_id is not None}
-        keep_uuids = {r["uuid"] for r in rows}
-        for comp in old:
-            if comp.uuid not in keep_uuids:
-                get_storage().delete(comp.storage_key)
-                if comp.decodings_key:
-                    get_storage().delete(comp.decodings_key)
-                session.delete(comp)
-        session.flush()
-        by_uuid = {c.uuid: c for c in old if c.uuid in keep_uuids}
-        for row in rows:
-            r = row["r"]
-            order = np.argsort(-r, kind="stable")
-            comp = by_uuid.get(row["uuid"]) or Component(uuid=row["uuid"], collection_id=collection_id)
-            comp.upload_id = row["upload_id"]
-            comp.source_file = row["source_file"][:512]
-            comp.volume_index = row["volume_index"]
-            comp.storage_key = component_key(row["uuid"])
-            comp.decodings_key = decodings_key(row["uuid"])
-            comp.best_term_id = term_ids[order[0]]
-            comp.best_r = float(r[order[0]])
-            comp.qc_warnings = row["qc"]
-            comp.decoded_at = now
-            session.add(comp)
+    storage = get_storage()
+    old_uuids: set[str] = set()
+    removed_keys: list[str] = []
+    try:
+        with session_scope() as session:
+            old = session.scalars(select(Component).where(Component.collection_id == collection_id)).all()
+            old_uuids = {c.uuid for c in old}
+            affected = {c.best_term_id for c in old if c.best_term_id is not None}
+            keep_uuids = {r["uuid"] for r in rows}
+            for comp in old:
+                if comp.uuid not in keep_uuids:
+                    removed_keys += [k for k in (comp.storage_key, comp.decodings_key) if k]
+                    session.delete(comp)
             session.flush()
-            session.execute(delete(Decoding).where(Decoding.component_id == comp.id))
-            session.add_all(Decoding(component_id=comp.id, term_id=term_ids[i], r=float(r[i]), rank=rank + 1)
-                            for rank, i in enumerate(order[:TOP_DECODINGS]))
-            affected.add(comp.best_term_id)
-        session.flush()
-        if merge:
+            by_uuid = {c.uuid: c for c in old if c.uuid in keep_uuids}
+            for row in rows:
+                r = row["r"]
+                order = np.argsort(-r, kind="stable")
+                comp = by_uuid.get(row["uuid"]) or Component(uuid=row["uuid"], collection_id=collection_id)
+                comp.upload_id = row["upload_id"]
+                comp.source_file = row["source_file"][:512]
+                comp.volume_index = row["volume_index"]
+                comp.storage_key = component_key(row["uuid"])
+                comp.decodings_key = decodings_key(row["uuid"])
+                comp.best_term_id = term_ids[order[0]]
+                comp.best_r = float(r[order[0]])
+                comp.qc_warnings = row["qc"]
+                comp.decoded_at = now
+                session.add(comp)
+                session.flush()
+                session.execute(delete(Decoding).where(Decoding.component_id == comp.id))
+                session.add_all(Decoding(component_id=comp.id, term_id=term_ids[i], r=float(r[i]), rank=rank + 1)
+                                for rank, i in enumerate(order[:TOP_DECODINGS]))
+                affected.add(comp.best_term_id)
+    except BaseException:
+        for row in rows:
+            if row["uuid"] not in old_uuids:
+                storage.delete(component_key(row["uuid"]))
+                storage.delete(decodings_key(row["uuid"]))
+        raise
+    for key in removed_keys:
+        storage.delete(key)
+    if merge:
+        with session_scope() as session:
             rebuild_term_maps(session, session.get(ReferenceSet, reference_id), affected)

@@ -35,14 +35,16 @@ def term_key(reference_id: int, term_slug: str) -> str:
     return f"reference/{reference_id}/terms/{term_slug}.nii.gz"
 
 
-def termmap_key(reference_id: int, term_slug: str, movie_slug: str | None) -> str:
+def termmap_key(reference_id: int, term_slug: str, movie_slug: str | None, digest: str) -> str:
+    """Key of a merged map; ``digest`` identifies the merged components (see pipeline.termmaps)."""
     scope = f"movies/{movie_slug}" if movie_slug else "all-movies"
-    return f"termmaps/{reference_id}/{scope}/{term_slug}.nii.gz"
+    return f"termmaps/{reference_id}/{scope}/{term_slug}-{digest}.nii.gz"
 
 
 def nifti_bytes(img: nib.Nifti1Image) -> bytes:
-    """Gzipped NIfTI-1 bytes of an image."""
-    return _gzip.compress(img.to_bytes(), _LEVEL)
+    """Gzipped NIfTI-1 bytes of an image. The gzip header's mtime is fixed at 0, so the same map always gives the
+    same bytes (a re-run job rewrites byte-identical files)."""
+    return _gzip.compress(img.to_bytes(), _LEVEL, mtime=0)
 
 
 def save_map(key: str, data: np.ndarray) -> None:

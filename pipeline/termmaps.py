@@ -2,16 +2,22 @@
 
 A merge always rebuilds the whole map from the components that are decoded to the term right now, so running it
 again is harmless. Only components of public collections are merged: a merged map is shown to everyone.
+
+A merged map's storage key carries a digest of the components it merges. A TermMap row therefore always points at
+a complete file that matches its component count: the new file is written under a new key, the row switches to it
+in the transaction, and the old file is deleted only after the commit (or the new one after a rollback). An
+unchanged map is not merged again.
 """
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from collections import defaultdict
 from collections.abc import Iterable
 from contextlib import ExitStack
 from pathlib import Path
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, event, select
 from sqlalchemy.orm import Session
 
 from pipeline.maps import local_copy, termmap_key
@@ -28,6 +34,22 @@ def _merge_to_storage(keys: list[str], out_key: str, backend: str) -> None:
         get_storage().put_file(out_key, out)
 
 
+def _after_transaction(session: Session, on_commit: list[str], on_rollback: list[str]) -> None:
+    """Delete storage objects once the transaction's outcome is known."""
+    storage = get_storage()
+
+    def committed(_session) -> None:
+        for key in on_commit:
+            storage.delete(key)
+
+    def rolled_back(_session) -> None:
+        for key in on_rollback:
+            storage.delete(key)
+
+    event.listen(session, "after_commit", committed, once=True)
+    event.listen(session, "after_soft_rollback", rolled_back, once=True)
+
+
 def rebuild_term_maps(session: Session, reference: ReferenceSet, term_ids: Iterable[int] | None = None,
                       backend: str | None = None) -> int:
     """Rebuild the merged maps of the given terms (all terms of the reference when None). Returns maps written."""
@@ -35,7 +57,8 @@ def rebuild_term_maps(session: Session, reference: ReferenceSet, term_ids: Itera
     if term_ids is None:
         term_ids = session.scalars(select(Term.id).where(Term.reference_set_id == reference.id)).all()
     term_ids = sorted(set(term_ids))
-    written = 0
+    written: list[str] = []
+    stale: list[str] = []
     for term_id in term_ids:
         term = session.get(Term, term_id)
         if term is None or term.reference_set_id != reference.id:
@@ -53,24 +76,30 @@ def rebuild_term_maps(session: Session, reference: ReferenceSet, term_ids: Itera
         existing = {tm.movie_id: tm for tm in session.scalars(select(TermMap).where(TermMap.term_id == term_id))}
         for movie_id, tm in existing.items():
             if movie_id not in by_movie:
-                get_storage().delete(tm.storage_key)
+                stale.append(tm.storage_key)
                 session.delete(tm)
         for movie_id, keys in by_movie.items():
             movie_slug = session.get(Movie, movie_id).slug if movie_id is not None else None
-            out_key = termmap_key(reference.id, term.slug, movie_slug)
-            _merge_to_storage(keys, out_key, backend)
+            digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:12]
+            out_key = termmap_key(reference.id, term.slug, movie_slug, digest)
             tm = existing.get(movie_id)
+            if tm is not None and tm.storage_key == out_key and get_storage().exists(out_key):
+                continue  # same components as the stored map: nothing to merge
+            _merge_to_storage(keys, out_key, backend)
+            written.append(out_key)
             if tm is None:
                 tm = TermMap(movie_id=movie_id, term_id=term_id, reference_set_id=reference.id, storage_key=out_key)
                 session.add(tm)
+            elif tm.storage_key != out_key:
+                stale.append(tm.storage_key)
             tm.storage_key = out_key
             tm.n_components = len(keys)
-            written += 1
         session.flush()
-    return written
+    _after_transaction(session, stale, written)
+    return len(written)
 
 
 def drop_term_maps_of_other_references(session: Session, reference: ReferenceSet) -> None:
-    for tm in session.scalars(select(TermMap).where(TermMap.reference_set_id != reference.id)):
-        get_storage().delete(tm.storage_key)
+    stale = list(session.scalars(select(TermMap.storage_key).where(TermMap.reference_set_id != reference.id)))
     session.execute(delete(TermMap).where(TermMap.reference_set_id != reference.id))
+    _after_transaction(session, stale, [])
