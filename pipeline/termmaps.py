@@ -42,7 +42,7 @@ def _after_transaction(session: Session, on_commit: list[str], on_rollback: list
         for key in on_commit:
             storage.delete(key)
 
-    def rolled_back(_session) -> None:
+    def rolled_back(_session, _previous_transaction) -> None:
         for key in on_rollback:
             storage.delete(key)
 
@@ -59,6 +59,8 @@ def rebuild_term_maps(session: Session, reference: ReferenceSet, term_ids: Itera
     term_ids = sorted(set(term_ids))
     written: list[str] = []
     stale: list[str] = []
+    # Registered first: the lists fill as the loop goes, and a failure midway must still clean up after itself.
+    _after_transaction(session, stale, written)
     for term_id in term_ids:
         term = session.get(Term, term_id)
         if term is None or term.reference_set_id != reference.id:
@@ -85,8 +87,8 @@ def rebuild_term_maps(session: Session, reference: ReferenceSet, term_ids: Itera
             tm = existing.get(movie_id)
             if tm is not None and tm.storage_key == out_key and get_storage().exists(out_key):
                 continue  # same components as the stored map: nothing to merge
-            _merge_to_storage(keys, out_key, backend)
             written.append(out_key)
+            _merge_to_storage(keys, out_key, backend)
             if tm is None:
                 tm = TermMap(movie_id=movie_id, term_id=term_id, reference_set_id=reference.id, storage_key=out_key)
                 session.add(tm)
@@ -95,7 +97,6 @@ def rebuild_term_maps(session: Session, reference: ReferenceSet, term_ids: Itera
             tm.storage_key = out_key
             tm.n_components = len(keys)
         session.flush()
-    _after_transaction(session, stale, written)
     return len(written)
 
 
