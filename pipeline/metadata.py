@@ -4,6 +4,7 @@ One definition serves validation, the form and the pages that display a collecti
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,6 +116,8 @@ def _coerce(f: Field, value: Any) -> Any:
         number = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"must be a number{unit}") from None
+    if not math.isfinite(number):  # "nan" parses as a float, passes every range check and is not valid JSON
+        raise ValueError(f"must be a number{unit}")
     if f.kind == "integer":
         if number != int(number):
             raise ValueError("must be a whole number")

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from contextlib import ExitStack
 from pathlib import Path
 
-from sqlalchemy import delete, event, select
+from sqlalchemy import delete, event, select, text
 from sqlalchemy.orm import Session
 
 from pipeline.maps import local_copy, termmap_key
@@ -50,10 +50,28 @@ def _after_transaction(session: Session, on_commit: list[str], on_rollback: list
     event.listen(session, "after_soft_rollback", rolled_back, once=True)
 
 
+MERGE_LOCK_ID = 7_240_117  # any constant: names the advisory lock that serialises merged-map rebuilds
+
+
+def _lock_merges(session: Session) -> None:
+    """Serialise rebuilds across processes until this transaction ends.
+
+    Without it, two workers finishing two collections at once can each merge the components they saw, and the
+    one that read earlier could commit last, leaving a map without the other collection's components.
+    PostgreSQL: a transaction-scoped advisory lock. SQLite: take the database write lock now (a no-op UPDATE),
+    before the reads below, so they see every committed component.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MERGE_LOCK_ID})
+    else:
+        session.execute(text("UPDATE reference_sets SET active = active WHERE 1 = 0"))
+
+
 def rebuild_term_maps(session: Session, reference: ReferenceSet, term_ids: Iterable[int] | None = None,
                       backend: str | None = None) -> int:
     """Rebuild the merged maps of the given terms (all terms of the reference when None). Returns maps written."""
     backend = resolve_backend(backend)
+    _lock_merges(session)
     if term_ids is None:
         term_ids = session.scalars(select(Term.id).where(Term.reference_set_id == reference.id)).all()
     term_ids = sorted(set(term_ids))

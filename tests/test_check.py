@@ -5,8 +5,6 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from tests.conftest import ROOT, REDIS_URL, need_service, port_open
 
 
@@ -73,11 +71,14 @@ def test_production_web_app_refuses_to_start(data_dir):
     assert "refuses to start in production" in result.stderr
 
 
-@pytest.mark.parametrize("url", ["sqlite:///relative/incdb.sqlite3"])
-def test_relative_sqlite_url_is_made_absolute(url, tmp_path, monkeypatch):
+def test_relative_sqlite_url_is_the_same_from_any_working_directory(tmp_path, monkeypatch):
+    """The original INcDb's bug: a relative sqlite:/// URL gave the worker another file ("no such table")."""
     from store.config import get_settings, reset_settings
 
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("INCDB_DATABASE_URL", url)
-    reset_settings()
-    assert get_settings().database_url == f"sqlite:///{tmp_path / 'relative' / 'incdb.sqlite3'}"
+    monkeypatch.setenv("INCDB_DATABASE_URL", "sqlite:///relative/incdb.sqlite3")
+    urls = []
+    for cwd in (tmp_path, ROOT / "tests"):
+        monkeypatch.chdir(cwd)
+        reset_settings()
+        urls.append(get_settings().database_url)
+    assert urls[0] == urls[1] == f"sqlite:///{ROOT / 'relative' / 'incdb.sqlite3'}"
