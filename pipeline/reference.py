@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from pipeline.decode import open_reference_matrix, write_reference_matrix
@@ -18,6 +18,7 @@ from pipeline.maps import load_map, save_map, term_key
 from pipeline.nifti import check_nifti, is_nifti_name, resample_to_grid
 from store.config import get_settings
 from store.models import ReferenceSet, Term, slugify
+from store.storage import get_storage
 
 BUILTIN_NAME = "built-in demo reference"
 BUILTIN_DESCRIPTION = (
@@ -95,6 +96,14 @@ def create_reference_set(
                              voxel_count=int(brain_mask().sum()))
     session.add(reference)
     session.flush()
+    ref_id, ref_matrix = reference.id, matrix_path(reference)
+
+    def _discard_files(_session, _previous_transaction) -> None:
+        # A refused or rolled-back set leaves no term maps or matrix behind (its id may be handed out again).
+        get_storage().delete_prefix(f"reference/{ref_id}")
+        ref_matrix.unlink(missing_ok=True)
+
+    event.listen(session, "after_soft_rollback", _discard_files, once=True)
     names: list[str] = []
     seen: set[str] = set()
     for term_name, data in term_maps:

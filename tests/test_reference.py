@@ -175,3 +175,19 @@ def test_only_one_set_is_active(data_dir):
     with session_scope() as session:
         assert [a.name for a in session.scalars(select(ReferenceSet).where(ReferenceSet.active.is_(True)))] == \
             [BUILTIN_NAME]
+
+
+def test_refused_reference_set_leaves_no_files(data_dir):
+    import numpy as np
+
+    from pipeline.grid import GRID_SHAPE
+    from pipeline.reference import create_reference_set
+    from store.db import session_scope
+
+    before = {p for p in (data_dir / "files").rglob("*") if p.is_file()}
+    maps = [("pain", np.ones(GRID_SHAPE, np.float32)), ("Pain", np.zeros(GRID_SHAPE, np.float32))]
+    with pytest.raises(ValueError, match="both named"):
+        with session_scope() as session:
+            create_reference_set(session, "dup terms", "nifti-folder", iter(maps))
+    after = {p for p in (data_dir / "files").rglob("*") if p.is_file()}
+    assert after == before
