@@ -20,14 +20,21 @@ from pipeline.grid import GRID_SHAPE, mask_flat_indices
 BATCH = 256  # components per GEMM: few passes over the reference, ~240 MB of batch
 
 
-def normalise_rows(x: np.ndarray) -> np.ndarray:
-    """Centre and unit-normalise each row (float64 accumulation, float32 result). Zero-variance rows -> 0."""
-    x = np.asarray(x, dtype=np.float64)
-    x = x - x.mean(axis=1, keepdims=True)
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(norm > 0, x / norm, 0.0)
-    return out.astype(np.float32)
+def normalise_rows(x: np.ndarray, chunk: int = 8) -> np.ndarray:
+    """Centre and unit-normalise each row (float64 arithmetic, float32 result). Zero-variance rows -> 0.
+
+    Works on a few rows at a time so the float64 copy stays in cache-sized pieces instead of a second full array.
+    """
+    x = np.asarray(x)
+    out = np.empty(x.shape, dtype=np.float32)
+    for start in range(0, len(x), chunk):
+        block = x[start:start + chunk].astype(np.float64)
+        block -= block.mean(axis=1, keepdims=True)
+        norm = np.sqrt(np.einsum("ij,ij->i", block, block))[:, np.newaxis]
+        np.divide(block, norm, out=block, where=norm > 0)
+        block[(norm == 0)[:, 0]] = 0.0
+        out[start:start + chunk] = block
+    return out
 
 
 def masked(maps: np.ndarray) -> np.ndarray:
