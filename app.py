@@ -10,13 +10,13 @@ import logging
 import os
 
 import dash
-import dash_bootstrap_components as dbc
 import flask
 
 import web
 from dashboard.background import make_background_manager, make_celery
 from dashboard.layout import shell
-from dashboard.viewer import register_viewer_routes
+from dashboard.theme import register_theme_route
+from dashboard.viewer import register_viewer_callbacks, register_viewer_routes
 from pipeline.check import production_problems
 from store.config import get_settings
 
@@ -27,6 +27,7 @@ if _problems:  # refuse to serve (or to work) with an unsafe production configur
 celery_app = make_celery()
 server = flask.Flask(__name__)
 NIIVUE_URL = register_viewer_routes(server)
+THEME_URL = register_theme_route(server)
 web.register(server)
 
 app = dash.Dash(
@@ -35,7 +36,7 @@ app = dash.Dash(
     use_pages=True,
     external_scripts=[NIIVUE_URL],
     pages_folder="dashboard/pages",
-    external_stylesheets=[dbc.themes.FLATLY],
+    external_stylesheets=[THEME_URL],
     background_callback_manager=make_background_manager(celery_app),
     suppress_callback_exceptions=True,
     title="INcDb",
@@ -49,6 +50,7 @@ server.config.update(
     MAX_CONTENT_LENGTH=None,  # uploads are streamed and capped by the upload endpoint itself
 )
 app.layout = shell
+register_viewer_callbacks(app)
 
 
 @app.callback(dash.Output("noop-out", "data"), dash.Input("noop-in", "data"), prevent_initial_call=True)

@@ -358,25 +358,28 @@ def register_viewer_routes(server: flask.Flask) -> str:
     return f"{NIIVUE_ROUTE}?v={nilearn.__version__}"
 
 
-def _register_callbacks() -> None:
-    """Clientside callbacks shared by every viewer (pattern-matching ids), registered once at import."""
+def register_viewer_callbacks(app: dash.Dash) -> None:
+    """Clientside callbacks shared by every viewer (pattern-matching ids), registered once on ``app``.
+
+    On the app rather than Dash's global list: the global list is handed to whichever app serves a request first,
+    so a second app in the same process (tests) would silently get none."""
     fn = lambda name: ClientsideFunction(namespace=_NAMESPACE, function_name=name)  # noqa: E731
 
-    dash.clientside_callback(
+    app.clientside_callback(
         fn("sync"),
         Output(_match("sync"), "data"),
         Input(_match("layers"), "data"),
         Input(_match("view"), "value"),
         State(_match("config"), "data"),
     )
-    dash.clientside_callback(
+    app.clientside_callback(
         fn("renderLayerList"),
         Output(_match("layer-list"), "children"),
         Input(_match("layers"), "data"),
         Input(_match("selected"), "data"),
         State(_match("config"), "data"),
     )
-    dash.clientside_callback(
+    app.clientside_callback(
         fn("layerAction"),
         Output(_match("layers"), "data", allow_duplicate=True),
         Output(_match("selected"), "data"),
@@ -385,7 +388,7 @@ def _register_callbacks() -> None:
         State(_match("selected"), "data"),
         prevent_initial_call=True,
     )
-    dash.clientside_callback(
+    app.clientside_callback(
         fn("controlsFromSelection"),
         Output(_match("colormap"), "value"),
         Output(_match("colormap-negative"), "value"),
@@ -413,7 +416,7 @@ def _register_callbacks() -> None:
         State(_match("layers"), "data"),
         State(_match("frame"), "value"),
     )
-    dash.clientside_callback(
+    app.clientside_callback(
         fn("controlsToLayers"),
         Output(_match("layers"), "data", allow_duplicate=True),
         Input(_match("colormap"), "value"),
@@ -426,7 +429,7 @@ def _register_callbacks() -> None:
         State(_match("selected"), "data"),
         prevent_initial_call=True,
     )
-    dash.clientside_callback(
+    app.clientside_callback(
         fn("gotoCoordinate"),
         Output(_match("goto-done"), "data"),
         Input(_match("goto"), "n_clicks"),
@@ -439,7 +442,7 @@ def _register_callbacks() -> None:
         State(_match("config"), "data"),
         prevent_initial_call=True,
     )
-    dash.clientside_callback(
+    app.clientside_callback(
         fn("renderReadout"),
         Output(_match("readout"), "children"),
         Output(_match("x"), "value"),
@@ -449,5 +452,3 @@ def _register_callbacks() -> None:
         prevent_initial_call=True,
     )
 
-
-_register_callbacks()

@@ -142,11 +142,14 @@ def term_detail(session: Session, user: Any, slug: str) -> dict[str, Any] | None
     }
 
 
-def _component_row(c: Component, collection: Collection, movie: Movie, term_name: str | None) -> dict[str, Any]:
+def _component_row(c: Component, collection: Collection, movie: Movie, term_name: str | None,
+                   term_slug: str | None = None) -> dict[str, Any]:
     return {"uuid": c.uuid, "source_file": c.source_file, "volume": c.volume_index + 1,
-            "best_term": term_name, "best_r": c.best_r, "qc_warnings": list(c.qc_warnings or []),
+            "best_term": term_name, "best_term_slug": term_slug, "best_r": c.best_r,
+            "qc_warnings": list(c.qc_warnings or []),
             "collection": collection.name, "collection_slug": collection.slug,
-            "movie": movie.title, "movie_slug": movie.slug, "is_demo": collection.is_demo}
+            "movie": movie.title, "movie_slug": movie.slug, "is_demo": collection.is_demo,
+            "visibility": collection.visibility}
 
 
 COMPONENT_SORTS = {"r": Component.best_r, "file": Component.source_file}
@@ -156,7 +159,7 @@ def list_components(session: Session, user: Any, term_slug: str | None = None, m
                     collection_slug: str | None = None, sort: str = "r", page: int = 1,
                     per_page: int = DEFAULT_PER_PAGE) -> Page:
     page, per_page = clamp_page(page, per_page)
-    stmt = (select(Component, Collection, Movie, Term.name)
+    stmt = (select(Component, Collection, Movie, Term.name, Term.slug)
             .join(Collection, Component.collection_id == Collection.id)
             .join(Movie, Collection.movie_id == Movie.id)
             .outerjoin(Term, Component.best_term_id == Term.id)
@@ -172,7 +175,7 @@ def list_components(session: Session, user: Any, term_slug: str | None = None, m
     else:
         stmt = stmt.order_by(Component.best_r.desc().nulls_last(), Component.uuid)
     rows, total = _paginate(session, stmt, page, per_page)
-    return Page([_component_row(c, col, m, t) for c, col, m, t in rows], page, per_page, total)
+    return Page([_component_row(c, col, m, t, ts) for c, col, m, t, ts in rows], page, per_page, total)
 
 
 MOVIE_SORTS = ("title", "newest", "components")
@@ -294,9 +297,10 @@ def full_decoding_profile(session: Session, comp: Component) -> list[dict[str, A
     terms = session.scalars(select(Term).where(Term.reference_set_id == ref_id).order_by(Term.column)).all()
     r = load_vector(comp.decodings_key) if comp.decodings_key else None
     if r is None or len(r) != len(terms):
-        return [{"term": d.term.name, "r": d.r, "rank": d.rank} for d in comp.decodings]
+        return [{"term": d.term.name, "slug": d.term.slug, "r": d.r, "rank": d.rank} for d in comp.decodings]
     order = np.argsort(-r, kind="stable")
-    return [{"term": terms[i].name, "r": float(r[i]), "rank": rank + 1} for rank, i in enumerate(order)]
+    return [{"term": terms[i].name, "slug": terms[i].slug, "r": float(r[i]), "rank": rank + 1}
+            for rank, i in enumerate(order)]
 
 
 def heatmap(session: Session, user: Any) -> dict[str, Any]:
@@ -336,6 +340,12 @@ def search(session: Session, user: Any, text: str, limit: int = 8) -> list[dict[
     out = [{"kind": "term", "label": n, "href": f"/terms/{s}"} for n, s in terms]
     out += [{"kind": "movie", "label": t, "href": f"/movies/{s}"} for t, s in movies]
     return out[:limit]
+
+
+def demo_collection_count(session: Session, user: Any) -> int:
+    """Visible collections holding synthetic demo data (the pages label them)."""
+    return session.scalar(select(func.count(Collection.id)).where(visible_collections(user),
+                                                                  Collection.is_demo.is_(True))) or 0
 
 
 def recent_movies(session: Session, user: Any, limit: int = 5) -> list[dict[str, Any]]:

@@ -51,7 +51,7 @@ def build_app():
     import flask
     from dash import Dash, Input, Output, html
 
-    from dashboard.viewer import LayerSpec, register_viewer_routes, viewer
+    from dashboard.viewer import LayerSpec, register_viewer_callbacks, register_viewer_routes, viewer
     from pipeline.display import encode_for_display
     from pipeline.grid import GRID_AFFINE, to_image, underlay
 
@@ -77,6 +77,8 @@ def build_app():
         external_scripts=[register_viewer_routes(server)],
         title="viewer test",
     )
+    register_viewer_callbacks(app)
+
     def layout_viewer():
         layers = [
             LayerSpec(url="/files/positive-display.nii.gz", name="Map A", download_url="/files/positive.nii.gz",

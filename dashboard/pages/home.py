@@ -1,41 +1,51 @@
-"""Home page."""
+"""Home: search, counts, newest movies, where to start, and the term x movie heatmap."""
 from __future__ import annotations
+
+from typing import Any
 
 import dash
 import dash_bootstrap_components as dbc
 from dash import html
-from sqlalchemy import func, select
 
-from store.db import session_scope
-from store.models import Collection, Component, Movie, ReferenceSet, Term
+from dashboard.components.charts import heatmap_figure, heatmap_links, heatmap_note, nav_graph
+from dashboard.components.common import demo_notice, empty_state, section, stat_card
+from dashboard.components.data import read
+from dashboard.components.home import recent_movie_list, start_guide
+from dashboard.components.search import search_box
+from store import queries
 
-dash.register_page(__name__, path="/", title="INcDb: Internet Neurocinematics Database")
-
-
-def public_counts() -> dict[str, int]:
-    with session_scope() as session:
-        public = Collection.visibility == "public"
-        return {
-            "movies": session.scalar(select(func.count(func.distinct(Collection.movie_id))).where(public)) or 0,
-            "collections": session.scalar(select(func.count(Collection.id)).where(public)) or 0,
-            "components": session.scalar(select(func.count(Component.id)).join(Collection).where(public)) or 0,
-            "terms": session.scalar(select(func.count(Term.id)).join(ReferenceSet)
-                                    .where(ReferenceSet.active.is_(True))) or 0,
-        }
+dash.register_page(__name__, path="/", order=0, title="INcDb: Internet Neurocinematics Database")
 
 
-def layout(**_query) -> html.Div:
-    counts = public_counts()
-    with session_scope() as session:
-        movies = session.scalars(select(Movie).order_by(Movie.created.desc()).limit(5)).all()
-        titles = [m.title for m in movies]
+def layout(**_query: Any) -> html.Div:
+    counts = read(queries.counts)
+    heat = read(queries.heatmap)
     return html.Div([
-        html.H1("Brain maps of people watching movies", className="h2"),
-        html.P("Explore independent components recorded during full-length movies, decoded against term maps.",
-               className="lead"),
-        dbc.Row([dbc.Col(dbc.Card(dbc.CardBody([html.Div(str(n), className="display-6", id=f"count-{k}"),
-                                                html.Div(k.capitalize(), className="text-muted")])), md=3)
-                 for k, n in counts.items()], className="g-3 mb-4"),
-        html.H2("Recently added movies", className="h4"),
-        html.Ul([html.Li(t) for t in titles]) if titles else html.P("No movies yet.", className="text-muted"),
-    ])
+        html.Div([
+            html.H1("Brain maps of people watching movies", className="incdb-hero-title"),
+            html.P("INcDb collects independent components recorded while people watch full-length movies and "
+                   "decodes each one against term maps, so you can see which networks a film engages.",
+                   className="lead"),
+            search_box("home", autofocus=False),
+        ], className="incdb-hero"),
+        demo_notice(read(queries.demo_collection_count)),
+        dbc.Row([
+            dbc.Col(stat_card(counts["movies"], "movies", "/movies", "count-movies"), xs=6, md=3),
+            dbc.Col(stat_card(counts["collections"], "collections", "/movies?sort=newest", "count-collections"),
+                    xs=6, md=3),
+            dbc.Col(stat_card(counts["components"], "components", "/movies?sort=components", "count-components"),
+                    xs=6, md=3),
+            dbc.Col(stat_card(counts["terms"], "terms", "/terms", "count-terms"), xs=6, md=3),
+        ], className="g-3 mb-4", id="counts"),
+        dbc.Row([
+            dbc.Col(section("Recently added movies", recent_movie_list(read(queries.recent_movies, 5))), lg=6),
+            dbc.Col(section("Not sure where to start?", start_guide(heat)), lg=6),
+        ], className="g-4 mb-2"),
+        section(["Terms × movies", html.Small(" components per cell; click a cell to open its merged map",
+                                              className="text-muted incdb-section-note")],
+                [nav_graph("heatmap", heatmap_figure(heat), heatmap_links(heat)),
+                 html.P(heatmap_note(heat), className="incdb-viewer-caption")] if heat["terms"] else empty_state(
+                    "No components yet.", "The heatmap fills in once collections have been decoded.",
+                    links=(("Contribute data", "/contribute"),)),
+                class_name="incdb-heatmap-section"),
+    ], className="incdb-home")

@@ -1,0 +1,131 @@
+"""Plotly figures: the term x movie heatmap and a component's decoding profile.
+
+A clickable graph comes with a map from the clicked mark (its x and y labels) to the page it opens; one clientside
+callback turns a click into a Dash pages navigation, so no server round trip sits between the click and the new
+page. (Dash strips ``customdata`` and point numbers from a heatmap's ``clickData``, so labels are the key.)
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import dash
+import plotly.graph_objects as go
+from dash import MATCH, Input, Output, State, dcc, html
+
+from dashboard.components.common import fmt_r
+
+GRAPH = "incdb-graph"
+GRAPH_NAV = "incdb-graph-nav"
+GRAPH_LINKS = "incdb-graph-links"
+MAX_HEATMAP_TERMS = 40
+PROFILE_BARS = 20
+POSITIVE = "#e4572e"
+NEGATIVE = "#2e86de"
+FONT = {"family": "Lato, -apple-system, 'Segoe UI', Roboto, sans-serif", "size": 14, "color": "#2c3e50"}
+HEATMAP_SCALE = [[0.0, "#e3f6f1"], [0.35, "#8fdcc8"], [0.7, "#2fb69a"], [1.0, "#0b6e5c"]]
+
+
+def link_key(x: Any, y: Any) -> str:
+    """Key of a clicked mark in a graph's link map; ``x`` None for graphs keyed by the y label alone."""
+    return str(y) if x is None else f"{x}\n{y}"
+
+
+def nav_graph(name: str, figure: go.Figure, links: dict[str, str], by_y: bool = False,
+              class_name: str = "") -> html.Div:
+    """A graph whose marks open pages: ``links`` maps ``link_key(x, y)`` (or ``link_key(None, y)`` with
+    ``by_y``) to an in-app path."""
+    return html.Div([
+        dcc.Location(id={"type": GRAPH_NAV, "graph": name}, refresh="callback-nav"),
+        dcc.Store(id={"type": GRAPH_LINKS, "graph": name}, data={"by_y": by_y, "links": links}),
+        dcc.Graph(id={"type": GRAPH, "graph": name}, figure=figure, className=f"incdb-graph {class_name}".strip(),
+                  config={"displayModeBar": False, "responsive": True}),
+    ], id=f"graph-{name}")
+
+
+dash.clientside_callback(
+    """
+    function(click, config) {
+        const point = click && click.points && click.points[0];
+        if (!point || !config) { return window.dash_clientside.no_update; }
+        const key = config.by_y ? String(point.y) : point.x + "\\n" + point.y;
+        const href = config.links[key];
+        return href ? href : window.dash_clientside.no_update;
+    }
+    """,
+    Output({"type": GRAPH_NAV, "graph": MATCH}, "href"),
+    Input({"type": GRAPH, "graph": MATCH}, "clickData"),
+    State({"type": GRAPH_LINKS, "graph": MATCH}, "data"),
+    prevent_initial_call=True,
+)
+
+
+def heatmap_terms(data: dict[str, Any], limit: int = MAX_HEATMAP_TERMS) -> list[int]:
+    """Row indices to show: the ``limit`` terms with most components, then alphabetical for reading."""
+    totals = [sum(row) for row in data["count"]]
+    keep = sorted(range(len(totals)), key=lambda i: (-totals[i], data["terms"][i]))[:limit]
+    return sorted(keep, key=lambda i: data["terms"][i].lower())
+
+
+def heatmap_figure(data: dict[str, Any], limit: int = MAX_HEATMAP_TERMS) -> go.Figure:
+    """Terms (rows) x movies (columns); colour and label = number of components, hover adds the mean r."""
+    rows = heatmap_terms(data, limit)
+    movies = data["movies"]
+    z: list[list[int | None]] = []
+    custom: list[list[list[str]]] = []
+    for i in rows:
+        z.append([n or None for n in data["count"][i]])  # empty cells stay blank instead of "0"
+        custom.append([[fmt_r(data["mean_r"][i][j]), str(n)] for j, n in enumerate(data["count"][i])])
+    figure = go.Figure(go.Heatmap(
+        z=z, x=movies, y=[data["terms"][i] for i in rows], customdata=custom, colorscale=HEATMAP_SCALE,
+        zauto=False, zmin=0, zmax=max([n for row in z for n in row if n] or [1]), xgap=3, ygap=3,
+        hoverongaps=False, texttemplate="%{z}", textfont={"size": 13},
+        colorbar={"title": {"text": "components", "side": "right"}, "thickness": 12, "outlinewidth": 0},
+        hovertemplate="<b>%{y}</b> in <b>%{x}</b><br>%{customdata[1]} components, mean r %{customdata[0]}"
+                      "<br>click to open the merged map<extra></extra>",
+    ))
+    figure.update_layout(
+        height=max(260, 110 + 30 * len(rows)), margin={"l": 10, "r": 10, "t": 10, "b": 10}, font=FONT,
+        paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="#f6f8fa", hoverlabel={"font_size": 14},
+    )
+    figure.update_xaxes(side="top", tickangle=0, automargin=True, showgrid=False, fixedrange=True)
+    figure.update_yaxes(autorange="reversed", automargin=True, showgrid=False, fixedrange=True)
+    return figure
+
+
+def heatmap_note(data: dict[str, Any], limit: int = MAX_HEATMAP_TERMS) -> str | None:
+    if len(data["terms"]) <= limit:
+        return None
+    return f"Showing the {limit} of {len(data['terms'])} terms with the most components."
+
+
+def heatmap_links(data: dict[str, Any], limit: int = MAX_HEATMAP_TERMS) -> dict[str, str]:
+    """Movie x term page of every non-empty cell shown."""
+    return {link_key(movie, data["terms"][i]): f"/movies/{data['movie_slugs'][j]}/{data['term_slugs'][i]}"
+            for i in heatmap_terms(data, limit) for j, movie in enumerate(data["movies"]) if data["count"][i][j]}
+
+
+def profile_bars(profile: list[dict[str, Any]], n: int = PROFILE_BARS) -> list[dict[str, Any]]:
+    """The ``n`` strongest terms by |r| (strong negative evidence is evidence too), best r on top."""
+    strongest = sorted(profile, key=lambda d: -abs(d["r"]))[:n]
+    return sorted(strongest, key=lambda d: d["r"])  # plotly draws the first bar at the bottom
+
+
+def decoding_figure(profile: list[dict[str, Any]], n: int = PROFILE_BARS) -> go.Figure:
+    bars = profile_bars(profile, n)
+    figure = go.Figure(go.Bar(
+        x=[d["r"] for d in bars], y=[d["term"] for d in bars], orientation="h",
+        marker={"color": [POSITIVE if d["r"] >= 0 else NEGATIVE for d in bars]},
+        hovertemplate="<b>%{y}</b>: r = %{x:.3f}<extra></extra>",
+    ))
+    figure.update_layout(
+        height=max(220, 60 + 24 * len(bars)), margin={"l": 10, "r": 20, "t": 10, "b": 40}, font=FONT, bargap=0.25,
+        paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)", showlegend=False,
+    )
+    figure.update_xaxes(title_text="Pearson r with the term map", zeroline=True, zerolinecolor="#95a5a6",
+                        zerolinewidth=1.5, gridcolor="#ecf0f1", fixedrange=True)
+    figure.update_yaxes(automargin=True, fixedrange=True)
+    return figure
+
+
+def profile_links(profile: list[dict[str, Any]], n: int = PROFILE_BARS) -> dict[str, str]:
+    return {link_key(None, d["term"]): f"/terms/{d['slug']}" for d in profile_bars(profile, n) if d.get("slug")}

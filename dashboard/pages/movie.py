@@ -1,0 +1,46 @@
+"""One movie: the terms its components decode to, the components, and the collections with their metadata."""
+from __future__ import annotations
+
+from typing import Any
+
+import dash
+from dash import html
+
+from dashboard.components.common import demo_badge, not_found, page_header, plural
+from dashboard.components.data import arg, read
+from dashboard.components.details import movie_terms_table
+from dashboard.components.metadata import collection_list
+from dashboard.components.tables import paged_table
+from dashboard.components.urlstate import url_tabs
+from store import queries
+
+
+def title(movie: str | None = None, **_: Any) -> str:
+    found = read(queries.get_visible_movie, movie) if movie else None
+    return f"{found.title} · Movies · INcDb" if found else "Movie not found · INcDb"
+
+
+# Dash tries path templates in registry order and "/movies/<movie>" also matches "/movies/<movie>/<term>", so the
+# movie x term page (order 4) must be tried before this one.
+dash.register_page(__name__, path_template="/movies/<movie>", order=5, title=title)
+
+
+def layout(movie: str | None = None, **query: Any) -> html.Div:
+    detail = read(queries.movie_detail, movie or "")
+    if detail is None:
+        return not_found("Movie", movie, links=(("All movies", "/movies"), ("Home", "/")))
+    collections = detail["collections"]
+    all_demo = bool(collections) and all(c["is_demo"] for c in collections)
+    name = f"{detail['title']} ({detail['year']})" if detail.get("year") else detail["title"]
+    return html.Div([
+        page_header(name, f"{plural(detail['n_components'], 'component')} in "
+                    f"{plural(len(collections), 'collection')}, decoded to {plural(len(detail['terms']), 'term')}",
+                    crumbs=(("Home", "/"), ("Movies", "/movies"), (detail["title"], None)),
+                    badges=[demo_badge()] if all_demo else []),
+        url_tabs("movie", [
+            ("terms", f"Terms ({len(detail['terms'])})", movie_terms_table(detail)),
+            ("components", f"Components ({detail['n_components']})",
+             paged_table("components", "components", query, context={"movie": detail["slug"], "hide": ["movie"]})),
+            ("collections", f"Collections ({len(collections)})", collection_list(collections)),
+        ], arg(query, "tab")),
+    ])
