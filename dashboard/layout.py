@@ -5,6 +5,8 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
+import callbacks.nav  # noqa: F401 - fills the navbar's nav-account slot with the sign-in state
+
 NAV_ITEMS = (("Home", "/"), ("Terms", "/terms"), ("Movies", "/movies"), ("Contribute", "/contribute"))
 
 

@@ -34,10 +34,18 @@ class Settings:
         return secret_key(self)
 
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _anchored(raw: str) -> Path:
+    """An absolute path; a relative one is taken relative to the project, never to the working directory: a web
+    process and a worker started in different directories must find the same files and the same database."""
+    path = Path(raw).expanduser()
+    return (path if path.is_absolute() else PROJECT_ROOT / path).resolve()
+
+
 def _data_dir() -> Path:
-    raw = os.environ.get("INCDB_DATA_DIR") or str(Path(__file__).resolve().parent.parent / "data")
-    # Absolute, so a worker started in another working directory finds the same files and database.
-    return Path(raw).expanduser().resolve()
+    return _anchored(os.environ.get("INCDB_DATA_DIR") or "data")
 
 
 def _sqlite_url(data_dir: Path) -> str:
@@ -45,11 +53,10 @@ def _sqlite_url(data_dir: Path) -> str:
 
 
 def _normalise_database_url(url: str) -> str:
-    """Refuse relative SQLite paths: they resolve against each process's working directory, which is how the
-    original INcDb's worker ended up with an empty database ("no such table")."""
+    """Make relative SQLite paths absolute (relative to the project): resolved against each process's working
+    directory, they are how the original INcDb's worker ended up with an empty database ("no such table")."""
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and ":memory:" not in url:
-        path = Path(url[len("sqlite:///"):]).expanduser().resolve()
-        return f"sqlite:///{path}"
+        return f"sqlite:///{_anchored(url[len('sqlite:///'):])}"
     if url.startswith("postgresql://"):
         return "postgresql+psycopg://" + url[len("postgresql://"):]
     if url.startswith("postgres://"):

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import (
-    JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint,
+    JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -100,6 +100,10 @@ class Collection(Base):
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     is_demo: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(16), default="empty")  # empty | processing | ready | failed
+    # The uploader's confirmation that they may share the data under ``license``: uploads are refused without it,
+    # and changing the license clears it (the confirmation was given for the old license).
+    license_confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    license_confirmed_by: Mapped[str] = mapped_column(String(254), default="", server_default="")
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
@@ -121,7 +125,8 @@ class Upload(Base):
     collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), index=True)
     filename: Mapped[str] = mapped_column(String(255))
     storage_key: Mapped[str] = mapped_column(String(512))
-    size: Mapped[int] = mapped_column(Integer, default=0)
+    # 64-bit: uploads reach INCDB_MAX_UPLOAD_BYTES (2 GiB by default). SQLite's INTEGER is 64-bit already.
+    size: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), default=0)
     sha256: Mapped[str] = mapped_column(String(64), default="")
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

@@ -1,12 +1,13 @@
-"""Flask side of the web app: sign-in state, file routes and the JSON API."""
+"""Flask side of the web app: sign-in state, file routes, uploads and the JSON API."""
 from __future__ import annotations
 
 import flask
 
 
 def register(server: flask.Flask) -> None:
-    from web import api, auth, files
+    from web import api, auth, files, upload
 
     auth.init_login(server)
     server.register_blueprint(files.blueprint)
     server.register_blueprint(api.blueprint)
+    server.register_blueprint(upload.blueprint)

@@ -1,14 +1,33 @@
-"""Flask-Login wiring: users are loaded per request from the database, detached from any session."""
+"""Flask-Login wiring, sign-in/out helpers and CSRF protection.
+
+Users are loaded per request from the database, detached from any session.
+
+CSRF: a random token lives in the (signed) session and is mirrored in the readable ``_csrf_token`` cookie. Dash's
+renderer already sends that cookie back as the ``X-CSRFToken`` header on every callback request, and
+``assets/upload.js`` does the same for uploads, so every state-changing request of a signed-in session must carry
+the header and match the session (double submit, with the session as the reference). Anonymous requests carry
+no privileges; sign-in itself is a Dash callback, a JSON POST that a cross-site form cannot send (and SameSite=Lax
+keeps the session cookie off cross-site POSTs in any case).
+"""
 from __future__ import annotations
 
-import flask
-from flask_login import LoginManager, current_user
+import hmac
+import secrets
 
+import flask
+from flask_login import LoginManager, current_user, login_user, logout_user
+
+from store.config import get_settings
 from store.db import session_scope
 from store.models import User
 
 login_manager = LoginManager()
 login_manager.login_view = None  # pages show a sign-in prompt themselves
+
+CSRF_SESSION_KEY = "_csrf"
+CSRF_COOKIE = "_csrf_token"  # the name Dash's renderer reads (Dash(csrf_token_name=...) default)
+CSRF_HEADER = "X-CSRFToken"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 
 @login_manager.user_loader
@@ -27,6 +46,8 @@ def _load_user(user_id: str) -> User | None:
 
 def init_login(server: flask.Flask) -> None:
     login_manager.init_app(server)
+    server.before_request(_check_csrf)
+    server.after_request(_set_csrf_cookie)
 
 
 def viewer():
@@ -35,3 +56,57 @@ def viewer():
         return current_user._get_current_object()
     except Exception:  # noqa: BLE001 - outside a request context
         return None
+
+
+def signed_in_user() -> User | None:
+    user = viewer()
+    return user if user is not None and getattr(user, "is_authenticated", False) else None
+
+
+def client_address() -> str:
+    """The client's address for throttling (behind a proxy, configure ProxyFix/gunicorn forwarded_allow_ips so
+    that this is the client's and not the proxy's)."""
+    try:
+        return flask.request.remote_addr or "unknown"
+    except RuntimeError:
+        return "unknown"
+
+
+def csrf_token() -> str:
+    token = flask.session.get(CSRF_SESSION_KEY)
+    if not token:
+        token = flask.session[CSRF_SESSION_KEY] = secrets.token_urlsafe(32)
+    return token
+
+
+def sign_in(user: User) -> None:
+    """Start a fresh session for ``user`` (nothing from the anonymous session survives, the CSRF token is new)."""
+    flask.session.clear()
+    login_user(user)
+    csrf_token()
+
+
+def sign_out() -> None:
+    logout_user()
+    flask.session.clear()
+
+
+def _check_csrf():
+    if flask.request.method in SAFE_METHODS or "_user_id" not in flask.session:
+        return None
+    expected = flask.session.get(CSRF_SESSION_KEY, "")
+    sent = flask.request.headers.get(CSRF_HEADER, "")
+    if expected and sent and hmac.compare_digest(expected, sent):
+        return None
+    return flask.make_response(
+        flask.jsonify({"error": "Missing or wrong CSRF token: reload the page and try again."}), 403)
+
+
+def _set_csrf_cookie(response: flask.Response) -> flask.Response:
+    # Anonymous visitors get no token (and so no session cookie): they have nothing a forged request could use.
+    token = flask.session.get(CSRF_SESSION_KEY) or ("_user_id" in flask.session and csrf_token())
+    if token and flask.request.cookies.get(CSRF_COOKIE) != token:
+        # Readable by scripts on purpose (they copy it into the header); the session holds the reference value.
+        response.set_cookie(CSRF_COOKIE, token, httponly=False, samesite="Lax",
+                            secure=get_settings().env == "production", path="/")
+    return response

@@ -1,0 +1,231 @@
+/* INcDb upload panel: streams each chosen or dropped file to POST /upload/<collection> as the raw request body
+ * (never through dcc.Upload, which holds files in memory as base64), one file at a time, with byte progress.
+ *
+ * The drop zone (.incdb-dropzone) carries data-upload-url, data-max-bytes and data-accept. Rows for the files go
+ * into #coll-upload-progress (a container no callback renders into, so React leaves our rows alone). When a batch
+ * ends, the Store coll-uploaded receives {ok, failed, t}, which refreshes the page and starts processing.
+ * While files are uploading, leaving the page (reload, close, or a link inside the app) asks first.
+ */
+(function () {
+  "use strict";
+
+  var inflight = [];          // XHRs being sent
+  var queued = 0;             // files waiting for their turn
+  var generation = 0;         // bumped when the curator leaves: batches of an older generation stop
+  window.incdbUploadLog = []; // [file name, bytes sent, bytes total] for every progress event (tests read it)
+
+  function busy() { return inflight.length > 0 || queued > 0; }
+
+  function csrfToken() {
+    var match = document.cookie.match(/(?:^|;\s*)_csrf_token=([^;]*)/);
+    return match ? decodeURIComponent(match[1]) : "";
+  }
+
+  function human(n) {
+    var units = ["bytes", "KB", "MB", "GB"];
+    var i = 0;
+    while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
+    return i === 0 ? n + " bytes" : n.toFixed(1) + " " + units[i];
+  }
+
+  function accepted(name, accept) {
+    var low = name.toLowerCase();
+    return accept.split(",").some(function (suffix) { return suffix && low.endsWith(suffix.trim()); });
+  }
+
+  function el(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) { node.className = className; }
+    if (text !== undefined) { node.textContent = text; }
+    return node;
+  }
+
+  function makeRow(list, file) {
+    var row = el("div", "incdb-upload-row");
+    row.setAttribute("data-file", file.name);
+    row.setAttribute("data-state", "queued");
+    var head = el("div", "d-flex justify-content-between small");
+    head.appendChild(el("span", "text-break me-2 fw-semibold", file.name));
+    var status = el("span", "incdb-upload-status text-muted text-nowrap", "waiting · " + human(file.size));
+    head.appendChild(status);
+    var outer = el("div", "progress mt-1");
+    outer.style.height = "0.6rem";
+    var bar = el("div", "progress-bar");
+    bar.setAttribute("role", "progressbar");
+    bar.setAttribute("aria-valuemin", "0");
+    bar.setAttribute("aria-valuemax", "100");
+    bar.setAttribute("aria-valuenow", "0");
+    bar.style.width = "0%";
+    outer.appendChild(bar);
+    var detail = el("div", "incdb-upload-detail small");
+    row.appendChild(head);
+    row.appendChild(outer);
+    row.appendChild(detail);
+    list.appendChild(row);
+    return {
+      row: row,
+      progress: function (sent, total) {
+        var pct = total ? Math.floor((100 * sent) / total) : 0;
+        bar.style.width = pct + "%";
+        bar.setAttribute("aria-valuenow", String(pct));
+        status.textContent = human(sent) + " of " + human(total) + " (" + pct + "%)";
+      },
+      state: function (state, text, detailText, tone) {
+        row.setAttribute("data-state", state);
+        status.textContent = text;
+        status.className = "incdb-upload-status text-nowrap " + (tone ? "text-" + tone : "text-muted");
+        if (state === "done") { bar.classList.add("bg-success"); bar.style.width = "100%"; }
+        if (state === "error") { bar.classList.add("bg-danger"); }
+        detail.textContent = detailText || "";
+        detail.className = "incdb-upload-detail small " + (state === "error" ? "text-danger" : "text-muted");
+      },
+    };
+  }
+
+  function send(url, file, ui) {
+    return new Promise(function (resolve) {
+      var xhr = new XMLHttpRequest();
+      xhr.open("POST", url + "?name=" + encodeURIComponent(file.name));
+      xhr.setRequestHeader("X-CSRFToken", csrfToken());
+      xhr.setRequestHeader("Content-Type", "application/octet-stream");
+      xhr.upload.onprogress = function (event) {
+        window.incdbUploadLog.push([file.name, event.loaded, event.total]);
+        ui.progress(event.loaded, event.lengthComputable ? event.total : file.size);
+      };
+      function done(ok, message, detail) {
+        inflight = inflight.filter(function (x) { return x !== xhr; });
+        ui.state(ok ? "done" : "error", ok ? "uploaded" : "failed", ok ? detail : message, ok ? "success" : "danger");
+        resolve(ok);
+      }
+      xhr.onload = function () {
+        var body = {};
+        try { body = JSON.parse(xhr.responseText); } catch (e) { body = {}; }
+        if (xhr.status === 200 && body.ok) {
+          var warnings = (body.warnings || []).length;
+          done(true, "", body.maps + " map(s)" + (warnings ? "; " + warnings + " warning(s): " +
+            body.warnings.join("; ") : ""));
+        } else {
+          done(false, body.error || ("The server answered " + xhr.status + "."));
+        }
+      };
+      xhr.onerror = function () { done(false, "The connection broke during the upload (or the server refused it)."); };
+      xhr.onabort = function () { done(false, "Upload stopped."); };
+      inflight.push(xhr);
+      ui.state("uploading", "starting…");
+      xhr.send(file);
+    });
+  }
+
+  function setProps(id, props) {
+    if (window.dash_clientside && window.dash_clientside.set_props) {
+      window.dash_clientside.set_props(id, props);
+    }
+  }
+
+  function uploadAll(zone, files) {
+    var list = document.getElementById("coll-upload-progress");
+    if (!list || !files.length) { return; }
+    var url = zone.getAttribute("data-upload-url");
+    var limit = Number(zone.getAttribute("data-max-bytes") || 0);
+    var accept = zone.getAttribute("data-accept") || "";
+    var jobs = [];
+    files.forEach(function (file) {
+      var ui = makeRow(list, file);
+      if (!accepted(file.name, accept)) {
+        ui.state("error", "refused", file.name + ": unsupported file type; upload " + accept.replace(/,/g, ", ") +
+          " files.", "danger");
+      } else if (limit && file.size > limit) {
+        ui.state("error", "refused", file.name + " (" + human(file.size) + ") is larger than the limit of " +
+          human(limit) + ".", "danger");
+      } else if (file.size === 0) {
+        ui.state("error", "refused", file.name + ": the file is empty.", "danger");
+      } else {
+        jobs.push({ file: file, ui: ui });
+      }
+    });
+    if (!jobs.length) { return; }
+    queued += jobs.length;
+    var ok = 0;
+    var failed = 0;
+    var mine = generation;
+    jobs.reduce(function (previous, job) {
+      return previous.then(function () {
+        if (mine !== generation) {
+          job.ui.state("error", "stopped", "Upload stopped.", "danger");
+          return undefined;
+        }
+        queued -= 1;
+        return send(url, job.file, job.ui).then(function (success) { if (success) { ok += 1; } else { failed += 1; } });
+      });
+    }, Promise.resolve()).then(function () {
+      if (mine !== generation) { return; }
+      setProps("coll-uploaded", { data: { ok: ok, failed: failed, t: Date.now() } });
+    });
+  }
+
+  function zoneOf(node) {
+    return node && node.closest ? node.closest(".incdb-dropzone") : null;
+  }
+
+  // The file input is made here, not by Dash (which has no file input component): a click on the
+  // "choose files" button opens the browser's file chooser.
+  document.addEventListener("click", function (event) {
+    var button = event.target && event.target.closest ? event.target.closest("#coll-choose") : null;
+    if (!button || button.disabled) { return; }
+    var zone = zoneOf(button) || document.querySelector(".incdb-dropzone");
+    var input = document.createElement("input");
+    input.type = "file";
+    input.multiple = true;
+    input.accept = (zone && zone.getAttribute("data-accept")) || "";
+    input.style.display = "none";
+    input.addEventListener("change", function () {
+      uploadAll(zone, Array.prototype.slice.call(input.files || []));
+      input.remove();
+    });
+    document.body.appendChild(input);
+    input.click();
+  });
+
+  document.addEventListener("dragover", function (event) {
+    var zone = zoneOf(event.target);
+    if (!zone) { return; }
+    event.preventDefault();
+    zone.classList.add("incdb-dropzone-over");
+  });
+  document.addEventListener("dragleave", function (event) {
+    var zone = zoneOf(event.target);
+    if (zone) { zone.classList.remove("incdb-dropzone-over"); }
+  });
+  document.addEventListener("drop", function (event) {
+    var zone = zoneOf(event.target);
+    if (!zone) { return; }
+    event.preventDefault();
+    zone.classList.remove("incdb-dropzone-over");
+    var button = document.getElementById("coll-choose");
+    if (button && button.disabled) { return; }
+    uploadAll(zone, Array.prototype.slice.call((event.dataTransfer && event.dataTransfer.files) || []));
+  });
+
+  window.addEventListener("beforeunload", function (event) {
+    if (!busy()) { return undefined; }
+    event.preventDefault();
+    event.returnValue = "";
+    return "";
+  });
+
+  // Links inside the app change the page without unloading it: ask here too (capture phase, before Dash's own
+  // click handling), and stop the uploads when the curator leaves anyway.
+  document.addEventListener("click", function (event) {
+    if (!busy()) { return; }
+    var link = event.target && event.target.closest ? event.target.closest("a[href]") : null;
+    if (!link || link.target === "_blank" || link.hasAttribute("download")) { return; }
+    if (!window.confirm("Files are still uploading. Leave this page and stop the uploads?")) {
+      event.preventDefault();
+      event.stopPropagation();
+      return;
+    }
+    queued = 0;
+    generation += 1;
+    inflight.slice().forEach(function (xhr) { xhr.abort(); });
+  }, true);
+}());

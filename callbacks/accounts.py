@@ -1,0 +1,151 @@
+"""Account callbacks: sign in/out, register, profile, password change and reset.
+
+They are normal (not background) Dash callbacks, so they run inside the web request and can set the session with
+``flask_login.login_user``; the page then reloads (``dcc.Location(refresh=True)``) so that everything on it is
+rendered for the signed-in user.
+"""
+from __future__ import annotations
+
+import dash
+import flask
+from dash import Input, Output, State, no_update
+
+from callbacks.common import alert, safe_next, user
+from pipeline.accounts import (
+    AccountError,
+    authenticate,
+    change_password,
+    register,
+    request_password_reset,
+    reset_password,
+    update_profile,
+)
+from store.db import session_scope
+from web.auth import client_address, sign_in, sign_out
+
+
+@dash.callback(
+    Output("signin-message", "children"), Output("signin-go", "href"),
+    Input("signin-form", "n_submit"),
+    State("signin-email", "value"), State("signin-password", "value"), State("signin-next", "data"),
+    prevent_initial_call=True,
+)
+def _sign_in(_n, email, password, nxt):
+    with session_scope() as session:
+        try:
+            account = authenticate(session, email or "", password or "", client_address())
+        except AccountError as exc:
+            return alert(exc.messages), no_update
+        session.expunge(account)
+    sign_in(account)
+    return alert("Signed in.", "success"), safe_next(nxt)
+
+
+@dash.callback(
+    Output("register-message", "children"), Output("register-go", "href"),
+    Input("register-form", "n_submit"),
+    State("register-email", "value"), State("register-title", "value"), State("register-first-name", "value"),
+    State("register-last-name", "value"), State("register-affiliation", "value"),
+    State("register-password", "value"), State("register-password2", "value"),
+    prevent_initial_call=True,
+)
+def _register(_n, email, title, first, last, affiliation, password, repeat):
+    if user() is not None:
+        return alert("You are signed in already. Sign out to register another account.", "warning"), no_update
+    with session_scope() as session:
+        try:
+            account = register(session, email or "", password or "", repeat or "", address=client_address(),
+                               title=title or "", first_name=first or "", last_name=last or "",
+                               affiliation=affiliation or "")
+        except AccountError as exc:
+            return alert(exc.messages), no_update
+        session.flush()
+        session.expunge(account)
+    sign_in(account)
+    return alert("Welcome to INcDb. Your account is ready.", "success"), "/contribute"
+
+
+@dash.callback(
+    Output("signout-go", "href"), Output("signout-message", "children"),
+    Input("signout-trigger", "data"),
+)
+def _sign_out(_data):
+    # Runs on page load: the page is reached by a link, and this callback is a JSON POST, so a cross-site page
+    # cannot sign anybody out with a plain GET of /account/sign-out.
+    if user() is None:
+        return "/", "You are signed out."
+    sign_out()
+    return "/", "Signed out."
+
+
+@dash.callback(
+    Output("profile-message", "children"),
+    Input("profile-form", "n_submit"),
+    State("profile-title", "value"), State("profile-first-name", "value"), State("profile-last-name", "value"),
+    State("profile-affiliation", "value"),
+    prevent_initial_call=True,
+)
+def _save_profile(_n, title, first, last, affiliation):
+    u = user()
+    if u is None:
+        return alert("Your session has ended; sign in again.")
+    with session_scope() as session:
+        try:
+            update_profile(session, u.id, title=title or "", first_name=first or "", last_name=last or "",
+                           affiliation=affiliation or "")
+        except AccountError as exc:
+            return alert(exc.messages)
+    return alert("Profile saved.", "success", duration=4000)
+
+
+@dash.callback(
+    Output("password-message", "children"), Output("password-form", "className"),
+    Input("password-form", "n_submit"),
+    State("password-current", "value"), State("password-new", "value"), State("password-new2", "value"),
+    prevent_initial_call=True,
+)
+def _change_password(_n, current, new, repeat):
+    u = user()
+    if u is None:
+        return alert("Your session has ended; sign in again."), no_update
+    with session_scope() as session:
+        try:
+            change_password(session, u.id, current or "", new or "", repeat or "")
+        except AccountError as exc:
+            return alert(exc.messages), no_update
+    return alert("Password changed.", "success"), "d-none"
+
+
+@dash.callback(
+    Output("forgot-message", "children"), Output("forgot-form", "className"),
+    Input("forgot-form", "n_submit"),
+    State("forgot-email", "value"),
+    prevent_initial_call=True,
+)
+def _forgot(_n, email):
+    with session_scope() as session:
+        try:
+            request_password_reset(session, email or "", client_address(), flask.request.host_url)
+        except AccountError as exc:
+            return alert(exc.messages), no_update
+    return alert("If an account exists for this address, a link to reset its password is on its way. It works "
+                 "for one hour. (In the embedded mode, without mail, the link is written to the server's log.)",
+                 "info"), "d-none"
+
+
+@dash.callback(
+    Output("reset-message", "children"), Output("reset-go", "href"),
+    Input("reset-form", "n_submit"),
+    State("reset-token", "data"), State("reset-password", "value"), State("reset-password2", "value"),
+    prevent_initial_call=True,
+)
+def _reset(_n, token, new, repeat):
+    with session_scope() as session:
+        try:
+            account = reset_password(session, token or "", new or "", repeat or "")
+        except AccountError as exc:
+            return alert(exc.messages), no_update
+        session.flush()
+        session.expunge(account)
+    sign_in(account)
+    return alert("Your password is changed and you are signed in.", "success"), "/contribute"

@@ -1,0 +1,85 @@
+"""Administration callbacks: roles and accounts, and switching the active reference set (re-decodes everything
+as one background job on the admin page's runner)."""
+from __future__ import annotations
+
+import time
+
+import dash
+from dash import ALL, Input, Output, State, callback_context, no_update
+from dash.exceptions import PreventUpdate
+
+from callbacks.common import alert, user
+from callbacks.processing import register_runner
+from pipeline.accounts import (
+    AccountError,
+    JobRefused,
+    set_role,
+    set_user_active,
+    start_redecode_job,
+)
+from pipeline.reference import set_active
+from store.db import session_scope
+from store.models import ReferenceSet, User
+
+RUNNER = "adminjob"
+register_runner(RUNNER)
+
+
+def _admin():
+    u = user()
+    if u is None or not u.is_admin:
+        raise PermissionError("Only administrators can do this.")
+    return u
+
+
+@dash.callback(
+    Output("admin-users-message", "children"), Output("admin-refresh", "data", allow_duplicate=True),
+    Input({"type": "admin-user", "uid": ALL, "action": ALL}, "n_clicks"),
+    prevent_initial_call=True,
+)
+def _user_action(clicks):
+    trigger = callback_context.triggered_id
+    if not trigger or not any(clicks or []):
+        raise PreventUpdate
+    try:
+        actor = _admin()
+        with session_scope() as session:
+            me = session.get(User, actor.id)
+            uid, action = int(trigger["uid"]), trigger["action"]
+            if action in ("admin", "curator"):
+                target = set_role(session, me, uid, action)
+                done = f"{target.email} is now {action}."
+            elif action in ("activate", "deactivate"):
+                target = set_user_active(session, me, uid, action == "activate")
+                done = f"{target.email} is {'active' if target.active else 'deactivated'}."
+            else:
+                raise PreventUpdate
+    except (PermissionError, AccountError) as exc:
+        return alert(str(exc)), no_update
+    return alert(done, "success", duration=5000), time.time()
+
+
+@dash.callback(
+    Output(f"{RUNNER}-request", "data"), Output("admin-ref-message", "children"),
+    Output("admin-refresh", "data", allow_duplicate=True),
+    Input({"type": "admin-ref", "rid": ALL}, "n_clicks"),
+    State(f"{RUNNER}-nonce", "data"),
+    prevent_initial_call=True,
+)
+def _activate_reference(clicks, nonce):
+    trigger = callback_context.triggered_id
+    if not trigger or not any(clicks or []):
+        raise PreventUpdate
+    try:
+        actor = _admin()
+        with session_scope() as session:
+            reference = session.get(ReferenceSet, int(trigger["rid"]))
+            if reference is None:
+                return no_update, alert("No such reference set."), no_update
+            set_active(session, reference)
+            job = start_redecode_job(session, session.get(User, actor.id))
+            token, name = job.token, reference.name
+    except (PermissionError, JobRefused) as exc:
+        return no_update, alert(str(exc)), no_update
+    return ({"token": token, "nonce": nonce}, alert(f"{name} is active; re-decoding every component…", "info"),
+            time.time())

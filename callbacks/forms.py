@@ -1,0 +1,133 @@
+"""The collection form (create and edit): the DESIGN section 1 fields and metadata groups from
+``pipeline.metadata.GROUPS``, with units next to numbers. Metadata inputs use pattern-matching ids so that one
+State collects all of them."""
+from __future__ import annotations
+
+from typing import Any
+
+import dash_bootstrap_components as dbc
+from dash import ALL, State, html
+from sqlalchemy import select
+
+from pipeline.metadata import GROUPS, Field
+from store.db import session_scope
+from store.models import LICENSES, Movie
+
+LICENSE_LABELS = {"CC0-1.0": "CC0 1.0 (public domain dedication)", "CC-BY-4.0": "CC BY 4.0 (attribution)"}
+FIELDS = ("name", "movie", "year", "description", "dataset_url", "doi", "contributors", "license", "visibility")
+
+
+def _id(prefix: str, name: str) -> str:
+    return f"{prefix}-{name.replace('_', '-')}"
+
+
+def form_states(prefix: str) -> list[State]:
+    return [State(_id(prefix, f), "value") for f in FIELDS] + [State({"type": f"{prefix}-meta", "group": ALL,
+                                                                      "field": ALL}, "value"),
+                                                                State({"type": f"{prefix}-meta", "group": ALL,
+                                                                       "field": ALL}, "id")]
+
+
+def form_values(args: list[Any]) -> dict[str, Any]:
+    """The values of ``form_states`` (in that order) as the dict ``validate_collection_form`` takes."""
+    values = dict(zip(FIELDS, args[:len(FIELDS)]))
+    meta_values, meta_ids = args[len(FIELDS)], args[len(FIELDS) + 1]
+    metadata: dict[str, dict[str, Any]] = {}
+    for value, ident in zip(meta_values or [], meta_ids or []):
+        metadata.setdefault(ident["group"], {})[ident["field"]] = value
+    values["metadata"] = metadata
+    return values
+
+
+def _meta_control(prefix: str, group: str, f: Field, value: Any):
+    ident = {"type": f"{prefix}-meta", "group": group, "field": f.name}
+    if f.kind == "choice":
+        return dbc.Select(id=ident, value=value or "", options=[{"label": "not stated", "value": ""}]
+                          + [{"label": c, "value": c} for c in f.choices])
+    if f.kind == "bool":
+        text = "" if value is None else ("yes" if value is True or value == "yes" else "no")
+        return dbc.Select(id=ident, value=text, options=[{"label": "not stated", "value": ""},
+                                                         {"label": "yes", "value": "yes"},
+                                                         {"label": "no", "value": "no"}])
+    shown = "" if value is None else (f"{value:g}" if isinstance(value, float) else str(value))
+    control = dbc.Input(id=ident, value=shown, type="text",
+                        inputmode="decimal" if f.kind in ("number", "integer") else None, maxlength=1000)
+    if f.unit:
+        return dbc.InputGroup([control, dbc.InputGroupText(f.unit)])
+    return control
+
+
+def metadata_section(prefix: str, metadata: dict[str, dict[str, Any]] | None) -> dbc.Accordion:
+    metadata = metadata or {}
+    items = []
+    for group, (label, fields) in GROUPS.items():
+        values = metadata.get(group, {})
+        rows = []
+        for f in fields:
+            hint = []
+            if f.kind in ("number", "integer") and f.minimum is not None and f.maximum is not None:
+                hint.append(f"{'whole number' if f.kind == 'integer' else 'number'} "
+                            f"{f.minimum:g}–{f.maximum:g}{(' ' + f.unit) if f.unit else ''}")
+            rows.append(dbc.Col([dbc.Label(f.label + (f" ({f.unit})" if f.unit else ""), className="small mb-1"),
+                                 _meta_control(prefix, group, f, values.get(f.name)),
+                                 dbc.FormText(hint[0]) if hint else None], md=6, lg=4, className="mb-3"))
+        n = len(values)
+        items.append(dbc.AccordionItem(dbc.Row(rows), title=f"{label}" + (f" ({n} filled)" if n else ""),
+                                       item_id=group))
+    return dbc.Accordion(items, start_collapsed=True, always_open=True, id=f"{prefix}-meta-groups")
+
+
+def movie_titles() -> list[str]:
+    with session_scope() as session:
+        return list(session.scalars(select(Movie.title).order_by(Movie.title).limit(2000)))
+
+
+def collection_form(prefix: str, values: dict[str, Any] | None = None, submit_label: str = "Save") -> dbc.Form:
+    v = values or {}
+    return dbc.Form([
+        dbc.Row([
+            dbc.Col([dbc.Label("Collection name *", html_for=_id(prefix, "name")),
+                     dbc.Input(id=_id(prefix, "name"), value=v.get("name", ""), maxlength=255,
+                               placeholder="e.g. Forrest Gump 7T audio-visual ICA")], md=6, className="mb-3"),
+            dbc.Col([dbc.Label("Movie *", html_for=_id(prefix, "movie")),
+                     dbc.Input(id=_id(prefix, "movie"), value=v.get("movie", ""), list=f"{prefix}-movie-list",
+                               maxlength=255, placeholder="title as released"),
+                     html.Datalist(id=f"{prefix}-movie-list", children=[html.Option(value=t)
+                                                                       for t in movie_titles()])],
+                    md=4, className="mb-3"),
+            dbc.Col([dbc.Label("Year", html_for=_id(prefix, "year")),
+                     dbc.Input(id=_id(prefix, "year"), value=str(v.get("year") or ""), inputmode="numeric",
+                               maxlength=4, placeholder="1994")], md=2, className="mb-3"),
+        ]),
+        dbc.Row([dbc.Col([dbc.Label("Description", html_for=_id(prefix, "description")),
+                          dbc.Textarea(id=_id(prefix, "description"), value=v.get("description", ""),
+                                       rows=3, maxlength=20000)], className="mb-3")]),
+        dbc.Row([
+            dbc.Col([dbc.Label("Dataset URL", html_for=_id(prefix, "dataset_url")),
+                     dbc.Input(id=_id(prefix, "dataset_url"), value=v.get("dataset_url", ""), type="text",
+                               placeholder="https://openneuro.org/datasets/...")], md=6, className="mb-3"),
+            dbc.Col([dbc.Label("DOI of the paper", html_for=_id(prefix, "doi")),
+                     dbc.Input(id=_id(prefix, "doi"), value=v.get("doi", ""), placeholder="10.1038/sdata.2014.3")],
+                    md=6, className="mb-3"),
+        ]),
+        dbc.Row([dbc.Col([dbc.Label("Contributors", html_for=_id(prefix, "contributors")),
+                          dbc.Input(id=_id(prefix, "contributors"), value=v.get("contributors", ""),
+                                    placeholder="names, separated by commas")], className="mb-3")]),
+        dbc.Row([
+            dbc.Col([dbc.Label("License"),
+                     dbc.RadioItems(id=_id(prefix, "license"), value=v.get("license", "CC0-1.0"),
+                                    options=[{"label": LICENSE_LABELS[x], "value": x} for x in LICENSES])],
+                    md=6, className="mb-3"),
+            dbc.Col([dbc.Label("Visibility"),
+                     dbc.RadioItems(id=_id(prefix, "visibility"), value=v.get("visibility", "public"),
+                                    options=[{"label": "Public: everyone sees it; its maps join the merged maps",
+                                              "value": "public"},
+                                             {"label": "Private: only you and administrators see it",
+                                              "value": "private"}])], md=6, className="mb-3"),
+        ]),
+        html.H2("How the data were recorded", className="h6 mt-2"),
+        html.P("All optional. Numbers in the units shown.", className="text-muted small"),
+        metadata_section(prefix, v.get("metadata")),
+        dbc.Button(submit_label, id=f"{prefix}-submit", type="submit", color="primary", className="mt-3"),
+        html.Div(id=f"{prefix}-message"),
+    ], id=f"{prefix}-form")
