@@ -32,7 +32,7 @@ API = ["/api/stats", "/api/terms", "/api/movies", "/api/movies/forrest-gump", "/
 
 def page_payload(path: str) -> dict:
     pathname, _, search = path.partition("?")
-    return {"output": "..._pages_content.children..._pages_store.data...",
+    return {"output": ".._pages_content.children..._pages_store.data..",
             "outputs": [{"id": "_pages_content", "property": "children"},
                         {"id": "_pages_store", "property": "data"}],
             "inputs": [{"id": "_pages_location", "property": "pathname", "value": pathname},
