@@ -50,7 +50,7 @@ def main() -> None:
     from pipeline.ingest import ingest
     from pipeline.jobs import create_job
     from pipeline.nifti import check_nifti, resample_to_grid
-    from pipeline.reference import matrix_path, open_reference_matrix, set_active
+    from pipeline.reference import load_matrix, matrix_path, set_active
     from store.db import session_scope, upgrade_database
     from store.models import ReferenceSet, Term
 
@@ -63,6 +63,7 @@ def main() -> None:
         session.add_all(Term(reference_set_id=ref.id, name=f"term {i:04d}", slug=f"term-{i:04d}", column=i,
                              storage_key=f"reference/{ref.id}/terms/term-{i:04d}.nii.gz") for i in range(args.terms))
         set_active(session, ref)
+        ref_id = ref.id
         path = matrix_path(ref)
         path.parent.mkdir(parents=True, exist_ok=True)
         synthetic_reference(path, n_vox, args.terms)
@@ -73,7 +74,8 @@ def main() -> None:
             nib.save(melodic_like(args.components), f)
             add_upload(session, collection, f, f.name)
         job_id = create_job(session, "ingest", collection.id, user.id).id
-    matrix = open_reference_matrix(path)
+    with session_scope() as session:  # the very mapping ingest uses (a second mapping would count twice in RSS)
+        matrix, _ = load_matrix(session, session.get(ReferenceSet, ref_id))
     for start in range(0, matrix.shape[0], 8192):  # page the reference in, as a running worker has it
         np.asarray(matrix[start:start + 8192]).sum()
 

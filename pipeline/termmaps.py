@@ -27,6 +27,11 @@ from store.storage import get_storage
 
 
 def _merge_to_storage(keys: list[str], out_key: str, backend: str) -> None:
+    storage = get_storage()
+    if len(keys) == 1 and backend == "numpy":
+        # The mean of one map is the map: the component's own file (float32 on the grid) is the merged map.
+        storage.put_bytes(out_key, storage.read_bytes(keys[0]))
+        return
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="incdb-merge-") as tmp:
         paths = [stack.enter_context(local_copy(k)) for k in keys]
         out = Path(tmp) / "merged.nii.gz"
@@ -79,6 +84,7 @@ def rebuild_term_maps(session: Session, reference: ReferenceSet, term_ids: Itera
     stale: list[str] = []
     # Registered first: the lists fill as the loop goes, and a failure midway must still clean up after itself.
     _after_transaction(session, stale, written)
+    merged: dict[tuple[str, ...], str] = {}
     for term_id in term_ids:
         term = session.get(Term, term_id)
         if term is None or term.reference_set_id != reference.id:
@@ -106,7 +112,12 @@ def rebuild_term_maps(session: Session, reference: ReferenceSet, term_ids: Itera
             if tm is not None and tm.storage_key == out_key and get_storage().exists(out_key):
                 continue  # same components as the stored map: nothing to merge
             written.append(out_key)
-            _merge_to_storage(keys, out_key, backend)
+            same = merged.get(tuple(keys))
+            if same is not None:  # e.g. a term found in one movie only: its all-movies map is the movie's map
+                get_storage().put_bytes(out_key, get_storage().read_bytes(same))
+            else:
+                _merge_to_storage(keys, out_key, backend)
+                merged[tuple(keys)] = out_key
             if tm is None:
                 tm = TermMap(movie_id=movie_id, term_id=term_id, reference_set_id=reference.id, storage_key=out_key)
                 session.add(tm)
