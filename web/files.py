@@ -164,7 +164,8 @@ class _ZipStream(io.RawIOBase):
         return out
 
 
-def _zip_members(members: list[tuple[str, str]]) -> Iterator[bytes]:
+def zip_stream(members: list[tuple[str, str]]) -> Iterator[bytes]:
+    """A zip (stored, zip64) of storage objects, produced chunk by chunk: never the whole archive in memory."""
     storage = get_storage()
     sink = _ZipStream()
     with zipfile.ZipFile(sink, mode="w", compression=zipfile.ZIP_STORED) as zf:
@@ -189,6 +190,6 @@ def collection_zip(slug: str):
                                             .order_by(Component.source_file, Component.volume_index))]
     if not members:
         flask.abort(404)
-    response = flask.Response(flask.stream_with_context(_zip_members(members)), mimetype="application/zip")
+    response = flask.Response(flask.stream_with_context(zip_stream(members)), mimetype="application/zip")
     response.headers["Content-Disposition"] = f'attachment; filename="{slug}-maps.zip"'
     return response

@@ -14,9 +14,7 @@ import hashlib
 import logging
 import shutil
 import tempfile
-import zipfile
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -31,8 +29,8 @@ from store.access import can_edit, can_view
 from store.config import get_settings
 from store.db import session_scope
 from store.models import Collection, Upload
-from store.storage import get_storage
 from web.auth import signed_in_user
+from web.files import zip_stream
 
 try:  # isal decompresses several times faster than zlib, same format
     from isal import igzip as _gzip
@@ -214,38 +212,6 @@ def upload(slug: str):
             shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
-class _Sink:
-    """A write-only, non-seekable sink for zipfile whose bytes are handed out chunk by chunk."""
-
-    def __init__(self) -> None:
-        self._chunks: list[bytes] = []
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, b) -> int:
-        self._chunks.append(bytes(b))
-        return len(b)
-
-    def flush(self) -> None:
-        pass
-
-    def drain(self) -> bytes:
-        out, self._chunks = b"".join(self._chunks), []
-        return out
-
-
-def _zip_stream(members: list[tuple[str, str]]) -> Iterator[bytes]:
-    storage, sink = get_storage(), _Sink()
-    with zipfile.ZipFile(sink, mode="w", compression=zipfile.ZIP_STORED) as zf:
-        for arcname, key in members:
-            with storage.open(key) as src, zf.open(arcname, mode="w", force_zip64=True) as dst:
-                while chunk := src.read(CHUNK):
-                    dst.write(chunk)
-                    yield sink.drain()
-    yield sink.drain()
-
-
 @blueprint.get("/upload/<slug>/raw.zip")
 def raw_uploads(slug: str):
     user = signed_in_user()
@@ -258,7 +224,7 @@ def raw_uploads(slug: str):
                    session.scalars(select(Upload).where(Upload.collection_id == collection.id).order_by(Upload.id))]
     if not members:
         flask.abort(404)
-    response = flask.Response(flask.stream_with_context(_zip_stream(members)), mimetype="application/zip")
+    response = flask.Response(flask.stream_with_context(zip_stream(members)), mimetype="application/zip")
     response.headers["Content-Disposition"] = f'attachment; filename="{slug}-uploads.zip"'
     response.headers["Cache-Control"] = "private, no-store"
     return response
