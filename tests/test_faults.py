@@ -21,7 +21,6 @@ from pipeline.jobs import create_job
 from pipeline.reference import BUILTIN_PEAKS, builtin_term_map, ensure_builtin_reference
 from store.db import session_scope, upgrade_database
 from store.models import Component, Job, Term, TermMap, Upload
-from store.storage import get_storage
 from tests.conftest import use_environment
 
 
