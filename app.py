@@ -26,6 +26,13 @@ if _problems:  # refuse to serve (or to work) with an unsafe production configur
 
 celery_app = make_celery()
 server = flask.Flask(__name__)
+_proxies = int(os.environ.get("INCDB_TRUSTED_PROXIES") or 0)
+if _proxies:
+    # Behind nginx every request comes from 127.0.0.1: take the client address (used by the sign-in throttle) and
+    # scheme from the X-Forwarded-* headers that this many trusted proxies add.
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    server.wsgi_app = ProxyFix(server.wsgi_app, x_for=_proxies, x_proto=_proxies, x_host=_proxies)
 NIIVUE_URL = register_viewer_routes(server)
 THEME_URL = register_theme_route(server)
 web.register(server)

@@ -308,3 +308,31 @@ def test_first_admin_from_the_command_line_can_sign_in(web, monkeypatch):
     nav = json.dumps(client.callback("nav-account.children", {"url.pathname": "/"}, ["url.pathname"]))
     assert "Administration" in nav
     assert "admin-users" in client.page_layout("/admin")
+
+
+def test_client_address_behind_a_trusted_proxy(tmp_path):
+    """With INCDB_TRUSTED_PROXIES=1 (nginx in front) the throttle sees the client, not the proxy."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = (
+        "from app import server\n"
+        "from web.auth import client_address\n"
+        "@server.get('/_whoami')\n"
+        "def whoami():\n"
+        "    return client_address()\n"
+        "c = server.test_client()\n"
+        "print(c.get('/_whoami', headers={'X-Forwarded-For': '203.0.113.7'},"
+        " environ_base={'REMOTE_ADDR': '127.0.0.1'}).get_data(as_text=True))\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("INCDB_")}
+    out = {}
+    for proxies in ("0", "1"):
+        env.update(INCDB_DATA_DIR=str(tmp_path / "d"), INCDB_TRUSTED_PROXIES=proxies, INCDB_DEMO="0")
+        run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=120)
+        assert run.returncode == 0, run.stderr[-2000:]
+        out[proxies] = run.stdout.strip().splitlines()[-1]
+    assert out == {"0": "127.0.0.1", "1": "203.0.113.7"}
