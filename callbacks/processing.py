@@ -79,6 +79,9 @@ def register_runner(prefix: str) -> None:
         running=[(Output(f"{prefix}-cancel", "disabled"), False, True),
                  (Output(f"{prefix}-live", "style"), SHOWN, HIDDEN)],
         cancel=[Input(f"{prefix}-cancel", "n_clicks")],
+        # Poll for progress every 0.4 s (Dash's default is 1 s): a job of a dozen maps takes only a few seconds,
+        # and a bar that jumps from 0 to done tells the curator nothing.
+        interval=400,
         prevent_initial_call=True,
     )
     def run(set_progress, request, nonce):

@@ -18,6 +18,7 @@ from tests.browser import (
 from tests.services import component_maps, write_nifti, zip_of
 
 TIMEOUT_MS = 60_000
+N_MAPS = 25
 
 
 @pytest.fixture
@@ -47,9 +48,10 @@ def page(base_url):
 
 
 def test_curator_journey(page, base_url, tmp_path):
-    maps = component_maps(13, seed=21)
-    four_d = write_nifti(tmp_path / "melodic_IC.nii.gz", maps[:12])
-    archive = zip_of(tmp_path / "extra_maps.zip", {"run-2/extra.nii.gz": write_nifti(tmp_path / "x.nii.gz", maps[12])})
+    # Enough maps that processing lasts a few seconds, so its progress is on screen long enough to be seen.
+    maps = component_maps(N_MAPS, seed=21)
+    four_d = write_nifti(tmp_path / "melodic_IC.nii.gz", maps[:-1])
+    archive = zip_of(tmp_path / "extra_maps.zip", {"run-2/extra.nii.gz": write_nifti(tmp_path / "x.nii.gz", maps[-1])})
 
     # register: signed in straight away
     page.goto(base_url + "/account/register")
@@ -89,6 +91,20 @@ def test_curator_journey(page, base_url, tmp_path):
     page.click("#new-submit")
     page.wait_for_url(re.compile(r".*/contribute/browser-collection$"))
 
+    # Record every text the processing panels show, so a short-lived progress display is not missed between two
+    # looks from this test (the job may take only a few seconds).
+    page.evaluate("""() => {
+        window.incdbProcTexts = [];
+        const record = () => {
+            for (const id of ["proc-runner", "coll-status"]) {
+                const el = document.getElementById(id);
+                if (el) window.incdbProcTexts.push(el.innerText);
+            }
+        };
+        new MutationObserver(record).observe(document.body,
+            {subtree: true, childList: true, characterData: true, attributes: true});
+    }""")
+
     # confirm the license, then upload over a throttled network
     page.check("#coll-license-check")
     page.click("#coll-license-confirm")
@@ -126,27 +142,31 @@ def test_curator_journey(page, base_url, tmp_path):
     page.click("nav a:has-text('Movies')")
     assert dialogs and "still uploading" in dialogs[0]
     assert page.url.endswith("/contribute/browser-collection")
+    # Progress was seen; the rest of the upload may go at full speed.
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0, "downloadThroughput": -1,
+                                                  "uploadThroughput": -1})
 
     page.wait_for_selector(".incdb-upload-row[data-file='extra_maps.zip'][data-state='done']")
     log = page.evaluate("window.incdbUploadLog")
     assert any(0 < sent < total for name, sent, total in log if name == "melodic_IC.nii.gz"), log
-    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0, "downloadThroughput": -1,
-                                                  "uploadThroughput": -1})
 
     # processing starts by itself; its progress is visible until the result is there
     seen = set()
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         live = page.inner_text("#proc-runner")
-        seen.update(re.findall(r"(\d+) / 13 maps", live))
-        seen.update(re.findall(r"(\d+)/13", page.inner_text("#coll-status")))
+        seen.update(re.findall(rf"(\d+) / {N_MAPS} maps", live))
+        seen.update(re.findall(rf"(\d+)/{N_MAPS}", page.inner_text("#coll-status")))
         if "Processing finished" in live:
             break
         time.sleep(0.1)
-    assert "Processing finished: 13 component(s) decoded" in page.inner_text("#proc-runner")
+    assert f"Processing finished: {N_MAPS} component(s) decoded" in page.inner_text("#proc-runner")
+    for text in page.evaluate("window.incdbProcTexts"):
+        seen.update(re.findall(rf"(\d+) / {N_MAPS} maps", text))
+        seen.update(re.findall(rf"(\d+)/{N_MAPS}", text))
     assert seen, "no processing progress was shown"
-    page.wait_for_selector("#coll-component-count:has-text('13 component(s).')")
-    assert page.locator("#coll-component-table tbody tr").count() == 13
+    page.wait_for_selector(f"#coll-component-count:has-text('{N_MAPS} component(s).')")
+    assert page.locator("#coll-component-table tbody tr").count() == N_MAPS
     page.wait_for_selector("#coll-status-line:has-text('succeeded')")
     save_artifact("curator-collection.png", page.screenshot(full_page=True))
 
@@ -158,7 +178,7 @@ def test_curator_journey(page, base_url, tmp_path):
     # My collections shows the state; deleting asks, "Keep it" keeps it
     page.goto(base_url + "/contribute")
     page.wait_for_selector("#mine-table:has-text('Browser collection')")
-    assert "13" in page.inner_text("#mine-table")
+    assert str(N_MAPS) in page.inner_text("#mine-table")
     page.goto(base_url + "/contribute/browser-collection")
     page.click("#coll-delete")
     page.wait_for_selector("text=Delete this collection?")
