@@ -52,11 +52,13 @@ def save_map(key: str, data: np.ndarray) -> None:
     get_storage().put_bytes(key, nifti_bytes(to_image(data)))
 
 
+def gunzip(raw: bytes) -> bytes:
+    """``raw`` decompressed when it is gzip, else unchanged (plain .nii)."""
+    return _gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+
+
 def load_image(key: str) -> nib.Nifti1Image:
-    raw = get_storage().read_bytes(key)
-    if raw[:2] == b"\x1f\x8b":
-        raw = _gzip.decompress(raw)
-    return nib.Nifti1Image.from_bytes(raw)
+    return nib.Nifti1Image.from_bytes(gunzip(get_storage().read_bytes(key)))
 
 
 def load_map(key: str) -> np.ndarray:

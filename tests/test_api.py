@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import nibabel as nib
+import numpy as np
 import pytest
 
 from tests.conftest import use_environment
@@ -243,7 +244,12 @@ def test_file_routes_serve_public_maps(anon, world) -> None:
     assert img.shape == (91, 109, 91) and img.get_data_dtype() == "float32"
     display = anon.get(f"/files/components/{uuid}.nii.gz?display=1")
     assert display.status_code == 200 and len(display.data) < len(full.data)
-    assert load_nifti(display.data).shape == (91, 109, 91)
+    from pipeline.display import decode_display
+
+    shown = decode_display(display.data)
+    assert shown.shape == (91, 109, 91) and shown.get_data_dtype() == np.uint8
+    values = img.get_fdata()
+    assert np.abs(shown.get_fdata() - values).max() <= 0.005 * (values.max() - values.min())
     for url in ("/files/terms/visual.nii.gz", "/files/terms/visual/mean.nii.gz",
                 "/files/movies/forrest-gump/visual.nii.gz", "/files/underlay.nii.gz"):
         response = anon.get(url)

@@ -8,14 +8,29 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from pipeline.display import N_CODES, display_scale, encode_for_display
-from pipeline.grid import GRID_AFFINE, GRID_SHAPE, to_image
+from pipeline.display import (
+    N_CODES,
+    PREDICTED_INTENT,
+    decode_display,
+    display_scale,
+    encode_for_display,
+    lorenzo_residuals,
+    undo_lorenzo,
+)
+from pipeline.grid import GRID_AFFINE, GRID_SHAPE, brain_mask, to_image
 
 TOLERANCE = 0.005  # of the data range, DESIGN section 10
 
 
 def decode(payload: bytes) -> nib.Nifti1Image:
-    return nib.Nifti1Image.from_bytes(gzip.decompress(payload))
+    img = decode_display(payload)
+    assert img.header["intent_name"].tobytes().rstrip(b"\0") == b"", "the decoded image must not claim residuals"
+    return img
+
+
+def is_predicted(payload: bytes) -> bool:
+    raw = nib.Nifti1Image.from_bytes(gzip.decompress(payload))
+    return raw.header["intent_name"].tobytes().rstrip(b"\0") == PREDICTED_INTENT
 
 
 def relative_error(decoded: np.ndarray, original: np.ndarray) -> float:
@@ -117,13 +132,39 @@ def test_scale_is_exact_in_float32() -> None:
         assert slope * N_CODES >= hi - lo
 
 
+@pytest.mark.parametrize("shape", [(5, 4, 3), (7, 1, 6, 2), GRID_SHAPE + (2,)])
+def test_lorenzo_residuals_invert_exactly(shape) -> None:
+    codes = np.random.default_rng(6).integers(0, 256, shape).astype(np.uint8)
+    residuals = lorenzo_residuals(codes)
+    assert residuals.dtype == np.uint8 and residuals.shape == codes.shape
+    assert np.array_equal(undo_lorenzo(residuals), codes)
+    # Volumes of a 4D array are predicted on their own: a volume's residuals do not depend on the others.
+    if len(shape) == 4:
+        assert np.array_equal(residuals[..., 1], lorenzo_residuals(codes[..., 1]))
+
+
+def test_lorenzo_residuals_of_a_linear_ramp_vanish() -> None:
+    i, j, k = np.meshgrid(*(np.arange(n) for n in (9, 8, 7)), indexing="ij")
+    residuals = lorenzo_residuals((3 * i + 2 * j + k + 10).astype(np.uint8))
+    # The predictor is exact on any sum of one-axis functions: only the first row, column and slab carry values.
+    assert np.count_nonzero(residuals[1:, 1:, 1:]) == 0 and residuals[0, 0, 0] == 10
+
+
+def test_smooth_maps_are_sent_predicted_and_sparse_maps_plain() -> None:
+    smooth = smooth_map(np.random.default_rng(7))
+    smooth[~brain_mask()] = 0.0
+    assert is_predicted(encode_for_display(smooth, GRID_AFFINE))
+    sparse = maps()["sparse"]
+    assert not is_predicted(encode_for_display(sparse, GRID_AFFINE))
+    # Either way the decoded values are the same 8-bit codes.
+    for data in (smooth, sparse):
+        assert relative_error(decode(encode_for_display(data, GRID_AFFINE)).get_fdata(), data) <= 0.5 / N_CODES * 1.001
+
+
 def test_display_bytes_much_smaller_than_float32_gzip() -> None:
     data = smooth_map(np.random.default_rng(5))
-    from pipeline.grid import brain_mask
-
     data[~brain_mask()] = 0.0  # real maps are zero outside the brain
     full = gzip.compress(to_image(data).to_bytes(), compresslevel=6)
     display = encode_for_display(data, GRID_AFFINE)
-    # Measured here: about 0.25 for this map (0.19 unmasked, 0.35-0.4 for thresholded maps, whose float32
-    # zeros already compress well).
-    assert len(display) < 0.3 * len(full), (len(display), len(full))
+    # Measured here: 0.25 with plain 8-bit codes, about 0.12 with Lorenzo residuals.
+    assert len(display) < 0.15 * len(full), (len(display), len(full))

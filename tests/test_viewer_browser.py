@@ -34,16 +34,33 @@ def blob(center_mm, sigma_mm: float) -> np.ndarray:
 
 
 def synthetic_maps() -> dict[str, np.ndarray]:
+    from scipy.ndimage import gaussian_filter
+
     from pipeline.grid import brain_mask
 
     mask = brain_mask()
-    # Blobs through the volume centre, where the crosshair starts, so all three slices show colour.
-    positive = 6.0 * blob((0, -18, 18), 14) - 4.0 * blob((30, -60, 0), 10)
-    second = np.stack([5.0 * blob((-30, 10, 30), 12), 5.0 * blob((30, 10, 30), 12)], axis=-1)
+    # Blobs through the volume centre, where the crosshair starts, so all three slices show colour; plus the weak
+    # smooth noise of a real component, which makes its display copy a predicted one (pipeline/display.py).
+    noise = gaussian_filter(np.random.default_rng(0).standard_normal(mask.shape), 2.0)
+    positive = 6.0 * blob((0, -18, 18), 14) - 4.0 * blob((30, -60, 0), 10) + 0.4 * noise / noise.std()
+    second = np.stack([5.0 * blob((-30, 10, 30), 12), 5.0 * blob((30, 10, 30), 12) + 0.4 * noise / noise.std()],
+                      axis=-1)
     return {
         "positive": np.where(mask, positive, 0).astype(np.float32),
         "second": np.where(mask[..., None], second, 0).astype(np.float32),
     }
+
+
+def build_files() -> dict[str, bytes]:
+    """Display copies and full-precision files of the synthetic maps, and the underlay's display copy."""
+    from pipeline.display import encode_for_display
+    from pipeline.grid import GRID_AFFINE, to_image, underlay
+
+    files = {"underlay.nii.gz": encode_for_display(underlay(), GRID_AFFINE)}
+    for name, data in synthetic_maps().items():
+        files[f"{name}-display.nii.gz"] = encode_for_display(data, GRID_AFFINE)
+        files[f"{name}.nii.gz"] = gzip.compress(to_image(data).to_bytes(), compresslevel=1)
+    return files
 
 
 def build_app():
@@ -52,15 +69,8 @@ def build_app():
     from dash import Dash, Input, Output, html
 
     from dashboard.viewer import LayerSpec, register_viewer_callbacks, register_viewer_routes, viewer
-    from pipeline.display import encode_for_display
-    from pipeline.grid import GRID_AFFINE, to_image, underlay
 
-    maps = synthetic_maps()
-    files = {"underlay.nii.gz": encode_for_display(underlay(), GRID_AFFINE)}
-    for name, data in maps.items():
-        files[f"{name}-display.nii.gz"] = encode_for_display(data, GRID_AFFINE)
-        files[f"{name}.nii.gz"] = gzip.compress(to_image(data).to_bytes(), compresslevel=1)
-
+    files = build_files()
     server = flask.Flask(__name__)
 
     @server.route("/files/<name>")
@@ -280,6 +290,33 @@ def test_viewer_draws_maps(page) -> None:
             const vox = vol.mm2vox([0, -18, 18]); return vol.getValue(vox[0], vox[1], vox[2]); }}"""
     )
     assert abs(value - expected) <= 0.005 * float(data.max() - data.min())
+
+
+def test_viewer_holds_exactly_the_display_codes(page) -> None:
+    """Every voxel NiiVue holds equals the 8-bit code the server encoded: the viewer undid the Lorenzo prediction
+    of the display copies (pipeline/display.py) bit for bit, for 3D and 4D maps, and left plain copies alone."""
+    import base64
+
+    from pipeline.display import PREDICTED_INTENT, decode_display
+
+    files = build_files()
+    # The maps (with noise) must be predicted or the test would prove nothing; the underlay compresses better plain.
+    for key, name, predicted in (("underlay", "underlay.nii.gz", False), ("map-a", "positive-display.nii.gz", True),
+                                 ("map-b", "second-display.nii.gz", True)):
+        raw = gzip.decompress(files[name])
+        assert (raw[328:344].rstrip(b"\0") == PREDICTED_INTENT) == predicted, name
+        expected = np.asarray(decode_display(files[name]).dataobj.get_unscaled()).ravel(order="F")
+        held = page.evaluate(
+            f"""() => {{ const vol = window.incdbViewer.volume('{ROOT}', '{key}');
+                const bytes = new Uint8Array(vol.img.buffer, vol.img.byteOffset, vol.img.byteLength);
+                let s = ""; for (let i = 0; i < bytes.length; i += 8192)
+                  s += String.fromCharCode.apply(null, bytes.subarray(i, i + 8192));
+                return [vol.img.constructor.name, btoa(s)]; }}"""
+        )
+        assert held[0] == "Uint8Array", f"{key}: NiiVue holds {held[0]}"
+        codes = np.frombuffer(base64.b64decode(held[1]), dtype=np.uint8)
+        assert codes.shape == expected.shape, key
+        assert np.array_equal(codes, expected), f"{key}: {np.count_nonzero(codes != expected)} voxels differ"
 
 
 def test_threshold_slider_changes_pixels(page) -> None:

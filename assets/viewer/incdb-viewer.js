@@ -289,15 +289,69 @@
     setStatus(entry.viewerId, { loaded: true, nvols: nv.volumes.length, error: errors.join("; ") });
   }
 
-  function loadVolume(layer) {
-    // NiiVue picks the file reader from the name's extension; page URLs need not end in .nii.gz.
-    const isPlain = /\.nii$/i.test(layer.url.split("?")[0]);
+  async function loadVolume(layer) {
+    const buffer = await fetchNifti(layer.url);
     return niivue.NVImage.loadFromUrl({
       url: layer.url,
-      name: `${layer.key}.${isPlain ? "nii" : "nii.gz"}`,
+      buffer, // already fetched and decoded here; NiiVue then picks the reader from the name
+      name: `${layer.key}.nii`,
       colormap: layer.colormap || (layer.underlay ? "gray" : "warm"),
       opacity: 0, // shown by applyLayer once thresholds are in place, so no frame flashes with defaults
     });
+  }
+
+  // ------------------------------------------------------------------------------- display copy decoding
+
+  /** Plain NIfTI-1 bytes of a map URL: gunzipped, and Lorenzo prediction undone (pipeline/display.py). */
+  async function fetchNifti(url) {
+    const response = await fetch(url, { credentials: "same-origin" });
+    if (!response.ok) throw new Error(`${response.status} ${response.statusText || "error"} for ${url}`);
+    let bytes = new Uint8Array(await response.arrayBuffer());
+    if (bytes[0] === 0x1f && bytes[1] === 0x8b) {
+      const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
+      bytes = new Uint8Array(await new Response(stream).arrayBuffer());
+    }
+    undoPrediction(bytes);
+    return bytes.buffer;
+  }
+
+  const PREDICTED_INTENT = "incdb-lorenzo3d";
+  const NIFTI1_HEADER_BYTES = 348;
+
+  /**
+   * A display copy marked with intent_name "incdb-lorenzo3d" holds residuals of the 3D Lorenzo predictor of its
+   * uint8 codes, modulo 256. Three running sums (along x, y, z, volume by volume) give the codes back, in place;
+   * a Uint8Array wraps on assignment, which is the modulo. Unmarked files are left as they are.
+   */
+  function undoPrediction(bytes) {
+    if (bytes.length < NIFTI1_HEADER_BYTES + 4) return;
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const little = view.getInt32(0, true) === NIFTI1_HEADER_BYTES;
+    if (!little && view.getInt32(0, false) !== NIFTI1_HEADER_BYTES) return; // not NIfTI-1: NiiVue will say so
+    let intent = "";
+    for (let i = 328; i < 344 && bytes[i] !== 0; i++) intent += String.fromCharCode(bytes[i]);
+    if (intent !== PREDICTED_INTENT) return;
+    if (view.getInt16(70, little) !== 2) throw new Error("predicted display copy is not uint8");
+    const ndim = view.getInt16(40, little);
+    const dim = [1, 2, 3, 4].map((i) => (i <= ndim ? Math.max(1, view.getInt16(40 + 2 * i, little)) : 1));
+    const [nx, ny, nz, nt] = dim;
+    const offset = Math.round(view.getFloat32(108, little));
+    const slab = nx * ny;
+    const volume = slab * nz;
+    if (offset < NIFTI1_HEADER_BYTES || offset + volume * nt > bytes.length) {
+      throw new Error("display copy is shorter than its header says");
+    }
+    const data = bytes.subarray(offset, offset + volume * nt);
+    for (let base = 0; base < data.length; base += volume) {
+      for (let row = base; row < base + volume; row += nx) {
+        for (let i = row + 1; i < row + nx; i++) data[i] += data[i - 1];
+      }
+      for (let z = base; z < base + volume; z += slab) {
+        for (let i = z + nx; i < z + slab; i++) data[i] += data[i - nx];
+      }
+      for (let i = base + slab; i < base + volume; i++) data[i] += data[i - slab];
+    }
+    bytes.fill(0, 328, 344);
   }
 
   function applyLayer(nv, vol, layer) {
