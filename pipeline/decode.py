@@ -42,8 +42,10 @@ def masked(maps: np.ndarray) -> np.ndarray:
     maps = np.asarray(maps)
     if maps.shape == GRID_SHAPE:
         maps = maps[np.newaxis]
-    flat = maps.reshape(len(maps), -1)[:, mask_flat_indices()].astype(np.float32)
-    flat[~np.isfinite(flat)] = 0
+    # np.take along the voxel axis is several times faster than fancy indexing with [:, indices] here.
+    flat = np.take(maps.reshape(len(maps), -1), mask_flat_indices(), axis=1).astype(np.float32, copy=False)
+    if not np.isfinite(flat).all():
+        flat[~np.isfinite(flat)] = 0
     return flat
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 import tempfile
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 
 from pipeline.archives import ArchiveError, iter_niftis, storage_suffix
 from pipeline.decode import decode, masked
@@ -141,10 +142,16 @@ def _ingest_uploads(job_id: int, collection_id: int, uploads: list, result: Inge
                     keep.append(v)
                     qc[v] = check.warnings
                     result.warnings.extend(f"{label}: {w}" for w in check.warnings)
-            r_all = decode(masked(on_grid[keep]), matrix) if keep else np.empty((0, len(term_ids)))
-            for row, v in enumerate(keep):
-                cuuid = component_uuid(sha, upload_id, member_name, v)
-                save_map(component_key(cuuid), on_grid[v])
+            uuids = [component_uuid(sha, upload_id, member_name, v) for v in keep]
+            # The maps are gzipped and written by a second thread while this one decodes (isal and the file
+            # writes release the GIL), so the two largest steps overlap.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="incdb-save") as writer:
+                saved = [writer.submit(save_map, component_key(cuuid), on_grid[v]) for cuuid, v in zip(uuids, keep)]
+                # Rows of the kept volumes only after masking: indexing the grid maps first would copy them all.
+                r_all = decode(masked(on_grid)[keep], matrix) if keep else np.empty((0, len(term_ids)))
+                for future in saved:
+                    future.result()
+            for row, (cuuid, v) in enumerate(zip(uuids, keep)):
                 save_vector(decodings_key(cuuid), r_all[row])
                 new_rows.append(dict(uuid=cuuid, upload_id=upload_id, source_file=member_name, volume_index=v,
                                      r=r_all[row], qc=qc[v]))
@@ -181,9 +188,10 @@ def _store_components(collection_id: int, reference_id: int, term_ids: list[int]
                     session.delete(comp)
             session.flush()
             by_uuid = {c.uuid: c for c in old if c.uuid in keep_uuids}
+            stored: list[tuple[Component, np.ndarray, np.ndarray]] = []
             for row in rows:
                 r = row["r"]
-                order = np.argsort(-r, kind="stable")
+                order = np.argsort(-r, kind="stable")[:TOP_DECODINGS]
                 comp = by_uuid.get(row["uuid"]) or Component(uuid=row["uuid"], collection_id=collection_id)
                 comp.upload_id = row["upload_id"]
                 comp.source_file = row["source_file"][:512]
@@ -195,11 +203,15 @@ def _store_components(collection_id: int, reference_id: int, term_ids: list[int]
                 comp.qc_warnings = row["qc"]
                 comp.decoded_at = now
                 session.add(comp)
-                session.flush()
-                session.execute(delete(Decoding).where(Decoding.component_id == comp.id))
-                session.add_all(Decoding(component_id=comp.id, term_id=term_ids[i], r=float(r[i]), rank=rank + 1)
-                                for rank, i in enumerate(order[:TOP_DECODINGS]))
+                stored.append((comp, r, order))
                 affected.add(comp.best_term_id)
+            if by_uuid:
+                session.execute(delete(Decoding).where(Decoding.component_id.in_([c.id for c in by_uuid.values()])))
+            session.flush()  # one flush for all components: their ids for the decoding rows
+            decoding_rows = [dict(component_id=comp.id, term_id=term_ids[i], r=float(r[i]), rank=rank + 1)
+                             for comp, r, order in stored for rank, i in enumerate(order)]
+            if decoding_rows:  # one executemany instead of an ORM object per row
+                session.execute(insert(Decoding), decoding_rows)
     except BaseException:
         for row in rows:
             if row["uuid"] not in old_uuids:

@@ -11,7 +11,14 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from isal import igzip, isal_zlib
+from nibabel.fileholders import FileHolder
 from scipy import sparse
+
+try:  # y += A @ x in place: SciPy's own CSR kernel, private but unchanged for many releases
+    from scipy.sparse._sparsetools import csr_matvec as _csr_matvec
+except ImportError:  # pragma: no cover
+    _csr_matvec = None
 
 from pipeline.grid import GRID_AFFINE, GRID_SHAPE, brain_mask
 
@@ -44,17 +51,28 @@ class CheckedImage:
     affine: np.ndarray
     dtype: np.dtype
 
+    def _read(self) -> np.ndarray:
+        """The stored array with scaling applied. Gzipped files are inflated by isal, which is several times faster
+        than the zlib that nibabel would use (DESIGN section 12)."""
+        with open(self.path, "rb") as fh:
+            gzipped = fh.read(2) == b"\x1f\x8b"
+        if not gzipped:
+            return np.asanyarray(self.image.dataobj)
+        with igzip.open(self.path, "rb") as fh:
+            holders = {"header": FileHolder(fileobj=fh), "image": FileHolder(fileobj=fh)}
+            return np.asanyarray(type(self.image).from_file_map(holders).dataobj)
+
     def volumes(self) -> np.ndarray:
         """All volumes as float32, shape (x, y, z, n). Scaling and byte order applied; non-finite -> 0."""
         try:
-            data = np.asanyarray(self.image.dataobj).astype(np.float32, copy=False)
-        except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError) as exc:
+            data = self._read().astype(np.float32, copy=False)
+        except (EOFError, OSError, zlib.error, isal_zlib.error, gzip.BadGzipFile, ValueError) as exc:
             raise NiftiError(f"{self.name}: the file is truncated or corrupt ({exc})") from None
         if data.ndim == 3:
             data = data[..., np.newaxis]
         data = data.reshape(self.shape[:3] + (self.n_volumes,))
         if not data.flags.writeable:
-            data = data.copy()
+            data = data.copy(order="K")  # keep the file's (Fortran) layout: resampling reads it in place
         data[~np.isfinite(data)] = 0
         return data
 
@@ -153,36 +171,46 @@ def _short(exc: Exception) -> str:
 def _interpolation_matrix(shape: tuple[int, int, int], affine_bytes: bytes) -> sparse.csr_matrix:
     """Sparse trilinear interpolation from a source grid to the standard grid.
 
-    Built once per source shape and affine, then applied to every volume with one sparse product
+    Built once per source shape and affine, then applied to every volume with sparse products
     (DESIGN section 12): much cheaper than one interpolation call per component of a 70-volume file.
-    Rows are standard-grid voxels (C order), columns source voxels (C order). Outside the source field of
-    view the map is zero.
+    Rows are standard-grid voxels in C order (the layout of the maps INcDb keeps); columns are source voxels in
+    Fortran order (x fastest), the order NIfTI stores them in, so a loaded 4D image is used without a copy.
+    Outside the source field of view the map is zero.
     """
     affine = np.frombuffer(affine_bytes, dtype=np.float64).reshape(4, 4)
     src_from_grid = np.linalg.inv(affine) @ GRID_AFFINE
     n_target = int(np.prod(GRID_SHAPE))
-    ii, jj, kk = np.meshgrid(*(np.arange(n, dtype=np.float64) for n in GRID_SHAPE), indexing="ij")
-    coords = np.stack([ii.ravel(), jj.ravel(), kk.ravel()])
-    src = src_from_grid[:3, :3] @ coords + src_from_grid[:3, 3:4]
-    del ii, jj, kk, coords
-    base = np.floor(src).astype(np.int64)
-    frac = (src - base).astype(np.float32)
-    rows, cols, vals = [], [], []
-    target = np.arange(n_target, dtype=np.int64)
+    # Source position of every grid voxel, per source axis; the map is affine, so it is a sum of three axis terms.
+    i, j, k = (np.arange(n, dtype=np.float64) for n in GRID_SHAPE)
+    src = [(src_from_grid[a, 0] * i[:, None, None] + src_from_grid[a, 1] * j[None, :, None]
+            + src_from_grid[a, 2] * k[None, None, :] + src_from_grid[a, 3]).ravel() for a in range(3)]
+    base = [np.floor(pos) for pos in src]
+    frac = [(pos - b).astype(np.float32) for pos, b in zip(src, base)]
+    base = [b.astype(np.int64) for b in base]
+    del src
+    # Eight corners per grid voxel, so the CSR structure is fixed: row r holds entries 8r..8r+7. Corners outside
+    # the source (or with zero weight) get weight 0 and are dropped at the end.
+    cols = np.zeros((n_target, 8), dtype=np.int64)
+    vals = np.zeros((n_target, 8), dtype=np.float32)
     for corner in range(8):
-        offs = [(corner >> axis) & 1 for axis in range(3)]
-        idx = [base[a] + offs[a] for a in range(3)]
-        w = np.ones(n_target, dtype=np.float32)
+        weight = np.ones(n_target, dtype=np.float32)
+        inside = np.ones(n_target, dtype=bool)
+        column = np.zeros(n_target, dtype=np.int64)
+        stride = 1
         for a in range(3):
-            w *= frac[a] if offs[a] else (1 - frac[a])
-        ok = (w > 0) & np.all([(idx[a] >= 0) & (idx[a] < shape[a]) for a in range(3)], axis=0)
-        rows.append(target[ok])
-        cols.append((idx[0][ok] * shape[1] + idx[1][ok]) * shape[2] + idx[2][ok])
-        vals.append(w[ok])
-    n_source = int(np.prod(shape))
-    return sparse.csr_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_target, n_source)
-    )
+            offset = (corner >> a) & 1
+            weight *= frac[a] if offset else 1 - frac[a]
+            index = base[a] + offset
+            inside &= (index >= 0) & (index < shape[a])
+            column += index * stride
+            stride *= shape[a]
+        inside &= weight > 0
+        cols[:, corner] = np.where(inside, column, 0)
+        vals[:, corner] = np.where(inside, weight, 0)
+    matrix = sparse.csr_matrix((vals.ravel(), cols.ravel(), np.arange(0, 8 * n_target + 1, 8)),
+                               shape=(n_target, int(np.prod(shape))))
+    matrix.eliminate_zeros()
+    return matrix
 
 
 def resample_to_grid(volumes: np.ndarray, affine: np.ndarray) -> np.ndarray:
@@ -194,9 +222,18 @@ def resample_to_grid(volumes: np.ndarray, affine: np.ndarray) -> np.ndarray:
     if shape == GRID_SHAPE and np.allclose(affine, GRID_AFFINE, atol=1e-4):
         return np.ascontiguousarray(np.moveaxis(volumes, 3, 0), dtype=np.float32)
     matrix = _interpolation_matrix(tuple(shape), np.ascontiguousarray(affine, dtype=np.float64).tobytes())
-    flat = volumes.reshape(-1, n)
-    out = np.asarray(matrix @ flat, dtype=np.float32)
-    return np.ascontiguousarray(out.T).reshape((n,) + GRID_SHAPE)
+    flat = np.asfortranarray(volumes, dtype=np.float32).reshape(-1, n, order="F")  # no copy for a loaded image
+    out = np.zeros((n, matrix.shape[0]), dtype=np.float32)
+    # One sparse product per volume: each reads one contiguous source volume and writes one contiguous grid
+    # volume. A single product over all volumes is faster by itself, but its (voxels x volumes) result must then
+    # be transposed, which costs more than the product. Accumulating straight into ``out`` also saves a 3.6 MB
+    # temporary per volume (measured: 0.35 s instead of 0.74 s for 70 volumes at 3 mm).
+    for v in range(n):
+        if _csr_matvec is not None:
+            _csr_matvec(matrix.shape[0], matrix.shape[1], matrix.indptr, matrix.indices, matrix.data, flat[:, v], out[v])
+        else:  # pragma: no cover - a SciPy without the kernel: same result through the public operator
+            out[v] = matrix @ flat[:, v]
+    return out.reshape((n,) + GRID_SHAPE)
 
 
 @dataclass

@@ -30,7 +30,7 @@ def _merge_to_storage(keys: list[str], out_key: str, backend: str) -> None:
     storage = get_storage()
     if len(keys) == 1 and backend == "numpy":
         # The mean of one map is the map: the component's own file (float32 on the grid) is the merged map.
-        storage.put_bytes(out_key, storage.read_bytes(keys[0]))
+        storage.copy(keys[0], out_key)
         return
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="incdb-merge-") as tmp:
         paths = [stack.enter_context(local_copy(k)) for k in keys]
@@ -114,7 +114,7 @@ def rebuild_term_maps(session: Session, reference: ReferenceSet, term_ids: Itera
             written.append(out_key)
             same = merged.get(tuple(keys))
             if same is not None:  # e.g. a term found in one movie only: its all-movies map is the movie's map
-                get_storage().put_bytes(out_key, get_storage().read_bytes(same))
+                get_storage().copy(same, out_key)
             else:
                 _merge_to_storage(keys, out_key, backend)
                 merged[tuple(keys)] = out_key

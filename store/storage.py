@@ -27,6 +27,7 @@ def check_key(key: str) -> str:
 class Storage(Protocol):
     def put_bytes(self, key: str, data: bytes) -> None: ...
     def put_file(self, key: str, path: Path) -> None: ...
+    def copy(self, src_key: str, dest_key: str) -> None: ...
     def open(self, key: str) -> BinaryIO: ...
     def exists(self, key: str) -> bool: ...
     def size(self, key: str) -> int: ...
@@ -54,6 +55,28 @@ class LocalStorage:
     def put_file(self, key: str, path: Path) -> None:
         with self._atomic_writer(key) as fh, open(path, "rb") as src:
             shutil.copyfileobj(src, fh, 1024 * 1024)
+
+    def copy(self, src_key: str, dest_key: str) -> None:
+        """``dest_key`` gets the bytes of ``src_key`` (KeyError when it is missing).
+
+        A hard link where the file system allows it: objects are never changed in place (every write replaces the
+        file), so two names of one file stay independent, and the copy costs no I/O.
+        """
+        src, dest = self._path(src_key), self._path(dest_key)
+        if not src.is_file():
+            raise KeyError(src_key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.parent / f".tmp-link-{os.getpid()}-{os.urandom(6).hex()}"
+        try:
+            os.link(src, tmp)
+        except OSError:  # e.g. a file system without hard links
+            self.put_file(dest_key, src)
+            return
+        try:
+            os.replace(tmp, dest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     @contextmanager
     def _atomic_writer(self, key: str) -> Iterator[BinaryIO]:
@@ -134,6 +157,16 @@ class S3Storage:
 
     def put_file(self, key: str, path: Path) -> None:
         self._client.upload_file(str(path), self.bucket, self._key(key), Config=self._transfer)
+
+    def copy(self, src_key: str, dest_key: str) -> None:
+        """Server-side copy (no bytes through this process)."""
+        try:
+            self._client.copy_object(Bucket=self.bucket, Key=self._key(dest_key),
+                                     CopySource={"Bucket": self.bucket, "Key": self._key(src_key)})
+        except Exception as exc:
+            if self._missing(exc):
+                raise KeyError(src_key) from None
+            raise
 
     def _missing(self, exc: Exception) -> bool:
         code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))

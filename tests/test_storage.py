@@ -58,6 +58,29 @@ def test_local_concurrent_readers_see_whole_objects(tmp_path):
     assert seen <= {b"aa\x01", b"bb\x01"}
 
 
+def check_copy_is_independent(storage) -> None:
+    """What the merged maps rely on: a copy keeps its bytes when the source is rewritten or deleted."""
+    storage.put_bytes("src/a.bin", b"first")
+    storage.copy("src/a.bin", "dest/deep/b.bin")
+    assert storage.read_bytes("dest/deep/b.bin") == b"first"
+    storage.put_bytes("dest/deep/b.bin", b"old")
+    storage.copy("src/a.bin", "dest/deep/b.bin")  # replaces an existing object
+    assert storage.read_bytes("dest/deep/b.bin") == b"first"
+    storage.put_bytes("src/a.bin", b"second")
+    assert storage.read_bytes("dest/deep/b.bin") == b"first"
+    storage.delete("src/a.bin")
+    assert storage.read_bytes("dest/deep/b.bin") == b"first"
+    with pytest.raises(KeyError):
+        storage.copy("src/missing.bin", "dest/c.bin")
+    assert not storage.exists("dest/c.bin")
+
+
+def test_local_copy_is_independent_and_leaves_no_temp_files(tmp_path):
+    storage = LocalStorage(tmp_path)
+    check_copy_is_independent(storage)
+    assert sorted(p.name for p in (tmp_path / "dest" / "deep").iterdir()) == ["b.bin"]
+
+
 def test_local_version_changes_on_rewrite_and_missing_is_keyerror(tmp_path):
     storage = LocalStorage(tmp_path)
     storage.put_bytes("k", b"1")
@@ -102,6 +125,7 @@ def test_s3_backend_round_trip(s3, tmp_path):
     body = storage.open("a/b.bin")
     chunks = list(iter(lambda: body.read(65536), b""))
     assert len(chunks) > 1 and b"".join(chunks) == src.read_bytes()  # streamed, not one read
+    check_copy_is_independent(storage)
     storage.put_bytes("a/c.bin", b"x")
     storage.delete_prefix("a")
     assert not storage.exists("a/b.bin") and not storage.exists("a/c.bin")
