@@ -228,9 +228,10 @@ def resample_to_grid(volumes: np.ndarray, affine: np.ndarray) -> np.ndarray:
     # volume. A single product over all volumes is faster by itself, but its (voxels x volumes) result must then
     # be transposed, which costs more than the product. Accumulating straight into ``out`` also saves a 3.6 MB
     # temporary per volume (measured: 0.35 s instead of 0.74 s for 70 volumes at 3 mm).
+    n_rows, n_cols = matrix.shape
     for v in range(n):
         if _csr_matvec is not None:
-            _csr_matvec(matrix.shape[0], matrix.shape[1], matrix.indptr, matrix.indices, matrix.data, flat[:, v], out[v])
+            _csr_matvec(n_rows, n_cols, matrix.indptr, matrix.indices, matrix.data, flat[:, v], out[v])
         else:  # pragma: no cover - a SciPy without the kernel: same result through the public operator
             out[v] = matrix @ flat[:, v]
     return out.reshape((n,) + GRID_SHAPE)
