@@ -31,6 +31,7 @@ from pipeline.catalog import (
     get_or_create_movie,
     update_collection,
 )
+from pipeline.heartbeat import settle_stalled_jobs
 from store.access import can_edit, editable_collections
 from store.db import session_scope
 from store.models import Collection, Component, Job, Movie, Term, Upload, User
@@ -67,6 +68,7 @@ def collection_rows(session, viewer, everyone: bool = False) -> list[dict[str, A
         .outerjoin(uploads, uploads.c.collection_id == Collection.id)
         .where(where).order_by(Collection.updated.desc(), Collection.id.desc())).all()
     ids = [r[0].id for r in rows]
+    settle_stalled_jobs(session)
     jobs = latest_jobs(session, ids)
     n_comp: dict[int, int] = {}
     warned: dict[int, int] = {}
@@ -290,6 +292,7 @@ def _poll(_n, _refresh, _uploaded, request, collection_id):
     try:
         with session_scope() as session:
             collection = _editable(session, collection_id)
+            settle_stalled_jobs(session)
             job = session.scalar(select(Job).where(Job.collection_id == collection.id).order_by(Job.id.desc()))
             uploads = list(session.scalars(select(Upload).where(Upload.collection_id == collection.id)
                                            .order_by(Upload.id)))

@@ -38,6 +38,7 @@ from pipeline.catalog import (
     hash_password,
     normalise_email,
 )
+from pipeline.heartbeat import settle_stalled_jobs
 from store.access import can_edit
 from store.config import get_settings, secret_key
 from store.db import session_scope
@@ -394,6 +395,7 @@ def start_ingest_job(session: Session, user: Any, collection: Collection) -> Job
 def start_redecode_job(session: Session, user: Any) -> Job:
     if not (getattr(user, "is_authenticated", False) and getattr(user, "is_admin", False)):
         raise JobRefused("Only administrators re-decode the database.")
+    settle_stalled_jobs(session)
     current = session.scalar(select(Job).where(Job.kind.in_(("redecode", "merge")),
                                                Job.status.in_(("queued", "running"))))
     if current is not None:

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
 
 from pipeline.archives import file_kind, storage_suffix
+from pipeline.heartbeat import settle_stalled_jobs
 from store.models import (
     LICENSES,
     ROLES,
@@ -127,6 +128,8 @@ ACTIVE_JOB_STATUSES = ("queued", "running")
 
 
 def active_job(session: Session, collection_id: int) -> Job | None:
+    """The collection's queued or running job, if any (a job whose process died no longer counts)."""
+    settle_stalled_jobs(session)
     return session.scalar(select(Job).where(Job.collection_id == collection_id,
                                             Job.status.in_(ACTIVE_JOB_STATUSES)).order_by(Job.id.desc()))
 

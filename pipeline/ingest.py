@@ -20,6 +20,7 @@ from sqlalchemy import delete, insert, select
 
 from pipeline.archives import ArchiveError, iter_niftis, storage_suffix
 from pipeline.decode import decode, masked
+from pipeline.heartbeat import heartbeat
 from pipeline.maps import component_key, decodings_key, local_copy, save_map, save_vector
 from pipeline.nifti import NiftiError, check_nifti, quality_check, resample_to_grid
 from pipeline.reference import load_matrix, require_active_reference
@@ -79,7 +80,8 @@ def ingest(job_id: int, progress: Progress | None = None, merge: bool = True) ->
         collection_id = collection.id
     result = IngestResult()
     try:
-        _ingest_uploads(job_id, collection_id, uploads, result, progress, merge)
+        with heartbeat(job_id):
+            _ingest_uploads(job_id, collection_id, uploads, result, progress, merge)
     except Exception as exc:
         update_job(job_id, status="failed", error=str(exc), finished=_now(), warnings=result.warnings)
         with session_scope() as session:
@@ -165,6 +167,21 @@ def _ingest_uploads(job_id: int, collection_id: int, uploads: list, result: Inge
     _store_components(collection_id, reference_id, term_ids, new_rows, merge)
 
 
+def top_terms(r: np.ndarray) -> np.ndarray:
+    """Column indices of the TOP_DECODINGS best terms, best first (ties by term order)."""
+    return np.argsort(-r, kind="stable")[:TOP_DECODINGS]
+
+
+def write_decodings(session, decoded: list[tuple[int, np.ndarray, np.ndarray]], term_ids: list[int]) -> None:
+    """Replace the stored top decodings of components, given as (component id, r, top_terms(r)): one DELETE and
+    one multi-row INSERT rather than an ORM object per row (50 rows per component)."""
+    if not decoded:
+        return
+    session.execute(delete(Decoding).where(Decoding.component_id.in_([cid for cid, _, _ in decoded])))
+    session.execute(insert(Decoding), [dict(component_id=cid, term_id=term_ids[i], r=float(r[i]), rank=rank + 1)
+                                       for cid, r, order in decoded for rank, i in enumerate(order)])
+
+
 def _store_components(collection_id: int, reference_id: int, term_ids: list[int], rows: list[dict],
                       merge: bool = True) -> None:
     """Replace the collection's components by ``rows`` in one transaction, then rebuild affected merged maps.
@@ -191,7 +208,7 @@ def _store_components(collection_id: int, reference_id: int, term_ids: list[int]
             stored: list[tuple[Component, np.ndarray, np.ndarray]] = []
             for row in rows:
                 r = row["r"]
-                order = np.argsort(-r, kind="stable")[:TOP_DECODINGS]
+                order = top_terms(r)
                 comp = by_uuid.get(row["uuid"]) or Component(uuid=row["uuid"], collection_id=collection_id)
                 comp.upload_id = row["upload_id"]
                 comp.source_file = row["source_file"][:512]
@@ -205,13 +222,8 @@ def _store_components(collection_id: int, reference_id: int, term_ids: list[int]
                 session.add(comp)
                 stored.append((comp, r, order))
                 affected.add(comp.best_term_id)
-            if by_uuid:
-                session.execute(delete(Decoding).where(Decoding.component_id.in_([c.id for c in by_uuid.values()])))
             session.flush()  # one flush for all components: their ids for the decoding rows
-            decoding_rows = [dict(component_id=comp.id, term_id=term_ids[i], r=float(r[i]), rank=rank + 1)
-                             for comp, r, order in stored for rank, i in enumerate(order)]
-            if decoding_rows:  # one executemany instead of an ORM object per row
-                session.execute(insert(Decoding), decoding_rows)
+            write_decodings(session, [(comp.id, r, order) for comp, r, order in stored], term_ids)
     except BaseException:
         for row in rows:
             if row["uuid"] not in old_uuids:

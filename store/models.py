@@ -242,5 +242,8 @@ class Job(Base):
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Written every few seconds by the process running the job (pipeline.ingest.heartbeat); a running job whose
+    # heartbeat stopped lost its process (see pipeline.ingest.settle_stalled_jobs).
+    heartbeat: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     collection: Mapped[Collection | None] = relationship()

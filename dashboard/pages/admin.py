@@ -10,6 +10,7 @@ import callbacks.admin as admin_callbacks
 from callbacks.common import badge, sign_in_prompt, user
 from callbacks.contribute import collection_rows, job_line
 from callbacks.processing import job_runner
+from pipeline.heartbeat import settle_stalled_jobs
 from store.db import session_scope
 from store.models import Collection, Job, ReferenceSet, Term, User
 
@@ -80,6 +81,7 @@ def references_table(session) -> dbc.Table:
 
 def jobs_table(session) -> dbc.Table:
     rows = []
+    settle_stalled_jobs(session)
     for job in session.scalars(select(Job).order_by(Job.id.desc()).limit(30)):
         rows.append(html.Tr([html.Td(f"#{job.id}"), html.Td(job.kind),
                              html.Td(job.collection.slug if job.collection else "—", className="small"),
