@@ -221,6 +221,22 @@ def cmd_check(args) -> None:
         raise RuntimeError("some parts are not reachable")
 
 
+def cmd_sweep(args) -> None:
+    from datetime import timedelta
+
+    from pipeline.sweep import sweep_storage
+
+    if args.grace_hours < 1:
+        raise ValueError("--grace-hours must be at least 1 (a younger file may belong to a job about to commit)")
+    _init_db()
+    result = sweep_storage(grace=timedelta(hours=args.grace_hours), dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for key in result.removed:
+        print(f"{verb} {key}")
+    print(f"{verb} {len(result.removed)} unreferenced file(s); kept {result.kept_recent} newer than "
+          f"{result.cutoff:%Y-%m-%d %H:%M} UTC")
+
+
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -282,6 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--owner", default=None, help="owner's email (default: the first admin)")
     p.add_argument("--visibility", choices=("public", "private"), default="public")
     p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("sweep", help="remove stored files that no row refers to (left by killed jobs)")
+    p.add_argument("--grace-hours", type=float, default=24.0,
+                   help="only files older than this (and than every running job); default 24")
+    p.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
+    p.set_defaults(func=cmd_sweep)
 
     user = sub.add_parser("user", help="user accounts")
     usub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")

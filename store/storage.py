@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO, Protocol
 from urllib.parse import unquote, urlparse
@@ -33,6 +34,7 @@ class Storage(Protocol):
     def size(self, key: str) -> int: ...
     def delete(self, key: str) -> None: ...
     def delete_prefix(self, prefix: str) -> None: ...
+    def list(self, prefix: str) -> Iterator[tuple[str, datetime]]: ...
     def local_path(self, key: str) -> Path | None: ...
     def read_bytes(self, key: str) -> bytes: ...
     def version(self, key: str) -> str: ...
@@ -121,6 +123,33 @@ class LocalStorage:
 
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
+
+    def list(self, prefix: str) -> Iterator[tuple[str, datetime]]:
+        """Keys under ``prefix`` (a folder, e.g. ``components/``) with their modification times."""
+        top = self._path(prefix.rstrip("/"))
+        if not top.is_dir():
+            return
+        for dirpath, _dirs, files in os.walk(top):
+            for name in files:
+                if name.startswith(".tmp-"):  # a write in progress (or one killed midway): not an object
+                    continue
+                path = Path(dirpath) / name
+                try:
+                    mtime = path.stat().st_mtime
+                except FileNotFoundError:  # deleted while listing
+                    continue
+                yield path.relative_to(self.root).as_posix(), datetime.fromtimestamp(mtime, timezone.utc)
+
+    def stale_temporaries(self, before: datetime) -> list[Path]:
+        """Temporary files of writes that were killed midway (a live write's file is younger than ``before``)."""
+        stale = []
+        for path in self.root.rglob(".tmp-*"):
+            try:
+                if datetime.fromtimestamp(path.stat().st_mtime, timezone.utc) < before:
+                    stale.append(path)
+            except FileNotFoundError:
+                continue
+        return stale
 
     def version(self, key: str) -> str:
         """Changes whenever the object is rewritten (for ETags and caches); KeyError when missing."""
@@ -222,6 +251,14 @@ class S3Storage:
 
     def local_path(self, key: str) -> Path | None:
         return None
+
+    def list(self, prefix: str) -> Iterator[tuple[str, datetime]]:
+        full = self._key(prefix.rstrip("/")) + "/"
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        paginator = self._client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
+            for obj in page.get("Contents", []):
+                yield obj["Key"][strip:], obj["LastModified"]
 
     def check(self) -> None:
         """Raise if the bucket cannot be reached."""

@@ -102,6 +102,10 @@ def test_units_start_web_and_worker(tmp_path, postgres_url, redis_db):
                                "ping", "--timeout", "10"], cwd=ROOT, env=env, capture_output=True, text=True,
                               timeout=120)
         assert "pong" in ping.stdout, ping.stdout + ping.stderr
+        # The daily sweep's exact command, against the same database and storage.
+        sweep = subprocess.run(unit_command("incdb-sweep.service", env), cwd=ROOT, env=env, capture_output=True,
+                               text=True, timeout=120)
+        assert sweep.returncode == 0 and "unreferenced file(s)" in sweep.stdout, sweep.stdout + sweep.stderr
     finally:
         stop(web)
         stop(worker)

@@ -127,6 +127,8 @@ def test_s3_backend_round_trip(s3, tmp_path):
     assert len(chunks) > 1 and b"".join(chunks) == src.read_bytes()  # streamed, not one read
     check_copy_is_independent(storage)
     storage.put_bytes("a/c.bin", b"x")
+    listed = dict(storage.list("a/"))
+    assert set(listed) == {"a/b.bin", "a/c.bin"} and all(t.tzinfo is not None for t in listed.values())
     storage.delete_prefix("a")
     assert not storage.exists("a/b.bin") and not storage.exists("a/c.bin")
     with pytest.raises(KeyError):

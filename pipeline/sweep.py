@@ -1,0 +1,75 @@
+"""Storage sweep: remove files that no row refers to any more.
+
+Rows and files are kept in step by every job (files of removed rows go after the commit, files of rows that never
+committed go on failure), but a process killed between writing a file and committing its row leaves the file
+behind: a component map of a run killed before it stored its components, an upload whose row never landed, a
+temporary file of a write cut short. Re-running the job reuses the same keys, so the leftovers are only wasted
+space; this sweep reclaims it. Run it from a daily timer (``deploy/incdb-sweep.timer``) or by hand.
+
+A file is only removed when it is older than the grace period *and* older than the start of every running job, so
+a job that is writing files right now never loses one to the sweep.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import func, select
+
+from pipeline.heartbeat import settle_stalled_jobs
+from store.db import session_scope
+from store.models import Component, Job, Term, TermMap, Upload
+from store.storage import get_storage
+
+# Folders whose every object belongs to a row. Anything else in storage (e.g. ``check/`` probes) is left alone.
+SWEPT_PREFIXES = ("components/", "decodings/", "termmaps/", "uploads/", "reference/")
+DEFAULT_GRACE = timedelta(hours=24)
+
+
+@dataclass
+class SweepResult:
+    removed: list[str] = field(default_factory=list)
+    kept_recent: int = 0  # unreferenced, but too young to be sure no job is about to commit its row
+    cutoff: datetime | None = None
+
+
+def referenced_keys(session) -> set[str]:
+    keys: set[str] = set()
+    for column in (Component.storage_key, Component.decodings_key, TermMap.storage_key, Term.storage_key,
+                   Upload.storage_key):
+        keys.update(k for k in session.scalars(select(column)) if k)
+    return keys
+
+
+def sweep_storage(grace: timedelta = DEFAULT_GRACE, dry_run: bool = False,
+                  now: datetime | None = None) -> SweepResult:
+    """Remove unreferenced files older than ``grace`` and than every running job's start."""
+    now = now or datetime.now(timezone.utc)
+    storage = get_storage()
+    with session_scope() as session:
+        settle_stalled_jobs(session, now=now)
+        oldest_running = session.scalar(select(func.min(Job.started)).where(Job.status == "running"))
+        # Listing runs after the rows are read: a file written from now on is younger than the cutoff anyway.
+        referenced = referenced_keys(session)
+    cutoff = now - grace
+    if oldest_running is not None:
+        oldest_running = oldest_running if oldest_running.tzinfo else oldest_running.replace(tzinfo=timezone.utc)
+        cutoff = min(cutoff, oldest_running)
+    result = SweepResult(cutoff=cutoff)
+    for prefix in SWEPT_PREFIXES:
+        for key, modified in list(storage.list(prefix)):
+            if key in referenced:
+                continue
+            if modified >= cutoff:
+                result.kept_recent += 1
+                continue
+            result.removed.append(key)
+            if not dry_run:
+                storage.delete(key)
+    stale_temporaries = getattr(storage, "stale_temporaries", None)
+    if stale_temporaries is not None:
+        for path in stale_temporaries(cutoff):
+            result.removed.append(f"{path.relative_to(storage.root).as_posix()} (unfinished write)")
+            if not dry_run:
+                path.unlink(missing_ok=True)
+    return result
