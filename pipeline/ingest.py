@@ -135,8 +135,9 @@ def _ingest_uploads(job_id: int, collection_id: int, uploads: list, result: Inge
                 continue
             keep: list[int] = []
             qc: dict[int, list[str]] = {}
+            rows = masked(on_grid)
             for v in range(len(on_grid)):
-                check = quality_check(on_grid[v])
+                check = quality_check(on_grid[v], inside=rows[v])
                 label = member_name if len(on_grid) == 1 else f"{member_name} volume {v + 1}"
                 if check.rejected:
                     result.errors.append(f"{label}: {check.rejected}")
@@ -149,8 +150,7 @@ def _ingest_uploads(job_id: int, collection_id: int, uploads: list, result: Inge
             # writes release the GIL), so the two largest steps overlap.
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="incdb-save") as writer:
                 saved = [writer.submit(save_map, component_key(cuuid), on_grid[v]) for cuuid, v in zip(uuids, keep)]
-                # Rows of the kept volumes only after masking: indexing the grid maps first would copy them all.
-                r_all = decode(masked(on_grid)[keep], matrix) if keep else np.empty((0, len(term_ids)))
+                r_all = decode(rows[keep], matrix) if keep else np.empty((0, len(term_ids)))
                 for future in saved:
                     future.result()
             for row, (cuuid, v) in enumerate(zip(uuids, keep)):
@@ -163,7 +163,7 @@ def _ingest_uploads(job_id: int, collection_id: int, uploads: list, result: Inge
                 if progress:
                     progress(done, total)
             done += len(on_grid) - len(keep)
-            del on_grid
+            del on_grid, rows
     _store_components(collection_id, reference_id, term_ids, new_rows, merge)
 
 

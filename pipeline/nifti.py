@@ -254,10 +254,11 @@ class QCResult:
     rejected: str | None = None
 
 
-def quality_check(data: np.ndarray) -> QCResult:
-    """NeuroVault-style checks of a map on the standard grid."""
-    mask = brain_mask()
-    inside = data[mask]
+def quality_check(data: np.ndarray, inside: np.ndarray | None = None) -> QCResult:
+    """NeuroVault-style checks of a map on the standard grid. ``inside``: its in-mask values when the caller has
+    them already (``pipeline.decode.masked`` gives them, in mask order)."""
+    if inside is None:
+        inside = data[brain_mask()]
     result = QCResult()
     if not np.any(inside) or float(np.std(inside, dtype=np.float64)) == 0.0:
         result.rejected = "the map is constant inside the brain mask (zero variance), so it cannot be decoded"

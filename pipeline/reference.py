@@ -159,9 +159,12 @@ _matrix_cache: dict[tuple[str, float], np.ndarray] = {}
 _matrix_lock = threading.Lock()
 
 
-def load_matrix(session: Session, reference: ReferenceSet) -> tuple[np.ndarray, list[Term]]:
-    """The memory-mapped matrix (built from stored term maps when this machine has no copy) and its terms."""
-    terms = list(session.scalars(select(Term).where(Term.reference_set_id == reference.id).order_by(Term.column)))
+def load_matrix(session: Session, reference: ReferenceSet) -> tuple[np.ndarray, list]:
+    """The memory-mapped matrix (built from stored term maps when this machine has no copy) and its terms, in
+    column order, as rows with ``id``, ``name``, ``slug`` and ``storage_key`` (plain rows: thousands of terms load
+    several times faster than as ORM objects)."""
+    terms = session.execute(select(Term.id, Term.name, Term.slug, Term.storage_key)
+                            .where(Term.reference_set_id == reference.id).order_by(Term.column)).all()
     path = matrix_path(reference)
     with _matrix_lock:
         if not path.exists():
