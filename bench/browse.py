@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import defaultdict
@@ -23,6 +22,7 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 PAGES = ["/", "/terms", "/terms/visual", "/movies", "/movies/forrest-gump", "/movies/forrest-gump/visual",
          "/terms?sort=components&page=2"]
@@ -61,8 +61,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=60)
     args = parser.parse_args()
-    data_dir = os.environ.get("INCDB_DATA_DIR") or tempfile.mkdtemp(prefix="incdb-bench-browse-")
-    env = {**os.environ, "INCDB_DATA_DIR": data_dir}
+    env = dict(os.environ)
     subprocess.run([sys.executable, "-m", "pipeline", "demo"], cwd=ROOT, env=env, check=True,
                    stdout=subprocess.DEVNULL)
     port = free_port()
@@ -122,12 +121,15 @@ def main() -> None:
         proc.wait(30)
     for kind in ("page", "api", "noop"):
         v = latencies[kind]
-        print(f"{kind:<5} n={len(v):6d}  p50={percentile(v, .5) * 1000:8.1f} ms  p95={percentile(v, .95) * 1000:8.1f} ms"
-              f"  errors={errors[kind]}")
+        print(f"{kind:<5} n={len(v):6d}  p50={percentile(v, .5) * 1000:8.1f} ms  "
+              f"p95={percentile(v, .95) * 1000:8.1f} ms  errors={errors[kind]}")
     browse = latencies["page"] + latencies["api"]
     print(f"p95_ratio={percentile(browse, .95) / percentile(latencies['noop'], .95):.2f} "
           f"errors={sum(errors.values())}")
 
 
 if __name__ == "__main__":
-    main()
+    from bench import scratch_data_dir
+
+    with scratch_data_dir("incdb-bench-browse-"):
+        main()

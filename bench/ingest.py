@@ -40,7 +40,6 @@ def main() -> None:
     parser.add_argument("--terms", type=int, default=3228)
     parser.add_argument("--components", type=int, default=70)
     args = parser.parse_args()
-    os.environ.setdefault("INCDB_DATA_DIR", tempfile.mkdtemp(prefix="incdb-bench-ingest-"))
     os.environ["INCDB_MERGE_BACKEND"] = "numpy"
 
     from bench.decode import synthetic_reference
@@ -99,4 +98,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from bench import scratch_data_dir
+
+    with scratch_data_dir("incdb-bench-ingest-"):
+        main()

@@ -10,9 +10,7 @@ Run by hand: ``python bench/payload.py``.
 from __future__ import annotations
 
 import gzip
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +19,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def main() -> None:
-    if not os.environ.get("INCDB_DATA_DIR"):
-        os.environ["INCDB_DATA_DIR"] = tempfile.mkdtemp(prefix="incdb-bench-")
     from sqlalchemy import select
 
     from pipeline.demo import load_demo
@@ -64,4 +60,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from bench import scratch_data_dir
+
+    with scratch_data_dir("incdb-bench-payload-"):
+        main()
