@@ -16,9 +16,10 @@ import pipeline.heartbeat as hb
 from pipeline.accounts import start_ingest_job
 from pipeline.catalog import active_job, confirm_license
 from pipeline.ingest import ingest
-from store.db import session_scope
+from store.db import session_scope, upgrade_database
 from store.models import Collection, Job, User
 from tests.browser import REPO_ROOT
+from tests.conftest import use_environment
 from tests.test_faults import assert_consistent, new_ingest_job
 
 
@@ -58,6 +59,18 @@ def test_heartbeat_beats_while_the_block_runs_and_stops_after(data_dir):
 
 
 def test_only_running_jobs_without_a_recent_heartbeat_are_settled(data_dir):
+    check_settling(data_dir)
+
+
+def test_settling_on_postgresql(tmp_path, postgres_url):
+    data = tmp_path / "data"
+    data.mkdir()
+    use_environment(data, database_url=postgres_url)
+    upgrade_database()
+    check_settling(data)
+
+
+def check_settling(data_dir) -> None:
     now = datetime.now(timezone.utc)
     stalled, alive, queued = (new_ingest_job(data_dir, seed=s) for s in (1, 2, 3))
     set_job(stalled, status="running", started=now - timedelta(hours=1), heartbeat=now - hb.STALE_AFTER * 2)
