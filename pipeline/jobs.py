@@ -59,7 +59,8 @@ def redecode(job_id: int, progress: Progress | None = None) -> int:
     except Exception as exc:
         update_job(job_id, status="failed", error=str(exc), finished=_now())
         raise
-    update_job(job_id, status="succeeded", message=f"{total} component(s) re-decoded", finished=_now())
+    # error="": a run that outlived a long lock wait may have been taken for dead meanwhile (pipeline.heartbeat).
+    update_job(job_id, status="succeeded", message=f"{total} component(s) re-decoded", error="", finished=_now())
     return total
 
 
@@ -106,4 +107,4 @@ def remerge(job_id: int) -> None:
     except Exception as exc:
         update_job(job_id, status="failed", error=str(exc), finished=_now())
         raise
-    update_job(job_id, status="succeeded", message=f"{written} merged map(s) rebuilt", finished=_now())
+    update_job(job_id, status="succeeded", message=f"{written} merged map(s) rebuilt", error="", finished=_now())
