@@ -308,6 +308,9 @@
     if (!response.ok) throw new Error(`${response.status} ${response.statusText || "error"} for ${url}`);
     let bytes = new Uint8Array(await response.arrayBuffer());
     if (bytes[0] === 0x1f && bytes[1] === 0x8b) {
+      if (typeof DecompressionStream === "undefined") {
+        throw new Error("this browser cannot unpack brain maps (no DecompressionStream): please use a current browser");
+      }
       const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
       bytes = new Uint8Array(await new Response(stream).arrayBuffer());
     }
