@@ -29,10 +29,11 @@ server = flask.Flask(__name__)
 _proxies = int(os.environ.get("INCDB_TRUSTED_PROXIES") or 0)
 if _proxies:
     # Behind nginx every request comes from 127.0.0.1: take the client address (used by the sign-in throttle) and
-    # scheme from the X-Forwarded-* headers that this many trusted proxies add.
+    # scheme from the X-Forwarded-* headers that this many trusted proxies add. Never the host: nothing here
+    # builds links from it (mails use INCDB_BASE_URL), and a forwarded host is whatever the client sent.
     from werkzeug.middleware.proxy_fix import ProxyFix
 
-    server.wsgi_app = ProxyFix(server.wsgi_app, x_for=_proxies, x_proto=_proxies, x_host=_proxies)
+    server.wsgi_app = ProxyFix(server.wsgi_app, x_for=_proxies, x_proto=_proxies, x_host=0)
 NIIVUE_URL = register_viewer_routes(server)
 THEME_URL = register_theme_route(server)
 web.register(server)

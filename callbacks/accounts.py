@@ -7,7 +7,6 @@ rendered for the signed-in user.
 from __future__ import annotations
 
 import dash
-import flask
 from dash import Input, Output, State, no_update
 
 from callbacks.common import alert, safe_next, user
@@ -15,13 +14,15 @@ from pipeline.accounts import (
     AccountError,
     authenticate,
     change_password,
+    confirm_email,
     register,
     request_password_reset,
     reset_password,
     update_profile,
 )
 from store.db import session_scope
-from web.auth import client_address, sign_in, sign_out
+from store.models import User
+from web.auth import client_address, sign_in, sign_out, sign_out_elsewhere
 
 
 @dash.callback(
@@ -33,7 +34,7 @@ from web.auth import client_address, sign_in, sign_out
 def _sign_in(_n, email, password, nxt):
     with session_scope() as session:
         try:
-            account = authenticate(session, email or "", password or "", client_address())
+            account = authenticate(session, _text(email), _text(password), client_address())
         except AccountError as exc:
             return alert(exc.messages), no_update
         session.expunge(account)
@@ -42,7 +43,7 @@ def _sign_in(_n, email, password, nxt):
 
 
 @dash.callback(
-    Output("register-message", "children"), Output("register-go", "href"),
+    Output("register-message", "children"), Output("register-form", "className"),
     Input("register-form", "n_submit"),
     State("register-email", "value"), State("register-title", "value"), State("register-first-name", "value"),
     State("register-last-name", "value"), State("register-affiliation", "value"),
@@ -54,9 +55,27 @@ def _register(_n, email, title, first, last, affiliation, password, repeat):
         return alert("You are signed in already. Sign out to register another account.", "warning"), no_update
     with session_scope() as session:
         try:
-            account = register(session, email or "", password or "", repeat or "", address=client_address(),
-                               title=title or "", first_name=first or "", last_name=last or "",
-                               affiliation=affiliation or "")
+            sent_to = register(session, _text(email), _text(password), _text(repeat), address=client_address(),
+                               title=_text(title), first_name=_text(first), last_name=_text(last),
+                               affiliation=_text(affiliation))
+        except AccountError as exc:
+            return alert(exc.messages), no_update
+    # The same answer whether or not the address had an account: the form does not tell who is registered.
+    return alert([f"Check your mail: we sent a message to {sent_to}. Open the link in it within 48 hours to "
+                  "finish your registration. (In the embedded mode, without mail, it is written to the server's "
+                  "log.)"], "info"), "d-none"
+
+
+@dash.callback(
+    Output("confirm-message", "children"), Output("confirm-go", "href"),
+    Input("confirm-submit", "n_clicks"), State("confirm-token", "data"),
+    prevent_initial_call=True,
+)
+def _confirm(_n, token):
+    # A button, not the page load: mail scanners that open links must not finish anybody's registration.
+    with session_scope() as session:
+        try:
+            account = confirm_email(session, _text(token))
         except AccountError as exc:
             return alert(exc.messages), no_update
         session.flush()
@@ -67,15 +86,34 @@ def _register(_n, email, title, first, last, affiliation, password, repeat):
 
 @dash.callback(
     Output("signout-go", "href"), Output("signout-message", "children"),
-    Input("signout-trigger", "data"),
+    Input("signout-submit", "n_clicks"),
+    prevent_initial_call=True,
 )
-def _sign_out(_data):
-    # Runs on page load: the page is reached by a link, and this callback is a JSON POST, so a cross-site page
-    # cannot sign anybody out with a plain GET of /account/sign-out.
+def _sign_out(_n):
+    # A click on the page's button: a Dash callback is a POST carrying the CSRF header, which a cross-site page
+    # cannot send, so a link or redirect to /account/sign-out signs nobody out.
     if user() is None:
         return "/", "You are signed out."
     sign_out()
     return "/", "Signed out."
+
+
+@dash.callback(
+    Output("signout-everywhere-message", "children"),
+    Input("signout-everywhere", "n_clicks"),
+    prevent_initial_call=True,
+)
+def _sign_out_elsewhere(_n):
+    if user() is None:
+        return alert("Your session has ended; sign in again.")
+    sign_out_elsewhere()
+    return alert("Every other session of your account is signed out. This one stays signed in.", "success",
+                 duration=6000)
+
+
+def _text(value) -> str:
+    """A form value as text: forged callback bodies may send numbers, lists or objects."""
+    return value if isinstance(value, str) else ""
 
 
 @dash.callback(
@@ -91,8 +129,8 @@ def _save_profile(_n, title, first, last, affiliation):
         return alert("Your session has ended; sign in again.")
     with session_scope() as session:
         try:
-            update_profile(session, u.id, title=title or "", first_name=first or "", last_name=last or "",
-                           affiliation=affiliation or "")
+            update_profile(session, u.id, title=_text(title), first_name=_text(first), last_name=_text(last),
+                           affiliation=_text(affiliation))
         except AccountError as exc:
             return alert(exc.messages)
     return alert("Profile saved.", "success", duration=4000)
@@ -110,10 +148,14 @@ def _change_password(_n, current, new, repeat):
         return alert("Your session has ended; sign in again."), no_update
     with session_scope() as session:
         try:
-            change_password(session, u.id, current or "", new or "", repeat or "")
+            change_password(session, u.id, _text(current), _text(new), _text(repeat))
         except AccountError as exc:
             return alert(exc.messages), no_update
-    return alert("Password changed.", "success"), "d-none"
+        session.flush()
+        account = session.get(User, u.id)
+        session.expunge(account)
+    sign_in(account)  # the change ended every session; this one goes on with the new session version
+    return alert("Password changed. Your other sessions are signed out.", "success"), "d-none"
 
 
 @dash.callback(
@@ -125,7 +167,7 @@ def _change_password(_n, current, new, repeat):
 def _forgot(_n, email):
     with session_scope() as session:
         try:
-            request_password_reset(session, email or "", client_address(), flask.request.host_url)
+            request_password_reset(session, _text(email), client_address())
         except AccountError as exc:
             return alert(exc.messages), no_update
     return alert("If an account exists for this address, a link to reset its password is on its way. It works "
@@ -142,7 +184,7 @@ def _forgot(_n, email):
 def _reset(_n, token, new, repeat):
     with session_scope() as session:
         try:
-            account = reset_password(session, token or "", new or "", repeat or "")
+            account = reset_password(session, _text(token), _text(new), _text(repeat))
         except AccountError as exc:
             return alert(exc.messages), no_update
         session.flush()

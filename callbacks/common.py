@@ -39,15 +39,23 @@ def alert(messages: str | list[str] | None, color: str = "danger", **kwargs) -> 
 
 
 def safe_next(target: str | None, default: str = "/contribute") -> str:
-    """Only same-site paths: '/x' yes; '//evil.example', 'https://evil.example' and '/\\evil' no."""
-    if not target or not isinstance(target, str):
+    """``target`` when it is a path on this site, else ``default``.
+
+    The value is read as a browser reads a URL: C0 control characters and spaces at the ends are dropped, tabs
+    and newlines anywhere are dropped, and a backslash counts as a slash. So '/x' passes, while
+    '//evil.example', 'https://evil.example', '/\\evil.example' and '/<tab>\\evil.example' do not."""
+    if not target or not isinstance(target, str) or len(target) > 2000:
         return default
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith(("//", "/\\")):
+    cleaned = "".join(ch for ch in target.strip("".join(map(chr, range(33)))) if ch not in "\t\n\r")
+    cleaned = cleaned.replace("\\", "/")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in cleaned):
         return default
-    if target.startswith("/account/sign-"):
+    parts = urlsplit(cleaned)
+    if parts.scheme or parts.netloc or not cleaned.startswith("/") or cleaned.startswith("//"):
         return default
-    return target
+    if cleaned.startswith("/account/sign-"):
+        return default
+    return cleaned
 
 
 def sign_in_prompt(path: str, what: str = "this page") -> dbc.Card:

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +72,11 @@ class Limit:
 
 LOGIN_PER_ACCOUNT_AND_ADDRESS = Limit("login-ea", 5, 15 * 60)
 LOGIN_PER_ADDRESS = Limit("login-a", 50, 15 * 60)
-RESET_PER_ACCOUNT = Limit("reset-e", 3, 60 * 60)
+# Keyed on (email, address), not the email alone: a stranger's requests must not use up the owner's own.
+RESET_PER_ACCOUNT_AND_ADDRESS = Limit("reset-ea", 3, 60 * 60)
 RESET_PER_ADDRESS = Limit("reset-a", 20, 60 * 60)
+# Every registration attempt counts (not only those that create an account), so the form cannot be used to
+# test many addresses quickly.
 REGISTER_PER_ADDRESS = Limit("register-a", 10, 60 * 60)
 
 _caches: dict[str, Any] = {}
@@ -122,14 +126,36 @@ def _wait_message(what: str, seconds: int) -> str:
 
 # --- accounts -------------------------------------------------------------------------------------------------
 
+_COMMON_PASSWORDS_FILE = Path(__file__).with_name("common_passwords.txt")
+
+
+@lru_cache(maxsize=1)
+def _common_passwords() -> frozenset[str]:
+    lines = _COMMON_PASSWORDS_FILE.read_text(encoding="utf-8").splitlines()
+    return frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+
+
+def _guessable(password: str) -> bool:
+    """True for a password that a guesser tries first: a leaked favourite, one character repeated, or a run of
+    consecutive characters ('abcdefghij', '9876543210')."""
+    folded = password.strip().lower()
+    if folded in _common_passwords() or len(set(folded)) <= 2:
+        return True
+    steps = {ord(b) - ord(a) for a, b in zip(folded, folded[1:])}
+    return steps in ({1}, {-1})
+
+
 def _check_new_password(password: str, repeat: str, email: str = "") -> list[str]:
     errors = []
     if len(password or "") < PASSWORD_MIN_LENGTH:
         errors.append(f"The password needs at least {PASSWORD_MIN_LENGTH} characters.")
     elif len(password) > PASSWORD_MAX_LENGTH:
         errors.append(f"The password may have at most {PASSWORD_MAX_LENGTH} characters.")
-    elif email and password.strip().lower() == email:
+    elif email and password.strip().lower() in (email, email.split("@")[0]):
         errors.append("The password must not be your email address.")
+    elif _guessable(password):
+        errors.append("This password is among the first that attackers try. Choose a less common one, "
+                      "for example a few unrelated words.")
     if password != repeat:
         errors.append("The two passwords differ.")
     return errors
@@ -141,14 +167,25 @@ def _clean_profile(fields: dict[str, Any], errors: list[str]) -> dict[str, str]:
         if name not in fields:
             continue
         value = " ".join(str(fields.get(name) or "").split())
+        if "\x00" in value or any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in value):
+            errors.append(f"The {name.replace('_', ' ')} contains control characters.")
+            value = ""
         if len(value) > limit:
             errors.append(f"The {name.replace('_', ' ')} may have at most {limit} characters.")
         clean[name] = value[:limit]
     return clean
 
 
-def register(session: Session, email: str, password: str, repeat: str, address: str = "", **profile) -> User:
-    """Create a curator account from the registration form."""
+CONFIRM_MAX_AGE_S = 48 * 3600
+
+
+def register(session: Session, email: str, password: str, repeat: str, address: str = "", **profile) -> str:
+    """Take the registration form and mail the address; return the address the mail went to.
+
+    The answer is the same whether or not the address has an account, so the form tells nobody who is
+    registered: a new address (or one whose registration was never confirmed) gets a link that finishes the
+    registration (``confirm_email``); an address with an account gets a note saying so, with a link to reset
+    its password. Only a mailbox's owner can finish a registration for it."""
     if address and (wait := throttled_for(REGISTER_PER_ADDRESS, address)):
         raise AccountError(_wait_message("registrations from your address", wait))
     errors: list[str] = []
@@ -163,13 +200,64 @@ def register(session: Session, email: str, password: str, repeat: str, address: 
     if not clean.get("last_name"):
         errors.append("Enter your last name.")
     errors += _check_new_password(password or "", repeat or "", email)
-    if email and session.scalar(select(User.id).where(User.email == email)) is not None:
-        errors.append("An account with this email address exists already. Sign in, or reset its password.")
     if errors:
         raise AccountError(errors)
     if address:
         count_attempt(REGISTER_PER_ADDRESS, address)
-    return create_user(session, email, password, role="curator", **clean)
+    user = session.scalar(select(User).where(User.email == email))
+    if user is not None and user.email_confirmed:
+        send_mail(email, "INcDb: you have an account already",
+                  f"Hello {user.display_name},\n\nsomeone (probably you) tried to register an INcDb account for "
+                  f"this address, which has one already. Sign in at {base_url()}/account/sign-in, or choose a "
+                  f"new password at {base_url()}/account/forgot-password.\n\nIf it was not you, ignore this "
+                  f"message; nothing changed.\n")
+        return email
+    if user is None:
+        user = create_user(session, email, password, role="curator", email_confirmed=False, **clean)
+    else:  # an unconfirmed registration: the newest form wins, and earlier links stop working
+        user.password_hash = hash_password(password)
+        for name, value in clean.items():
+            setattr(user, name, value)
+        session.flush()
+    link = f"{base_url()}/account/confirm-email?token={make_confirm_token(user)}"
+    send_mail(email, "INcDb: confirm your email address",
+              f"Hello {user.display_name},\n\nopen this link within {CONFIRM_MAX_AGE_S // 3600} hours to finish "
+              f"creating your INcDb curator account:\n\n{link}\n\nIf you did not register, ignore this "
+              f"message; no account is made without the link.\n")
+    return email
+
+
+def _confirm_serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret_key(), salt="incdb-confirm-email")
+
+
+def make_confirm_token(user: User) -> str:
+    return _confirm_serializer().dumps({"u": user.id, "p": _password_fingerprint(user)})
+
+
+def user_for_confirm_token(session: Session, token: str, max_age_s: int = CONFIRM_MAX_AGE_S) -> User:
+    """The unconfirmed user a confirmation link names, or AccountError."""
+    invalid = "This confirmation link is invalid or was replaced by a newer one. Register again for a new link."
+    try:
+        data = _confirm_serializer().loads(token or "", max_age=max_age_s)
+    except SignatureExpired:
+        raise AccountError("This confirmation link has expired. Register again for a new one.") from None
+    except BadSignature:
+        raise AccountError(invalid) from None
+    user = session.get(User, data.get("u")) if isinstance(data, dict) else None
+    if user is not None and user.email_confirmed and _password_fingerprint(user) == data.get("p"):
+        raise AccountError("This email address is confirmed already. Sign in.")
+    if user is None or not user.active or _password_fingerprint(user) != data.get("p"):
+        raise AccountError(invalid)
+    return user
+
+
+def confirm_email(session: Session, token: str) -> User:
+    """Finish a registration from its mailed link."""
+    user = user_for_confirm_token(session, token)
+    user.email_confirmed = True
+    session.flush()
+    return user
 
 
 _dummy: list[str] = []
@@ -201,6 +289,9 @@ def authenticate(session: Session, email: str, password: str, address: str) -> U
         raise AccountError("Wrong email address or password.")
     if not user.active:
         raise AccountError("This account is deactivated. Contact an administrator of this site.")
+    if not user.email_confirmed:
+        raise AccountError("Confirm your email address first: open the link we mailed you when you registered "
+                           "(register again with the same address for a new link).")
     clear_attempts(LOGIN_PER_ACCOUNT_AND_ADDRESS, email, address)
     return user
 
@@ -235,6 +326,12 @@ def change_password(session: Session, user_id: int, current: str, new: str, repe
     if errors:
         raise AccountError(errors)
     user.password_hash = hash_password(new)
+    end_sessions(user)
+
+
+def end_sessions(user: User) -> None:
+    """End every session of ``user``: cookies signed in with the old session version are refused from now on."""
+    user.session_version = (user.session_version or 0) + 1
 
 
 # --- password reset -------------------------------------------------------------------------------------------
@@ -272,33 +369,35 @@ def reset_password(session: Session, token: str, new: str, repeat: str) -> User:
     if errors:
         raise AccountError(errors)
     user.password_hash = hash_password(new)
+    user.email_confirmed = True  # the link reached the mailbox, which is what confirming shows
+    end_sessions(user)
     session.flush()
     return user
 
 
-def base_url(request_root: str) -> str:
-    """Where links in mails point: ``INCDB_BASE_URL`` when set (behind a proxy, and so that a forged Host header
-    cannot send someone a link to another site), else the address the request came to."""
-    return (os.environ.get("INCDB_BASE_URL") or request_root).rstrip("/")
+def base_url() -> str:
+    """Where links in mails point: the configured site address, never the request's Host or X-Forwarded-Host
+    (either can be forged, and a reset link on a stranger's host hands them the account)."""
+    return get_settings().base_url
 
 
-def request_password_reset(session: Session, email: str, address: str, root_url: str) -> None:
+def request_password_reset(session: Session, email: str, address: str) -> None:
     """Mail a reset link when the account exists. Says nothing either way (no probing for accounts)."""
     try:
         email = normalise_email(email or "")
     except ValueError:
         raise AccountError("Enter the email address of your account.") from None
-    for limit, parts in ((RESET_PER_ACCOUNT, (email,)), (RESET_PER_ADDRESS, (address,))):
+    for limit, parts in ((RESET_PER_ACCOUNT_AND_ADDRESS, (email, address)), (RESET_PER_ADDRESS, (address,))):
         wait = throttled_for(limit, *parts)
         if wait:
             raise AccountError(_wait_message("password reset requests", wait))
-    count_attempt(RESET_PER_ACCOUNT, email)
+    count_attempt(RESET_PER_ACCOUNT_AND_ADDRESS, email, address)
     count_attempt(RESET_PER_ADDRESS, address)
     user = session.scalar(select(User).where(User.email == email))
     if user is None or not user.active:
         log.info("password reset asked for unknown or inactive account %s", email)
         return
-    link = f"{base_url(root_url)}/account/reset-password?token={make_reset_token(user)}"
+    link = f"{base_url()}/account/reset-password?token={make_reset_token(user)}"
     send_mail(user.email, "INcDb: reset your password",
               f"Hello {user.display_name},\n\nsomeone (probably you) asked to reset the password of your INcDb "
               f"account. Open this link within {RESET_MAX_AGE_S // 60} minutes to choose a new password:\n\n"
@@ -356,6 +455,8 @@ def set_user_active(session: Session, actor: User, user_id: int, active: bool) -
     if user.id == actor.id and not active:
         raise AccountError("You cannot deactivate your own account.")
     user.active = bool(active)
+    if not user.active:
+        end_sessions(user)
     return user
 
 
@@ -513,6 +614,15 @@ def cancel_job(session: Session, user: Any, token: str) -> Job:
 
 # --- the collection form ----------------------------------------------------------------------------------------
 
+DATASET_URL_MAX_LENGTH = 1000  # the column's length
+
+
+def _has_control_characters(text: str, allow_newlines: bool = False) -> bool:
+    """NUL and other C0/C1 control characters: PostgreSQL refuses NUL in text, and none belongs in a title."""
+    allowed = "\n\r\t" if allow_newlines else "\t"
+    return any((ord(ch) < 32 and ch not in allowed) or 127 <= ord(ch) < 160 for ch in text)
+
+
 _DOI_PREFIXES = ("https://doi.org/", "http://doi.org/", "https://dx.doi.org/", "http://dx.doi.org/", "doi:")
 
 
@@ -525,6 +635,13 @@ def validate_collection_form(raw: dict[str, Any]) -> tuple[dict[str, Any], list[
     from store.models import LICENSES, VISIBILITIES
 
     errors: list[str] = []
+    raw = {k: (v if isinstance(v, str) or k == "metadata" else ("" if v is None else str(v)))
+           for k, v in raw.items()}
+    for key, label in (("name", "name"), ("movie", "movie title"), ("contributors", "contributors"),
+                       ("description", "description"), ("dataset_url", "dataset URL"), ("doi", "DOI")):
+        if _has_control_characters(raw.get(key) or "", allow_newlines=key == "description"):
+            errors.append(f"The {label} contains control characters; type or paste it again as plain text.")
+            raw[key] = ""
     text = {k: " ".join(str(raw.get(k) or "").split()) for k in ("name", "movie", "contributors")}
     clean: dict[str, Any] = {"name": text["name"], "movie": text["movie"], "contributors": text["contributors"],
                              "description": str(raw.get("description") or "").strip()}
@@ -544,6 +661,9 @@ def validate_collection_form(raw: dict[str, Any]) -> tuple[dict[str, Any], list[
         else:
             clean["year"] = int(year)
     url = str(raw.get("dataset_url") or "").strip()
+    if len(url) > DATASET_URL_MAX_LENGTH:
+        errors.append(f"The dataset URL may have at most {DATASET_URL_MAX_LENGTH} characters.")
+        url = ""
     if url and not re.match(r"^https?://[^\s/]+\.[^\s]+$", url):
         errors.append("The dataset URL must be a web address starting with https:// (or http://).")
     clean["dataset_url"] = url
@@ -551,7 +671,7 @@ def validate_collection_form(raw: dict[str, Any]) -> tuple[dict[str, Any], list[
     for prefix in _DOI_PREFIXES:
         if doi.lower().startswith(prefix):
             doi = doi[len(prefix):]
-    if doi and not re.match(r"^10\.\d{4,9}/\S+$", doi):
+    if doi and (len(doi) > 255 or not re.match(r"^10\.\d{4,9}/\S+$", doi)):
         errors.append("The DOI must look like 10.1234/abcd (a doi.org link is fine too).")
     clean["doi"] = doi
     if len(clean["description"]) > 20000:

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
 
@@ -14,6 +15,7 @@ from pipeline.heartbeat import settle_stalled_jobs
 from store.models import (
     LICENSES,
     ROLES,
+    SLUG_FALLBACK,
     VISIBILITIES,
     Collection,
     Component,
@@ -24,6 +26,7 @@ from store.models import (
     slugify,
     utcnow,
 )
+from store.config import get_settings
 from store.storage import get_storage
 
 PASSWORD_MIN_LENGTH = 10
@@ -35,11 +38,31 @@ def hash_password(password: str) -> str:
     return generate_password_hash(password, method="scrypt")
 
 
+EMAIL_MAX_LENGTH = 254  # RFC 5321's limit on a forward path, and the column's length
+_EMAIL_LOCAL = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}$")
+_DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
 def normalise_email(email: str) -> str:
-    email = email.strip().lower()
-    if "@" not in email or email.startswith("@") or email.endswith("@") or " " in email:
-        raise ValueError(f"{email!r} is not an email address")
-    return email
+    """The address in lower case, or ValueError when it is not one a mail server would take.
+
+    One ``@``; a local part of the usual characters (no quoting, no spaces, no control characters: a CR/LF in an
+    address could add header lines to a mail); a domain of at least two dot-separated labels (internationalised
+    domains are taken in their IDNA form)."""
+    email = (email or "").strip().lower()
+    if not email or len(email) > EMAIL_MAX_LENGTH or email.count("@") != 1:
+        raise ValueError(f"{email[:80]!r} is not an email address")
+    local, domain = email.split("@")
+    try:
+        domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ValueError(f"{email[:80]!r} is not an email address") from None
+    labels = domain.split(".")
+    if (not _EMAIL_LOCAL.match(local) or local.startswith(".") or local.endswith(".") or ".." in local
+            or len(labels) < 2 or not all(_DOMAIN_LABEL.match(label) for label in labels)
+            or labels[-1].isdigit()):
+        raise ValueError(f"{email[:80]!r} is not an email address")
+    return f"{local}@{domain}"
 
 
 def create_user(session: Session, email: str, password: str | None, role: str = "curator", **profile) -> User:
@@ -55,16 +78,32 @@ def create_user(session: Session, email: str, password: str | None, role: str = 
 
 
 def get_or_create_movie(session: Session, title: str, year: int | None = None) -> Movie:
+    """The movie with this title, made if new.
+
+    Titles with the same slug are one movie ('Amélie' and 'amelie'), except titles without any letter or digit,
+    whose slug is the fallback: those match only an equal title, and a new one gets a numbered slug."""
     title = " ".join(title.split())
     if not title:
         raise ValueError("the movie title is empty")
-    slug = slugify(title)
-    movie = session.scalar(select(Movie).where(Movie.slug == slug))
+    base = slugify(title)[:200]
+    if base != SLUG_FALLBACK:
+        movie = session.scalar(select(Movie).where(Movie.slug == base))
+    else:
+        movie = session.scalar(select(Movie).where(Movie.title == title,
+                                                   Movie.slug.like(f"{SLUG_FALLBACK}%")))
     if movie is None:
-        movie = Movie(title=title, slug=slug, year=year)
+        movie = Movie(title=title, slug=_free_slug(session, Movie, base), year=year)
         session.add(movie)
         session.flush()
     return movie
+
+
+def _free_slug(session: Session, model: type, base: str) -> str:
+    """``base``, or ``base-2``, ``base-3``... whichever no row of ``model`` has yet."""
+    slug, n = base, 2
+    while session.scalar(select(model.id).where(model.slug == slug)) is not None:
+        slug, n = f"{base}-{n}", n + 1
+    return slug
 
 
 # Slugs that name pages under /contribute/ and so cannot name a collection.
@@ -75,10 +114,23 @@ def unique_collection_slug(session: Session, name: str) -> str:
     base = slugify(name)[:200]
     if base in RESERVED_SLUGS:
         base = f"{base}-collection"
-    slug, n = base, 2
-    while session.scalar(select(Collection.id).where(Collection.slug == slug)) is not None:
-        slug, n = f"{base}-{n}", n + 1
-    return slug
+    return _free_slug(session, Collection, base)
+
+
+class QuotaExceeded(ValueError):
+    """A per-user limit is reached; the message says which and what to do."""
+
+
+def check_collection_quota(session: Session, owner: User) -> None:
+    """Raise QuotaExceeded when a curator has ``INCDB_MAX_COLLECTIONS_PER_USER`` collections already
+    (administrators have no limit)."""
+    limit = get_settings().max_collections_per_user
+    if owner.is_admin:
+        return
+    have = session.scalar(select(func.count(Collection.id)).where(Collection.owner_id == owner.id)) or 0
+    if have >= limit:
+        raise QuotaExceeded(f"You have {have} collections, the most one curator may have here ({limit}). Delete "
+                            "one you no longer need, or ask an administrator to raise the limit.")
 
 
 def create_collection(session: Session, owner: User, movie: Movie, name: str, visibility: str = "public",
@@ -90,6 +142,7 @@ def create_collection(session: Session, owner: User, movie: Movie, name: str, vi
         raise ValueError(f"visibility must be one of {', '.join(VISIBILITIES)}")
     if license not in LICENSES:
         raise ValueError(f"license must be one of {', '.join(LICENSES)}")
+    check_collection_quota(session, owner)
     collection = Collection(owner_id=owner.id, movie_id=movie.id, name=name,
                             slug=unique_collection_slug(session, name), visibility=visibility, license=license,
                             **fields)

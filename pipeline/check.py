@@ -38,6 +38,12 @@ def production_problems(settings: Settings | None = None) -> list[str]:
     problems = []
     if not os.environ.get("INCDB_SECRET_KEY"):
         problems.append("INCDB_SECRET_KEY is not set (sessions and reset links would use a key kept on disk)")
+    base = os.environ.get("INCDB_BASE_URL") or ""
+    if not base:
+        problems.append("INCDB_BASE_URL is not set (the site's public address, e.g. https://incdb.example.org: "
+                        "links in password-reset mails are built from it, never from a request's Host header)")
+    elif not _is_site_url(base):
+        problems.append(f"INCDB_BASE_URL must be an address such as https://incdb.example.org, not {base[:100]!r}")
     if s.is_sqlite and (s.broker_url or _worker_count() > 1):
         problems.append("SQLite with several processes (Celery workers or several web workers): use PostgreSQL "
                         "(INCDB_DATABASE_URL)")
@@ -45,6 +51,13 @@ def production_problems(settings: Settings | None = None) -> list[str]:
         problems.append("INCDB_BROKER_URL is set but INCDB_RESULT_BACKEND is not: background callbacks need a "
                         "result backend")
     return problems
+
+
+def _is_site_url(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url.strip())
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not parts.query and not parts.fragment
 
 
 def _redact(url: str) -> str:
@@ -129,5 +142,12 @@ def _check_reference(db_ok: bool) -> Part:
 def check_all() -> list[Part]:
     s = get_settings()
     db = _check_database(s)
-    return [Part("environment", s.env, True), db, _check_broker(s), _check_storage(s), _check_merge(s),
-            _check_reference(db.ok and "schema present" in db.detail)]
+    return [Part("environment", s.env, True), _check_base_url(s), db, _check_broker(s), _check_storage(s),
+            _check_merge(s), _check_reference(db.ok and "schema present" in db.detail)]
+
+
+def _check_base_url(s: Settings) -> Part:
+    if os.environ.get("INCDB_BASE_URL"):
+        return Part("site address", s.base_url, _is_site_url(s.base_url), "links in mails point here")
+    return Part("site address", s.base_url, s.env != "production",
+                "INCDB_BASE_URL is not set: links in mails use HOST and PORT")

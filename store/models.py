@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import (
     JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint,
 )
+from sqlalchemy import true as sa_true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -17,10 +18,26 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+SLUG_FALLBACK = "untitled"
+
+
 def slugify(text: str) -> str:
-    """Lower-case ASCII slug: 'Forrest Gump (1994)' -> 'forrest-gump-1994'."""
-    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "untitled"
+    """Lower-case slug that keeps the letters of every script: 'Forrest Gump (1994)' -> 'forrest-gump-1994',
+    'Amélie' -> 'amelie', 'Сталкер' -> 'сталкер', '千と千尋の神隠し' -> '千と千尋の神隠し'.
+
+    A letter whose compatibility decomposition starts with an ASCII letter or digit becomes that (accents go);
+    any other letter or digit is kept as it is (browsers percent-encode it in URLs); everything else separates
+    words. A text with no letter or digit gives ``SLUG_FALLBACK``."""
+    out = []
+    for ch in unicodedata.normalize("NFC", text):
+        base = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
+        if base and base.isalnum():
+            out.append(base.lower())
+        elif ch.isalnum() and ch != "_":
+            out.append(ch.lower())
+        else:
+            out.append("-")
+    return re.sub(r"-+", "-", "".join(out)).strip("-") or SLUG_FALLBACK
 
 
 class Base(DeclarativeBase):
@@ -47,6 +64,10 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16), default="curator")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Bumped to end every session of the user (sign-out, password change or reset, deactivation, "sign out
+    # everywhere"): the session cookie holds the version it was signed in with.
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    email_confirmed: Mapped[bool] = mapped_column(Boolean, default=True, server_default=sa_true())
 
     collections: Mapped[list[Collection]] = relationship(back_populates="owner")
 
@@ -63,7 +84,8 @@ class User(Base):
         return self.active
 
     def get_id(self) -> str:
-        return str(self.id)
+        # Flask-Login stores this in the session; web.auth's loader refuses it once the version moved on.
+        return f"{self.id}:{self.session_version}"
 
     @property
     def display_name(self) -> str:

@@ -30,7 +30,7 @@ def test_check_fails_when_database_unreachable(tmp_path):
     assert "FAIL database" in result.stdout
 
 
-PROD = {"INCDB_ENV": "production", "INCDB_SECRET_KEY": "s" * 40}
+PROD = {"INCDB_ENV": "production", "INCDB_SECRET_KEY": "s" * 40, "INCDB_BASE_URL": "https://incdb.example.org"}
 
 
 def test_production_refuses_missing_secret_key(data_dir):
@@ -38,6 +38,17 @@ def test_production_refuses_missing_secret_key(data_dir):
     del env["INCDB_SECRET_KEY"]
     result = run_check(data_dir, **env)
     assert result.returncode == 1 and "refused: INCDB_SECRET_KEY" in result.stdout
+
+
+def test_production_refuses_a_missing_or_malformed_base_url(data_dir):
+    env = dict(PROD)
+    del env["INCDB_BASE_URL"]
+    result = run_check(data_dir, **env)
+    assert result.returncode == 1 and "refused: INCDB_BASE_URL is not set" in result.stdout
+    result = run_check(data_dir, **dict(PROD, INCDB_BASE_URL="incdb.example.org/path"))
+    assert result.returncode == 1 and "refused: INCDB_BASE_URL must be an address" in result.stdout
+    result = run_check(data_dir, **PROD)
+    assert "INCDB_BASE_URL" not in result.stdout and "site address" in result.stdout
 
 
 def test_production_refuses_sqlite_with_several_workers(data_dir):

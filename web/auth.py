@@ -1,6 +1,9 @@
 """Flask-Login wiring, sign-in/out helpers and CSRF protection.
 
-Users are loaded per request from the database, detached from any session.
+Users are loaded per request from the database, detached from any session. The session holds
+``"<user id>:<session version>"``; the loader refuses a session whose version is no longer the user's, so
+bumping the version (``end_sessions``: sign-out, password change or reset, deactivation, "sign out everywhere")
+ends every copy of the old cookie, wherever it is.
 
 CSRF: a random token lives in the (signed) session and is mirrored in the readable ``_csrf_token`` cookie. Dash's
 renderer already sends that cookie back as the ``X-CSRFToken`` header on every callback request, and
@@ -17,6 +20,7 @@ import secrets
 import flask
 from flask_login import LoginManager, current_user, login_user, logout_user
 
+from pipeline.accounts import end_sessions
 from store.config import get_settings
 from store.db import session_scope
 from store.models import User
@@ -31,14 +35,14 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 
 @login_manager.user_loader
-def _load_user(user_id: str) -> User | None:
+def _load_user(session_id: str) -> User | None:
     try:
-        uid = int(user_id)
+        uid, version = (int(part) for part in str(session_id).split(":"))
     except (TypeError, ValueError):
-        return None
+        return None  # also a cookie from before session versions: sign in again
     with session_scope() as session:
         user = session.get(User, uid)
-        if user is None or not user.active:
+        if user is None or not user.active or user.session_version != version:
             return None
         session.expunge(user)
         return user
@@ -87,8 +91,34 @@ def sign_in(user: User) -> None:
 
 
 def sign_out() -> None:
+    """End this session and every other of the same user (a copied cookie stops working too)."""
+    user = signed_in_user()
+    if user is not None:
+        _end_sessions(user.id)
     logout_user()
     flask.session.clear()
+
+
+def sign_out_elsewhere() -> None:
+    """End every session of the signed-in user except this one (which is signed in again, with a new CSRF
+    token)."""
+    user = signed_in_user()
+    if user is None:
+        return
+    fresh = _end_sessions(user.id)
+    if fresh is not None:
+        sign_in(fresh)
+
+
+def _end_sessions(user_id: int) -> User | None:
+    with session_scope() as session:
+        user = session.get(User, user_id)
+        if user is None:
+            return None
+        end_sessions(user)
+        session.flush()
+        session.expunge(user)
+        return user
 
 
 def _check_csrf():

@@ -36,4 +36,10 @@ def layout(**_query):
             dbc.Button("Save", id="profile-submit", type="submit", color="primary"),
         ], id="profile-form"),
         html.Div(id="profile-message"),
+        html.Hr(),
+        html.H2("Sessions", className="h5"),
+        html.P("Signed in on a computer you no longer use, or worried that someone copied your session? This "
+               "signs out every other browser; this one stays signed in.", className="text-muted"),
+        dbc.Button("Sign out everywhere else", id="signout-everywhere", color="secondary", outline=True),
+        html.Div(id="signout-everywhere-message"),
     ]), className="mx-auto", style={"maxWidth": "720px"})

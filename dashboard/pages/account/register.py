@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import dcc, html
+from dash import html
 
 import callbacks.accounts  # noqa: F401 - registers this page's callbacks
 from callbacks.common import user
@@ -21,7 +21,6 @@ def layout(**_query):
         html.H1("Register as a curator", className="h4"),
         html.P("Curators upload movie-watching fMRI components and describe how they were recorded. "
                "Browsing needs no account.", className="text-muted"),
-        dcc.Location(id="register-go", refresh=True),
         dbc.Form([
             dbc.Row([
                 dbc.Col([dbc.Label("Title", html_for="register-title"),

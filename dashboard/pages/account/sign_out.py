@@ -1,14 +1,25 @@
-"""Sign out (the page's load callback ends the session, then goes home)."""
+"""Sign out: a button, because signing out changes state and so must be a request with the CSRF token (a link
+from another site to this page shows the button and does nothing else)."""
 from __future__ import annotations
 
 import dash
+import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 import callbacks.accounts  # noqa: F401 - registers this page's callbacks
+from callbacks.common import user
 
 dash.register_page(__name__, path="/account/sign-out", title="Sign out · INcDb")
 
 
 def layout(**_query):
-    return html.Div([dcc.Location(id="signout-go", refresh=True), dcc.Store(id="signout-trigger", data=1),
-                     html.P("Signing out…", id="signout-message", className="text-muted")])
+    if user() is None:
+        return html.P(["You are signed out. ", html.A("Home", href="/")], id="signout-message",
+                      className="text-muted")
+    return dbc.Card(dbc.CardBody([
+        html.H1("Sign out", className="h4"),
+        html.P("Signing out ends your sessions in every browser.", className="text-muted"),
+        dcc.Location(id="signout-go", refresh=True),
+        dbc.Button("Sign out", id="signout-submit", color="primary"),
+        html.Div(id="signout-message", className="mt-3"),
+    ]), className="mx-auto", style={"maxWidth": "460px"})
