@@ -23,7 +23,9 @@ from pipeline.accounts import (
     validate_collection_form,
 )
 from pipeline.catalog import (
+    QuotaExceeded,
     active_job,
+    check_collection_quota,
     confirm_license,
     create_collection,
     delete_collection,
@@ -132,6 +134,10 @@ def _create(_n, *args):
         return alert(errors), no_update
     with session_scope() as session:
         owner = session.get(User, u.id)
+        try:
+            check_collection_quota(session, owner)
+        except QuotaExceeded as exc:
+            return alert(str(exc)), no_update
         movie = get_or_create_movie(session, clean["movie"], clean["year"])
         collection = create_collection(
             session, owner, movie, clean["name"], visibility=clean["visibility"], license=clean["license"],

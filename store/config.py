@@ -24,6 +24,8 @@ class Settings:
     merge_backend: str
     max_upload_bytes: int
     env: str
+    base_url: str
+    max_collections_per_user: int
 
     @property
     def is_sqlite(self) -> bool:
@@ -86,7 +88,24 @@ def get_settings() -> Settings:
         merge_backend=merge_backend,
         max_upload_bytes=max_upload,
         env=env,
+        base_url=_base_url(),
+        max_collections_per_user=int(os.environ.get("INCDB_MAX_COLLECTIONS_PER_USER") or 200),
     )
+
+
+def _base_url() -> str:
+    """The site's address for links in mails: ``INCDB_BASE_URL``, else where ``python app.py`` listens (``HOST``
+    and ``PORT``; a wildcard host becomes 127.0.0.1). Never taken from a request: production refuses to start
+    without ``INCDB_BASE_URL`` (``pipeline.check``)."""
+    configured = (os.environ.get("INCDB_BASE_URL") or "").strip().rstrip("/")
+    if configured:
+        return configured
+    host = os.environ.get("HOST") or "127.0.0.1"
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{os.environ.get('PORT') or '8050'}"
 
 
 def reset_settings() -> None:
