@@ -635,8 +635,13 @@ def validate_collection_form(raw: dict[str, Any]) -> tuple[dict[str, Any], list[
     from store.models import LICENSES, VISIBILITIES
 
     errors: list[str] = []
-    raw = {k: (v if isinstance(v, str) or k == "metadata" else ("" if v is None else str(v)))
-           for k, v in raw.items()}
+    # Text fields hold text; a forged request may send lists or objects, which count as empty.
+    text_keys = ("name", "movie", "contributors", "description", "dataset_url", "doi", "license", "visibility")
+    raw = {k: ("" if k in text_keys and not isinstance(v, str) else v) for k, v in raw.items()}
+    if not isinstance(raw.get("year"), (str, int)) or isinstance(raw.get("year"), bool):
+        raw["year"] = ""
+    if not isinstance(raw.get("metadata"), dict):
+        raw["metadata"] = {}
     for key, label in (("name", "name"), ("movie", "movie title"), ("contributors", "contributors"),
                        ("description", "description"), ("dataset_url", "dataset URL"), ("doi", "DOI")):
         if _has_control_characters(raw.get(key) or "", allow_newlines=key == "description"):
