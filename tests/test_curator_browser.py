@@ -4,6 +4,7 @@ so that progress is observable), watch processing progress, see the components; 
 first; deleting asks for confirmation."""
 from __future__ import annotations
 
+import logging
 import re
 import time
 
@@ -18,6 +19,30 @@ from tests.browser import (
 from tests.services import component_maps, write_nifti, zip_of
 
 TIMEOUT_MS = 60_000
+
+
+class MailLog(logging.Handler):
+    """Collects the mails the embedded mode writes to the log (no SMTP server here)."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.text = ""
+
+    def emit(self, record):
+        self.text += record.getMessage() + "\n"
+
+    def __enter__(self):
+        logging.getLogger("incdb.accounts").addHandler(self)
+        return self
+
+    def __exit__(self, *exc):
+        logging.getLogger("incdb.accounts").removeHandler(self)
+
+    def path_of(self, prefix: str) -> str:
+        """The path (from ``prefix`` on) of the last link in the mails that contains it."""
+        found = re.findall(re.escape(prefix) + r"\S+", self.text)
+        assert found, self.text
+        return found[-1]
 N_MAPS = 25
 
 
@@ -53,7 +78,8 @@ def test_curator_journey(page, base_url, tmp_path):
     four_d = write_nifti(tmp_path / "melodic_IC.nii.gz", maps[:-1])
     archive = zip_of(tmp_path / "extra_maps.zip", {"run-2/extra.nii.gz": write_nifti(tmp_path / "x.nii.gz", maps[-1])})
 
-    # register: signed in straight away
+    # register: the link in the (logged) mail finishes it and signs in
+    mails = MailLog()
     page.goto(base_url + "/account/register")
     page.fill("#register-first-name", "Brie")
     page.fill("#register-last-name", "Owser")
@@ -61,13 +87,18 @@ def test_curator_journey(page, base_url, tmp_path):
     page.fill("#register-email", "brie@example.org")
     page.fill("#register-password", "a long browser password")
     page.fill("#register-password2", "a long browser password")
-    page.click("#register-submit")
+    with mails:
+        page.click("#register-submit")
+        page.wait_for_selector("#register-message:has-text('Check your mail')")
+    page.goto(base_url + mails.path_of("/account/confirm-email?token="))
+    page.click("#confirm-submit")
     page.wait_for_url(base_url + "/contribute")
     page.wait_for_selector("#nav-user-name:has-text('Brie Owser')")
     page.wait_for_selector("#mine-empty")
 
     # sign out and in again
     page.goto(base_url + "/account/sign-out")
+    page.click("#signout-submit")
     page.wait_for_url(base_url + "/")
     page.wait_for_selector("#nav-sign-in")
     page.goto(base_url + "/account/sign-in?next=/contribute/new")
