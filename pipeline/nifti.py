@@ -21,7 +21,7 @@ try:  # y += A @ x in place: SciPy's own CSR kernel, private but unchanged for m
 except ImportError:  # pragma: no cover
     _csr_matvec = None
 
-from pipeline.grid import GRID_AFFINE, GRID_SHAPE, brain_mask
+from pipeline.grid import GRID_AFFINE, GRID_SHAPE, brain_mask, underlay
 
 MAX_SPATIAL_DIM = 512
 MAX_VOLUMES = 2000
@@ -29,6 +29,13 @@ MAX_DATA_BYTES = 8 * 1024**3  # what a header may claim before we refuse to read
 MIN_VOXEL_MM, MAX_VOXEL_MM = 0.2, 20.0
 THRESHOLDED_ZERO_SHARE = 0.85
 OUTSIDE_SIGNAL_SHARE = 0.5
+# A map "looks structural" when at most 1% of its in-brain voxels are negative and it correlates at least this
+# well with the MNI152 T1 or grey-matter template. Measured on the grid: nilearn's T1 at 1 or 2 mm r = 1.00, its
+# white-matter map 0.85 (with the T1), its grey-matter map 1.00; subject-like T1 and GM images (noise, bias field,
+# 1-3 mm residual misregistration) 0.55-0.90. Maps that must pass: the 60 demo components at most 0.06,
+# Neurosynth-like association maps at most 0.08 (the sum of all 22: 0.14), positive-only z maps about 0.01.
+STRUCTURAL_MIN_R = 0.5
+STRUCTURAL_MAX_NEGATIVE_SHARE = 0.01
 
 
 class NiftiError(ValueError):
@@ -254,6 +261,82 @@ class QCResult:
     rejected: str | None = None
 
 
+@dataclass(frozen=True)
+class TemplateMatch:
+    """The anatomical template a map resembles most, and how much (Pearson r over the brain mask)."""
+
+    template: str
+    r: float
+
+
+@lru_cache(maxsize=1)
+def _anatomical_templates() -> tuple[tuple[str, ...], np.ndarray]:
+    """Names and (templates, mask voxels) rows, centred and unit-normalised, so r with a map is one product.
+
+    The T1 template is the project's underlay; it also stands for white-matter maps (r = 0.85 with nilearn's).
+    A grey-matter probability map anti-correlates with a T1 inside the brain (GM is darker than WM), so it needs
+    its own template. Both ship with nilearn and load offline.
+    """
+    from nilearn import datasets, image
+
+    grey = image.resample_img(
+        datasets.load_mni152_gm_template(resolution=2), target_affine=GRID_AFFINE, target_shape=GRID_SHAPE,
+        interpolation="continuous", force_resample=True, copy_header=True,
+    )
+    mask = brain_mask()
+    rows = np.stack([underlay()[mask], np.asarray(grey.get_fdata())[mask]]).astype(np.float64)
+    rows[~np.isfinite(rows)] = 0
+    rows -= rows.mean(axis=1, keepdims=True)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    rows.setflags(write=False)
+    return ("MNI152 T1 template", "MNI152 grey-matter probability template"), rows
+
+
+def template_match(inside: np.ndarray) -> TemplateMatch:
+    """Correlate a map with the MNI152 anatomical templates and return the best match.
+
+    Parameters
+    ----------
+    inside : numpy.ndarray
+        The map's values inside the brain mask, in mask order (a row of ``pipeline.decode.masked``).
+
+    Returns
+    -------
+    TemplateMatch
+        The template with the highest Pearson r (T1 or grey-matter probability) and that r; r is 0 for a map
+        that is constant inside the mask.
+    """
+    names, rows = _anatomical_templates()
+    values = np.array(inside, dtype=np.float64).ravel()  # a copy, centred in place
+    values -= values.mean()
+    norm = float(np.linalg.norm(values))
+    if norm == 0.0:
+        return TemplateMatch(names[0], 0.0)
+    r = rows @ values / norm
+    best = int(np.argmax(r))
+    return TemplateMatch(names[best], float(r[best]))
+
+
+def _structural_warning(inside: np.ndarray) -> str | None:
+    """The warning for a map that looks like an anatomical image rather than a statistical or component map.
+
+    Both kinds of evidence are required. Statistical and ICA maps are signed, but a thresholded-positive z map or
+    an association map is positive too; those correlate near 0 with a template, where a T1 or tissue map is near
+    1. A signed map that follows the anatomy (ICA's white-matter and CSF noise components) is a component map.
+    """
+    negative = int(np.count_nonzero(inside < 0))
+    if negative > STRUCTURAL_MAX_NEGATIVE_SHARE * inside.size:
+        return None  # most maps stop here, before the correlation
+    match = template_match(inside)
+    if match.r < STRUCTURAL_MIN_R:
+        return None
+    negatives = ("no negative values" if negative == 0
+                 else f"almost no negative values ({negative} of {inside.size} in-brain voxels)")
+    return (f"looks like a structural (anatomical) image, not a statistical or component map: it correlates "
+            f"r={match.r:.2f} with the {match.template} and has {negatives}. Decoding treats it as a brain map; "
+            "keep it only if that is intended")
+
+
 def quality_check(data: np.ndarray, inside: np.ndarray | None = None) -> QCResult:
     """NeuroVault-style checks of a map on the standard grid. ``inside``: its in-mask values when the caller has
     them already (``pipeline.decode.masked`` gives them, in mask order)."""
@@ -275,4 +358,7 @@ def quality_check(data: np.ndarray, inside: np.ndarray | None = None) -> QCResul
         result.warnings.append(
             f"may not be in MNI space: {outside / total:.0%} of the signal lies outside the MNI brain mask"
         )
+    structural = _structural_warning(inside)
+    if structural:
+        result.warnings.append(structural)
     return result
