@@ -11,6 +11,8 @@ import os
 
 import dash
 import flask
+from sqlalchemy import func, select
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 import web
 from dashboard.background import make_background_manager, make_celery
@@ -18,7 +20,11 @@ from dashboard.layout import shell
 from dashboard.theme import register_theme_route
 from dashboard.viewer import register_viewer_callbacks, register_viewer_routes
 from pipeline.check import production_problems
+from pipeline.demo import load_demo
+from pipeline.reference import ensure_builtin_reference
 from store.config import get_settings
+from store.db import session_scope, upgrade_database
+from store.models import Collection
 
 _problems = production_problems()
 if _problems:  # refuse to serve (or to work) with an unsafe production configuration
@@ -26,13 +32,11 @@ if _problems:  # refuse to serve (or to work) with an unsafe production configur
 
 celery_app = make_celery()
 server = flask.Flask(__name__)
-_proxies = int(os.environ.get("INCDB_TRUSTED_PROXIES") or 0)
+_proxies = get_settings().trusted_proxies
 if _proxies:
     # Behind nginx every request comes from 127.0.0.1: take the client address (used by the sign-in throttle) and
     # scheme from the X-Forwarded-* headers that this many trusted proxies add. Never the host: nothing here
     # builds links from it (mails use INCDB_BASE_URL), and a forwarded host is whatever the client sent.
-    from werkzeug.middleware.proxy_fix import ProxyFix
-
     server.wsgi_app = ProxyFix(server.wsgi_app, x_for=_proxies, x_proto=_proxies, x_host=0)
 NIIVUE_URL = register_viewer_routes(server)
 THEME_URL = register_theme_route(server)
@@ -69,18 +73,11 @@ def _noop(value):
 
 def prepare_embedded() -> None:
     """Create/upgrade the database and load the demo data when the database holds no collection."""
-    from sqlalchemy import func, select
-
-    from pipeline.demo import load_demo
-    from pipeline.reference import ensure_builtin_reference
-    from store.db import session_scope, upgrade_database
-    from store.models import Collection
-
     upgrade_database()
     with session_scope() as session:
         ensure_builtin_reference(session)
         empty = not session.scalar(select(func.count(Collection.id)))
-    if empty and os.environ.get("INCDB_DEMO", "1") != "0":
+    if empty and get_settings().demo:
         logging.getLogger("incdb").warning("empty database: loading the synthetic demo data (about 30 s)")
         load_demo(progress=logging.getLogger("incdb").warning)
 

@@ -42,8 +42,9 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["INCDB_MERGE_BACKEND"] = "numpy"
 
+    from accounts.users import create_user
     from bench.decode import synthetic_reference
-    from pipeline.catalog import add_upload, create_collection, create_user, get_or_create_movie
+    from pipeline.catalog import add_upload, create_collection, get_or_create_movie
     from pipeline.decode import masked
     from pipeline.grid import mask_flat_indices
     from pipeline.ingest import ingest

@@ -9,17 +9,9 @@ from __future__ import annotations
 import dash
 from dash import Input, Output, State, no_update
 
+from accounts.reset import request_password_reset, reset_password
+from accounts.users import AccountError, authenticate, change_password, confirm_email, register, update_profile
 from callbacks.common import alert, safe_next, user
-from pipeline.accounts import (
-    AccountError,
-    authenticate,
-    change_password,
-    confirm_email,
-    register,
-    request_password_reset,
-    reset_password,
-    update_profile,
-)
 from store.db import session_scope
 from store.models import User
 from web.auth import client_address, sign_in, sign_out, sign_out_elsewhere

@@ -89,9 +89,3 @@ STATUS_COLORS = {"empty": "secondary", "processing": "info", "ready": "success",
 
 def badge(status: str) -> dbc.Badge:
     return dbc.Badge(status, color=STATUS_COLORS.get(status, "secondary"), className="text-uppercase")
-
-
-def human_bytes(n: float) -> str:
-    from web.upload import human_bytes as hb
-
-    return hb(n)

@@ -12,19 +12,11 @@ from dash import ALL, Input, Output, State, callback_context, html, no_update
 from dash.exceptions import PreventUpdate
 from sqlalchemy import func, select
 
-from callbacks.common import alert, badge, human_bytes, user
+from callbacks.common import alert, badge, user
 from callbacks.forms import form_states, form_values
 from callbacks.processing import register_runner
-from pipeline.accounts import (
-    JobRefused,
-    cancel_job,
-    job_summary,
-    start_ingest_job,
-    validate_collection_form,
-)
 from pipeline.catalog import (
     QuotaExceeded,
-    active_job,
     check_collection_quota,
     confirm_license,
     create_collection,
@@ -32,12 +24,15 @@ from pipeline.catalog import (
     delete_upload,
     get_or_create_movie,
     update_collection,
+    validate_collection_form,
 )
 from pipeline.heartbeat import settle_stalled_jobs
+from pipeline.jobs import JobRefused, active_job, cancel_job, job_summary, start_ingest_job
 from store.access import can_edit, editable_collections
 from store.db import session_scope
 from store.models import Collection, Component, Job, Movie, Term, Upload, User
 from store.storage import get_storage
+from store.units import human_bytes
 
 RUNNER = "proc"  # the collection page's job runner
 POLL_ACTIVE_MS = 1500
@@ -86,7 +81,7 @@ def collection_rows(session, viewer, everyone: bool = False) -> list[dict[str, A
                     "owner": owner, "visibility": c.visibility, "status": c.status, "components": n_comp.get(c.id, 0),
                     "uploads": n_up or 0, "warned": warned.get(c.id, 0), "is_demo": c.is_demo,
                     "unprocessed": _unprocessed(last_upload, job),
-                    "job": job_summary(session, job) if job else None})
+                    "job": job_summary(job) if job else None})
     return out
 
 
@@ -264,7 +259,7 @@ def status_panel(collection: Collection, job: Job | None, own_token: str | None,
         parts.append(html.Span(" Not processed yet." if n_uploads else " Upload files, then process them.",
                                className="text-muted"))
         return html.Div(parts, id="coll-status-line")
-    summary = job_summary(None, job)
+    summary = job_summary(job)
     parts += [html.Span(" · latest job: "), job_line(summary)]
     children: list[Any] = [html.Div(parts, id="coll-status-line")]
     if job.status in ("queued", "running"):

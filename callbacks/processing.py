@@ -24,7 +24,8 @@ from dash import Input, Output, State, callback_context, dcc, html
 from dash.exceptions import PreventUpdate
 
 from callbacks.common import alert, user
-from pipeline.accounts import JobRefused, cancel_job, run_authorized_job
+from pipeline.jobs import JobRefused, cancel_job
+from pipeline.tasks import run_authorized_job
 from store.db import session_scope
 
 _registered: set[str] = set()

@@ -5,8 +5,10 @@ same code, so task names, which Dash derives from the callback source, agree).
 """
 from __future__ import annotations
 
+import diskcache
 from celery import Celery
 from celery.signals import worker_process_init
+from dash import CeleryManager, DiskcacheManager
 
 from store.config import get_settings
 from store.db import dispose_engine
@@ -38,12 +40,9 @@ def _fresh_engine_in_worker(**_kwargs) -> None:
 
 
 def make_background_manager(celery_app: Celery):
-    from dash import CeleryManager, DiskcacheManager
-
     settings = get_settings()
     if settings.broker_url:
         return CeleryManager(celery_app, expire=RESULT_EXPIRES_S)
-    import diskcache
 
     cache_dir = settings.data_dir / "cache" / "background"
     cache_dir.mkdir(parents=True, exist_ok=True)

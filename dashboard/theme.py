@@ -5,16 +5,16 @@ into this repository: the file comes from the Bootstrap-Flask wheel.
 """
 from __future__ import annotations
 
+from importlib.metadata import version
 from pathlib import Path
 
 import flask
+import flask_bootstrap
 
 THEME_ROUTE = "/vendor/flatly/bootstrap.min.css"
 
 
 def theme_path() -> Path:
-    import flask_bootstrap
-
     path = Path(flask_bootstrap.__file__).parent / "static/bootstrap5/css/bootswatch/flatly/bootstrap.min.css"
     if not path.is_file():
         raise RuntimeError(f"Bootswatch Flatly not found at {path}; is Bootstrap-Flask installed at the pinned "
@@ -24,8 +24,6 @@ def theme_path() -> Path:
 
 def register_theme_route(server: flask.Flask) -> str:
     """Serve the theme CSS; returns the URL for ``external_stylesheets``."""
-    from importlib.metadata import version
-
     path = theme_path()
     if "incdb_theme" not in server.view_functions:
         def send_theme():

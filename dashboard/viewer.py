@@ -28,6 +28,7 @@ from typing import Any
 import dash
 import dash_bootstrap_components as dbc
 import flask
+import nilearn
 from dash import ALL, MATCH, ClientsideFunction, Input, Output, State, dcc, html
 
 DEFAULT_UNDERLAY_URL = "/files/underlay.nii.gz"
@@ -345,7 +346,6 @@ def niivue_path() -> Path:
 def register_viewer_routes(server: flask.Flask) -> str:
     """Serve NiiVue at ``/vendor/niivue.umd.js``; returns the URL to put in ``Dash(external_scripts=[...])``."""
     path = niivue_path()
-    import nilearn
 
     if "incdb_niivue" not in server.view_functions:
 

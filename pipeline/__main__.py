@@ -1,6 +1,9 @@
 """INcDb command line: ``python -m pipeline --help``.
 
 Every command honours INCDB_DATA_DIR / INCDB_DATABASE_URL; errors print one line and exit non-zero.
+
+Each command imports what it needs inside its function: ``--help`` and the light commands then start without
+loading numpy, nibabel, nilearn and SQLAlchemy (about two seconds), which only the heavy commands need.
 """
 from __future__ import annotations
 
@@ -77,8 +80,9 @@ def cmd_merge(args) -> None:
 
 
 def _reference_import(args, source: str, maps) -> None:
-    from pipeline.jobs import create_job, redecode
+    from pipeline.jobs import create_job
     from pipeline.reference import create_reference_set
+    from pipeline.tasks import redecode
     from store.db import session_scope
 
     _init_db()
@@ -126,8 +130,9 @@ def cmd_reference_list(args) -> None:
 def cmd_reference_activate(args) -> None:
     from sqlalchemy import select
 
-    from pipeline.jobs import create_job, redecode
+    from pipeline.jobs import create_job
     from pipeline.reference import set_active
+    from pipeline.tasks import redecode
     from store.db import session_scope
     from store.models import ReferenceSet
 
@@ -188,7 +193,7 @@ def cmd_ingest(args) -> None:
 
 
 def cmd_user_create(args) -> None:
-    from pipeline.catalog import create_user
+    from accounts.users import create_user
     from store.db import session_scope
 
     _init_db()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from pipeline.nifti import is_nifti_name
+from store.units import human_bytes
 
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
 ACCEPTED_SUFFIXES = (".nii", ".nii.gz") + ARCHIVE_SUFFIXES
@@ -116,7 +117,7 @@ def _copy_limited(src, dest: Path, budget: list[int], display_name: str, limit: 
             budget[0] -= len(chunk)
             if budget[0] < 0:
                 raise ArchiveError(f"{display_name}: the archive unpacks to more than the allowed size "
-                                   f"({_size(limit)}); refusing it")
+                                   f"({human_bytes(limit)}); refusing it")
             out.write(chunk)
 
 
@@ -142,8 +143,8 @@ def _zip_members(path, display_name, workdir, warnings, max_members, max_bytes) 
         chosen = [(infos[position], safe) for position, safe in plan.items()]
         declared = sum(info.file_size for info, _ in chosen)
         if declared > max_bytes:
-            raise ArchiveError(f"{display_name}: the archive unpacks to {_size(declared)}, more than "
-                               f"allowed ({_size(max_bytes)}); refusing it")
+            raise ArchiveError(f"{display_name}: the archive unpacks to {human_bytes(declared)}, more than "
+                               f"allowed ({human_bytes(max_bytes)}); refusing it")
         budget = [max_bytes]
         for index, (info, safe) in enumerate(chosen):
             dest = _out_path(workdir, index, safe)
@@ -157,7 +158,7 @@ def _zip_members(path, display_name, workdir, warnings, max_members, max_bytes) 
 
 def _tar_members(path, display_name, workdir, warnings, max_members, max_bytes) -> Iterator[Member]:
     try:
-        tf = tarfile.open(path, mode="r:*")
+        tf = tarfile.open(path, mode="r:*")  # noqa: SIM115 - closed by the `with tf` below, after the checks
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise ArchiveError(f"{display_name}: not a valid tar archive ({exc})") from None
     with tf:
@@ -179,8 +180,8 @@ def _tar_members(path, display_name, workdir, warnings, max_members, max_bytes) 
         chosen = [(files[position], safe) for position, safe in plan.items()]
         declared = sum(info.size for info, _ in chosen)
         if declared > max_bytes:
-            raise ArchiveError(f"{display_name}: the archive unpacks to {_size(declared)}, more than "
-                               f"allowed ({_size(max_bytes)}); refusing it")
+            raise ArchiveError(f"{display_name}: the archive unpacks to {human_bytes(declared)}, more than "
+                               f"allowed ({human_bytes(max_bytes)}); refusing it")
         budget = [max_bytes]
         for index, (info, safe) in enumerate(chosen):
             dest = _out_path(workdir, index, safe)
@@ -193,13 +194,6 @@ def _tar_members(path, display_name, workdir, warnings, max_members, max_bytes) 
             except (tarfile.TarError, OSError, EOFError) as exc:
                 raise ArchiveError(f"{display_name}: member {safe} is corrupt ({exc})") from None
             yield Member(f"{display_name}/{safe}", dest)
-
-
-def _size(n: int) -> str:
-    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} bytes"
 
 
 def remove_tree(path: Path) -> None:

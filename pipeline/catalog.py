@@ -5,76 +5,32 @@ import hashlib
 import re
 import uuid
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
-from werkzeug.security import generate_password_hash
 
 from pipeline.archives import file_kind, storage_suffix
-from pipeline.heartbeat import settle_stalled_jobs
+from pipeline.jobs import active_job
+from pipeline.metadata import validate_metadata
+from pipeline.reference import active_reference
+from pipeline.termmaps import rebuild_term_maps
+from store.config import get_settings
+from store.db import session_scope
 from store.models import (
     LICENSES,
-    ROLES,
     SLUG_FALLBACK,
     VISIBILITIES,
     Collection,
     Component,
-    Job,
     Movie,
     Upload,
     User,
     slugify,
     utcnow,
 )
-from store.config import get_settings
 from store.storage import get_storage
-
-PASSWORD_MIN_LENGTH = 10
-
-
-def hash_password(password: str) -> str:
-    if len(password) < PASSWORD_MIN_LENGTH:
-        raise ValueError(f"the password must have at least {PASSWORD_MIN_LENGTH} characters")
-    return generate_password_hash(password, method="scrypt")
-
-
-EMAIL_MAX_LENGTH = 254  # RFC 5321's limit on a forward path, and the column's length
-_EMAIL_LOCAL = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}$")
-_DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-
-
-def normalise_email(email: str) -> str:
-    """The address in lower case, or ValueError when it is not one a mail server would take.
-
-    One ``@``; a local part of the usual characters (no quoting, no spaces, no control characters: a CR/LF in an
-    address could add header lines to a mail); a domain of at least two dot-separated labels (internationalised
-    domains are taken in their IDNA form)."""
-    email = (email or "").strip().lower()
-    if not email or len(email) > EMAIL_MAX_LENGTH or email.count("@") != 1:
-        raise ValueError(f"{email[:80]!r} is not an email address")
-    local, domain = email.split("@")
-    try:
-        domain = domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        raise ValueError(f"{email[:80]!r} is not an email address") from None
-    labels = domain.split(".")
-    if (not _EMAIL_LOCAL.match(local) or local.startswith(".") or local.endswith(".") or ".." in local
-            or len(labels) < 2 or not all(_DOMAIN_LABEL.match(label) for label in labels)
-            or labels[-1].isdigit()):
-        raise ValueError(f"{email[:80]!r} is not an email address")
-    return f"{local}@{domain}"
-
-
-def create_user(session: Session, email: str, password: str | None, role: str = "curator", **profile) -> User:
-    email = normalise_email(email)
-    if role not in ROLES:
-        raise ValueError(f"role must be one of {', '.join(ROLES)}")
-    if session.scalar(select(User).where(User.email == email)) is not None:
-        raise ValueError(f"a user with the email {email} already exists")
-    user = User(email=email, role=role, password_hash=hash_password(password) if password else "", **profile)
-    session.add(user)
-    session.flush()
-    return user
+from store.validation import TEXT_LIMITS, check_choice, has_control_characters
 
 
 def get_or_create_movie(session: Session, title: str, year: int | None = None) -> Movie:
@@ -138,10 +94,8 @@ def create_collection(session: Session, owner: User, movie: Movie, name: str, vi
     name = " ".join(name.split())
     if not name:
         raise ValueError("the collection needs a name")
-    if visibility not in VISIBILITIES:
-        raise ValueError(f"visibility must be one of {', '.join(VISIBILITIES)}")
-    if license not in LICENSES:
-        raise ValueError(f"license must be one of {', '.join(LICENSES)}")
+    check_choice(visibility, VISIBILITIES, "visibility")
+    check_choice(license, LICENSES, "license")
     check_collection_quota(session, owner)
     collection = Collection(owner_id=owner.id, movie_id=movie.id, name=name,
                             slug=unique_collection_slug(session, name), visibility=visibility, license=license,
@@ -176,15 +130,7 @@ def add_upload(session: Session, collection: Collection, path: Path, filename: s
     return upload
 
 
-EDITABLE_TEXT_FIELDS = {"description": 20000, "dataset_url": 1000, "doi": 255, "contributors": 5000}
-ACTIVE_JOB_STATUSES = ("queued", "running")
-
-
-def active_job(session: Session, collection_id: int) -> Job | None:
-    """The collection's queued or running job, if any (a job whose process died no longer counts)."""
-    settle_stalled_jobs(session)
-    return session.scalar(select(Job).where(Job.collection_id == collection_id,
-                                            Job.status.in_(ACTIVE_JOB_STATUSES)).order_by(Job.id.desc()))
+EDITABLE_TEXT_FIELDS = {name: TEXT_LIMITS[name] for name in ("description", "dataset_url", "doi", "contributors")}
 
 
 def update_collection(session: Session, collection: Collection, *, name: str | None = None,
@@ -192,9 +138,6 @@ def update_collection(session: Session, collection: Collection, *, name: str | N
                       metadata: dict | None = None, **fields: str) -> Collection:
     """Change a collection's description and metadata. The slug stays (links keep working). Merged maps hold
     public components only, so a change of visibility or movie rebuilds the maps of the collection's terms."""
-    from pipeline.reference import active_reference
-    from pipeline.termmaps import rebuild_term_maps
-
     if name is not None:
         name = " ".join(name.split())
         if not name:
@@ -208,16 +151,14 @@ def update_collection(session: Session, collection: Collection, *, name: str | N
             raise ValueError(f"{field.replace('_', ' ')} is longer than {EDITABLE_TEXT_FIELDS[field]} characters")
         setattr(collection, field, value)
     if license is not None and license != collection.license:
-        if license not in LICENSES:
-            raise ValueError(f"license must be one of {', '.join(LICENSES)}")
+        check_choice(license, LICENSES, "license")
         collection.license = license
         collection.license_confirmed_at, collection.license_confirmed_by = None, ""
     if metadata is not None:
         collection.metadata_ = metadata
     remerge = False
     if visibility is not None and visibility != collection.visibility:
-        if visibility not in VISIBILITIES:
-            raise ValueError(f"visibility must be one of {', '.join(VISIBILITIES)}")
+        check_choice(visibility, VISIBILITIES, "visibility")
         collection.visibility, remerge = visibility, True
     if movie is not None and movie.id != collection.movie_id:
         collection.movie_id, remerge = movie.id, True
@@ -257,10 +198,6 @@ def delete_collection(collection_id: int) -> int:
 
     Rows go first, in one transaction with the rebuilt maps; files are removed only after the commit, so a failure
     leaves at worst unreferenced files, never rows pointing at missing ones."""
-    from pipeline.reference import active_reference
-    from pipeline.termmaps import rebuild_term_maps
-    from store.db import session_scope
-
     with session_scope() as session:
         collection = session.get(Collection, collection_id)
         if collection is None:
@@ -282,3 +219,85 @@ def delete_collection(collection_id: int) -> int:
     storage.delete_prefix(f"uploads/{collection_id}")
     return len(comps)
 
+
+# --- the collection form ----------------------------------------------------------------------------------------
+
+_DOI_PREFIXES = ("https://doi.org/", "http://doi.org/", "https://dx.doi.org/", "http://dx.doi.org/", "doi:")
+# form field -> (what the messages call it, its key in store.validation.TEXT_LIMITS)
+_FORM_TEXT = {"name": ("name", "collection_name"), "movie": ("movie title", "movie_title"),
+              "contributors": ("contributors", "contributors"), "description": ("description", "description"),
+              "dataset_url": ("dataset URL", "dataset_url"), "doi": ("DOI", "doi")}
+
+
+def validate_collection_form(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The create/edit form's values -> (clean values, messages for the curator).
+
+    Parameters
+    ----------
+    raw : dict
+        The form's fields (``callbacks.forms.FIELDS``) plus ``metadata`` (group -> field -> value). Values may be
+        anything a forged request sends: non-text where text belongs counts as empty.
+
+    Returns
+    -------
+    clean : dict
+        Normalised values, ready for ``create_collection`` / ``update_collection``.
+    errors : list of str
+        Empty when the form may be saved.
+    """
+    errors: list[str] = []
+    clean = _clean_form_text(raw, errors)
+    if not clean["name"]:
+        errors.append("Give the collection a name.")
+    if not clean["movie"]:
+        errors.append("Name the movie the participants watched.")
+    clean["year"] = _form_year(raw.get("year"), errors)
+    url = clean["dataset_url"]
+    if url and not re.match(r"^https?://[^\s/]+\.[^\s]+$", url):
+        errors.append("The dataset URL must be a web address starting with https:// (or http://).")
+    doi = clean["doi"]
+    for prefix in _DOI_PREFIXES:
+        if doi.lower().startswith(prefix):
+            doi = doi[len(prefix):]
+    if doi and not re.match(r"^10\.\d{4,9}/\S+$", doi):
+        errors.append("The DOI must look like 10.1234/abcd (a doi.org link is fine too).")
+    clean["doi"] = doi
+    for name, allowed, default in (("license", LICENSES, "CC0-1.0"), ("visibility", VISIBILITIES, "public")):
+        clean[name] = raw.get(name) or default
+        try:
+            check_choice(clean[name], allowed, name)
+        except ValueError as exc:
+            errors.append(str(exc))
+    metadata = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
+    clean["metadata"], meta_errors = validate_metadata(metadata)
+    errors += [m if m.endswith(".") else m + "." for m in meta_errors]
+    return clean, errors
+
+
+def _clean_form_text(raw: dict[str, Any], errors: list[str]) -> dict[str, str]:
+    """The text fields, stripped (one-line fields also with their inner whitespace collapsed), checked for
+    control characters and length."""
+    clean = {}
+    for key, (label, limit_key) in _FORM_TEXT.items():
+        value = raw.get(key)
+        value = value if isinstance(value, str) else ""
+        multiline = key == "description"
+        if has_control_characters(value, allow_newlines=multiline):
+            errors.append(f"The {label} contains control characters; type or paste it again as plain text.")
+            value = ""
+        value = value.strip() if multiline or key in ("dataset_url", "doi") else " ".join(value.split())
+        if len(value) > TEXT_LIMITS[limit_key]:
+            errors.append(f"The {label} may have at most {TEXT_LIMITS[limit_key]} characters.")
+            value = ""
+        clean[key] = value
+    return clean
+
+
+def _form_year(value: Any, errors: list[str]) -> int | None:
+    year = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
+    if not year:
+        return None
+    if not year.isdigit() or not 1888 <= int(year) <= 2100:
+        errors.append("The movie's year must be a year such as 1994.")
+        return None
+    return int(year)

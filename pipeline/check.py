@@ -5,10 +5,19 @@ start when ``INCDB_ENV=production`` and refuse to start on any.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import make_url
+
+from pipeline.merge import resolve_backend
+from pipeline.reference import active_reference
 from store.config import Settings, get_settings
+from store.db import get_engine, session_scope
+from store.storage import get_storage
 
 
 @dataclass
@@ -23,10 +32,8 @@ def _worker_count() -> int:
     """How many processes will share the database: gunicorn workers plus Celery worker processes."""
     total = 0
     for var in ("WEB_CONCURRENCY", "INCDB_WEB_WORKERS", "INCDB_CELERY_CONCURRENCY"):
-        try:
+        with contextlib.suppress(ValueError):  # a malformed count is reported by whatever reads it
             total += int(os.environ.get(var, "0"))
-        except ValueError:
-            pass
     return total
 
 
@@ -54,15 +61,11 @@ def production_problems(settings: Settings | None = None) -> list[str]:
 
 
 def _is_site_url(url: str) -> bool:
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url.strip())
     return parts.scheme in ("http", "https") and bool(parts.hostname) and not parts.query and not parts.fragment
 
 
 def _redact(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - not an SQLAlchemy-style URL
@@ -70,10 +73,6 @@ def _redact(url: str) -> str:
 
 
 def _check_database(s: Settings) -> Part:
-    from sqlalchemy import inspect, text
-
-    from store.db import get_engine
-
     try:
         engine = get_engine()
         with engine.connect() as conn:
@@ -89,7 +88,7 @@ def _check_broker(s: Settings) -> Part:
     if not s.broker_url:
         return Part("broker", "none (diskcache background manager, jobs run on the web machine)", True)
     try:
-        from kombu import Connection
+        from kombu import Connection  # lazy: only a configuration with a broker needs kombu
 
         with Connection(s.broker_url, connect_timeout=3) as conn:
             conn.ensure_connection(max_retries=1)
@@ -99,8 +98,6 @@ def _check_broker(s: Settings) -> Part:
 
 
 def _check_storage(s: Settings) -> Part:
-    from store.storage import get_storage
-
     try:
         storage = get_storage()
         if hasattr(storage, "check"):
@@ -115,8 +112,6 @@ def _check_storage(s: Settings) -> Part:
 
 
 def _check_merge(s: Settings) -> Part:
-    from pipeline.merge import resolve_backend
-
     try:
         return Part("merge backend", f"{s.merge_backend} -> {resolve_backend(s.merge_backend)}", True)
     except Exception as exc:  # noqa: BLE001
@@ -127,8 +122,6 @@ def _check_reference(db_ok: bool) -> Part:
     if not db_ok:
         return Part("reference set", "unknown", False, "database not reachable")
     try:
-        from pipeline.reference import active_reference
-        from store.db import session_scope
 
         with session_scope() as session:
             ref = active_reference(session)

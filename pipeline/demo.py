@@ -12,11 +12,12 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import affine_transform, gaussian_filter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pipeline.catalog import add_upload, create_collection, create_user, get_or_create_movie
+from accounts.users import create_user
+from pipeline.catalog import add_upload, create_collection, get_or_create_movie
 from pipeline.grid import GRID_AFFINE, GRID_SHAPE, brain_mask
 from pipeline.ingest import ingest
 from pipeline.jobs import create_job
@@ -101,8 +102,6 @@ def _as_file(spec: DemoCollection, maps: np.ndarray, directory: Path) -> Path:
 
 
 def _resample_to(data: np.ndarray, src_affine: np.ndarray, dst_affine: np.ndarray, shape) -> np.ndarray:
-    from scipy.ndimage import affine_transform
-
     transform = np.linalg.inv(src_affine) @ dst_affine
     return np.stack([affine_transform(data[..., v], transform[:3, :3], transform[:3, 3], output_shape=shape,
                                       order=1) for v in range(data.shape[-1])], axis=-1)

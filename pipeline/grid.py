@@ -47,7 +47,7 @@ def voxel_coordinates_mm() -> np.ndarray:
 @lru_cache(maxsize=1)
 def underlay() -> np.ndarray:
     """MNI152 T1 template (nilearn's, which loads offline) resampled onto the grid, float32."""
-    from nilearn import datasets, image
+    from nilearn import datasets, image  # lazy: nilearn takes about a second to import
 
     template = datasets.load_mni152_template(resolution=2)
     res = image.resample_img(
@@ -63,7 +63,7 @@ def underlay() -> np.ndarray:
 @lru_cache(maxsize=1)
 def brain_mask() -> np.ndarray:
     """Boolean brain mask on the grid, from the same template (nearest-neighbour resampling)."""
-    from nilearn import datasets, image
+    from nilearn import datasets, image  # lazy: nilearn takes about a second to import
 
     mask = datasets.load_mni152_brain_mask(resolution=2)
     res = image.resample_img(

@@ -15,13 +15,13 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from store.db import session_scope
-from store.models import Collection, Job
+from store.models import Collection, CollectionStatus, Job, JobStatus, utcnow
 
 HEARTBEAT_S = 10.0
 STALE_AFTER = timedelta(minutes=5)
@@ -29,14 +29,10 @@ STALE_AFTER = timedelta(minutes=5)
 log = logging.getLogger(__name__)
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def beat(job_id: int) -> None:
     """Record that the job's process is alive (only while the job is running)."""
     with session_scope() as session:
-        session.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(heartbeat=_now()))
+        session.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING).values(heartbeat=utcnow()))
 
 
 @contextmanager
@@ -63,20 +59,20 @@ def heartbeat(job_id: int, interval: float | None = None) -> Iterator[None]:
 
 def settle_stalled_jobs(session: Session, now: datetime | None = None) -> list[int]:
     """Mark running jobs without a recent heartbeat failed; returns their ids."""
-    now = now or _now()
+    now = now or utcnow()
     last_sign = func.coalesce(Job.heartbeat, Job.started, Job.created)
-    stalled = list(session.scalars(select(Job).where(Job.status == "running", last_sign < now - STALE_AFTER)))
+    stalled = list(session.scalars(select(Job).where(Job.status == JobStatus.RUNNING, last_sign < now - STALE_AFTER)))
     for job in stalled:
         seen = job.heartbeat or job.started or job.created
-        job.status, job.finished = "failed", now
+        job.status, job.finished = JobStatus.FAILED, now
         job.error = (f"The process running this job stopped (last sign of life {seen:%Y-%m-%d %H:%M} UTC), for "
                      "example because the server restarted. "
                      + ("The collection keeps the components of its last finished run: process it again."
                         if job.collection_id is not None else "Start it again."))
         if job.collection_id is not None:
             collection = session.get(Collection, job.collection_id)
-            if collection is not None and collection.status == "processing":
-                collection.status = "failed"
+            if collection is not None and collection.status == CollectionStatus.PROCESSING:
+                collection.status = CollectionStatus.FAILED
         log.warning("job %s marked failed: no heartbeat since %s", job.id, seen)
     if stalled:
         session.flush()

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +19,14 @@ from sqlalchemy import delete, insert, select
 
 from pipeline.archives import ArchiveError, iter_niftis, storage_suffix
 from pipeline.decode import decode, masked
-from pipeline.heartbeat import heartbeat
-from pipeline.maps import component_key, decodings_key, local_copy, save_map, save_vector
+from pipeline.jobs import running_job, update_job
+from pipeline.maps import save_map
 from pipeline.nifti import NiftiError, check_nifti, quality_check, resample_to_grid
 from pipeline.reference import load_matrix, require_active_reference
 from pipeline.termmaps import rebuild_term_maps
+from store.artifacts import component_key, decodings_key, local_copy, save_vector
 from store.db import session_scope
-from store.models import Collection, Component, Decoding, Job, ReferenceSet, Upload
+from store.models import Component, Decoding, Job, ReferenceSet, Upload, utcnow
 from store.storage import get_storage
 
 TOP_DECODINGS = 50
@@ -46,55 +46,32 @@ class IngestResult:
     errors: list[str] = field(default_factory=list)
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def update_job(job_id: int, **values) -> None:
-    """Write job fields in their own short transaction (progress must not hold a lock on SQLite)."""
-    with session_scope() as session:
-        job = session.get(Job, job_id)
-        if job is not None:
-            if job.status == "cancelled":
-                # A curator cancelled it: a run that is still finishing must not report success or failure.
-                values.pop("status", None)
-            for name, value in values.items():
-                setattr(job, name, value)
-
-
 def ingest(job_id: int, progress: Progress | None = None, merge: bool = True) -> IngestResult:
     """Run an ingest job: every upload of the job's collection becomes components, decoded and (unless
-    ``merge`` is False, for bulk loads that merge once at the end) merged."""
+    ``merge`` is False, for bulk loads that merge once at the end) merged.
+
+    Raises
+    ------
+    ValueError
+        The job does not exist or is not an ingest job.
+    """
     with session_scope() as session:
         job = session.get(Job, job_id)
         if job is None:
             raise ValueError(f"job {job_id} does not exist")
         if job.kind != "ingest" or job.collection_id is None:
             raise ValueError(f"job {job_id} is not an ingest job")
-        job.status, job.started, job.attempts = "running", _now(), job.attempts + 1
-        job.error, job.finished = "", None
-        collection = session.get(Collection, job.collection_id)
-        collection.status = "processing"
+        collection_id = job.collection_id
         uploads = [(u.id, u.filename, u.storage_key, u.sha256) for u in
-                   session.scalars(select(Upload).where(Upload.collection_id == collection.id).order_by(Upload.id))]
-        collection_id = collection.id
+                   session.scalars(select(Upload).where(Upload.collection_id == collection_id).order_by(Upload.id))]
     result = IngestResult()
-    try:
-        with heartbeat(job_id):
-            _ingest_uploads(job_id, collection_id, uploads, result, progress, merge)
-    except Exception as exc:
-        update_job(job_id, status="failed", error=str(exc), finished=_now(), warnings=result.warnings)
-        with session_scope() as session:
-            session.get(Collection, collection_id).status = "failed"
-        raise
-    status = "succeeded" if result.components or not uploads else "failed"
-    message = f"{result.components} component(s) decoded"
-    if result.errors:
-        message += f"; {len(result.errors)} file(s) or map(s) could not be used"
-    update_job(job_id, status=status, message=message, error="\n".join(result.errors),
-               warnings=result.warnings, finished=_now())
-    with session_scope() as session:
-        session.get(Collection, collection_id).status = "ready" if status == "succeeded" else "failed"
+    with running_job(job_id) as run:
+        run.warnings, run.errors = result.warnings, result.errors  # filled as the run goes
+        _ingest_uploads(job_id, collection_id, uploads, result, progress, merge)
+        run.failed = bool(uploads) and not result.components
+        run.message = f"{result.components} component(s) decoded"
+        if result.errors:
+            run.message += f"; {len(result.errors)} file(s) or map(s) could not be used"
     return result
 
 
@@ -107,64 +84,99 @@ def _ingest_uploads(job_id: int, collection_id: int, uploads: list, result: Inge
         term_ids = [t.id for t in terms]
     with tempfile.TemporaryDirectory(prefix="incdb-ingest-") as tmp, ExitStack() as open_files:
         # Pass 1: open every file and check its header, so progress has a true total before the slow part.
-        checked = []
-        for upload_id, filename, key, sha in uploads:
-            workdir = Path(tmp) / str(upload_id)
-            workdir.mkdir()
-            try:
-                path = open_files.enter_context(local_copy(key, suffix=storage_suffix(filename)))
-                for member in list(iter_niftis(path, filename, workdir, result.warnings)):
-                    try:
-                        checked.append((upload_id, sha, member.name, check_nifti(member.path, member.name)))
-                    except NiftiError as exc:
-                        result.errors.append(str(exc))
-            except (ArchiveError, NiftiError) as exc:
-                result.errors.append(str(exc))
+        checked = _check_uploads(uploads, Path(tmp), open_files, result)
         total = sum(c[3].n_volumes for c in checked)
         update_job(job_id, progress_done=0, progress_total=total)
         if progress:
             progress(0, total)
-        done = 0
+        counter = _Counter(job_id, total, progress)
         new_rows: list[dict] = []
         for upload_id, sha, member_name, image in checked:
-            try:
-                on_grid = resample_to_grid(image.volumes(), image.affine)
-            except NiftiError as exc:
-                result.errors.append(str(exc))
-                done += image.n_volumes
-                continue
-            keep: list[int] = []
-            qc: dict[int, list[str]] = {}
-            rows = masked(on_grid)
-            for v in range(len(on_grid)):
-                check = quality_check(on_grid[v], inside=rows[v])
-                label = member_name if len(on_grid) == 1 else f"{member_name} volume {v + 1}"
-                if check.rejected:
-                    result.errors.append(f"{label}: {check.rejected}")
-                else:
-                    keep.append(v)
-                    qc[v] = check.warnings
-                    result.warnings.extend(f"{label}: {w}" for w in check.warnings)
-            uuids = [component_uuid(sha, upload_id, member_name, v) for v in keep]
-            # The maps are gzipped and written by a second thread while this one decodes (isal and the file
-            # writes release the GIL), so the two largest steps overlap.
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="incdb-save") as writer:
-                saved = [writer.submit(save_map, component_key(cuuid), on_grid[v]) for cuuid, v in zip(uuids, keep)]
-                r_all = decode(rows[keep], matrix) if keep else np.empty((0, len(term_ids)))
-                for future in saved:
-                    future.result()
-            for row, (cuuid, v) in enumerate(zip(uuids, keep)):
-                save_vector(decodings_key(cuuid), r_all[row])
-                new_rows.append(dict(uuid=cuuid, upload_id=upload_id, source_file=member_name, volume_index=v,
-                                     r=r_all[row], qc=qc[v]))
-                done += 1
-                result.components += 1
-                update_job(job_id, progress_done=done)
-                if progress:
-                    progress(done, total)
-            done += len(on_grid) - len(keep)
-            del on_grid, rows
+            new_rows += _decode_image(upload_id, sha, member_name, image, matrix, result, counter)
     _store_components(collection_id, reference_id, term_ids, new_rows, merge)
+
+
+@dataclass
+class _Counter:
+    """Progress over all volumes of a job, written to the Job row and reported to the caller."""
+
+    job_id: int
+    total: int
+    progress: Progress | None
+    done: int = 0
+
+    def add(self, n: int, report: bool = True) -> None:
+        self.done += n
+        if report:
+            update_job(self.job_id, progress_done=self.done)
+            if self.progress:
+                self.progress(self.done, self.total)
+
+
+def _check_uploads(uploads: list, tmp: Path, open_files: ExitStack, result: IngestResult) -> list:
+    """(upload id, sha256, member name, checked image) of every NIfTI in the uploads; what cannot be used goes
+    to ``result.errors``."""
+    checked = []
+    for upload_id, filename, key, sha in uploads:
+        workdir = tmp / str(upload_id)
+        workdir.mkdir()
+        try:
+            path = open_files.enter_context(local_copy(key, suffix=storage_suffix(filename)))
+            for member in list(iter_niftis(path, filename, workdir, result.warnings)):
+                try:
+                    checked.append((upload_id, sha, member.name, check_nifti(member.path, member.name)))
+                except NiftiError as exc:
+                    result.errors.append(str(exc))
+        except (ArchiveError, NiftiError) as exc:
+            result.errors.append(str(exc))
+    return checked
+
+
+def _decode_image(upload_id: int, sha: str, member_name: str, image, matrix, result: IngestResult,
+                  counter: _Counter) -> list[dict]:
+    """Resample, check, store and decode the volumes of one image; the component rows of those kept."""
+    try:
+        on_grid = resample_to_grid(image.volumes(), image.affine)
+    except NiftiError as exc:
+        result.errors.append(str(exc))
+        counter.add(image.n_volumes, report=False)
+        return []
+    rows = masked(on_grid)
+    keep, qc = _quality_checked(on_grid, rows, member_name, result)
+    uuids = [component_uuid(sha, upload_id, member_name, v) for v in keep]
+    # The maps are gzipped and written by a second thread while this one decodes (isal and the file writes
+    # release the GIL), so the two largest steps overlap.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="incdb-save") as writer:
+        saved = [writer.submit(save_map, component_key(cuuid), on_grid[v]) for cuuid, v in zip(uuids, keep)]
+        r_all = decode(rows[keep], matrix) if keep else np.empty((0, matrix.shape[1]))
+        for future in saved:
+            future.result()
+    new_rows = []
+    for row, (cuuid, v) in enumerate(zip(uuids, keep)):
+        save_vector(decodings_key(cuuid), r_all[row])
+        new_rows.append(dict(uuid=cuuid, upload_id=upload_id, source_file=member_name, volume_index=v,
+                             r=r_all[row], qc=qc[v]))
+        result.components += 1
+        counter.add(1)
+    counter.add(len(on_grid) - len(keep), report=False)
+    return new_rows
+
+
+def _quality_checked(on_grid: np.ndarray, rows: np.ndarray, member_name: str,
+                     result: IngestResult) -> tuple[list[int], dict[int, list[str]]]:
+    """The volumes that pass QC, and each one's warnings; rejections go to ``result.errors``."""
+    keep: list[int] = []
+    qc: dict[int, list[str]] = {}
+    for v in range(len(on_grid)):
+        check = quality_check(on_grid[v], inside=rows[v])
+        label = member_name if len(on_grid) == 1 else f"{member_name} volume {v + 1}"
+        if check.rejected:
+            result.errors.append(f"{label}: {check.rejected}")
+        else:
+            keep.append(v)
+            qc[v] = check.warnings
+            result.warnings.extend(f"{label}: {w}" for w in check.warnings)
+    return keep, qc
 
 
 def top_terms(r: np.ndarray) -> np.ndarray:
@@ -189,7 +201,7 @@ def _store_components(collection_id: int, reference_id: int, term_ids: list[int]
     Files of removed components are deleted only after the commit, and files written for components that never
     got their rows are deleted when the transaction fails, so rows and files always agree.
     """
-    now = _now()
+    now = utcnow()
     storage = get_storage()
     old_uuids: set[str] = set()
     removed_keys: list[str] = []

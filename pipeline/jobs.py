@@ -1,110 +1,242 @@
-"""Background jobs: creation, dispatch by kind, and the re-decode job.
+"""The Job row's lifecycle, and who may start, run or cancel which job.
 
-The Job row is the truth about a run. A job function opens its own sessions (``session_scope``), so it can run in
-a web process, a forked diskcache worker or a Celery worker alike; it receives only the job's id.
+The Job row is the truth about a run. Every job kind runs its body inside ``running_job``, which marks the row
+running (its collection processing), keeps a heartbeat while the body runs, and ends the row succeeded, or failed
+with the exception's message; a job a curator cancelled keeps its cancelled status whatever the run does next.
+Job bodies open their own sessions (``session_scope``), so a job runs alike in a web process, a forked diskcache
+worker or a Celery worker; they receive only the job's id. What each kind does is in ``pipeline.tasks``.
+
+Jobs started from the web: the web process checks the permission and creates the Job; the worker receives only
+the job's token and the user id (from Dash's ``hooks.custom_data``) and checks both again in the database
+(``authorize``).
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
 
-import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from pipeline.decode import decode, masked
-from pipeline.heartbeat import heartbeat
-from pipeline.ingest import Progress, ingest, top_terms, update_job, write_decodings
-from pipeline.maps import decodings_key, load_map, save_vector
-from pipeline.reference import load_matrix, require_active_reference
-from pipeline.termmaps import drop_term_maps_of_other_references, rebuild_term_maps
+from pipeline.heartbeat import heartbeat, settle_stalled_jobs
+from store.access import can_edit
 from store.db import session_scope
-from store.models import JOB_KINDS, Component, Job, ReferenceSet
+from store.models import (
+    ACTIVE_JOB_STATUSES,
+    FINISHED_JOB_STATUSES,
+    JOB_KINDS,
+    Collection,
+    CollectionStatus,
+    Component,
+    Job,
+    JobStatus,
+    Upload,
+    User,
+    utcnow,
+)
+from store.validation import check_choice
 
-REDECODE_BATCH = 64
+
+class JobRefused(RuntimeError):
+    """The job may not run for this user (or no longer exists)."""
+
+
+class JobCancelled(BaseException):
+    """Raised from the progress callback to stop a job the curator cancelled. A BaseException, so that the
+    pipeline's ``except Exception`` handlers do not record it as a failure."""
 
 
 def create_job(session: Session, kind: str, collection_id: int | None = None, user_id: int | None = None) -> Job:
-    if kind not in JOB_KINDS:
-        raise ValueError(f"unknown job kind {kind!r}")
-    job = Job(kind=kind, collection_id=collection_id, created_by_id=user_id, status="queued")
+    """A queued Job row of ``kind`` (one of ``store.models.JOB_KINDS``)."""
+    check_choice(kind, JOB_KINDS, "job kind")
+    job = Job(kind=kind, collection_id=collection_id, created_by_id=user_id, status=JobStatus.QUEUED)
     session.add(job)
     session.flush()
     return job
 
 
-def run_job(job_id: int, progress: Progress | None = None) -> None:
+def active_job(session: Session, collection_id: int) -> Job | None:
+    """The queued or running job of a collection, if any (a stalled one is settled first)."""
+    settle_stalled_jobs(session)
+    return session.scalar(select(Job).where(Job.collection_id == collection_id,
+                                            Job.status.in_(ACTIVE_JOB_STATUSES)).order_by(Job.id.desc()))
+
+
+def update_job(job_id: int, **values: Any) -> None:
+    """Write job fields in their own short transaction (progress must not hold a lock on SQLite)."""
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is not None:
+            if job.status == JobStatus.CANCELLED:
+                # A curator cancelled it: a run that is still finishing must not report success or failure.
+                values.pop("status", None)
+            for name, value in values.items():
+                setattr(job, name, value)
+
+
+@dataclass
+class JobRun:
+    """What a job's body reports for the row when it ends (``running_job`` writes it)."""
+
+    job_id: int
+    message: str = ""
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    failed: bool = False  # ended without an exception but without a usable result
+
+
+@contextmanager
+def running_job(job_id: int) -> Iterator[JobRun]:
+    """Run a job's body: mark the row running, beat while the block runs, then record how it ended.
+
+    Raises
+    ------
+    ValueError
+        The job does not exist.
+    Exception
+        Whatever the body raised, after the row (and its collection) is marked failed with its message.
+    """
     with session_scope() as session:
         job = session.get(Job, job_id)
         if job is None:
             raise ValueError(f"job {job_id} does not exist")
-        kind = job.kind
-    if kind == "ingest":
-        ingest(job_id, progress)
-    elif kind == "redecode":
-        redecode(job_id, progress)
-    elif kind == "merge":
-        remerge(job_id)
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def redecode(job_id: int, progress: Progress | None = None) -> int:
-    """Decode every component against the active reference set, then rebuild every merged map."""
-    update_job(job_id, status="running", started=_now(), error="")
+        job.status, job.started, job.attempts = JobStatus.RUNNING, utcnow(), job.attempts + 1
+        job.error, job.finished = "", None
+        if job.collection_id is not None:
+            session.get(Collection, job.collection_id).status = CollectionStatus.PROCESSING
+    run = JobRun(job_id)
     try:
         with heartbeat(job_id):
-            total = _redecode_all(job_id, progress)
+            yield run
     except Exception as exc:
-        update_job(job_id, status="failed", error=str(exc), finished=_now())
+        fail_job(job_id, exc, run.warnings)
         raise
-    # error="": a run that outlived a long lock wait may have been taken for dead meanwhile (pipeline.heartbeat).
-    update_job(job_id, status="succeeded", message=f"{total} component(s) re-decoded", error="", finished=_now())
-    return total
+    # error is always written: a run that outlived a long lock wait may have been taken for dead meanwhile
+    # (pipeline.heartbeat), and finishing clears that message.
+    _finish(job_id, JobStatus.FAILED if run.failed else JobStatus.SUCCEEDED, message=run.message,
+            error="\n".join(run.errors), warnings=run.warnings)
 
 
-def _redecode_all(job_id: int, progress: Progress | None) -> int:
+def fail_job(job_id: int, exc: BaseException, warnings: list[str] | None = None) -> None:
+    """Mark a job that is not finished yet failed, with the exception's message, and its collection failed."""
+    values: dict[str, Any] = {"error": str(exc) or type(exc).__name__}
+    if warnings is not None:
+        values["warnings"] = warnings
+    _finish(job_id, JobStatus.FAILED, **values)
+
+
+def _finish(job_id: int, status: JobStatus, **values: Any) -> None:
     with session_scope() as session:
-        reference = require_active_reference(session)
-        matrix, terms = load_matrix(session, reference)
-        term_ids = [t.id for t in terms]
-        reference_id = reference.id
-        comps = session.execute(select(Component.id, Component.uuid, Component.storage_key)
-                                .order_by(Component.id)).all()
-    total = len(comps)
-    update_job(job_id, progress_total=total, progress_done=0)
-    for start in range(0, total, REDECODE_BATCH):
-        batch = comps[start:start + REDECODE_BATCH]
-        r_all = decode(masked(np.stack([load_map(key) for _, _, key in batch])), matrix)
-        now = _now()
-        with session_scope() as session:
-            decoded = []
-            for (comp_id, cuuid, _), r in zip(batch, r_all):
-                order = top_terms(r)
-                save_vector(decodings_key(cuuid), r)
-                comp = session.get(Component, comp_id)
-                comp.best_term_id, comp.best_r = term_ids[order[0]], float(r[order[0]])
-                comp.decodings_key, comp.decoded_at = decodings_key(cuuid), now
-                decoded.append((comp_id, r, order))
-            write_decodings(session, decoded, term_ids)
-        done = min(start + REDECODE_BATCH, total)
-        update_job(job_id, progress_done=done)
-        if progress:
-            progress(done, total)
-    with session_scope() as session:
-        reference = session.get(ReferenceSet, reference_id)
-        drop_term_maps_of_other_references(session, reference)
-        rebuild_term_maps(session, reference)
-    return total
+        job = session.get(Job, job_id)
+        if job is None:
+            return
+        if job.status != JobStatus.CANCELLED:
+            job.status = status
+        job.finished = job.finished if job.status in FINISHED_JOB_STATUSES and job.finished else utcnow()
+        for name, value in values.items():
+            setattr(job, name, value)
+        if job.collection_id is not None and (collection := session.get(Collection, job.collection_id)):
+            if job.status == JobStatus.CANCELLED:
+                settle_cancelled_collection(session, job)
+            else:
+                collection.status = (CollectionStatus.READY if job.status == JobStatus.SUCCEEDED
+                                     else CollectionStatus.FAILED)
 
 
-def remerge(job_id: int) -> None:
-    update_job(job_id, status="running", started=_now(), error="")
+def settle_cancelled_collection(session: Session, job: Job) -> None:
+    """A cancelled ingest leaves its collection as its last finished run left it: ready with components, or
+    empty."""
+    if job.collection_id is None:
+        return
+    collection = session.get(Collection, job.collection_id)
+    if collection is not None and collection.status == CollectionStatus.PROCESSING:
+        n = session.scalar(select(func.count(Component.id)).where(Component.collection_id == collection.id))
+        collection.status = CollectionStatus.READY if n else CollectionStatus.EMPTY
+
+
+def job_summary(job: Job) -> dict[str, Any]:
+    """The fields a page shows of a job, as plain values."""
+    return {"id": job.id, "kind": job.kind, "status": str(job.status), "done": job.progress_done,
+            "total": job.progress_total, "message": job.message, "error": job.error,
+            "warnings": list(job.warnings or []), "attempts": job.attempts,
+            "collection_id": job.collection_id}
+
+
+# --- who may run what ------------------------------------------------------------------------------------------
+
+def start_ingest_job(session: Session, user: Any, collection: Collection) -> Job:
+    """Create the ingest job for a collection after checking, in the web process, that ``user`` may run it.
+    A queued job that no browser picked up is reused rather than doubled.
+
+    Raises
+    ------
+    JobRefused
+        With a message for the curator: not theirs, license not confirmed, nothing uploaded, already running.
+    """
+    if not can_edit(user, collection):
+        raise JobRefused("You may not process this collection.")
+    if collection.license_confirmed_at is None:
+        raise JobRefused("Confirm the license first.")
+    if not session.scalar(select(func.count(Upload.id)).where(Upload.collection_id == collection.id)):
+        raise JobRefused("Upload at least one file first.")
+    current = active_job(session, collection.id)
+    if current is not None:
+        if current.status == JobStatus.QUEUED:
+            return current
+        raise JobRefused("This collection is being processed already. Wait for it, or cancel it first.")
+    return create_job(session, "ingest", collection.id, user.id)
+
+
+def start_redecode_job(session: Session, user: Any) -> Job:
+    """Create the job that re-decodes every component (administrators only; a queued one is reused)."""
+    if not (getattr(user, "is_authenticated", False) and getattr(user, "is_admin", False)):
+        raise JobRefused("Only administrators re-decode the database.")
+    settle_stalled_jobs(session)
+    current = session.scalar(select(Job).where(Job.kind.in_(("redecode", "merge")),
+                                               Job.status.in_(ACTIVE_JOB_STATUSES)))
+    if current is not None:
+        if current.status == JobStatus.QUEUED:
+            return current
+        raise JobRefused("A re-decoding job is running already.")
+    return create_job(session, "redecode", None, user.id)
+
+
+def authorize(session: Session, job: Job | None, user_id: Any) -> User:
+    """Check again, where the job runs, that the user who asked may run this job.
+
+    Raises
+    ------
+    JobRefused
+        The job is gone, the user is unknown or deactivated, or may not run it.
+    """
+    if job is None:
+        raise JobRefused("This job does not exist (any more).")
     try:
-        with heartbeat(job_id), session_scope() as session:
-            written = rebuild_term_maps(session, require_active_reference(session))
-    except Exception as exc:
-        update_job(job_id, status="failed", error=str(exc), finished=_now())
-        raise
-    update_job(job_id, status="succeeded", message=f"{written} merged map(s) rebuilt", error="", finished=_now())
+        user = session.get(User, int(user_id)) if user_id is not None else None
+    except (TypeError, ValueError):
+        user = None
+    if user is None or not user.active:
+        raise JobRefused("Sign in to run jobs.")
+    if job.collection_id is not None:
+        if not can_edit(user, session.get(Collection, job.collection_id)):
+            raise JobRefused("You may not process this collection.")
+    elif not user.is_admin:
+        raise JobRefused("Only administrators run this job.")
+    if job.created_by_id not in (None, user.id) and not user.is_admin:
+        raise JobRefused("This job was started by someone else.")
+    return user
+
+
+def cancel_job(session: Session, user: Any, token: str) -> Job:
+    """Mark a job cancelled (the web process kills the task; a run that still reports progress stops)."""
+    job = session.scalar(select(Job).where(Job.token == str(token or "")))
+    if job is None:
+        raise JobRefused("This job does not exist (any more).")
+    authorize(session, job, getattr(user, "id", None))
+    if job.status in ACTIVE_JOB_STATUSES:
+        job.status, job.finished = JobStatus.CANCELLED, utcnow()
+        job.message = "cancelled"
+        settle_cancelled_collection(session, job)
+    return job

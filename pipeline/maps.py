@@ -1,12 +1,7 @@
-"""Maps on the standard grid in storage: keys, gzip NIfTI bytes, atomic save and load."""
+"""Maps on the standard grid in storage: gzip NIfTI bytes, atomic save and load (keys: ``store.artifacts``)."""
 from __future__ import annotations
 
 import gzip
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -21,24 +16,6 @@ try:  # isal's gzip is several times faster than zlib's, with the same output fo
 except ImportError:  # pragma: no cover
     _gzip = gzip
     _LEVEL = 6
-
-
-def component_key(component_uuid: str) -> str:
-    return f"components/{component_uuid}.nii.gz"
-
-
-def decodings_key(component_uuid: str) -> str:
-    return f"decodings/{component_uuid}.npy"
-
-
-def term_key(reference_id: int, term_slug: str) -> str:
-    return f"reference/{reference_id}/terms/{term_slug}.nii.gz"
-
-
-def termmap_key(reference_id: int, term_slug: str, movie_slug: str | None, digest: str) -> str:
-    """Key of a merged map; ``digest`` identifies the merged components (see pipeline.termmaps)."""
-    scope = f"movies/{movie_slug}" if movie_slug else "all-movies"
-    return f"termmaps/{reference_id}/{scope}/{term_slug}-{digest}.nii.gz"
 
 
 def nifti_bytes(img: nib.Nifti1Image) -> bytes:
@@ -58,38 +35,10 @@ def gunzip(raw: bytes) -> bytes:
 
 
 def load_image(key: str) -> nib.Nifti1Image:
+    """The NIfTI image stored under ``key`` (gzipped or plain)."""
     return nib.Nifti1Image.from_bytes(gunzip(get_storage().read_bytes(key)))
 
 
 def load_map(key: str) -> np.ndarray:
+    """The float32 data of the map stored under ``key``."""
     return load_image(key).get_fdata(dtype=np.float32)
-
-
-@contextmanager
-def local_copy(key: str, suffix: str = ".nii.gz") -> Iterator[Path]:
-    """A local file path holding the object (the object itself for local storage)."""
-    storage = get_storage()
-    path = storage.local_path(key)
-    if path is not None and path.exists():
-        yield path
-        return
-    with tempfile.TemporaryDirectory(prefix="incdb-") as tmp:
-        dest = Path(tmp) / f"object{suffix}"
-        with storage.open(key) as src, open(dest, "wb") as out:
-            shutil.copyfileobj(src, out, 1024 * 1024)
-        yield dest
-
-
-def save_vector(key: str, vector: np.ndarray) -> None:
-    """Store a float32 vector (a component's full decoding profile) as .npy bytes."""
-    import io
-
-    buf = io.BytesIO()
-    np.save(buf, np.asarray(vector, dtype=np.float32))
-    get_storage().put_bytes(key, buf.getvalue())
-
-
-def load_vector(key: str) -> np.ndarray:
-    import io
-
-    return np.load(io.BytesIO(get_storage().read_bytes(key)))

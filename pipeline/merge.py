@@ -17,6 +17,7 @@ import numpy as np
 
 from pipeline.grid import GRID_AFFINE, GRID_SHAPE, to_image
 from pipeline.maps import nifti_bytes
+from store.config import get_settings
 
 BACKENDS = ("auto", "afni", "numpy")
 
@@ -27,7 +28,6 @@ def afni_available() -> bool:
 
 def resolve_backend(name: str | None = None) -> str:
     if name is None:
-        from store.config import get_settings
 
         name = get_settings().merge_backend
     name = name.lower()
@@ -54,7 +54,7 @@ def mean_of_maps(maps: Sequence[np.ndarray]) -> np.ndarray:
 
 def afni_merge_interface(in_files: Sequence[str | os.PathLike], out_file: str | os.PathLike):
     """The nipype interface for ``3dmerge -doall -prefix OUT IN...`` (inputs must exist)."""
-    from nipype.interfaces import afni
+    from nipype.interfaces import afni  # lazy: nipype takes seconds to import, and only the AFNI backend needs it
 
     return afni.Merge(in_files=[str(p) for p in in_files], doall=True, out_file=str(out_file),
                       outputtype="NIFTI_GZ")

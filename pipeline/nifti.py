@@ -111,6 +111,28 @@ def check_nifti(path: str | os.PathLike, display_name: str | None = None) -> Che
         raise NiftiError(f"{name}: not a readable NIfTI file ({reason})") from None
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise NiftiError(f"{name}: is a {type(img).__name__}, not NIfTI-1/NIfTI-2")
+    shape, n_volumes, dtype = _checked_layout(img, name)
+    if not gzipped:
+        # nibabel resets vox_offset to 0 in a loaded image's header; the array proxy keeps the file's offset.
+        nbytes = int(np.prod(shape[:3], dtype=np.int64)) * n_volumes * dtype.itemsize
+        offset = int(getattr(img.dataobj, "offset", 352))
+        if offset + nbytes > size:
+            raise NiftiError(f"{name}: the header claims {offset + nbytes} bytes but the file has {size} "
+                             "(truncated?)")
+    _check_raw_voxel_size(path, name, gzipped)
+    affine = img.affine
+    if affine is None or not np.all(np.isfinite(affine)):
+        raise NiftiError(f"{name}: the affine (voxel-to-world transform) is missing or not finite")
+    zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    if abs(np.linalg.det(affine[:3, :3])) < 1e-6 or np.any(zooms < MIN_VOXEL_MM) or np.any(zooms > MAX_VOXEL_MM):
+        raise NiftiError(f"{name}: voxel size {np.round(zooms, 3).tolist()} mm is not plausible for a brain map")
+    return CheckedImage(path=path, name=name, image=img, shape=shape, n_volumes=n_volumes, affine=np.asarray(affine),
+                        dtype=dtype)
+
+
+def _checked_layout(img: nib.Nifti1Image, name: str) -> tuple[tuple[int, ...], int, np.dtype]:
+    """(shape, volumes, data type) of an image whose header describes a brain map of an accepted size, else
+    NiftiError with the reason."""
     header = img.header
     dtype = header.get_data_dtype()
     if dtype.fields is not None or dtype.kind not in "iuf" or dtype.itemsize > 8:
@@ -130,21 +152,7 @@ def check_nifti(path: str | os.PathLike, display_name: str | None = None) -> Che
     nbytes = int(np.prod(shape[:3], dtype=np.int64)) * n_volumes * dtype.itemsize
     if nbytes > MAX_DATA_BYTES:
         raise NiftiError(f"{name}: the header claims {nbytes / 1024**3:.1f} GiB of data, more than accepted")
-    if not gzipped:
-        # nibabel resets vox_offset to 0 in a loaded image's header; the array proxy keeps the file's offset.
-        offset = int(getattr(img.dataobj, "offset", 352))
-        if offset + nbytes > size:
-            raise NiftiError(f"{name}: the header claims {offset + nbytes} bytes but the file has {size} "
-                             "(truncated?)")
-    _check_raw_voxel_size(path, name, gzipped)
-    affine = img.affine
-    if affine is None or not np.all(np.isfinite(affine)):
-        raise NiftiError(f"{name}: the affine (voxel-to-world transform) is missing or not finite")
-    zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
-    if abs(np.linalg.det(affine[:3, :3])) < 1e-6 or np.any(zooms < MIN_VOXEL_MM) or np.any(zooms > MAX_VOXEL_MM):
-        raise NiftiError(f"{name}: voxel size {np.round(zooms, 3).tolist()} mm is not plausible for a brain map")
-    return CheckedImage(path=path, name=name, image=img, shape=shape, n_volumes=n_volumes, affine=np.asarray(affine),
-                        dtype=dtype)
+    return shape, n_volumes, dtype
 
 
 def _check_raw_voxel_size(path: Path, name: str, gzipped: bool) -> None:
@@ -277,7 +285,7 @@ def _anatomical_templates() -> tuple[tuple[str, ...], np.ndarray]:
     A grey-matter probability map anti-correlates with a T1 inside the brain (GM is darker than WM), so it needs
     its own template. Both ship with nilearn and load offline.
     """
-    from nilearn import datasets, image
+    from nilearn import datasets, image  # lazy: nilearn takes about a second to import
 
     grey = image.resample_img(
         datasets.load_mni152_gm_template(resolution=2), target_affine=GRID_AFFINE, target_shape=GRID_SHAPE,

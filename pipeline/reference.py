@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import os
 import threading
-from functools import lru_cache
 from collections.abc import Callable, Iterable, Iterator
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +14,9 @@ from sqlalchemy.orm import Session
 
 from pipeline.decode import open_reference_matrix, write_reference_matrix
 from pipeline.grid import GRID_SHAPE, brain_mask, voxel_coordinates_mm
-from pipeline.maps import load_map, save_map, term_key
+from pipeline.maps import load_map, save_map
 from pipeline.nifti import check_nifti, is_nifti_name, resample_to_grid
+from store.artifacts import term_key
 from store.config import get_settings
 from store.models import ReferenceSet, Term, slugify
 from store.storage import get_storage

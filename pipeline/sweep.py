@@ -12,13 +12,13 @@ a job that is writing files right now never loses one to the sweep.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
 from pipeline.heartbeat import settle_stalled_jobs
 from store.db import session_scope
-from store.models import Component, Job, Term, TermMap, Upload
+from store.models import Component, Job, JobStatus, Term, TermMap, Upload
 from store.storage import get_storage
 
 # Folders whose every object belongs to a row. Anything else in storage (e.g. ``check/`` probes) is left alone.
@@ -44,16 +44,16 @@ def referenced_keys(session) -> set[str]:
 def sweep_storage(grace: timedelta = DEFAULT_GRACE, dry_run: bool = False,
                   now: datetime | None = None) -> SweepResult:
     """Remove unreferenced files older than ``grace`` and than every running job's start."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     storage = get_storage()
     with session_scope() as session:
         settle_stalled_jobs(session, now=now)
-        oldest_running = session.scalar(select(func.min(Job.started)).where(Job.status == "running"))
+        oldest_running = session.scalar(select(func.min(Job.started)).where(Job.status == JobStatus.RUNNING))
         # Listing runs after the rows are read: a file written from now on is younger than the cutoff anyway.
         referenced = referenced_keys(session)
     cutoff = now - grace
     if oldest_running is not None:
-        oldest_running = oldest_running if oldest_running.tzinfo else oldest_running.replace(tzinfo=timezone.utc)
+        oldest_running = oldest_running if oldest_running.tzinfo else oldest_running.replace(tzinfo=UTC)
         cutoff = min(cutoff, oldest_running)
     result = SweepResult(cutoff=cutoff)
     for prefix in SWEPT_PREFIXES:

@@ -20,8 +20,8 @@ from pathlib import Path
 from sqlalchemy import delete, event, select, text
 from sqlalchemy.orm import Session
 
-from pipeline.maps import local_copy, termmap_key
 from pipeline.merge import merge_files, resolve_backend
+from store.artifacts import local_copy, termmap_key
 from store.models import Collection, Component, Movie, ReferenceSet, Term, TermMap
 from store.storage import get_storage
 

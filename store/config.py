@@ -15,6 +15,18 @@ DEFAULT_MAX_UPLOAD_BYTES = 2 * 1024**3
 
 
 @dataclass(frozen=True)
+class SmtpSettings:
+    """``INCDB_SMTP_*``: the server for password-reset and confirmation mail (no host: mails go to the log)."""
+
+    host: str | None
+    port: int
+    user: str | None
+    password: str | None
+    sender: str | None
+    starttls: bool
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     database_url: str
@@ -26,6 +38,10 @@ class Settings:
     env: str
     base_url: str
     max_collections_per_user: int
+    smtp: SmtpSettings
+    trusted_proxies: int
+    demo: bool
+    s3_endpoint_url: str | None
 
     @property
     def is_sqlite(self) -> bool:
@@ -90,6 +106,15 @@ def get_settings() -> Settings:
         env=env,
         base_url=_base_url(),
         max_collections_per_user=int(os.environ.get("INCDB_MAX_COLLECTIONS_PER_USER") or 200),
+        smtp=SmtpSettings(host=os.environ.get("INCDB_SMTP_HOST") or None,
+                          port=int(os.environ.get("INCDB_SMTP_PORT") or 587),
+                          user=os.environ.get("INCDB_SMTP_USER") or None,
+                          password=os.environ.get("INCDB_SMTP_PASSWORD") or None,
+                          sender=os.environ.get("INCDB_SMTP_FROM") or None,
+                          starttls=os.environ.get("INCDB_SMTP_STARTTLS", "1") != "0"),
+        trusted_proxies=int(os.environ.get("INCDB_TRUSTED_PROXIES") or 0),
+        demo=os.environ.get("INCDB_DEMO", "1") != "0",
+        s3_endpoint_url=os.environ.get("INCDB_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL") or None,
     )
 
 

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from alembic import command
+from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -91,8 +93,6 @@ def session_scope() -> Iterator[Session]:
 
 
 def alembic_config():
-    from alembic.config import Config
-
     root = Path(__file__).resolve().parent.parent
     cfg = Config(str(root / "alembic.ini"))
     cfg.set_main_option("script_location", str(root / "migrations"))
@@ -102,6 +102,4 @@ def alembic_config():
 
 def upgrade_database() -> None:
     """Create or upgrade the schema to the newest Alembic revision."""
-    from alembic import command
-
     command.upgrade(alembic_config(), "head")

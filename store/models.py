@@ -4,18 +4,29 @@ from __future__ import annotations
 import re
 import unicodedata
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
-    JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint,
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
 )
 from sqlalchemy import true as sa_true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 SLUG_FALLBACK = "untitled"
@@ -48,7 +59,26 @@ ROLES = ("curator", "admin")
 VISIBILITIES = ("public", "private")
 LICENSES = ("CC0-1.0", "CC-BY-4.0")
 JOB_KINDS = ("ingest", "redecode", "merge")
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+class JobStatus(StrEnum):
+    """A Job row's status; the members are strings, so they compare and store as their values."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+JOB_STATUSES = tuple(JobStatus)
+ACTIVE_JOB_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
+FINISHED_JOB_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class CollectionStatus(StrEnum):
+    EMPTY = "empty"
+    PROCESSING = "processing"
+    READY = "ready"
+    FAILED = "failed"
 REFERENCE_SOURCES = ("builtin", "nifti-folder", "neurosynth-v7")
 
 
@@ -121,7 +151,7 @@ class Collection(Base):
     # validated by the form; stored as one JSON document keyed by group then field.
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     is_demo: Mapped[bool] = mapped_column(Boolean, default=False)
-    status: Mapped[str] = mapped_column(String(16), default="empty")  # empty | processing | ready | failed
+    status: Mapped[str] = mapped_column(String(16), default=CollectionStatus.EMPTY)
     # The uploader's confirmation that they may share the data under ``license``: uploads are refused without it,
     # and changing the license clears it (the confirmation was given for the old license).
     license_confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
@@ -254,7 +284,7 @@ class Job(Base):
     collection_id: Mapped[int | None] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"),
                                                       nullable=True, index=True)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
-    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED, index=True)
     progress_done: Mapped[int] = mapped_column(Integer, default=0)
     progress_total: Mapped[int] = mapped_column(Integer, default=0)
     message: Mapped[str] = mapped_column(Text, default="")

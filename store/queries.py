@@ -8,10 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from store.access import visible_collections
+from store.artifacts import load_vector
 from store.models import Collection, Component, Decoding, Movie, ReferenceSet, Term, TermMap, User
 
 DEFAULT_PER_PAGE = 20
@@ -289,10 +291,6 @@ def component_detail(session: Session, user: Any, uuid: str) -> dict[str, Any] |
 
 def full_decoding_profile(session: Session, comp: Component) -> list[dict[str, Any]]:
     """Every term's r for a component (from the stored vector), best first."""
-    import numpy as np
-
-    from pipeline.maps import load_vector
-
     ref_id = active_reference_id(session)
     terms = session.scalars(select(Term).where(Term.reference_set_id == ref_id).order_by(Term.column)).all()
     r = load_vector(comp.decodings_key) if comp.decodings_key else None

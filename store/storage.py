@@ -11,10 +11,12 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol
 from urllib.parse import unquote, urlparse
+
+from store.config import get_settings
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]*(/[A-Za-z0-9_\-][A-Za-z0-9_.\-]*)*$")
 
@@ -138,14 +140,14 @@ class LocalStorage:
                     mtime = path.stat().st_mtime
                 except FileNotFoundError:  # deleted while listing
                     continue
-                yield path.relative_to(self.root).as_posix(), datetime.fromtimestamp(mtime, timezone.utc)
+                yield path.relative_to(self.root).as_posix(), datetime.fromtimestamp(mtime, UTC)
 
     def stale_temporaries(self, before: datetime) -> list[Path]:
         """Temporary files of writes that were killed midway (a live write's file is younger than ``before``)."""
         stale = []
         for path in self.root.rglob(".tmp-*"):
             try:
-                if datetime.fromtimestamp(path.stat().st_mtime, timezone.utc) < before:
+                if datetime.fromtimestamp(path.stat().st_mtime, UTC) < before:
                     stale.append(path)
             except FileNotFoundError:
                 continue
@@ -169,7 +171,7 @@ class S3Storage:
     """
 
     def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None):
-        import boto3
+        import boto3  # lazy: only S3 storage needs boto3, which is slow to import
         from boto3.s3.transfer import TransferConfig
 
         self.bucket = bucket
@@ -269,8 +271,6 @@ _storages: dict[str, Storage] = {}
 
 
 def get_storage() -> Storage:
-    from store.config import get_settings
-
     url = get_settings().storage_url
     if url not in _storages:
         parsed = urlparse(url)
@@ -279,7 +279,7 @@ def get_storage() -> Storage:
         elif parsed.scheme == "s3":
             if not parsed.netloc:
                 raise ValueError("INCDB_STORAGE_URL must name a bucket: s3://bucket/prefix")
-            endpoint = os.environ.get("INCDB_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL") or None
+            endpoint = get_settings().s3_endpoint_url
             _storages[url] = S3Storage(parsed.netloc, parsed.path, endpoint_url=endpoint)
         else:
             raise ValueError(f"unsupported INCDB_STORAGE_URL scheme {parsed.scheme!r} (use file:// or s3://)")

@@ -125,6 +125,28 @@ def _paeth(a: int, b: int, c: int) -> int:
     return b if pb <= pc else c
 
 
+def _unfilter(kind: int, line: bytearray, prev: bytearray, channels: int) -> bytearray:
+    """One scanline with its PNG filter undone."""
+    stride = len(line)
+    if kind == 1:
+        for i in range(channels, stride):
+            line[i] = (line[i] + line[i - channels]) & 0xFF
+    elif kind == 2:
+        line = bytearray((v + p) & 0xFF for v, p in zip(line, prev))
+    elif kind == 3:
+        for i in range(stride):
+            left = line[i - channels] if i >= channels else 0
+            line[i] = (line[i] + ((left + prev[i]) >> 1)) & 0xFF
+    elif kind == 4:
+        for i in range(stride):
+            left = line[i - channels] if i >= channels else 0
+            up_left = prev[i - channels] if i >= channels else 0
+            line[i] = (line[i] + _paeth(left, prev[i], up_left)) & 0xFF
+    elif kind != 0:
+        raise ValueError(f"bad PNG filter {kind}")
+    return line
+
+
 def decode_png(png: bytes) -> Pixels:
     """Decode a non-interlaced 8-bit RGB/RGBA/gray PNG (what Chromium screenshots are) with zlib only."""
     if png[:8] != b"\x89PNG\r\n\x1a\n":
@@ -153,23 +175,7 @@ def decode_png(png: bytes) -> Pixels:
     prev = bytearray(stride)
     for y in range(height):
         start = y * (stride + 1)
-        kind, line = raw[start], bytearray(raw[start + 1 : start + 1 + stride])
-        if kind == 1:
-            for i in range(channels, stride):
-                line[i] = (line[i] + line[i - channels]) & 0xFF
-        elif kind == 2:
-            line = bytearray((v + p) & 0xFF for v, p in zip(line, prev))
-        elif kind == 3:
-            for i in range(stride):
-                left = line[i - channels] if i >= channels else 0
-                line[i] = (line[i] + ((left + prev[i]) >> 1)) & 0xFF
-        elif kind == 4:
-            for i in range(stride):
-                left = line[i - channels] if i >= channels else 0
-                up_left = prev[i - channels] if i >= channels else 0
-                line[i] = (line[i] + _paeth(left, prev[i], up_left)) & 0xFF
-        elif kind != 0:
-            raise ValueError(f"bad PNG filter {kind}")
+        line = _unfilter(raw[start], bytearray(raw[start + 1 : start + 1 + stride]), prev, channels)
         out[y * stride : (y + 1) * stride] = line
         prev = line
     if channels < 3:  # gray (+alpha): widen so callers can always read RGB

@@ -31,7 +31,7 @@ class S3Server:
                 return self
             except requests.RequestException:
                 if self.proc.poll() is not None:
-                    raise RuntimeError("the local S3 server exited at start")
+                    raise RuntimeError("the local S3 server exited at start") from None
                 time.sleep(0.2)
         self.stop()
         raise RuntimeError("the local S3 server did not start within 30 s")

@@ -7,6 +7,7 @@ Not a conftest: import what you need.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -70,23 +71,17 @@ class Service:
 
     def stop(self, timeout: float = 20) -> None:
         if self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 self.proc.wait(10)
         else:  # its children may still run in its group
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
         self._fh.close()
 
 
@@ -318,7 +313,8 @@ class Client:
                     entries = (patterns or {}).get(json.loads(ident)["type"], [])
                     out.append([{"id": e, "property": i["property"], "value": v} for e, v in entries])
                 else:
-                    out.append({"id": ident, "property": i["property"], "value": values.get(f"{ident}.{i['property']}")})
+                    value = values.get(f"{ident}.{i['property']}")
+                    out.append({"id": ident, "property": i["property"], "value": value})
             return out
 
         return {"output": dep["output"], "outputs": self._outputs(dep["output"]), "inputs": fill(dep["inputs"]),

@@ -3,6 +3,7 @@ mail, roles, and the CLI's first admin. Pipeline functions directly, the web sid
 Flask's test client."""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -10,9 +11,8 @@ import re
 import pytest
 from sqlalchemy import select
 
-from pipeline import accounts
-from pipeline.accounts import AccountError
-from pipeline.catalog import create_user
+from accounts import mail, reset, throttle, users
+from accounts.users import AccountError, create_user
 from store.config import reset_settings
 from store.db import session_scope
 from store.models import User
@@ -69,7 +69,7 @@ def test_register_mails_a_link_that_signs_in_and_shows_the_name_in_the_navbar(we
         assert user.password_hash.startswith("scrypt:") and PASSWORD not in user.password_hash
         assert not user.email_confirmed
         with pytest.raises(AccountError, match="Confirm your email address first"):
-            accounts.authenticate(session, "new@example.org", PASSWORD, "10.0.0.1")
+            users.authenticate(session, "new@example.org", PASSWORD, "10.0.0.1")
     out = confirm(client, confirm_link(caplog.text))
     assert out["confirm-go"]["href"] == "/contribute"
     nav = client.callback("nav-account.children", {"url.pathname": "/"}, ["url.pathname"])
@@ -132,26 +132,26 @@ def test_signed_in_posts_need_the_csrf_header(web, curator):
 
 def test_wrong_passwords_are_throttled_per_account_and_address(data_dir, curator):
     with session_scope() as session:
-        for _ in range(accounts.LOGIN_PER_ACCOUNT_AND_ADDRESS.attempts):
+        for _ in range(users.LOGIN_PER_ACCOUNT_AND_ADDRESS.attempts):
             with pytest.raises(AccountError, match="Wrong email address or password"):
-                accounts.authenticate(session, "cora@example.org", "wrong password!", "10.0.0.1")
+                users.authenticate(session, "cora@example.org", "wrong password!", "10.0.0.1")
         with pytest.raises(AccountError, match="Too many failed sign-in attempts"):
-            accounts.authenticate(session, "cora@example.org", PASSWORD, "10.0.0.1")  # even the right one
-        assert accounts.authenticate(session, "cora@example.org", PASSWORD, "10.0.0.2").email == "cora@example.org"
+            users.authenticate(session, "cora@example.org", PASSWORD, "10.0.0.1")  # even the right one
+        assert users.authenticate(session, "cora@example.org", PASSWORD, "10.0.0.2").email == "cora@example.org"
         # unknown accounts fail the same way and count too
         with pytest.raises(AccountError, match="Wrong email address or password"):
-            accounts.authenticate(session, "nobody@example.org", PASSWORD, "10.0.0.3")
+            users.authenticate(session, "nobody@example.org", PASSWORD, "10.0.0.3")
 
 
 def test_a_success_clears_the_failures(data_dir, curator):
     with session_scope() as session:
-        for _ in range(accounts.LOGIN_PER_ACCOUNT_AND_ADDRESS.attempts - 1):
+        for _ in range(users.LOGIN_PER_ACCOUNT_AND_ADDRESS.attempts - 1):
             with pytest.raises(AccountError):
-                accounts.authenticate(session, "cora@example.org", "wrong password!", "10.0.0.9")
-        accounts.authenticate(session, "cora@example.org", PASSWORD, "10.0.0.9")
-        for _ in range(accounts.LOGIN_PER_ACCOUNT_AND_ADDRESS.attempts - 1):
+                users.authenticate(session, "cora@example.org", "wrong password!", "10.0.0.9")
+        users.authenticate(session, "cora@example.org", PASSWORD, "10.0.0.9")
+        for _ in range(users.LOGIN_PER_ACCOUNT_AND_ADDRESS.attempts - 1):
             with pytest.raises(AccountError, match="Wrong"):
-                accounts.authenticate(session, "cora@example.org", "wrong password!", "10.0.0.9")
+                users.authenticate(session, "cora@example.org", "wrong password!", "10.0.0.9")
 
 
 def test_throttle_is_shared_between_processes(data_dir, curator):
@@ -164,18 +164,15 @@ def test_throttle_is_shared_between_processes(data_dir, curator):
 
         reset_settings()
         dispose_engine()
-        with session_scope() as session:
-            try:
-                accounts.authenticate(session, "cora@example.org", "wrong password!", "10.1.1.1")
-            except AccountError:
-                pass
+        with session_scope() as session, contextlib.suppress(AccountError):
+            users.authenticate(session, "cora@example.org", "wrong password!", "10.1.1.1")
 
     ctx = multiprocessing.get_context("fork")
-    for _ in range(accounts.LOGIN_PER_ACCOUNT_AND_ADDRESS.attempts):
+    for _ in range(users.LOGIN_PER_ACCOUNT_AND_ADDRESS.attempts):
         p = ctx.Process(target=fail_once)
         p.start()
         p.join(30)
-    assert accounts.throttled_for(accounts.LOGIN_PER_ACCOUNT_AND_ADDRESS, "cora@example.org", "10.1.1.1") > 0
+    assert throttle.throttled_for(users.LOGIN_PER_ACCOUNT_AND_ADDRESS, "cora@example.org", "10.1.1.1") > 0
 
 
 def test_deactivated_accounts_cannot_sign_in_and_lose_their_session(web, curator):
@@ -186,7 +183,7 @@ def test_deactivated_accounts_cannot_sign_in_and_lose_their_session(web, curator
     nav = json.dumps(client.callback("nav-account.children", {"url.pathname": "/"}, ["url.pathname"], ))
     assert "Sign in" in nav
     with session_scope() as session, pytest.raises(AccountError, match="deactivated"):
-        accounts.authenticate(session, "cora@example.org", PASSWORD, "10.0.0.5")
+        users.authenticate(session, "cora@example.org", PASSWORD, "10.0.0.5")
 
 
 def test_profile_and_password_change(web, curator):
@@ -216,7 +213,7 @@ def test_profile_and_password_change(web, curator):
                           ["password-form.n_submit"])
     assert "Password changed" in json.dumps(out)
     with session_scope() as session:
-        assert accounts.authenticate(session, "cora@example.org", "a new password", "10.0.0.7")
+        assert users.authenticate(session, "cora@example.org", "a new password", "10.0.0.7")
 
 
 def test_reset_link_is_logged_without_smtp_works_once_and_expires(web, curator, caplog):
@@ -250,19 +247,19 @@ def test_reset_link_is_logged_without_smtp_works_once_and_expires(web, curator, 
     assert "invalid or was used already" in client.page_layout("/account/reset-password", f"?token={token}")
     with session_scope() as session:
         user = session.get(User, curator)
-        fresh = accounts.make_reset_token(user)
+        fresh = reset.make_reset_token(user)
         with pytest.raises(AccountError, match="expired"):
-            accounts.user_for_reset_token(session, fresh, max_age_s=-1)
+            reset.user_for_reset_token(session, fresh, max_age_s=-1)
         with pytest.raises(AccountError, match="invalid"):
-            accounts.user_for_reset_token(session, fresh[:-3] + "abc")
+            reset.user_for_reset_token(session, fresh[:-3] + "abc")
 
 
 def test_reset_requests_are_throttled(data_dir, curator):
     with session_scope() as session:
-        for _ in range(accounts.RESET_PER_ACCOUNT_AND_ADDRESS.attempts):
-            accounts.request_password_reset(session, "cora@example.org", "10.0.0.1")
+        for _ in range(reset.RESET_PER_ACCOUNT_AND_ADDRESS.attempts):
+            reset.request_password_reset(session, "cora@example.org", "10.0.0.1")
         with pytest.raises(AccountError, match="Too many password reset requests"):
-            accounts.request_password_reset(session, "cora@example.org", "10.0.0.1")
+            reset.request_password_reset(session, "cora@example.org", "10.0.0.1")
 
 
 def test_reset_mail_goes_through_smtp_when_configured(data_dir, curator, monkeypatch):
@@ -287,14 +284,14 @@ def test_reset_mail_goes_through_smtp_when_configured(data_dir, curator, monkeyp
         def send_message(self, message):
             sent.append(("message", message["To"], message["Subject"], message.get_content()))
 
-    monkeypatch.setattr(accounts.smtplib, "SMTP", FakeSMTP)
+    monkeypatch.setattr(mail.smtplib, "SMTP", FakeSMTP)
     monkeypatch.setenv("INCDB_SMTP_HOST", "smtp.example.org")
     monkeypatch.setenv("INCDB_SMTP_USER", "mailer")
     monkeypatch.setenv("INCDB_SMTP_PASSWORD", "secret")
     monkeypatch.setenv("INCDB_BASE_URL", "https://incdb.example.org")
     reset_settings()
     with session_scope() as session:
-        accounts.request_password_reset(session, "cora@example.org", "10.0.0.1")
+        reset.request_password_reset(session, "cora@example.org", "10.0.0.1")
     assert sent[0] == ("connect", "smtp.example.org", 587) and ("starttls",) in sent
     assert ("login", "mailer", "secret") in sent
     message = sent[-1]
@@ -308,14 +305,14 @@ def test_roles_and_activation_by_admins_only(data_dir, curator):
         admin = create_user(session, "admin@example.org", PASSWORD, role="admin")
         cora = session.get(User, curator)
         with pytest.raises(AccountError, match="Only administrators"):
-            accounts.set_role(session, cora, admin.id, "curator")
-        accounts.set_role(session, admin, cora.id, "admin")
+            users.set_role(session, cora, admin.id, "curator")
+        users.set_role(session, admin, cora.id, "admin")
         assert cora.role == "admin"
         with pytest.raises(AccountError, match="own administrator role"):
-            accounts.set_role(session, admin, admin.id, "curator")
+            users.set_role(session, admin, admin.id, "curator")
         with pytest.raises(AccountError, match="your own account"):
-            accounts.set_user_active(session, admin, admin.id, False)
-        accounts.set_user_active(session, admin, cora.id, False)
+            users.set_user_active(session, admin, admin.id, False)
+        users.set_user_active(session, admin, cora.id, False)
         assert not cora.active
 
 

@@ -11,15 +11,10 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from pipeline.accounts import JobRefused, run_authorized_job
-from pipeline.catalog import (
-    add_upload,
-    confirm_license,
-    create_collection,
-    create_user,
-    get_or_create_movie,
-)
-from pipeline.jobs import create_job, run_job
+from accounts.users import create_user
+from pipeline.catalog import add_upload, confirm_license, create_collection, get_or_create_movie
+from pipeline.jobs import JobRefused, create_job
+from pipeline.tasks import run_authorized_job, run_job
 from store.db import dispose_engine, session_scope
 from store.models import Collection, Component, Job, ReferenceSet, Upload, User
 from tests.conftest import use_environment
@@ -146,7 +141,8 @@ def _edit(world, client):
     client.open_page(f"/contribute/{t['slug']}")
     client.callback("..edit-message.children...coll-refresh.data..",
                     {"edit-form.n_submit": 1, "coll-id.data": t["id"], "edit-name.value": "Renamed",
-                     "edit-movie.value": "Scratch", "edit-license.value": "CC0-1.0", "edit-visibility.value": "private"},
+                     "edit-movie.value": "Scratch", "edit-license.value": "CC0-1.0",
+                     "edit-visibility.value": "private"},
                     ["edit-form.n_submit"])
     with session_scope() as session:
         c = session.get(Collection, t["id"])

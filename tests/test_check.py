@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import ROOT, REDIS_URL, need_service, port_open
+from tests.conftest import REDIS_URL, ROOT, need_service, port_open
 
 
 def run_check(data_dir, **env):

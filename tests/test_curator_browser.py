@@ -157,7 +157,7 @@ def test_curator_journey(page, base_url, tmp_path):
         match = re.search(r"of [\d.]+ MB \((\d+)%\)", text)
         if match:
             shown.append(int(match.group(1)))
-        if 0 < len([p for p in shown if 0 < p < 100]):
+        if len([p for p in shown if 0 < p < 100]) > 0:
             break
         time.sleep(0.1)
     assert any(0 < p < 100 for p in shown), shown

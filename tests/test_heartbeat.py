@@ -9,13 +9,12 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
-
+from datetime import UTC, datetime, timedelta
 
 import pipeline.heartbeat as hb
-from pipeline.accounts import start_ingest_job
-from pipeline.catalog import active_job, confirm_license
+from pipeline.catalog import confirm_license
 from pipeline.ingest import ingest
+from pipeline.jobs import active_job, start_ingest_job
 from store.db import session_scope, upgrade_database
 from store.models import Collection, Job, User
 from tests.browser import REPO_ROOT
@@ -24,7 +23,7 @@ from tests.test_faults import assert_consistent, new_ingest_job
 
 
 def aware(t: datetime | None) -> datetime | None:
-    return t.replace(tzinfo=timezone.utc) if t is not None and t.tzinfo is None else t
+    return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
 
 
 def job_row(job_id: int) -> tuple[str, datetime | None, str, str]:
@@ -42,7 +41,7 @@ def set_job(job_id: int, **values) -> None:
 
 def test_heartbeat_beats_while_the_block_runs_and_stops_after(data_dir):
     job_id = new_ingest_job(data_dir)
-    set_job(job_id, status="running", started=datetime.now(timezone.utc))
+    set_job(job_id, status="running", started=datetime.now(UTC))
     with hb.heartbeat(job_id, interval=0.05):
         time.sleep(0.4)
         first = job_row(job_id)[1]
@@ -71,7 +70,7 @@ def test_settling_on_postgresql(tmp_path, postgres_url):
 
 
 def check_settling(data_dir) -> None:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     stalled, alive, queued = (new_ingest_job(data_dir, seed=s) for s in (1, 2, 3))
     set_job(stalled, status="running", started=now - timedelta(hours=1), heartbeat=now - hb.STALE_AFTER * 2)
     set_job(alive, status="running", started=now - timedelta(hours=1), heartbeat=now - timedelta(seconds=20))
@@ -90,7 +89,7 @@ def check_settling(data_dir) -> None:
 
 def test_a_job_without_any_heartbeat_counts_from_its_start(data_dir):
     job_id = new_ingest_job(data_dir)
-    started = datetime.now(timezone.utc) - hb.STALE_AFTER - timedelta(seconds=5)
+    started = datetime.now(UTC) - hb.STALE_AFTER - timedelta(seconds=5)
     set_job(job_id, status="running", started=started)
     with session_scope() as s:
         assert hb.settle_stalled_jobs(s, now=started + hb.STALE_AFTER - timedelta(seconds=1)) == []

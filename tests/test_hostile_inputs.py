@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from pipeline.catalog import add_upload, create_collection, create_user, get_or_create_movie
+from accounts.users import create_user
+from pipeline.catalog import add_upload, create_collection, get_or_create_movie
 from pipeline.grid import GRID_AFFINE, GRID_SHAPE, brain_mask
 from pipeline.ingest import ingest
 from pipeline.jobs import create_job

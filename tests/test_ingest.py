@@ -10,19 +10,16 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from pipeline.catalog import (
-    add_upload,
-    create_collection,
-    create_user,
-    get_or_create_movie,
-)
+from accounts.users import create_user
+from pipeline.catalog import add_upload, create_collection, get_or_create_movie
 from pipeline.decode import decode, masked, normalise_rows
 from pipeline.grid import GRID_AFFINE, GRID_SHAPE, brain_mask, voxel_to_mni
 from pipeline.ingest import TOP_DECODINGS, ingest
 from pipeline.jobs import create_job
-from pipeline.maps import load_map, load_vector
+from pipeline.maps import load_map
 from pipeline.nifti import check_nifti, resample_to_grid
 from pipeline.reference import load_matrix, require_active_reference
+from store.artifacts import load_vector
 from store.db import session_scope
 from store.models import (
     Collection,

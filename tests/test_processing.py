@@ -27,7 +27,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import select
 
-from pipeline.catalog import create_user
+from accounts.users import create_user
 from store.db import dispose_engine, session_scope, upgrade_database
 from store.models import (
     Collection,
@@ -318,7 +318,8 @@ def test_sigkill_of_the_worker_child_redelivers_and_ends_like_an_undisturbed_run
     _curator("calm@example.org")
     calm = Client(celery_stack["web"].url)
     _, calm_id = _prepare(calm, "calm@example.org", "Calm run", "Calm movie", files)
-    from pipeline.jobs import create_job, run_job
+    from pipeline.jobs import create_job
+    from pipeline.tasks import run_job
 
     with session_scope() as session:
         calm_job = create_job(session, "ingest", calm_id).id

@@ -7,19 +7,14 @@ from __future__ import annotations
 import json
 import logging
 import re
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from pipeline import accounts
-from pipeline.accounts import AccountError
-from pipeline.catalog import (
-    QuotaExceeded,
-    create_collection,
-    create_user,
-    get_or_create_movie,
-    normalise_email,
-)
+from accounts import reset, users
+from accounts.users import AccountError, create_user, normalise_email
+from pipeline.catalog import QuotaExceeded, create_collection, get_or_create_movie
 from store.config import reset_settings
 from store.db import session_scope, upgrade_database
 from store.models import Movie, User
@@ -77,7 +72,7 @@ def test_reset_link_in_development_uses_host_and_port(web, curator, caplog, monk
 def test_proxy_fix_does_not_take_the_forwarded_host():
     import app as app_module
 
-    source = open(app_module.__file__).read()
+    source = Path(app_module.__file__).read_text()
     assert "x_host=0" in source and "x_host=_proxies" not in source
 
 
@@ -148,7 +143,7 @@ def test_password_reset_ends_every_session(web, curator, caplog):
         _forgot(Client(flask_app=web.server), "cora@example.org")
     token = re.search(r"reset-password\?token=(\S+)", caplog.text).group(1)
     with session_scope() as session:
-        accounts.reset_password(session, token, "a fresh passphrase", "a fresh passphrase")
+        reset.reset_password(session, token, "a fresh passphrase", "a fresh passphrase")
     assert "Cora" not in _signed_in_as(thief) and "Cora" not in _signed_in_as(owner)
 
 
@@ -174,8 +169,8 @@ def test_deactivation_ends_sessions_for_good(web, curator):
     owner.sign_in("cora@example.org", PASSWORD)
     with session_scope() as session:
         admin = create_user(session, "root@example.org", PASSWORD, role="admin")
-        accounts.set_user_active(session, admin, curator, False)
-        accounts.set_user_active(session, admin, curator, True)  # reactivated: the old cookie stays dead
+        users.set_user_active(session, admin, curator, False)
+        users.set_user_active(session, admin, curator, True)  # reactivated: the old cookie stays dead
     assert "Cora" not in _signed_in_as(owner)
 
 
@@ -193,16 +188,16 @@ def test_registration_answers_the_same_for_known_and_new_addresses(web, curator,
     with session_scope() as session:
         cora = session.get(User, curator)
         assert (cora.first_name, cora.email_confirmed) == ("Cora", True)
-        assert accounts.authenticate(session, "cora@example.org", PASSWORD, "10.0.0.1")
+        assert users.authenticate(session, "cora@example.org", PASSWORD, "10.0.0.1")
 
 
 def test_registration_is_throttled_per_address(web):
-    for n in range(accounts.REGISTER_PER_ADDRESS.attempts):
+    for n in range(users.REGISTER_PER_ADDRESS.attempts):
         with session_scope() as session:
-            accounts.register(session, f"probe{n}@example.org", PASSWORD, PASSWORD, address="198.51.100.9",
+            users.register(session, f"probe{n}@example.org", PASSWORD, PASSWORD, address="198.51.100.9",
                               first_name="P", last_name="Robe")
     with session_scope() as session, pytest.raises(AccountError, match="Too many registrations"):
-        accounts.register(session, "cora@example.org", PASSWORD, PASSWORD, address="198.51.100.9",
+        users.register(session, "cora@example.org", PASSWORD, PASSWORD, address="198.51.100.9",
                           first_name="P", last_name="Robe")
 
 
@@ -221,30 +216,30 @@ def test_a_squatted_registration_is_taken_over_by_the_mailbox_owner(web, caplog)
     assert "invalid or was replaced" in json.dumps(confirm(Client(flask_app=web.server), squatter_token))
     assert confirm(Client(flask_app=web.server), owner_token)["confirm-go"]["href"] == "/contribute"
     with session_scope() as session:
-        assert accounts.authenticate(session, "victim@example.org", PASSWORD, "10.0.0.1")
+        assert users.authenticate(session, "victim@example.org", PASSWORD, "10.0.0.1")
         with pytest.raises(AccountError):
-            accounts.authenticate(session, "victim@example.org", "squatter password", "10.0.0.2")
+            users.authenticate(session, "victim@example.org", "squatter password", "10.0.0.2")
 
 
 # --- 8. a stranger cannot block someone's reset ----------------------------------------------------------------
 
 def test_reset_requests_from_another_address_do_not_block_the_owner(data_dir, curator, caplog):
     with session_scope() as session:
-        for _ in range(accounts.RESET_PER_ACCOUNT_AND_ADDRESS.attempts):
-            accounts.request_password_reset(session, "cora@example.org", "203.0.113.66")
+        for _ in range(reset.RESET_PER_ACCOUNT_AND_ADDRESS.attempts):
+            reset.request_password_reset(session, "cora@example.org", "203.0.113.66")
         with pytest.raises(AccountError, match="Too many password reset requests"):
-            accounts.request_password_reset(session, "cora@example.org", "203.0.113.66")
+            reset.request_password_reset(session, "cora@example.org", "203.0.113.66")
         with caplog.at_level(logging.WARNING, logger="incdb.accounts"):
-            accounts.request_password_reset(session, "cora@example.org", "192.0.2.10")
+            reset.request_password_reset(session, "cora@example.org", "192.0.2.10")
     assert "reset-password?token=" in caplog.text
 
 
 def test_one_address_is_limited_across_accounts(data_dir):
     with session_scope() as session:
-        for n in range(accounts.RESET_PER_ADDRESS.attempts):
-            accounts.request_password_reset(session, f"someone{n}@example.org", "203.0.113.77")
+        for n in range(reset.RESET_PER_ADDRESS.attempts):
+            reset.request_password_reset(session, f"someone{n}@example.org", "203.0.113.77")
         with pytest.raises(AccountError, match="Too many password reset requests"):
-            accounts.request_password_reset(session, "another@example.org", "203.0.113.77")
+            reset.request_password_reset(session, "another@example.org", "203.0.113.77")
 
 
 # --- 12. email syntax and password policy ----------------------------------------------------------------------
@@ -274,12 +269,12 @@ def test_crlf_in_an_email_adds_no_mail_header(web, caplog):
                                       "abcdefghijkl", "9876543210", "  iloveyou123 "])
 def test_guessable_passwords_are_refused(data_dir, password):
     with session_scope() as session, pytest.raises(AccountError, match="among the first that attackers try"):
-        accounts.register(session, "new@example.org", password, password, first_name="N", last_name="W")
+        users.register(session, "new@example.org", password, password, first_name="N", last_name="W")
 
 
 def test_a_password_equal_to_the_address_name_is_refused(data_dir):
     with session_scope() as session, pytest.raises(AccountError, match="must not be your email"):
-        accounts.register(session, "marie.curie.lab@example.org", "marie.curie.lab", "marie.curie.lab",
+        users.register(session, "marie.curie.lab@example.org", "marie.curie.lab", "marie.curie.lab",
                           first_name="M", last_name="C")
 
 
@@ -346,7 +341,7 @@ def test_hostile_emails_on_postgresql_get_messages(pg_web, email):
 
 
 def test_hostile_collection_fields_on_postgresql_get_messages(pg_web):
-    from pipeline.accounts import validate_collection_form
+    from pipeline.catalog import validate_collection_form
 
     _, errors = validate_collection_form({"name": "Bad\x00name", "movie": "Film", "dataset_url":
                                           "https://example.org/" + "a" * 2000})

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.catalog import create_user
+from accounts.users import create_user
 from store.db import session_scope
 from tests.browser import launch_browser, require_chromium, serve_wsgi_in_thread
 

@@ -141,15 +141,16 @@ def test_ingest_and_file_routes_on_s3(s3, tmp_path, reference_template):
     import shutil
 
     import nibabel as nib
+    from sqlalchemy import select
 
-    from pipeline.catalog import add_upload, create_collection, create_user, get_or_create_movie
+    from accounts.users import create_user
+    from pipeline.catalog import add_upload, create_collection, get_or_create_movie
     from pipeline.grid import GRID_AFFINE, brain_mask
     from pipeline.ingest import ingest
     from pipeline.jobs import create_job
     from pipeline.reference import BUILTIN_PEAKS, builtin_term_map
     from store.db import session_scope, upgrade_database
     from store.models import Component, TermMap
-    from sqlalchemy import select
 
     data = tmp_path / "data"
     shutil.copytree(reference_template, data)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -56,7 +56,7 @@ def test_sweep_removes_old_unreferenced_files_only(data_dir):
 
 def test_files_of_a_running_job_are_never_swept(data_dir):
     job_id = new_ingest_job(data_dir)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with session_scope() as s:
         job = s.get(Job, job_id)
         job.status, job.started, job.heartbeat = "running", now - timedelta(hours=3), now
@@ -80,7 +80,7 @@ def test_sweep_cleans_up_after_an_ingest_killed_before_it_stored_its_components(
         ingest(job_id, progress=killed)
     leftovers = stored_keys(data_dir) - referenced_keys()
     assert {k.split("/")[0] for k in leftovers} == {"components", "decodings"} and len(leftovers) == 6
-    later = datetime.now(timezone.utc) + timedelta(days=2)  # the job's process is long gone by then
+    later = datetime.now(UTC) + timedelta(days=2)  # the job's process is long gone by then
     result = sweep_storage(now=later)
     assert sorted(result.removed) == sorted(leftovers)
     with session_scope() as s:

@@ -11,12 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from pipeline.catalog import (
-    confirm_license,
-    create_collection,
-    create_user,
-    get_or_create_movie,
-)
+from accounts.users import create_user
+from pipeline.catalog import confirm_license, create_collection, get_or_create_movie
 from store.config import reset_settings
 from store.db import session_scope
 from store.models import Collection, Upload, User

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import flask
 
+from web import api, auth, files, upload
+
 
 def register(server: flask.Flask) -> None:
-    from web import api, auth, files, upload
-
     auth.init_login(server)
     server.register_blueprint(files.blueprint)
     server.register_blueprint(api.blueprint)

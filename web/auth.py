@@ -20,7 +20,7 @@ import secrets
 import flask
 from flask_login import LoginManager, current_user, login_user, logout_user
 
-from pipeline.accounts import end_sessions
+from accounts.users import end_sessions
 from store.config import get_settings
 from store.db import session_scope
 from store.models import User

@@ -23,12 +23,14 @@ import numpy as np
 from sqlalchemy import select
 
 from pipeline.archives import ArchiveError, file_kind, iter_niftis, storage_suffix
-from pipeline.catalog import active_job, add_upload
+from pipeline.catalog import add_upload
+from pipeline.jobs import active_job
 from pipeline.nifti import NiftiError, check_nifti
 from store.access import can_edit, can_view
 from store.config import get_settings
 from store.db import session_scope
 from store.models import Collection, Upload
+from store.units import human_bytes
 from web.auth import signed_in_user
 from web.files import zip_stream
 
@@ -54,14 +56,6 @@ def _error(status: int, message: str) -> flask.Response:
     response.status_code = status
     response.headers["Cache-Control"] = "no-store"
     return response
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"  # pragma: no cover
 
 
 def _editable_collection(slug: str, user) -> int:

@@ -6,7 +6,7 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 import callbacks.accounts  # noqa: F401 - registers this page's callbacks
-from pipeline.accounts import AccountError, user_for_confirm_token
+from accounts.users import AccountError, user_for_confirm_token
 from store.db import session_scope
 
 dash.register_page(__name__, path="/account/confirm-email", title="Confirm your email address · INcDb")

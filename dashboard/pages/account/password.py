@@ -6,8 +6,8 @@ import dash_bootstrap_components as dbc
 from dash import html
 
 import callbacks.accounts  # noqa: F401 - registers this page's callbacks
+from accounts.passwords import PASSWORD_MIN_LENGTH
 from callbacks.common import sign_in_prompt, user
-from pipeline.catalog import PASSWORD_MIN_LENGTH
 
 dash.register_page(__name__, path="/account/password", title="Change password · INcDb")
 

@@ -6,8 +6,8 @@ import dash_bootstrap_components as dbc
 from dash import html
 
 import callbacks.accounts  # noqa: F401 - registers this page's callbacks
+from accounts.users import TITLES
 from callbacks.common import sign_in_prompt, user
-from pipeline.accounts import TITLES
 
 dash.register_page(__name__, path="/account/profile", title="Profile · INcDb")
 

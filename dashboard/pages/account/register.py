@@ -6,9 +6,9 @@ import dash_bootstrap_components as dbc
 from dash import html
 
 import callbacks.accounts  # noqa: F401 - registers this page's callbacks
+from accounts.passwords import PASSWORD_MIN_LENGTH
+from accounts.users import TITLES
 from callbacks.common import user
-from pipeline.accounts import TITLES
-from pipeline.catalog import PASSWORD_MIN_LENGTH
 
 dash.register_page(__name__, path="/account/register", title="Register · INcDb")
 

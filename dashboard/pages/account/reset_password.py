@@ -6,8 +6,9 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 import callbacks.accounts  # noqa: F401 - registers this page's callbacks
-from pipeline.accounts import AccountError, user_for_reset_token
-from pipeline.catalog import PASSWORD_MIN_LENGTH
+from accounts.passwords import PASSWORD_MIN_LENGTH
+from accounts.reset import user_for_reset_token
+from accounts.users import AccountError
 from store.db import session_scope
 
 dash.register_page(__name__, path="/account/reset-password", title="Choose a new password · INcDb")

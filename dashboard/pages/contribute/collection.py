@@ -15,7 +15,7 @@ from store.access import can_edit
 from store.config import get_settings
 from store.db import session_scope
 from store.models import Collection, Movie
-from web.upload import human_bytes
+from store.units import human_bytes
 
 dash.register_page(__name__, path_template="/contribute/<slug>", order=21, title="Edit collection · INcDb")
 
