@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,10 +100,6 @@ DEFAULT_BATCH = 32
 _CHUNK_ENTRIES = 1 << 22
 # Studies marked together in one dense boolean block while building A (64 x ~235k voxels = 15 MB).
 _STUDIES_PER_BLOCK = 64
-
-_COORDINATE_COLUMNS = ["id", "table_id", "table_num", "peak_id", "x", "y", "z"]
-_METADATA_COLUMNS = ["id", "doi", "space", "title", "authors", "year", "journal"]
-
 
 @dataclass(frozen=True, eq=False)
 class NeurosynthData:
@@ -574,90 +570,3 @@ def _iter_z_maps(
         done += len(names)
         if progress is not None:
             progress(done, total)
-
-
-def write_neurosynth_v7_fixture(
-    directory: str | Path, studies: Sequence[Mapping[str, Any]], vocabulary: Sequence[str]
-) -> None:
-    """Write the four Neurosynth v7 files, in the release's layout, for a small synthetic database.
-
-    Parameters
-    ----------
-    directory : str or pathlib.Path
-        Created if missing; the files are named as in :data:`NEUROSYNTH_V7_FILES`.
-    studies : sequence of mapping
-        One mapping per study: ``id`` (required), ``peaks`` (sequence of ``(x, y, z)`` mm, default none),
-        ``space`` (``"MNI"`` default, or ``"TAL"``), ``terms`` (mapping term -> tf-idf, default empty) and
-        optionally ``doi``, ``title``, ``authors``, ``year``, ``journal``.
-    vocabulary : sequence of str
-        Terms in feature-column order.
-
-    Raises
-    ------
-    ValueError
-        For repeated study ids or terms, a study term not in ``vocabulary``, or a peak that is not 3 numbers.
-    """
-    directory = Path(directory)
-    vocabulary = [str(t) for t in vocabulary]
-    if len(set(vocabulary)) != len(vocabulary):
-        raise ValueError("vocabulary repeats terms")
-    if any(not t or "\n" in t or t != t.strip() for t in vocabulary):
-        raise ValueError("vocabulary terms must be non-empty single lines without surrounding spaces")
-    col_of = {t: j for j, t in enumerate(vocabulary)}
-
-    coord_rows: list[dict[str, Any]] = []
-    meta_rows: list[dict[str, Any]] = []
-    feat_rows: list[int] = []
-    feat_cols: list[int] = []
-    feat_vals: list[float] = []
-    seen: set[str] = set()
-    peak_id = 0
-    for i, study in enumerate(studies):
-        if "id" not in study:
-            raise ValueError(f"study #{i} has no 'id'")
-        sid = str(study["id"])
-        if sid in seen:
-            raise ValueError(f"study id {sid!r} repeats")
-        seen.add(sid)
-        for xyz in study.get("peaks", ()):
-            xyz = np.asarray(xyz, dtype=float).ravel()
-            if xyz.shape != (3,):
-                raise ValueError(f"study {sid!r}: peak {xyz.tolist()} is not (x, y, z)")
-            peak_id += 1
-            coord_rows.append(
-                {"id": sid, "table_id": i + 1, "table_num": 1, "peak_id": peak_id,
-                 "x": xyz[0], "y": xyz[1], "z": xyz[2]}
-            )
-        meta_rows.append(
-            {
-                "id": sid,
-                "doi": study.get("doi", ""),
-                "space": study.get("space", "MNI"),
-                "title": study.get("title", f"Synthetic study {i + 1}"),
-                "authors": study.get("authors", "Doe J"),
-                "year": study.get("year", 2018),
-                "journal": study.get("journal", "Synthetic Journal"),
-            }
-        )
-        for term, value in dict(study.get("terms", {})).items():
-            if term not in col_of:
-                raise ValueError(f"study {sid!r}: term {term!r} is not in the vocabulary")
-            if value:
-                feat_rows.append(i)
-                feat_cols.append(col_of[term])
-                feat_vals.append(float(value))
-
-    directory.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(coord_rows, columns=_COORDINATE_COLUMNS).to_csv(
-        directory / NEUROSYNTH_V7_FILES["coordinates"], sep="\t", index=False, lineterminator="\n",
-        compression="gzip",
-    )
-    pd.DataFrame(meta_rows, columns=_METADATA_COLUMNS).to_csv(
-        directory / NEUROSYNTH_V7_FILES["metadata"], sep="\t", index=False, lineterminator="\n",
-        compression="gzip",
-    )
-    features = sparse.csc_matrix(
-        (np.asarray(feat_vals, dtype=np.float64), (feat_rows, feat_cols)), shape=(len(meta_rows), len(vocabulary))
-    )
-    sparse.save_npz(directory / NEUROSYNTH_V7_FILES["features"], features, compressed=True)
-    (directory / NEUROSYNTH_V7_FILES["vocabulary"]).write_text("\n".join(vocabulary), encoding="utf-8")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run every test: installs what the tests need (Debian's Chromium for the browser tests, the Python packages),
-# makes sure PostgreSQL and Redis answer, then runs pytest. Extra arguments go to pytest.
+# makes sure PostgreSQL and Redis answer, checks the code with ruff, then runs pytest. Extra arguments go to pytest.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [ ! -x /usr/bin/chromium ]; then
@@ -20,4 +20,6 @@ if command -v redis-server >/dev/null && ! redis-cli -h 127.0.0.1 ping >/dev/nul
 fi
 source "$ROOT/scripts/setup.sh"
 cd "$ROOT"
+# The house rules first (ruff.toml): a lint finding fails the run before any test starts.
+"$ROOT/.venv/bin/ruff" check --no-cache .
 exec "$ROOT/.venv/bin/python" -m pytest "$@"

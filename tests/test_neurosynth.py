@@ -10,6 +10,7 @@ from scipy.stats import chi2_contingency, norm
 
 from pipeline import neurosynth as ns
 from pipeline.grid import GRID_SHAPE, brain_mask, voxel_coordinates_mm
+from tests.neurosynth_files import write_neurosynth_v7
 
 OCCIPITAL = np.array([0.0, -90.0, 0.0])
 LEFT_IFG = np.array([-48.0, 20.0, 10.0])
@@ -70,7 +71,7 @@ def _make_studies(seed: int = 7) -> list[dict]:
 def fixture_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("ns7")
     studies = _make_studies()
-    ns.write_neurosynth_v7_fixture(path, studies, VOCAB)
+    write_neurosynth_v7(path, studies, VOCAB)
     return path, studies
 
 
@@ -119,7 +120,7 @@ def test_round_trip(fixture_dir):
 def test_talairach_peaks_are_moved(tmp_path):
     studies = [{"id": "1", "peaks": [tuple(OCCIPITAL)], "space": "MNI"},
                {"id": "2", "peaks": [tuple(OCCIPITAL)], "space": "TAL"}]
-    ns.write_neurosynth_v7_fixture(tmp_path, studies, ["visual"])
+    write_neurosynth_v7(tmp_path, studies, ["visual"])
     data = ns.load_neurosynth_v7(tmp_path)
     mni, tal = data.peaks_mni[data.peak_study == 0][0], data.peaks_mni[data.peak_study == 1][0]
     np.testing.assert_array_equal(mni, OCCIPITAL)
@@ -234,14 +235,14 @@ def test_unknown_term_raises_eagerly(fixture_dir):
 
 @pytest.mark.parametrize("role", sorted(ns.NEUROSYNTH_V7_FILES))
 def test_missing_file_is_named(tmp_path, role):
-    ns.write_neurosynth_v7_fixture(tmp_path, [{"id": "1", "peaks": [(0, 0, 0)], "terms": {"a": 1.0}}], ["a"])
+    write_neurosynth_v7(tmp_path, [{"id": "1", "peaks": [(0, 0, 0)], "terms": {"a": 1.0}}], ["a"])
     (tmp_path / ns.NEUROSYNTH_V7_FILES[role]).unlink()
     with pytest.raises(ValueError, match=ns.NEUROSYNTH_V7_FILES[role]):
         ns.load_neurosynth_v7(tmp_path)
 
 
 def test_missing_column_is_named(tmp_path):
-    ns.write_neurosynth_v7_fixture(tmp_path, [{"id": "1", "peaks": [(0, 0, 0)], "terms": {"a": 1.0}}], ["a"])
+    write_neurosynth_v7(tmp_path, [{"id": "1", "peaks": [(0, 0, 0)], "terms": {"a": 1.0}}], ["a"])
     with gzip.open(tmp_path / ns.NEUROSYNTH_V7_FILES["coordinates"], "wt") as fh:
         fh.write("id\tx\ty\n1\t0\t0\n")
     with pytest.raises(ValueError, match=r"coordinates.*'z'"):
@@ -249,7 +250,7 @@ def test_missing_column_is_named(tmp_path):
 
 
 def test_feature_rows_must_match_metadata(tmp_path):
-    ns.write_neurosynth_v7_fixture(tmp_path, [{"id": "1", "peaks": [(0, 0, 0)]}, {"id": "2"}], ["a"])
+    write_neurosynth_v7(tmp_path, [{"id": "1", "peaks": [(0, 0, 0)]}, {"id": "2"}], ["a"])
     sparse.save_npz(tmp_path / ns.NEUROSYNTH_V7_FILES["features"], sparse.csc_matrix((3, 1)))
     with pytest.raises(ValueError, match="3 studies"):
         ns.load_neurosynth_v7(tmp_path)
