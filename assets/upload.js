@@ -28,6 +28,40 @@
     return i === 0 ? n + " bytes" : n.toFixed(1) + " " + units[i];
   }
 
+  // The same rules as the server's (web/upload.py), so that such a file is refused before it is sent.
+  var NAME_LIMIT = 255;
+  var BAD_NAME_CHAR = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+
+  function nameProblem(name) {
+    var bad = name.match(BAD_NAME_CHAR);
+    if (bad) {
+      var code = bad[0].charCodeAt(0).toString(16).toUpperCase();
+      return "the file name contains the control character U+" + ("0000" + code).slice(-4) +
+        ". Rename the file and upload it again.";
+    }
+    var length = Array.from(name).length;  // characters, not UTF-16 units, as the server counts them
+    if (length > NAME_LIMIT) {
+      return "the file name is " + length + " characters long; the limit is " + NAME_LIMIT +
+        ". Rename the file and upload it again.";
+    }
+    return "";
+  }
+
+  // Answers without a JSON error come from the proxy in front of the app (nginx), not from the app.
+  function statusMessage(status) {
+    var known = {
+      408: "The upload was too slow, and the server stopped waiting for it. Check the connection and upload the " +
+        "file again.",
+      413: "The file is larger than the server accepts.",
+      429: "Too many uploads at the same time from this address. Wait until one has finished, then upload this " +
+        "file again.",
+      502: "The server is not answering (it may be restarting). Upload the file again in a minute.",
+      503: "The server is busy. Upload the file again in a minute.",
+      504: "The server took too long to answer. Upload the file again in a minute.",
+    };
+    return known[status] || ("The server answered " + status + ".");
+  }
+
   function accepted(name, accept) {
     var low = name.toLowerCase();
     return accept.split(",").some(function (suffix) { return suffix && low.endsWith(suffix.trim()); });
@@ -92,6 +126,8 @@
         window.incdbUploadLog.push([file.name, event.loaded, event.total]);
         ui.progress(event.loaded, event.lengthComputable ? event.total : file.size);
       };
+      // Sent: the server now checks the whole file (behind nginx it first receives it from nginx).
+      xhr.upload.onload = function () { ui.state("uploading", "checking the file…"); };
       function done(ok, message, detail) {
         inflight = inflight.filter(function (x) { return x !== xhr; });
         ui.state(ok ? "done" : "error", ok ? "uploaded" : "failed", ok ? detail : message, ok ? "success" : "danger");
@@ -105,10 +141,13 @@
           done(true, "", body.maps + " map(s)" + (warnings ? "; " + warnings + " warning(s): " +
             body.warnings.join("; ") : ""));
         } else {
-          done(false, body.error || ("The server answered " + xhr.status + "."));
+          done(false, body.error || statusMessage(xhr.status));
         }
       };
-      xhr.onerror = function () { done(false, "The connection broke during the upload (or the server refused it)."); };
+      xhr.onerror = function () {
+        done(false, "The connection broke during the upload, or the server ended it (it refuses uploads that " +
+          "arrive too slowly or take too long). Check the connection and upload the file again.");
+      };
       xhr.onabort = function () { done(false, "Upload stopped."); };
       inflight.push(xhr);
       ui.state("uploading", "starting…");
@@ -131,7 +170,10 @@
     var jobs = [];
     files.forEach(function (file) {
       var ui = makeRow(list, file);
-      if (!accepted(file.name, accept)) {
+      var problem = nameProblem(file.name);
+      if (problem) {
+        ui.state("error", "refused", file.name + ": " + problem, "danger");
+      } else if (!accepted(file.name, accept)) {
         ui.state("error", "refused", file.name + ": unsupported file type; upload " + accept.replace(/,/g, ", ") +
           " files.", "danger");
       } else if (limit && file.size > limit) {

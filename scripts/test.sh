@@ -3,12 +3,13 @@
 # makes sure PostgreSQL and Redis answer, checks the code with ruff, then runs pytest. Extra arguments go to pytest.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-if [ ! -x /usr/bin/chromium ]; then
+# Chromium drives the browser tests; nginx checks the deployment's site file (nginx -t, never started).
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/sbin/nginx ]; then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+    apt-get update -qq && apt-get install -y -qq chromium nginx >/dev/null
   else
-    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium nginx >/dev/null
   fi
 fi
 # The services the integration tests talk to; started here when installed but not running.

@@ -12,6 +12,9 @@ from functools import lru_cache
 from pathlib import Path
 
 DEFAULT_MAX_UPLOAD_BYTES = 2 * 1024**3
+DEFAULT_UPLOAD_MIN_RATE = 10 * 1024  # bytes/s: 80 kbit/s, far below any working connection
+DEFAULT_UPLOAD_DEADLINE_S = 4 * 3600  # a 2 GiB file in 4 hours needs about 150 KB/s
+DEFAULT_UPLOAD_BYTES_PER_DAY = 50 * 1024**3
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,17 @@ class Settings:
     trusted_proxies: int
     demo: bool
     s3_endpoint_url: str | None
+    # Uploads (web.upload): a request body must arrive at upload_min_rate bytes/s or more, measured over each
+    # upload_rate_window_s (the first window is the grace period), and be complete within upload_deadline_s.
+    upload_min_rate: int
+    upload_rate_window_s: int
+    upload_deadline_s: int
+    # Concurrent uploads of one user (on one machine) and of one web process; 0 means no limit.
+    uploads_per_user: int
+    uploads_per_process: int
+    # Quotas per user over the last hour and the last 24 hours (administrators are exempt); 0 means no limit.
+    uploads_per_hour: int
+    upload_bytes_per_day: int
 
     @property
     def is_sqlite(self) -> bool:
@@ -115,6 +129,13 @@ def get_settings() -> Settings:
         trusted_proxies=int(os.environ.get("INCDB_TRUSTED_PROXIES") or 0),
         demo=os.environ.get("INCDB_DEMO", "1") != "0",
         s3_endpoint_url=os.environ.get("INCDB_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL") or None,
+        upload_min_rate=_int_env("INCDB_UPLOAD_MIN_RATE", DEFAULT_UPLOAD_MIN_RATE),
+        upload_rate_window_s=max(1, _int_env("INCDB_UPLOAD_RATE_WINDOW_S", 30)),
+        upload_deadline_s=_int_env("INCDB_UPLOAD_DEADLINE_S", DEFAULT_UPLOAD_DEADLINE_S),
+        uploads_per_user=_int_env("INCDB_UPLOADS_PER_USER", 3),
+        uploads_per_process=_int_env("INCDB_UPLOADS_PER_PROCESS", 0),
+        uploads_per_hour=_int_env("INCDB_UPLOADS_PER_HOUR", 500),
+        upload_bytes_per_day=_int_env("INCDB_UPLOAD_BYTES_PER_DAY", DEFAULT_UPLOAD_BYTES_PER_DAY),
     )
 
 
@@ -131,6 +152,20 @@ def _base_url() -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"http://{host}:{os.environ.get('PORT') or '8050'}"
+
+
+def _int_env(name: str, default: int) -> int:
+    """A whole number of at least 0 from the environment, or ``default`` when unset or empty."""
+    raw = (os.environ.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, not {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"{name} must be 0 or more, not {value}")
+    return value
 
 
 def reset_settings() -> None:

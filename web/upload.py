@@ -6,21 +6,53 @@ checked before it is kept (type, size, a readable NIfTI header and an intact gzi
 and holds at least one NIfTI), then stored with ``pipeline.catalog.add_upload``. Answers are JSON with an
 ``error`` a curator can act on.
 
+An upload holds one of the web process's threads while its body arrives, so a few clients sending a byte a second
+could once take every thread. Hence the limits (``store.config``; all refusals are JSON, nothing received is
+kept and no Upload row is made):
+
+- the body must arrive at ``INCDB_UPLOAD_MIN_RATE`` bytes/s or more, measured over each ``INCDB_UPLOAD_RATE_WINDOW_S``
+  (the first window is the grace period), and be complete within ``INCDB_UPLOAD_DEADLINE_S``. A read blocked on a
+  client that stopped sending cannot check a clock, so a watchdog thread per process ends such uploads by shutting
+  the socket's reading side, which wakes the blocked read (408);
+- ``INCDB_UPLOADS_PER_USER`` concurrent uploads per user on this machine, counted across processes with a locked
+  file per upload under the data directory: the kernel drops the lock of a process that dies, and a slot older
+  than the deadline plus an allowance for the checks no longer counts, so a crash cannot keep a slot (429);
+- ``INCDB_UPLOADS_PER_PROCESS`` concurrent uploads per web process (``gunicorn.conf.py`` makes it half of the
+  process's threads), so that pages and the API always find a free thread (503);
+- quotas counted from the Upload rows, so they hold across processes and machines: ``INCDB_UPLOADS_PER_HOUR`` files
+  in the last hour and ``INCDB_UPLOAD_BYTES_PER_DAY`` bytes in the last 24 hours into the user's collections.
+  Administrators are exempt from the quotas (they restore and move data sets); they do count for the collection
+  owner, because Upload rows record the collection, not who sent the file (429).
+
 ``GET /upload/<slug>/raw.zip`` streams a collection's uploads as received (owners and admins only).
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import logging
+import os
 import shutil
+import socket
 import tempfile
+import threading
+import time
+import unicodedata
+import uuid
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 import flask
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from werkzeug.exceptions import ClientDisconnected
 
 from pipeline.archives import ArchiveError, file_kind, iter_niftis, storage_suffix
 from pipeline.catalog import add_upload
@@ -29,7 +61,7 @@ from pipeline.nifti import NiftiError, check_nifti
 from store.access import can_edit, can_view
 from store.config import get_settings
 from store.db import session_scope
-from store.models import Collection, Upload
+from store.models import Collection, Upload, User, utcnow
 from store.units import human_bytes
 from web.auth import signed_in_user
 from web.files import zip_stream
@@ -46,15 +78,17 @@ CHUNK = 1024 * 1024
 
 
 class UploadRefused(Exception):
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, retry_after: int | None = None):
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.retry_after = status, message, retry_after
 
 
-def _error(status: int, message: str) -> flask.Response:
+def _error(status: int, message: str, retry_after: int | None = None) -> flask.Response:
     response = flask.jsonify({"ok": False, "error": message})
     response.status_code = status
     response.headers["Cache-Control"] = "no-store"
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(max(1, int(retry_after)))
     return response
 
 
@@ -72,20 +106,280 @@ def _editable_collection(slug: str, user) -> int:
         return collection.id
 
 
-def _stream_to(path: Path, stream, limit: int) -> tuple[int, str]:
-    """Copy the request body to ``path``; refuse as soon as it passes ``limit``. Returns (bytes, sha256)."""
-    digest, received = hashlib.sha256(), 0
-    with open(path, "wb") as out:
+def human_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{round(seconds / 60)} minutes"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+# --- the rate and the deadline of one upload -------------------------------------------------------------------
+
+WATCH_INTERVAL_S = 0.5
+
+
+class Transfer:
+    """One request body being received: how much arrived when, checked against the minimum rate and the deadline.
+
+    ``received`` counts what the server's reader handed over; up to ``slack`` more bytes may sit in the reader's
+    buffer, so a window passes when ``received`` plus ``slack`` reaches the minimum."""
+
+    def __init__(self, name: str, declared: int | None, min_rate: int, window_s: int, deadline_s: int,
+                 sock: socket.socket | None = None, slack: int = 0):
+        self.name, self.declared, self.sock, self.slack = name, declared, sock, slack
+        self.min_rate, self.window_s, self.deadline_s = min_rate, window_s, deadline_s
+        self.started = self.mark_time = time.monotonic()
+        self.received = self.mark_bytes = 0
+        self.refusal: str | None = None
+        self._lock = threading.Lock()
+
+    def note(self, n: int) -> None:
+        self.received += n
+        self.check()
+
+    def check(self, now: float | None = None) -> str | None:
+        """The refusal, once the upload is too slow or too long (then the socket stops reading too)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            if self.refusal is not None:
+                return self.refusal
+            elapsed = now - self.started
+            if self.deadline_s and elapsed > self.deadline_s:
+                got = human_bytes(self.received) + (f" of {human_bytes(self.declared)}" if self.declared else "")
+                self.refusal = (f"{self.name}: the upload did not finish within {human_duration(self.deadline_s)}, "
+                                f"the longest one file may take here ({got} had arrived). Upload it over a faster "
+                                "connection, or split the data into smaller files (one run per file).")
+            elif self.min_rate and now - self.mark_time >= self.window_s:
+                span = now - self.mark_time
+                arrived = self.received - self.mark_bytes
+                if arrived + self.slack < self.min_rate * span:
+                    self.refusal = (f"{self.name}: the upload was too slow ({human_bytes(arrived / span)}/s over "
+                                    f"the last {span:.0f} s; the server needs at least "
+                                    f"{human_bytes(self.min_rate)}/s). Check the connection and upload the file "
+                                    "again.")
+                else:
+                    self.mark_time, self.mark_bytes = now, self.received
+            refusal = self.refusal
+        if refusal is not None:
+            self._stop_reading()
+        return refusal
+
+    def _stop_reading(self) -> None:
+        # Shutting the reading side wakes a read blocked in another thread (it returns end-of-file); the
+        # writing side stays open for the JSON answer. socket.socket's own method, because on a TLS socket the
+        # SSL object's shutdown would tear down the state the answer needs.
+        if self.sock is None:
+            return
+        with contextlib.suppress(OSError, TypeError, ValueError):  # the connection is gone already
+            socket.socket.shutdown(self.sock, socket.SHUT_RD)
+
+
+class _Watchdog:
+    """A thread per process that checks the uploads in flight while their reads are blocked; it ends when none
+    is left."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._transfers: set[Transfer] = set()
+        self._thread: threading.Thread | None = None
+
+    def add(self, transfer: Transfer) -> None:
+        with self._lock:
+            self._transfers.add(transfer)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="incdb-upload-watchdog", daemon=True)
+                self._thread.start()
+
+    def discard(self, transfer: Transfer) -> None:
+        with self._lock:
+            self._transfers.discard(transfer)
+
+    def _run(self) -> None:
         while True:
-            chunk = stream.read(CHUNK)
-            if not chunk:
-                break
-            received += len(chunk)
-            if received > limit:
-                raise UploadRefused(413, f"The file is larger than the limit of {human_bytes(limit)}.")
-            digest.update(chunk)
-            out.write(chunk)
+            time.sleep(WATCH_INTERVAL_S)
+            with self._lock:
+                transfers = list(self._transfers)
+                if not transfers:
+                    self._thread = None
+                    return
+            for transfer in transfers:
+                try:
+                    transfer.check()
+                except Exception:  # noqa: BLE001 - the watchdog must outlive any one upload
+                    log.exception("upload watchdog: checking %s failed", transfer.name)
+
+
+_watchdog = _Watchdog()
+
+
+def _request_socket() -> socket.socket | None:
+    """The client connection under gunicorn or werkzeug's server (None under the test client, and for HTTP/2,
+    where one connection carries other requests too)."""
+    environ = flask.request.environ
+    if not str(environ.get("SERVER_PROTOCOL", "")).startswith("HTTP/1"):
+        return None
+    sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def _stream_to(path: Path, stream: IO[bytes], limit: int, transfer: Transfer | None = None) -> tuple[int, str]:
+    """Copy the request body to ``path``; refuse as soon as it passes ``limit``, or when ``transfer`` finds it too
+    slow or too long. Returns (bytes, sha256)."""
+    digest, received = hashlib.sha256(), 0
+    # Reads return only when full: small enough that a slow but acceptable client shows progress every window.
+    size = CHUNK if transfer is None or not transfer.min_rate else \
+        max(256, min(CHUNK, transfer.min_rate * transfer.window_s // 4))
+    if transfer is not None:
+        transfer.slack = size
+        _watchdog.add(transfer)
+    try:
+        with open(path, "wb") as out:
+            while True:
+                try:
+                    chunk = stream.read(size)
+                except (OSError, ValueError, ClientDisconnected):
+                    if transfer is not None and transfer.refusal:
+                        raise UploadRefused(408, transfer.refusal) from None
+                    raise
+                if transfer is not None:
+                    transfer.note(len(chunk))
+                    if transfer.refusal:
+                        raise UploadRefused(408, transfer.refusal)
+                if not chunk:
+                    break
+                received += len(chunk)
+                if received > limit:
+                    raise UploadRefused(413, f"The file is larger than the limit of {human_bytes(limit)}.")
+                digest.update(chunk)
+                out.write(chunk)
+    finally:
+        if transfer is not None:
+            _watchdog.discard(transfer)
     return received, digest.hexdigest()
+
+
+# --- concurrent uploads ----------------------------------------------------------------------------------------
+
+# Checking and storing a received file (decompressing up to 2 GiB, copying it to object storage) may take this
+# long after the deadline; a slot held longer than both belongs to a request that hangs, and stops counting.
+SLOT_CHECK_ALLOWANCE_S = 1800
+
+
+def _slot_folder(user_id: int) -> Path:
+    return get_settings().data_dir / "tmp" / "upload-slots" / str(int(user_id))
+
+
+def held_slots(user_id: int, expire_after_s: float) -> int:
+    """Uploads of this user in flight on this machine. Slot files whose holder is gone are removed."""
+    folder = _slot_folder(user_id)
+    if not folder.is_dir():
+        return 0
+    held, now = 0, time.time()
+    for entry in folder.glob("slot-*"):
+        try:
+            fh = open(entry, "rb")  # noqa: SIM115 - closed below, after the lock test
+        except FileNotFoundError:
+            continue  # released meanwhile
+        with fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if now - os.fstat(fh.fileno()).st_mtime <= expire_after_s:
+                    held += 1
+                continue
+            entry.unlink(missing_ok=True)  # its process died, or it was just released
+    return held
+
+
+@contextmanager
+def user_upload_slot(user_id: int, limit: int, expire_after_s: float) -> Iterator[None]:
+    """Hold one of ``limit`` concurrent upload slots of a user, across the processes of this machine (429 when
+    all are taken). A slot is a locked file: flock locks belong to the open file, so two threads of one process
+    exclude each other as two processes do, and a killed process's locks are dropped by the kernel."""
+    if not limit:
+        yield
+        return
+    folder = _slot_folder(user_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".guard", "a+b") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)  # one count-and-take at a time for this user
+        held = held_slots(user_id, expire_after_s)
+        if held >= limit:
+            raise UploadRefused(429, f"You have {held} uploads running already, the most one curator may send "
+                                     f"at the same time ({limit}). Wait until one of them has finished (another "
+                                     "browser tab or window may be sending it), then upload this file again.",
+                                retry_after=60)
+        path = folder / f"slot-{uuid.uuid4().hex}"
+        slot = open(path, "wb")  # noqa: SIM115 - held for the whole upload, closed below
+        fcntl.flock(slot, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        slot.close()
+
+
+class _ProcessUploads:
+    """Uploads in flight in this process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+
+    @contextmanager
+    def place(self, limit: int) -> Iterator[None]:
+        with self._lock:
+            if limit and self.count >= limit:
+                raise UploadRefused(503, "The server is receiving as many uploads as it can at the moment. Upload "
+                                         "this file again in a minute.", retry_after=60)
+            self.count += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.count -= 1
+
+
+process_uploads = _ProcessUploads()
+
+
+# --- quotas ------------------------------------------------------------------------------------------------------
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)  # SQLite drops the zone
+
+
+def check_quotas(session: Session, user: User, incoming: int = 0, name: str = "") -> None:
+    """Refuse (429) when the user's uploads of the last hour, or their bytes of the last 24 hours with
+    ``incoming`` more, reach the configured quotas. Administrators are exempt."""
+    settings = get_settings()
+    if user.is_admin:
+        return
+    now = utcnow()
+    mine = (Upload.collection_id == Collection.id, Collection.owner_id == user.id)
+    if settings.uploads_per_hour:
+        count, oldest = session.execute(select(func.count(Upload.id), func.min(Upload.created))
+                                        .where(*mine, Upload.created > now - timedelta(hours=1))).one()
+        if count >= settings.uploads_per_hour:
+            wait = (_aware(oldest) + timedelta(hours=1) - now).total_seconds() if oldest else 3600
+            raise UploadRefused(429, f"You have uploaded {count} files in the last hour; the limit is "
+                                     f"{settings.uploads_per_hour}. Try again later (in about "
+                                     f"{human_duration(max(wait, 60))}).", retry_after=int(max(wait, 1)))
+    if settings.upload_bytes_per_day:
+        limit = settings.upload_bytes_per_day
+        used = session.scalar(select(func.coalesce(func.sum(Upload.size), 0))
+                              .where(*mine, Upload.created > now - timedelta(hours=24))) or 0
+        if used >= limit:
+            raise UploadRefused(429, f"You have uploaded {human_bytes(used)} in the last 24 hours; the limit is "
+                                     f"{human_bytes(limit)} per day. Try again later.", retry_after=3600)
+        if used + incoming > limit:
+            raise UploadRefused(429, f"{name} ({human_bytes(incoming)}) would take your uploads of the last 24 "
+                                     f"hours to {human_bytes(used + incoming)}, over the limit of "
+                                     f"{human_bytes(limit)} per day ({human_bytes(limit - used)} left). Try again "
+                                     "later, or upload a smaller file.", retry_after=3600)
 
 
 def _gzip_stream_length(path: Path, name: str) -> int:
@@ -140,12 +434,32 @@ def check_upload(path: Path, name: str, workdir: Path) -> UploadReport:
     return report
 
 
+MAX_NAME_LENGTH = 255  # the column's length, and what file systems allow
+# Bidirectional overrides and isolates can make "evil.zip" look like something else in a listing.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _is_bad_character(ch: str) -> bool:
+    """Characters no file name here may hold: control characters (NUL cannot even be stored in PostgreSQL),
+    surrogates, line separators and bidirectional controls."""
+    return unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") or ch in _BIDI_CONTROLS
+
+
 def _file_name() -> str:
     raw = flask.request.args.get("name") or flask.request.headers.get("X-Filename") or ""
     name = PurePosixPath(raw.replace("\\", "/")).name.strip()
+    bad = next((ch for ch in name if _is_bad_character(ch)), None)
+    if bad is not None:
+        shown = "".join(f"\\u{ord(ch):04x}" if _is_bad_character(ch) else ch for ch in name)[:80]
+        raise UploadRefused(400, f"The file name \"{shown}\" contains the control character U+{ord(bad):04X}. "
+                                 "Rename the file (letters, digits, spaces, dots and dashes are safe) and upload it "
+                                 "again.")
     if not name or name in (".", ".."):
         raise UploadRefused(400, "The upload has no file name.")
-    return name[:255]
+    if len(name) > MAX_NAME_LENGTH:
+        raise UploadRefused(400, f"The file name is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}. "
+                                 f"Rename the file ({name[:40]}…) and upload it again.")
+    return name
 
 
 @blueprint.post("/upload/<slug>")
@@ -161,43 +475,59 @@ def upload(slug: str):
         except ArchiveError as exc:
             raise UploadRefused(415, str(exc)) from None
         collection_id = _editable_collection(slug, user)
-        limit = get_settings().max_upload_bytes
+        settings = get_settings()
+        limit = settings.max_upload_bytes
         declared = flask.request.content_length
         if declared is not None and declared > limit:
             raise UploadRefused(413, f"{name} ({human_bytes(declared)}) is larger than the limit of "
                                      f"{human_bytes(limit)}.")
-        base = get_settings().data_dir / "tmp" / "uploads"
-        base.mkdir(parents=True, exist_ok=True)
-        remove_stale_temp_files()
-        tmp_dir = Path(tempfile.mkdtemp(prefix="upload-", dir=base))
-        path = tmp_dir / f"received{storage_suffix(name)}"
-        try:
-            received, sha = _stream_to(path, flask.request.stream, limit)
-        except UploadRefused as exc:
-            raise UploadRefused(exc.status, f"{name}: {exc.message}") from None
-        except OSError as exc:  # the client went away, or the disk is full
-            raise UploadRefused(400, f"{name}: the upload was interrupted ({exc})") from None
-        if received == 0:
-            raise UploadRefused(400, f"{name}: the file is empty.")
-        if declared is not None and received != declared:
-            raise UploadRefused(400, f"{name}: the upload was interrupted ({received} of {declared} bytes).")
-        try:
-            report = check_upload(path, name, tmp_dir / "members")
-        except (ArchiveError, NiftiError) as exc:
-            raise UploadRefused(422, str(exc)) from None
         with session_scope() as session:
-            collection = session.get(Collection, collection_id)
-            if collection is None:
-                raise UploadRefused(404, "The collection was deleted during the upload.")
-            same = session.scalar(select(Upload).where(Upload.collection_id == collection_id, Upload.sha256 == sha))
-            if same is not None:
-                raise UploadRefused(409, f"{name}: this file was uploaded already (as {same.filename}).")
-            row = add_upload(session, collection, path, name, sha256=sha)
-            payload = {"ok": True, "upload": {"id": row.id, "filename": row.filename, "size": row.size},
-                       "maps": report.maps, "warnings": report.warnings}
+            check_quotas(session, user, declared or 0, name)
+        expire_after = (settings.upload_deadline_s or 24 * 3600) + SLOT_CHECK_ALLOWANCE_S
+        # The slots are held through checking and storing too: those take the thread as well.
+        with user_upload_slot(user.id, settings.uploads_per_user, expire_after), \
+                process_uploads.place(settings.uploads_per_process):
+            base = settings.data_dir / "tmp" / "uploads"
+            base.mkdir(parents=True, exist_ok=True)
+            remove_stale_temp_files()
+            tmp_dir = Path(tempfile.mkdtemp(prefix="upload-", dir=base))
+            path = tmp_dir / f"received{storage_suffix(name)}"
+            transfer = Transfer(name, declared, settings.upload_min_rate, settings.upload_rate_window_s,
+                                settings.upload_deadline_s, _request_socket())
+            try:
+                received, sha = _stream_to(path, flask.request.stream, limit, transfer)
+            except UploadRefused as exc:
+                raise UploadRefused(exc.status, f"{name}: {exc.message}" if exc.status == 413 else exc.message) \
+                    from None
+            except ClientDisconnected:
+                raise UploadRefused(400, f"{name}: the upload was interrupted (the connection ended before the "
+                                         "whole file had arrived).") from None
+            except OSError as exc:  # the client went away, or the disk is full
+                raise UploadRefused(400, f"{name}: the upload was interrupted ({exc})") from None
+            if received == 0:
+                raise UploadRefused(400, f"{name}: the file is empty.")
+            if declared is not None and received != declared:
+                raise UploadRefused(400, f"{name}: the upload was interrupted ({received} of {declared} bytes).")
+            try:
+                report = check_upload(path, name, tmp_dir / "members")
+            except (ArchiveError, NiftiError) as exc:
+                raise UploadRefused(422, str(exc)) from None
+            with session_scope() as session:
+                collection = session.get(Collection, collection_id)
+                if collection is None:
+                    raise UploadRefused(404, "The collection was deleted during the upload.")
+                same = session.scalar(select(Upload).where(Upload.collection_id == collection_id,
+                                                           Upload.sha256 == sha))
+                if same is not None:
+                    raise UploadRefused(409, f"{name}: this file was uploaded already (as {same.filename}).")
+                # Again with the real size (a chunked body declares none) and the uploads that ended meanwhile.
+                check_quotas(session, user, received, name)
+                row = add_upload(session, collection, path, name, sha256=sha)
+                payload = {"ok": True, "upload": {"id": row.id, "filename": row.filename, "size": row.size},
+                           "maps": report.maps, "warnings": report.warnings}
         return flask.jsonify(payload)
     except UploadRefused as exc:
-        return _error(exc.status, exc.message)
+        return _error(exc.status, exc.message, exc.retry_after)
     except Exception:
         log.exception("upload to %s failed", slug)
         return _error(500, "The server could not store this file (an internal error; the log has details).")
