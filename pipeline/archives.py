@@ -28,7 +28,24 @@ class ArchiveError(ValueError):
 
 
 def file_kind(name: str) -> str:
-    """'nifti', 'zip' or 'tar' from a file name, or raise ArchiveError."""
+    """'nifti', 'zip' or 'tar' from a file name, or raise ArchiveError.
+
+    Parameters
+    ----------
+    name : str
+        The file name as the curator gave it; only its ending counts (case-insensitive).
+
+    Returns
+    -------
+    str
+        ``"nifti"`` for ``.nii`` and ``.nii.gz``, ``"zip"`` for ``.zip``, ``"tar"`` for ``.tar``, ``.tar.gz`` and
+        ``.tgz``.
+
+    Raises
+    ------
+    ArchiveError
+        When the name has none of the accepted endings (:data:`ACCEPTED_SUFFIXES`).
+    """
     low = name.lower()
     if is_nifti_name(low):
         return "nifti"
@@ -40,6 +57,24 @@ def file_kind(name: str) -> str:
 
 
 def storage_suffix(name: str) -> str:
+    """The accepted file ending of ``name``, lower-case, for the storage key of the upload.
+
+    Parameters
+    ----------
+    name : str
+        The file name as the curator gave it (case-insensitive).
+
+    Returns
+    -------
+    str
+        One of ``".nii.gz"``, ``".tar.gz"``, ``".tgz"``, ``".nii"``, ``".zip"`` or ``".tar"`` (the longest that
+        matches).
+
+    Raises
+    ------
+    ArchiveError
+        When the name has none of these endings.
+    """
     low = name.lower()
     for suffix in (".nii.gz", ".tar.gz", ".tgz", ".nii", ".zip", ".tar"):
         if low.endswith(suffix):
@@ -69,7 +104,46 @@ def _safe_member_name(archive: str, name: str) -> str:
 
 def iter_niftis(path: Path, display_name: str, workdir: Path, warnings: list[str],
                 max_members: int | None = None, max_bytes: int | None = None) -> Iterator[Member]:
-    """Yield the NIfTI files of an upload (itself, or the members of an archive extracted into workdir)."""
+    """Yield the NIfTI files of an upload (itself, or the members of an archive extracted into workdir).
+
+    A NIfTI upload is yielded as it is, without a copy. An archive is checked and all of its NIfTI members are
+    extracted before the first one is yielded, so a refused archive yields nothing. Members are written under
+    numbered names of their own (``member-00000.nii.gz``, ...), never under the paths the archive names. The
+    contents of the NIfTI files are not checked here (that is :func:`pipeline.nifti.check_nifti`'s job). As this
+    is a generator, every error is raised when iteration starts, not when it is called.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The uploaded file on local disk.
+    display_name : str
+        The file's name as the curator gave it: it decides the kind (:func:`file_kind`) and names the file in
+        messages and in the yielded members.
+    workdir : pathlib.Path
+        Folder that archive members are extracted into (made if missing); the caller removes it afterwards.
+    warnings : list of str
+        Appended to in place: one message per skipped member (not a NIfTI file, or a second member of the same
+        name). ``__MACOSX`` folders and dot-files are skipped silently.
+    max_members : int or None
+        Most files an archive may hold (folders not counted, skipped files counted); None means
+        :data:`MAX_MEMBERS`.
+    max_bytes : int or None
+        Most bytes the NIfTI members of an archive may unpack to, declared and actually extracted; None means
+        :data:`MAX_EXTRACTED_BYTES`.
+
+    Yields
+    ------
+    Member
+        One per NIfTI file, in archive order: ``name`` is ``display_name`` for a NIfTI upload and
+        ``"<display_name>/<member path>"`` for an archive member; ``path`` is the local file to read.
+
+    Raises
+    ------
+    ArchiveError
+        For an unsupported file type, an archive that cannot be read or is corrupt, a member with an absolute path,
+        ``..`` or a link, device or special file (the whole archive is refused), too many members, more than
+        ``max_bytes`` of NIfTI data, or an archive without any ``.nii`` or ``.nii.gz`` file.
+    """
     max_members = MAX_MEMBERS if max_members is None else max_members
     max_bytes = MAX_EXTRACTED_BYTES if max_bytes is None else max_bytes
     kind = file_kind(display_name)
@@ -197,4 +271,5 @@ def _tar_members(path, display_name, workdir, warnings, max_members, max_bytes) 
 
 
 def remove_tree(path: Path) -> None:
+    """Remove a folder and everything in it; a missing folder or a file that cannot be removed is not an error."""
     shutil.rmtree(path, ignore_errors=True)

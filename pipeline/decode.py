@@ -24,6 +24,19 @@ def normalise_rows(x: np.ndarray, chunk: int = 8) -> np.ndarray:
     """Centre and unit-normalise each row (float64 arithmetic, float32 result). Zero-variance rows -> 0.
 
     Works on a few rows at a time so the float64 copy stays in cache-sized pieces instead of a second full array.
+
+    Parameters
+    ----------
+    x : array_like
+        ``(n_rows, n_values)`` real numbers, finite (non-finite values propagate; :func:`masked` sets them to 0).
+    chunk : int
+        Rows converted to float64 at a time.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_rows, n_values)`` float32, a new array: every row with mean 0 and Euclidean norm 1, or all 0 for a
+        row whose centred norm is 0.
     """
     x = np.asarray(x)
     out = np.empty(x.shape, dtype=np.float32)
@@ -38,7 +51,19 @@ def normalise_rows(x: np.ndarray, chunk: int = 8) -> np.ndarray:
 
 
 def masked(maps: np.ndarray) -> np.ndarray:
-    """(n, 91, 109, 91) or (91, 109, 91) maps -> (n, voxels) float32 over the brain mask, non-finite -> 0."""
+    """(n, 91, 109, 91) or (91, 109, 91) maps -> (n, voxels) float32 over the brain mask, non-finite -> 0.
+
+    Parameters
+    ----------
+    maps : array_like
+        ``(n_maps, 91, 109, 91)`` maps on the standard grid, or one ``(91, 109, 91)`` map; any real dtype.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_maps, n_mask_voxels)`` float32, a new array (the input is not changed); columns in the order of
+        :func:`pipeline.grid.mask_flat_indices`, NaN and infinities set to 0. One map gives ``n_maps = 1``.
+    """
     maps = np.asarray(maps)
     if maps.shape == GRID_SHAPE:
         maps = maps[np.newaxis]
@@ -50,7 +75,24 @@ def masked(maps: np.ndarray) -> np.ndarray:
 
 
 def write_reference_matrix(path: Path, term_maps: Iterable[np.ndarray], n_terms: int) -> None:
-    """Write the (voxels x terms) normalised matrix as a .npy file, atomically, one term column at a time."""
+    """Write the (voxels x terms) normalised matrix as a .npy file, atomically, one term column at a time.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        Where the ``.npy`` file goes; its folder is made if missing. The file appears only once it is complete
+        (a temporary file in the same folder is renamed onto it, and removed on any error).
+    term_maps : iterable of numpy.ndarray
+        ``(91, 109, 91)`` term maps on the standard grid, in column order; consumed one at a time.
+    n_terms : int
+        Number of maps ``term_maps`` yields (the matrix is allocated before reading them).
+
+    Raises
+    ------
+    ValueError
+        When ``term_maps`` yields fewer than ``n_terms`` maps (more raise IndexError). Either way no file is
+        written.
+    """
     n_vox = len(mask_flat_indices())
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -73,6 +115,25 @@ def write_reference_matrix(path: Path, term_maps: Iterable[np.ndarray], n_terms:
 
 
 def open_reference_matrix(path: Path) -> np.ndarray:
+    """Memory-map a reference matrix written by :func:`write_reference_matrix`, read-only.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The ``.npy`` file.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_mask_voxels, n_terms)`` float32 read-only memory map: one centred, unit-normalised column per term.
+
+    Raises
+    ------
+    ValueError
+        When the file is not a 2D array with one row per voxel of the current brain mask.
+    FileNotFoundError
+        When the file does not exist.
+    """
     matrix = np.load(path, mmap_mode="r")
     if matrix.ndim != 2 or matrix.shape[0] != len(mask_flat_indices()):
         raise ValueError(f"{path} is not a reference matrix for the current brain mask")
@@ -83,6 +144,22 @@ def decode(components: np.ndarray, matrix: np.ndarray, batch: int = BATCH) -> np
     """Pearson r of each component (maps on the grid, or already masked rows) with every term column.
 
     Returns (n_components, n_terms) float32 in [-1, 1].
+
+    Parameters
+    ----------
+    components : array_like
+        ``(n_components, 91, 109, 91)`` maps on the standard grid or one ``(91, 109, 91)`` map (masked here), or
+        ``(n_components, n_mask_voxels)`` rows from :func:`masked` (used as given, so already finite).
+    matrix : numpy.ndarray
+        ``(n_mask_voxels, n_terms)`` float32 reference matrix from :func:`open_reference_matrix`.
+    batch : int
+        Components normalised and multiplied at a time.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_components, n_terms)`` float32 Pearson r, clipped to [-1, 1]; r is 0 for a component or a term map
+        that is constant inside the mask.
     """
     components = np.asarray(components)
     rows = components if components.ndim == 2 and components.shape[1] == matrix.shape[0] else masked(components)
@@ -95,7 +172,22 @@ def decode(components: np.ndarray, matrix: np.ndarray, batch: int = BATCH) -> np
 
 
 def ranked(r: np.ndarray, terms: list[str], top: int | None = None) -> list[tuple[str, float]]:
-    """Terms with r, best first (ties broken by term order)."""
+    """Terms with r, best first (ties broken by term order).
+
+    Parameters
+    ----------
+    r : numpy.ndarray
+        ``(n_terms,)`` r of one component with every term (a row of :func:`decode`).
+    terms : list of str
+        Term names in the same order as ``r``.
+    top : int or None
+        Keep only the ``top`` best terms; None keeps all.
+
+    Returns
+    -------
+    list of (str, float)
+        ``(term, r)`` pairs sorted by descending r.
+    """
     order = np.argsort(-r, kind="stable")
     if top is not None:
         order = order[:top]

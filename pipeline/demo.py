@@ -63,7 +63,21 @@ DEMO_COLLECTIONS = (
 
 
 def demo_component_maps(spec: DemoCollection, seed: int) -> np.ndarray:
-    """(n, 91, 109, 91) float32 ICA-like z maps for one demo collection."""
+    """(n, 91, 109, 91) float32 ICA-like z maps for one demo collection.
+
+    Parameters
+    ----------
+    spec : DemoCollection
+        The collection: how many components and which terms their networks come from.
+    seed : int
+        Seed of the random generator; the same spec and seed always give the same maps.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(spec.n_components, 91, 109, 91)`` float32: 0 outside the brain mask, in-mask values with mean 0 and
+        standard deviation 2.
+    """
     rng = np.random.default_rng(seed)
     mask = brain_mask()
     all_terms = list(BUILTIN_PEAKS)
@@ -116,7 +130,22 @@ def _demo_user(session: Session, email: str) -> User:
 
 
 def load_demo(progress=print) -> int:
-    """Create whatever part of the demo data set is missing. Returns the number of collections created."""
+    """Create whatever part of the demo data set is missing. Returns the number of collections created.
+
+    Makes the built-in reference set first when missing. Each missing collection is committed and ingested on its
+    own (synchronously, in this process); the merged maps are rebuilt once at the end when anything was created.
+    A collection whose slug exists already is skipped, so running it again changes nothing.
+
+    Parameters
+    ----------
+    progress : callable or None
+        Called with one line of text per collection created; None stays silent.
+
+    Returns
+    -------
+    int
+        Number of collections created (0 when the demo data set was complete).
+    """
     created = 0
     with session_scope() as session:
         ensure_builtin_reference(session)

@@ -45,7 +45,26 @@ def _coarse_ceil(x: float) -> float:
 
 
 def display_scale(lo: float, hi: float) -> tuple[float, float]:
-    """``(slope, inter)`` for uint8 codes covering [lo, hi]; both exact float32 values."""
+    """``(slope, inter)`` for uint8 codes covering [lo, hi]; both exact float32 values.
+
+    A code ``c`` decodes to ``slope * c + inter``. When [lo, hi] contains 0, one code decodes to exactly 0.
+
+    Parameters
+    ----------
+    lo, hi : float
+        Smallest and largest value to encode, finite, ``lo <= hi``.
+
+    Returns
+    -------
+    tuple of (float, float)
+        ``slope`` (> 0) and ``inter``. A constant range, or one below float32 resolution, gives
+        ``(1.0, lo)`` with ``lo`` rounded to float32.
+
+    Raises
+    ------
+    ValueError
+        When ``lo`` or ``hi`` is not finite or ``hi < lo``.
+    """
     if not (math.isfinite(lo) and math.isfinite(hi)) or hi < lo:
         raise ValueError(f"invalid data range [{lo}, {hi}]")
     step = (hi - lo) / N_CODES
@@ -77,7 +96,18 @@ def _finite_range(data: np.ndarray) -> tuple[float, float]:
 
 
 def lorenzo_residuals(codes: np.ndarray) -> np.ndarray:
-    """Residuals of the 3D Lorenzo predictor, modulo 256, of uint8 ``codes`` (3D, or 4D volume by volume)."""
+    """Residuals of the 3D Lorenzo predictor, modulo 256, of uint8 ``codes`` (3D, or 4D volume by volume).
+
+    Parameters
+    ----------
+    codes : array_like
+        ``(x, y, z)`` or ``(x, y, z, n)`` uint8 display codes (converted to uint8 when another dtype).
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 residuals of the same shape; :func:`undo_lorenzo` gives ``codes`` back exactly.
+    """
     residuals = np.asarray(codes, dtype=np.uint8)
     for axis in range(3):
         residuals = np.diff(residuals, axis=axis, prepend=np.uint8(0))  # uint8 arithmetic wraps modulo 256
@@ -85,7 +115,18 @@ def lorenzo_residuals(codes: np.ndarray) -> np.ndarray:
 
 
 def undo_lorenzo(residuals: np.ndarray) -> np.ndarray:
-    """Codes back from :func:`lorenzo_residuals` (exact: running sums modulo 256)."""
+    """Codes back from :func:`lorenzo_residuals` (exact: running sums modulo 256).
+
+    Parameters
+    ----------
+    residuals : array_like
+        ``(x, y, z)`` or ``(x, y, z, n)`` uint8 residuals.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 codes of the same shape.
+    """
     codes = np.asarray(residuals, dtype=np.uint8)
     for axis in range(3):
         codes = np.cumsum(codes, axis=axis, dtype=np.uint8)
@@ -97,6 +138,27 @@ def encode_for_display(data: np.ndarray, affine) -> bytes:
     Lorenzo-predicted when that is smaller (read them with :func:`decode_display`).
 
     NaN and infinities become 0 before the range is taken (so 0 is then in range and exact).
+
+    Parameters
+    ----------
+    data : array_like
+        ``(x, y, z)`` or ``(x, y, z, n)`` map, floating, integer or bool; not changed. One scale covers all
+        volumes of a 4D map.
+    affine : array_like
+        ``(4, 4)`` voxel-to-MNI transform in mm, written as sform and qform (code 4, MNI space).
+
+    Returns
+    -------
+    bytes
+        Gzipped NIfTI-1 file, uint8 voxels, ``scl_slope``/``scl_inter`` set, units mm; the same input always gives
+        the same bytes (gzip mtime 0). Decoded values are within half a code step of the input.
+
+    Raises
+    ------
+    ValueError
+        When ``data`` is not 3D or 4D.
+    TypeError
+        When ``data`` is neither floating, integer nor bool (e.g. complex).
     """
     data = np.asarray(data)
     if data.ndim not in (3, 4):
@@ -142,6 +204,23 @@ def decode_display(payload: bytes) -> nib.Nifti1Image:
     """The uint8 image (with its scale) of a display copy, the Lorenzo prediction undone where it was applied.
 
     Works on the file's bytes as the viewer does: the voxel block is replaced by the codes and the marker cleared.
+
+    Parameters
+    ----------
+    payload : bytes
+        A display copy from :func:`encode_for_display`, gzipped or plain NIfTI-1.
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+        uint8 codes with ``scl_slope``/``scl_inter`` set, so ``get_fdata()`` gives the decoded values; a predicted
+        file comes back with its codes restored and ``intent_name`` cleared.
+
+    Raises
+    ------
+    Exception
+        nibabel's errors (``HeaderDataError``, ``WrapStructError``) when the bytes are not a NIfTI-1 file, and
+        ``gzip.BadGzipFile`` when a gzip stream is corrupt.
     """
     raw = bytearray(gunzip(payload))
     img = nib.Nifti1Image.from_bytes(bytes(raw))

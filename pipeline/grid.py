@@ -14,7 +14,25 @@ GRID_AFFINE.setflags(write=False)
 
 
 def to_image(data: np.ndarray, dtype=np.float32) -> nib.Nifti1Image:
-    """Wrap an array on the grid as a NIfTI-1 image in MNI space (sform and qform code 4)."""
+    """Wrap an array on the grid as a NIfTI-1 image in MNI space (sform and qform code 4).
+
+    Parameters
+    ----------
+    data : array_like
+        ``(91, 109, 91)`` map or ``(91, 109, 91, n)`` maps on the standard grid.
+    dtype : numpy dtype
+        Voxel type of the image; the data is converted (without a copy when it already has this type).
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+        The image with :data:`GRID_AFFINE`, spatial units mm and time units s.
+
+    Raises
+    ------
+    ValueError
+        When the first three dimensions of ``data`` are not :data:`GRID_SHAPE`.
+    """
     data = np.asarray(data)
     if data.shape[:3] != GRID_SHAPE:
         raise ValueError(f"array of shape {data.shape} is not on the {GRID_SHAPE} grid")
@@ -26,19 +44,50 @@ def to_image(data: np.ndarray, dtype=np.float32) -> nib.Nifti1Image:
 
 
 def mni_to_voxel(xyz) -> np.ndarray:
-    """Nearest grid voxel (i, j, k) of MNI coordinates (x, y, z) in mm; accepts (3,) or (n, 3)."""
+    """Nearest grid voxel (i, j, k) of MNI coordinates (x, y, z) in mm; accepts (3,) or (n, 3).
+
+    Parameters
+    ----------
+    xyz : array_like
+        ``(3,)`` or ``(n, 3)`` MNI coordinates in mm.
+
+    Returns
+    -------
+    numpy.ndarray
+        Integer voxel indices, ``(3,)`` for one point (also for an ``(1, 3)`` input) and ``(n, 3)`` otherwise.
+        Points outside the grid give indices outside ``[0, GRID_SHAPE)``; they are not clipped.
+    """
     xyz = np.atleast_2d(np.asarray(xyz, dtype=float))
     ijk = np.c_[xyz, np.ones(len(xyz))] @ np.linalg.inv(GRID_AFFINE).T
     return np.rint(ijk[:, :3]).astype(int).squeeze()
 
 
 def voxel_to_mni(ijk) -> np.ndarray:
+    """MNI coordinates in mm of grid voxel indices (i, j, k); accepts (3,) or (n, 3).
+
+    Parameters
+    ----------
+    ijk : array_like
+        ``(3,)`` or ``(n, 3)`` voxel indices (fractional indices are allowed).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 MNI coordinates in mm, ``(3,)`` for one point (also for an ``(1, 3)`` input), ``(n, 3)``
+        otherwise.
+    """
     ijk = np.atleast_2d(np.asarray(ijk, dtype=float))
     return (np.c_[ijk, np.ones(len(ijk))] @ GRID_AFFINE.T)[:, :3].squeeze()
 
 
 def voxel_coordinates_mm() -> np.ndarray:
-    """MNI coordinates of every grid voxel, shape (91, 109, 91, 3), float32."""
+    """MNI coordinates of every grid voxel, shape (91, 109, 91, 3), float32.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(91, 109, 91, 3)`` float32: ``[i, j, k]`` holds the (x, y, z) mm of voxel (i, j, k).
+    """
     i, j, k = np.meshgrid(*(np.arange(n) for n in GRID_SHAPE), indexing="ij")
     ijk1 = np.stack([i, j, k, np.ones_like(i)], axis=-1).astype(np.float32)
     return (ijk1 @ GRID_AFFINE.T.astype(np.float32))[..., :3]
@@ -46,7 +95,13 @@ def voxel_coordinates_mm() -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def underlay() -> np.ndarray:
-    """MNI152 T1 template (nilearn's, which loads offline) resampled onto the grid, float32."""
+    """MNI152 T1 template (nilearn's, which loads offline) resampled onto the grid, float32.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(91, 109, 91)`` float32, read-only and shared (cached), non-finite values set to 0.
+    """
     from nilearn import datasets, image  # lazy: nilearn takes about a second to import
 
     template = datasets.load_mni152_template(resolution=2)
@@ -62,7 +117,13 @@ def underlay() -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def brain_mask() -> np.ndarray:
-    """Boolean brain mask on the grid, from the same template (nearest-neighbour resampling)."""
+    """Boolean brain mask on the grid, from the same template (nearest-neighbour resampling).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(91, 109, 91)`` bool, read-only and shared (cached).
+    """
     from nilearn import datasets, image  # lazy: nilearn takes about a second to import
 
     mask = datasets.load_mni152_brain_mask(resolution=2)
@@ -77,7 +138,13 @@ def brain_mask() -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def mask_flat_indices() -> np.ndarray:
-    """Indices of the mask voxels in the C-order flattened grid (the order of reference matrix rows)."""
+    """Indices of the mask voxels in the C-order flattened grid (the order of reference matrix rows).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_mask_voxels,)`` int64, ascending, read-only and shared (cached).
+    """
     idx = np.flatnonzero(brain_mask().ravel())
     idx.setflags(write=False)
     return idx

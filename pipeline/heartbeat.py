@@ -30,14 +30,38 @@ log = logging.getLogger(__name__)
 
 
 def beat(job_id: int) -> None:
-    """Record that the job's process is alive (only while the job is running)."""
+    """Record that the job's process is alive (only while the job is running).
+
+    Writes ``Job.heartbeat`` in a session and transaction of its own; a job that is not running (or does not
+    exist) is left as it is.
+
+    Parameters
+    ----------
+    job_id : int
+        Id of the ``Job`` row.
+    """
     with session_scope() as session:
         session.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING).values(heartbeat=utcnow()))
 
 
 @contextmanager
 def heartbeat(job_id: int, interval: float | None = None) -> Iterator[None]:
-    """Beat for ``job_id`` from a daemon thread for as long as the block runs (every HEARTBEAT_S seconds)."""
+    """Beat for ``job_id`` from a daemon thread for as long as the block runs (every HEARTBEAT_S seconds).
+
+    The first beat comes one interval after the block starts. A beat that fails is logged and skipped. Leaving
+    the block (also by an exception) stops the thread and waits for a beat in progress.
+
+    Parameters
+    ----------
+    job_id : int
+        Id of the running ``Job`` row.
+    interval : float or None
+        Seconds between beats; None (or 0) means :data:`HEARTBEAT_S`.
+
+    Yields
+    ------
+    None
+    """
     interval = interval or HEARTBEAT_S
     stop = threading.Event()
 
@@ -58,7 +82,25 @@ def heartbeat(job_id: int, interval: float | None = None) -> Iterator[None]:
 
 
 def settle_stalled_jobs(session: Session, now: datetime | None = None) -> list[int]:
-    """Mark running jobs without a recent heartbeat failed; returns their ids."""
+    """Mark running jobs without a recent heartbeat failed; returns their ids.
+
+    A job is stalled when its last sign of life (heartbeat, else start, else creation) is older than
+    :data:`STALE_AFTER`. Each stalled job gets status failed, a finish time and an error message saying why; a
+    collection it was processing goes from processing to failed. The changes are flushed, not committed: the
+    caller's transaction decides.
+
+    Parameters
+    ----------
+    session : sqlalchemy.orm.Session
+        Open session the jobs are read and changed in.
+    now : datetime.datetime or None
+        The current time, timezone-aware UTC; None means :func:`store.models.utcnow`.
+
+    Returns
+    -------
+    list of int
+        Ids of the jobs marked failed (empty when none).
+    """
     now = now or utcnow()
     last_sign = func.coalesce(Job.heartbeat, Job.started, Job.created)
     stalled = list(session.scalars(select(Job).where(Job.status == JobStatus.RUNNING, last_sign < now - STALE_AFTER)))

@@ -23,10 +23,31 @@ BACKENDS = ("auto", "afni", "numpy")
 
 
 def afni_available() -> bool:
+    """Whether AFNI's ``3dmerge`` is on PATH."""
     return shutil.which("3dmerge") is not None
 
 
 def resolve_backend(name: str | None = None) -> str:
+    """The merge backend to use: ``"afni"`` or ``"numpy"``.
+
+    Parameters
+    ----------
+    name : str or None
+        ``"auto"``, ``"afni"`` or ``"numpy"`` (case-insensitive); None means the configured
+        ``INCDB_MERGE_BACKEND``. ``"auto"`` picks AFNI when ``3dmerge`` is on PATH.
+
+    Returns
+    -------
+    str
+        ``"afni"`` or ``"numpy"``.
+
+    Raises
+    ------
+    ValueError
+        When ``name`` is not one of :data:`BACKENDS`.
+    RuntimeError
+        When ``"afni"`` is asked for and ``3dmerge`` is not on PATH.
+    """
     if name is None:
 
         name = get_settings().merge_backend
@@ -41,7 +62,23 @@ def resolve_backend(name: str | None = None) -> str:
 
 
 def mean_of_maps(maps: Sequence[np.ndarray]) -> np.ndarray:
-    """Voxelwise mean, zeros included, accumulated in float64; non-finite values count as 0."""
+    """Voxelwise mean, zeros included, accumulated in float64; non-finite values count as 0.
+
+    Parameters
+    ----------
+    maps : sequence of numpy.ndarray
+        Maps of one shape (e.g. ``(91, 109, 91)``), any real dtype.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 mean, the shape of the inputs.
+
+    Raises
+    ------
+    ValueError
+        When ``maps`` is empty or the shapes differ.
+    """
     if not maps:
         raise ValueError("nothing to merge: no input maps")
     total = np.zeros(np.shape(maps[0]), dtype=np.float64)
@@ -53,7 +90,20 @@ def mean_of_maps(maps: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def afni_merge_interface(in_files: Sequence[str | os.PathLike], out_file: str | os.PathLike):
-    """The nipype interface for ``3dmerge -doall -prefix OUT IN...`` (inputs must exist)."""
+    """The nipype interface for ``3dmerge -doall -prefix OUT IN...`` (inputs must exist).
+
+    Parameters
+    ----------
+    in_files : sequence of str or os.PathLike
+        Existing NIfTI files to merge.
+    out_file : str or os.PathLike
+        The gzipped NIfTI file ``3dmerge`` writes.
+
+    Returns
+    -------
+    nipype.interfaces.afni.Merge
+        The configured interface, not run yet (call its ``run()``).
+    """
     from nipype.interfaces import afni  # lazy: nipype takes seconds to import, and only the AFNI backend needs it
 
     return afni.Merge(in_files=[str(p) for p in in_files], doall=True, out_file=str(out_file),
@@ -62,7 +112,35 @@ def afni_merge_interface(in_files: Sequence[str | os.PathLike], out_file: str | 
 
 def merge_files(out_file: str | os.PathLike, in_files: Sequence[str | os.PathLike],
                 backend: str | None = None) -> str:
-    """Merge NIfTI files into ``out_file`` (written atomically). Returns the backend used."""
+    """Merge NIfTI files into ``out_file`` (written atomically). Returns the backend used.
+
+    Parameters
+    ----------
+    out_file : str or os.PathLike
+        Where the merged gzipped NIfTI goes; its folder is made if missing. It appears only when complete.
+    in_files : sequence of str or os.PathLike
+        At least one NIfTI file; all on one grid (same shape and affine) for the ``numpy`` backend.
+    backend : str or None
+        As for :func:`resolve_backend` (None means the configured one).
+
+    Returns
+    -------
+    str
+        The backend that ran, ``"afni"`` or ``"numpy"``.
+
+    Raises
+    ------
+    ValueError
+        When no input is given, an input file does not exist, the backend name is unknown, or (``numpy``
+        backend) the inputs are not on the same grid.
+    RuntimeError
+        When the ``afni`` backend is asked for without ``3dmerge`` on PATH.
+
+    Notes
+    -----
+    The ``numpy`` backend writes float32; a result on the standard grid gets the MNI sform and qform of
+    :func:`pipeline.grid.to_image`, any other grid the first input's affine.
+    """
     in_files = [Path(p) for p in in_files]
     if not in_files:
         raise ValueError("nothing to merge: give at least one input map")

@@ -68,8 +68,25 @@ GROUPS: dict[str, tuple[str, tuple[Field, ...]]] = {
 
 
 def validate_metadata(raw: dict[str, dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """Clean metadata and a list of messages ('Acquisition: TR must be a number in s'). Unknown keys dropped;
-    empty values dropped."""
+    """Clean metadata and a list of messages ('Acquisition: Repetition time (TR) must be a number (s)'). Unknown
+    keys dropped; empty values dropped.
+
+    Parameters
+    ----------
+    raw : dict or None
+        ``{group: {field: value}}`` as the form sends it, groups and fields named as in :data:`GROUPS`; values may
+        be strings or already typed. None or ``{}`` means no metadata.
+
+    Returns
+    -------
+    clean : dict
+        ``{group: {field: value}}`` with only the valid, non-empty values: ``str`` (stripped) for text, ``int``
+        or ``float`` for numbers (in the field's unit), ``bool`` (from yes/no, true/false, 1/0) and the lower-case
+        choice. Groups without a value are left out.
+    errors : list of str
+        One message per invalid value, ``"<group label>: <field label> <reason>"``, plus one when the youngest age
+        is above the oldest; empty when everything is valid. Invalid values are left out of ``clean``.
+    """
     clean: dict[str, dict[str, Any]] = {}
     errors: list[str] = []
     for group, (group_label, fields) in GROUPS.items():

@@ -138,14 +138,32 @@ class NeurosynthData:
 
     @property
     def n_studies(self) -> int:
+        """Number of studies (rows of ``tfidf``)."""
         return len(self.study_ids)
 
     @property
     def n_peaks(self) -> int:
+        """Number of peaks kept (rows of ``peaks_mni``)."""
         return int(self.peaks_mni.shape[0])
 
     def term_index(self, term: str) -> int:
-        """Column of ``term`` in ``tfidf``; ``KeyError`` when it is not in the vocabulary."""
+        """Column of ``term`` in ``tfidf``; ``KeyError`` when it is not in the vocabulary.
+
+        Parameters
+        ----------
+        term : str
+            A vocabulary term, exactly as in ``terms``.
+
+        Returns
+        -------
+        int
+            Its column index.
+
+        Raises
+        ------
+        KeyError
+            When ``term`` is not in the vocabulary.
+        """
         return self._term_index[term]
 
 
@@ -301,6 +319,11 @@ def sphere_offsets(radius_mm: float = DEFAULT_RADIUS_MM) -> np.ndarray:
     -------
     numpy.ndarray
         ``(k, 3)`` int32 offsets ``(di, dj, dk)`` whose centre distance is ``<= radius_mm``.
+
+    Raises
+    ------
+    ValueError
+        When ``radius_mm`` is negative or not finite.
     """
     if not (radius_mm >= 0 and math.isfinite(radius_mm)):
         raise ValueError(f"radius_mm must be a finite number >= 0, got {radius_mm!r}")
@@ -328,6 +351,11 @@ def study_activation_matrix(data: NeurosynthData, radius_mm: float = DEFAULT_RAD
     scipy.sparse.csr_matrix
         ``(n_studies, n_mask_voxels)`` uint8 with sorted column indices; columns follow
         :func:`pipeline.grid.mask_flat_indices`.
+
+    Raises
+    ------
+    ValueError
+        When ``radius_mm`` is negative or not finite.
     """
     offsets = sphere_offsets(radius_mm)
     mask_idx = mask_flat_indices()

@@ -62,7 +62,19 @@ PEAK_Z = 6.0
 def builtin_term_map(peaks: tuple[tuple[float, float, float], ...]) -> np.ndarray:
     """A Neurosynth-like map: 10 mm spheres at the peaks, smoothed, masked, scaled to a peak of PEAK_Z.
 
-    Cached and read-only: the demo generator asks for the same maps many times."""
+    Cached and read-only: the demo generator asks for the same maps many times.
+
+    Parameters
+    ----------
+    peaks : tuple of (float, float, float)
+        MNI peak coordinates in mm, as a tuple of tuples (the cache needs a hashable argument).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(91, 109, 91)`` float32, read-only and shared: maximum :data:`PEAK_Z`, 0 outside the brain mask; all 0
+        when no sphere reaches the mask.
+    """
     coords = voxel_coordinates_mm()
     data = np.zeros(GRID_SHAPE, dtype=np.float32)
     for peak in peaks:
@@ -77,7 +89,19 @@ def builtin_term_map(peaks: tuple[tuple[float, float, float], ...]) -> np.ndarra
 
 
 def matrix_path(reference: ReferenceSet) -> Path:
-    """Local, memory-mappable copy of the normalised matrix (rebuilt from the term maps if missing)."""
+    """Local, memory-mappable copy of the normalised matrix (rebuilt from the term maps if missing).
+
+    Parameters
+    ----------
+    reference : ReferenceSet
+        A reference set with an id (flushed).
+
+    Returns
+    -------
+    pathlib.Path
+        ``<INCDB_DATA_DIR>/cache/reference/<id>-<slug of the name>.npy``; the file need not exist
+        (:func:`load_matrix` builds it then).
+    """
     return get_settings().data_dir / "cache" / "reference" / f"{reference.id}-{slugify(reference.name)}.npy"
 
 
@@ -90,7 +114,41 @@ def create_reference_set(
     activate: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> ReferenceSet:
-    """Store the term maps of a new reference set and build its normalised matrix."""
+    """Store the term maps of a new reference set and build its normalised matrix.
+
+    The set and its terms are added to the session and flushed, not committed. If the transaction rolls back,
+    the term maps written to storage and the matrix file are deleted.
+
+    Parameters
+    ----------
+    session : sqlalchemy.orm.Session
+        Open session; the caller commits.
+    name : str
+        Name of the new set, unique among reference sets.
+    source : str
+        Where the maps come from, one of :data:`store.models.REFERENCE_SOURCES`.
+    term_maps : iterable of (str, numpy.ndarray)
+        ``(term name, map)`` pairs in column order, each map ``(91, 109, 91)`` on the standard grid (stored as
+        float32); consumed once, one pair at a time. Errors the iterable raises (e.g.
+        :class:`pipeline.nifti.NiftiError`) propagate.
+    description : str
+        Shown with the set.
+    activate : bool
+        True: make it the active set (:func:`set_active`; components are not re-decoded here).
+    progress : callable or None
+        Called as ``progress(done, 0)`` after each stored term map (the total is not known in advance).
+
+    Returns
+    -------
+    ReferenceSet
+        The new set.
+
+    Raises
+    ------
+    ValueError
+        When a set of that name exists, two terms have the same slug, a map is not on the standard grid, or
+        ``term_maps`` is empty.
+    """
     if session.scalar(select(ReferenceSet).where(ReferenceSet.name == name)) is not None:
         raise ValueError(f"a reference set named {name!r} already exists")
     reference = ReferenceSet(name=name, source=source, description=description, active=False,
@@ -131,6 +189,27 @@ def create_reference_set(
 
 
 def build_matrix(session: Session, reference: ReferenceSet) -> Path:
+    """Write the normalised matrix of a set from its stored term maps, at :func:`matrix_path`.
+
+    Sets ``reference.matrix_key`` to the file name (not flushed).
+
+    Parameters
+    ----------
+    session : sqlalchemy.orm.Session
+        Open session to read the terms in.
+    reference : ReferenceSet
+        The set whose terms are in the database and whose term maps are in storage.
+
+    Returns
+    -------
+    pathlib.Path
+        The ``(n_mask_voxels, n_terms)`` float32 ``.npy`` file written.
+
+    Raises
+    ------
+    KeyError
+        When a term's map is missing from storage.
+    """
     terms = session.scalars(select(Term).where(Term.reference_set_id == reference.id).order_by(Term.column)).all()
     path = matrix_path(reference)
     write_reference_matrix(path, (load_map(t.storage_key) for t in terms), len(terms))
@@ -139,6 +218,15 @@ def build_matrix(session: Session, reference: ReferenceSet) -> Path:
 
 
 def set_active(session: Session, reference: ReferenceSet) -> None:
+    """Make ``reference`` the only active set (not committed; components are not re-decoded here).
+
+    Parameters
+    ----------
+    session : sqlalchemy.orm.Session
+        Open session; the caller commits.
+    reference : ReferenceSet
+        The set to activate.
+    """
     for other in session.scalars(select(ReferenceSet).where(ReferenceSet.active.is_(True))):
         other.active = False
     session.flush()
@@ -146,10 +234,28 @@ def set_active(session: Session, reference: ReferenceSet) -> None:
 
 
 def active_reference(session: Session) -> ReferenceSet | None:
+    """The active reference set, or None when no set is active."""
     return session.scalar(select(ReferenceSet).where(ReferenceSet.active.is_(True)))
 
 
 def require_active_reference(session: Session) -> ReferenceSet:
+    """The active reference set.
+
+    Parameters
+    ----------
+    session : sqlalchemy.orm.Session
+        Open session.
+
+    Returns
+    -------
+    ReferenceSet
+        The active set.
+
+    Raises
+    ------
+    RuntimeError
+        When no set is active (the message says to run ``python -m pipeline init``).
+    """
     ref = active_reference(session)
     if ref is None:
         raise RuntimeError("no active reference set: run `python -m pipeline init` first")
@@ -163,7 +269,31 @@ _matrix_lock = threading.Lock()
 def load_matrix(session: Session, reference: ReferenceSet) -> tuple[np.ndarray, list]:
     """The memory-mapped matrix (built from stored term maps when this machine has no copy) and its terms, in
     column order, as rows with ``id``, ``name``, ``slug`` and ``storage_key`` (plain rows: thousands of terms load
-    several times faster than as ORM objects)."""
+    several times faster than as ORM objects).
+
+    The open matrix is cached per process for its file and modification time (one matrix at a time).
+
+    Parameters
+    ----------
+    session : sqlalchemy.orm.Session
+        Open session to read the terms in.
+    reference : ReferenceSet
+        The set to decode against.
+
+    Returns
+    -------
+    matrix : numpy.ndarray
+        ``(n_mask_voxels, n_terms)`` float32 read-only memory map, shared by every caller in the process.
+    terms : list of sqlalchemy.Row
+        ``n_terms`` rows with ``id``, ``name``, ``slug`` and ``storage_key``, in column order.
+
+    Raises
+    ------
+    RuntimeError
+        When the matrix file's column count differs from the set's number of terms.
+    ValueError
+        When the matrix file does not fit the current brain mask.
+    """
     terms = session.execute(select(Term.id, Term.name, Term.slug, Term.storage_key)
                             .where(Term.reference_set_id == reference.id).order_by(Term.column)).all()
     path = matrix_path(reference)
@@ -181,12 +311,30 @@ def load_matrix(session: Session, reference: ReferenceSet) -> tuple[np.ndarray, 
 
 
 def builtin_term_maps() -> Iterator[tuple[str, np.ndarray]]:
+    """The built-in term maps, one per term of :data:`BUILTIN_PEAKS`, in that order.
+
+    Yields
+    ------
+    tuple of (str, numpy.ndarray)
+        The term and its ``(91, 109, 91)`` float32 read-only map (:func:`builtin_term_map`).
+    """
     for name, peaks in BUILTIN_PEAKS.items():
         yield name, builtin_term_map(tuple(peaks))
 
 
 def ensure_builtin_reference(session: Session) -> ReferenceSet:
-    """Create the built-in set if missing; activate it when no set is active."""
+    """Create the built-in set if missing; activate it when no set is active.
+
+    Parameters
+    ----------
+    session : sqlalchemy.orm.Session
+        Open session; the caller commits.
+
+    Returns
+    -------
+    ReferenceSet
+        The built-in set (:data:`BUILTIN_NAME`), active or not.
+    """
     ref = session.scalar(select(ReferenceSet).where(ReferenceSet.name == BUILTIN_NAME))
     if ref is None:
         ref = create_reference_set(session, BUILTIN_NAME, "builtin", builtin_term_maps(),
@@ -198,7 +346,29 @@ def ensure_builtin_reference(session: Session) -> ReferenceSet:
 
 def nifti_folder_term_maps(directory: Path) -> Iterator[tuple[str, np.ndarray]]:
     """Term maps from a folder of NIfTI files; the term is the file name without extension
-    (``pain_association-test_z.nii.gz`` -> ``pain``; underscores in the remaining name become spaces)."""
+    (``pain_association-test_z.nii.gz`` -> ``pain``; underscores in the remaining name become spaces).
+
+    Files are read in name order, one at a time while iterating; other files in the folder are ignored. As this
+    is a generator, every error is raised during iteration, not when it is called.
+
+    Parameters
+    ----------
+    directory : pathlib.Path
+        Folder of 3D ``.nii`` / ``.nii.gz`` term maps, in any space with a valid affine.
+
+    Yields
+    ------
+    tuple of (str, numpy.ndarray)
+        The term and its map resampled onto the standard grid, ``(91, 109, 91)`` float32.
+
+    Raises
+    ------
+    ValueError
+        When ``directory`` is not a folder, holds no NIfTI file, or a file has more than one volume.
+    pipeline.nifti.NiftiError
+        When a file cannot be used as a map (its header or data fails the checks of
+        :func:`pipeline.nifti.check_nifti`).
+    """
     directory = Path(directory)
     if not directory.is_dir():
         raise ValueError(f"{directory} is not a directory")

@@ -34,6 +34,18 @@ class SweepResult:
 
 
 def referenced_keys(session) -> set[str]:
+    """Every storage key a row refers to (component maps and decodings, merged maps, term maps, uploads).
+
+    Parameters
+    ----------
+    session : sqlalchemy.orm.Session
+        Open session to read the rows in.
+
+    Returns
+    -------
+    set of str
+        The non-empty keys.
+    """
     keys: set[str] = set()
     for column in (Component.storage_key, Component.decodings_key, TermMap.storage_key, Term.storage_key,
                    Upload.storage_key):
@@ -43,7 +55,28 @@ def referenced_keys(session) -> set[str]:
 
 def sweep_storage(grace: timedelta = DEFAULT_GRACE, dry_run: bool = False,
                   now: datetime | None = None) -> SweepResult:
-    """Remove unreferenced files older than ``grace`` and than every running job's start."""
+    """Remove unreferenced files older than ``grace`` and than every running job's start.
+
+    Only keys under :data:`SWEPT_PREFIXES` are considered. Running jobs without a heartbeat are settled first
+    (:func:`pipeline.heartbeat.settle_stalled_jobs`, committed also on a dry run), so a dead job's start does not
+    hold the cutoff back. With local storage, temporary files of writes killed midway are removed too.
+
+    Parameters
+    ----------
+    grace : datetime.timedelta
+        Minimum age of a removed file.
+    dry_run : bool
+        True: remove nothing, only report what would be removed.
+    now : datetime.datetime or None
+        The current time, timezone-aware; None means now (UTC).
+
+    Returns
+    -------
+    SweepResult
+        ``removed``: keys removed (or that would be, on a dry run), temporaries as
+        ``"<path> (unfinished write)"``; ``kept_recent``: unreferenced objects younger than the cutoff;
+        ``cutoff``: the modification time a file had to be older than.
+    """
     now = now or datetime.now(UTC)
     storage = get_storage()
     with session_scope() as session:

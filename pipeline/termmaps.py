@@ -74,7 +74,37 @@ def _lock_merges(session: Session) -> None:
 
 def rebuild_term_maps(session: Session, reference: ReferenceSet, term_ids: Iterable[int] | None = None,
                       backend: str | None = None) -> int:
-    """Rebuild the merged maps of the given terms (all terms of the reference when None). Returns maps written."""
+    """Rebuild the merged maps of the given terms (all terms of the reference when None). Returns maps written.
+
+    For every term, one map per movie with public components decoded to it, plus one across all movies; maps
+    whose movie has no such component any more are removed. The rows change in the caller's transaction, which
+    holds the merge lock until it ends; replaced files are deleted after the commit, new files after a rollback,
+    so the caller must commit or roll back.
+
+    Parameters
+    ----------
+    session : sqlalchemy.orm.Session
+        Open session; the caller commits.
+    reference : ReferenceSet
+        The set whose terms are merged.
+    term_ids : iterable of int or None
+        Ids of the terms to rebuild (repeats and ids of other sets are ignored); None means every term of
+        ``reference``.
+    backend : str or None
+        Merge backend, as for :func:`pipeline.merge.resolve_backend`; None means the configured one.
+
+    Returns
+    -------
+    int
+        Number of merged map files written (unchanged maps are not counted).
+
+    Raises
+    ------
+    ValueError
+        When the backend name is unknown, or a merge fails on its inputs (:func:`pipeline.merge.merge_files`).
+    RuntimeError
+        When the ``afni`` backend is asked for without ``3dmerge`` on PATH.
+    """
     backend = resolve_backend(backend)
     _lock_merges(session)
     if term_ids is None:
@@ -130,6 +160,15 @@ def rebuild_term_maps(session: Session, reference: ReferenceSet, term_ids: Itera
 
 
 def drop_term_maps_of_other_references(session: Session, reference: ReferenceSet) -> None:
+    """Delete the merged maps of every reference set but ``reference``; their files go after the commit.
+
+    Parameters
+    ----------
+    session : sqlalchemy.orm.Session
+        Open session; the caller commits.
+    reference : ReferenceSet
+        The set whose maps are kept.
+    """
     stale = list(session.scalars(select(TermMap.storage_key).where(TermMap.reference_set_id != reference.id)))
     session.execute(delete(TermMap).where(TermMap.reference_set_id != reference.id))
     _after_transaction(session, stale, [])
