@@ -43,6 +43,7 @@ class NiftiError(ValueError):
 
 
 def is_nifti_name(name: str) -> bool:
+    """Whether a file name ends in ``.nii`` or ``.nii.gz`` (case-insensitive)."""
     low = name.lower()
     return low.endswith(".nii") or low.endswith(".nii.gz")
 
@@ -71,7 +72,19 @@ class CheckedImage:
             return np.asanyarray(type(self.image).from_file_map(holders).dataobj)
 
     def volumes(self) -> np.ndarray:
-        """All volumes as float32, shape (x, y, z, n). Scaling and byte order applied; non-finite -> 0."""
+        """All volumes as float32, shape (x, y, z, n). Scaling and byte order applied; non-finite -> 0.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(x, y, z, n_volumes)`` float32 in native byte order (a 3D file gives ``n_volumes = 1``), in the
+            file's (Fortran) memory layout, NaN and infinities set to 0.
+
+        Raises
+        ------
+        NiftiError
+            When the data cannot be read: the file is truncated or corrupt.
+        """
         try:
             data = self._read().astype(np.float32, copy=False)
         except (EOFError, OSError, zlib.error, isal_zlib.error, gzip.BadGzipFile, ValueError) as exc:
@@ -90,6 +103,28 @@ def check_nifti(path: str | os.PathLike, display_name: str | None = None) -> Che
 
     Accepts float32/float64, integer (with or without scl_slope/scl_inter) and big-endian images, 3D or 4D.
     Raises NiftiError naming the file and the reason otherwise.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The NIfTI-1 or NIfTI-2 file (``.nii`` or ``.nii.gz``) on local disk.
+    display_name : str or None
+        What the curator calls the file, used in messages; None means the file's own name.
+
+    Returns
+    -------
+    CheckedImage
+        The header's shape, number of volumes (1 for a 3D file), affine (voxel to world, mm) and data type; the
+        data is read later by :meth:`CheckedImage.volumes`.
+
+    Raises
+    ------
+    NiftiError
+        When the file is missing or empty, named ``.gz`` without being gzip, not a readable NIfTI file, of an
+        unsupported data type, not 3D/4D, too small or too large (more than :data:`MAX_SPATIAL_DIM` voxels per
+        axis, :data:`MAX_VOLUMES` volumes or :data:`MAX_DATA_BYTES` bytes), shorter than its header claims
+        (uncompressed files), or when its voxel size or affine is missing, not finite or implausible (voxels
+        from :data:`MIN_VOXEL_MM` to :data:`MAX_VOXEL_MM` mm).
     """
     path = Path(path)
     name = display_name or path.name
@@ -230,7 +265,25 @@ def _interpolation_matrix(shape: tuple[int, int, int], affine_bytes: bytes) -> s
 
 
 def resample_to_grid(volumes: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """Resample (x, y, z, n) float32 volumes onto the standard grid: returns (n, 91, 109, 91) float32."""
+    """Resample (x, y, z, n) float32 volumes onto the standard grid: returns (n, 91, 109, 91) float32.
+
+    Trilinear interpolation; grid voxels outside the source's field of view are 0. Volumes already on the grid
+    are only reordered.
+
+    Parameters
+    ----------
+    volumes : numpy.ndarray
+        ``(x, y, z, n)`` or ``(x, y, z)`` volumes, finite (NaN would spread to the neighbouring grid voxels;
+        :meth:`CheckedImage.volumes` sets non-finite values to 0). Fortran order, as loaded, avoids a copy.
+    affine : numpy.ndarray
+        ``(4, 4)`` voxel-to-MNI transform of the volumes, in mm.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, 91, 109, 91)`` float32, C-contiguous (``n = 1`` for a 3D input). It may share memory with
+        ``volumes`` when they are on the grid already.
+    """
     if volumes.ndim == 3:
         volumes = volumes[..., np.newaxis]
     shape = volumes.shape[:3]
@@ -347,7 +400,22 @@ def _structural_warning(inside: np.ndarray) -> str | None:
 
 def quality_check(data: np.ndarray, inside: np.ndarray | None = None) -> QCResult:
     """NeuroVault-style checks of a map on the standard grid. ``inside``: its in-mask values when the caller has
-    them already (``pipeline.decode.masked`` gives them, in mask order)."""
+    them already (``pipeline.decode.masked`` gives them, in mask order).
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        ``(91, 109, 91)`` map on the standard grid, finite.
+    inside : numpy.ndarray or None
+        ``(n_mask_voxels,)`` values of ``data`` inside the brain mask; None means taken from ``data`` here.
+
+    Returns
+    -------
+    QCResult
+        ``rejected``: why the map cannot be decoded (it is constant inside the mask), else None. ``warnings``:
+        messages for a map that looks thresholded, may not be in MNI space or looks like an anatomical image;
+        such a map is still decoded.
+    """
     if inside is None:
         inside = data[brain_mask()]
     result = QCResult()

@@ -19,38 +19,103 @@ from store.storage import get_storage
 
 
 def component_key(component_uuid: str) -> str:
+    """Key of a component's map on the standard grid."""
     return f"components/{component_uuid}.nii.gz"
 
 
 def decodings_key(component_uuid: str) -> str:
+    """Key of a component's decoding profile (r with every term, see :func:`save_vector`)."""
     return f"decodings/{component_uuid}.npy"
 
 
 def term_key(reference_id: int, term_slug: str) -> str:
+    """Key of a reference set's term map."""
     return f"reference/{reference_id}/terms/{term_slug}.nii.gz"
 
 
 def termmap_key(reference_id: int, term_slug: str, movie_slug: str | None, digest: str) -> str:
-    """Key of a merged map; ``digest`` identifies the merged components (see pipeline.termmaps)."""
+    """Key of a merged map; ``digest`` identifies the merged components (see pipeline.termmaps).
+
+    Parameters
+    ----------
+    reference_id : int
+        Id of the reference set the term belongs to.
+    term_slug : str
+        The term's slug.
+    movie_slug : str or None
+        The movie's slug; None (or empty) for the term's map across all movies.
+    digest : str
+        Hex digest of the merged components' keys.
+
+    Returns
+    -------
+    str
+        ``termmaps/<reference_id>/movies/<movie_slug>/<term_slug>-<digest>.nii.gz``, or
+        ``termmaps/<reference_id>/all-movies/<term_slug>-<digest>.nii.gz``.
+    """
     scope = f"movies/{movie_slug}" if movie_slug else "all-movies"
     return f"termmaps/{reference_id}/{scope}/{term_slug}-{digest}.nii.gz"
 
 
 def save_vector(key: str, vector: np.ndarray) -> None:
-    """Store a float32 vector (a component's full decoding profile) as .npy bytes."""
+    """Store a float32 vector (a component's full decoding profile) as .npy bytes.
+
+    Parameters
+    ----------
+    key : str
+        Storage key, e.g. from :func:`decodings_key`; an existing object is replaced (atomically).
+    vector : array_like
+        ``(n_terms,)`` values (any shape is kept), converted to float32.
+    """
     buf = io.BytesIO()
     np.save(buf, np.asarray(vector, dtype=np.float32))
     get_storage().put_bytes(key, buf.getvalue())
 
 
 def load_vector(key: str) -> np.ndarray:
-    """A vector stored by ``save_vector``."""
+    """A vector stored by ``save_vector``.
+
+    Parameters
+    ----------
+    key : str
+        Storage key of the ``.npy`` object.
+
+    Returns
+    -------
+    numpy.ndarray
+        The stored float32 array, e.g. ``(n_terms,)`` r values in the reference set's column order.
+
+    Raises
+    ------
+    KeyError
+        When nothing is stored under ``key``.
+    """
     return np.load(io.BytesIO(get_storage().read_bytes(key)))
 
 
 @contextmanager
 def local_copy(key: str, suffix: str = ".nii.gz") -> Iterator[Path]:
-    """A local file path holding the object (the object itself for local storage)."""
+    """A local file path holding the object (the object itself for local storage).
+
+    Parameters
+    ----------
+    key : str
+        Storage key.
+    suffix : str
+        Ending of the temporary file's name when the object has to be downloaded (readers such as nibabel go
+        by it).
+
+    Yields
+    ------
+    pathlib.Path
+        A file to read, never to change: for local storage the stored object itself; otherwise a temporary
+        copy, deleted when the block ends.
+
+    Raises
+    ------
+    KeyError
+        When nothing is stored under ``key``.
+    """
     storage = get_storage()
     path = storage.local_path(key)
     if path is not None and path.exists():

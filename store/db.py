@@ -49,6 +49,16 @@ def _make_engine(url: str) -> Engine:
 
 
 def get_engine() -> Engine:
+    """This process's engine for the configured database, made on first use.
+
+    A new engine replaces the old one after a fork or when ``INCDB_DATABASE_URL`` changed. SQLite connections
+    use WAL, a busy timeout of :data:`SQLITE_BUSY_TIMEOUT_MS` ms and foreign keys; others a pre-pinged pool.
+
+    Returns
+    -------
+    sqlalchemy.Engine
+        The engine, shared by the threads of this process.
+    """
     url = get_settings().database_url
     with _lock:
         if _state["engine"] is None or _state["pid"] != os.getpid() or _state["url"] != url:
@@ -74,13 +84,26 @@ os.register_at_fork(after_in_child=lambda: _state.update(pid=None, engine=None, 
 
 
 def new_session() -> Session:
+    """A new session on this process's engine (objects not expired on commit); the caller closes it.
+
+    Returns
+    -------
+    sqlalchemy.orm.Session
+        An open session; prefer :func:`session_scope`, which commits and closes.
+    """
     get_engine()
     return _state["factory"]()
 
 
 @contextmanager
 def session_scope() -> Iterator[Session]:
-    """A session that commits on success, rolls back on error and is always closed."""
+    """A session that commits on success, rolls back on error and is always closed.
+
+    Yields
+    ------
+    sqlalchemy.orm.Session
+        The open session; objects loaded in it stay readable after the block (they are not expired on commit).
+    """
     session = new_session()
     try:
         yield session
@@ -93,6 +116,14 @@ def session_scope() -> Iterator[Session]:
 
 
 def alembic_config():
+    """Alembic configuration for the project's migrations and the configured database.
+
+    Returns
+    -------
+    alembic.config.Config
+        ``alembic.ini`` with ``script_location`` set to ``migrations/`` and ``sqlalchemy.url`` to
+        ``INCDB_DATABASE_URL``.
+    """
     root = Path(__file__).resolve().parent.parent
     cfg = Config(str(root / "alembic.ini"))
     cfg.set_main_option("script_location", str(root / "migrations"))

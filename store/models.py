@@ -26,6 +26,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 def utcnow() -> datetime:
+    """The current time as a timezone-aware UTC datetime."""
     return datetime.now(UTC)
 
 
@@ -38,7 +39,19 @@ def slugify(text: str) -> str:
 
     A letter whose compatibility decomposition starts with an ASCII letter or digit becomes that (accents go);
     any other letter or digit is kept as it is (browsers percent-encode it in URLs); everything else separates
-    words. A text with no letter or digit gives ``SLUG_FALLBACK``."""
+    words. A text with no letter or digit gives ``SLUG_FALLBACK``.
+
+    Parameters
+    ----------
+    text : str
+        Any text, e.g. a movie title, collection name or term.
+
+    Returns
+    -------
+    str
+        Lower-case letters and digits in words joined by single ``-``, without a leading or trailing ``-``; never
+        empty.
+    """
     out = []
     for ch in unicodedata.normalize("NFC", text):
         base = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
@@ -103,6 +116,7 @@ class User(Base):
 
     @property
     def is_admin(self) -> bool:
+        """Whether the user has the admin role."""
         return self.role == "admin"
 
     # The interface Flask-Login expects of a user object.
@@ -111,14 +125,17 @@ class User(Base):
 
     @property
     def is_active(self) -> bool:
+        """Whether the account may sign in (Flask-Login asks); False once deactivated."""
         return self.active
 
     def get_id(self) -> str:
+        """The id Flask-Login keeps in the session cookie: ``"<user id>:<session_version>"``."""
         # Flask-Login stores this in the session; web.auth's loader refuses it once the version moved on.
         return f"{self.id}:{self.session_version}"
 
     @property
     def display_name(self) -> str:
+        """Title, first and last name joined by spaces, or the e-mail address when all three are empty."""
         name = " ".join(p for p in (self.title, self.first_name, self.last_name) if p)
         return name or self.email
 
@@ -294,8 +311,8 @@ class Job(Base):
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    # Written every few seconds by the process running the job (pipeline.ingest.heartbeat); a running job whose
-    # heartbeat stopped lost its process (see pipeline.ingest.settle_stalled_jobs).
+    # Written every few seconds by the process running the job (pipeline.heartbeat.heartbeat); a running job whose
+    # heartbeat stopped lost its process (see pipeline.heartbeat.settle_stalled_jobs).
     heartbeat: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     collection: Mapped[Collection | None] = relationship()

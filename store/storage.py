@@ -22,24 +22,188 @@ _KEY_RE = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]*(/[A-Za-z0-9_\-][A-Za-z0-9
 
 
 def check_key(key: str) -> str:
+    """``key`` unchanged when it is a valid storage key, else ValueError.
+
+    A valid key is a relative ``/``-separated path of segments made of ASCII letters, digits, ``_``, ``-`` and
+    ``.``, none starting with ``.`` (so no ``..``, no hidden or temporary names and no absolute paths).
+
+    Parameters
+    ----------
+    key : str
+        The key to check.
+
+    Returns
+    -------
+    str
+        ``key`` itself.
+
+    Raises
+    ------
+    ValueError
+        When ``key`` is not a valid storage key.
+    """
     if not _KEY_RE.match(key) or ".." in key.split("/"):
         raise ValueError(f"invalid storage key {key!r}")
     return key
 
 
 class Storage(Protocol):
-    def put_bytes(self, key: str, data: bytes) -> None: ...
-    def put_file(self, key: str, path: Path) -> None: ...
-    def copy(self, src_key: str, dest_key: str) -> None: ...
-    def open(self, key: str) -> BinaryIO: ...
-    def exists(self, key: str) -> bool: ...
-    def size(self, key: str) -> int: ...
-    def delete(self, key: str) -> None: ...
-    def delete_prefix(self, prefix: str) -> None: ...
-    def list(self, prefix: str) -> Iterator[tuple[str, datetime]]: ...
-    def local_path(self, key: str) -> Path | None: ...
-    def read_bytes(self, key: str) -> bytes: ...
-    def version(self, key: str) -> str: ...
+    """What every storage backend offers. Every method raises ValueError for an invalid key (:func:`check_key`)."""
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key`` atomically, replacing any object there.
+
+        Parameters
+        ----------
+        key : str
+            Storage key.
+        data : bytes
+            The object's contents.
+        """
+
+    def put_file(self, key: str, path: Path) -> None:
+        """Store the contents of the local file ``path`` under ``key`` atomically, replacing any object there.
+
+        Parameters
+        ----------
+        key : str
+            Storage key.
+        path : pathlib.Path
+            An existing local file (left in place).
+        """
+
+    def copy(self, src_key: str, dest_key: str) -> None:
+        """Store the object of ``src_key`` also under ``dest_key``; the two stay independent.
+
+        Parameters
+        ----------
+        src_key, dest_key : str
+            Storage keys of the existing object and of the copy (replaced if present).
+
+        Raises
+        ------
+        KeyError
+            When nothing is stored under ``src_key``.
+        """
+
+    def open(self, key: str) -> BinaryIO:
+        """The object for reading, as a binary file-like object the caller closes.
+
+        Parameters
+        ----------
+        key : str
+            Storage key.
+
+        Returns
+        -------
+        BinaryIO
+            Readable from the start; usable as a context manager.
+
+        Raises
+        ------
+        KeyError
+            When nothing is stored under ``key``.
+        """
+
+    def exists(self, key: str) -> bool:
+        """Whether an object is stored under ``key``."""
+
+    def size(self, key: str) -> int:
+        """The object's size in bytes.
+
+        Parameters
+        ----------
+        key : str
+            Storage key of an existing object.
+
+        Returns
+        -------
+        int
+            Size in bytes.
+
+        Raises
+        ------
+        KeyError
+            When nothing is stored under ``key`` (:class:`LocalStorage` raises FileNotFoundError).
+        """
+
+    def delete(self, key: str) -> None:
+        """Delete the object under ``key``; a missing object is not an error."""
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Delete every object under the folder ``prefix`` and an object named ``prefix`` itself.
+
+        Parameters
+        ----------
+        prefix : str
+            A folder key, with or without the trailing ``/`` (e.g. ``reference/3``).
+        """
+
+    def list(self, prefix: str) -> Iterator[tuple[str, datetime]]:
+        """The objects under the folder ``prefix``, in no particular order.
+
+        Parameters
+        ----------
+        prefix : str
+            A folder key, with or without the trailing ``/`` (e.g. ``components/``).
+
+        Yields
+        ------
+        tuple of (str, datetime.datetime)
+            The object's key and its last modification time, timezone-aware UTC. A missing folder yields nothing.
+        """
+
+    def local_path(self, key: str) -> Path | None:
+        """The object's file on local disk (it may not exist), or None for remote storage.
+
+        Parameters
+        ----------
+        key : str
+            Storage key.
+
+        Returns
+        -------
+        pathlib.Path or None
+            The path, for reading only; None when the backend keeps no local files.
+        """
+
+    def read_bytes(self, key: str) -> bytes:
+        """The whole object.
+
+        Parameters
+        ----------
+        key : str
+            Storage key.
+
+        Returns
+        -------
+        bytes
+            The object's contents.
+
+        Raises
+        ------
+        KeyError
+            When nothing is stored under ``key``.
+        """
+
+    def version(self, key: str) -> str:
+        """A string that changes whenever the object is rewritten (for ETags and caches).
+
+        Parameters
+        ----------
+        key : str
+            Storage key.
+
+        Returns
+        -------
+        str
+            Opaque version tag.
+
+        Raises
+        ------
+        KeyError
+            When nothing is stored under ``key``.
+        """
 
 
 class LocalStorage:
@@ -53,10 +217,40 @@ class LocalStorage:
         return self.root / check_key(key)
 
     def put_bytes(self, key: str, data: bytes) -> None:
+        """Write ``data`` under ``key`` via a temporary file that is fsynced and renamed onto the object.
+
+        Parameters
+        ----------
+        key : str
+            Storage key; missing folders are made.
+        data : bytes
+            The object's contents.
+
+        Raises
+        ------
+        ValueError
+            When ``key`` is not a valid storage key.
+        """
         with self._atomic_writer(key) as fh:
             fh.write(data)
 
     def put_file(self, key: str, path: Path) -> None:
+        """Copy the local file ``path`` under ``key`` via a temporary file renamed onto the object.
+
+        Parameters
+        ----------
+        key : str
+            Storage key; missing folders are made.
+        path : pathlib.Path
+            An existing local file (left in place).
+
+        Raises
+        ------
+        ValueError
+            When ``key`` is not a valid storage key.
+        FileNotFoundError
+            When ``path`` does not exist.
+        """
         with self._atomic_writer(key) as fh, open(path, "rb") as src:
             shutil.copyfileobj(src, fh, 1024 * 1024)
 
@@ -65,6 +259,18 @@ class LocalStorage:
 
         A hard link where the file system allows it: objects are never changed in place (every write replaces the
         file), so two names of one file stay independent, and the copy costs no I/O.
+
+        Parameters
+        ----------
+        src_key, dest_key : str
+            Storage keys of the existing object and of the copy (replaced if present).
+
+        Raises
+        ------
+        KeyError
+            When nothing is stored under ``src_key``.
+        ValueError
+            When a key is not a valid storage key.
         """
         src, dest = self._path(src_key), self._path(dest_key)
         if not src.is_file():
@@ -98,25 +304,69 @@ class LocalStorage:
             raise
 
     def open(self, key: str) -> BinaryIO:
+        """The object's file, opened for binary reading; the caller closes it.
+
+        Parameters
+        ----------
+        key : str
+            Storage key.
+
+        Returns
+        -------
+        BinaryIO
+            The open file.
+
+        Raises
+        ------
+        KeyError
+            When nothing is stored under ``key``.
+        """
         try:
             return open(self._path(key), "rb")
         except FileNotFoundError:
             raise KeyError(key) from None
 
     def read_bytes(self, key: str) -> bytes:
+        """The whole object as bytes; KeyError when nothing is stored under ``key``."""
         with self.open(key) as fh:
             return fh.read()
 
     def exists(self, key: str) -> bool:
+        """Whether a file is stored under ``key``."""
         return self._path(key).is_file()
 
     def size(self, key: str) -> int:
+        """The object's size in bytes.
+
+        Parameters
+        ----------
+        key : str
+            Storage key of an existing object.
+
+        Returns
+        -------
+        int
+            Size in bytes.
+
+        Raises
+        ------
+        FileNotFoundError
+            When nothing is stored under ``key`` (not KeyError, unlike the other methods).
+        """
         return self._path(key).stat().st_size
 
     def delete(self, key: str) -> None:
+        """Delete the file under ``key``; a missing file is not an error."""
         self._path(key).unlink(missing_ok=True)
 
     def delete_prefix(self, prefix: str) -> None:
+        """Delete the folder ``prefix`` with everything in it, or the file of that name; nothing there is fine.
+
+        Parameters
+        ----------
+        prefix : str
+            A folder key, with or without the trailing ``/``.
+        """
         path = self._path(prefix.rstrip("/"))
         if path.is_dir():
             shutil.rmtree(path)
@@ -124,10 +374,25 @@ class LocalStorage:
             path.unlink(missing_ok=True)
 
     def local_path(self, key: str) -> Path | None:
+        """The object's file under the storage root (it may not exist); read it, never write it."""
         return self._path(key)
 
     def list(self, prefix: str) -> Iterator[tuple[str, datetime]]:
-        """Keys under ``prefix`` (a folder, e.g. ``components/``) with their modification times."""
+        """Keys under ``prefix`` (a folder, e.g. ``components/``) with their modification times.
+
+        Temporary files of writes in progress (``.tmp-*``) are not objects and are left out.
+
+        Parameters
+        ----------
+        prefix : str
+            A folder key, with or without the trailing ``/``.
+
+        Yields
+        ------
+        tuple of (str, datetime.datetime)
+            Key and modification time (timezone-aware UTC), in no particular order; a missing folder yields
+            nothing.
+        """
         top = self._path(prefix.rstrip("/"))
         if not top.is_dir():
             return
@@ -143,7 +408,18 @@ class LocalStorage:
                 yield path.relative_to(self.root).as_posix(), datetime.fromtimestamp(mtime, UTC)
 
     def stale_temporaries(self, before: datetime) -> list[Path]:
-        """Temporary files of writes that were killed midway (a live write's file is younger than ``before``)."""
+        """Temporary files of writes that were killed midway (a live write's file is younger than ``before``).
+
+        Parameters
+        ----------
+        before : datetime.datetime
+            Timezone-aware cutoff: only temporaries last modified earlier are returned.
+
+        Returns
+        -------
+        list of pathlib.Path
+            Absolute paths of the ``.tmp-*`` files anywhere under the storage root.
+        """
         stale = []
         for path in self.root.rglob(".tmp-*"):
             try:
@@ -154,7 +430,23 @@ class LocalStorage:
         return stale
 
     def version(self, key: str) -> str:
-        """Changes whenever the object is rewritten (for ETags and caches); KeyError when missing."""
+        """Changes whenever the object is rewritten (for ETags and caches); KeyError when missing.
+
+        Parameters
+        ----------
+        key : str
+            Storage key.
+
+        Returns
+        -------
+        str
+            ``"<size>-<mtime in ns>"``, both in hexadecimal.
+
+        Raises
+        ------
+        KeyError
+            When nothing is stored under ``key``.
+        """
         try:
             st = self._path(key).stat()
         except FileNotFoundError:
@@ -184,13 +476,39 @@ class S3Storage:
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def put_bytes(self, key: str, data: bytes) -> None:
+        """Upload ``data`` under ``key`` in one PUT (atomic); ValueError for an invalid key."""
         self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
 
     def put_file(self, key: str, path: Path) -> None:
+        """Upload the local file ``path`` under ``key`` (multipart above 64 MiB; the object appears when complete).
+
+        Parameters
+        ----------
+        key : str
+            Storage key.
+        path : pathlib.Path
+            An existing local file (left in place).
+
+        Raises
+        ------
+        ValueError
+            When ``key`` is not a valid storage key.
+        """
         self._client.upload_file(str(path), self.bucket, self._key(key), Config=self._transfer)
 
     def copy(self, src_key: str, dest_key: str) -> None:
-        """Server-side copy (no bytes through this process)."""
+        """Server-side copy (no bytes through this process).
+
+        Parameters
+        ----------
+        src_key, dest_key : str
+            Storage keys of the existing object and of the copy (replaced if present).
+
+        Raises
+        ------
+        KeyError
+            When nothing is stored under ``src_key``.
+        """
         try:
             self._client.copy_object(Bucket=self.bucket, Key=self._key(dest_key),
                                      CopySource={"Bucket": self.bucket, "Key": self._key(src_key)})
@@ -204,6 +522,23 @@ class S3Storage:
         return code in ("404", "NoSuchKey", "NotFound")
 
     def open(self, key: str) -> BinaryIO:
+        """The object's body as a stream; the caller closes it.
+
+        Parameters
+        ----------
+        key : str
+            Storage key.
+
+        Returns
+        -------
+        botocore.response.StreamingBody
+            The readable body (file-like, binary).
+
+        Raises
+        ------
+        KeyError
+            When nothing is stored under ``key``.
+        """
         try:
             return self._client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
         except Exception as exc:
@@ -212,6 +547,7 @@ class S3Storage:
             raise
 
     def read_bytes(self, key: str) -> bytes:
+        """The whole object as bytes; KeyError when nothing is stored under ``key``."""
         body = self.open(key)
         try:
             return body.read()
@@ -227,6 +563,7 @@ class S3Storage:
             raise
 
     def exists(self, key: str) -> bool:
+        """Whether an object is stored under ``key`` (a HEAD request)."""
         try:
             self._head(key)
             return True
@@ -234,15 +571,25 @@ class S3Storage:
             return False
 
     def size(self, key: str) -> int:
+        """The object's size in bytes; KeyError when nothing is stored under ``key``."""
         return int(self._head(key)["ContentLength"])
 
     def version(self, key: str) -> str:
+        """The object's ETag without quotes; KeyError when nothing is stored under ``key``."""
         return self._head(key)["ETag"].strip('"')
 
     def delete(self, key: str) -> None:
+        """Delete the object under ``key``; a missing object is not an error."""
         self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
     def delete_prefix(self, prefix: str) -> None:
+        """Delete every object whose key starts with ``prefix/``, then an object named ``prefix`` itself.
+
+        Parameters
+        ----------
+        prefix : str
+            A folder key, with or without the trailing ``/``.
+        """
         full = self._key(prefix.rstrip("/")) + "/"
         paginator = self._client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
@@ -252,9 +599,22 @@ class S3Storage:
         self.delete(prefix.rstrip("/"))
 
     def local_path(self, key: str) -> Path | None:
+        """Always None: S3 objects have no local file."""
         return None
 
     def list(self, prefix: str) -> Iterator[tuple[str, datetime]]:
+        """Keys under ``prefix`` (a folder, e.g. ``components/``) with their modification times.
+
+        Parameters
+        ----------
+        prefix : str
+            A folder key, with or without the trailing ``/``.
+
+        Yields
+        ------
+        tuple of (str, datetime.datetime)
+            Key (without the storage prefix) and S3's ``LastModified`` (timezone-aware), in key order.
+        """
         full = self._key(prefix.rstrip("/")) + "/"
         strip = len(self.prefix) + 1 if self.prefix else 0
         paginator = self._client.get_paginator("list_objects_v2")
@@ -263,7 +623,15 @@ class S3Storage:
                 yield obj["Key"][strip:], obj["LastModified"]
 
     def check(self) -> None:
-        """Raise if the bucket cannot be reached."""
+        """Raise if the bucket cannot be reached.
+
+        Raises
+        ------
+        botocore.exceptions.ClientError
+            When the bucket does not exist or the credentials may not use it.
+        botocore.exceptions.BotoCoreError
+            When the endpoint cannot be reached or no credentials are found.
+        """
         self._client.head_bucket(Bucket=self.bucket)
 
 
@@ -271,6 +639,18 @@ _storages: dict[str, Storage] = {}
 
 
 def get_storage() -> Storage:
+    """The storage that ``INCDB_STORAGE_URL`` names, made once per URL and process.
+
+    Returns
+    -------
+    Storage
+        :class:`LocalStorage` for ``file://`` URLs and plain paths, :class:`S3Storage` for ``s3://bucket/prefix``.
+
+    Raises
+    ------
+    ValueError
+        When an ``s3://`` URL names no bucket or the URL's scheme is neither ``file`` nor ``s3``.
+    """
     url = get_settings().storage_url
     if url not in _storages:
         parsed = urlparse(url)
