@@ -2,27 +2,12 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import dash_bootstrap_components as dbc
-import flask
-from dash import hooks, html
+from dash import html
 
 from web.auth import signed_in_user
-
-
-@hooks.custom_data("incdb")
-def _identity(_ctx) -> dict[str, Any]:
-    """Runs in the web request before every callback; its value reaches a background job (also on a Celery worker,
-    which has no request and no ``current_user``) as ``callback_context.custom_data["incdb"]``. Only an id
-    crosses: the job looks the user up and checks the permission again. The id comes from the signed session
-    cookie; no database query for callbacks of anonymous visitors."""
-    try:
-        raw = flask.session.get("_user_id")
-    except RuntimeError:  # no request (never expected here)
-        return {"user_id": None}
-    user = signed_in_user() if raw else None
-    return {"user_id": user.id if user is not None else None}
 
 
 def user():
@@ -36,26 +21,6 @@ def alert(messages: str | list[str] | None, color: str = "danger", **kwargs) -> 
         messages = [messages]
     body = messages[0] if len(messages) == 1 else html.Ul([html.Li(m) for m in messages], className="mb-0")
     return dbc.Alert(body, color=color, className="mt-3", **kwargs)
-
-
-def safe_next(target: str | None, default: str = "/contribute") -> str:
-    """``target`` when it is a path on this site, else ``default``.
-
-    The value is read as a browser reads a URL: C0 control characters and spaces at the ends are dropped, tabs
-    and newlines anywhere are dropped, and a backslash counts as a slash. So '/x' passes, while
-    '//evil.example', 'https://evil.example', '/\\evil.example' and '/<tab>\\evil.example' do not."""
-    if not target or not isinstance(target, str) or len(target) > 2000:
-        return default
-    cleaned = "".join(ch for ch in target.strip("".join(map(chr, range(33)))) if ch not in "\t\n\r")
-    cleaned = cleaned.replace("\\", "/")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in cleaned):
-        return default
-    parts = urlsplit(cleaned)
-    if parts.scheme or parts.netloc or not cleaned.startswith("/") or cleaned.startswith("//"):
-        return default
-    if cleaned.startswith("/account/sign-"):
-        return default
-    return cleaned
 
 
 def sign_in_prompt(path: str, what: str = "this page") -> dbc.Card:

@@ -1,11 +1,13 @@
-"""The page shell: navbar, container and footer."""
+"""The page shell: navbar (with the sign-in state, filled by its callback), container and footer."""
 from __future__ import annotations
+
+from urllib.parse import quote
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import dcc, html
+from dash import Input, Output, dcc, html
 
-import callbacks.nav  # noqa: F401 - fills the navbar's nav-account slot with the sign-in state
+from web.auth import signed_in_user
 
 NAV_ITEMS = (("Home", "/"), ("Terms", "/terms"), ("Movies", "/movies"), ("Contribute", "/contribute"))
 
@@ -33,3 +35,27 @@ def shell() -> html.Div:
             "INcDb maps brain activity recorded while people watch movies. Demo data on this site is synthetic.",
             className="text-muted")), className="border-top py-3 mt-5"),
     ])
+
+
+def account_menu(pathname: str | None):
+    """The navbar's account slot: sign-in and register links, or the signed-in user's menu."""
+    u = signed_in_user()
+    if u is None:
+        nxt = quote(pathname or "/", safe="/")
+        return [dbc.NavLink("Sign in", href=f"/account/sign-in?next={nxt}", id="nav-sign-in"),
+                dbc.NavLink("Register", href="/account/register", id="nav-register")]
+    items = [dbc.DropdownMenuItem("My collections", href="/contribute"),
+             dbc.DropdownMenuItem("Profile", href="/account/profile"),
+             dbc.DropdownMenuItem("Change password", href="/account/password")]
+    if u.is_admin:
+        items.append(dbc.DropdownMenuItem("Administration", href="/admin"))
+    items += [dbc.DropdownMenuItem(divider=True),
+              dbc.DropdownMenuItem("Sign out", href="/account/sign-out", id="nav-sign-out")]
+    name = " ".join(p for p in (u.first_name, u.last_name) if p) or u.email
+    return dbc.DropdownMenu(items, label=html.Span(name, id="nav-user-name"), nav=True, in_navbar=True,
+                            align_end=True, id="nav-account-menu")
+
+
+@dash.callback(Output("nav-account", "children"), Input("url", "pathname"))
+def _fill_account(pathname):
+    return account_menu(pathname)

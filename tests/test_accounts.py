@@ -103,7 +103,7 @@ def test_sign_in_sets_a_hardened_session_cookie_and_sign_out_ends_it(web, curato
 
 
 def test_open_redirects_are_refused(web, curator):
-    from callbacks.common import safe_next
+    from web.auth import safe_next
 
     assert safe_next("/contribute/x?y=1") == "/contribute/x?y=1"
     for bad in ("//evil.example", "https://evil.example/", "/\\evil.example", "javascript:alert(1)", "", None):

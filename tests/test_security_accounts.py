@@ -83,13 +83,13 @@ def test_proxy_fix_does_not_take_the_forwarded_host():
                                     "\x00//evil.example", "/\t/evil.example", "\\\\evil.example",
                                     "https:/\\evil.example"])
 def test_next_parameters_a_browser_reads_as_another_site_are_refused(target):
-    from callbacks.common import safe_next
+    from web.auth import safe_next
 
     assert safe_next(target) == "/contribute"
 
 
 def test_next_parameters_on_this_site_survive_normalisation():
-    from callbacks.common import safe_next
+    from web.auth import safe_next
 
     assert safe_next("/movies/\tstalker") == "/movies/stalker"
     assert safe_next("/terms?sort=name&order=desc#x") == "/terms?sort=name&order=desc#x"

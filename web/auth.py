@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from urllib.parse import urlsplit
 
 import flask
 from flask_login import LoginManager, current_user, login_user, logout_user
@@ -140,3 +141,23 @@ def _set_csrf_cookie(response: flask.Response) -> flask.Response:
         response.set_cookie(CSRF_COOKIE, token, httponly=False, samesite="Lax",
                             secure=get_settings().env == "production", path="/")
     return response
+
+
+def safe_next(target: str | None, default: str = "/contribute") -> str:
+    """``target`` when it is a path on this site, else ``default``.
+
+    The value is read as a browser reads a URL: C0 control characters and spaces at the ends are dropped, tabs
+    and newlines anywhere are dropped, and a backslash counts as a slash. So '/x' passes, while
+    '//evil.example', 'https://evil.example', '/\\evil.example' and '/<tab>\\evil.example' do not."""
+    if not target or not isinstance(target, str) or len(target) > 2000:
+        return default
+    cleaned = "".join(ch for ch in target.strip("".join(map(chr, range(33)))) if ch not in "\t\n\r")
+    cleaned = cleaned.replace("\\", "/")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in cleaned):
+        return default
+    parts = urlsplit(cleaned)
+    if parts.scheme or parts.netloc or not cleaned.startswith("/") or cleaned.startswith("//"):
+        return default
+    if cleaned.startswith("/account/sign-"):
+        return default
+    return cleaned

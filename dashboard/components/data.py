@@ -36,3 +36,8 @@ def int_arg(query: Mapping[str, Any], name: str, default: int = 1) -> int:
         return max(1, int(arg(query, name, str(default))))
     except ValueError:
         return default
+
+
+def text_value(value: Any) -> str:
+    """A form value as text: a forged callback body may send numbers, lists or objects where text belongs."""
+    return value if isinstance(value, str) else ""

@@ -3,11 +3,17 @@ from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import dcc, html
+from dash import Input, Output, State, dcc, html, no_update
 
-import callbacks.accounts  # noqa: F401 - registers this page's callbacks
-from accounts.users import AccountError, user_for_confirm_token
+from accounts.users import (
+    AccountError,
+    confirm_email,
+    user_for_confirm_token,
+)
+from dashboard.components.curator import alert
+from dashboard.components.data import text_value
 from store.db import session_scope
+from web.auth import sign_in
 
 dash.register_page(__name__, path="/account/confirm-email", title="Confirm your email address · INcDb")
 
@@ -28,3 +34,21 @@ def layout(token: str | None = None, **_query):
         dbc.Button("Confirm and sign in", id="confirm-submit", color="primary"),
         html.Div(id="confirm-message"),
     ]), className="mx-auto", style={"maxWidth": "460px"})
+
+
+@dash.callback(
+    Output("confirm-message", "children"), Output("confirm-go", "href"),
+    Input("confirm-submit", "n_clicks"), State("confirm-token", "data"),
+    prevent_initial_call=True,
+)
+def _confirm(_n, token):
+    # A button, not the page load: mail scanners that open links must not finish anybody's registration.
+    with session_scope() as session:
+        try:
+            account = confirm_email(session, text_value(token))
+        except AccountError as exc:
+            return alert(exc.messages), no_update
+        session.flush()
+        session.expunge(account)
+    sign_in(account)
+    return alert("Welcome to INcDb. Your account is ready.", "success"), "/contribute"

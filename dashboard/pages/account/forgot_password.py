@@ -3,9 +3,16 @@ from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import html
+from dash import Input, Output, State, html, no_update
 
-import callbacks.accounts  # noqa: F401 - registers this page's callbacks
+from accounts.reset import request_password_reset
+from accounts.users import (
+    AccountError,
+)
+from dashboard.components.curator import alert
+from dashboard.components.data import text_value
+from store.db import session_scope
+from web.auth import client_address
 
 dash.register_page(__name__, path="/account/forgot-password", title="Reset password · INcDb")
 
@@ -21,3 +28,20 @@ def layout(**_query):
         ], id="forgot-form"),
         html.Div(id="forgot-message"),
     ]), className="mx-auto", style={"maxWidth": "460px"})
+
+
+@dash.callback(
+    Output("forgot-message", "children"), Output("forgot-form", "className"),
+    Input("forgot-form", "n_submit"),
+    State("forgot-email", "value"),
+    prevent_initial_call=True,
+)
+def _forgot(_n, email):
+    with session_scope() as session:
+        try:
+            request_password_reset(session, text_value(email), client_address())
+        except AccountError as exc:
+            return alert(exc.messages), no_update
+    return alert("If an account exists for this address, a link to reset its password is on its way. It works "
+                 "for one hour. (In the embedded mode, without mail, the link is written to the server's log.)",
+                 "info"), "d-none"

@@ -3,17 +3,24 @@ from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import html
+from dash import Input, Output, State, html, no_update
 
-import callbacks.accounts  # noqa: F401 - registers this page's callbacks
 from accounts.passwords import PASSWORD_MIN_LENGTH
-from callbacks.common import sign_in_prompt, user
+from accounts.users import (
+    AccountError,
+    change_password,
+)
+from dashboard.components.curator import alert, sign_in_prompt
+from dashboard.components.data import text_value
+from store.db import session_scope
+from store.models import User
+from web.auth import sign_in, signed_in_user
 
 dash.register_page(__name__, path="/account/password", title="Change password · INcDb")
 
 
 def layout(**_query):
-    if user() is None:
+    if signed_in_user() is None:
         return sign_in_prompt("/account/password", "this page")
     return dbc.Card(dbc.CardBody([
         html.H1("Change password", className="h4"),
@@ -29,3 +36,25 @@ def layout(**_query):
         ], id="password-form"),
         html.Div(id="password-message"),
     ]), className="mx-auto", style={"maxWidth": "460px"})
+
+
+@dash.callback(
+    Output("password-message", "children"), Output("password-form", "className"),
+    Input("password-form", "n_submit"),
+    State("password-current", "value"), State("password-new", "value"), State("password-new2", "value"),
+    prevent_initial_call=True,
+)
+def _change_password(_n, current, new, repeat):
+    u = signed_in_user()
+    if u is None:
+        return alert("Your session has ended; sign in again."), no_update
+    with session_scope() as session:
+        try:
+            change_password(session, u.id, text_value(current), text_value(new), text_value(repeat))
+        except AccountError as exc:
+            return alert(exc.messages), no_update
+        session.flush()
+        account = session.get(User, u.id)
+        session.expunge(account)
+    sign_in(account)  # the change ended every session; this one goes on with the new session version
+    return alert("Password changed. Your other sessions are signed out.", "success"), "d-none"

@@ -3,13 +3,17 @@ from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import dcc, html
+from dash import Input, Output, State, dcc, html, no_update
 
-import callbacks.accounts  # noqa: F401 - registers this page's callbacks
 from accounts.passwords import PASSWORD_MIN_LENGTH
-from accounts.reset import user_for_reset_token
-from accounts.users import AccountError
+from accounts.reset import reset_password, user_for_reset_token
+from accounts.users import (
+    AccountError,
+)
+from dashboard.components.curator import alert
+from dashboard.components.data import text_value
 from store.db import session_scope
+from web.auth import sign_in
 
 dash.register_page(__name__, path="/account/reset-password", title="Choose a new password · INcDb")
 
@@ -36,3 +40,21 @@ def layout(token: str | None = None, **_query):
         ], id="reset-form"),
         html.Div(id="reset-message"),
     ]), className="mx-auto", style={"maxWidth": "460px"})
+
+
+@dash.callback(
+    Output("reset-message", "children"), Output("reset-go", "href"),
+    Input("reset-form", "n_submit"),
+    State("reset-token", "data"), State("reset-password", "value"), State("reset-password2", "value"),
+    prevent_initial_call=True,
+)
+def _reset(_n, token, new, repeat):
+    with session_scope() as session:
+        try:
+            account = reset_password(session, text_value(token), text_value(new), text_value(repeat))
+        except AccountError as exc:
+            return alert(exc.messages), no_update
+        session.flush()
+        session.expunge(account)
+    sign_in(account)
+    return alert("Your password is changed and you are signed in.", "success"), "/contribute"

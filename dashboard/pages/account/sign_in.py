@@ -3,16 +3,22 @@ from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import dcc, html
+from dash import Input, Output, State, dcc, html, no_update
 
-import callbacks.accounts  # noqa: F401 - registers this page's callbacks
-from callbacks.common import safe_next, user
+from accounts.users import (
+    AccountError,
+    authenticate,
+)
+from dashboard.components.curator import alert
+from dashboard.components.data import text_value
+from store.db import session_scope
+from web.auth import client_address, safe_next, sign_in, signed_in_user
 
 dash.register_page(__name__, path="/account/sign-in", title="Sign in · INcDb")
 
 
 def layout(next: str | None = None, **_query):
-    u = user()
+    u = signed_in_user()
     if u is not None:
         return dbc.Alert([f"You are signed in as {u.email}. ",
                           html.A("Go to my collections", href=safe_next(next), className="alert-link")],
@@ -33,3 +39,20 @@ def layout(next: str | None = None, **_query):
         html.P([html.A("Forgot your password?", href="/account/forgot-password"), " · ",
                 html.A("Register as a curator", href="/account/register")], className="mb-0 small"),
     ]), className="mx-auto", style={"maxWidth": "460px"})
+
+
+@dash.callback(
+    Output("signin-message", "children"), Output("signin-go", "href"),
+    Input("signin-form", "n_submit"),
+    State("signin-email", "value"), State("signin-password", "value"), State("signin-next", "data"),
+    prevent_initial_call=True,
+)
+def _sign_in(_n, email, password, nxt):
+    with session_scope() as session:
+        try:
+            account = authenticate(session, text_value(email), text_value(password), client_address())
+        except AccountError as exc:
+            return alert(exc.messages), no_update
+        session.expunge(account)
+    sign_in(account)
+    return alert("Signed in.", "success"), safe_next(nxt)

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import dcc, html
+from dash import Input, Output, dcc, html
 
-import callbacks.accounts  # noqa: F401 - registers this page's callbacks
-from callbacks.common import user
+from web.auth import sign_out, signed_in_user
 
 dash.register_page(__name__, path="/account/sign-out", title="Sign out · INcDb")
 
 
 def layout(**_query):
-    if user() is None:
+    if signed_in_user() is None:
         return html.P(["You are signed out. ", html.A("Home", href="/")], id="signout-message",
                       className="text-muted")
     return dbc.Card(dbc.CardBody([
@@ -23,3 +22,17 @@ def layout(**_query):
         dbc.Button("Sign out", id="signout-submit", color="primary"),
         html.Div(id="signout-message", className="mt-3"),
     ]), className="mx-auto", style={"maxWidth": "460px"})
+
+
+@dash.callback(
+    Output("signout-go", "href"), Output("signout-message", "children"),
+    Input("signout-submit", "n_clicks"),
+    prevent_initial_call=True,
+)
+def _sign_out(_n):
+    # A click on the page's button: a Dash callback is a POST carrying the CSRF header, which a cross-site page
+    # cannot send, so a link or redirect to /account/sign-out signs nobody out.
+    if signed_in_user() is None:
+        return "/", "You are signed out."
+    sign_out()
+    return "/", "Signed out."
