@@ -9,12 +9,13 @@ from dash import ALL, Input, Output, State, callback_context, no_update
 from dash.exceptions import PreventUpdate
 
 from accounts.users import AccountError, set_role, set_user_active
-from callbacks.common import alert, user
 from callbacks.processing import register_runner
+from dashboard.components.curator import alert
 from pipeline.jobs import JobRefused, start_redecode_job
 from pipeline.reference import set_active
 from store.db import session_scope
 from store.models import ReferenceSet, User
+from web.auth import signed_in_user as user
 
 RUNNER = "adminjob"
 register_runner(RUNNER)

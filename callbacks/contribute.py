@@ -12,9 +12,9 @@ from dash import ALL, Input, Output, State, callback_context, html, no_update
 from dash.exceptions import PreventUpdate
 from sqlalchemy import func, select
 
-from callbacks.common import alert, badge, user
 from callbacks.forms import form_states, form_values
 from callbacks.processing import register_runner
+from dashboard.components.curator import alert, badge
 from pipeline.catalog import (
     QuotaExceeded,
     check_collection_quota,
@@ -33,6 +33,7 @@ from store.db import session_scope
 from store.models import Collection, Component, Job, Movie, Term, Upload, User
 from store.storage import get_storage
 from store.units import human_bytes
+from web.auth import signed_in_user as user
 
 RUNNER = "proc"  # the collection page's job runner
 POLL_ACTIVE_MS = 1500

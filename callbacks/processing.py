@@ -23,10 +23,11 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, State, callback_context, dcc, html
 from dash.exceptions import PreventUpdate
 
-from callbacks.common import alert, user
+from dashboard.components.curator import alert
 from pipeline.jobs import JobRefused, cancel_job
 from pipeline.tasks import run_authorized_job
 from store.db import session_scope
+from web.auth import signed_in_user as user
 
 _registered: set[str] = set()
 # Inline styles rather than Bootstrap classes: the live area must hide even where the theme's CSS did not load.

@@ -15,6 +15,7 @@ from pipeline.jobs import active_job
 from pipeline.metadata import validate_metadata
 from pipeline.reference import active_reference
 from pipeline.termmaps import rebuild_term_maps
+from pipeline.uploads import check_file_name
 from store.config import get_settings
 from store.db import session_scope
 from store.models import (
@@ -113,6 +114,7 @@ def add_upload(session: Session, collection: Collection, path: Path, filename: s
                sha256: str | None = None) -> Upload:
     """Keep an uploaded file (already on local disk) in storage and record it on the collection.
     ``sha256``: the digest when the caller computed it already (the upload endpoint does, while streaming)."""
+    filename = check_file_name(filename)  # the upload route's rule: no control characters, at most 255
     file_kind(filename)  # refuses unsupported types with a clear message
     path = Path(path)
     if sha256 is None:
@@ -123,7 +125,7 @@ def add_upload(session: Session, collection: Collection, path: Path, filename: s
         sha256 = digest.hexdigest()
     key = upload_key(collection.id, str(uuid.uuid4()), filename)
     get_storage().put_file(key, path)
-    upload = Upload(collection_id=collection.id, filename=Path(filename).name[:255], storage_key=key,
+    upload = Upload(collection_id=collection.id, filename=filename, storage_key=key,
                     size=path.stat().st_size, sha256=sha256)
     session.add(upload)
     session.flush()

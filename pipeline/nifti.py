@@ -60,6 +60,13 @@ class CheckedImage:
     affine: np.ndarray
     dtype: np.dtype
 
+    @property
+    def data_end(self) -> int:
+        """Byte position where the voxel data ends in the (uncompressed) file: the data offset plus the bytes the
+        header describes. nibabel resets ``vox_offset`` to 0 in a loaded image's header; the array proxy keeps
+        the file's offset, so that is the one read here."""
+        return _data_offset(self.image) + int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
     def _read(self) -> np.ndarray:
         """The stored array with scaling applied. Gzipped files are inflated by isal, which is several times faster
         than the zlib that nibabel would use (DESIGN section 12)."""
@@ -148,12 +155,9 @@ def check_nifti(path: str | os.PathLike, display_name: str | None = None) -> Che
         raise NiftiError(f"{name}: is a {type(img).__name__}, not NIfTI-1/NIfTI-2")
     shape, n_volumes, dtype = _checked_layout(img, name)
     if not gzipped:
-        # nibabel resets vox_offset to 0 in a loaded image's header; the array proxy keeps the file's offset.
-        nbytes = int(np.prod(shape[:3], dtype=np.int64)) * n_volumes * dtype.itemsize
-        offset = int(getattr(img.dataobj, "offset", 352))
-        if offset + nbytes > size:
-            raise NiftiError(f"{name}: the header claims {offset + nbytes} bytes but the file has {size} "
-                             "(truncated?)")
+        end = _data_offset(img) + int(np.prod(shape[:3], dtype=np.int64)) * n_volumes * dtype.itemsize
+        if end > size:
+            raise NiftiError(f"{name}: the header claims {end} bytes but the file has {size} (truncated?)")
     _check_raw_voxel_size(path, name, gzipped)
     affine = img.affine
     if affine is None or not np.all(np.isfinite(affine)):
@@ -163,6 +167,11 @@ def check_nifti(path: str | os.PathLike, display_name: str | None = None) -> Che
         raise NiftiError(f"{name}: voxel size {np.round(zooms, 3).tolist()} mm is not plausible for a brain map")
     return CheckedImage(path=path, name=name, image=img, shape=shape, n_volumes=n_volumes, affine=np.asarray(affine),
                         dtype=dtype)
+
+
+def _data_offset(img: nib.Nifti1Image) -> int:
+    # nibabel resets vox_offset to 0 in a loaded image's header; the array proxy keeps the file's offset.
+    return int(getattr(img.dataobj, "offset", 352))
 
 
 def _checked_layout(img: nib.Nifti1Image, name: str) -> tuple[tuple[int, ...], int, np.dtype]:

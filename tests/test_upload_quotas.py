@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select, update
 
-from pipeline.catalog import confirm_license, create_collection, create_user, get_or_create_movie
+from accounts.users import create_user
+from pipeline.catalog import confirm_license, create_collection, get_or_create_movie
 from store.config import reset_settings
 from store.db import session_scope, upgrade_database
 from store.models import Upload, utcnow

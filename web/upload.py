@@ -38,26 +38,23 @@ import socket
 import tempfile
 import threading
 import time
-import unicodedata
 import uuid
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import IO
 
 import flask
-import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import ClientDisconnected
 
-from pipeline.archives import ArchiveError, file_kind, iter_niftis, storage_suffix
+from pipeline.archives import ArchiveError, file_kind, storage_suffix
 from pipeline.catalog import add_upload
 from pipeline.jobs import active_job
-from pipeline.nifti import NiftiError, check_nifti
+from pipeline.nifti import NiftiError
+from pipeline.uploads import check_file_name, check_upload
 from store.access import can_edit, can_view
 from store.config import get_settings
 from store.db import session_scope
@@ -65,11 +62,6 @@ from store.models import Collection, Upload, User, utcnow
 from store.units import human_bytes
 from web.auth import signed_in_user
 from web.files import zip_stream
-
-try:  # isal decompresses several times faster than zlib, same format
-    from isal import igzip as _gzip
-except ImportError:  # pragma: no cover
-    import gzip as _gzip
 
 blueprint = flask.Blueprint("upload", __name__)
 log = logging.getLogger("incdb.upload")
@@ -382,84 +374,11 @@ def check_quotas(session: Session, user: User, incoming: int = 0, name: str = ""
                                      "later, or upload a smaller file.", retry_after=3600)
 
 
-def _gzip_stream_length(path: Path, name: str) -> int:
-    """Decompress a .gz file without keeping it, so a truncated or damaged file is refused now, not at ingest."""
-    total = 0
-    try:
-        with _gzip.open(path, "rb") as fh:
-            while chunk := fh.read(CHUNK * 4):
-                total += len(chunk)
-    except EOFError:
-        raise NiftiError(f"{name}: the file is truncated (the gzip stream ends early)") from None
-    except (OSError, zlib.error, ValueError) as exc:
-        raise NiftiError(f"{name}: the gzip data is corrupt ({exc})") from None
-    return total
-
-
-def _check_nifti_file(path: Path, name: str) -> int:
-    """Volumes in a NIfTI file whose header and (for .nii.gz) whole compressed stream are intact."""
-    image = check_nifti(path, name)
-    if name.lower().endswith(".gz"):
-        header = image.image.header
-        offset = int(header["vox_offset"]) if "vox_offset" in header else 352
-        needed = offset + int(np.prod(image.shape, dtype=np.int64)) * image.dtype.itemsize
-        if _gzip_stream_length(path, name) < needed:
-            raise NiftiError(f"{name}: the file is truncated (less data than its header describes)")
-    return image.n_volumes
-
-
-@dataclass
-class UploadReport:
-    maps: int = 0
-    warnings: list[str] = field(default_factory=list)
-
-
-def check_upload(path: Path, name: str, workdir: Path) -> UploadReport:
-    """Refuse a file that cannot give a single map; report members of an archive that will be skipped."""
-    report = UploadReport()
-    if file_kind(name) == "nifti":
-        report.maps = _check_nifti_file(path, name)
-        return report
-    problems: list[str] = []
-    for member in iter_niftis(path, name, workdir, report.warnings):
-        try:
-            report.maps += _check_nifti_file(member.path, member.name)
-        except NiftiError as exc:
-            problems.append(str(exc))
-        finally:
-            member.path.unlink(missing_ok=True)  # checked one by one: never the whole archive on disk twice
-    if not report.maps:
-        raise ArchiveError(f"{name}: no usable NIfTI map inside ({'; '.join(problems) or 'nothing found'})")
-    report.warnings += [f"{p} (will be skipped)" for p in problems]
-    return report
-
-
-MAX_NAME_LENGTH = 255  # the column's length, and what file systems allow
-# Bidirectional overrides and isolates can make "evil.zip" look like something else in a listing.
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
-def _is_bad_character(ch: str) -> bool:
-    """Characters no file name here may hold: control characters (NUL cannot even be stored in PostgreSQL),
-    surrogates, line separators and bidirectional controls."""
-    return unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") or ch in _BIDI_CONTROLS
-
-
 def _file_name() -> str:
-    raw = flask.request.args.get("name") or flask.request.headers.get("X-Filename") or ""
-    name = PurePosixPath(raw.replace("\\", "/")).name.strip()
-    bad = next((ch for ch in name if _is_bad_character(ch)), None)
-    if bad is not None:
-        shown = "".join(f"\\u{ord(ch):04x}" if _is_bad_character(ch) else ch for ch in name)[:80]
-        raise UploadRefused(400, f"The file name \"{shown}\" contains the control character U+{ord(bad):04X}. "
-                                 "Rename the file (letters, digits, spaces, dots and dashes are safe) and upload it "
-                                 "again.")
-    if not name or name in (".", ".."):
-        raise UploadRefused(400, "The upload has no file name.")
-    if len(name) > MAX_NAME_LENGTH:
-        raise UploadRefused(400, f"The file name is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}. "
-                                 f"Rename the file ({name[:40]}…) and upload it again.")
-    return name
+    try:
+        return check_file_name(flask.request.args.get("name") or flask.request.headers.get("X-Filename") or "")
+    except ValueError as exc:
+        raise UploadRefused(400, str(exc)) from None
 
 
 @blueprint.post("/upload/<slug>")

@@ -8,6 +8,7 @@ from urllib.parse import quote
 import dash_bootstrap_components as dbc
 from dash import html
 
+from accounts.passwords import PASSWORD_MIN_LENGTH
 from store.models import CollectionStatus, JobStatus
 
 
@@ -49,3 +50,19 @@ STATUS_COLORS = {CollectionStatus.EMPTY: "secondary", CollectionStatus.PROCESSIN
 
 def badge(status: str) -> dbc.Badge:
     return dbc.Badge(status, color=STATUS_COLORS.get(status, "secondary"), className="text-uppercase")
+
+
+def new_password_fields(first_id: str, second_id: str, label: str = "New password") -> list:
+    """The two inputs of a new password (typed twice), with the rule under the first."""
+    return [
+        dbc.Label(label, html_for=first_id),
+        dbc.Input(id=first_id, type="password", autocomplete="new-password"),
+        dbc.FormText(f"At least {PASSWORD_MIN_LENGTH} characters; not one of the commonest passwords."),
+        html.Div(dbc.Label(f"{label} again", html_for=second_id), className="mt-3"),
+        dbc.Input(id=second_id, type="password", autocomplete="new-password", className="mb-3"),
+    ]
+
+
+def narrow_card(children: list, max_width: int = 460) -> dbc.Card:
+    """The centred card that holds a short form (sign in, passwords, confirmation)."""
+    return dbc.Card(dbc.CardBody(children), className="mx-auto", style={"maxWidth": f"{max_width}px"})

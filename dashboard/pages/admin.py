@@ -7,12 +7,13 @@ from dash import Input, Output, dcc, html
 from sqlalchemy import func, select
 
 import callbacks.admin as admin_callbacks
-from callbacks.common import badge, sign_in_prompt, user
 from callbacks.contribute import collection_rows, job_line
 from callbacks.processing import job_runner
+from dashboard.components.curator import badge, sign_in_prompt
 from pipeline.heartbeat import settle_stalled_jobs
 from store.db import session_scope
 from store.models import Collection, Job, ReferenceSet, Term, User
+from web.auth import signed_in_user as user
 
 dash.register_page(__name__, path="/admin", order=30, title="Administration · INcDb")
 

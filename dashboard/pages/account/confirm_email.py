@@ -10,7 +10,7 @@ from accounts.users import (
     confirm_email,
     user_for_confirm_token,
 )
-from dashboard.components.curator import alert
+from dashboard.components.curator import alert, narrow_card
 from dashboard.components.data import text_value
 from store.db import session_scope
 from web.auth import sign_in
@@ -26,14 +26,14 @@ def layout(token: str | None = None, **_query):
         return dbc.Alert([exc.messages[0], " ", html.A("Sign in", href="/account/sign-in", className="alert-link"),
                           " · ", html.A("Register", href="/account/register", className="alert-link")],
                          color="warning", id="confirm-invalid")
-    return dbc.Card(dbc.CardBody([
+    return narrow_card([
         html.H1("Confirm your email address", className="h4"),
         html.P(f"Finish creating the curator account for {email}.", className="text-muted"),
         dcc.Location(id="confirm-go", refresh=True),
         dcc.Store(id="confirm-token", data=token),
         dbc.Button("Confirm and sign in", id="confirm-submit", color="primary"),
         html.Div(id="confirm-message"),
-    ]), className="mx-auto", style={"maxWidth": "460px"})
+    ])
 
 
 @dash.callback(

@@ -9,7 +9,7 @@ from accounts.reset import request_password_reset
 from accounts.users import (
     AccountError,
 )
-from dashboard.components.curator import alert
+from dashboard.components.curator import alert, narrow_card
 from dashboard.components.data import text_value
 from store.db import session_scope
 from web.auth import client_address
@@ -18,7 +18,7 @@ dash.register_page(__name__, path="/account/forgot-password", title="Reset passw
 
 
 def layout(**_query):
-    return dbc.Card(dbc.CardBody([
+    return narrow_card([
         html.H1("Reset your password", className="h4"),
         html.P("Enter the email address of your account; we send you a link to choose a new password."),
         dbc.Form([
@@ -27,7 +27,7 @@ def layout(**_query):
             dbc.Button("Send the link", id="forgot-submit", type="submit", color="primary"),
         ], id="forgot-form"),
         html.Div(id="forgot-message"),
-    ]), className="mx-auto", style={"maxWidth": "460px"})
+    ])
 
 
 @dash.callback(

@@ -5,12 +5,11 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import Input, Output, State, html, no_update
 
-from accounts.passwords import PASSWORD_MIN_LENGTH
 from accounts.users import (
     AccountError,
     change_password,
 )
-from dashboard.components.curator import alert, sign_in_prompt
+from dashboard.components.curator import alert, narrow_card, new_password_fields, sign_in_prompt
 from dashboard.components.data import text_value
 from store.db import session_scope
 from store.models import User
@@ -22,20 +21,16 @@ dash.register_page(__name__, path="/account/password", title="Change password ·
 def layout(**_query):
     if signed_in_user() is None:
         return sign_in_prompt("/account/password", "this page")
-    return dbc.Card(dbc.CardBody([
+    return narrow_card([
         html.H1("Change password", className="h4"),
         dbc.Form([
             dbc.Label("Current password", html_for="password-current"),
             dbc.Input(id="password-current", type="password", autocomplete="current-password", className="mb-3"),
-            dbc.Label("New password", html_for="password-new"),
-            dbc.Input(id="password-new", type="password", autocomplete="new-password"),
-            dbc.FormText(f"At least {PASSWORD_MIN_LENGTH} characters."),
-            html.Div(dbc.Label("New password again", html_for="password-new2"), className="mt-3"),
-            dbc.Input(id="password-new2", type="password", autocomplete="new-password", className="mb-3"),
+            *new_password_fields("password-new", "password-new2"),
             dbc.Button("Change password", id="password-submit", type="submit", color="primary"),
         ], id="password-form"),
         html.Div(id="password-message"),
-    ]), className="mx-auto", style={"maxWidth": "460px"})
+    ])
 
 
 @dash.callback(

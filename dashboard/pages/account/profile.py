@@ -10,7 +10,7 @@ from accounts.users import (
     AccountError,
     update_profile,
 )
-from dashboard.components.curator import alert, sign_in_prompt
+from dashboard.components.curator import alert, narrow_card, sign_in_prompt
 from dashboard.components.data import text_value
 from store.db import session_scope
 from web.auth import sign_out_elsewhere, signed_in_user
@@ -23,7 +23,7 @@ def layout(**_query):
     if u is None:
         return sign_in_prompt("/account/profile", "your profile")
     titles = TITLES if u.title in TITLES else TITLES + (u.title,)
-    return dbc.Card(dbc.CardBody([
+    return narrow_card([
         html.H1("Your profile", className="h4"),
         html.P([f"Signed in as {u.email} ({u.role}). ", html.A("Change password", href="/account/password")],
                className="text-muted"),
@@ -48,7 +48,7 @@ def layout(**_query):
                "signs out every other browser; this one stays signed in.", className="text-muted"),
         dbc.Button("Sign out everywhere else", id="signout-everywhere", color="secondary", outline=True),
         html.Div(id="signout-everywhere-message"),
-    ]), className="mx-auto", style={"maxWidth": "720px"})
+    ], max_width=720)
 
 
 @dash.callback(

@@ -11,7 +11,7 @@ from accounts.users import (
     AccountError,
     register,
 )
-from dashboard.components.curator import alert
+from dashboard.components.curator import alert, narrow_card
 from dashboard.components.data import text_value
 from store.db import session_scope
 from web.auth import client_address, signed_in_user
@@ -23,7 +23,7 @@ def layout(**_query):
     if signed_in_user() is not None:
         return dbc.Alert(["You are signed in. ", html.A("Go to my collections", href="/contribute",
                                                          className="alert-link")], color="info")
-    return dbc.Card(dbc.CardBody([
+    return narrow_card([
         html.H1("Register as a curator", className="h4"),
         html.P("Curators upload movie-watching fMRI components and describe how they were recorded. "
                "Browsing needs no account.", className="text-muted"),
@@ -54,7 +54,7 @@ def layout(**_query):
         html.Div(id="register-message"),
         html.Hr(),
         html.P(["Have an account? ", html.A("Sign in", href="/account/sign-in")], className="mb-0 small"),
-    ]), className="mx-auto", style={"maxWidth": "720px"})
+    ], max_width=720)
 
 
 @dash.callback(

@@ -5,12 +5,11 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import Input, Output, State, dcc, html, no_update
 
-from accounts.passwords import PASSWORD_MIN_LENGTH
 from accounts.reset import reset_password, user_for_reset_token
 from accounts.users import (
     AccountError,
 )
-from dashboard.components.curator import alert
+from dashboard.components.curator import alert, narrow_card, new_password_fields
 from dashboard.components.data import text_value
 from store.db import session_scope
 from web.auth import sign_in
@@ -25,21 +24,17 @@ def layout(token: str | None = None, **_query):
     except AccountError as exc:
         return dbc.Alert([exc.messages[0], " ", html.A("Ask for a new link", href="/account/forgot-password",
                                                        className="alert-link")], color="warning")
-    return dbc.Card(dbc.CardBody([
+    return narrow_card([
         html.H1("Choose a new password", className="h4"),
         html.P(f"For {email}.", className="text-muted"),
         dcc.Location(id="reset-go", refresh=True),
         dcc.Store(id="reset-token", data=token),
         dbc.Form([
-            dbc.Label("New password", html_for="reset-password"),
-            dbc.Input(id="reset-password", type="password", autocomplete="new-password"),
-            dbc.FormText(f"At least {PASSWORD_MIN_LENGTH} characters."),
-            html.Div(dbc.Label("New password again", html_for="reset-password2"), className="mt-3"),
-            dbc.Input(id="reset-password2", type="password", autocomplete="new-password", className="mb-3"),
+            *new_password_fields("reset-password", "reset-password2"),
             dbc.Button("Set password", id="reset-submit", type="submit", color="primary"),
         ], id="reset-form"),
         html.Div(id="reset-message"),
-    ]), className="mx-auto", style={"maxWidth": "460px"})
+    ])
 
 
 @dash.callback(

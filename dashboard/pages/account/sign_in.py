@@ -9,7 +9,7 @@ from accounts.users import (
     AccountError,
     authenticate,
 )
-from dashboard.components.curator import alert
+from dashboard.components.curator import alert, narrow_card
 from dashboard.components.data import text_value
 from store.db import session_scope
 from web.auth import client_address, safe_next, sign_in, signed_in_user
@@ -23,7 +23,7 @@ def layout(next: str | None = None, **_query):
         return dbc.Alert([f"You are signed in as {u.email}. ",
                           html.A("Go to my collections", href=safe_next(next), className="alert-link")],
                          color="info")
-    return dbc.Card(dbc.CardBody([
+    return narrow_card([
         html.H1("Sign in", className="h4 mb-3"),
         dcc.Location(id="signin-go", refresh=True),
         dcc.Store(id="signin-next", data=safe_next(next)),
@@ -38,7 +38,7 @@ def layout(next: str | None = None, **_query):
         html.Hr(),
         html.P([html.A("Forgot your password?", href="/account/forgot-password"), " · ",
                 html.A("Register as a curator", href="/account/register")], className="mb-0 small"),
-    ]), className="mx-auto", style={"maxWidth": "460px"})
+    ])
 
 
 @dash.callback(

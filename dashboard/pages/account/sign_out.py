@@ -6,6 +6,7 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import Input, Output, dcc, html
 
+from dashboard.components.curator import narrow_card
 from web.auth import sign_out, signed_in_user
 
 dash.register_page(__name__, path="/account/sign-out", title="Sign out · INcDb")
@@ -15,13 +16,13 @@ def layout(**_query):
     if signed_in_user() is None:
         return html.P(["You are signed out. ", html.A("Home", href="/")], id="signout-message",
                       className="text-muted")
-    return dbc.Card(dbc.CardBody([
+    return narrow_card([
         html.H1("Sign out", className="h4"),
         html.P("Signing out ends your sessions in every browser.", className="text-muted"),
         dcc.Location(id="signout-go", refresh=True),
         dbc.Button("Sign out", id="signout-submit", color="primary"),
         html.Div(id="signout-message", className="mt-3"),
-    ]), className="mx-auto", style={"maxWidth": "460px"})
+    ])
 
 
 @dash.callback(

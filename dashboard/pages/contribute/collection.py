@@ -7,15 +7,17 @@ from dash import dcc, html
 from sqlalchemy import select
 
 from callbacks import contribute
-from callbacks.common import not_found, sign_in_prompt, user
 from callbacks.forms import collection_form
 from callbacks.processing import job_runner
+from dashboard.components.common import not_found
+from dashboard.components.curator import sign_in_prompt
 from pipeline.archives import ACCEPTED_SUFFIXES
 from store.access import can_edit
 from store.config import get_settings
 from store.db import session_scope
 from store.models import Collection, Movie
 from store.units import human_bytes
+from web.auth import signed_in_user as user
 
 dash.register_page(__name__, path_template="/contribute/<slug>", order=21, title="Edit collection · INcDb")
 
@@ -46,7 +48,8 @@ def layout(slug: str | None = None, process: str | None = None, delete: str | No
     with session_scope() as session:
         collection = session.scalar(select(Collection).where(Collection.slug == (slug or "")))
         if collection is None or not can_edit(u, collection):
-            return not_found("collection")
+            return not_found("collection", links=(("My collections", "/contribute"), ("Browse movies", "/movies")),
+                             hint="It does not exist, or it is not yours to change.")
         movie = session.get(Movie, collection.movie_id)
         values = {"name": collection.name, "movie": movie.title, "year": movie.year,
                   "description": collection.description, "dataset_url": collection.dataset_url,

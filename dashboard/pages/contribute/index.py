@@ -6,9 +6,10 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, dcc, html
 
 import callbacks.contribute  # noqa: F401 - registers the contribute callbacks
-from callbacks.common import badge, sign_in_prompt, user
 from callbacks.contribute import collection_rows, job_line
+from dashboard.components.curator import badge, sign_in_prompt
 from store.db import session_scope
+from web.auth import signed_in_user as user
 
 dash.register_page(__name__, path="/contribute", order=19, title="My collections · INcDb")
 

@@ -6,8 +6,9 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 import callbacks.contribute  # noqa: F401 - registers this page's callbacks
-from callbacks.common import sign_in_prompt, user
 from callbacks.forms import collection_form
+from dashboard.components.curator import sign_in_prompt
+from web.auth import signed_in_user as user
 
 # Before "/contribute/<slug>" (order 21): Dash tries templates in registry order and "new" would match <slug>.
 dash.register_page(__name__, path="/contribute/new", order=20, title="New collection · INcDb")

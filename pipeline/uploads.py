@@ -1,0 +1,119 @@
+"""Checks of a received upload, before it is stored: its name, and that it can give at least one map.
+
+The upload route (``web.upload``) receives the bytes, calls ``check_file_name`` and ``check_upload``, and stores
+the file; the header checks themselves are ``pipeline.nifti``'s and ``pipeline.archives``', so an upload and an
+ingest judge a file by the same rules.
+"""
+from __future__ import annotations
+
+import unicodedata
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from pipeline.archives import ArchiveError, file_kind, iter_niftis
+from pipeline.nifti import NiftiError, check_nifti
+from store.validation import TEXT_LIMITS
+
+try:  # isal decompresses several times faster than zlib, same format
+    from isal import igzip as _gzip
+except ImportError:  # pragma: no cover
+    import gzip as _gzip
+
+CHUNK = 4 * 1024 * 1024
+MAX_NAME_LENGTH = TEXT_LIMITS["upload_filename"]  # the column's length, and what file systems allow
+# Bidirectional overrides and isolates can make "evil.zip" look like something else in a listing.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _is_bad_character(ch: str) -> bool:
+    """Characters no file name here may hold: control characters (NUL cannot even be stored in PostgreSQL),
+    surrogates, line separators and bidirectional controls."""
+    return unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") or ch in _BIDI_CONTROLS
+
+
+def check_file_name(raw: str) -> str:
+    """The base name of an uploaded file's name, or ValueError saying how to rename it.
+
+    Paths are cut to their last part (``\\`` counts as a separator); names with control characters (NUL cannot
+    even be stored in PostgreSQL), line separators or bidirectional controls, and names over
+    ``MAX_NAME_LENGTH`` characters are refused rather than silently changed."""
+    name = PurePosixPath((raw or "").replace("\\", "/")).name.strip()
+    bad = next((ch for ch in name if _is_bad_character(ch)), None)
+    if bad is not None:
+        shown = "".join(f"\\u{ord(ch):04x}" if _is_bad_character(ch) else ch for ch in name)[:80]
+        raise ValueError(f"The file name \"{shown}\" contains the control character U+{ord(bad):04X}. Rename the "
+                         "file (letters, digits, spaces, dots and dashes are safe) and upload it again.")
+    if not name or name in (".", ".."):
+        raise ValueError("The upload has no file name.")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValueError(f"The file name is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}. Rename "
+                         f"the file ({name[:40]}…) and upload it again.")
+    return name
+
+
+def _gzip_stream_length(path: Path, name: str) -> int:
+    """Decompress a .gz file without keeping it, so a truncated or damaged file is refused now, not at ingest."""
+    total = 0
+    try:
+        with _gzip.open(path, "rb") as fh:
+            while chunk := fh.read(CHUNK):
+                total += len(chunk)
+    except EOFError:
+        raise NiftiError(f"{name}: the file is truncated (the gzip stream ends early)") from None
+    except (OSError, zlib.error, ValueError) as exc:
+        raise NiftiError(f"{name}: the gzip data is corrupt ({exc})") from None
+    return total
+
+
+def _check_nifti_file(path: Path, name: str) -> int:
+    """Volumes in a NIfTI file whose header and (for .nii.gz) whole compressed stream are intact."""
+    image = check_nifti(path, name)
+    if name.lower().endswith(".gz") and _gzip_stream_length(path, name) < image.data_end:
+        raise NiftiError(f"{name}: the file is truncated (less data than its header describes)")
+    return image.n_volumes
+
+
+@dataclass
+class UploadReport:
+    """What a received file holds: how many maps, and what will be skipped."""
+
+    maps: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+def check_upload(path: Path, name: str, workdir: Path) -> UploadReport:
+    """Refuse a file that cannot give a single map; report members of an archive that will be skipped.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The received file.
+    name : str
+        The curator's name for it (its extension decides how it is read).
+    workdir : pathlib.Path
+        An empty folder for unpacking archive members, one at a time.
+
+    Raises
+    ------
+    NiftiError
+        A NIfTI file whose header or data is unusable.
+    ArchiveError
+        An archive that is unsafe or holds no usable map.
+    """
+    report = UploadReport()
+    if file_kind(name) == "nifti":
+        report.maps = _check_nifti_file(path, name)
+        return report
+    problems: list[str] = []
+    for member in iter_niftis(path, name, workdir, report.warnings):
+        try:
+            report.maps += _check_nifti_file(member.path, member.name)
+        except NiftiError as exc:
+            problems.append(str(exc))
+        finally:
+            member.path.unlink(missing_ok=True)  # checked one by one: never the whole archive on disk twice
+    if not report.maps:
+        raise ArchiveError(f"{name}: no usable NIfTI map inside ({'; '.join(problems) or 'nothing found'})")
+    report.warnings += [f"{p} (will be skipped)" for p in problems]
+    return report
