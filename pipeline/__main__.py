@@ -147,6 +147,30 @@ def cmd_reference_activate(args) -> None:
     print(f"activated {args.name!r}; re-decoded {redecode(job_id)} component(s)")
 
 
+def cmd_annotations_import(args) -> None:
+    from sqlalchemy import select
+
+    from pipeline.annotations import add_annotation_set, decode_collection_in_time
+    from store.db import session_scope
+    from store.models import Collection, Movie, slugify
+
+    _init_db()
+    path = Path(args.file)
+    if not path.is_file():
+        raise ValueError(f"{args.file}: file not found")
+    with session_scope() as session:
+        movie = session.scalar(select(Movie).where(Movie.slug == slugify(args.movie)))
+        if movie is None:
+            raise ValueError(f"no movie {args.movie!r} (movies come with their collections)")
+        annotation = add_annotation_set(session, None, movie, args.name, path.read_bytes(), path.name,
+                                        description=args.description, source_url=args.source_url)
+        n_events, labels = len(annotation.events), sorted({e.label for e in annotation.events})
+        collections = list(session.scalars(select(Collection.id).where(Collection.movie_id == movie.id)))
+    decoded = sum(decode_collection_in_time(c) for c in collections)
+    print(f"annotation set {args.name!r} of {movie.title}: {n_events} events, {len(labels)} label(s) "
+          f"({', '.join(labels[:10])}{', ...' if len(labels) > 10 else ''}); {decoded} component(s) decoded in time")
+
+
 def cmd_ingest(args) -> None:
     from sqlalchemy import select
 
@@ -154,6 +178,7 @@ def cmd_ingest(args) -> None:
     from pipeline.ingest import ingest
     from pipeline.jobs import create_job
     from pipeline.reference import ensure_builtin_reference
+    from pipeline.timecourses import Timing
     from store.db import session_scope
     from store.models import User
 
@@ -161,6 +186,9 @@ def cmd_ingest(args) -> None:
     for f in args.files:
         if not Path(f).is_file():
             raise ValueError(f"{f}: file not found")
+    if (args.tr is None) != (args.runs is None):
+        raise ValueError("give --tr and --runs together (the timing of the time courses), or neither")
+    timing = Timing.parse(args.tr, args.runs, args.subjects) if args.runs is not None else None
     with session_scope() as session:
         ensure_builtin_reference(session)
         if args.owner:
@@ -173,6 +201,8 @@ def cmd_ingest(args) -> None:
                 raise ValueError("give --owner EMAIL (no admin exists to own the collection)")
         movie = get_or_create_movie(session, args.movie, args.year)
         collection = create_collection(session, owner, movie, args.collection, visibility=args.visibility)
+        if timing is not None:
+            collection.timing = timing.to_dict()
         for f in args.files:
             add_upload(session, collection, Path(f), Path(f).name)
         job_id = create_job(session, "ingest", collection.id, owner.id).id
@@ -302,7 +332,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--collection", required=True, help="collection name")
     p.add_argument("--owner", default=None, help="owner's email (default: the first admin)")
     p.add_argument("--visibility", choices=("public", "private"), default="public")
+    p.add_argument("--tr", type=float, default=None, help="repetition time in seconds (with --runs: the timing "
+                   "that places time courses on the movie)")
+    p.add_argument("--runs", default=None, metavar="START:N[,START:N...]",
+                   help="runs in concatenation order: movie time (s) of each run's first kept volume, and its volumes")
+    p.add_argument("--subjects", type=int, default=1, help="subjects concatenated in the time courses (default 1)")
     p.set_defaults(func=cmd_ingest)
+
+    annotations = sub.add_parser("annotations", help="annotation sets of movies (events over movie time)")
+    asub = annotations.add_subparsers(dest="annotations_command", required=True)
+    p = asub.add_parser("import", help="add a BIDS-style events file (onset, duration, trial_type) to a movie")
+    p.add_argument("movie", metavar="MOVIE_TITLE")
+    p.add_argument("file", metavar="FILE.tsv")
+    p.add_argument("--name", required=True, help="name of the annotation set")
+    p.add_argument("--description", default="")
+    p.add_argument("--source-url", default="")
+    p.set_defaults(func=cmd_annotations_import)
 
     p = sub.add_parser("sweep", help="remove stored files that no row refers to (left by killed jobs)")
     p.add_argument("--grace-hours", type=float, default=24.0,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from pipeline.nifti import is_nifti_name
+from pipeline.timecourses import is_timecourse_name
 from store.units import human_bytes
 
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
@@ -49,11 +50,14 @@ def file_kind(name: str) -> str:
     low = name.lower()
     if is_nifti_name(low):
         return "nifti"
+    if is_timecourse_name(name):
+        return "timecourse"
     if low.endswith(".zip"):
         return "zip"
     if low.endswith((".tar.gz", ".tgz", ".tar")):
         return "tar"
-    raise ArchiveError(f"{name}: unsupported file type; upload .nii, .nii.gz, .zip, .tar.gz or .tgz files")
+    raise ArchiveError(f"{name}: unsupported file type; upload .nii, .nii.gz, .zip, .tar.gz or .tgz files, or "
+                       "time courses (melodic_mix, melodic_FTmix, <map>_timecourses.tsv)")
 
 
 def storage_suffix(name: str) -> str:
@@ -79,6 +83,8 @@ def storage_suffix(name: str) -> str:
     for suffix in (".nii.gz", ".tar.gz", ".tgz", ".nii", ".zip", ".tar"):
         if low.endswith(suffix):
             return suffix
+    if is_timecourse_name(name):
+        return ".tsv" if low.endswith(".tsv") else ".txt"
     raise ArchiveError(f"{name}: unsupported file type")
 
 
@@ -103,7 +109,8 @@ def _safe_member_name(archive: str, name: str) -> str:
 
 
 def iter_niftis(path: Path, display_name: str, workdir: Path, warnings: list[str],
-                max_members: int | None = None, max_bytes: int | None = None) -> Iterator[Member]:
+                max_members: int | None = None, max_bytes: int | None = None,
+                include_timecourses: bool = False) -> Iterator[Member]:
     """Yield the NIfTI files of an upload (itself, or the members of an archive extracted into workdir).
 
     A NIfTI upload is yielded as it is, without a copy. An archive is checked and all of its NIfTI members are
@@ -130,6 +137,10 @@ def iter_niftis(path: Path, display_name: str, workdir: Path, warnings: list[str
     max_bytes : int or None
         Most bytes the NIfTI members of an archive may unpack to, declared and actually extracted; None means
         :data:`MAX_EXTRACTED_BYTES`.
+    include_timecourses : bool
+        Also yield time-course files (``melodic_mix``, ``melodic_FTmix``, ``<map>_timecourses.tsv``; see
+        :func:`pipeline.timecourses.is_timecourse_name`), the upload itself or archive members. They are never
+        reported as skipped, and do not count as the NIfTI an archive must hold.
 
     Yields
     ------
@@ -147,16 +158,17 @@ def iter_niftis(path: Path, display_name: str, workdir: Path, warnings: list[str
     max_members = MAX_MEMBERS if max_members is None else max_members
     max_bytes = MAX_EXTRACTED_BYTES if max_bytes is None else max_bytes
     kind = file_kind(display_name)
-    if kind == "nifti":
-        yield Member(display_name, path)
+    if kind in ("nifti", "timecourse"):
+        if kind == "nifti" or include_timecourses:
+            yield Member(display_name, path)
         return
     if kind == "zip":
         members = list(_zip_members(path, display_name, workdir, warnings, max_members, max_bytes))
     else:
         members = list(_tar_members(path, display_name, workdir, warnings, max_members, max_bytes))
-    if not members:
+    if not any(is_nifti_name(m.name) for m in members):
         raise ArchiveError(f"{display_name}: the archive contains no .nii or .nii.gz files")
-    yield from members
+    yield from (m for m in members if include_timecourses or is_nifti_name(m.name))
 
 
 def _plan(display_name: str, names: list[str], warnings: list[str], max_members: int) -> dict[int, str]:
@@ -170,7 +182,7 @@ def _plan(display_name: str, names: list[str], warnings: list[str], max_members:
         safe = _safe_member_name(display_name, name)
         if _ignored(safe):
             continue
-        if not is_nifti_name(safe):
+        if not is_nifti_name(safe) and not is_timecourse_name(safe):
             warnings.append(f"{display_name}: skipped {safe} (not a .nii or .nii.gz file)")
             continue
         if safe in seen:
@@ -197,7 +209,7 @@ def _copy_limited(src, dest: Path, budget: list[int], display_name: str, limit: 
 
 def _out_path(workdir: Path, index: int, safe: str) -> Path:
     # Never the member's own path on disk: a numbered file inside our own folder.
-    suffix = ".nii.gz" if safe.lower().endswith(".nii.gz") else ".nii"
+    suffix = storage_suffix(safe)
     return workdir / f"member-{index:05d}{suffix}"
 
 

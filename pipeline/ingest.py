@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import delete, insert, select
 
+from pipeline.annotations import decode_collection_in_time
 from pipeline.archives import ArchiveError, iter_niftis, storage_suffix
 from pipeline.decode import decode, masked
 from pipeline.jobs import running_job, update_job
@@ -24,9 +25,18 @@ from pipeline.maps import save_map
 from pipeline.nifti import NiftiError, check_nifti, quality_check, resample_to_grid
 from pipeline.reference import load_matrix, require_active_reference
 from pipeline.termmaps import rebuild_term_maps
-from store.artifacts import component_key, decodings_key, local_copy, save_vector
+from pipeline.timecourses import (
+    TimeCourseError,
+    Timing,
+    check_timecourses,
+    is_timecourse_name,
+    match_timecourse_files,
+    read_timecourse_file,
+    unmatched_timecourse_files,
+)
+from store.artifacts import component_key, decodings_key, local_copy, save_vector, timecourse_key
 from store.db import session_scope
-from store.models import Component, Decoding, Job, ReferenceSet, Upload, utcnow
+from store.models import Collection, Component, Decoding, Job, ReferenceSet, TimeCourse, Upload, utcnow
 from store.storage import get_storage
 
 TOP_DECODINGS = 50
@@ -82,9 +92,11 @@ def _ingest_uploads(job_id: int, collection_id: int, uploads: list, result: Inge
         matrix, terms = load_matrix(session, reference)
         reference_id = reference.id
         term_ids = [t.id for t in terms]
+        timing_dict = session.get(Collection, collection_id).timing
     with tempfile.TemporaryDirectory(prefix="incdb-ingest-") as tmp, ExitStack() as open_files:
         # Pass 1: open every file and check its header, so progress has a true total before the slow part.
-        checked = _check_uploads(uploads, Path(tmp), open_files, result)
+        checked, timecourse_files = _check_uploads(uploads, Path(tmp), open_files, result)
+        courses = _read_timecourses(checked, timecourse_files, timing_dict, result)
         total = sum(c[3].n_volumes for c in checked)
         update_job(job_id, progress_done=0, progress_total=total)
         if progress:
@@ -93,7 +105,53 @@ def _ingest_uploads(job_id: int, collection_id: int, uploads: list, result: Inge
         new_rows: list[dict] = []
         for upload_id, sha, member_name, image in checked:
             new_rows += _decode_image(upload_id, sha, member_name, image, matrix, result, counter)
-    _store_components(collection_id, reference_id, term_ids, new_rows, merge)
+    _store_components(collection_id, reference_id, term_ids, new_rows, merge, courses)
+
+
+def _read_timecourses(checked: list, files: dict[str, tuple[int, Path]], timing_dict: dict | None,
+                      result: IngestResult) -> dict[tuple[int, str], dict]:
+    """The time courses of the checked maps, stored as artifacts: (upload id, map name) -> TimeCourse fields.
+    A file that does not fit its map or the collection's timing is left out with a message in ``result.errors``;
+    the map itself is still used."""
+    names = [c[2] for c in checked] + list(files)
+    for name in unmatched_timecourse_files(names):
+        result.warnings.append(f"{name}: no map in the same folder to take its time courses; not used")
+    if not files:
+        return {}
+    timing = Timing.from_dict(timing_dict) if timing_dict else None
+    courses: dict[tuple[int, str], dict] = {}
+    matches = match_timecourse_files(names)
+    for upload_id, _sha, map_name, image in checked:
+        found = matches.get(map_name, {})
+        if "mix" not in found:
+            continue
+        try:
+            fields = _timecourse_fields(upload_id, map_name, image.n_volumes, found, files, timing)
+        except TimeCourseError as exc:
+            result.errors.append(str(exc))
+            continue
+        courses[(upload_id, map_name)] = fields
+    return courses
+
+
+def _timecourse_fields(upload_id: int, map_name: str, n_volumes: int, found: dict[str, str],
+                       files: dict[str, tuple[int, Path]], timing: Timing | None) -> dict:
+    mix_name = found["mix"]
+    if timing is None:
+        raise TimeCourseError(f"{mix_name}: the collection has no timing yet (TR, runs and subjects); describe it "
+                              "on the collection's page, then process the collection again")
+    _, values = read_timecourse_file(files[mix_name][1], mix_name)
+    check_timecourses(values, n_volumes, timing, mix_name, map_name)
+    key = timecourse_key(str(uuid.uuid5(COMPONENT_NAMESPACE, f"timecourse:{upload_id}:{map_name}")))
+    save_vector(key, values)
+    fields = dict(mix_file=mix_name, storage_key=key, spectra_key=None, rows=int(values.shape[0]),
+                  columns=int(values.shape[1]))
+    if "ftmix" in found:
+        _, spectra = read_timecourse_file(files[found["ftmix"]][1], found["ftmix"])
+        check_timecourses(spectra, n_volumes, None, found["ftmix"], map_name)
+        fields["spectra_key"] = key.replace(".npy", "-spectra.npy")
+        save_vector(fields["spectra_key"], spectra)
+    return fields
 
 
 @dataclass
@@ -113,23 +171,28 @@ class _Counter:
                 self.progress(self.done, self.total)
 
 
-def _check_uploads(uploads: list, tmp: Path, open_files: ExitStack, result: IngestResult) -> list:
-    """(upload id, sha256, member name, checked image) of every NIfTI in the uploads; what cannot be used goes
-    to ``result.errors``."""
+def _check_uploads(uploads: list, tmp: Path, open_files: ExitStack,
+                   result: IngestResult) -> tuple[list, dict[str, tuple[int, Path]]]:
+    """(upload id, sha256, member name, checked image) of every NIfTI in the uploads, and the time-course files
+    (member name -> (upload id, local path)); what cannot be used goes to ``result.errors``."""
     checked = []
+    timecourse_files: dict[str, tuple[int, Path]] = {}
     for upload_id, filename, key, sha in uploads:
         workdir = tmp / str(upload_id)
         workdir.mkdir()
         try:
             path = open_files.enter_context(local_copy(key, suffix=storage_suffix(filename)))
-            for member in list(iter_niftis(path, filename, workdir, result.warnings)):
+            for member in list(iter_niftis(path, filename, workdir, result.warnings, include_timecourses=True)):
+                if is_timecourse_name(member.name):
+                    timecourse_files[member.name] = (upload_id, member.path)
+                    continue
                 try:
                     checked.append((upload_id, sha, member.name, check_nifti(member.path, member.name)))
                 except NiftiError as exc:
                     result.errors.append(str(exc))
         except (ArchiveError, NiftiError) as exc:
             result.errors.append(str(exc))
-    return checked
+    return checked, timecourse_files
 
 
 def _decode_image(upload_id: int, sha: str, member_name: str, image, matrix, result: IngestResult,
@@ -195,7 +258,7 @@ def write_decodings(session, decoded: list[tuple[int, np.ndarray, np.ndarray]], 
 
 
 def _store_components(collection_id: int, reference_id: int, term_ids: list[int], rows: list[dict],
-                      merge: bool = True) -> None:
+                      merge: bool = True, courses: dict[tuple[int, str], dict] | None = None) -> None:
     """Replace the collection's components by ``rows`` in one transaction, then rebuild affected merged maps.
 
     Files of removed components are deleted only after the commit, and files written for components that never
@@ -216,6 +279,10 @@ def _store_components(collection_id: int, reference_id: int, term_ids: list[int]
                     removed_keys += [k for k in (comp.storage_key, comp.decodings_key) if k]
                     session.delete(comp)
             session.flush()
+            course_ids, old_course_keys = _replace_timecourses(session, collection_id, courses or {})
+            removed_keys += [k for k in old_course_keys
+                             if k not in {v for c in (courses or {}).values() for v in (c["storage_key"],
+                                                                                        c["spectra_key"]) if v}]
             by_uuid = {c.uuid: c for c in old if c.uuid in keep_uuids}
             stored: list[tuple[Component, np.ndarray, np.ndarray]] = []
             for row in rows:
@@ -231,6 +298,7 @@ def _store_components(collection_id: int, reference_id: int, term_ids: list[int]
                 comp.best_r = float(r[order[0]])
                 comp.qc_warnings = row["qc"]
                 comp.decoded_at = now
+                comp.timecourse_id = course_ids.get((row["upload_id"], row["source_file"]))
                 session.add(comp)
                 stored.append((comp, r, order))
                 affected.add(comp.best_term_id)
@@ -242,8 +310,28 @@ def _store_components(collection_id: int, reference_id: int, term_ids: list[int]
                 storage.delete(component_key(row["uuid"]))
                 storage.delete(decodings_key(row["uuid"]))
         raise
+    if courses:
+        decode_collection_in_time(collection_id)
     for key in removed_keys:
         storage.delete(key)
     if merge:
         with session_scope() as session:
             rebuild_term_maps(session, session.get(ReferenceSet, reference_id), affected)
+
+
+def _replace_timecourses(session, collection_id: int,
+                         courses: dict[tuple[int, str], dict]) -> tuple[dict[tuple[int, str], int], list[str]]:
+    """Replace the collection's TimeCourse rows; returns (upload id, map name) -> new row id, and the storage keys
+    of the old rows (removed after the commit unless a new row uses them again)."""
+    old = session.scalars(select(TimeCourse).where(TimeCourse.collection_id == collection_id)).all()
+    old_keys = [k for t in old for k in (t.storage_key, t.spectra_key) if k]
+    for row in old:
+        session.delete(row)
+    session.flush()
+    ids = {}
+    for (upload_id, map_name), fields in courses.items():
+        row = TimeCourse(collection_id=collection_id, upload_id=upload_id, source_file=map_name[:512], **fields)
+        session.add(row)
+        session.flush()
+        ids[(upload_id, map_name)] = row.id
+    return ids, old_keys

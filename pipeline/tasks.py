@@ -1,7 +1,8 @@
 """What each job kind does, and running a job on behalf of the user who asked for it.
 
 ``run_job`` dispatches by kind: ``ingest`` (``pipeline.ingest``), ``redecode`` (every component against the
-active reference set, then every merged map) and ``merge`` (merged maps only). Each body runs inside
+active reference set, then every merged map), ``merge`` (merged maps only) and ``temporal`` (a movie's components
+against its annotations, ``pipeline.annotations``). Each body runs inside
 ``pipeline.jobs.running_job``, which owns the Job row's lifecycle. ``run_authorized_job`` is what background
 callbacks call: it checks the permission again where the job runs and turns a cancellation into a clean stop.
 """
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
+from pipeline.annotations import temporal_job
 from pipeline.decode import decode, masked
 from pipeline.ingest import Progress, ingest, top_terms, write_decodings
 from pipeline.jobs import (
@@ -51,6 +53,8 @@ def run_job(job_id: int, progress: Progress | None = None) -> None:
         redecode(job_id, progress)
     elif kind == "merge":
         remerge(job_id)
+    elif kind == "temporal":
+        temporal_job(job_id)
 
 
 def redecode(job_id: int, progress: Progress | None = None) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path, PurePosixPath
 
 from pipeline.archives import ArchiveError, file_kind, iter_niftis
 from pipeline.nifti import NiftiError, check_nifti
+from pipeline.timecourses import read_timecourse_file
 from store.validation import TEXT_LIMITS
 
 try:  # isal decompresses several times faster than zlib, same format
@@ -98,10 +99,18 @@ def check_upload(path: Path, name: str, workdir: Path) -> UploadReport:
     ------
     NiftiError
         A NIfTI file whose header or data is unusable.
+    TimeCourseError
+        A time-course file that cannot be read.
     ArchiveError
         An archive that is unsafe or holds no usable map.
     """
     report = UploadReport()
+    if file_kind(name) == "timecourse":
+        kind, values = read_timecourse_file(path, name)
+        what = "power spectra" if kind == "ftmix" else "time courses"
+        report.warnings.append(f"{name}: {what} of {values.shape[1]} components, {values.shape[0]} rows; they are "
+                               "matched with their map (same folder) when the collection is processed")
+        return report
     if file_kind(name) == "nifti":
         report.maps = _check_nifti_file(path, name)
         return report

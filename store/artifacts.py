@@ -28,6 +28,11 @@ def decodings_key(component_uuid: str) -> str:
     return f"decodings/{component_uuid}.npy"
 
 
+def timecourse_key(name: str) -> str:
+    """Key of a map's time-course matrix (float32 .npy, rows x components)."""
+    return f"timecourses/{name}.npy"
+
+
 def term_key(reference_id: int, term_slug: str) -> str:
     """Key of a reference set's term map."""
     return f"reference/{reference_id}/terms/{term_slug}.nii.gz"

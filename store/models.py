@@ -71,7 +71,7 @@ class Base(DeclarativeBase):
 ROLES = ("curator", "admin")
 VISIBILITIES = ("public", "private")
 LICENSES = ("CC0-1.0", "CC-BY-4.0")
-JOB_KINDS = ("ingest", "redecode", "merge")
+JOB_KINDS = ("ingest", "redecode", "merge", "temporal")
 class JobStatus(StrEnum):
     """A Job row's status; the members are strings, so they compare and store as their values."""
 
@@ -167,6 +167,8 @@ class Collection(Base):
     # The four metadata groups of the upload form (presentation, participants, design, acquisition),
     # validated by the form; stored as one JSON document keyed by group then field.
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    # pipeline.timecourses.Timing.to_dict(): TR, runs (movie start, volumes) and subjects; None until described.
+    timing: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     is_demo: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(16), default=CollectionStatus.EMPTY)
     # The uploader's confirmation that they may share the data under ``license``: uploads are refused without it,
@@ -218,8 +220,12 @@ class Component(Base):
     qc_warnings: Mapped[list[Any]] = mapped_column(JSON, default=list)
     decoded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The component's time course is column ``volume_index`` of its map's TimeCourse matrix.
+    timecourse_id: Mapped[int | None] = mapped_column(ForeignKey("time_courses.id", ondelete="SET NULL"),
+                                                      nullable=True, index=True)
 
     collection: Mapped[Collection] = relationship(back_populates="components")
+    timecourse: Mapped[TimeCourse | None] = relationship()
     best_term: Mapped[Term | None] = relationship()
     decodings: Mapped[list[Decoding]] = relationship(
         back_populates="component", cascade="all, delete-orphan", passive_deletes=True,
@@ -316,3 +322,72 @@ class Job(Base):
     heartbeat: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     collection: Mapped[Collection | None] = relationship()
+    # The movie a temporal-decoding job recomputes (its annotation sets changed).
+    movie_id: Mapped[int | None] = mapped_column(ForeignKey("movies.id", ondelete="CASCADE"), nullable=True)
+
+
+class TimeCourse(Base):
+    """The time courses of one uploaded 4D map: a float32 (rows x components) artifact in storage; rows follow
+    the collection's timing (``Collection.timing``), columns the map's volumes."""
+
+    __tablename__ = "time_courses"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), index=True)
+    upload_id: Mapped[int | None] = mapped_column(ForeignKey("uploads.id", ondelete="SET NULL"), nullable=True)
+    source_file: Mapped[str] = mapped_column(String(512))  # the map the time courses belong to
+    mix_file: Mapped[str] = mapped_column(String(512))
+    storage_key: Mapped[str] = mapped_column(String(512))
+    spectra_key: Mapped[str | None] = mapped_column(String(512), nullable=True)  # melodic_FTmix, when given
+    rows: Mapped[int] = mapped_column(Integer)
+    columns: Mapped[int] = mapped_column(Integer)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AnnotationSet(Base):
+    """A set of events of one movie (BIDS-style: onset, duration in movie seconds, label, amplitude)."""
+
+    __tablename__ = "annotation_sets"
+    __table_args__ = (UniqueConstraint("movie_id", "name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    movie_id: Mapped[int] = mapped_column(ForeignKey("movies.id", ondelete="CASCADE"), index=True)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text, default="")
+    source_url: Mapped[str] = mapped_column(String(1000), default="")
+    is_demo: Mapped[bool] = mapped_column(Boolean, default=False)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    movie: Mapped[Movie] = relationship()
+    owner: Mapped[User | None] = relationship()
+    events: Mapped[list[AnnotationEvent]] = relationship(
+        back_populates="annotation_set", cascade="all, delete-orphan", passive_deletes=True,
+        order_by="AnnotationEvent.onset")
+
+
+class AnnotationEvent(Base):
+    __tablename__ = "annotation_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    set_id: Mapped[int] = mapped_column(ForeignKey("annotation_sets.id", ondelete="CASCADE"), index=True)
+    onset: Mapped[float] = mapped_column(Float)
+    duration: Mapped[float] = mapped_column(Float)
+    label: Mapped[str] = mapped_column(String(200), index=True)
+    amplitude: Mapped[float] = mapped_column(Float, default=1.0)
+
+    annotation_set: Mapped[AnnotationSet] = relationship(back_populates="events")
+
+
+class TemporalDecoding(Base):
+    """How well one annotation label's HRF-convolved regressor follows a component's time course: Pearson r,
+    p from a circular-shift null, Benjamini-Hochberg q over the component's labels; rank 1 is the best."""
+
+    __tablename__ = "temporal_decodings"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    component_id: Mapped[int] = mapped_column(ForeignKey("components.id", ondelete="CASCADE"), index=True)
+    set_id: Mapped[int] = mapped_column(ForeignKey("annotation_sets.id", ondelete="CASCADE"), index=True)
+    label: Mapped[str] = mapped_column(String(200), index=True)
+    r: Mapped[float] = mapped_column(Float)
+    p: Mapped[float] = mapped_column(Float)
+    q: Mapped[float] = mapped_column(Float)
+    rank: Mapped[int] = mapped_column(Integer)
+
+    annotation_set: Mapped[AnnotationSet] = relationship()

@@ -18,6 +18,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from store.db import session_scope
 from tests.conftest import use_environment
 from tests.test_queries import (
     HIDDEN_COLLECTION,
@@ -62,9 +63,13 @@ def anon(server):
 
 
 def client_for(server, user_id: int):
+    from store.models import User
+
     client = server.test_client()
+    with session_scope() as db:  # the session names the user and the session version it was signed in with
+        version = db.get(User, user_id).session_version
     with client.session_transaction() as session:
-        session["_user_id"] = str(user_id)
+        session["_user_id"] = f"{user_id}:{version}"
         session["_fresh"] = True
     return client
 

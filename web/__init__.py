@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import flask
 
-from web import api, auth, files, upload
+from web import api, auth, files, timeline, upload
 
 
 def register(server: flask.Flask) -> None:
@@ -11,3 +11,4 @@ def register(server: flask.Flask) -> None:
     server.register_blueprint(files.blueprint)
     server.register_blueprint(api.blueprint)
     server.register_blueprint(upload.blueprint)
+    server.register_blueprint(timeline.blueprint)

@@ -54,6 +54,7 @@ from pipeline.archives import ArchiveError, file_kind, storage_suffix
 from pipeline.catalog import add_upload
 from pipeline.jobs import active_job
 from pipeline.nifti import NiftiError
+from pipeline.timecourses import TimeCourseError
 from pipeline.uploads import check_file_name, check_upload
 from store.access import can_edit, can_view
 from store.config import get_settings
@@ -429,7 +430,7 @@ def upload(slug: str):
                 raise UploadRefused(400, f"{name}: the upload was interrupted ({received} of {declared} bytes).")
             try:
                 report = check_upload(path, name, tmp_dir / "members")
-            except (ArchiveError, NiftiError) as exc:
+            except (ArchiveError, NiftiError, TimeCourseError) as exc:
                 raise UploadRefused(422, str(exc)) from None
             with session_scope() as session:
                 collection = session.get(Collection, collection_id)

@@ -11,8 +11,9 @@ from dashboard.components.data import arg, read
 from dashboard.components.details import movie_terms_table
 from dashboard.components.metadata import collection_list
 from dashboard.components.tables import paged_table
+from dashboard.components.timeline import timeline_panel
 from dashboard.components.urlstate import url_tabs
-from store import queries
+from store import queries, timeline
 
 
 def title(movie: str | None = None, **_: Any) -> str:
@@ -23,6 +24,12 @@ def title(movie: str | None = None, **_: Any) -> str:
 # Dash tries path templates in registry order and "/movies/<movie>" also matches "/movies/<movie>/<term>", so the
 # movie x term page (order 4) must be tried before this one.
 dash.register_page(__name__, path_template="/movies/<movie>", order=5, title=title)
+
+
+def _timeline(session, user, slug: str) -> html.Div:
+    found = queries.get_visible_movie(session, user, slug)
+    return timeline_panel(timeline.movie_annotations(session, found), timeline.movie_courses(session, user, found),
+                          slug)
 
 
 def layout(movie: str | None = None, **query: Any) -> html.Div:
@@ -42,5 +49,6 @@ def layout(movie: str | None = None, **query: Any) -> html.Div:
             ("components", f"Components ({detail['n_components']})",
              paged_table("components", "components", query, context={"movie": detail["slug"], "hide": ["movie"]})),
             ("collections", f"Collections ({len(collections)})", collection_list(collections)),
+            ("timeline", "Timeline", read(_timeline, detail["slug"])),
         ], arg(query, "tab")),
     ])

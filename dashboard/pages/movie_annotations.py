@@ -1,0 +1,216 @@
+"""A movie's annotation sets: their labels and counts, downloads, adding one (signed in) and deleting one's own.
+
+Adding or deleting a set starts the job that decodes the movie's components in time again (``pipeline.annotations``
+on the shared job runner), so the page shows its progress.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import dash
+import dash_bootstrap_components as dbc
+from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
+from sqlalchemy import func, select
+
+from callbacks.processing import job_runner, register_runner
+from dashboard.components.common import not_found, page_header, plural
+from dashboard.components.curator import alert
+from dashboard.components.data import read, text_value
+from pipeline.annotations import (
+    AnnotationError,
+    add_annotation_set,
+    delete_annotation_set,
+    may_change,
+    start_temporal_job,
+)
+from pipeline.jobs import JobRefused
+from store import queries, timeline
+from store.db import session_scope
+from store.models import AnnotationEvent, AnnotationSet
+from web.auth import signed_in_user
+
+RUNNER = "annotjob"
+register_runner(RUNNER)
+MAX_EVENTS_FILE_BYTES = 16 * 1024 * 1024
+
+
+def title(movie: str | None = None, **_: Any) -> str:
+    found = read(queries.get_visible_movie, movie) if movie else None
+    return f"Annotations of {found.title} · INcDb" if found else "Movie not found · INcDb"
+
+
+# Tried before "/movies/<movie>/<term>" (order 4), which would take "annotations" for a term.
+dash.register_page(__name__, path_template="/movies/<movie>/annotations", order=3, title=title)
+
+
+def _sets(session, user, slug: str) -> tuple[Any, list[dict[str, Any]], set[int]] | None:
+    movie = queries.get_visible_movie(session, user, slug)
+    if movie is None:
+        return None
+    sets = timeline.movie_annotations(session, movie, with_events=False)
+    mine = {a.id for a in session.scalars(select(AnnotationSet).where(AnnotationSet.movie_id == movie.id))
+            if may_change(user, a)}
+    return {"title": movie.title, "slug": movie.slug}, sets, mine
+
+
+def set_cards(slug: str) -> list:
+    found = read(_sets, slug)
+    if found is None:
+        return []
+    _, sets, mine = found
+    if not sets:
+        return [html.P("No annotation sets yet.", className="text-muted", id="annotations-empty")]
+    cards = []
+    for a in sets:
+        labels = ", ".join(f"{x['label']} ({x['events']})" for x in a["labels"][:30])
+        more = len(a["labels"]) - 30
+        actions = [html.A("download CSV", href=f"/movies/{slug}/annotations/{a['id']}.csv", download="",
+                          className="me-3 small")]
+        if a["id"] in mine:
+            actions.append(dbc.Button("Delete", id={"type": "annot-delete", "set": a["id"]}, color="danger",
+                                      outline=True, size="sm"))
+        cards.append(dbc.Card(dbc.CardBody([
+            html.H2(a["name"], className="h6 mb-1"),
+            html.P(a["description"], className="small mb-1") if a["description"] else None,
+            html.P(html.A(a["source_url"], href=a["source_url"], rel="noopener noreferrer", target="_blank"),
+                   className="small mb-1") if a["source_url"] else None,
+            html.P([html.Strong(plural(sum(x["events"] for x in a["labels"]), "event")), f" · labels: {labels}",
+                    f" and {more} more" if more > 0 else ""], className="small mb-2"),
+            html.Div(actions),
+        ]), className="mb-3", id={"type": "annot-card", "set": a["id"]}))
+    return cards
+
+
+def upload_form() -> Any:
+    if signed_in_user() is None:
+        return html.P(["Sign in to add an annotation set."], className="text-muted")
+    return dbc.Card(dbc.CardBody([
+        html.H2("Add an annotation set", className="h6"),
+        html.P("A BIDS-style events file (tab-separated): onset and duration in seconds of movie time, trial_type "
+               "(or label), optionally amplitude (or value).", className="small text-muted"),
+        dbc.Row([
+            dbc.Col([dbc.Label("Name *", html_for="annot-name"), dbc.Input(id="annot-name", maxlength=255)], md=4),
+            dbc.Col([dbc.Label("Source URL", html_for="annot-url"),
+                     dbc.Input(id="annot-url", type="url", maxlength=1000, placeholder="https://…")], md=8),
+        ], className="mb-2 g-2"),
+        dbc.Label("Description", html_for="annot-description"),
+        dbc.Textarea(id="annot-description", maxLength=5000, className="mb-2"),
+        dcc.Upload(id="annot-file", children=html.Div(["Drop the events TSV here, or ", html.A("choose it")]),
+                   className="incdb-dropzone mb-2", max_size=MAX_EVENTS_FILE_BYTES, multiple=False),
+        html.Div(id="annot-file-name", className="small text-muted mb-2"),
+        dbc.Button("Add", id="annot-submit", color="primary"),
+    ]), className="mb-4")
+
+
+def layout(movie: str | None = None, **_query: Any) -> html.Div:
+    found = read(_sets, movie or "")
+    if found is None:
+        return not_found("Movie", movie, links=(("All movies", "/movies"), ("Home", "/")))
+    info, _, _ = found
+    return html.Div([
+        page_header(f"Annotations of {info['title']}", "Events over movie time, used to decode the components' "
+                    "time courses", crumbs=(("Home", "/"), ("Movies", "/movies"), (info["title"],
+                                                                                   f"/movies/{info['slug']}"),
+                                            ("Annotations", None))),
+        dcc.Store(id="annot-movie", data=info["slug"]),
+        upload_form(),
+        html.Div(id="annot-message"),
+        job_runner(RUNNER),
+        dcc.ConfirmDialog(id="annot-confirm", message=""),
+        dcc.Store(id="annot-pending"),
+        html.Div(set_cards(info["slug"]), id="annot-sets"),
+    ])
+
+
+@dash.callback(Output("annot-file-name", "children"), Input("annot-file", "filename"), prevent_initial_call=True)
+def _show_name(filename):
+    return f"Chosen: {filename}" if isinstance(filename, str) else ""
+
+
+def _start_job(session, user, movie) -> dict | Any:
+    try:
+        job = start_temporal_job(session, user, movie)
+    except JobRefused:
+        return no_update
+    return {"token": job.token, "nonce": None} if job is not None else no_update
+
+
+@dash.callback(
+    Output("annot-message", "children"), Output("annot-sets", "children"), Output(f"{RUNNER}-request", "data"),
+    Input("annot-submit", "n_clicks"),
+    State("annot-movie", "data"), State("annot-name", "value"), State("annot-description", "value"),
+    State("annot-url", "value"), State("annot-file", "contents"), State("annot-file", "filename"),
+    State(f"{RUNNER}-nonce", "data"),
+    prevent_initial_call=True,
+)
+def _add(_n, slug, name, description, url, contents, filename, nonce):
+    user = signed_in_user()
+    if user is None:
+        return alert("Your session has ended; sign in again."), no_update, no_update
+    data = _decode_upload(contents)
+    if data is None:
+        return alert("Choose the events file (a .tsv) first."), no_update, no_update
+    with session_scope() as session:
+        movie = queries.get_visible_movie(session, user, text_value(slug))
+        if movie is None:
+            return alert("This movie does not exist (any more)."), no_update, no_update
+        try:
+            annotation = add_annotation_set(session, user, movie, text_value(name), data, text_value(filename),
+                                            description=text_value(description), source_url=text_value(url))
+        except AnnotationError as exc:
+            return alert(str(exc).split("; ")), no_update, no_update
+        n_events = session.scalar(select(func.count(AnnotationEvent.id))
+                                  .where(AnnotationEvent.set_id == annotation.id))
+        request = _start_job(session, user, movie)
+        message = f"Added “{annotation.name}” with {plural(n_events, 'event')}."
+    if isinstance(request, dict):
+        request["nonce"] = nonce
+        message += " Decoding the movie's components against it…"
+    return alert(message, "success"), set_cards(text_value(slug)), request
+
+
+@dash.callback(
+    Output("annot-confirm", "displayed"), Output("annot-confirm", "message"), Output("annot-pending", "data"),
+    Input({"type": "annot-delete", "set": ALL}, "n_clicks"),
+    prevent_initial_call=True,
+)
+def _ask(clicks):
+    trigger = ctx.triggered_id
+    if not isinstance(trigger, dict) or not isinstance(trigger.get("set"), int) or not any(clicks or []):
+        return no_update, no_update, no_update
+    return True, "Delete this annotation set and its temporal decodings? This cannot be undone.", trigger["set"]
+
+
+@dash.callback(
+    Output("annot-message", "children", allow_duplicate=True), Output("annot-sets", "children",
+                                                                     allow_duplicate=True),
+    Output(f"{RUNNER}-request", "data", allow_duplicate=True),
+    Input("annot-confirm", "submit_n_clicks"),
+    State("annot-pending", "data"), State("annot-movie", "data"), State(f"{RUNNER}-nonce", "data"),
+    prevent_initial_call=True,
+)
+def _delete(_n, set_id, slug, nonce):
+    user = signed_in_user()
+    if user is None:
+        return alert("Your session has ended; sign in again."), no_update, no_update
+    with session_scope() as session:
+        try:
+            movie = delete_annotation_set(session, user, set_id if isinstance(set_id, int) else -1)
+        except AnnotationError as exc:
+            return alert(str(exc)), no_update, no_update
+        request = _start_job(session, user, movie)
+    if isinstance(request, dict):
+        request["nonce"] = nonce
+    return alert("The annotation set is deleted.", "success"), set_cards(text_value(slug)), request
+
+
+def _decode_upload(contents: Any) -> bytes | None:
+    """The bytes of a dcc.Upload value ("data:<type>;base64,<data>"), or None."""
+    if not isinstance(contents, str) or "," not in contents:
+        return None
+    try:
+        return base64.b64decode(contents.split(",", 1)[1], validate=False)
+    except (binascii.Error, ValueError):
+        return None
