@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html as html_text
 from typing import Any
+from urllib.parse import quote
 
 import dash
 import dash_bootstrap_components as dbc
@@ -68,6 +69,18 @@ def _track_traces(tracks: list, yaxis: str = "y") -> list[go.Bar]:
     return traces
 
 
+def _active_labels(tracks: list, grid: np.ndarray) -> list[str]:
+    """For each time of ``grid``, the labels whose events cover it (for the heatmap's hover text)."""
+    names = [[] for _ in grid]
+    for name, events in tracks:
+        covered = np.zeros(len(grid), dtype=bool)
+        for e in events:
+            covered |= (grid >= e["onset"]) & (grid <= e["onset"] + max(e["duration"], 1.0))
+        for i in np.flatnonzero(covered):
+            names[i].append(esc(name))
+    return [", ".join(n) if n else "no label" for n in names]
+
+
 def _span(annotations: list[dict[str, Any]], courses: list[dict[str, Any]]) -> tuple[float, float]:
     ends = [e["onset"] + e["duration"] for a in annotations for e in a.get("events", [])]
     times = [t for c in courses for t in (c["movie_time_s"][:1] + c["movie_time_s"][-1:])]
@@ -87,11 +100,13 @@ def timeline_figure(annotations: list[dict[str, Any]], courses: list[dict[str, A
         grid = np.linspace(span[0], span[1], min(2000, max(len(c["movie_time_s"]) for c in courses)))
         z = np.vstack([np.interp(grid, c["movie_time_s"], c["z"], left=np.nan, right=np.nan) for c in courses])
         rows = [f"{esc(c['term'])} · {i + 1}" for i, c in enumerate(courses)]
+        active = _active_labels(tracks, grid)
         fig.add_trace(go.Heatmap(
             x=grid, y=rows, z=z, colorscale="RdBu_r", zmid=0, zmin=-3, zmax=3, yaxis="y",
-            colorbar={"title": "z", "len": 0.55, "y": 0.28}, customdata=[[esc(c["collection"])] * len(grid)
-                                                                          for c in courses],
-            hovertemplate="%{y}<br>%{customdata}<br>movie time %{x:.0f} s<br>z = %{z:.2f}<extra></extra>"))
+            colorbar={"title": "z", "len": 0.55, "y": 0.28},
+            customdata=[[[esc(c["collection"]), a] for a in active] for c in courses],
+            hovertemplate="%{y}<br>%{customdata[0]}<br>movie time %{x:.0f} s · %{customdata[1]}<br>"
+                          "z = %{z:.2f}<extra></extra>"))
     track_share = 0.4 if courses and tracks else (1.0 if tracks else 0.0)
     fig.update_layout(
         font=FONT, barmode="overlay", hovermode="closest", margin={"l": 10, "r": 10, "t": 10, "b": 10},
@@ -173,7 +188,9 @@ def spectrum_figure(spectrum: dict[str, Any]) -> go.Figure:
 def temporal_table(rows: list[dict[str, Any]], limit: int = 25) -> html.Div:
     if not rows:
         return empty_state("No temporal decoding", "The movie has no annotation sets yet.")
-    body = [html.Tr([html.Td(r["annotation"]), html.Td(r["label"]), html.Td(f"{r['r']:+.3f}"),
+    body = [html.Tr([html.Td(r["annotation"]),
+                     html.Td(dcc.Link(r["label"], href=f"/labels/{quote(r['label'], safe='')}")),
+                     html.Td(f"{r['r']:+.3f}"),
                      html.Td(f"{r['p']:.3g}"), html.Td(f"{r['q']:.3g}",
                                                         className="fw-bold" if r["q"] < 0.05 else None)])
             for r in rows[:limit]]

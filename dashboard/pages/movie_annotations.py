@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 from typing import Any
+from urllib.parse import quote
 
 import dash
 import dash_bootstrap_components as dbc
@@ -64,7 +65,10 @@ def set_cards(slug: str) -> list:
         return [html.P("No annotation sets yet.", className="text-muted", id="annotations-empty")]
     cards = []
     for a in sets:
-        labels = ", ".join(f"{x['label']} ({x['events']})" for x in a["labels"][:30])
+        labels = []
+        for x in a["labels"][:30]:
+            labels += [", " if labels else "", dcc.Link(x["label"], href=f"/labels/{quote(x['label'], safe='')}"),
+                       f" ({x['events']})"]
         more = len(a["labels"]) - 30
         actions = [html.A("download CSV", href=f"/movies/{slug}/annotations/{a['id']}.csv", download="",
                           className="me-3 small")]
@@ -76,7 +80,7 @@ def set_cards(slug: str) -> list:
             html.P(a["description"], className="small mb-1") if a["description"] else None,
             html.P(html.A(a["source_url"], href=a["source_url"], rel="noopener noreferrer", target="_blank"),
                    className="small mb-1") if a["source_url"] else None,
-            html.P([html.Strong(plural(sum(x["events"] for x in a["labels"]), "event")), f" · labels: {labels}",
+            html.P([html.Strong(plural(sum(x["events"] for x in a["labels"]), "event")), " · labels: ", *labels,
                     f" and {more} more" if more > 0 else ""], className="small mb-2"),
             html.Div(actions),
         ]), className="mb-3", id={"type": "annot-card", "set": a["id"]}))
