@@ -9,6 +9,7 @@ from dash import ALL, Input, Output, State, callback_context, no_update
 from dash.exceptions import PreventUpdate
 
 from accounts.users import AccountError, set_role, set_user_active
+from callbacks.forms import clicked, trigger_id
 from callbacks.processing import register_runner
 from dashboard.components.curator import alert
 from pipeline.jobs import JobRefused, start_redecode_job
@@ -35,13 +36,14 @@ def _admin():
 )
 def _user_action(clicks):
     trigger = callback_context.triggered_id
-    if not trigger or not any(clicks or []):
+    uid = trigger_id("uid")
+    if uid is None or not clicked(clicks):
         raise PreventUpdate
     try:
         actor = _admin()
         with session_scope() as session:
             me = session.get(User, actor.id)
-            uid, action = int(trigger["uid"]), trigger["action"]
+            action = trigger.get("action")
             if action in ("admin", "curator"):
                 target = set_role(session, me, uid, action)
                 done = f"{target.email} is now {action}."
@@ -63,13 +65,13 @@ def _user_action(clicks):
     prevent_initial_call=True,
 )
 def _activate_reference(clicks, nonce):
-    trigger = callback_context.triggered_id
-    if not trigger or not any(clicks or []):
+    reference_id = trigger_id("rid")
+    if reference_id is None or not clicked(clicks):
         raise PreventUpdate
     try:
         actor = _admin()
         with session_scope() as session:
-            reference = session.get(ReferenceSet, int(trigger["rid"]))
+            reference = session.get(ReferenceSet, reference_id)
             if reference is None:
                 return no_update, alert("No such reference set."), no_update
             set_active(session, reference)

@@ -12,7 +12,7 @@ from dash import ALL, Input, Output, State, callback_context, html, no_update
 from dash.exceptions import PreventUpdate
 from sqlalchemy import func, select
 
-from callbacks.forms import form_states, form_values
+from callbacks.forms import as_dict, clicked, form_states, form_values, row_id, trigger_id
 from callbacks.processing import register_runner
 from dashboard.components.curator import alert, badge
 from pipeline.catalog import (
@@ -145,9 +145,10 @@ def _create(_n, *args):
 
 # --- edit -----------------------------------------------------------------------------------------------------
 
-def _editable(session, collection_id) -> Collection:
+def _editable(session, collection_id: Any) -> Collection:
     u = user()
-    collection = session.get(Collection, collection_id) if collection_id else None
+    cid = row_id(collection_id)  # the page's Store: anything but an id is a forged request
+    collection = session.get(Collection, cid) if cid is not None else None
     if u is None or not can_edit(u, collection):
         raise PermissionError("You may not change this collection (any more). Reload the page.")
     return collection
@@ -211,7 +212,7 @@ def _license(n_clicks, _refresh, collection_id, checked):
         with session_scope() as session:
             collection = _editable(session, collection_id)
             if confirming:
-                if not checked:
+                if checked is not True:  # the checkbox sends exactly True when ticked
                     return [license_panel(collection), alert("Tick the box to confirm.", "warning")], no_update
                 confirm_license(session, collection, session.get(User, user().id))
             panel = license_panel(collection)
@@ -299,7 +300,7 @@ def _poll(_n, _refresh, _uploaded, request, collection_id):
             uploads = list(session.scalars(select(Upload).where(Upload.collection_id == collection.id)
                                            .order_by(Upload.id)))
             busy = job is not None and job.status in ("queued", "running")
-            own = (request or {}).get("token")
+            own = as_dict(request).get("token")
             return (status_panel(collection, job, own, len(uploads)), uploads_table(uploads, busy),
                     components_table(session, collection.id), POLL_ACTIVE_MS if busy else POLL_IDLE_MS,
                     busy or not uploads or collection.license_confirmed_at is None, busy)
@@ -314,12 +315,12 @@ def _poll(_n, _refresh, _uploaded, request, collection_id):
     prevent_initial_call=True,
 )
 def _remove_upload(clicks, collection_id):
-    trigger = callback_context.triggered_id
-    if not trigger or not any(clicks or []):
+    upload_id = trigger_id("upload")
+    if upload_id is None or not clicked(clicks):
         raise PreventUpdate
     try:
         with session_scope() as session:
-            key = delete_upload(session, _editable(session, collection_id), int(trigger["upload"]))
+            key = delete_upload(session, _editable(session, collection_id), upload_id)
     except (PermissionError, ValueError) as exc:
         return no_update, alert(str(exc))
     get_storage().delete(key)
@@ -334,11 +335,11 @@ def _remove_upload(clicks, collection_id):
     prevent_initial_call=True,
 )
 def _stop(clicks):
-    trigger = callback_context.triggered_id
-    if not trigger or not any(clicks or []):
+    job_id = trigger_id("job")
+    if job_id is None or not clicked(clicks):
         raise PreventUpdate
     with session_scope() as session:
-        job = session.get(Job, int(trigger["job"]))
+        job = session.get(Job, job_id)
         try:
             cancel_job(session, user(), job.token if job else "")
         except JobRefused as exc:
@@ -357,7 +358,7 @@ def _start(_clicks, uploaded, autostart, collection_id, nonce):
     trigger = callback_context.triggered_id
     if trigger is None and not autostart:
         raise PreventUpdate  # page load without ?process=1
-    if trigger == "coll-uploaded" and not (uploaded or {}).get("ok"):
+    if trigger == "coll-uploaded" and not as_dict(uploaded).get("ok"):
         raise PreventUpdate  # nothing of the last batch was accepted
     u = user()
     try:
@@ -395,6 +396,7 @@ def _delete(_n, collection_id):
             collection = _editable(session, collection_id)
             if (job := active_job(session, collection.id)) is not None:
                 return alert(f"Processing is {job.status}; stop it before deleting the collection."), no_update
+            collection_id = collection.id
         removed = delete_collection(collection_id)
     except (PermissionError, ValueError) as exc:
         return alert(str(exc)), no_update

@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import dash_bootstrap_components as dbc
-from dash import ALL, State, html
-from sqlalchemy import select
+from dash import ALL, State, callback_context, html
 
+from dashboard.components.data import read
 from pipeline.metadata import GROUPS, Field
-from store.db import session_scope
-from store.models import LICENSES, Movie
+from store import queries
+from store.models import LICENSES
 
 LICENSE_LABELS = {"CC0-1.0": "CC0 1.0 (public domain dedication)", "CC-BY-4.0": "CC BY 4.0 (attribution)"}
 FIELDS = ("name", "movie", "year", "description", "dataset_url", "doi", "contributors", "license", "visibility")
@@ -33,10 +33,45 @@ def form_values(args: list[Any]) -> dict[str, Any]:
     values = dict(zip(FIELDS, args[:len(FIELDS)]))
     meta_values, meta_ids = args[len(FIELDS)], args[len(FIELDS) + 1]
     metadata: dict[str, dict[str, Any]] = {}
-    for value, ident in zip(meta_values or [], meta_ids or []):
-        metadata.setdefault(ident["group"], {})[ident["field"]] = value
+    if isinstance(meta_values, list) and isinstance(meta_ids, list):
+        for value, ident in zip(meta_values, meta_ids):
+            # An id without a text group and field (only a forged request sends one) names no field: left out.
+            if isinstance(ident, dict) and isinstance(ident.get("group"), str) and isinstance(ident.get("field"), str):
+                metadata.setdefault(ident["group"], {})[ident["field"]] = value
     values["metadata"] = metadata
     return values
+
+
+# --- values from the browser ----------------------------------------------------------------------------------
+# Callback arguments are JSON that the browser chose: a forged request can put any type in any of them. These turn
+# such a value into what a callback expects, or into "nothing", so that it answers with a message instead of an
+# error.
+
+MAX_ROW_ID = 2**31 - 1  # ids are INTEGER columns: PostgreSQL refuses a larger number instead of finding nothing
+
+
+def row_id(value: Any) -> int | None:
+    """A database id from a Store or a pattern-matching id; None for anything else (text, lists, True, 0, ...)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ROW_ID:
+        return value
+    return None
+
+
+def clicked(clicks: Any) -> bool:
+    """Whether the ``n_clicks`` of a pattern-matching (ALL) input hold a click."""
+    return isinstance(clicks, list) and any(isinstance(n, int) and not isinstance(n, bool) and n > 0
+                                            for n in clicks)
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """A Store's content that should be a dict (anything else counts as empty)."""
+    return value if isinstance(value, dict) else {}
+
+
+def trigger_id(key: str) -> int | None:
+    """The row id under ``key`` in the id of the pattern-matching component that triggered the callback."""
+    trigger = callback_context.triggered_id
+    return row_id(trigger.get(key)) if isinstance(trigger, dict) else None
 
 
 def _meta_control(prefix: str, group: str, f: Field, value: Any):
@@ -78,8 +113,8 @@ def metadata_section(prefix: str, metadata: dict[str, dict[str, Any]] | None) ->
 
 
 def movie_titles() -> list[str]:
-    with session_scope() as session:
-        return list(session.scalars(select(Movie.title).order_by(Movie.title).limit(2000)))
+    """The movies the signed-in curator may see (public ones and their own; every movie for an admin)."""
+    return read(queries.visible_movie_titles)
 
 
 def collection_form(prefix: str, values: dict[str, Any] | None = None, submit_label: str = "Save") -> dbc.Form:

@@ -17,12 +17,14 @@ and marks the Job cancelled; a run that cannot be killed stops at its next progr
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import dash
 import dash_bootstrap_components as dbc
 from dash import Input, Output, State, callback_context, dcc, html
 from dash.exceptions import PreventUpdate
 
+from callbacks.forms import as_dict
 from dashboard.components.curator import alert
 from pipeline.jobs import JobRefused, cancel_job
 from pipeline.tasks import run_authorized_job
@@ -96,13 +98,26 @@ def register_runner(prefix: str) -> None:
         prevent_initial_call=True,
     )
     def cancel(_n, request):
-        return cancel_from_page((request or {}).get("token"))
+        return cancel_from_page(as_dict(request).get("token"))
+
+
+MAX_TOKEN_LENGTH = 128  # job tokens are 43 characters (secrets.token_urlsafe(32))
+
+
+def job_token(value: Any) -> str | None:
+    """A job token as the page's own callback wrote it; None for anything a forged request could put there (text
+    that long, or with a NUL character, which PostgreSQL refuses in a query)."""
+    if isinstance(value, str) and 0 < len(value) <= MAX_TOKEN_LENGTH and "\x00" not in value:
+        return value
+    return None
 
 
 def run_in_background(set_progress, request, nonce):
     """The body of every runner's background callback (in a Celery worker or a forked process)."""
-    request = request or {}
-    if not request.get("token") or request.get("nonce") != nonce:
+    # Refused before any work: the request Store is written by the page's own callback, so anything else is forged.
+    request = as_dict(request)
+    token = job_token(request.get("token"))
+    if token is None or not isinstance(nonce, str) or request.get("nonce") != nonce:
         raise PreventUpdate
     identity = (callback_context.custom_data or {}).get("incdb") or {}
 
@@ -111,14 +126,15 @@ def run_in_background(set_progress, request, nonce):
         set_progress((percent, f"{done} / {total} maps" if total else "reading files…"))
 
     try:
-        summary = run_authorized_job(request["token"], identity.get("user_id"), progress)
+        summary = run_authorized_job(token, identity.get("user_id"), progress)
     except JobRefused as exc:
         return alert(str(exc))
     return outcome(summary)
 
 
-def cancel_from_page(token: str | None):
-    if not token:
+def cancel_from_page(token: Any):
+    token = job_token(token)
+    if token is None:
         raise PreventUpdate
     u = user()
     with session_scope() as session:

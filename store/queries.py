@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from store.access import visible_collections
@@ -18,6 +18,11 @@ from store.models import Collection, Component, Decoding, Movie, ReferenceSet, T
 
 DEFAULT_PER_PAGE = 20
 MAX_PER_PAGE = 100
+# Far beyond any real listing (10 million rows at 100 a page), and small enough that the offset it gives stays a
+# plain integer for SQLite and PostgreSQL: an address with page=9223372036854775807 shows an empty last page.
+MAX_PAGE = 100_000
+# Slugs are at most 200 characters and uuids 36; a longer lookup value cannot name anything.
+MAX_KEY_LENGTH = 255
 
 
 @dataclass
@@ -37,15 +42,36 @@ class Page:
 
 
 def clamp_page(page: Any, per_page: Any) -> tuple[int, int]:
+    """Page and page size from whatever a query string or a browser sent: anything that is not a number gives the
+    defaults, numbers are bounded (page 1..MAX_PAGE, size 1..MAX_PER_PAGE)."""
     try:
-        page = max(1, int(page or 1))
-    except (TypeError, ValueError):
+        page = min(MAX_PAGE, max(1, int(page or 1)))
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(float("inf"))
         page = 1
     try:
         per_page = min(MAX_PER_PAGE, max(1, int(per_page or DEFAULT_PER_PAGE)))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         per_page = DEFAULT_PER_PAGE
     return page, per_page
+
+
+def lookup_key(value: Any) -> str | None:
+    """``value`` if it can name a row (a slug or uuid), else None: not text, too long, or holding a NUL character
+    (which PostgreSQL refuses in any text parameter, so the query would fail instead of finding nothing)."""
+    if not isinstance(value, str) or len(value) > MAX_KEY_LENGTH or "\x00" in value:
+        return None
+    return value
+
+
+def search_text(value: Any, limit: int = 200) -> str:
+    """Free text to search for: anything but text counts as empty; NUL characters are dropped (see lookup_key)."""
+    return value[:limit].replace("\x00", "") if isinstance(value, str) else ""
+
+
+def _key_is(column, value: Any) -> ColumnElement[bool]:
+    """``column == value``, or a condition nothing meets when ``value`` cannot name a row."""
+    key = lookup_key(value)
+    return false() if key is None else column == key
 
 
 def _paginate(session: Session, stmt: Select, page: int, per_page: int) -> tuple[list, int]:
@@ -55,7 +81,7 @@ def _paginate(session: Session, stmt: Select, page: int, per_page: int) -> tuple
 
 
 def _like(text: str) -> str:
-    return "%" + text.strip().lower().replace("\\", "").replace("%", "").replace("_", " ") + "%"
+    return "%" + search_text(text).strip().lower().replace("\\", "").replace("%", "").replace("_", " ") + "%"
 
 
 def active_reference_id(session: Session) -> int | None:
@@ -99,6 +125,7 @@ TERM_SORTS = {"name": "name", "movies": "n_movies", "components": "n_components"
 def list_terms(session: Session, user: Any, search: str = "", sort: str = "name", descending: bool = False,
                page: int = 1, per_page: int = DEFAULT_PER_PAGE) -> Page:
     page, per_page = clamp_page(page, per_page)
+    search = search_text(search)
     stats = _term_stats(user)
     n_movies = func.coalesce(stats.c.n_movies, 0)
     n_components = func.coalesce(stats.c.n_components, 0)
@@ -117,7 +144,7 @@ def list_terms(session: Session, user: Any, search: str = "", sort: str = "name"
 
 
 def get_term(session: Session, slug: str) -> Term | None:
-    return session.scalar(select(Term).where(Term.slug == slug,
+    return session.scalar(select(Term).where(_key_is(Term.slug, slug),
                                              Term.reference_set_id == active_reference_id(session)))
 
 
@@ -167,11 +194,11 @@ def list_components(session: Session, user: Any, term_slug: str | None = None, m
             .outerjoin(Term, Component.best_term_id == Term.id)
             .where(visible_collections(user)))
     if term_slug:
-        stmt = stmt.where(Term.slug == term_slug)
+        stmt = stmt.where(_key_is(Term.slug, term_slug))
     if movie_slug:
-        stmt = stmt.where(Movie.slug == movie_slug)
+        stmt = stmt.where(_key_is(Movie.slug, movie_slug))
     if collection_slug:
-        stmt = stmt.where(Collection.slug == collection_slug)
+        stmt = stmt.where(_key_is(Collection.slug, collection_slug))
     if sort == "file":
         stmt = stmt.order_by(Component.source_file, Component.volume_index)
     else:
@@ -186,6 +213,7 @@ MOVIE_SORTS = ("title", "newest", "components")
 def list_movies(session: Session, user: Any, search: str = "", sort: str = "title", page: int = 1,
                 per_page: int = DEFAULT_PER_PAGE) -> Page:
     page, per_page = clamp_page(page, per_page)
+    search = search_text(search)
     n_comp = func.count(func.distinct(Component.id))
     stmt = (select(Movie, func.count(func.distinct(Collection.id)).label("n_collections"),
                    n_comp.label("n_components"), func.max(Collection.created).label("latest"))
@@ -207,9 +235,17 @@ def list_movies(session: Session, user: Any, search: str = "", sort: str = "titl
                  for m, nc, n, latest in rows], page, per_page, total)
 
 
+def visible_movie_titles(session: Session, user: Any, limit: int = 2000) -> list[str]:
+    """Titles of the movies the user may see, A to Z: the suggestions of the collection form, which must not tell
+    a curator the titles that only someone else's private collections have."""
+    visible = select(Collection.movie_id).where(visible_collections(user))
+    return list(session.scalars(select(Movie.title).where(Movie.id.in_(visible)).order_by(Movie.title)
+                                .limit(limit)))
+
+
 def get_visible_movie(session: Session, user: Any, slug: str) -> Movie | None:
     """A movie is visible when at least one of its collections is."""
-    return session.scalar(select(Movie).join(Collection).where(Movie.slug == slug, visible_collections(user))
+    return session.scalar(select(Movie).join(Collection).where(_key_is(Movie.slug, slug), visible_collections(user))
                           .limit(1))
 
 
@@ -254,7 +290,7 @@ def list_collections(session: Session, user: Any, page: int = 1, per_page: int =
 
 
 def get_visible_collection(session: Session, user: Any, slug: str) -> Collection | None:
-    return session.scalar(select(Collection).where(Collection.slug == slug, visible_collections(user)))
+    return session.scalar(select(Collection).where(_key_is(Collection.slug, slug), visible_collections(user)))
 
 
 def movie_term(session: Session, user: Any, movie_slug: str, term_slug: str) -> dict[str, Any] | None:
@@ -270,7 +306,7 @@ def movie_term(session: Session, user: Any, movie_slug: str, term_slug: str) -> 
 
 
 def get_visible_component(session: Session, user: Any, uuid: str) -> Component | None:
-    return session.scalar(_visible_components(user).where(Component.uuid == uuid))
+    return session.scalar(_visible_components(user).where(_key_is(Component.uuid, uuid)))
 
 
 def component_detail(session: Session, user: Any, uuid: str) -> dict[str, Any] | None:
@@ -325,7 +361,7 @@ def heatmap(session: Session, user: Any) -> dict[str, Any]:
 
 def search(session: Session, user: Any, text: str, limit: int = 8) -> list[dict[str, str]]:
     """Suggestions for the search box: terms and visible movies whose names contain the text."""
-    text = text.strip()
+    text = search_text(text, 100).strip()
     if len(text) < 2:
         return []
     like = _like(text)

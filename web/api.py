@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import flask
+from werkzeug.exceptions import HTTPException
 
 from store import queries
 from store.db import session_scope
@@ -27,6 +28,20 @@ def _json(payload: dict, status: int = 200) -> flask.Response:
 
 def _not_found(what: str) -> flask.Response:
     return _json({"error": f"{what} not found"}, 404)
+
+
+@blueprint.route("/<path:unknown>", methods=["GET", "HEAD"])
+def unknown_route(unknown: str):
+    """Without this, Dash's page route would answer any other /api/ address with the app's HTML."""
+    return _json({"error": f"no API route /api/{unknown[:200]}; GET /api/ lists the routes"}, 404)
+
+
+@blueprint.app_errorhandler(HTTPException)
+def _api_error(error: HTTPException):
+    """Errors under /api/ (a wrong method, say) as JSON like every other API answer; elsewhere unchanged."""
+    if not flask.request.path.startswith(blueprint.url_prefix + "/"):
+        return error
+    return _json({"error": error.description or error.name}, error.code or 500)
 
 
 @blueprint.get("/")

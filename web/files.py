@@ -2,6 +2,11 @@
 
 Maps are full precision by default; ``?display=1`` gives the viewer's 8-bit encoding. Private data is 404 to
 anyone who may not see it (not 403: its existence is private too).
+
+Caching: a component belongs to one collection, which its owner can make private at any time, so component files
+(and the CSV and zip made from them) may be kept by the browser only, and only to be revalidated on every use
+(``private, no-cache`` with an ETag: a 304 costs one small request, and a map that became private answers 404 at
+once). Term maps and merged maps are made from public data only and may be cached by anyone for a few minutes.
 """
 from __future__ import annotations
 
@@ -31,6 +36,8 @@ NIFTI_GZ = "application/gzip"
 _display_cache: OrderedDict[tuple[str, str], bytes] = OrderedDict()
 _display_lock = threading.Lock()
 DISPLAY_CACHE_ITEMS = 256
+PUBLIC_CACHE = "public, max-age=300"
+PRIVATE_CACHE = "private, no-cache"
 
 
 def _display_bytes(key: str, version: str) -> bytes:
@@ -47,7 +54,7 @@ def _display_bytes(key: str, version: str) -> bytes:
     return data
 
 
-def _send_map(key: str, filename: str, public: bool) -> flask.Response:
+def _send_map(key: str, filename: str, cache_control: str) -> flask.Response:
     storage = get_storage()
     try:
         version = storage.version(key)
@@ -68,7 +75,7 @@ def _send_map(key: str, filename: str, public: bool) -> flask.Response:
             response.call_on_close(fh.close)
     response.set_etag(etag)
     response.headers["Content-Disposition"] = f'inline; filename="{filename}"'
-    response.headers["Cache-Control"] = "public, max-age=300" if public else "private, max-age=0, must-revalidate"
+    response.headers["Cache-Control"] = cache_control
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response.make_conditional(flask.request)
 
@@ -92,8 +99,8 @@ def component_file(uuid: str):
         comp = queries.get_visible_component(session, viewer(), uuid)
         if comp is None:
             flask.abort(404)
-        key, public = comp.storage_key, comp.collection.visibility == "public"
-    return _send_map(key, f"component-{uuid}.nii.gz", public)
+        key = comp.storage_key
+    return _send_map(key, f"component-{uuid}.nii.gz", PRIVATE_CACHE)
 
 
 @blueprint.get("/files/terms/<term>.nii.gz")
@@ -103,7 +110,7 @@ def term_file(term: str):
         if t is None:
             flask.abort(404)
         key = t.storage_key
-    return _send_map(key, f"term-{term}.nii.gz", True)
+    return _send_map(key, f"term-{term}.nii.gz", PUBLIC_CACHE)
 
 
 @blueprint.get("/files/terms/<term>/mean.nii.gz")
@@ -114,7 +121,7 @@ def term_mean_file(term: str):
         if tm is None:
             flask.abort(404)
         key = tm.storage_key
-    return _send_map(key, f"{term}-all-movies-mean.nii.gz", True)
+    return _send_map(key, f"{term}-all-movies-mean.nii.gz", PUBLIC_CACHE)
 
 
 @blueprint.get("/files/movies/<movie>/<term>.nii.gz")
@@ -126,7 +133,21 @@ def merged_file(movie: str, term: str):
         if tm is None:
             flask.abort(404)
         key = tm.storage_key
-    return _send_map(key, f"{movie}-{term}-merged.nii.gz", True)
+    return _send_map(key, f"{movie}-{term}-merged.nii.gz", PUBLIC_CACHE)
+
+
+def _plain_not_found(_error: Exception | None = None) -> flask.Response:
+    return flask.Response("Not found\n", status=404, mimetype="text/plain")
+
+
+@blueprint.route("/files/<path:_unknown>", methods=["GET", "HEAD"])
+def unknown_file(_unknown: str):
+    """Any other address under /files/: a plain 404 rather than the app's HTML page (Dash serves every path)."""
+    return _plain_not_found()
+
+
+# The routes' own 404s (an unknown or private map) read the same: a file route never answers with a web page.
+blueprint.register_error_handler(404, _plain_not_found)
 
 
 @blueprint.get("/components/<uuid>/decodings.csv")
@@ -143,6 +164,7 @@ def decodings_csv(uuid: str):
         writer.writerow([row["rank"], row["term"], f"{row['r']:.6f}"])
     response = flask.Response(buf.getvalue(), mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="component-{uuid}-decodings.csv"'
+    response.headers["Cache-Control"] = PRIVATE_CACHE
     return response
 
 
@@ -192,4 +214,5 @@ def collection_zip(slug: str):
         flask.abort(404)
     response = flask.Response(flask.stream_with_context(zip_stream(members)), mimetype="application/zip")
     response.headers["Content-Disposition"] = f'attachment; filename="{slug}-maps.zip"'
+    response.headers["Cache-Control"] = PRIVATE_CACHE
     return response

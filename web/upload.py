@@ -60,6 +60,7 @@ from store.access import can_edit, can_view
 from store.config import get_settings
 from store.db import session_scope
 from store.models import Collection, Upload, User, utcnow
+from store.queries import lookup_key
 from store.units import human_bytes
 from web.auth import signed_in_user
 from web.files import zip_stream
@@ -86,6 +87,8 @@ def _error(status: int, message: str, retry_after: int | None = None) -> flask.R
 
 
 def _editable_collection(slug: str, user) -> int:
+    if lookup_key(slug) is None:  # NUL or an absurd length: PostgreSQL would refuse the query
+        raise UploadRefused(404, "No such collection.")
     with session_scope() as session:
         collection = session.scalar(select(Collection).where(Collection.slug == slug))
         if collection is None or not can_view(user, collection):
@@ -459,6 +462,8 @@ def upload(slug: str):
 @blueprint.get("/upload/<slug>/raw.zip")
 def raw_uploads(slug: str):
     user = signed_in_user()
+    if lookup_key(slug) is None:
+        flask.abort(404)
     with session_scope() as session:
         collection = session.scalar(select(Collection).where(Collection.slug == slug))
         # 404 also for collections the user may see but not edit: raw uploads are the owner's, not public data.

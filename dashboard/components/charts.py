@@ -3,6 +3,10 @@
 A clickable graph comes with a map from the clicked mark (its x and y labels) to the page it opens; one clientside
 callback turns a click into a Dash pages navigation, so no server round trip sits between the click and the new
 page. (Dash strips ``customdata`` and point numbers from a heatmap's ``clickData``, so labels are the key.)
+
+Plotly draws labels, hover text and titles through its own HTML subset (``<a href>``, ``<b>``, ``<br>``, ...), so
+every string that comes from users or files (movie titles, term names) goes into a figure through ``plot_text``:
+a title ``<a href="https://evil.example/">Evil</a>`` is then shown as typed, not turned into a link.
 """
 from __future__ import annotations
 
@@ -23,6 +27,12 @@ POSITIVE = "#e4572e"
 NEGATIVE = "#2e86de"
 FONT = {"family": "Lato, -apple-system, 'Segoe UI', Roboto, sans-serif", "size": 14, "color": "#2c3e50"}
 HEATMAP_SCALE = [[0.0, "#e3f6f1"], [0.35, "#8fdcc8"], [0.7, "#2fb69a"], [1.0, "#0b6e5c"]]
+
+
+def plot_text(value: Any) -> str:
+    """Text for a Plotly figure, shown literally: ``&``, ``<`` and ``>`` become entities, which Plotly turns back
+    into the characters after it has looked for tags. The figure's marks and their click keys use this same text."""
+    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def link_key(x: Any, y: Any) -> str:
@@ -69,15 +79,16 @@ def heatmap_terms(data: dict[str, Any], limit: int = MAX_HEATMAP_TERMS) -> list[
 def heatmap_figure(data: dict[str, Any], limit: int = MAX_HEATMAP_TERMS) -> go.Figure:
     """Terms (rows) x movies (columns); colour and label = number of components, hover adds the mean r."""
     rows = heatmap_terms(data, limit)
-    movies = data["movies"]
     z: list[list[int | None]] = []
     custom: list[list[list[str]]] = []
     for i in rows:
         z.append([n or None for n in data["count"][i]])  # empty cells stay blank instead of "0"
-        custom.append([[fmt_r(data["mean_r"][i][j]), str(n)] for j, n in enumerate(data["count"][i])])
+        custom.append([[plot_text(fmt_r(data["mean_r"][i][j])), plot_text(n)]
+                       for j, n in enumerate(data["count"][i])])
     figure = go.Figure(go.Heatmap(
-        z=z, x=movies, y=[data["terms"][i] for i in rows], customdata=custom, colorscale=HEATMAP_SCALE,
-        zauto=False, zmin=0, zmax=max([n for row in z for n in row if n] or [1]), xgap=3, ygap=3,
+        z=z, x=[plot_text(m) for m in data["movies"]], y=[plot_text(data["terms"][i]) for i in rows],
+        customdata=custom, colorscale=HEATMAP_SCALE, zauto=False, zmin=0,
+        zmax=max([n for row in z for n in row if n] or [1]), xgap=3, ygap=3,
         hoverongaps=False, texttemplate="%{z}", textfont={"size": 13},
         colorbar={"title": {"text": "components", "side": "right"}, "thickness": 12, "outlinewidth": 0},
         hovertemplate="<b>%{y}</b> in <b>%{x}</b><br>%{customdata[1]} components, mean r %{customdata[0]}"
@@ -87,8 +98,9 @@ def heatmap_figure(data: dict[str, Any], limit: int = MAX_HEATMAP_TERMS) -> go.F
         height=max(260, 110 + 30 * len(rows)), margin={"l": 10, "r": 10, "t": 10, "b": 10}, font=FONT,
         paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="#f6f8fa", hoverlabel={"font_size": 14},
     )
-    figure.update_xaxes(side="top", tickangle=0, automargin=True, showgrid=False, fixedrange=True)
-    figure.update_yaxes(autorange="reversed", automargin=True, showgrid=False, fixedrange=True)
+    # Categories even when every label looks like a number (a film called "1917"): labels are the click keys.
+    figure.update_xaxes(type="category", side="top", tickangle=0, automargin=True, showgrid=False, fixedrange=True)
+    figure.update_yaxes(type="category", autorange="reversed", automargin=True, showgrid=False, fixedrange=True)
     return figure
 
 
@@ -100,7 +112,8 @@ def heatmap_note(data: dict[str, Any], limit: int = MAX_HEATMAP_TERMS) -> str | 
 
 def heatmap_links(data: dict[str, Any], limit: int = MAX_HEATMAP_TERMS) -> dict[str, str]:
     """Movie x term page of every non-empty cell shown."""
-    return {link_key(movie, data["terms"][i]): f"/movies/{data['movie_slugs'][j]}/{data['term_slugs'][i]}"
+    return {link_key(plot_text(movie), plot_text(data["terms"][i])):
+            f"/movies/{data['movie_slugs'][j]}/{data['term_slugs'][i]}"
             for i in heatmap_terms(data, limit) for j, movie in enumerate(data["movies"]) if data["count"][i][j]}
 
 
@@ -113,7 +126,7 @@ def profile_bars(profile: list[dict[str, Any]], n: int = PROFILE_BARS) -> list[d
 def decoding_figure(profile: list[dict[str, Any]], n: int = PROFILE_BARS) -> go.Figure:
     bars = profile_bars(profile, n)
     figure = go.Figure(go.Bar(
-        x=[d["r"] for d in bars], y=[d["term"] for d in bars], orientation="h",
+        x=[d["r"] for d in bars], y=[plot_text(d["term"]) for d in bars], orientation="h",
         marker={"color": [POSITIVE if d["r"] >= 0 else NEGATIVE for d in bars]},
         hovertemplate="<b>%{y}</b>: r = %{x:.3f}<extra></extra>",
     ))
@@ -123,9 +136,10 @@ def decoding_figure(profile: list[dict[str, Any]], n: int = PROFILE_BARS) -> go.
     )
     figure.update_xaxes(title_text="Pearson r with the term map", zeroline=True, zerolinecolor="#95a5a6",
                         zerolinewidth=1.5, gridcolor="#ecf0f1", fixedrange=True)
-    figure.update_yaxes(automargin=True, fixedrange=True)
+    figure.update_yaxes(type="category", automargin=True, fixedrange=True)
     return figure
 
 
 def profile_links(profile: list[dict[str, Any]], n: int = PROFILE_BARS) -> dict[str, str]:
-    return {link_key(None, d["term"]): f"/terms/{d['slug']}" for d in profile_bars(profile, n) if d.get("slug")}
+    return {link_key(None, plot_text(d["term"])): f"/terms/{d['slug']}" for d in profile_bars(profile, n)
+            if d.get("slug")}

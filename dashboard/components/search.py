@@ -1,6 +1,8 @@
 """The search box: suggestions (terms and movies) as you type; choosing one, or Enter, opens it."""
 from __future__ import annotations
 
+from typing import Any
+
 import dash
 import dash_bootstrap_components as dbc
 from dash import MATCH, Input, Output, State, dcc, html
@@ -51,8 +53,8 @@ def suggestion_list(items: list[dict[str, str]], text: str) -> Child:
     Input(search_id("input", MATCH), "value"),
     prevent_initial_call=True,
 )
-def _suggest(text: str | None) -> Child:
-    text = (text or "")[:100]
+def _suggest(text: Any) -> Child:
+    text = queries.search_text(text, 100)
     items = read(queries.search, text) if len(text.strip()) >= MIN_CHARS else []
     return suggestion_list(items, text)
 
@@ -63,8 +65,8 @@ def _suggest(text: str | None) -> Child:
     State(search_id("input", MATCH), "value"),
     prevent_initial_call=True,
 )
-def _open_first(_n_submit: int, text: str | None) -> str:
-    items = read(queries.search, (text or "")[:100])
+def _open_first(_n_submit: Any, text: Any) -> str:
+    items = read(queries.search, queries.search_text(text, 100))
     if not items:
         raise dash.exceptions.PreventUpdate
     return items[0]["href"]

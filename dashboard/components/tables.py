@@ -164,19 +164,39 @@ def paged_table(name: str, source_name: str, query: Mapping[str, Any], context: 
     State(table_id("context", MATCH), "data"),
     prevent_initial_call=True,
 )
-def _update_table(search: str | None, sort: str | None, page: int | None, context: dict[str, Any]):
-    source = SOURCES.get((context or {}).get("source", ""))
+def _update_table(search: Any, sort: Any, page: Any, context: Any):
+    context = clean_context(context)
+    source = SOURCES.get(context["source"]) if context else None
     if source is None:
         raise dash.exceptions.PreventUpdate
-    trigger = ctx.triggered_id or {}
+    trigger = ctx.triggered_id if isinstance(ctx.triggered_id, dict) else {}
     restart = trigger.get("type") in (PREFIX + "search", PREFIX + "sort")
-    state = TableState(search=(search or "")[:200] if source.searchable else "",
-                       sort=sort if sort in {v for v, _ in source.sorts} else (source.sorts[0][0] if source.sorts
-                                                                                  else ""),
-                       page=1 if restart else max(1, int(page or 1)))
+    sorts = [v for v, _ in source.sorts]
+    state = TableState(search=queries.search_text(search) if source.searchable else "",
+                       sort=sort if isinstance(sort, str) and sort in sorts else (sorts[0] if sorts else ""),
+                       page=1 if restart else queries.clamp_page(page, None)[0])
     data = _draw(source, context, state)
     return (data.content, _summary(data), data.pages, data.page,
             None if data.pages > 1 else {"display": "none"}, _params(source, state, context.get("prefix", "")))
+
+
+# What a table's context Store may hold (see paged_table): the browser sends it back with every change, so a
+# forged one is cut down to these keys and types before a source reads it.
+CONTEXT_TEXT = ("source", "prefix", "term", "movie", "collection", "uuid")
+
+
+def clean_context(context: Any) -> dict[str, Any] | None:
+    """The usable part of a table context from the browser; None when it names no source."""
+    if not isinstance(context, dict) or not isinstance(context.get("source"), str):
+        return None
+    clean: dict[str, Any] = {k: context[k] for k in CONTEXT_TEXT if isinstance(context.get(k), str)}
+    hide = context.get("hide")
+    if isinstance(hide, list):
+        clean["hide"] = [h for h in hide if isinstance(h, str)]
+    per_page = context.get("per_page")
+    if isinstance(per_page, int) and not isinstance(per_page, bool):
+        clean["per_page"] = queries.clamp_page(1, per_page)[1]
+    return clean
 
 
 dash.clientside_callback(

@@ -16,6 +16,7 @@ from store.access import can_edit
 from store.config import get_settings
 from store.db import session_scope
 from store.models import Collection, Movie
+from store.queries import lookup_key
 from store.units import human_bytes
 from web.auth import signed_in_user as user
 
@@ -46,7 +47,8 @@ def layout(slug: str | None = None, process: str | None = None, delete: str | No
     if u is None:
         return sign_in_prompt(f"/contribute/{slug or ''}", "this collection")
     with session_scope() as session:
-        collection = session.scalar(select(Collection).where(Collection.slug == (slug or "")))
+        key = lookup_key(slug)  # a query string can replace the path's slug with a list, a NUL or 10,000 characters
+        collection = session.scalar(select(Collection).where(Collection.slug == key)) if key else None
         if collection is None or not can_edit(u, collection):
             return not_found("collection", links=(("My collections", "/contribute"), ("Browse movies", "/movies")),
                              hint="It does not exist, or it is not yours to change.")
