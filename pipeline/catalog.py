@@ -237,7 +237,7 @@ def validate_collection_form(raw: dict[str, Any]) -> tuple[dict[str, Any], list[
     Parameters
     ----------
     raw : dict
-        The form's fields (``callbacks.forms.FIELDS``) plus ``metadata`` (group -> field -> value). Values may be
+        The form's fields (``dashboard.components.collection_form.FIELDS``) plus ``metadata`` (group -> field -> value). Values may be
         anything a forged request sends: non-text where text belongs counts as empty.
 
     Returns

@@ -156,14 +156,6 @@ def settle_cancelled_collection(session: Session, job: Job) -> None:
         collection.status = CollectionStatus.READY if n else CollectionStatus.EMPTY
 
 
-def job_summary(job: Job) -> dict[str, Any]:
-    """The fields a page shows of a job, as plain values."""
-    return {"id": job.id, "kind": job.kind, "status": str(job.status), "done": job.progress_done,
-            "total": job.progress_total, "message": job.message, "error": job.error,
-            "warnings": list(job.warnings or []), "attempts": job.attempts,
-            "collection_id": job.collection_id}
-
-
 # --- who may run what ------------------------------------------------------------------------------------------
 
 def start_ingest_job(session: Session, user: Any, collection: Collection) -> Job:

@@ -23,7 +23,6 @@ from pipeline.jobs import (
     JobRefused,
     authorize,
     fail_job,
-    job_summary,
     running_job,
     settle_cancelled_collection,
     update_job,
@@ -124,7 +123,7 @@ def run_authorized_job(token: str, user_id: Any, progress: Progress | None = Non
         authorize(session, job, user_id)
         job_id, collection_id, kind = job.id, job.collection_id, job.kind
         if job.status in FINISHED_JOB_STATUSES:
-            return job_summary(job)
+            return job.summary()
     log.info("job %s (%s, collection %s) runs in process %s", job_id, kind, collection_id, os.getpid())
 
     def checked_progress(done: int, total: int) -> None:
@@ -154,4 +153,4 @@ def run_authorized_job(token: str, user_id: Any, progress: Progress | None = Non
         elif job.status in ACTIVE_JOB_STATUSES:  # run_job returned without finishing the row
             update_job(job_id, status=JobStatus.SUCCEEDED, finished=utcnow())
             session.refresh(job)
-        return job_summary(job)
+        return job.summary()

@@ -322,6 +322,14 @@ class Job(Base):
     heartbeat: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     collection: Mapped[Collection | None] = relationship()
+
+    def summary(self) -> dict[str, Any]:
+        """The fields a page shows of the job, as plain values."""
+        return {"id": self.id, "kind": self.kind, "status": str(self.status), "done": self.progress_done,
+                "total": self.progress_total, "message": self.message, "error": self.error,
+                "warnings": list(self.warnings or []), "attempts": self.attempts,
+                "collection_id": self.collection_id}
+
     # The movie a temporal-decoding job recomputes (its annotation sets changed).
     movie_id: Mapped[int | None] = mapped_column(ForeignKey("movies.id", ondelete="CASCADE"), nullable=True)
 

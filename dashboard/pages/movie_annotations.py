@@ -15,10 +15,10 @@ import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 from sqlalchemy import func, select
 
-from callbacks.processing import job_runner, register_runner
 from dashboard.components.common import not_found, page_header, plural
 from dashboard.components.curator import alert
 from dashboard.components.data import read, text_value
+from dashboard.components.job_runner import job_runner, register_runner
 from pipeline.annotations import (
     AnnotationError,
     add_annotation_set,

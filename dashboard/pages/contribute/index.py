@@ -5,9 +5,10 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import Input, Output, dcc, html
 
-import callbacks.contribute  # noqa: F401 - registers the contribute callbacks
-from callbacks.contribute import collection_rows, job_line
+from dashboard.components.curation import job_line
 from dashboard.components.curator import badge, sign_in_prompt
+from pipeline.heartbeat import settle_stalled_jobs
+from store.curation import collection_rows
 from store.db import session_scope
 from web.auth import signed_in_user as user
 
@@ -49,6 +50,7 @@ def table(rows) -> html.Div:
 def rows_for_current_user():
     u = user()
     with session_scope() as session:
+        settle_stalled_jobs(session)  # a job whose process died is shown failed, not running
         return collection_rows(session, u)
 
 

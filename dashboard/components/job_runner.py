@@ -24,8 +24,8 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, State, callback_context, dcc, html
 from dash.exceptions import PreventUpdate
 
-from callbacks.forms import as_dict
 from dashboard.components.curator import alert
+from dashboard.components.data import as_dict
 from pipeline.jobs import JobRefused, cancel_job
 from pipeline.tasks import run_authorized_job
 from store.db import session_scope

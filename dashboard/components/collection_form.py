@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import dash_bootstrap_components as dbc
-from dash import ALL, State, callback_context, html
+from dash import ALL, State, html
 
 from dashboard.components.data import read
 from pipeline.metadata import GROUPS, Field
@@ -40,38 +40,6 @@ def form_values(args: list[Any]) -> dict[str, Any]:
                 metadata.setdefault(ident["group"], {})[ident["field"]] = value
     values["metadata"] = metadata
     return values
-
-
-# --- values from the browser ----------------------------------------------------------------------------------
-# Callback arguments are JSON that the browser chose: a forged request can put any type in any of them. These turn
-# such a value into what a callback expects, or into "nothing", so that it answers with a message instead of an
-# error.
-
-MAX_ROW_ID = 2**31 - 1  # ids are INTEGER columns: PostgreSQL refuses a larger number instead of finding nothing
-
-
-def row_id(value: Any) -> int | None:
-    """A database id from a Store or a pattern-matching id; None for anything else (text, lists, True, 0, ...)."""
-    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ROW_ID:
-        return value
-    return None
-
-
-def clicked(clicks: Any) -> bool:
-    """Whether the ``n_clicks`` of a pattern-matching (ALL) input hold a click."""
-    return isinstance(clicks, list) and any(isinstance(n, int) and not isinstance(n, bool) and n > 0
-                                            for n in clicks)
-
-
-def as_dict(value: Any) -> dict[str, Any]:
-    """A Store's content that should be a dict (anything else counts as empty)."""
-    return value if isinstance(value, dict) else {}
-
-
-def trigger_id(key: str) -> int | None:
-    """The row id under ``key`` in the id of the pattern-matching component that triggered the callback."""
-    trigger = callback_context.triggered_id
-    return row_id(trigger.get(key)) if isinstance(trigger, dict) else None
 
 
 def _meta_control(prefix: str, group: str, f: Field, value: Any):
