@@ -64,7 +64,10 @@
 
   function accepted(name, accept) {
     var low = name.toLowerCase();
-    return accept.split(",").some(function (suffix) { return suffix && low.endsWith(suffix.trim()); });
+    return accept.split(",").some(function (suffix) {
+      suffix = suffix.trim().toLowerCase();
+      return suffix && low.endsWith(suffix);
+    });
   }
 
   function el(tag, className, text) {
@@ -218,7 +221,9 @@
     var input = document.createElement("input");
     input.type = "file";
     input.multiple = true;
-    input.accept = (zone && zone.getAttribute("data-accept")) || "";
+    // The picker takes file endings only: names without one (melodic_mix) are chosen with "All files".
+    input.accept = ((zone && zone.getAttribute("data-accept")) || "").split(",")
+      .filter(function (token) { return token.charAt(0) === "."; }).join(",");
     input.style.display = "none";
     input.addEventListener("change", function () {
       uploadAll(zone, Array.prototype.slice.call(input.files || []));

@@ -114,7 +114,8 @@ def delete_annotation_set(session: Session, user: Any, set_id: int) -> Movie:
     AnnotationError
         No such set, or the user may not delete it.
     """
-    annotation = session.get(AnnotationSet, set_id) if isinstance(set_id, int) else None
+    valid = isinstance(set_id, int) and not isinstance(set_id, bool) and 1 <= set_id <= 2**31 - 1
+    annotation = session.get(AnnotationSet, set_id) if valid else None
     if annotation is None:
         raise AnnotationError("This annotation set does not exist (any more).")
     if not may_change(user, annotation):

@@ -15,6 +15,7 @@ from pipeline.jobs import active_job
 from pipeline.metadata import validate_metadata
 from pipeline.reference import active_reference
 from pipeline.termmaps import rebuild_term_maps
+from pipeline.timecourses import TimeCourseError, Timing
 from pipeline.uploads import check_file_name
 from store.config import get_settings
 from store.db import session_scope
@@ -137,7 +138,7 @@ EDITABLE_TEXT_FIELDS = {name: TEXT_LIMITS[name] for name in ("description", "dat
 
 def update_collection(session: Session, collection: Collection, *, name: str | None = None,
                       movie: Movie | None = None, visibility: str | None = None, license: str | None = None,
-                      metadata: dict | None = None, **fields: str) -> Collection:
+                      metadata: dict | None = None, timing: dict | None | bool = False, **fields: str) -> Collection:
     """Change a collection's description and metadata. The slug stays (links keep working). Merged maps hold
     public components only, so a change of visibility or movie rebuilds the maps of the collection's terms."""
     if name is not None:
@@ -158,6 +159,8 @@ def update_collection(session: Session, collection: Collection, *, name: str | N
         collection.license_confirmed_at, collection.license_confirmed_by = None, ""
     if metadata is not None:
         collection.metadata_ = metadata
+    if timing is not False:  # None clears the timing
+        collection.timing = timing
     remerge = False
     if visibility is not None and visibility != collection.visibility:
         check_choice(visibility, VISIBILITIES, "visibility")
@@ -237,8 +240,8 @@ def validate_collection_form(raw: dict[str, Any]) -> tuple[dict[str, Any], list[
     Parameters
     ----------
     raw : dict
-        The form's fields (``dashboard.components.collection_form.FIELDS``) plus ``metadata`` (group -> field -> value). Values may be
-        anything a forged request sends: non-text where text belongs counts as empty.
+        The form's fields (``dashboard.components.collection_form.FIELDS``) plus ``metadata`` (group -> field ->
+        value). Values may be anything a forged request sends: non-text where text belongs counts as empty.
 
     Returns
     -------
@@ -273,7 +276,27 @@ def validate_collection_form(raw: dict[str, Any]) -> tuple[dict[str, Any], list[
     metadata = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
     clean["metadata"], meta_errors = validate_metadata(metadata)
     errors += [m if m.endswith(".") else m + "." for m in meta_errors]
+    clean["timing"] = _form_timing(raw, clean["metadata"], errors)
     return clean, errors
+
+
+def _form_timing(raw: dict[str, Any], metadata: dict[str, Any], errors: list[str]) -> dict[str, Any] | None:
+    """The timing of the time courses from the form's runs and subjects, with the acquisition's TR; None when no
+    runs are given."""
+    runs = raw.get("runs")
+    if not isinstance(runs, str) or not runs.strip():
+        return None
+    tr = (metadata.get("acquisition") or {}).get("tr")
+    if tr is None:
+        errors.append("Give the repetition time (TR) under Acquisition: the runs' volumes are placed on the movie "
+                      "with it.")
+        return None
+    subjects = raw.get("subjects") if isinstance(raw.get("subjects"), str | int) else 1
+    try:
+        return Timing.parse(tr, runs, subjects or 1).to_dict()
+    except TimeCourseError as exc:
+        errors.append(str(exc))
+        return None
 
 
 def _clean_form_text(raw: dict[str, Any], errors: list[str]) -> dict[str, str]:

@@ -26,7 +26,7 @@ from store.models import (
     Term,
     TimeCourse,
 )
-from store.queries import get_visible_component
+from store.queries import get_visible_component, lookup_key
 
 MAX_DISPLAY_POINTS = 2000  # per trace sent to a browser; downloads keep every row
 SIGNIFICANT_Q = 0.05
@@ -150,6 +150,8 @@ def downsample(x: np.ndarray, y: np.ndarray, n: int = MAX_DISPLAY_POINTS) -> tup
 def label_components(session: Session, user: Any, label: str) -> list[dict[str, Any]]:
     """The visible components of every movie that follow ``label`` (q < 0.05 in an annotation set of their
     movie whose label has this name), best first."""
+    if lookup_key(label) is None:  # NUL or an absurd length names no label (and PostgreSQL refuses it)
+        return []
     rows = session.execute(select(Component.uuid, Component.storage_key, Movie.title, Movie.slug, Collection.name,
                                   AnnotationSet.name, TemporalDecoding.r, TemporalDecoding.p, TemporalDecoding.q)
                            .join(Component, TemporalDecoding.component_id == Component.id)

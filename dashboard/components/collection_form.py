@@ -5,16 +5,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import dash
 import dash_bootstrap_components as dbc
-from dash import ALL, State, html
+from dash import ALL, Input, Output, State, html
 
 from dashboard.components.data import read
 from pipeline.metadata import GROUPS, Field
+from pipeline.timecourses import TimeCourseError, Timing
 from store import queries
 from store.models import LICENSES
 
 LICENSE_LABELS = {"CC0-1.0": "CC0 1.0 (public domain dedication)", "CC-BY-4.0": "CC BY 4.0 (attribution)"}
-FIELDS = ("name", "movie", "year", "description", "dataset_url", "doi", "contributors", "license", "visibility")
+FIELDS = ("name", "movie", "year", "description", "dataset_url", "doi", "contributors", "license", "visibility",
+          "runs", "subjects")
 
 
 def _id(prefix: str, name: str) -> str:
@@ -85,6 +88,28 @@ def movie_titles() -> list[str]:
     return read(queries.visible_movie_titles)
 
 
+def timing_section(prefix: str, timing: dict[str, Any] | None) -> html.Div:
+    """Where the time courses sit in the movie: runs (movie start and volumes) and subjects concatenated; TR is
+    the acquisition field above. The computed total is shown as the curator types."""
+    runs = ",".join(f"{start:g}:{n}" for start, n in (timing or {}).get("runs", []))
+    return html.Div([
+        html.H2("Timing of the time courses", className="h6 mt-3"),
+        html.P("Only needed with time courses (melodic_mix or <map>_timecourses.tsv). Runs in the order they are "
+               "concatenated: the movie time in seconds of each run's first kept volume, a colon, its number of "
+               "volumes; e.g. 0:451,886:441 (runs may overlap). TR is the acquisition's repetition time above.",
+               className="text-muted small"),
+        dbc.Row([
+            dbc.Col([dbc.Label("Runs", html_for=_id(prefix, "runs")),
+                     dbc.Input(id=_id(prefix, "runs"), value=runs, maxlength=4000, placeholder="0:451,886:441")],
+                    md=8, className="mb-2"),
+            dbc.Col([dbc.Label("Subjects concatenated", html_for=_id(prefix, "subjects")),
+                     dbc.Input(id=_id(prefix, "subjects"), value=str((timing or {}).get("subjects", 1)),
+                               inputmode="numeric", maxlength=4)], md=4, className="mb-2"),
+        ]),
+        html.Div(id=f"{prefix}-timing-summary", className="small text-muted"),
+    ])
+
+
 def collection_form(prefix: str, values: dict[str, Any] | None = None, submit_label: str = "Save") -> dbc.Form:
     v = values or {}
     return dbc.Form([
@@ -131,6 +156,25 @@ def collection_form(prefix: str, values: dict[str, Any] | None = None, submit_la
         html.H2("How the data were recorded", className="h6 mt-2"),
         html.P("All optional. Numbers in the units shown.", className="text-muted small"),
         metadata_section(prefix, v.get("metadata")),
+        timing_section(prefix, v.get("timing")),
         dbc.Button(submit_label, id=f"{prefix}-submit", type="submit", color="primary", className="mt-3"),
         html.Div(id=f"{prefix}-message"),
     ], id=f"{prefix}-form")
+
+
+def timing_summary(tr: Any, runs: Any, subjects: Any) -> str:
+    """What the timing fields give, or why they cannot be used (for the live line under them)."""
+    if not isinstance(runs, str) or not runs.strip():
+        return "No timing: time courses cannot be placed on the movie."
+    try:
+        return "→ " + Timing.parse(tr, runs, subjects or 1).describe()
+    except TimeCourseError as exc:
+        return f"✗ {exc}"
+
+
+for _prefix in ("new", "edit"):
+    dash.callback(
+        Output(f"{_prefix}-timing-summary", "children"),
+        Input(_id(_prefix, "runs"), "value"), Input(_id(_prefix, "subjects"), "value"),
+        Input({"type": f"{_prefix}-meta", "group": "acquisition", "field": "tr"}, "value"),
+    )(lambda runs, subjects, tr: timing_summary(tr, runs, subjects))

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from dashboard.components.common import not_found, page_header, plural
 from dashboard.components.curator import alert
-from dashboard.components.data import read, text_value
+from dashboard.components.data import read, row_id, text_value
 from dashboard.components.job_runner import job_runner, register_runner
 from pipeline.annotations import (
     AnnotationError,
@@ -201,7 +201,7 @@ def _delete(_n, set_id, slug, nonce):
         return alert("Your session has ended; sign in again."), no_update, no_update
     with session_scope() as session:
         try:
-            movie = delete_annotation_set(session, user, set_id if isinstance(set_id, int) else -1)
+            movie = delete_annotation_set(session, user, row_id(set_id) or -1)
         except AnnotationError as exc:
             return alert(str(exc)), no_update, no_update
         request = _start_job(session, user, movie)

@@ -30,6 +30,7 @@ from pipeline.catalog import (
 )
 from pipeline.heartbeat import settle_stalled_jobs
 from pipeline.jobs import JobRefused, active_job, cancel_job, start_ingest_job
+from pipeline.timecourses import FTMIX_NAMES, MIX_NAMES, TABLE_SUFFIX
 from store.access import can_edit
 from store.config import get_settings
 from store.curation import collection_components, collection_uploads, latest_job
@@ -56,10 +57,12 @@ def _upload_widget(slug: str) -> html.Div:
                     html.Button("choose files", id="coll-choose", type="button",
                                 className="btn btn-sm btn-outline-primary mx-1")], className="mb-1"),
             html.P(f".nii, .nii.gz, or .zip / .tar.gz archives of them; up to {human_bytes(limit)} per file. "
-                   "3D files are one map each; 4D files one map per volume.", className="small text-muted mb-0"),
+                   "3D files are one map each; 4D files one map per volume. Time courses: melodic_mix (and "
+                   "melodic_FTmix) next to melodic_IC.nii.gz, or <map>_timecourses.tsv next to <map>.nii.gz.",
+                   className="small text-muted mb-0"),
         ], className="incdb-dropzone", id="coll-dropzone",
             **{"data-upload-url": f"/upload/{slug}", "data-max-bytes": str(limit),
-               "data-accept": ",".join(ACCEPTED_SUFFIXES)}),
+               "data-accept": ",".join(ACCEPTED_SUFFIXES + MIX_NAMES + FTMIX_NAMES + (TABLE_SUFFIX,))}),
         html.Div(id="coll-upload-progress", className="incdb-upload-list"),
         dcc.Store(id="coll-uploaded"),
     ])
@@ -81,7 +84,8 @@ def layout(slug: str | None = None, process: str | None = None, delete: str | No
         values = {"name": collection.name, "movie": movie.title, "year": movie.year,
                   "description": collection.description, "dataset_url": collection.dataset_url,
                   "doi": collection.doi, "contributors": collection.contributors, "license": collection.license,
-                  "visibility": collection.visibility, "metadata": collection.metadata_}
+                  "visibility": collection.visibility, "metadata": collection.metadata_,
+                  "timing": collection.timing}
         license_box = license_panel(collection)
         confirmed = collection.license_confirmed_at is not None
         cid, visibility, name = collection.id, collection.visibility, collection.name
@@ -172,7 +176,7 @@ def _save(_n, collection_id, *args):
             update_collection(session, collection, name=clean["name"], movie=movie, visibility=clean["visibility"],
                               license=clean["license"], metadata=clean["metadata"],
                               description=clean["description"], dataset_url=clean["dataset_url"],
-                              doi=clean["doi"], contributors=clean["contributors"])
+                              doi=clean["doi"], contributors=clean["contributors"], timing=clean["timing"])
             relicensed = license_before != collection.license
     except (PermissionError, ValueError) as exc:
         return alert(str(exc)), no_update

@@ -59,6 +59,6 @@ def _create(_n, *args):
         collection = create_collection(
             session, owner, movie, clean["name"], visibility=clean["visibility"], license=clean["license"],
             description=clean["description"], dataset_url=clean["dataset_url"], doi=clean["doi"],
-            contributors=clean["contributors"], metadata_=clean["metadata"])
+            contributors=clean["contributors"], metadata_=clean["metadata"], timing=clean["timing"])
         slug = collection.slug
     return alert("Collection created.", "success"), f"/contribute/{slug}"
