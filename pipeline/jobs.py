@@ -6,21 +6,26 @@ with the exception's message; a job a curator cancelled keeps its cancelled stat
 Job bodies open their own sessions (``session_scope``), so a job runs alike in a web process, a forked diskcache
 worker or a Celery worker; they receive only the job's id. What each kind does is in ``pipeline.tasks``.
 
+A running job whose heartbeat stopped (``pipeline.heartbeat``) is settled here too (``settle_stalled_jobs``): it
+is marked failed with a message, and its collection is freed.
+
 Jobs started from the web: the web process checks the permission and creates the Job; the worker receives only
 the job's token and the user id (from Dash's ``hooks.custom_data``) and checks both again in the database
 (``authorize``).
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from pipeline.heartbeat import heartbeat, settle_stalled_jobs
+from pipeline.heartbeat import STALE_AFTER, heartbeat
 from store.access import can_edit
 from store.db import session_scope
 from store.models import (
@@ -38,6 +43,8 @@ from store.models import (
 )
 from store.validation import check_choice
 
+log = logging.getLogger("incdb.jobs")
+
 
 class JobRefused(RuntimeError):
     """The job may not run for this user (or no longer exists)."""
@@ -46,6 +53,46 @@ class JobRefused(RuntimeError):
 class JobCancelled(BaseException):
     """Raised from the progress callback to stop a job the curator cancelled. A BaseException, so that the
     pipeline's ``except Exception`` handlers do not record it as a failure."""
+
+
+def settle_stalled_jobs(session: Session, now: datetime | None = None) -> list[int]:
+    """Mark running jobs without a recent heartbeat failed; returns their ids.
+
+    A job is stalled when its last sign of life (heartbeat, else start, else creation) is older than
+    :data:`STALE_AFTER`. Each stalled job gets status failed, a finish time and an error message saying why; a
+    collection it was processing goes from processing to failed. The changes are flushed, not committed: the
+    caller's transaction decides.
+
+    Parameters
+    ----------
+    session : sqlalchemy.orm.Session
+        Open session the jobs are read and changed in.
+    now : datetime.datetime or None
+        The current time, timezone-aware UTC; None means :func:`store.models.utcnow`.
+
+    Returns
+    -------
+    list of int
+        Ids of the jobs marked failed (empty when none).
+    """
+    now = now or utcnow()
+    last_sign = func.coalesce(Job.heartbeat, Job.started, Job.created)
+    stalled = list(session.scalars(select(Job).where(Job.status == JobStatus.RUNNING, last_sign < now - STALE_AFTER)))
+    for job in stalled:
+        seen = job.heartbeat or job.started or job.created
+        job.status, job.finished = JobStatus.FAILED, now
+        job.error = (f"The process running this job stopped (last sign of life {seen:%Y-%m-%d %H:%M} UTC), for "
+                     "example because the server restarted. "
+                     + ("The collection keeps the components of its last finished run: process it again."
+                        if job.collection_id is not None else "Start it again."))
+        if job.collection_id is not None:
+            collection = session.get(Collection, job.collection_id)
+            if collection is not None and collection.status == CollectionStatus.PROCESSING:
+                collection.status = CollectionStatus.FAILED
+        log.warning("job %s marked failed: no heartbeat since %s", job.id, seen)
+    if stalled:
+        session.flush()
+    return [job.id for job in stalled]
 
 
 def create_job(session: Session, kind: str, collection_id: int | None = None, user_id: int | None = None) -> Job:
@@ -125,6 +172,12 @@ def fail_job(job_id: int, exc: BaseException, warnings: list[str] | None = None)
     if warnings is not None:
         values["warnings"] = warnings
     _finish(job_id, JobStatus.FAILED, **values)
+
+
+def finish_job(job_id: int) -> None:
+    """Mark a job that is not finished yet succeeded (a body that returned without going through
+    ``running_job``)."""
+    _finish(job_id, JobStatus.SUCCEEDED)
 
 
 def _finish(job_id: int, status: JobStatus, **values: Any) -> None:

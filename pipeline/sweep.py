@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
-from pipeline.heartbeat import settle_stalled_jobs
+from pipeline.jobs import settle_stalled_jobs
 from store.db import session_scope
 from store.models import Component, Job, JobStatus, Term, TermMap, Upload
 from store.storage import get_storage
@@ -58,7 +58,7 @@ def sweep_storage(grace: timedelta = DEFAULT_GRACE, dry_run: bool = False,
     """Remove unreferenced files older than ``grace`` and than every running job's start.
 
     Only keys under :data:`SWEPT_PREFIXES` are considered. Running jobs without a heartbeat are settled first
-    (:func:`pipeline.heartbeat.settle_stalled_jobs`, committed also on a dry run), so a dead job's start does not
+    (:func:`pipeline.jobs.settle_stalled_jobs`, committed also on a dry run), so a dead job's start does not
     hold the cutoff back. With local storage, temporary files of writes killed midway are removed too.
 
     Parameters

@@ -23,6 +23,7 @@ from pipeline.jobs import (
     JobRefused,
     authorize,
     fail_job,
+    finish_job,
     running_job,
     settle_cancelled_collection,
     update_job,
@@ -151,6 +152,6 @@ def run_authorized_job(token: str, user_id: Any, progress: Progress | None = Non
         if job.status == JobStatus.CANCELLED:
             settle_cancelled_collection(session, job)
         elif job.status in ACTIVE_JOB_STATUSES:  # run_job returned without finishing the row
-            update_job(job_id, status=JobStatus.SUCCEEDED, finished=utcnow())
+            finish_job(job_id)
             session.refresh(job)
         return job.summary()

@@ -318,7 +318,7 @@ class Job(Base):
     started: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     # Written every few seconds by the process running the job (pipeline.heartbeat.heartbeat); a running job whose
-    # heartbeat stopped lost its process (see pipeline.heartbeat.settle_stalled_jobs).
+    # heartbeat stopped lost its process (see pipeline.jobs.settle_stalled_jobs).
     heartbeat: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     collection: Mapped[Collection | None] = relationship()

@@ -140,3 +140,25 @@ def postgres_url():
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture
+def web(data_dir):
+    """The app module (Dash app and Flask server) on this test's data directory."""
+    import app as app_module
+
+    return app_module
+
+
+CURATOR_PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def curator(data_dir) -> int:
+    """The id of a confirmed curator, cora@example.org, with ``CURATOR_PASSWORD``."""
+    from accounts.users import create_user
+    from store.db import session_scope
+
+    with session_scope() as session:
+        return create_user(session, "cora@example.org", CURATOR_PASSWORD, first_name="Cora",
+                           last_name="Curator").id

@@ -16,22 +16,10 @@ from accounts.users import AccountError, create_user
 from store.config import reset_settings
 from store.db import session_scope
 from store.models import User
+from tests.conftest import CURATOR_PASSWORD
 from tests.services import Client
 
-PASSWORD = "correct horse battery"
-
-
-@pytest.fixture
-def web(data_dir):
-    import app as app_module
-
-    return app_module
-
-
-@pytest.fixture
-def curator(data_dir):
-    with session_scope() as session:
-        return create_user(session, "cora@example.org", PASSWORD, first_name="Cora", last_name="Curator").id
+PASSWORD = CURATOR_PASSWORD
 
 
 def _register(client: Client, **overrides) -> dict | None:

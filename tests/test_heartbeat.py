@@ -12,6 +12,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pipeline.heartbeat as hb
+import pipeline.jobs as jobs
 from pipeline.catalog import confirm_license
 from pipeline.ingest import ingest
 from pipeline.jobs import active_job, start_ingest_job
@@ -79,7 +80,7 @@ def check_settling(data_dir) -> None:
         for job_id in (stalled, alive):
             s.get(Collection, s.get(Job, job_id).collection_id).status = "processing"
     with session_scope() as s:
-        assert hb.settle_stalled_jobs(s, now=now) == [stalled]
+        assert jobs.settle_stalled_jobs(s, now=now) == [stalled]
     status, _, error, collection = job_row(stalled)
     assert status == "failed" and collection == "failed"
     assert "stopped" in error and "process it again" in error
@@ -92,8 +93,8 @@ def test_a_job_without_any_heartbeat_counts_from_its_start(data_dir):
     started = datetime.now(UTC) - hb.STALE_AFTER - timedelta(seconds=5)
     set_job(job_id, status="running", started=started)
     with session_scope() as s:
-        assert hb.settle_stalled_jobs(s, now=started + hb.STALE_AFTER - timedelta(seconds=1)) == []
-        assert hb.settle_stalled_jobs(s) == [job_id]
+        assert jobs.settle_stalled_jobs(s, now=started + hb.STALE_AFTER - timedelta(seconds=1)) == []
+        assert jobs.settle_stalled_jobs(s) == [job_id]
 
 
 CHILD = """
@@ -130,8 +131,8 @@ def test_a_killed_ingest_is_seen_as_stalled_and_can_be_processed_again(data_dir)
 
     with session_scope() as s:
         assert active_job(s, s.get(Job, job_id).collection_id) is not None  # too early to tell
-        assert hb.settle_stalled_jobs(s, now=beat + hb.STALE_AFTER - timedelta(seconds=5)) == []
-        assert hb.settle_stalled_jobs(s, now=beat + hb.STALE_AFTER + timedelta(seconds=1)) == [job_id]
+        assert jobs.settle_stalled_jobs(s, now=beat + hb.STALE_AFTER - timedelta(seconds=5)) == []
+        assert jobs.settle_stalled_jobs(s, now=beat + hb.STALE_AFTER + timedelta(seconds=1)) == [job_id]
     status, _, error, collection = job_row(job_id)
     assert (status, collection) == ("failed", "failed") and "stopped" in error
 

@@ -426,13 +426,6 @@ def test_embedded_default_processes_with_diskcache(tmp_path, reference_template)
 
 # --- in this process (diskcache): errors, restarts, re-decoding, deletion ---------------------------------------
 
-@pytest.fixture
-def web(data_dir):
-    import app as app_module
-
-    return app_module
-
-
 def _in_process_collection(web, tmp_path, email: str, maps, visibility: str = "public") -> tuple[Client, str, int]:
     _curator(email)
     client = Client(flask_app=web.server)

@@ -25,19 +25,6 @@ from tests.test_accounts import PASSWORD, _register, confirm, confirm_link
 FORGOT = "..forgot-message.children...forgot-form.className.."
 
 
-@pytest.fixture
-def web(data_dir):
-    import app as app_module
-
-    return app_module
-
-
-@pytest.fixture
-def curator(data_dir):
-    with session_scope() as session:
-        return create_user(session, "cora@example.org", PASSWORD, first_name="Cora", last_name="Curator").id
-
-
 def _forgot(client: Client, email: str, headers: dict[str, str] | None = None):
     client.open_page("/account/forgot-password")
     body = client._body(FORGOT, {"forgot-form.n_submit": 1, "forgot-email.value": email}, ["forgot-form.n_submit"])

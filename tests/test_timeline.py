@@ -260,3 +260,24 @@ def test_command_line_timing_and_annotations(tmp_path, reference_template):
     bad.write_text("onset\tduration\ttrial_type\n1\t-2\tspeech\n")
     refused = cli("annotations", "import", "Cli Movie", str(bad), "--name", "Bad")
     assert refused.returncode == 1 and "line 2" in refused.stderr
+
+
+def test_adding_a_set_runs_a_temporal_job_on_the_shared_lifecycle(data_dir, tmp_path):
+    from pipeline.annotations import start_temporal_job
+    from pipeline.tasks import run_authorized_job
+
+    collection_id, job_id = new_collection([melodic_zip(tmp_path)], annotations=None)
+    ingest(job_id)
+    with session_scope() as session:
+        assert session.scalar(select(func.count(TemporalDecoding.id))) == 0  # no annotations yet
+        collection = session.get(Collection, collection_id)
+        owner = collection.owner
+        add_annotation_set(session, owner, collection.movie, "Later events", EVENTS, "later.tsv")
+        job = start_temporal_job(session, owner, collection.movie)
+        token, owner_id = job.token, owner.id
+        assert start_temporal_job(session, owner, collection.movie).token == token  # a queued one is reused
+    summary = run_authorized_job(token, owner_id)
+    assert (summary["kind"], summary["status"]) == ("temporal", "succeeded"), summary
+    assert "4 component(s)" in summary["message"]
+    with session_scope() as session:
+        assert session.scalar(select(func.count(TemporalDecoding.id))) == 4 * 2  # 4 components x 2 labels

@@ -23,13 +23,6 @@ PASSWORD = "correct horse battery"
 
 
 @pytest.fixture
-def web(data_dir):
-    import app as app_module
-
-    return app_module
-
-
-@pytest.fixture
 def setup(data_dir, tmp_path):
     with session_scope() as session:
         a = create_user(session, "a@example.org", PASSWORD)

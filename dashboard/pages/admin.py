@@ -15,8 +15,7 @@ from dashboard.components.curation import job_line
 from dashboard.components.curator import alert, badge, sign_in_prompt
 from dashboard.components.data import clicked, trigger_id
 from dashboard.components.job_runner import job_runner, register_runner
-from pipeline.heartbeat import settle_stalled_jobs
-from pipeline.jobs import JobRefused, start_redecode_job
+from pipeline.jobs import JobRefused, settle_stalled_jobs, start_redecode_job
 from pipeline.reference import set_active
 from store.curation import collection_rows
 from store.db import session_scope

@@ -28,8 +28,7 @@ from pipeline.catalog import (
     update_collection,
     validate_collection_form,
 )
-from pipeline.heartbeat import settle_stalled_jobs
-from pipeline.jobs import JobRefused, active_job, cancel_job, start_ingest_job
+from pipeline.jobs import JobRefused, active_job, cancel_job, settle_stalled_jobs, start_ingest_job
 from pipeline.timecourses import FTMIX_NAMES, MIX_NAMES, TABLE_SUFFIX
 from store.access import can_edit
 from store.config import get_settings
