@@ -18,7 +18,8 @@ def _args() -> dict:
     return {"page": a.get("page", 1), "per_page": a.get("per_page", queries.DEFAULT_PER_PAGE)}
 
 
-def _json(payload: dict, status: int = 200) -> flask.Response:
+def json_response(payload: dict, status: int = 200) -> flask.Response:
+    """A JSON answer of the API: the demo notice added, cacheable only for requests without cookies."""
     payload.setdefault("notice", DEMO_NOTICE)
     response = flask.jsonify(payload)
     response.status_code = status
@@ -27,13 +28,13 @@ def _json(payload: dict, status: int = 200) -> flask.Response:
 
 
 def _not_found(what: str) -> flask.Response:
-    return _json({"error": f"{what} not found"}, 404)
+    return json_response({"error": f"{what} not found"}, 404)
 
 
 @blueprint.route("/<path:unknown>", methods=["GET", "HEAD"])
 def unknown_route(unknown: str):
     """Without this, Dash's page route would answer any other /api/ address with the app's HTML."""
-    return _json({"error": f"no API route /api/{unknown[:200]}; GET /api/ lists the routes"}, 404)
+    return json_response({"error": f"no API route /api/{unknown[:200]}; GET /api/ lists the routes"}, 404)
 
 
 @blueprint.app_errorhandler(HTTPException)
@@ -41,25 +42,25 @@ def _api_error(error: HTTPException):
     """Errors under /api/ (a wrong method, say) as JSON like every other API answer; elsewhere unchanged."""
     if not flask.request.path.startswith(blueprint.url_prefix + "/"):
         return error
-    return _json({"error": error.description or error.name}, error.code or 500)
+    return json_response({"error": error.description or error.name}, error.code or 500)
 
 
 @blueprint.get("/")
 def index():
     routes = sorted(str(r) for r in flask.current_app.url_map.iter_rules() if str(r).startswith("/api/"))
-    return _json({"routes": routes})
+    return json_response({"routes": routes})
 
 
 @blueprint.get("/stats")
 def stats():
     with session_scope() as session:
-        return _json(queries.counts(session, viewer()))
+        return json_response(queries.counts(session, viewer()))
 
 
 @blueprint.get("/search")
 def search():
     with session_scope() as session:
-        return _json({"items": queries.search(session, viewer(), flask.request.args.get("q", ""))})
+        return json_response({"items": queries.search(session, viewer(), flask.request.args.get("q", ""))})
 
 
 @blueprint.get("/terms")
@@ -68,14 +69,14 @@ def terms():
     with session_scope() as session:
         page = queries.list_terms(session, viewer(), search=a.get("search", ""), sort=a.get("sort", "name"),
                                   descending=a.get("order") == "desc", **_args())
-        return _json(page.to_dict())
+        return json_response(page.to_dict())
 
 
 @blueprint.get("/terms/<slug>")
 def term(slug: str):
     with session_scope() as session:
         detail = queries.term_detail(session, viewer(), slug)
-        return _json(detail) if detail else _not_found("term")
+        return json_response(detail) if detail else _not_found("term")
 
 
 @blueprint.get("/movies")
@@ -84,21 +85,21 @@ def movies():
     with session_scope() as session:
         page = queries.list_movies(session, viewer(), search=a.get("search", ""), sort=a.get("sort", "title"),
                                    **_args())
-        return _json(page.to_dict())
+        return json_response(page.to_dict())
 
 
 @blueprint.get("/movies/<slug>")
 def movie(slug: str):
     with session_scope() as session:
         detail = queries.movie_detail(session, viewer(), slug)
-        return _json(detail) if detail else _not_found("movie")
+        return json_response(detail) if detail else _not_found("movie")
 
 
 @blueprint.get("/movies/<slug>/<term>")
 def movie_term(slug: str, term: str):
     with session_scope() as session:
         detail = queries.movie_term(session, viewer(), slug, term)
-        return _json(detail) if detail else _not_found("movie or term")
+        return json_response(detail) if detail else _not_found("movie or term")
 
 
 @blueprint.get("/components")
@@ -107,7 +108,7 @@ def components():
     with session_scope() as session:
         page = queries.list_components(session, viewer(), term_slug=a.get("term"), movie_slug=a.get("movie"),
                                        collection_slug=a.get("collection"), sort=a.get("sort", "r"), **_args())
-        return _json(page.to_dict())
+        return json_response(page.to_dict())
 
 
 @blueprint.get("/components/<uuid>")
@@ -119,17 +120,17 @@ def component(uuid: str):
         if flask.request.args.get("full") == "1":
             comp = queries.get_visible_component(session, viewer(), uuid)
             detail["decodings"] = queries.full_decoding_profile(session, comp)
-        return _json(detail)
+        return json_response(detail)
 
 
 @blueprint.get("/collections")
 def collections():
     with session_scope() as session:
-        return _json(queries.list_collections(session, viewer(), **_args()).to_dict())
+        return json_response(queries.list_collections(session, viewer(), **_args()).to_dict())
 
 
 @blueprint.get("/collections/<slug>")
 def collection(slug: str):
     with session_scope() as session:
         c = queries.get_visible_collection(session, viewer(), slug)
-        return _json(queries.collection_dict(session, c)) if c else _not_found("collection")
+        return json_response(queries.collection_dict(session, c)) if c else _not_found("collection")

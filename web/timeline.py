@@ -16,18 +16,12 @@ from pipeline.maps import load_map, nifti_bytes
 from store import timeline
 from store.db import session_scope
 from store.queries import get_visible_movie
+from web.api import json_response
 from web.auth import viewer
 
 blueprint = flask.Blueprint("timeline", __name__)
 
 MAX_LABEL_MAPS = 500  # components averaged into a label's map at most (the best ones)
-
-
-def _json(payload, status: int = 200) -> flask.Response:
-    response = flask.jsonify(payload)
-    response.status_code = status
-    response.headers["Cache-Control"] = "no-store" if flask.request.cookies else "public, max-age=30"
-    return response
 
 
 def _csv(rows: list[list], header: list[str], filename: str) -> flask.Response:
@@ -46,8 +40,8 @@ def component_timecourse(uuid: str):
     with session_scope() as session:
         course = timeline.component_course(session, viewer(), uuid)
     if course is None:
-        return _json({"error": "component not found, or it has no time course"}, 404)
-    return _json({k: course[k] for k in ("tr", "subjects", "movie_time_s", "values", "sd", "runs")})
+        return json_response({"error": "component not found, or it has no time course"}, 404)
+    return json_response({k: course[k] for k in ("tr", "subjects", "movie_time_s", "values", "sd", "runs")})
 
 
 @blueprint.get("/api/components/<uuid>/temporal")
@@ -55,8 +49,8 @@ def component_temporal(uuid: str):
     with session_scope() as session:
         rows = timeline.component_temporal(session, viewer(), uuid)
     if rows is None:
-        return _json({"error": "component not found"}, 404)
-    return _json({"items": rows})
+        return json_response({"error": "component not found"}, 404)
+    return json_response({"items": rows})
 
 
 @blueprint.get("/components/<uuid>/timecourse.csv")
@@ -87,8 +81,8 @@ def movie_annotations(slug: str):
     with session_scope() as session:
         movie = get_visible_movie(session, viewer(), slug)
         if movie is None:
-            return _json({"error": "movie not found"}, 404)
-        return _json({"movie": movie.title, "items": timeline.movie_annotations(session, movie)})
+            return json_response({"error": "movie not found"}, 404)
+        return json_response({"movie": movie.title, "items": timeline.movie_annotations(session, movie)})
 
 
 @blueprint.get("/movies/<slug>/annotations/<int:set_id>.csv")
@@ -100,8 +94,7 @@ def annotation_csv(slug: str, set_id: int):
     if found is None:
         flask.abort(404)
     rows = [[f"{e['onset']:g}", f"{e['duration']:g}", e["label"], f"{e['amplitude']:g}"] for e in found["events"]]
-    return _csv(rows, ["onset", "duration", "trial_type", "amplitude"], f"{slug}-annotations-{set_id}.tsv"
-                .replace(".tsv", ".csv"))
+    return _csv(rows, ["onset", "duration", "trial_type", "amplitude"], f"{slug}-annotations-{set_id}.csv")
 
 
 @blueprint.get("/api/labels/<path:label>")
@@ -110,7 +103,7 @@ def label(label: str):
         rows = timeline.label_components(session, viewer(), label)
     for row in rows:
         row.pop("storage_key")
-    return _json({"label": label, "items": rows, "q_below": timeline.SIGNIFICANT_Q})
+    return json_response({"label": label, "items": rows, "q_below": timeline.SIGNIFICANT_Q})
 
 
 @blueprint.get("/files/labels/<path:label>.nii.gz")
