@@ -15,6 +15,7 @@ from dash import Input, Output, State, dcc, html
 
 from dashboard.components.charts import FONT, GRAPH, link_key, nav_graph
 from dashboard.components.common import empty_state
+from pipeline.temporal import label_regressors, run_frame_times
 from store.timeline import downsample
 
 TRACK_COLORS = ("#e4572e", "#2e86de", "#17b890", "#f2a541", "#8e44ad", "#7f8c8d", "#c0392b", "#16a085")
@@ -204,7 +205,7 @@ def temporal_table(rows: list[dict[str, Any]], limit: int = 25) -> html.Div:
 
 
 def course_panel(course: dict[str, Any], annotations: list[dict[str, Any]], rows: list[dict[str, Any]],
-                 uuid: str, regressors: dict[str, dict[str, Any]]) -> html.Div:
+                 uuid: str) -> html.Div:
     """The component page's Time course panel: the course, its spectrum, the decoding table and a label chooser
     that overlays the label's regressor."""
     options = [{"label": f"{r['annotation']}: {r['label']} (r {r['r']:+.2f})", "value": f"{r['annotation_id']}|"
@@ -218,7 +219,9 @@ def course_panel(course: dict[str, Any], annotations: list[dict[str, Any]], rows
         ], className="mb-2 g-2"),
         dcc.Store(id=COURSE_DATA, data={"course": {k: course[k] for k in ("movie_time_s", "values", "sd", "runs",
                                                                            "tr")},
-                                        "annotations": annotations, "regressors": regressors}),
+                                        "annotations": annotations,
+                                        "signs": {f"{r['annotation_id']}|{r['label']}": 1 if r["r"] >= 0 else -1
+                                                  for r in rows[:50]}}),
         dcc.Graph(id={"type": GRAPH, "graph": COURSE}, figure=course_figure(course, annotations),
                   config={"displayModeBar": False, "responsive": True}, className="incdb-graph"),
         dbc.Row([
@@ -238,8 +241,36 @@ def course_panel(course: dict[str, Any], annotations: list[dict[str, Any]], rows
     prevent_initial_call=True,
 )
 def _overlay(choice, data):
+    # The regressor is computed for the one label chosen, not for every label at page load.
     if not isinstance(data, dict) or not isinstance(data.get("course"), dict):
         raise dash.exceptions.PreventUpdate
-    regressors = data.get("regressors") or {}
-    overlay = regressors.get(choice) if isinstance(choice, str) else None
-    return course_figure({**data["course"], "spectrum": None}, data.get("annotations") or [], overlay)
+    course = data["course"]
+    try:
+        overlay = label_overlay(course, data.get("annotations") or [], choice, (data.get("signs") or {}).get(choice))
+    except (TypeError, ValueError, KeyError, IndexError):  # a forged Store: draw the course alone
+        overlay = None
+    return course_figure({**course, "spectrum": None}, data.get("annotations") or [], overlay)
+
+
+def label_overlay(course: dict[str, Any], annotations: list[dict[str, Any]], choice: Any,
+                  sign: Any) -> dict[str, Any] | None:
+    """The chosen label's HRF-convolved regressor on the course's rows (one subject), scaled like the course so
+    the two compare by eye and signed like their r; None for no choice or a label without events."""
+    if not isinstance(choice, str) or "|" not in choice:
+        return None
+    set_id, label = choice.split("|", 1)
+    runs = [(float(start), int(n)) for start, n in course["runs"]]
+    values = np.asarray(course["values"], dtype=float)
+    if sum(n for _, n in runs) != len(values):  # the runs must describe exactly the rows of this course
+        return None
+    events = [e for a in annotations if str(a.get("id")) == set_id for e in a.get("events", [])
+              if e.get("label") == label]
+    if not events:
+        return None
+    triple = tuple(np.array([e[k] for e in events], dtype=float) for k in ("onset", "duration", "amplitude"))
+    _, matrix = label_regressors({label: triple}, float(course["tr"]), runs)
+    times = np.concatenate(run_frame_times(float(course["tr"]), runs))
+    order = np.argsort(times, kind="stable")
+    x = matrix[:, 0]
+    x = (x - x.mean()) / (x.std() or 1.0) * (float(values.std()) or 1.0) * (-1 if sign == -1 else 1)
+    return {"label": label, "movie_time_s": times[order].tolist(), "values": x[order].tolist()}

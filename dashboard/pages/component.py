@@ -5,7 +5,6 @@ from typing import Any
 
 import dash
 import dash_bootstrap_components as dbc
-import numpy as np
 from dash import html
 
 from dashboard.components.charts import decoding_figure, nav_graph, profile_links
@@ -15,7 +14,6 @@ from dashboard.components.details import component_facts, demo_alert, qc_alert
 from dashboard.components.maps import component_layers, map_viewer
 from dashboard.components.tables import paged_table
 from dashboard.components.timeline import course_panel
-from pipeline.temporal import label_regressors, run_frame_times
 from store import queries, timeline
 
 
@@ -35,40 +33,15 @@ def _profile(session, user, uuid: str) -> list[dict[str, Any]]:
 
 
 def _time(session, user, uuid: str) -> dict[str, Any] | None:
-    """The component's time course, its temporal decodings, its movie's annotations, and the regressors of its
-    best labels on the course's rows (for the overlay), or None without a time course."""
+    """The component's time course, its temporal decodings and its movie's annotations, or None without a time
+    course."""
     course = timeline.component_course(session, user, uuid)
     if course is None:
         return None
     comp = queries.get_visible_component(session, user, uuid)
     rows = timeline.component_temporal(session, user, uuid) or []
     annotations = timeline.movie_annotations(session, comp.collection.movie)
-    return {"course": course, "rows": rows, "annotations": annotations,
-            "regressors": label_overlays(annotations, rows[:50], comp.collection.timing, course["values"])}
-
-
-def label_overlays(annotations: list[dict[str, Any]], rows: list[dict[str, Any]], timing: dict[str, Any],
-                   values: list[float]) -> dict[str, dict[str, Any]]:
-    """For each decoded label, its HRF-convolved regressor on one subject's rows, scaled like the course (so
-    the overlay is comparable by eye), sorted by movie time; keyed ``"<set id>|<label>"``."""
-    by_set = {a["id"]: a for a in annotations}
-    runs = [(float(start), int(n)) for start, n in timing["runs"]]
-    times = np.concatenate(run_frame_times(float(timing["tr"]), runs))
-    order = np.argsort(times, kind="stable")
-    scale = float(np.std(values)) or 1.0
-    out = {}
-    for r in rows:
-        events = [e for e in by_set.get(r["annotation_id"], {}).get("events", []) if e["label"] == r["label"]]
-        if not events:
-            continue
-        names, matrix = label_regressors({r["label"]: tuple(np.array([e[k] for e in events], dtype=float)
-                                                              for k in ("onset", "duration", "amplitude"))},
-                                         float(timing["tr"]), runs)
-        x = matrix[:, 0]
-        x = (x - x.mean()) / (x.std() or 1.0) * scale * (1 if r["r"] >= 0 else -1)
-        out[f"{r['annotation_id']}|{r['label']}"] = {"label": r["label"], "movie_time_s": times[order].tolist(),
-                                                     "values": x[order].tolist()}
-    return out
+    return {"course": course, "rows": rows, "annotations": annotations}
 
 
 def layout(uuid: str | None = None, **query: Any) -> html.Div:
@@ -108,5 +81,4 @@ def _time_section(uuid: str) -> html.Section | None:
     found = read(_time, uuid)
     if found is None:
         return None
-    return section("Time course", course_panel(found["course"], found["annotations"], found["rows"], uuid,
-                                               found["regressors"]))
+    return section("Time course", course_panel(found["course"], found["annotations"], found["rows"], uuid))
