@@ -272,6 +272,29 @@ def cmd_sweep(args) -> None:
           f"{result.cutoff:%Y-%m-%d %H:%M} UTC")
 
 
+def cmd_stats_rebuild(args: argparse.Namespace) -> None:
+    from store import stats
+    from store.db import session_scope
+
+    with session_scope() as session:
+        written = stats.rebuild(session)
+    print("rebuilt the derived counts: " + ", ".join(f"{n} {table}" for table, n in written.items()))
+
+
+def cmd_stats_check(args: argparse.Namespace) -> None:
+    from store import stats
+    from store.db import session_scope
+
+    with session_scope() as session:
+        problems = stats.check(session)
+    for line in problems[:50]:
+        print(line)
+    if problems:
+        raise RuntimeError(f"{len(problems)} derived count(s) differ from a recomputation; "
+                           "run `python -m pipeline stats rebuild`")
+    print("the derived counts equal a recomputation from the base tables")
+
+
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -354,6 +377,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only files older than this (and than every running job); default 24")
     p.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
     p.set_defaults(func=cmd_sweep)
+
+    stats = sub.add_parser("stats", help="the derived counts behind the browse pages")
+    ssub = stats.add_subparsers(dest="stats_command", required=True, metavar="ACTION")
+    p = ssub.add_parser("rebuild", help="recompute every derived count from the base tables (after bulk loads)")
+    p.set_defaults(func=cmd_stats_rebuild)
+    p = ssub.add_parser("check", help="compare the derived counts with a recomputation; exit 1 on a difference")
+    p.set_defaults(func=cmd_stats_check)
 
     user = sub.add_parser("user", help="user accounts")
     usub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")

@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, false, or_, true
 from store.models import Collection, User
 
 
-def _user(user: Any) -> User | None:
+def access_user(user: Any) -> User | None:
     """Flask-Login's anonymous user (or None) -> None; an authenticated, active user -> the User."""
     if user is None or not getattr(user, "is_authenticated", False):
         return None
@@ -24,7 +24,7 @@ def _user(user: Any) -> User | None:
 
 def visible_collections(user: Any) -> ColumnElement[bool]:
     """A WHERE clause on Collection for what ``user`` may see."""
-    u = _user(user)
+    u = access_user(user)
     if u is None:
         return Collection.visibility == "public"
     if u.role == "admin":
@@ -35,17 +35,17 @@ def visible_collections(user: Any) -> ColumnElement[bool]:
 def can_view(user: Any, collection: Collection | None) -> bool:
     if collection is None:
         return False
-    u = _user(user)
+    u = access_user(user)
     return collection.visibility == "public" or (u is not None and (u.role == "admin" or u.id == collection.owner_id))
 
 
 def can_edit(user: Any, collection: Collection | None) -> bool:
-    u = _user(user)
+    u = access_user(user)
     return collection is not None and u is not None and (u.role == "admin" or u.id == collection.owner_id)
 
 
 def editable_collections(user: Any) -> ColumnElement[bool]:
-    u = _user(user)
+    u = access_user(user)
     if u is None:
         return false()
     if u.role == "admin":

@@ -18,6 +18,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from store import stats  # noqa: F401  (registers the listeners that keep the derived counts)
 from store.config import get_settings
 
 _lock = threading.Lock()

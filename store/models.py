@@ -153,6 +153,8 @@ class Movie(Base):
 
 class Collection(Base):
     __tablename__ = "collections"
+    __table_args__ = (Index("ix_collections_created", "created"),
+                      Index("ix_collections_movie_visibility", "movie_id", "visibility"))
     id: Mapped[int] = mapped_column(primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     movie_id: Mapped[int] = mapped_column(ForeignKey("movies.id"), index=True)
@@ -206,6 +208,9 @@ class Upload(Base):
 
 class Component(Base):
     __tablename__ = "components"
+    # Lists sort by best r, overall or within one best term, with ORDER BY ... LIMIT on these.
+    __table_args__ = (Index("ix_components_term_r", "best_term_id", "best_r"),
+                      Index("ix_components_r", "best_r"))
     id: Mapped[int] = mapped_column(primary_key=True)
     uuid: Mapped[str] = mapped_column(String(36), unique=True, default=lambda: str(uuid.uuid4()))
     collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), index=True)
@@ -251,7 +256,8 @@ class ReferenceSet(Base):
 
 class Term(Base):
     __tablename__ = "terms"
-    __table_args__ = (UniqueConstraint("reference_set_id", "name"),)
+    __table_args__ = (UniqueConstraint("reference_set_id", "name"),
+                      Index("ix_terms_set_slug", "reference_set_id", "slug"))
     id: Mapped[int] = mapped_column(primary_key=True)
     reference_set_id: Mapped[int] = mapped_column(ForeignKey("reference_sets.id", ondelete="CASCADE"),
                                                   index=True)
@@ -389,6 +395,7 @@ class TemporalDecoding(Base):
     p from a circular-shift null, Benjamini-Hochberg q over the component's labels; rank 1 is the best."""
 
     __tablename__ = "temporal_decodings"
+    __table_args__ = (Index("ix_temporal_decodings_label_q", "label", "q"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     component_id: Mapped[int] = mapped_column(ForeignKey("components.id", ondelete="CASCADE"), index=True)
     set_id: Mapped[int] = mapped_column(ForeignKey("annotation_sets.id", ondelete="CASCADE"), index=True)
@@ -399,3 +406,66 @@ class TemporalDecoding(Base):
     rank: Mapped[int] = mapped_column(Integer)
 
     annotation_set: Mapped[AnnotationSet] = relationship()
+
+
+# --- derived counts (DESIGN section 16) ---------------------------------------------------------------------------
+# Aggregates kept by ``store.stats`` in the transaction that changes their inputs. ``scope`` is "public" (public
+# collections only: what anonymous visitors see) or "all" (every collection: what an admin sees); a curator sees
+# "public" plus a live query over their own private collections. A row exists only while its count is above zero.
+
+STATS_SCOPES = ("public", "all")
+
+# Search indexes made by migration 0006 outside the ORM's metadata (they depend on the database): PostgreSQL
+# trigram (pg_trgm) indexes, and SQLite FTS5 trigram tables (with their shadow tables) kept by triggers.
+SEARCH_INDEXES = ("ix_movies_title_trgm", "ix_terms_name_trgm")
+SEARCH_TABLES = ("movies_fts", "terms_fts")
+
+
+def is_search_object(name: str | None) -> bool:
+    """Whether a database object is one of the search indexes above (not described by the models)."""
+    return bool(name) and (name in SEARCH_INDEXES or name.startswith(SEARCH_TABLES))
+
+
+class CatalogStats(Base):
+    __tablename__ = "stats_catalog"
+    scope: Mapped[str] = mapped_column(String(8), primary_key=True)
+    n_movies: Mapped[int] = mapped_column(Integer, default=0)
+    n_collections: Mapped[int] = mapped_column(Integer, default=0)
+    n_components: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class MovieStats(Base):
+    __tablename__ = "stats_movies"
+    __table_args__ = (Index("ix_stats_movies_newest", "scope", "newest"),
+                      Index("ix_stats_movies_components", "scope", "n_components"))
+    scope: Mapped[str] = mapped_column(String(8), primary_key=True)
+    movie_id: Mapped[int] = mapped_column(ForeignKey("movies.id", ondelete="CASCADE"), primary_key=True)
+    n_collections: Mapped[int] = mapped_column(Integer, default=0)
+    n_components: Mapped[int] = mapped_column(Integer, default=0)
+    newest: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)  # newest collection
+
+
+class TermStats(Base):
+    __tablename__ = "stats_terms"
+    __table_args__ = (Index("ix_stats_terms_components", "scope", "n_components"),
+                      Index("ix_stats_terms_movies", "scope", "n_movies"))
+    scope: Mapped[str] = mapped_column(String(8), primary_key=True)
+    term_id: Mapped[int] = mapped_column(ForeignKey("terms.id", ondelete="CASCADE"), primary_key=True)
+    n_movies: Mapped[int] = mapped_column(Integer, default=0)
+    n_collections: Mapped[int] = mapped_column(Integer, default=0)
+    n_components: Mapped[int] = mapped_column(Integer, default=0)
+    sum_r: Mapped[float] = mapped_column(Float, default=0.0)
+    newest: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class MovieTermStats(Base):
+    __tablename__ = "stats_movie_terms"
+    __table_args__ = (Index("ix_stats_movie_terms_term", "scope", "term_id", "n_components"),
+                      Index("ix_stats_movie_terms_newest", "scope", "term_id", "newest"))
+    scope: Mapped[str] = mapped_column(String(8), primary_key=True)
+    movie_id: Mapped[int] = mapped_column(ForeignKey("movies.id", ondelete="CASCADE"), primary_key=True)
+    term_id: Mapped[int] = mapped_column(ForeignKey("terms.id", ondelete="CASCADE"), primary_key=True)
+    n_collections: Mapped[int] = mapped_column(Integer, default=0)
+    n_components: Mapped[int] = mapped_column(Integer, default=0)
+    sum_r: Mapped[float] = mapped_column(Float, default=0.0)
+    newest: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

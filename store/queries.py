@@ -9,12 +9,26 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Select, and_, case, false, func, or_, select, union_all
+from sqlalchemy import text as text_clause
+from sqlalchemy.orm import Session, aliased, joinedload
 
-from store.access import visible_collections
+from store.access import access_user, visible_collections
 from store.artifacts import load_vector
-from store.models import Collection, Component, Decoding, Movie, ReferenceSet, Term, TermMap, User
+from store.models import (
+    CatalogStats,
+    Collection,
+    Component,
+    Decoding,
+    Movie,
+    MovieStats,
+    MovieTermStats,
+    ReferenceSet,
+    Term,
+    TermMap,
+    TermStats,
+    User,
+)
 
 DEFAULT_PER_PAGE = 20
 MAX_PER_PAGE = 100
@@ -74,12 +88,6 @@ def _key_is(column, value: Any) -> ColumnElement[bool]:
     return false() if key is None else column == key
 
 
-def _paginate(session: Session, stmt: Select, page: int, per_page: int) -> tuple[list, int]:
-    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
-    rows = session.execute(stmt.limit(per_page).offset((page - 1) * per_page)).all()
-    return rows, total
-
-
 def _like(text: str) -> str:
     return "%" + search_text(text).strip().lower().replace("\\", "").replace("%", "").replace("_", " ") + "%"
 
@@ -94,29 +102,145 @@ def _visible_components(user: Any):
         visible_collections(user))
 
 
+# --- the viewer's derived counts (store.stats) ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Viewer:
+    """Whose numbers a page shows: a stored scope, plus the live rows of one curator's private collections."""
+    scope: str
+    own_private: int | None = None  # the curator's user id, when they have private collections
+
+    @property
+    def plain(self) -> bool:
+        return self.own_private is None
+
+
+def viewer_scope(session: Session, user: Any) -> Viewer:
+    """Anonymous visitors and curators without private collections see "public"; an admin sees "all"; a curator
+    with private collections sees "public" plus those (a small query over their own rows)."""
+    u = access_user(user)
+    if u is None:
+        return Viewer("public")
+    if u.role == "admin":
+        return Viewer("all")
+    has_private = session.scalar(select(Collection.id).where(_own_private(u.id)).limit(1))
+    return Viewer("public", u.id if has_private is not None else None)
+
+
+def _own_private(user_id: int) -> ColumnElement[bool]:
+    return and_(Collection.owner_id == user_id, Collection.visibility != "public")
+
+
+def _own_cells(user_id: int):
+    """Per (movie, term): the curator's private components decoded to the term."""
+    return (select(Collection.movie_id, Component.best_term_id.label("term_id"),
+                   func.count(func.distinct(Collection.id)).label("n_collections"),
+                   func.count(Component.id).label("n_components"), func.sum(Component.best_r).label("sum_r"),
+                   func.max(Collection.created).label("newest"))
+            .join(Collection, Component.collection_id == Collection.id)
+            .where(_own_private(user_id), Component.best_term_id.is_not(None))
+            .group_by(Collection.movie_id, Component.best_term_id).subquery())
+
+
+def _own_movies(user_id: int):
+    return (select(Collection.movie_id, func.count(func.distinct(Collection.id)).label("n_collections"),
+                   func.count(Component.id).label("n_components"), func.max(Collection.created).label("newest"))
+            .outerjoin(Component, Component.collection_id == Collection.id)
+            .where(_own_private(user_id)).group_by(Collection.movie_id).subquery())
+
+
+def _merged(parts: list[Select], keys: tuple[str, ...], sums: tuple[str, ...]):
+    """UNION ALL of rows with the same columns, summed per key (``newest``: the latest)."""
+    union = union_all(*parts).subquery()
+    columns = [union.c[k] for k in keys] + [func.sum(union.c[f]).label(f) for f in sums]
+    return select(*columns, func.max(union.c.newest).label("newest")).group_by(*[union.c[k] for k in keys])
+
+
+def term_view(v: Viewer):
+    """Per term: n_movies, n_collections, n_components, sum_r, newest, as the viewer sees them."""
+    stored = select(TermStats.term_id, TermStats.n_movies, TermStats.n_collections, TermStats.n_components,
+                    TermStats.sum_r, TermStats.newest).where(TermStats.scope == v.scope)
+    if v.plain:
+        return stored.subquery()
+    own = _own_cells(v.own_private)
+    public_cell = aliased(MovieTermStats)
+    own_terms = (select(own.c.term_id,
+                        func.sum(case((public_cell.movie_id.is_(None), 1), else_=0)).label("n_movies"),
+                        func.sum(own.c.n_collections).label("n_collections"),
+                        func.sum(own.c.n_components).label("n_components"), func.sum(own.c.sum_r).label("sum_r"),
+                        func.max(own.c.newest).label("newest"))
+                 .outerjoin(public_cell, and_(public_cell.scope == "public", public_cell.movie_id == own.c.movie_id,
+                                              public_cell.term_id == own.c.term_id))
+                 .group_by(own.c.term_id))
+    return _merged([stored, own_terms], ("term_id",),
+                   ("n_movies", "n_collections", "n_components", "sum_r")).subquery()
+
+
+def movie_view(v: Viewer):
+    """Per movie with a visible collection: n_collections, n_components, newest."""
+    stored = select(MovieStats.movie_id, MovieStats.n_collections, MovieStats.n_components,
+                    MovieStats.newest).where(MovieStats.scope == v.scope)
+    if v.plain:
+        return stored.subquery()
+    own = _own_movies(v.own_private)
+    return _merged([stored, select(own.c.movie_id, own.c.n_collections, own.c.n_components, own.c.newest)],
+                   ("movie_id",), ("n_collections", "n_components")).subquery()
+
+
+def cell_view(v: Viewer, movie_id: int | None = None, term_ids: Any = None):
+    """Per movie x term: n_collections, n_components, sum_r, newest (optionally one movie or some terms)."""
+    stored = select(MovieTermStats.movie_id, MovieTermStats.term_id, MovieTermStats.n_collections,
+                    MovieTermStats.n_components, MovieTermStats.sum_r,
+                    MovieTermStats.newest).where(MovieTermStats.scope == v.scope)
+    if movie_id is not None:
+        stored = stored.where(MovieTermStats.movie_id == movie_id)
+    if term_ids is not None:
+        stored = stored.where(MovieTermStats.term_id.in_(term_ids))
+    if v.plain:
+        return stored.subquery()
+    own = _own_cells(v.own_private)
+    mine = select(own.c.movie_id, own.c.term_id, own.c.n_collections, own.c.n_components, own.c.sum_r,
+                  own.c.newest)
+    if movie_id is not None:
+        mine = mine.where(own.c.movie_id == movie_id)
+    if term_ids is not None:
+        mine = mine.where(own.c.term_id.in_(term_ids))
+    return _merged([stored, mine], ("movie_id", "term_id"), ("n_collections", "n_components", "sum_r")).subquery()
+
+
+def _mean_r(view) -> ColumnElement:
+    return view.c.sum_r / func.nullif(view.c.n_components, 0)
+
+
+def _contains(session: Session, column, text: str) -> ColumnElement[bool]:
+    """``column`` (movies.title or terms.name) contains ``text``, ignoring case, through the search index: a pg_trgm
+    GIN index on PostgreSQL, an FTS5 trigram table on SQLite (migration 0006)."""
+    pattern = _like(text)
+    if session.get_bind().dialect.name == "sqlite":
+        table, name = column.table.name, column.key
+        ids = text_clause(f"SELECT rowid FROM {table}_fts WHERE {name} LIKE :pattern").bindparams(pattern=pattern)
+        return column.table.c.id.in_(ids)
+    return func.lower(column).like(pattern)
+
+
 def counts(session: Session, user: Any) -> dict[str, int]:
-    vis = visible_collections(user)
-    ref_id = active_reference_id(session)
-    return {
-        "movies": session.scalar(select(func.count(func.distinct(Collection.movie_id))).where(vis)) or 0,
-        "collections": session.scalar(select(func.count(Collection.id)).where(vis)) or 0,
-        "components": session.scalar(select(func.count(Component.id)).join(Collection).where(vis)) or 0,
-        "terms": session.scalar(select(func.count(Term.id)).where(Term.reference_set_id == ref_id)) or 0,
-    }
-
-
-def _term_stats(user: Any):
-    """Per term: movies and components decoded to it (visible ones), mean best r."""
-    return (
-        select(Component.best_term_id.label("term_id"),
-               func.count(func.distinct(Collection.movie_id)).label("n_movies"),
-               func.count(Component.id).label("n_components"),
-               func.avg(Component.best_r).label("mean_r"))
-        .join(Collection, Component.collection_id == Collection.id)
-        .where(visible_collections(user))
-        .group_by(Component.best_term_id)
-        .subquery()
-    )
+    """Movies, collections and components the user may see, and the active reference's terms."""
+    v = viewer_scope(session, user)
+    row = session.get(CatalogStats, v.scope)
+    out = {"movies": row.n_movies if row else 0, "collections": row.n_collections if row else 0,
+           "components": row.n_components if row else 0}
+    if not v.plain:
+        own = _own_movies(v.own_private)
+        extra = session.execute(
+            select(func.coalesce(func.sum(own.c.n_collections), 0), func.coalesce(func.sum(own.c.n_components), 0),
+                   func.count(own.c.movie_id).filter(MovieStats.movie_id.is_(None)))
+            .outerjoin(MovieStats, and_(MovieStats.scope == "public", MovieStats.movie_id == own.c.movie_id))).one()
+        out["collections"] += int(extra[0])
+        out["components"] += int(extra[1])
+        out["movies"] += int(extra[2])
+    out["terms"] = session.scalar(select(func.count(Term.id)).where(
+        Term.reference_set_id == active_reference_id(session))) or 0
+    return out
 
 
 TERM_SORTS = {"name": "name", "movies": "n_movies", "components": "n_components"}
@@ -126,18 +250,19 @@ def list_terms(session: Session, user: Any, search: str = "", sort: str = "name"
                page: int = 1, per_page: int = DEFAULT_PER_PAGE) -> Page:
     page, per_page = clamp_page(page, per_page)
     search = search_text(search)
-    stats = _term_stats(user)
-    n_movies = func.coalesce(stats.c.n_movies, 0)
-    n_components = func.coalesce(stats.c.n_components, 0)
-    stmt = (select(Term.name, Term.slug, n_movies.label("n_movies"), n_components.label("n_components"),
-                   stats.c.mean_r)
-            .outerjoin(stats, stats.c.term_id == Term.id)
-            .where(Term.reference_set_id == active_reference_id(session)))
+    view = term_view(viewer_scope(session, user))
+    n_movies = func.coalesce(view.c.n_movies, 0)
+    n_components = func.coalesce(view.c.n_components, 0)
+    where = [Term.reference_set_id == active_reference_id(session)]
     if search.strip():
-        stmt = stmt.where(func.lower(Term.name).like(_like(search)))
+        where.append(_contains(session, Term.name, search))
+    stmt = (select(Term.name, Term.slug, n_movies.label("n_movies"), n_components.label("n_components"),
+                   _mean_r(view).label("mean_r"))
+            .outerjoin(view, view.c.term_id == Term.id).where(*where))
     key = {"name": Term.name, "movies": n_movies, "components": n_components}.get(sort, Term.name)
     stmt = stmt.order_by(key.desc() if descending else key.asc(), Term.name)
-    rows, total = _paginate(session, stmt, page, per_page)
+    rows = session.execute(stmt.limit(per_page).offset((page - 1) * per_page)).all()
+    total = session.scalar(select(func.count(Term.id)).where(*where)) or 0
     items = [{"name": r.name, "slug": r.slug, "n_movies": int(r.n_movies), "n_components": int(r.n_components),
               "mean_r": None if r.mean_r is None else float(r.mean_r)} for r in rows]
     return Page(items, page, per_page, total)
@@ -148,26 +273,31 @@ def get_term(session: Session, slug: str) -> Term | None:
                                              Term.reference_set_id == active_reference_id(session)))
 
 
+MAX_TERM_MOVIES = 500  # the movies listed on a term's page, most components first
+
+
 def term_detail(session: Session, user: Any, slug: str) -> dict[str, Any] | None:
     term = get_term(session, slug)
     if term is None:
         return None
+    v = viewer_scope(session, user)
+    cells = cell_view(v, term_ids=[term.id])
     rows = session.execute(
-        select(Movie.title, Movie.slug, func.count(Component.id), func.avg(Component.best_r))
-        .join(Collection, Collection.movie_id == Movie.id)
-        .join(Component, Component.collection_id == Collection.id)
-        .where(visible_collections(user), Component.best_term_id == term.id)
-        .group_by(Movie.id).order_by(func.count(Component.id).desc(), Movie.title)).all()
-    merged = {tm.movie_id: tm for tm in session.scalars(select(TermMap).where(TermMap.term_id == term.id))}
-    slugs = {m.id: m.slug for m in session.scalars(select(Movie).where(Movie.id.in_(
-        [k for k in merged if k is not None])))} if merged else {}
-    merged_slugs = {slugs[k] for k in merged if k is not None}
+        select(Movie.id, Movie.title, Movie.slug, cells.c.n_components, _mean_r(cells))
+        .join(cells, cells.c.movie_id == Movie.id)
+        .order_by(cells.c.n_components.desc(), Movie.title).limit(MAX_TERM_MOVIES)).all()
+    movie_ids = [r[0] for r in rows]
+    merged = {tm.movie_id: tm for tm in session.scalars(select(TermMap).where(
+        TermMap.term_id == term.id, or_(TermMap.movie_id.is_(None), TermMap.movie_id.in_(movie_ids))))}
+    view = term_view(v)
+    stats = session.execute(select(view).where(view.c.term_id == term.id)).first()
     return {
         "name": term.name, "slug": term.slug, "reference_set": term.reference_set.name,
         "has_mean_map": None in merged,
         "n_components_mean_map": merged[None].n_components if None in merged else 0,
+        "n_movies": int(stats.n_movies) if stats else 0, "n_components": int(stats.n_components) if stats else 0,
         "movies": [{"title": t, "slug": s, "n_components": int(n), "mean_r": float(r),
-                    "has_merged_map": s in merged_slugs} for t, s, n, r in rows],
+                    "has_merged_map": mid in merged} for mid, t, s, n, r in rows],
     }
 
 
@@ -187,24 +317,51 @@ COMPONENT_SORTS = {"r": Component.best_r, "file": Component.source_file}
 def list_components(session: Session, user: Any, term_slug: str | None = None, movie_slug: str | None = None,
                     collection_slug: str | None = None, sort: str = "r", page: int = 1,
                     per_page: int = DEFAULT_PER_PAGE) -> Page:
+    """Visible components, best r first (or by file), optionally of one term, movie and/or collection.
+
+    Rows come from an indexed ORDER BY ... LIMIT; the total from the derived counts (or, for one collection, a
+    count over that collection's rows)."""
     page, per_page = clamp_page(page, per_page)
     stmt = (select(Component, Collection, Movie, Term.name, Term.slug)
             .join(Collection, Component.collection_id == Collection.id)
             .join(Movie, Collection.movie_id == Movie.id)
             .outerjoin(Term, Component.best_term_id == Term.id)
             .where(visible_collections(user)))
-    if term_slug:
-        stmt = stmt.where(_key_is(Term.slug, term_slug))
-    if movie_slug:
-        stmt = stmt.where(_key_is(Movie.slug, movie_slug))
-    if collection_slug:
-        stmt = stmt.where(_key_is(Collection.slug, collection_slug))
+    term = get_term(session, term_slug) if term_slug else None
+    movie = get_visible_movie(session, user, movie_slug) if movie_slug else None
+    collection = get_visible_collection(session, user, collection_slug) if collection_slug else None
+    if (term_slug and term is None) or (movie_slug and movie is None) or (collection_slug and collection is None):
+        return Page([], page, per_page, 0)
+    if term is not None:
+        stmt = stmt.where(Component.best_term_id == term.id)
+    if movie is not None:
+        stmt = stmt.where(Collection.movie_id == movie.id)
+    if collection is not None:
+        stmt = stmt.where(Component.collection_id == collection.id)
     if sort == "file":
-        stmt = stmt.order_by(Component.source_file, Component.volume_index)
-    else:
-        stmt = stmt.order_by(Component.best_r.desc().nulls_last(), Component.uuid)
-    rows, total = _paginate(session, stmt, page, per_page)
+        stmt = stmt.order_by(Component.source_file, Component.volume_index, Component.id)
+    else:  # the order of the indexes (best_r) and (best_term_id, best_r), read backwards
+        stmt = stmt.order_by(Component.best_r.desc(), Component.id.desc())
+    rows = session.execute(stmt.limit(per_page).offset((page - 1) * per_page)).all()
+    total = _component_total(session, user, term, movie, collection, stmt)
     return Page([_component_row(c, col, m, t, ts) for c, col, m, t, ts in rows], page, per_page, total)
+
+
+def _component_total(session: Session, user: Any, term: Term | None, movie: Movie | None,
+                     collection: Collection | None, stmt: Select) -> int:
+    if collection is not None:  # one collection's rows: small
+        return session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    v = viewer_scope(session, user)
+    if term is not None and movie is not None:
+        cells = cell_view(v, movie_id=movie.id, term_ids=[term.id])
+        return int(session.scalar(select(func.sum(cells.c.n_components))) or 0)
+    if term is not None:
+        view = term_view(v)
+        return int(session.scalar(select(view.c.n_components).where(view.c.term_id == term.id)) or 0)
+    if movie is not None:
+        view = movie_view(v)
+        return int(session.scalar(select(view.c.n_components).where(view.c.movie_id == movie.id)) or 0)
+    return counts(session, user)["components"]
 
 
 MOVIE_SORTS = ("title", "newest", "components")
@@ -214,25 +371,34 @@ def list_movies(session: Session, user: Any, search: str = "", sort: str = "titl
                 per_page: int = DEFAULT_PER_PAGE) -> Page:
     page, per_page = clamp_page(page, per_page)
     search = search_text(search)
-    n_comp = func.count(func.distinct(Component.id))
-    stmt = (select(Movie, func.count(func.distinct(Collection.id)).label("n_collections"),
-                   n_comp.label("n_components"), func.max(Collection.created).label("latest"))
-            .join(Collection, Collection.movie_id == Movie.id)
-            .outerjoin(Component, Component.collection_id == Collection.id)
-            .where(visible_collections(user))
-            .group_by(Movie.id))
+    v = viewer_scope(session, user)
+    view = movie_view(v)
+    stmt = (select(Movie, view.c.n_collections, view.c.n_components, view.c.newest)
+            .join(view, view.c.movie_id == Movie.id))
     if search.strip():
-        stmt = stmt.where(func.lower(Movie.title).like(_like(search)))
+        stmt = stmt.where(_contains(session, Movie.title, search))
     if sort == "newest":
-        stmt = stmt.order_by(func.max(Collection.created).desc(), Movie.title)
+        stmt = stmt.order_by(view.c.newest.desc(), Movie.title)
     elif sort == "components":
-        stmt = stmt.order_by(n_comp.desc(), Movie.title)
+        stmt = stmt.order_by(view.c.n_components.desc(), Movie.title)
     else:
-        stmt = stmt.order_by(func.lower(Movie.title))
-    rows, total = _paginate(session, stmt, page, per_page)
+        stmt = stmt.order_by(func.lower(Movie.title), Movie.id)
+    rows = session.execute(stmt.limit(per_page).offset((page - 1) * per_page)).all()
+    if search.strip():
+        total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    else:
+        total = counts(session, user)["movies"]
     return Page([{"title": m.title, "slug": m.slug, "year": m.year, "n_collections": int(nc),
-                  "n_components": int(n), "latest": latest.isoformat() if latest else None}
+                  "n_components": int(n), "latest": _iso(latest)}
                  for m, nc, n, latest in rows], page, per_page, total)
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):  # SQLite returns a UNION's datetimes as text
+        return value.replace(" ", "T")
+    return value.isoformat()
 
 
 def visible_movie_titles(session: Session, user: Any, limit: int = 2000) -> list[str]:
@@ -253,40 +419,57 @@ def movie_detail(session: Session, user: Any, slug: str) -> dict[str, Any] | Non
     movie = get_visible_movie(session, user, slug)
     if movie is None:
         return None
-    vis = and_(visible_collections(user), Collection.movie_id == movie.id)
-    total = session.scalar(select(func.count(Component.id)).join(Collection).where(vis)) or 0
+    v = viewer_scope(session, user)
+    mview = movie_view(v)
+    total = int(session.scalar(select(mview.c.n_components).where(mview.c.movie_id == movie.id)) or 0)
+    cells = cell_view(v, movie_id=movie.id)
     rows = session.execute(
-        select(Term.name, Term.slug, func.count(Component.id), func.avg(Component.best_r))
-        .join(Component, Component.best_term_id == Term.id)
-        .join(Collection, Component.collection_id == Collection.id)
-        .where(vis).group_by(Term.id)).all()
+        select(Term.name, Term.slug, cells.c.n_components, _mean_r(cells))
+        .join(cells, cells.c.term_id == Term.id)
+        .where(Term.reference_set_id == active_reference_id(session))).all()
     merged = set(session.scalars(select(Term.slug).join(TermMap, TermMap.term_id == Term.id)
                                  .where(TermMap.movie_id == movie.id)))
     terms = [{"name": name, "slug": tslug, "n_components": int(n), "mean_r": float(r),
               "share": n / total if total else 0.0, "score": float(r) * n / total if total else 0.0,
               "has_merged_map": tslug in merged} for name, tslug, n, r in rows]
     terms.sort(key=lambda t: (-t["score"], t["name"]))
+    vis = and_(visible_collections(user), Collection.movie_id == movie.id)
     collections = session.scalars(select(Collection).where(vis).order_by(Collection.created)).all()
     return {"title": movie.title, "slug": movie.slug, "year": movie.year, "n_components": total, "terms": terms,
-            "collections": [collection_dict(session, c) for c in collections]}
+            "collections": collection_dicts(session, collections)}
 
 
 def collection_dict(session: Session, c: Collection) -> dict[str, Any]:
-    owner = session.get(User, c.owner_id)
-    return {"name": c.name, "slug": c.slug, "movie": c.movie.title, "movie_slug": c.movie.slug,
-            "description": c.description, "dataset_url": c.dataset_url, "doi": c.doi,
-            "contributors": c.contributors, "license": c.license, "visibility": c.visibility,
-            "owner": owner.display_name if owner else "", "status": c.status, "is_demo": c.is_demo,
-            "metadata": c.metadata_ or {}, "created": c.created.isoformat() if c.created else None,
-            "n_components": session.scalar(select(func.count(Component.id))
-                                           .where(Component.collection_id == c.id)) or 0}
+    return collection_dicts(session, [c])[0]
+
+
+def collection_dicts(session: Session, collections: list[Collection]) -> list[dict[str, Any]]:
+    """The fields pages and the API show of collections, with owners and component counts read in one query
+    each."""
+    ids = [c.id for c in collections]
+    n_components = dict(session.execute(select(Component.collection_id, func.count(Component.id))
+                                        .where(Component.collection_id.in_(ids))
+                                        .group_by(Component.collection_id)).all()) if ids else {}
+    owners = {u.id: u for u in session.scalars(select(User).where(
+        User.id.in_({c.owner_id for c in collections})))} if ids else {}
+    out = []
+    for c in collections:
+        owner = owners.get(c.owner_id)
+        out.append({"name": c.name, "slug": c.slug, "movie": c.movie.title, "movie_slug": c.movie.slug,
+                    "description": c.description, "dataset_url": c.dataset_url, "doi": c.doi,
+                    "contributors": c.contributors, "license": c.license, "visibility": c.visibility,
+                    "owner": owner.display_name if owner else "", "status": c.status, "is_demo": c.is_demo,
+                    "metadata": c.metadata_ or {}, "created": c.created.isoformat() if c.created else None,
+                    "n_components": int(n_components.get(c.id, 0))})
+    return out
 
 
 def list_collections(session: Session, user: Any, page: int = 1, per_page: int = DEFAULT_PER_PAGE) -> Page:
     page, per_page = clamp_page(page, per_page)
-    stmt = select(Collection).where(visible_collections(user)).order_by(Collection.created.desc(), Collection.id)
-    rows, total = _paginate(session, stmt, page, per_page)
-    return Page([collection_dict(session, c) for (c,) in rows], page, per_page, total)
+    stmt = (select(Collection).options(joinedload(Collection.movie)).where(visible_collections(user))
+            .order_by(Collection.created.desc(), Collection.id.desc()))
+    rows = session.scalars(stmt.limit(per_page).offset((page - 1) * per_page)).all()
+    return Page(collection_dicts(session, list(rows)), page, per_page, counts(session, user)["collections"])
 
 
 def get_visible_collection(session: Session, user: Any, slug: str) -> Collection | None:
@@ -337,40 +520,72 @@ def full_decoding_profile(session: Session, comp: Component) -> list[dict[str, A
             for rank, i in enumerate(order)]
 
 
-def heatmap(session: Session, user: Any) -> dict[str, Any]:
-    """Term x movie: number of visible components per cell and their mean r."""
-    rows = session.execute(
-        select(Term.name, Term.slug, Movie.title, Movie.slug, func.count(Component.id), func.avg(Component.best_r))
-        .join(Component, Component.best_term_id == Term.id)
-        .join(Collection, Component.collection_id == Collection.id)
-        .join(Movie, Collection.movie_id == Movie.id)
-        .where(visible_collections(user)).group_by(Term.id, Movie.id)).all()
-    terms = sorted({(r[0], r[1]) for r in rows})
-    movies = sorted({(r[2], r[3]) for r in rows})
-    ti = {t[1]: i for i, t in enumerate(terms)}
-    mi = {m[1]: i for i, m in enumerate(movies)}
-    count = [[0] * len(movies) for _ in terms]
-    mean_r = [[None] * len(movies) for _ in terms]
-    for _, tslug, _, mslug, n, r in rows:
-        count[ti[tslug]][mi[mslug]] = int(n)
-        mean_r[ti[tslug]][mi[mslug]] = float(r)
-    return {"terms": [t[0] for t in terms], "term_slugs": [t[1] for t in terms],
-            "movies": [m[0] for m in movies], "movie_slugs": [m[1] for m in movies],
-            "count": count, "mean_r": mean_r}
+DEFAULT_HEATMAP_TERMS = 20
+DEFAULT_HEATMAP_MOVIES = 20
+MAX_HEATMAP = 100  # terms or movies in one heatmap
+
+
+def heatmap(session: Session, user: Any, terms: Any = DEFAULT_HEATMAP_TERMS,
+            movies: Any = DEFAULT_HEATMAP_MOVIES) -> dict[str, Any]:
+    """Term x movie for the ``terms`` most used terms and the ``movies`` movies with most components (both at most
+    :data:`MAX_HEATMAP`): number of visible components per cell and their mean r, from the derived counts.
+
+    Terms and movies are listed A to Z; ``n_terms`` and ``n_movies`` say how many there are in all."""
+    n_terms = _bounded(terms, DEFAULT_HEATMAP_TERMS)
+    n_movies = _bounded(movies, DEFAULT_HEATMAP_MOVIES)
+    v = viewer_scope(session, user)
+    tview, mview = term_view(v), movie_view(v)
+    top_terms = session.execute(
+        select(Term.id, Term.name, Term.slug).join(tview, tview.c.term_id == Term.id)
+        .where(Term.reference_set_id == active_reference_id(session), tview.c.n_components > 0)
+        .order_by(tview.c.n_components.desc(), Term.name).limit(n_terms)).all()
+    top_movies = session.execute(
+        select(Movie.id, Movie.title, Movie.slug).join(mview, mview.c.movie_id == Movie.id)
+        .where(mview.c.n_components > 0)
+        .order_by(mview.c.n_components.desc(), Movie.title).limit(n_movies)).all()
+    top_terms = sorted(top_terms, key=lambda r: (r.name, r.id))
+    top_movies = sorted(top_movies, key=lambda r: (r.title, r.id))
+    ti = {r.id: i for i, r in enumerate(top_terms)}
+    mi = {r.id: j for j, r in enumerate(top_movies)}
+    count = [[0] * len(top_movies) for _ in top_terms]
+    mean_r: list[list[float | None]] = [[None] * len(top_movies) for _ in top_terms]
+    if ti and mi:
+        cells = cell_view(v, term_ids=list(ti))
+        for movie_id, term_id, n, r in session.execute(
+                select(cells.c.movie_id, cells.c.term_id, cells.c.n_components, _mean_r(cells))
+                .where(cells.c.movie_id.in_(list(mi)))):
+            if n:
+                count[ti[term_id]][mi[movie_id]] = int(n)
+                mean_r[ti[term_id]][mi[movie_id]] = float(r)
+    total_terms = session.scalar(select(func.count()).select_from(tview).join(Term, Term.id == tview.c.term_id)
+                                 .where(Term.reference_set_id == active_reference_id(session),
+                                        tview.c.n_components > 0)) or 0
+    return {"terms": [r.name for r in top_terms], "term_slugs": [r.slug for r in top_terms],
+            "movies": [r.title for r in top_movies], "movie_slugs": [r.slug for r in top_movies],
+            "count": count, "mean_r": mean_r, "n_terms": int(total_terms),
+            "n_movies": counts(session, user)["movies"]}
+
+
+def _bounded(value: Any, default: int) -> int:
+    try:
+        return min(MAX_HEATMAP, max(1, int(value)))
+    except (TypeError, ValueError, OverflowError):
+        return default
 
 
 def search(session: Session, user: Any, text: str, limit: int = 8) -> list[dict[str, str]]:
-    """Suggestions for the search box: terms and visible movies whose names contain the text."""
+    """Suggestions for the search box: terms and visible movies whose names contain the text (through the search
+    indexes, see :func:`_contains`)."""
     text = search_text(text, 100).strip()
     if len(text) < 2:
         return []
-    like = _like(text)
     terms = session.execute(select(Term.name, Term.slug).where(
-        Term.reference_set_id == active_reference_id(session), func.lower(Term.name).like(like))
+        Term.reference_set_id == active_reference_id(session), _contains(session, Term.name, text))
         .order_by(func.length(Term.name), Term.name).limit(limit)).all()
-    movies = session.execute(select(Movie.title, Movie.slug).join(Collection).where(
-        visible_collections(user), or_(func.lower(Movie.title).like(like))).group_by(Movie.id)
-        .order_by(Movie.title).limit(limit)).all()
+    visible = movie_view(viewer_scope(session, user))
+    movies = session.execute(select(Movie.title, Movie.slug).join(visible, visible.c.movie_id == Movie.id)
+                             .where(_contains(session, Movie.title, text))
+                             .order_by(Movie.title).limit(limit)).all()
     out = [{"kind": "term", "label": n, "href": f"/terms/{s}"} for n, s in terms]
     out += [{"kind": "movie", "label": t, "href": f"/movies/{s}"} for t, s in movies]
     return out[:limit]
