@@ -543,8 +543,8 @@ def heatmap(session: Session, user: Any, terms: Any = DEFAULT_HEATMAP_TERMS,
         select(Movie.id, Movie.title, Movie.slug).join(mview, mview.c.movie_id == Movie.id)
         .where(mview.c.n_components > 0)
         .order_by(mview.c.n_components.desc(), Movie.title).limit(n_movies)).all()
-    top_terms = sorted(top_terms, key=lambda r: (r.name, r.id))
-    top_movies = sorted(top_movies, key=lambda r: (r.title, r.id))
+    top_terms = sorted(top_terms, key=lambda r: (r.name.lower(), r.id))
+    top_movies = sorted(top_movies, key=lambda r: (r.title.lower(), r.id))
     ti = {r.id: i for i, r in enumerate(top_terms)}
     mi = {r.id: j for j, r in enumerate(top_movies)}
     count = [[0] * len(top_movies) for _ in top_terms]

@@ -147,9 +147,13 @@ def downsample(x: np.ndarray, y: np.ndarray, n: int = MAX_DISPLAY_POINTS) -> tup
     return (np.add.reduceat(x, edges[:-1]) / np.diff(edges), np.add.reduceat(y, edges[:-1]) / np.diff(edges))
 
 
-def label_components(session: Session, user: Any, label: str) -> list[dict[str, Any]]:
+MAX_LABEL_COMPONENTS = 500
+
+
+def label_components(session: Session, user: Any, label: str,
+                     limit: int = MAX_LABEL_COMPONENTS) -> list[dict[str, Any]]:
     """The visible components of every movie that follow ``label`` (q < 0.05 in an annotation set of their
-    movie whose label has this name), best first."""
+    movie whose label has this name), best first: at most ``limit``, read through the (label, q) index."""
     if lookup_key(label) is None:  # NUL or an absurd length names no label (and PostgreSQL refuses it)
         return []
     rows = session.execute(select(Component.uuid, Component.storage_key, Movie.title, Movie.slug, Collection.name,
@@ -160,12 +164,8 @@ def label_components(session: Session, user: Any, label: str) -> list[dict[str, 
                            .join(AnnotationSet, TemporalDecoding.set_id == AnnotationSet.id)
                            .where(TemporalDecoding.label == label, TemporalDecoding.q < SIGNIFICANT_Q,
                                   visible_collections(user))
-                           .order_by(TemporalDecoding.q, TemporalDecoding.p, TemporalDecoding.r.desc())).all()
+                           .order_by(TemporalDecoding.q, TemporalDecoding.p, TemporalDecoding.r.desc())
+                           .limit(limit)).all()
     return [{"uuid": uuid, "storage_key": key, "movie": title, "movie_slug": slug, "collection": collection,
              "annotation": annotation, "r": float(r), "p": float(p), "q": float(q)}
             for uuid, key, title, slug, collection, annotation, r, p, q in rows]
-
-
-def known_labels(session: Session) -> list[str]:
-    """Every label name of every annotation set, sorted."""
-    return list(session.scalars(select(AnnotationEvent.label).distinct().order_by(AnnotationEvent.label)))

@@ -135,6 +135,34 @@ def test_stats_are_public_counts(anon, stranger, owner, admin) -> None:
     assert {k: get_json(admin, "/api/stats")[k] for k in expected} == {k: mine[k] for k in expected}
 
 
+def test_heatmap_route_shows_the_most_used_terms_and_movies(anon, owner, world) -> None:
+    per_cell = {(t, m): n for t, m, n in sql(
+        "SELECT t.name, mv.title, COUNT(*) FROM components c JOIN collections col ON col.id = c.collection_id "
+        "JOIN movies mv ON mv.id = col.movie_id JOIN terms t ON t.id = c.best_term_id "
+        "WHERE col.visibility = 'public' GROUP BY t.name, mv.title")}
+    per_term, per_movie = {}, {}
+    for (t, m), n in per_cell.items():
+        per_term[t] = per_term.get(t, 0) + n
+        per_movie[m] = per_movie.get(m, 0) + n
+    heat = get_json(anon, "/api/heatmap?terms=3&movies=2")
+    assert len(heat["terms"]) == 3 and len(heat["movies"]) == 2
+    assert heat["n_terms"] == len(per_term) and heat["n_movies"] == len(per_movie)
+    # the three terms and two movies with most components (no other has more than the least of those shown)
+    assert min(per_term[t] for t in heat["terms"]) >= max(n for t, n in per_term.items() if t not in heat["terms"])
+    assert min(per_movie[m] for m in heat["movies"]) >= max(
+        n for m, n in per_movie.items() if m not in heat["movies"])
+    for i, t in enumerate(heat["terms"]):
+        for j, m in enumerate(heat["movies"]):
+            assert heat["count"][i][j] == per_cell.get((t, m), 0)
+            assert (heat["mean_r"][i][j] is None) == ((t, m) not in per_cell)
+    everything = get_json(anon, "/api/heatmap?terms=100&movies=100")
+    assert sum(map(sum, everything["count"])) == public_counts()["components"]
+    assert_no_private(json.dumps(everything), world)
+    assert HIDDEN_MOVIE in get_json(owner, "/api/heatmap?terms=100&movies=100")["movies"]
+    odd = get_json(anon, "/api/heatmap?terms=abc&movies=-5")  # not a number: the default; below 1: one
+    assert len(odd["terms"]) == min(20, len(per_term)) and len(odd["movies"]) == 1
+
+
 def test_terms_pagination(anon) -> None:
     first = get_json(anon, "/api/terms?per_page=5")
     assert (first["page"], first["per_page"], first["total"], first["pages"]) == (1, 5, 22, 5)

@@ -57,6 +57,15 @@ def stats():
         return json_response(queries.counts(session, viewer()))
 
 
+@blueprint.get("/heatmap")
+def heatmap():
+    """The home page's term x movie heatmap: ``?terms=N&movies=M`` most used terms and movies (each 1..100)."""
+    a = flask.request.args
+    with session_scope() as session:
+        return json_response(queries.heatmap(session, viewer(), a.get("terms", queries.DEFAULT_HEATMAP_TERMS),
+                                             a.get("movies", queries.DEFAULT_HEATMAP_MOVIES)))
+
+
 @blueprint.get("/search")
 def search():
     with session_scope() as session:

@@ -21,7 +21,6 @@ from dashboard.components.common import fmt_r
 GRAPH = "incdb-graph"
 GRAPH_NAV = "incdb-graph-nav"
 GRAPH_LINKS = "incdb-graph-links"
-MAX_HEATMAP_TERMS = 40
 PROFILE_BARS = 20
 POSITIVE = "#e4572e"
 NEGATIVE = "#2e86de"
@@ -69,16 +68,10 @@ dash.clientside_callback(
 )
 
 
-def heatmap_terms(data: dict[str, Any], limit: int = MAX_HEATMAP_TERMS) -> list[int]:
-    """Row indices to show: the ``limit`` terms with most components, then alphabetical for reading."""
-    totals = [sum(row) for row in data["count"]]
-    keep = sorted(range(len(totals)), key=lambda i: (-totals[i], data["terms"][i]))[:limit]
-    return sorted(keep, key=lambda i: data["terms"][i].lower())
-
-
-def heatmap_figure(data: dict[str, Any], limit: int = MAX_HEATMAP_TERMS) -> go.Figure:
-    """Terms (rows) x movies (columns); colour and label = number of components, hover adds the mean r."""
-    rows = heatmap_terms(data, limit)
+def heatmap_figure(data: dict[str, Any]) -> go.Figure:
+    """Terms (rows) x movies (columns) of ``store.queries.heatmap``; colour and label = number of components, hover
+    adds the mean r."""
+    rows = range(len(data["terms"]))
     z: list[list[int | None]] = []
     custom: list[list[list[str]]] = []
     for i in rows:
@@ -104,17 +97,20 @@ def heatmap_figure(data: dict[str, Any], limit: int = MAX_HEATMAP_TERMS) -> go.F
     return figure
 
 
-def heatmap_note(data: dict[str, Any], limit: int = MAX_HEATMAP_TERMS) -> str | None:
-    if len(data["terms"]) <= limit:
+def heatmap_note(data: dict[str, Any]) -> str | None:
+    """Which part of the catalogue the heatmap shows, when it is not all of it."""
+    shown_terms, shown_movies = len(data["terms"]), len(data["movies"])
+    if shown_terms >= data.get("n_terms", 0) and shown_movies >= data.get("n_movies", 0):
         return None
-    return f"Showing the {limit} of {len(data['terms'])} terms with the most components."
+    return (f"Showing the {shown_terms} of {data['n_terms']} terms and the {shown_movies} of {data['n_movies']} "
+            "movies with the most components.")
 
 
-def heatmap_links(data: dict[str, Any], limit: int = MAX_HEATMAP_TERMS) -> dict[str, str]:
+def heatmap_links(data: dict[str, Any]) -> dict[str, str]:
     """Movie x term page of every non-empty cell shown."""
     return {link_key(plot_text(movie), plot_text(data["terms"][i])):
             f"/movies/{data['movie_slugs'][j]}/{data['term_slugs'][i]}"
-            for i in heatmap_terms(data, limit) for j, movie in enumerate(data["movies"]) if data["count"][i][j]}
+            for i in range(len(data["terms"])) for j, movie in enumerate(data["movies"]) if data["count"][i][j]}
 
 
 def profile_bars(profile: list[dict[str, Any]], n: int = PROFILE_BARS) -> list[dict[str, Any]]:

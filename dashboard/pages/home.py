@@ -5,7 +5,7 @@ from typing import Any
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import html
+from dash import Input, Output, callback, dcc, html
 
 from dashboard.components.charts import heatmap_figure, heatmap_links, heatmap_note, nav_graph
 from dashboard.components.common import demo_notice, empty_state, section, stat_card
@@ -15,6 +15,26 @@ from dashboard.components.search import search_box
 from store import queries
 
 dash.register_page(__name__, path="/", order=0, title="INcDb: Internet Neurocinematics Database")
+
+
+HEATMAP_TERM_CHOICES = (10, 20, 40, 60, 100)
+HEATMAP_MOVIE_CHOICES = (10, 20, 40, 100)
+
+
+def _heatmap_body(heat: dict[str, Any]) -> list:
+    if not heat["terms"]:
+        return [empty_state("No components yet.", "The heatmap fills in once collections have been decoded.",
+                            links=(("Contribute data", "/contribute"),))]
+    return [nav_graph("heatmap", heatmap_figure(heat), heatmap_links(heat)),
+            html.P(heatmap_note(heat), className="incdb-viewer-caption", id="heatmap-note")]
+
+
+def _chooser(name: str, label: str, choices: tuple[int, ...], value: int) -> html.Div:
+    return html.Div([
+        dbc.Label(label, html_for=f"heatmap-{name}", className="me-2 mb-0"),
+        dcc.Dropdown(id=f"heatmap-{name}", options=[{"label": str(n), "value": n} for n in choices], value=value,
+                     clearable=False, searchable=False, style={"width": "6rem"}),
+    ], className="d-flex align-items-center me-3")
 
 
 def layout(**_query: Any) -> html.Div:
@@ -43,9 +63,16 @@ def layout(**_query: Any) -> html.Div:
         ], className="g-4 mb-2"),
         section(["Terms × movies", html.Small(" components per cell; click a cell to open its merged map",
                                               className="text-muted incdb-section-note")],
-                [nav_graph("heatmap", heatmap_figure(heat), heatmap_links(heat)),
-                 html.P(heatmap_note(heat), className="incdb-viewer-caption")] if heat["terms"] else empty_state(
-                    "No components yet.", "The heatmap fills in once collections have been decoded.",
-                    links=(("Contribute data", "/contribute"),)),
+                [html.Div([_chooser("terms", "Most used terms", HEATMAP_TERM_CHOICES, queries.DEFAULT_HEATMAP_TERMS),
+                           _chooser("movies", "Movies with most components", HEATMAP_MOVIE_CHOICES,
+                                    queries.DEFAULT_HEATMAP_MOVIES)],
+                          className="d-flex flex-wrap mb-2", id="heatmap-chooser"),
+                 html.Div(_heatmap_body(heat), id="heatmap-body")],
                 class_name="incdb-heatmap-section"),
     ], className="incdb-home")
+
+
+@callback(Output("heatmap-body", "children"), Input("heatmap-terms", "value"), Input("heatmap-movies", "value"),
+          prevent_initial_call=True)
+def _choose_heatmap(terms: Any, movies: Any) -> list:
+    return _heatmap_body(read(queries.heatmap, terms, movies))

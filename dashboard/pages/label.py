@@ -32,6 +32,7 @@ def layout(label: str | None = None, **_query: Any) -> html.Div:
     label = (label or "")[:200]
     rows = read(timeline.label_components, label)
     header = page_header(["Label ", html.Span(label, className="incdb-title-muted")],
+                         f"{'at least ' if len(rows) >= timeline.MAX_LABEL_COMPONENTS else ''}"
                          f"{plural(len(rows), 'component')} whose time course follows it (q < 0.05)",
                          crumbs=(("Home", "/"), ("Movies", "/movies"), (label, None)))
     if not rows:

@@ -4,7 +4,9 @@ from __future__ import annotations
 from typing import Any
 
 import dash
-from dash import html
+import dash_bootstrap_components as dbc
+from dash import Input, Output, State, callback, dcc, html
+from dash.exceptions import PreventUpdate
 
 from dashboard.components.common import demo_badge, not_found, page_header, plural
 from dashboard.components.data import arg, read
@@ -12,7 +14,7 @@ from dashboard.components.details import movie_terms_table
 from dashboard.components.metadata import collection_list
 from dashboard.components.tables import paged_table
 from dashboard.components.timeline import timeline_panel
-from dashboard.components.urlstate import url_tabs
+from dashboard.components.urlstate import TABS, url_tabs
 from store import queries, timeline
 
 
@@ -26,10 +28,31 @@ def title(movie: str | None = None, **_: Any) -> str:
 dash.register_page(__name__, path_template="/movies/<movie>", order=5, title=title)
 
 
-def _timeline(session, user, slug: str) -> html.Div:
+def _timeline(session, user, slug: str) -> html.Div | None:
     found = queries.get_visible_movie(session, user, slug)
+    if found is None:
+        return None
     return timeline_panel(timeline.movie_annotations(session, found), timeline.movie_courses(session, user, found),
                           slug)
+
+
+def _timeline_tab(slug: str, active: bool) -> html.Div:
+    """The Timeline tab reads every time course of the movie: made when the tab is opened, not on every visit."""
+    body = read(_timeline, slug) if active else dbc.Spinner(color="secondary", size="sm")
+    return html.Div([dcc.Store(id="movie-timeline-slug", data=slug),
+                     html.Div(body, id="movie-timeline-body", **{"data-loaded": "1" if active else "0"})])
+
+
+@callback(Output("movie-timeline-body", "children"), Output("movie-timeline-body", "data-loaded"),
+          Input({"type": TABS, "name": "movie"}, "active_tab"), State("movie-timeline-slug", "data"),
+          State("movie-timeline-body", "data-loaded"), prevent_initial_call=True)
+def _open_timeline(active: Any, slug: Any, loaded: Any):
+    if active != "timeline" or loaded == "1" or queries.lookup_key(slug) is None:
+        raise PreventUpdate
+    body = read(_timeline, slug)
+    if body is None:
+        raise PreventUpdate
+    return body, "1"
 
 
 def layout(movie: str | None = None, **query: Any) -> html.Div:
@@ -49,6 +72,6 @@ def layout(movie: str | None = None, **query: Any) -> html.Div:
             ("components", f"Components ({detail['n_components']})",
              paged_table("components", "components", query, context={"movie": detail["slug"], "hide": ["movie"]})),
             ("collections", f"Collections ({len(collections)})", collection_list(collections)),
-            ("timeline", "Timeline", read(_timeline, detail["slug"])),
+            ("timeline", "Timeline", _timeline_tab(detail["slug"], arg(query, "tab") == "timeline")),
         ], arg(query, "tab")),
     ])
