@@ -429,8 +429,9 @@ def movie_detail(session: Session, user: Any, slug: str) -> dict[str, Any] | Non
         .where(Term.reference_set_id == active_reference_id(session))).all()
     merged = set(session.scalars(select(Term.slug).join(TermMap, TermMap.term_id == Term.id)
                                  .where(TermMap.movie_id == movie.id)))
-    terms = [{"name": name, "slug": tslug, "n_components": int(n), "mean_r": float(r),
-              "share": n / total if total else 0.0, "score": float(r) * n / total if total else 0.0,
+    rows = [(name, tslug, int(n), float(r)) for name, tslug, n, r in rows]  # PostgreSQL sums are numeric
+    terms = [{"name": name, "slug": tslug, "n_components": n, "mean_r": r,
+              "share": n / total if total else 0.0, "score": r * n / total if total else 0.0,
               "has_merged_map": tslug in merged} for name, tslug, n, r in rows]
     terms.sort(key=lambda t: (-t["score"], t["name"]))
     vis = and_(visible_collections(user), Collection.movie_id == movie.id)
