@@ -310,13 +310,15 @@ def _store_components(collection_id: int, reference_id: int, term_ids: list[int]
                 storage.delete(component_key(row["uuid"]))
                 storage.delete(decodings_key(row["uuid"]))
         raise
-    if courses:
-        decode_collection_in_time(collection_id)
-    for key in removed_keys:
-        storage.delete(key)
-    if merge:
-        with session_scope() as session:
-            rebuild_term_maps(session, session.get(ReferenceSet, reference_id), affected)
+    try:
+        if courses:
+            decode_collection_in_time(collection_id)
+        if merge:  # before the removed maps go: a term's running sum subtracts them (pipeline.termmaps)
+            with session_scope() as session:
+                rebuild_term_maps(session, session.get(ReferenceSet, reference_id), affected)
+    finally:
+        for key in removed_keys:
+            storage.delete(key)
 
 
 def _replace_timecourses(session, collection_id: int,

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 
 from pipeline.jobs import settle_stalled_jobs
+from pipeline.termmaps import sum_key
 from store.db import session_scope
 from store.models import Component, Job, JobStatus, Term, TermMap, Upload
 from store.storage import get_storage
@@ -50,6 +51,7 @@ def referenced_keys(session) -> set[str]:
     for column in (Component.storage_key, Component.decodings_key, TermMap.storage_key, Term.storage_key,
                    Upload.storage_key):
         keys.update(k for k in session.scalars(select(column)) if k)
+    keys.update(sum_key(k) for k in session.scalars(select(TermMap.storage_key)) if k)  # running sums
     return keys
 
 

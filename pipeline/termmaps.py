@@ -7,19 +7,30 @@ A merged map's storage key carries a digest of the components it merges. A TermM
 a complete file that matches its component count: the new file is written under a new key, the row switches to it
 in the transaction, and the old file is deleted only after the commit (or the new one after a rollback). An
 unchanged map is not merged again.
+
+A term's across-movies map can merge a large share of the catalogue, so with the numpy backend it is kept by a
+running sum: next to a map of at least :data:`RUNNING_SUM_MIN` components a float64 sum of its inputs is stored
+(:func:`sum_key`), and the next rebuild adds the maps of the components that joined and subtracts those that left,
+reading only those; the cost of an ingest then does not grow with the catalogue. When the sum is missing, or a
+left component's map is gone, or most inputs changed, the map is merged from scratch (streamed, one map at a time).
+A sum kept this way can differ from a fresh one by rounding (float64), far below float32's precision.
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import tempfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from contextlib import ExitStack
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy import delete, event, select, text
 from sqlalchemy.orm import Session
 
+from pipeline.grid import to_image
+from pipeline.maps import load_map, nifti_bytes
 from pipeline.merge import merge_files, resolve_backend
 from store.artifacts import local_copy, termmap_key
 from store.models import Collection, Component, Movie, ReferenceSet, Term, TermMap
@@ -37,6 +48,60 @@ def _merge_to_storage(keys: list[str], out_key: str, backend: str) -> None:
         out = Path(tmp) / "merged.nii.gz"
         merge_files(out, paths, backend=backend)
         get_storage().put_file(out_key, out)
+
+
+RUNNING_SUM_MIN = 64  # components: below this a merge from scratch is cheap, and no sum is stored
+
+
+def sum_key(map_key: str) -> str:
+    """Key of the running sum kept next to the merged map ``map_key`` (an ``.npz``: ``total`` float64, ``keys``
+    and ``counts`` of the component maps summed)."""
+    return map_key + ".sum.npz"
+
+
+def _finite(key: str) -> np.ndarray:
+    return np.nan_to_num(load_map(key).astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _load_sum(map_key: str) -> tuple[np.ndarray, Counter] | None:
+    storage = get_storage()
+    key = sum_key(map_key)
+    if not storage.exists(key):
+        return None
+    with np.load(io.BytesIO(storage.read_bytes(key)), allow_pickle=False) as f:
+        return f["total"], Counter(dict(zip(f["keys"].tolist(), f["counts"].tolist())))
+
+
+def _running_mean(keys: list[str], out_key: str, previous_key: str | None) -> bool:
+    """Write the mean of ``keys`` (numpy semantics of :func:`pipeline.merge.mean_of_maps`) at ``out_key`` with its
+    running sum; returns whether a sum was written."""
+    storage = get_storage()
+    want = Counter(keys)
+    total = None
+    state = _load_sum(previous_key) if previous_key else None
+    if state is not None:
+        total, have = state
+        added, removed = want - have, have - want
+        if sum(added.values()) + sum(removed.values()) >= len(keys) or not all(storage.exists(k) for k in removed):
+            total = None
+        else:
+            for key, n in added.items():
+                total += n * _finite(key)
+            for key, n in removed.items():
+                total -= n * _finite(key)
+    if total is None:
+        total = None
+        for key in keys:  # streamed: one map in memory at a time
+            data = _finite(key)
+            total = data if total is None else total + data
+    storage.put_bytes(out_key, nifti_bytes(to_image((total / len(keys)).astype(np.float32))))
+    if len(keys) < RUNNING_SUM_MIN:
+        return False
+    buffer = io.BytesIO()
+    names = sorted(want)
+    np.savez(buffer, total=total, keys=np.array(names), counts=np.array([want[k] for k in names]))
+    storage.put_bytes(sum_key(out_key), buffer.getvalue())
+    return True
 
 
 def _after_transaction(session: Session, on_commit: list[str], on_rollback: list[str]) -> None:
@@ -132,7 +197,7 @@ def rebuild_term_maps(session: Session, reference: ReferenceSet, term_ids: Itera
         existing = {tm.movie_id: tm for tm in session.scalars(select(TermMap).where(TermMap.term_id == term_id))}
         for movie_id, tm in existing.items():
             if movie_id not in by_movie:
-                stale.append(tm.storage_key)
+                stale += [tm.storage_key, sum_key(tm.storage_key)]
                 session.delete(tm)
         for movie_id, keys in by_movie.items():
             movie_slug = session.get(Movie, movie_id).slug if movie_id is not None else None
@@ -143,7 +208,10 @@ def rebuild_term_maps(session: Session, reference: ReferenceSet, term_ids: Itera
                 continue  # same components as the stored map: nothing to merge
             written.append(out_key)
             same = merged.get(tuple(keys))
-            if same is not None:  # e.g. a term found in one movie only: its all-movies map is the movie's map
+            if movie_id is None and backend == "numpy" and len(keys) >= RUNNING_SUM_MIN:
+                if _running_mean(keys, out_key, tm.storage_key if tm is not None else None):
+                    written.append(sum_key(out_key))
+            elif same is not None:  # e.g. a term found in one movie only: its all-movies map is the movie's map
                 get_storage().copy(same, out_key)
             else:
                 _merge_to_storage(keys, out_key, backend)
@@ -152,7 +220,7 @@ def rebuild_term_maps(session: Session, reference: ReferenceSet, term_ids: Itera
                 tm = TermMap(movie_id=movie_id, term_id=term_id, reference_set_id=reference.id, storage_key=out_key)
                 session.add(tm)
             elif tm.storage_key != out_key:
-                stale.append(tm.storage_key)
+                stale += [tm.storage_key, sum_key(tm.storage_key)]
             tm.storage_key = out_key
             tm.n_components = len(keys)
         session.flush()

@@ -206,3 +206,53 @@ def test_merge_of_masked_maps_stays_zero_outside_the_mask(tmp_path):
     merged = nib.load(str(out)).get_fdata()
     assert not np.any(merged[~mask])
     np.testing.assert_allclose(merged[mask], (maps[0][mask] + maps[1][mask]) / 2, atol=1e-6)
+
+
+def test_term_wide_maps_follow_a_running_sum(data_dir, tmp_path, monkeypatch):
+    """A term's across-movies map is updated from the components that joined or left (only their maps are read)
+    and always equals the mean of its public components' maps; the sums survive the sweep."""
+    from sqlalchemy import select
+
+    from accounts.users import create_user
+    from pipeline import termmaps
+    from pipeline.catalog import delete_collection
+    from pipeline.maps import load_map
+    from pipeline.sweep import referenced_keys
+    from store.db import session_scope
+    from store.models import Collection, Component, TermMap
+    from store.storage import get_storage
+    from tests.test_stats import PEAKS, ingest_collection
+
+    monkeypatch.setattr(termmaps, "RUNNING_SUM_MIN", 2)
+    with session_scope() as session:
+        create_user(session, "ann@example.org", "a long enough password")
+    ids = [ingest_collection(tmp_path, "ann@example.org", f"Movie {i}", f"Part {i}", "public", PEAKS)
+           for i in range(3)]
+
+    def assert_maps_are_means() -> int:
+        with session_scope() as session:
+            rows = session.scalars(select(TermMap).where(TermMap.movie_id.is_(None))).all()
+            for tm in rows:
+                keys = session.scalars(select(Component.storage_key).join(Collection).where(
+                    Component.best_term_id == tm.term_id, Collection.visibility == "public")).all()
+                want = np.mean([load_map(k).astype(np.float64) for k in keys], axis=0)
+                assert tm.n_components == len(keys)
+                assert np.abs(load_map(tm.storage_key) - want).max() < 1e-6
+                assert get_storage().exists(termmaps.sum_key(tm.storage_key)) == (len(keys) >= 2)
+            assert {termmaps.sum_key(tm.storage_key) for tm in rows} <= referenced_keys(session)
+            return len(rows)
+
+    assert assert_maps_are_means() > 0
+    read: list[str] = []
+    original = termmaps._finite
+    monkeypatch.setattr(termmaps, "_finite", lambda key: read.append(key) or original(key))
+    ingest_collection(tmp_path, "ann@example.org", "Movie 3", "Part 3", "public", PEAKS)
+    with session_scope() as session:
+        new_keys = set(session.scalars(select(Component.storage_key).join(Collection).where(
+            Collection.name == "Part 3")))
+    assert read and set(read) <= new_keys  # only the new components' maps were read for the sums
+    assert_maps_are_means()
+    read.clear()
+    delete_collection(ids[0])
+    assert len(read) <= len(PEAKS)
+    assert_maps_are_means()
