@@ -346,6 +346,62 @@ def time_all(repeats: int, pages_only: bool) -> None:
     print(json.dumps({"targets": t, "times": out}))
 
 
+def explain_all() -> None:
+    """EXPLAIN ANALYZE every statement the browse queries run for an anonymous visitor and a curator; prints each
+    plan's time and any sequential scan of a table with more than 10,000 rows."""
+    from sqlalchemy import event, text
+
+    from store import queries, timeline
+    from store.db import get_engine, session_scope
+    from store.models import User
+
+    t = targets()
+    captured: list[tuple[str, object]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT"):
+            captured.append((statement, parameters))
+
+    with session_scope() as session:
+        curator = session.get(User, t["curator"])
+        session.expunge(curator)
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", capture)
+    for who in (None, curator):
+        with session_scope() as s:
+            queries.heatmap(s, who)
+            queries.counts(s, who)
+            queries.list_movies(s, who, sort="newest")
+            queries.list_terms(s, who, sort="components", descending=True)
+            queries.list_terms(s, who, search="term 01")
+            queries.list_components(s, who, term_slug=t["term"])
+            queries.list_components(s, who)
+            queries.term_detail(s, who, t["term"])
+            queries.movie_detail(s, who, t["movie"])
+            queries.search(s, who, "movie 00")
+            timeline.label_components(s, who, t["label"])
+    event.remove(engine, "before_cursor_execute", capture)
+    big = {r[0] for r in engine.connect().execute(text(
+        "SELECT relname FROM pg_class WHERE relkind = 'r' AND reltuples > 10000"))}
+    worst = 0.0
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        for statement, parameters in captured:
+            with raw.cursor() as cur:
+                cur.execute("EXPLAIN (ANALYZE, FORMAT TEXT) " + statement, parameters)
+                plan = [row[0] for row in cur.fetchall()]
+            ms = float(plan[-1].split(":")[1].split()[0])
+            worst = max(worst, ms)
+            scans = [line.strip() for line in plan if "Seq Scan on" in line and line.split("Seq Scan on ")[1].split()[0]
+                     in big]
+            if scans or ms > 20:
+                print(f"{ms:8.1f} ms  {' '.join(statement.split())[:150]}")
+                for line in scans:
+                    print(f"           {line}")
+        raw.rollback()
+    print(json.dumps({"statements": len(captured), "worst_ms": worst}))
+
+
 def _ok(response) -> None:
     if response.status_code != 200:
         raise RuntimeError(f"{response.status_code}: {response.get_data(as_text=True)[:200]}")
@@ -567,6 +623,8 @@ if __name__ == "__main__":
         fill(json.loads(sys.argv[2]), _P(sys.argv[3]))
     elif len(sys.argv) > 1 and sys.argv[1] == "_time":
         time_all(int(sys.argv[2]), sys.argv[3] == "1")
+    elif len(sys.argv) > 1 and sys.argv[1] == "_explain":
+        explain_all()
     elif len(sys.argv) > 1 and sys.argv[1] == "_ingest":
         ingest_once(int(sys.argv[2]))
     else:

@@ -435,9 +435,14 @@ def movie_detail(session: Session, user: Any, slug: str) -> dict[str, Any] | Non
               "has_merged_map": tslug in merged} for name, tslug, n, r in rows]
     terms.sort(key=lambda t: (-t["score"], t["name"]))
     vis = and_(visible_collections(user), Collection.movie_id == movie.id)
-    collections = session.scalars(select(Collection).where(vis).order_by(Collection.created)).all()
+    collections = session.scalars(select(Collection).where(vis).order_by(Collection.created)
+                                  .limit(MAX_MOVIE_COLLECTIONS)).all()
+    n_collections = int(session.scalar(select(mview.c.n_collections).where(mview.c.movie_id == movie.id)) or 0)
     return {"title": movie.title, "slug": movie.slug, "year": movie.year, "n_components": total, "terms": terms,
-            "collections": collection_dicts(session, collections)}
+            "collections": collection_dicts(session, collections), "n_collections": n_collections}
+
+
+MAX_MOVIE_COLLECTIONS = 100  # listed on a movie's page (oldest first); the count covers all
 
 
 def collection_dict(session: Session, c: Collection) -> dict[str, Any]:

@@ -64,14 +64,19 @@ def layout(movie: str | None = None, **query: Any) -> html.Div:
     name = f"{detail['title']} ({detail['year']})" if detail.get("year") else detail["title"]
     return html.Div([
         page_header(name, f"{plural(detail['n_components'], 'component')} in "
-                    f"{plural(len(collections), 'collection')}, decoded to {plural(len(detail['terms']), 'term')}",
+                    f"{plural(detail['n_collections'], 'collection')}, "
+                    f"decoded to {plural(len(detail['terms']), 'term')}",
                     crumbs=(("Home", "/"), ("Movies", "/movies"), (detail["title"], None)),
                     badges=[demo_badge()] if all_demo else []),
         url_tabs("movie", [
             ("terms", f"Terms ({len(detail['terms'])})", movie_terms_table(detail)),
             ("components", f"Components ({detail['n_components']})",
              paged_table("components", "components", query, context={"movie": detail["slug"], "hide": ["movie"]})),
-            ("collections", f"Collections ({len(collections)})", collection_list(collections)),
+            ("collections", f"Collections ({detail['n_collections']})",
+             html.Div([collection_list(collections),
+                       html.P(f"The oldest {len(collections)} of {detail['n_collections']} collections are listed; "
+                              "every component is in the Components tab.", className="text-muted")
+                       if detail["n_collections"] > len(collections) else None])),
             ("timeline", "Timeline", _timeline_tab(detail["slug"], arg(query, "tab") == "timeline")),
         ], arg(query, "tab")),
     ])
