@@ -236,7 +236,8 @@ def targets() -> dict:
                                .order_by(func.count().desc()).limit(1)) or "no label"
         return {"term": session.get(Term, term_id).slug, "movie": session.get(Movie, movie_id).slug,
                 "cell_term": session.get(Term, cell_term).slug,
-                "component": session.scalar(select(Component.uuid).order_by(Component.best_r.desc()).limit(1)),
+                "component": session.scalar(select(Component.uuid).join(Collection).where(
+                    Collection.visibility == "public").order_by(Component.best_r.desc()).limit(1)),
                 "label": label, "curator": owner,
                 "admin": session.scalar(select(User.id).where(User.role == "admin").limit(1))}
 
