@@ -161,19 +161,20 @@ def update_collection(session: Session, collection: Collection, *, name: str | N
         collection.metadata_ = metadata
     if timing is not False:  # None clears the timing
         collection.timing = timing
-    remerge = False
+    remerge, movies = False, {collection.movie_id}
     if visibility is not None and visibility != collection.visibility:
         check_choice(visibility, VISIBILITIES, "visibility")
         collection.visibility, remerge = visibility, True
     if movie is not None and movie.id != collection.movie_id:
         collection.movie_id, remerge = movie.id, True
+        movies.add(movie.id)
     session.flush()
     if remerge:
         terms = set(session.scalars(select(Component.best_term_id).where(
             Component.collection_id == collection.id, Component.best_term_id.is_not(None))))
         reference = active_reference(session)
         if terms and reference is not None:
-            rebuild_term_maps(session, reference, terms)
+            rebuild_term_maps(session, reference, terms, movie_ids=movies)
     return collection
 
 
@@ -213,11 +214,12 @@ def delete_collection(collection_id: int) -> int:
         terms = {c.best_term_id for c in comps if c.best_term_id is not None}
         keys = [k for c in comps for k in (c.storage_key, c.decodings_key) if k]
         keys += [u.storage_key for u in session.scalars(select(Upload).where(Upload.collection_id == collection_id))]
+        movie_id = collection.movie_id
         session.delete(collection)
         session.flush()
         reference = active_reference(session)
         if terms and reference is not None:
-            rebuild_term_maps(session, reference, terms)
+            rebuild_term_maps(session, reference, terms, movie_ids=[movie_id])
     storage = get_storage()
     for key in keys:
         storage.delete(key)

@@ -315,7 +315,8 @@ def _store_components(collection_id: int, reference_id: int, term_ids: list[int]
             decode_collection_in_time(collection_id)
         if merge:  # before the removed maps go: a term's running sum subtracts them (pipeline.termmaps)
             with session_scope() as session:
-                rebuild_term_maps(session, session.get(ReferenceSet, reference_id), affected)
+                movie_id = session.scalar(select(Collection.movie_id).where(Collection.id == collection_id))
+                rebuild_term_maps(session, session.get(ReferenceSet, reference_id), affected, movie_ids=[movie_id])
     finally:
         for key in removed_keys:
             storage.delete(key)

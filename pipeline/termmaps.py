@@ -90,9 +90,8 @@ def _running_mean(keys: list[str], out_key: str, previous_key: str | None) -> bo
             for key, n in removed.items():
                 total -= n * _finite(key)
     if total is None:
-        total = None
-        for key in keys:  # streamed: one map in memory at a time
-            data = _finite(key)
+        for key, n in want.items():  # streamed: one map in memory at a time, each distinct map read once
+            data = n * _finite(key)
             total = data if total is None else total + data
     storage.put_bytes(out_key, nifti_bytes(to_image((total / len(keys)).astype(np.float32))))
     if len(keys) < RUNNING_SUM_MIN:
@@ -138,7 +137,7 @@ def _lock_merges(session: Session) -> None:
 
 
 def rebuild_term_maps(session: Session, reference: ReferenceSet, term_ids: Iterable[int] | None = None,
-                      backend: str | None = None) -> int:
+                      backend: str | None = None, movie_ids: Iterable[int] | None = None) -> int:
     """Rebuild the merged maps of the given terms (all terms of the reference when None). Returns maps written.
 
     For every term, one map per movie with public components decoded to it, plus one across all movies; maps
@@ -157,6 +156,9 @@ def rebuild_term_maps(session: Session, reference: ReferenceSet, term_ids: Itera
         ``reference``.
     backend : str or None
         Merge backend, as for :func:`pipeline.merge.resolve_backend`; None means the configured one.
+    movie_ids : iterable of int or None
+        Only these movies' maps of the terms (and the across-movies map) are rebuilt: the movies whose components
+        changed. None means every movie (a full rebuild).
 
     Returns
     -------
@@ -175,6 +177,7 @@ def rebuild_term_maps(session: Session, reference: ReferenceSet, term_ids: Itera
     if term_ids is None:
         term_ids = session.scalars(select(Term.id).where(Term.reference_set_id == reference.id)).all()
     term_ids = sorted(set(term_ids))
+    only = None if movie_ids is None else {None, *movie_ids}
     written: list[str] = []
     stale: list[str] = []
     # Registered first: the lists fill as the loop goes, and a failure midway must still clean up after itself.
@@ -195,6 +198,9 @@ def rebuild_term_maps(session: Session, reference: ReferenceSet, term_ids: Itera
             by_movie[movie_id].append(key)
             by_movie[None].append(key)
         existing = {tm.movie_id: tm for tm in session.scalars(select(TermMap).where(TermMap.term_id == term_id))}
+        if only is not None:
+            existing = {m: tm for m, tm in existing.items() if m in only}
+            by_movie = {m: keys for m, keys in by_movie.items() if m in only}
         for movie_id, tm in existing.items():
             if movie_id not in by_movie:
                 stale += [tm.storage_key, sum_key(tm.storage_key)]

@@ -273,7 +273,7 @@ def get_term(session: Session, slug: str) -> Term | None:
                                              Term.reference_set_id == active_reference_id(session)))
 
 
-MAX_TERM_MOVIES = 500  # the movies listed on a term's page, most components first
+MAX_TERM_MOVIES = 100  # the movies listed on a term's page, most components first
 
 
 def term_detail(session: Session, user: Any, slug: str) -> dict[str, Any] | None:
@@ -434,15 +434,19 @@ def movie_detail(session: Session, user: Any, slug: str) -> dict[str, Any] | Non
               "share": n / total if total else 0.0, "score": r * n / total if total else 0.0,
               "has_merged_map": tslug in merged} for name, tslug, n, r in rows]
     terms.sort(key=lambda t: (-t["score"], t["name"]))
+    n_terms = len(terms)
+    terms = terms[:MAX_MOVIE_TERMS]
     vis = and_(visible_collections(user), Collection.movie_id == movie.id)
     collections = session.scalars(select(Collection).where(vis).order_by(Collection.created)
                                   .limit(MAX_MOVIE_COLLECTIONS)).all()
     n_collections = int(session.scalar(select(mview.c.n_collections).where(mview.c.movie_id == movie.id)) or 0)
     return {"title": movie.title, "slug": movie.slug, "year": movie.year, "n_components": total, "terms": terms,
-            "collections": collection_dicts(session, collections), "n_collections": n_collections}
+            "collections": collection_dicts(session, collections), "n_collections": n_collections,
+            "n_terms": n_terms}
 
 
 MAX_MOVIE_COLLECTIONS = 100  # listed on a movie's page (oldest first); the count covers all
+MAX_MOVIE_TERMS = 100  # the best-scoring terms listed on a movie's page
 
 
 def collection_dict(session: Session, c: Collection) -> dict[str, Any]:

@@ -65,11 +65,14 @@ def layout(movie: str | None = None, **query: Any) -> html.Div:
     return html.Div([
         page_header(name, f"{plural(detail['n_components'], 'component')} in "
                     f"{plural(detail['n_collections'], 'collection')}, "
-                    f"decoded to {plural(len(detail['terms']), 'term')}",
+                    f"decoded to {plural(detail['n_terms'], 'term')}",
                     crumbs=(("Home", "/"), ("Movies", "/movies"), (detail["title"], None)),
                     badges=[demo_badge()] if all_demo else []),
         url_tabs("movie", [
-            ("terms", f"Terms ({len(detail['terms'])})", movie_terms_table(detail)),
+            ("terms", f"Terms ({detail['n_terms']})", html.Div([
+                movie_terms_table(detail),
+                html.P(f"The {len(detail['terms'])} best-scoring of {detail['n_terms']} terms.",
+                       className="text-muted") if detail["n_terms"] > len(detail["terms"]) else None])),
             ("components", f"Components ({detail['n_components']})",
              paged_table("components", "components", query, context={"movie": detail["slug"], "hide": ["movie"]})),
             ("collections", f"Collections ({detail['n_collections']})",
