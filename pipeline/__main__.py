@@ -272,6 +272,17 @@ def cmd_sweep(args) -> None:
           f"{result.cutoff:%Y-%m-%d %H:%M} UTC")
 
 
+def cmd_thumbnails(args) -> None:
+    from pipeline.thumbnails import make_missing_thumbnails, stored_map_keys
+    from store.db import session_scope
+
+    _init_db()
+    with session_scope() as session:
+        keys = stored_map_keys(session)
+    written = make_missing_thumbnails(keys, force=args.all)
+    print(f"{written} thumbnail(s) written for {len(keys)} map(s)")
+
+
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -354,6 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only files older than this (and than every running job); default 24")
     p.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("thumbnails", help="make the missing glass-brain thumbnails of stored maps (--all: every one)")
+    p.add_argument("--all", action="store_true", help="remake thumbnails that exist too")
+    p.set_defaults(func=cmd_thumbnails)
 
     user = sub.add_parser("user", help="user accounts")
     usub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 
 from pipeline.jobs import settle_stalled_jobs
+from store.artifacts import thumbnail_key
 from store.db import session_scope
 from store.models import Component, Job, JobStatus, Term, TermMap, Upload
 from store.storage import get_storage
@@ -34,7 +35,8 @@ class SweepResult:
 
 
 def referenced_keys(session) -> set[str]:
-    """Every storage key a row refers to (component maps and decodings, merged maps, term maps, uploads).
+    """Every storage key a row refers to (component maps and decodings, merged maps, term maps, uploads), and the
+    thumbnails of the maps.
 
     Parameters
     ----------
@@ -50,6 +52,8 @@ def referenced_keys(session) -> set[str]:
     for column in (Component.storage_key, Component.decodings_key, TermMap.storage_key, Term.storage_key,
                    Upload.storage_key):
         keys.update(k for k in session.scalars(select(column)) if k)
+    for column in (Component.storage_key, TermMap.storage_key, Term.storage_key):  # maps: their thumbnails too
+        keys.update(thumbnail_key(k) for k in session.scalars(select(column)) if k)
     return keys
 
 
