@@ -1,8 +1,10 @@
 """Ingest of one 70-component MELODIC-like 4D file at 3 mm against a 3,228-term reference.
 
-Times the whole ingest job (header checks, split, resample to the 2 mm grid, QC, decode, store, merge) and, in the
-same run, the decode GEMM alone (70 masked components times the reference matrix); prints the ratio and the peak
-resident memory. Run by hand: ``python bench/ingest.py [--terms 3228] [--components 70]``.
+Times the whole ingest job (header checks, split, resample to the 2 mm grid, QC, decode, store with thumbnails,
+merge) and, in the same run, the decode GEMM alone (70 masked components times the reference matrix); prints the
+ratio and the peak resident memory. A separate figure: the glass-brain thumbnail of one map (``pipeline.thumbnails``,
+rendered by ingest for every component and merged map), median over the components, target <= 20 ms.
+Run by hand: ``python bench/ingest.py [--terms 3228] [--components 70]``.
 """
 from __future__ import annotations
 
@@ -51,6 +53,7 @@ def main() -> None:
     from pipeline.jobs import create_job
     from pipeline.nifti import check_nifti, resample_to_grid
     from pipeline.reference import load_matrix, matrix_path, set_active
+    from pipeline.thumbnails import render_thumbnail
     from store.db import session_scope, upgrade_database
     from store.models import ReferenceSet, Term
 
@@ -88,14 +91,23 @@ def main() -> None:
         f = Path(tmp) / "m.nii.gz"
         nib.save(melodic_like(args.components), f)
         checked = check_nifti(f)
-        rows = masked(resample_to_grid(checked.volumes(), checked.affine))
+        on_grid = resample_to_grid(checked.volumes(), checked.affine)
+        rows = masked(on_grid)
     t = time.perf_counter()
     rows @ matrix
     t_gemm = time.perf_counter() - t
+    render_thumbnail(on_grid[0])  # the brain outline is drawn once per process
+    thumbnail_s = []
+    for volume in on_grid:
+        t = time.perf_counter()
+        render_thumbnail(volume)
+        thumbnail_s.append(time.perf_counter() - t)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
     print(f"{args.components} components at 3 mm, {args.terms} terms: ingest {t_ingest:.2f} s, "
           f"decode GEMM alone {t_gemm:.2f} s")
     print(f"ratio_vs_gemm={t_ingest / t_gemm:.2f} peak_rss_gb={peak_gb:.2f}")
+    print(f"thumbnails: {1000 * sum(thumbnail_s):.0f} ms for {len(thumbnail_s)} maps: "
+          f"thumbnail_ms_per_map={1000 * float(np.median(thumbnail_s)):.1f} (max {1000 * max(thumbnail_s):.1f})")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,9 @@ import flask
 import nilearn
 from dash import ALL, MATCH, ClientsideFunction, Input, Output, State, dcc, html
 
+from dashboard import viewstate
+from pipeline.atlas import ATLASES, DEFAULT_ATLAS
+
 DEFAULT_UNDERLAY_URL = "/files/underlay.nii.gz"
 UNDERLAY_KEY = "underlay"
 NIIVUE_ROUTE = "/vendor/niivue.umd.js"
@@ -73,8 +76,12 @@ VIEWS: list[tuple[str, str]] = [
     ("axial", "Axial"),
     ("coronal", "Coronal"),
     ("sagittal", "Sagittal"),
+    ("mosaic", "Mosaic (a row of slices)"),
     ("render", "3D render"),
 ]
+# NiiVue's setSliceMosaicString: an orientation letter (A axial, C coronal, S sagittal) and slice positions in mm.
+DEFAULT_MOSAIC = "A -24 -8 8 24 40 56"
+ATLAS_URL = "/api/atlas"
 
 
 @dataclass
@@ -179,14 +186,28 @@ def viewer(
     *,
     underlay_url: str = DEFAULT_UNDERLAY_URL,
     view: str = "multiplanar",
+    atlas_url: str | None = ATLAS_URL,
+    url_state: Mapping[str, Any] | None = None,
 ) -> html.Div:
-    """Layout of one viewer (one per page): canvas, view and go-to controls, readout, layer list, settings."""
+    """Layout of one viewer (one per page): canvas, view and go-to controls, readout with the region at the
+    crosshair (from ``atlas_url``, see ``web.anatomy``; None: no region line), colorbar, layer list, settings.
+
+    The view (type, crosshair, per-layer visibility, thresholds, colormaps, opacity) is kept in the page address's
+    ``v_*`` query parameters by the browser; pass the page's query as ``url_state`` to start from them
+    (:mod:`dashboard.viewstate`)."""
     if not re.fullmatch(r"[A-Za-z][\w-]*", id):
         raise ValueError(f"viewer id {id!r} must be a simple HTML id (letters, digits, '-', '_')")
     if view not in dict(VIEWS):
         raise ValueError(f"unknown view {view!r}; one of {[v for v, _ in VIEWS]}")
-    stack = layer_dicts(layers, underlay_url)
-    selected = stack[-1]
+    defaults = {"layers": layer_dicts(layers, underlay_url), "view": view, "atlas": DEFAULT_ATLAS,
+                "mosaic": DEFAULT_MOSAIC}
+    defaults["selected"] = defaults["layers"][-1]["key"]
+    state = viewstate.restore(
+        defaults, url_state, views=set(dict(VIEWS)), atlases=set(ATLASES), colormaps=set(dict(COLORMAPS)),
+        negative_colormaps=set(dict(NEGATIVE_COLORMAPS)) - {NO_NEGATIVE}, no_negative=NO_NEGATIVE,
+    )
+    stack, view = state["layers"], state["view"]
+    selected = next(layer for layer in stack if layer["key"] == state["selected"])
     overlay = not selected["underlay"]
 
     def vid(kind: str) -> dict[str, str]:
@@ -229,6 +250,35 @@ def viewer(
                     dbc.Button("Go", id=vid("goto"), color="primary", n_clicks=0),
                 ],
             ),
+            dbc.InputGroup(
+                size="sm",
+                className="incdb-viewer-mosaic",
+                id=vid("mosaic-group"),
+                style=None if view == "mosaic" else {"display": "none"},
+                children=[
+                    # An orientation (A axial, C coronal, S sagittal) and positions in mm; rows separated by ";".
+                    dbc.InputGroupText("Slices (A/C/S, mm)"),
+                    dbc.Input(id=vid("mosaic"), value=state["mosaic"], debounce=True, maxLength=200,
+                              placeholder="A -20 0 20 40"),
+                ],
+            ),
+            dbc.InputGroup(
+                size="sm",
+                className="incdb-viewer-atlas",
+                style=None if atlas_url else {"display": "none"},
+                children=[
+                    dbc.InputGroupText("Atlas"),
+                    dbc.Select(id=vid("atlas"), value=state["atlas"],
+                               options=[{"label": a.name, "value": a.id} for a in ATLASES.values()]),
+                ],
+            ),
+            html.Div(className="incdb-viewer-share", children=[
+                dbc.Button("Copy link", id=vid("copy-link"), color="primary", outline=True, size="sm", n_clicks=0,
+                           title="Copy the address of this view (maps, thresholds, colours, crosshair)"),
+                dbc.Button("Save image", id=vid("save-image"), color="primary", outline=True, size="sm",
+                           n_clicks=0, title="Download the view with its colorbar as a PNG"),
+                html.Span(id=vid("share-status"), className="incdb-viewer-share-status", **{"aria-live": "polite"}),
+            ]),
         ],
     )
 
@@ -286,7 +336,15 @@ def viewer(
         id=id,
         className="incdb-viewer",
         children=[
-            dcc.Store(id=vid("config"), data={"id": id}),
+            dcc.Store(id=vid("config"), data={
+                "id": id, "atlasUrl": atlas_url,
+                # What the address leaves out (the page's own state), and the crosshair it asks for.
+                "initial": {k: defaults[k] for k in ("layers", "view", "selected", "atlas", "mosaic")},
+                "goto": state["goto"],
+                "atlases": {a.id: {"name": a.name, "license": a.license, "license_url": a.license_url,
+                                   "citation": a.citation} for a in ATLASES.values()},
+            }),
+            dcc.Store(id=vid("share-done")),
             dcc.Store(id=vid("layers"), data=stack),
             dcc.Store(id=vid("selected"), data=selected["key"]),
             dcc.Store(id=vid("info"), data={}),
@@ -306,12 +364,16 @@ def viewer(
                                 className="incdb-viewer-stage",
                                 style={"height": f"{int(height)}px"},
                             ),
+                            html.Canvas(id=f"{id}-colorbar", className="incdb-viewer-colorbar", height=44),
                             html.Div(
-                                "Click the image to read MNI coordinates and values.",
+                                "Click the image (or focus it and use the arrow keys) to read MNI coordinates and "
+                                "values.",
                                 id=vid("readout"),
                                 className="incdb-viewer-readout",
                                 **{"aria-live": "polite"},
                             ),
+                            html.Div(id=vid("region"), className="incdb-viewer-region",
+                                     style=None if atlas_url else {"display": "none"}, **{"aria-live": "polite"}),
                         ],
                     ),
                     dbc.Col(
@@ -370,7 +432,31 @@ def register_viewer_callbacks(app: dash.Dash) -> None:
         Output(_match("sync"), "data"),
         Input(_match("layers"), "data"),
         Input(_match("view"), "value"),
+        Input(_match("mosaic"), "value"),
+        Input(_match("selected"), "data"),
+        Input(_match("atlas"), "value"),
         State(_match("config"), "data"),
+    )
+    app.clientside_callback(
+        fn("showMosaicInput"),
+        Output(_match("mosaic-group"), "style"),
+        Input(_match("view"), "value"),
+    )
+    app.clientside_callback(
+        fn("lookupRegion"),
+        Output(_match("region"), "children"),
+        Input(_match("location"), "data"),
+        Input(_match("atlas"), "value"),
+        State(_match("config"), "data"),
+        prevent_initial_call=True,
+    )
+    app.clientside_callback(
+        fn("share"),
+        Output(_match("share-done"), "data"),
+        Input(_match("copy-link"), "n_clicks"),
+        Input(_match("save-image"), "n_clicks"),
+        State(_match("config"), "data"),
+        prevent_initial_call=True,
     )
     app.clientside_callback(
         fn("renderLayerList"),

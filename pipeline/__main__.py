@@ -295,6 +295,17 @@ def cmd_stats_check(args: argparse.Namespace) -> None:
     print("the derived counts equal a recomputation from the base tables")
 
 
+def cmd_thumbnails(args) -> None:
+    from pipeline.thumbnails import make_missing_thumbnails, stored_map_keys
+    from store.db import session_scope
+
+    _init_db()
+    with session_scope() as session:
+        keys = stored_map_keys(session)
+    written = make_missing_thumbnails(keys, force=args.all)
+    print(f"{written} thumbnail(s) written for {len(keys)} map(s)")
+
+
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -384,6 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_stats_rebuild)
     p = ssub.add_parser("check", help="compare the derived counts with a recomputation; exit 1 on a difference")
     p.set_defaults(func=cmd_stats_check)
+    p = sub.add_parser("thumbnails", help="make the missing glass-brain thumbnails of stored maps (--all: every one)")
+    p.add_argument("--all", action="store_true", help="remake thumbnails that exist too")
+    p.set_defaults(func=cmd_thumbnails)
 
     user = sub.add_parser("user", help="user accounts")
     usub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")

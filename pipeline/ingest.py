@@ -25,6 +25,7 @@ from pipeline.maps import save_map
 from pipeline.nifti import NiftiError, check_nifti, quality_check, resample_to_grid
 from pipeline.reference import load_matrix, require_active_reference
 from pipeline.termmaps import rebuild_term_maps
+from pipeline.thumbnails import save_thumbnail
 from pipeline.timecourses import (
     TimeCourseError,
     Timing,
@@ -34,7 +35,15 @@ from pipeline.timecourses import (
     read_timecourse_file,
     unmatched_timecourse_files,
 )
-from store.artifacts import component_key, decodings_key, local_copy, save_vector, timecourse_key
+from store.artifacts import (
+    component_key,
+    decodings_key,
+    local_copy,
+    map_and_thumbnail,
+    save_vector,
+    thumbnail_key,
+    timecourse_key,
+)
 from store.db import session_scope
 from store.models import Collection, Component, Decoding, Job, ReferenceSet, TimeCourse, Upload, utcnow
 from store.storage import get_storage
@@ -210,7 +219,7 @@ def _decode_image(upload_id: int, sha: str, member_name: str, image, matrix, res
     # The maps are gzipped and written by a second thread while this one decodes (isal and the file writes
     # release the GIL), so the two largest steps overlap.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="incdb-save") as writer:
-        saved = [writer.submit(save_map, component_key(cuuid), on_grid[v]) for cuuid, v in zip(uuids, keep)]
+        saved = [writer.submit(save_component_map, cuuid, on_grid[v]) for cuuid, v in zip(uuids, keep)]
         r_all = decode(rows[keep], matrix) if keep else np.empty((0, matrix.shape[1]))
         for future in saved:
             future.result()
@@ -223,6 +232,12 @@ def _decode_image(upload_id: int, sha: str, member_name: str, image, matrix, res
         counter.add(1)
     counter.add(len(on_grid) - len(keep), report=False)
     return new_rows
+
+
+def save_component_map(cuuid: str, data: np.ndarray) -> None:
+    """Store a component's map and its thumbnail (pipeline.thumbnails), keys from the component's uuid."""
+    save_map(component_key(cuuid), data)
+    save_thumbnail(component_key(cuuid), data)
 
 
 def _quality_checked(on_grid: np.ndarray, rows: np.ndarray, member_name: str,
@@ -276,7 +291,8 @@ def _store_components(collection_id: int, reference_id: int, term_ids: list[int]
             keep_uuids = {r["uuid"] for r in rows}
             for comp in old:
                 if comp.uuid not in keep_uuids:
-                    removed_keys += [k for k in (comp.storage_key, comp.decodings_key) if k]
+                    removed_keys += map_and_thumbnail([comp.storage_key])
+                    removed_keys += [comp.decodings_key] if comp.decodings_key else []
                     session.delete(comp)
             session.flush()
             course_ids, old_course_keys = _replace_timecourses(session, collection_id, courses or {})
@@ -308,6 +324,7 @@ def _store_components(collection_id: int, reference_id: int, term_ids: list[int]
         for row in rows:
             if row["uuid"] not in old_uuids:
                 storage.delete(component_key(row["uuid"]))
+                storage.delete(thumbnail_key(component_key(row["uuid"])))
                 storage.delete(decodings_key(row["uuid"]))
         raise
     try:

@@ -16,6 +16,7 @@ from pipeline.decode import open_reference_matrix, write_reference_matrix
 from pipeline.grid import GRID_SHAPE, brain_mask, voxel_coordinates_mm
 from pipeline.maps import load_map, save_map
 from pipeline.nifti import check_nifti, is_nifti_name, resample_to_grid
+from pipeline.thumbnails import save_thumbnail
 from store.artifacts import term_key
 from store.config import get_settings
 from store.models import ReferenceSet, Term, slugify
@@ -174,6 +175,7 @@ def create_reference_set(
             raise ValueError(f"term map {term_name!r} is not on the standard grid")
         key = term_key(reference.id, slug)
         save_map(key, data)
+        save_thumbnail(key, data)
         session.add(Term(reference_set_id=reference.id, name=term_name, slug=slug, column=len(names),
                          storage_key=key))
         names.append(term_name)

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 
 from pipeline.jobs import settle_stalled_jobs
 from pipeline.termmaps import sum_key
+from store.artifacts import thumbnail_key
 from store.db import session_scope
 from store.models import Component, Job, JobStatus, Term, TermMap, Upload
 from store.storage import get_storage
@@ -35,7 +36,8 @@ class SweepResult:
 
 
 def referenced_keys(session) -> set[str]:
-    """Every storage key a row refers to (component maps and decodings, merged maps, term maps, uploads).
+    """Every storage key a row refers to (component maps and decodings, merged maps, term maps, uploads), and the
+    thumbnails of the maps.
 
     Parameters
     ----------
@@ -52,6 +54,8 @@ def referenced_keys(session) -> set[str]:
                    Upload.storage_key):
         keys.update(k for k in session.scalars(select(column)) if k)
     keys.update(sum_key(k) for k in session.scalars(select(TermMap.storage_key)) if k)  # running sums
+    for column in (Component.storage_key, TermMap.storage_key, Term.storage_key):  # maps: their thumbnails too
+        keys.update(thumbnail_key(k) for k in session.scalars(select(column)) if k)
     return keys
 
 

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from contextlib import ExitStack
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 from sqlalchemy import delete, event, select, text
 from sqlalchemy.orm import Session
@@ -32,7 +33,8 @@ from sqlalchemy.orm import Session
 from pipeline.grid import to_image
 from pipeline.maps import load_map, nifti_bytes
 from pipeline.merge import merge_files, resolve_backend
-from store.artifacts import local_copy, termmap_key
+from pipeline.thumbnails import copy_thumbnail, save_thumbnail
+from store.artifacts import local_copy, map_and_thumbnail, termmap_key
 from store.models import Collection, Component, Movie, ReferenceSet, Term, TermMap
 from store.storage import get_storage
 
@@ -42,12 +44,14 @@ def _merge_to_storage(keys: list[str], out_key: str, backend: str) -> None:
     if len(keys) == 1 and backend == "numpy":
         # The mean of one map is the map: the component's own file (float32 on the grid) is the merged map.
         storage.copy(keys[0], out_key)
+        copy_thumbnail(keys[0], out_key)
         return
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="incdb-merge-") as tmp:
         paths = [stack.enter_context(local_copy(k)) for k in keys]
         out = Path(tmp) / "merged.nii.gz"
         merge_files(out, paths, backend=backend)
         get_storage().put_file(out_key, out)
+        save_thumbnail(out_key, nib.load(out).get_fdata(dtype=np.float32))
 
 
 RUNNING_SUM_MIN = 64  # components: below this a merge from scratch is cheap, and no sum is stored
@@ -93,7 +97,9 @@ def _running_mean(keys: list[str], out_key: str, previous_key: str | None) -> bo
         for key, n in want.items():  # streamed: one map in memory at a time, each distinct map read once
             data = n * _finite(key)
             total = data if total is None else total + data
-    storage.put_bytes(out_key, nifti_bytes(to_image((total / len(keys)).astype(np.float32))))
+    mean = (total / len(keys)).astype(np.float32)
+    storage.put_bytes(out_key, nifti_bytes(to_image(mean)))
+    save_thumbnail(out_key, mean)
     if len(keys) < RUNNING_SUM_MIN:
         return False
     buffer = io.BytesIO()
@@ -104,15 +110,15 @@ def _running_mean(keys: list[str], out_key: str, previous_key: str | None) -> bo
 
 
 def _after_transaction(session: Session, on_commit: list[str], on_rollback: list[str]) -> None:
-    """Delete storage objects once the transaction's outcome is known."""
+    """Delete maps (with their thumbnails) once the transaction's outcome is known."""
     storage = get_storage()
 
     def committed(_session) -> None:
-        for key in on_commit:
+        for key in map_and_thumbnail(on_commit):
             storage.delete(key)
 
     def rolled_back(_session, _previous_transaction) -> None:
-        for key in on_rollback:
+        for key in map_and_thumbnail(on_rollback):
             storage.delete(key)
 
     event.listen(session, "after_commit", committed, once=True)
@@ -219,6 +225,7 @@ def rebuild_term_maps(session: Session, reference: ReferenceSet, term_ids: Itera
                     written.append(sum_key(out_key))
             elif same is not None:  # e.g. a term found in one movie only: its all-movies map is the movie's map
                 get_storage().copy(same, out_key)
+                copy_thumbnail(same, out_key)
             else:
                 _merge_to_storage(keys, out_key, backend)
                 merged[tuple(keys)] = out_key

@@ -62,6 +62,29 @@ def termmap_key(reference_id: int, term_slug: str, movie_slug: str | None, diges
     return f"termmaps/{reference_id}/{scope}/{term_slug}-{digest}.nii.gz"
 
 
+def thumbnail_key(map_key: str) -> str:
+    """Key of a map's glass-brain thumbnail: the map's key with ``.png`` for ``.nii.gz`` (same folder).
+
+    Parameters
+    ----------
+    map_key : str
+        Storage key of a map, e.g. from :func:`component_key`, :func:`term_key` or :func:`termmap_key`.
+
+    Returns
+    -------
+    str
+        e.g. ``components/<uuid>.png`` for ``components/<uuid>.nii.gz``.
+    """
+    stem = map_key[: -len(".nii.gz")] if map_key.endswith(".nii.gz") else map_key
+    return stem + ".png"
+
+
+def map_and_thumbnail(map_keys) -> list[str]:
+    """The keys of maps followed by the keys of their thumbnails (what to delete when the maps go)."""
+    keys = [k for k in map_keys if k]
+    return keys + [thumbnail_key(k) for k in keys]
+
+
 def save_vector(key: str, vector: np.ndarray) -> None:
     """Store a float32 vector (a component's full decoding profile) as .npy bytes.
 

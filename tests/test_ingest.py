@@ -19,7 +19,7 @@ from pipeline.jobs import create_job
 from pipeline.maps import load_map
 from pipeline.nifti import check_nifti, resample_to_grid
 from pipeline.reference import load_matrix, require_active_reference
-from store.artifacts import load_vector
+from store.artifacts import load_vector, thumbnail_key
 from store.db import session_scope
 from store.models import (
     Collection,
@@ -330,7 +330,8 @@ def test_ingest_twice_leaves_the_same_rows_and_files(data_dir, tmp_path):
     assert second_rows == first_rows
     assert second_files == first_files  # same keys, byte-identical maps, vectors and merged maps
     component_files = {k for k in second_files if k.startswith("components/")}
-    assert component_files == {c[3] for c in second_rows["components"]}  # no orphan maps
+    maps = {c[3] for c in second_rows["components"]}
+    assert component_files == maps | {thumbnail_key(k) for k in maps}  # no orphan maps or thumbnails
     assert not any(Path(k).name.startswith(".tmp") for k in second_files)
     job = job_state(job_id)
     assert job.attempts == 2 and job.status == "succeeded"
@@ -361,5 +362,6 @@ def test_ingest_rerun_after_a_crash_ends_like_an_undisturbed_run(data_dir, tmp_p
     ingest(job_id)
     assert (db_listing(collection_id), file_listing(data_dir)) == after_retry
     rows, files = after_retry
-    assert {k for k in files if k.startswith("components/")} == {c[3] for c in rows["components"]}
+    maps = {c[3] for c in rows["components"]}
+    assert {k for k in files if k.startswith("components/")} == maps | {thumbnail_key(k) for k in maps}
     assert job_state(job_id).status == "succeeded"

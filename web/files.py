@@ -1,4 +1,5 @@
-"""File routes: every map as NIfTI, a component's decodings as CSV, a collection's maps as a streamed zip.
+"""File routes: every map as NIfTI and as a glass-brain PNG thumbnail, a component's decodings as CSV, a
+collection's maps as a streamed zip.
 
 Maps are full precision by default; ``?display=1`` gives the viewer's 8-bit encoding. Private data is 404 to
 anyone who may not see it (not 403: its existence is private too).
@@ -7,6 +8,7 @@ Caching: a component belongs to one collection, which its owner can make private
 (and the CSV and zip made from them) may be kept by the browser only, and only to be revalidated on every use
 (``private, no-cache`` with an ETag: a 304 costs one small request, and a map that became private answers 404 at
 once). Term maps and merged maps are made from public data only and may be cached by anyone for a few minutes.
+A thumbnail follows the rules of its map.
 """
 from __future__ import annotations
 
@@ -23,8 +25,10 @@ from sqlalchemy import select
 from pipeline.display import encode_for_display
 from pipeline.grid import GRID_AFFINE, underlay
 from pipeline.maps import load_map
+from pipeline.thumbnails import PNG_MIMETYPE, thumbnail_or_render
 from store import queries
 from store.access import can_view
+from store.artifacts import thumbnail_key
 from store.db import session_scope
 from store.models import Component, TermMap
 from store.storage import get_storage
@@ -93,47 +97,103 @@ def underlay_file():
     return response.make_conditional(flask.request)
 
 
+def component_map_key(session, uuid: str) -> str | None:
+    """Storage key of a component's map when the current user may see it."""
+    comp = queries.get_visible_component(session, viewer(), uuid)
+    return comp.storage_key if comp is not None else None
+
+
+def term_map_key(session, term: str) -> str | None:
+    """Storage key of a term's reference map (active reference set)."""
+    t = queries.get_term(session, term)
+    return t.storage_key if t is not None else None
+
+
+def term_mean_key(session, term: str) -> str | None:
+    """Storage key of a term's map across all movies, when there is one."""
+    t = queries.get_term(session, term)
+    tm = t and session.scalar(select(TermMap).where(TermMap.term_id == t.id, TermMap.movie_id.is_(None)))
+    return tm.storage_key if tm else None
+
+
+def merged_map_key(session, movie: str, term: str) -> str | None:
+    """Storage key of a movie x term map when the movie is visible to the current user."""
+    m = queries.get_visible_movie(session, viewer(), movie)
+    t = queries.get_term(session, term)
+    tm = m and t and session.scalar(select(TermMap).where(TermMap.term_id == t.id, TermMap.movie_id == m.id))
+    return tm.storage_key if tm else None
+
+
+def _key_or_404(find, *args: str) -> str:
+    with session_scope() as session:
+        key = find(session, *args)
+    if key is None:
+        flask.abort(404)
+    return key
+
+
 @blueprint.get("/files/components/<uuid>.nii.gz")
 def component_file(uuid: str):
-    with session_scope() as session:
-        comp = queries.get_visible_component(session, viewer(), uuid)
-        if comp is None:
-            flask.abort(404)
-        key = comp.storage_key
-    return _send_map(key, f"component-{uuid}.nii.gz", PRIVATE_CACHE)
+    return _send_map(_key_or_404(component_map_key, uuid), f"component-{uuid}.nii.gz", PRIVATE_CACHE)
 
 
 @blueprint.get("/files/terms/<term>.nii.gz")
 def term_file(term: str):
-    with session_scope() as session:
-        t = queries.get_term(session, term)
-        if t is None:
-            flask.abort(404)
-        key = t.storage_key
-    return _send_map(key, f"term-{term}.nii.gz", PUBLIC_CACHE)
+    return _send_map(_key_or_404(term_map_key, term), f"term-{term}.nii.gz", PUBLIC_CACHE)
 
 
 @blueprint.get("/files/terms/<term>/mean.nii.gz")
 def term_mean_file(term: str):
-    with session_scope() as session:
-        t = queries.get_term(session, term)
-        tm = t and session.scalar(select(TermMap).where(TermMap.term_id == t.id, TermMap.movie_id.is_(None)))
-        if tm is None:
-            flask.abort(404)
-        key = tm.storage_key
-    return _send_map(key, f"{term}-all-movies-mean.nii.gz", PUBLIC_CACHE)
+    return _send_map(_key_or_404(term_mean_key, term), f"{term}-all-movies-mean.nii.gz", PUBLIC_CACHE)
 
 
 @blueprint.get("/files/movies/<movie>/<term>.nii.gz")
 def merged_file(movie: str, term: str):
-    with session_scope() as session:
-        m = queries.get_visible_movie(session, viewer(), movie)
-        t = queries.get_term(session, term)
-        tm = m and t and session.scalar(select(TermMap).where(TermMap.term_id == t.id, TermMap.movie_id == m.id))
-        if tm is None:
+    return _send_map(_key_or_404(merged_map_key, movie, term), f"{movie}-{term}-merged.nii.gz", PUBLIC_CACHE)
+
+
+def _send_thumbnail(map_key: str, cache_control: str) -> flask.Response:
+    """A map's glass-brain PNG, with the map's caching rule; rendered on the fly for a map made before thumbnails
+    (``python -m pipeline thumbnails`` stores the missing ones)."""
+    storage = get_storage()
+    try:
+        etag = storage.version(thumbnail_key(map_key))
+    except KeyError:
+        try:
+            etag = storage.version(map_key) + "-r"
+        except KeyError:
             flask.abort(404)
-        key = tm.storage_key
-    return _send_map(key, f"{movie}-{term}-merged.nii.gz", PUBLIC_CACHE)
+    if flask.request.if_none_match.contains(etag):
+        response = flask.Response(status=304)
+    else:
+        try:
+            response = flask.Response(thumbnail_or_render(map_key), mimetype=PNG_MIMETYPE)
+        except KeyError:
+            flask.abort(404)
+    response.set_etag(etag)
+    response.headers["Cache-Control"] = cache_control
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@blueprint.get("/files/components/<uuid>.png")
+def component_thumbnail(uuid: str):
+    return _send_thumbnail(_key_or_404(component_map_key, uuid), PRIVATE_CACHE)
+
+
+@blueprint.get("/files/terms/<term>.png")
+def term_thumbnail(term: str):
+    return _send_thumbnail(_key_or_404(term_map_key, term), PUBLIC_CACHE)
+
+
+@blueprint.get("/files/terms/<term>/mean.png")
+def term_mean_thumbnail(term: str):
+    return _send_thumbnail(_key_or_404(term_mean_key, term), PUBLIC_CACHE)
+
+
+@blueprint.get("/files/movies/<movie>/<term>.png")
+def merged_thumbnail(movie: str, term: str):
+    return _send_thumbnail(_key_or_404(merged_map_key, movie, term), PUBLIC_CACHE)
 
 
 def _plain_not_found(_error: Exception | None = None) -> flask.Response:

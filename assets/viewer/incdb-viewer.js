@@ -9,6 +9,12 @@
  * canvas is removed, so a registry keyed by canvas disposes viewers whose canvas left the document; the canvas
  * parent must have a size before attachToCanvas; cal_minNeg/cal_maxNeg are set on the loaded volume; settings
  * arriving during the async load are kept and applied after it; location events are throttled.
+ *
+ * Also here: the view state in the page address (v_* query parameters, written with history.replaceState so the
+ * Dash router never re-renders the page; the layout reads them, dashboard/viewstate.py), "Copy link", "Save image"
+ * (the WebGL canvas with the selected layer's colorbar, named after the map), the colorbar canvas under the view,
+ * the mosaic view, arrow keys that move the crosshair one grid voxel (2 mm), and the region at the crosshair read
+ * from the atlas API (web/anatomy.py).
  */
 (function () {
   "use strict";
@@ -16,7 +22,11 @@
   const ID_PREFIX = "incdb-viewer-";
   const LOCATION_THROTTLE_MS = 120;
   const CANVAS_WAIT_MS = 120000;
-  const SLICE_TYPES = { axial: 0, coronal: 1, sagittal: 2, multiplanar: 3, "multiplanar-3d": 3, render: 4 };
+  const SLICE_TYPES = { axial: 0, coronal: 1, sagittal: 2, multiplanar: 3, "multiplanar-3d": 3, render: 4, mosaic: 0 };
+  const URL_PREFIX = "v_"; // query parameters of the view state; layer keys follow it (v_component=...)
+  const URL_WRITE_MS = 250;
+  const VOXEL_MM = 2; // the standard grid's voxel size: one arrow key press moves the crosshair this far
+  const MOSAIC_PATTERN = /^[ACSLRVHX0-9\s.;+-]{0,200}$/i;
   const SHOW_RENDER = { NEVER: 0, ALWAYS: 1 };
   const NO_NEGATIVE = "none"; // select value standing for an empty colormap_negative (see dashboard/viewer.py)
 
@@ -119,6 +129,8 @@
     if (entry.disposed) return;
     entry.disposed = true;
     registry.delete(entry.canvas);
+    if (entry.colorbarObserver) entry.colorbarObserver.disconnect();
+    if (entry.urlTimer) clearTimeout(entry.urlTimer);
     const nv = entry.nv;
     try {
       nv.cleanup();
@@ -178,13 +190,25 @@
       dirty: false,
       lastInfo: "",
       ready: null,
+      mosaic: "",
+      selected: null,
+      initialMM: null, // crosshair after the first load: the URL carries the crosshair only once it moved
     };
     entry.publishLocation = throttle((payload) => {
       if (!entry.disposed) setProps(pid("location", viewerId), { data: payload });
     }, LOCATION_THROTTLE_MS);
     nv.onLocationChange = (data) => {
-      if (!entry.disposed) entry.publishLocation(locationPayload(entry, data));
+      if (entry.disposed) return;
+      entry.publishLocation(locationPayload(entry, data));
+      scheduleUrlWrite(entry);
     };
+    canvas.tabIndex = 0; // focusable, so arrow keys reach it (a click focuses it too)
+    canvas.addEventListener("keydown", (event) => onKey(entry, event));
+    const bar = colorbarCanvasOf(viewerId);
+    if (bar) {
+      entry.colorbarObserver = new ResizeObserver(() => drawColorbar(entry));
+      entry.colorbarObserver.observe(bar);
+    }
     entry.ready = waitForSize(canvas.parentElement, () => entry.disposed || !canvas.isConnected).then(() =>
       nv.attachToCanvas(canvas)
     );
@@ -274,9 +298,10 @@
       const vol = entry.volumes.get(layer.key);
       if (vol) applyLayer(nv, vol, layer);
     }
-    applyView(nv, entry.view);
+    applyView(nv, entry.view, entry.mosaic);
     if (nv.volumes.length > 0) nv.updateGLVolume();
 
+    if (nv.volumes.length > 0 && entry.initialMM === null) entry.initialMM = currentMM(nv);
     if (entry.pendingGoto && nv.volumes.length > 0) {
       moveCrosshairToMM(nv, entry.pendingGoto);
       entry.pendingGoto = null;
@@ -284,6 +309,7 @@
       nv.createOnLocationChange(); // visibility and frames change the values shown in the readout
     }
 
+    drawColorbar(entry);
     publishInfo(entry);
     const errors = Array.from(entry.failed.values());
     setStatus(entry.viewerId, { loaded: true, nvols: nv.volumes.length, error: errors.join("; ") });
@@ -384,10 +410,38 @@
     }
   }
 
-  function applyView(nv, view) {
+  function applyView(nv, view, mosaic) {
     const sliceType = view in SLICE_TYPES ? SLICE_TYPES[view] : SLICE_TYPES.multiplanar;
     nv.opts.multiplanarShowRender = view === "multiplanar-3d" ? SHOW_RENDER.ALWAYS : SHOW_RENDER.NEVER;
     if (nv.opts.sliceType !== sliceType) nv.setSliceType(sliceType);
+    const wanted = view === "mosaic" ? cleanMosaic(mosaic) : "";
+    if ((nv.sliceMosaicString || "") !== wanted) nv.setSliceMosaicString(wanted);
+  }
+
+  function cleanMosaic(text) {
+    const value = typeof text === "string" ? text.trim() : "";
+    return value && MOSAIC_PATTERN.test(value) && /[0-9]/.test(value) ? value : "A -24 -8 8 24 40 56";
+  }
+
+  function currentMM(nv) {
+    return Array.from(nv.frac2mm(nv.scene.crosshairPos, 0, true)).slice(0, 3).map((v) => Math.round(v * 10) / 10 + 0);
+  }
+
+  /** Arrow keys move the crosshair one grid voxel in the picture's plane, Page Up/Down across it. */
+  function onKey(entry, event) {
+    const nv = entry.nv;
+    if (entry.disposed || nv.volumes.length === 0 || event.altKey || event.ctrlKey || event.metaKey) return;
+    const inPlane = { axial: [0, 1, 2], coronal: [0, 2, 1], sagittal: [1, 2, 0] }[entry.view] || [0, 1, 2];
+    const moves = { ArrowRight: [0, 1], ArrowLeft: [0, -1], ArrowUp: [1, 1], ArrowDown: [1, -1],
+                    PageUp: [2, 1], PageDown: [2, -1] };
+    const move = moves[event.key];
+    if (!move) return;
+    event.preventDefault();
+    event.stopPropagation();
+    // From the centre of the grid voxel under the crosshair (centres sit at even mm on the 2 mm grid).
+    const mm = currentMM(nv).map((v) => Math.round(v / VOXEL_MM) * VOXEL_MM);
+    mm[inPlane[move[0]]] += move[1] * VOXEL_MM;
+    moveCrosshairToMM(nv, mm);
   }
 
   function moveCrosshairToMM(nv, mm) {
@@ -444,9 +498,9 @@
   const waitingForCanvas = new Map();
 
   /** Sync now, or once the canvas is mounted (e.g. a viewer inside a tab that is not rendered yet). */
-  function syncWhenMounted(viewerId, layers, view) {
+  function syncWhenMounted(viewerId, layers, view, extra) {
     const waiting = waitingForCanvas.get(viewerId);
-    waitingForCanvas.set(viewerId, { layers, view, since: waiting ? waiting.since : performance.now() });
+    waitingForCanvas.set(viewerId, { layers, view, extra, since: waiting ? waiting.since : performance.now() });
     if (!waiting) trySync(viewerId);
   }
 
@@ -457,12 +511,265 @@
       waitingForCanvas.delete(viewerId);
       entry.desired = wanted.layers;
       entry.view = wanted.view;
+      Object.assign(entry, wanted.extra || {});
+      const state = urlStates.get(rootOf(viewerId));
+      if (state && state.goto) {
+        entry.pendingGoto = state.goto;
+        state.goto = null;
+      }
       schedule(entry);
+      scheduleUrlWrite(entry);
     } else if (canvasOf(viewerId) === null && performance.now() - wanted.since < CANVAS_WAIT_MS) {
       setTimeout(() => trySync(viewerId), 250);
     } else {
       waitingForCanvas.delete(viewerId); // NiiVue missing (reported on the root) or gave up waiting
     }
+  }
+
+  // ------------------------------------------------------------------------------------- view state in the URL
+
+  /** viewer root -> {initial: the page's own state, goto: crosshair from the address not applied yet}. */
+  const urlStates = new WeakMap();
+
+  function formatNumber(value) {
+    if (value === null || value === undefined || value === "") return "";
+    const n = Number(value);
+    return Number.isFinite(n) ? String(parseFloat(n.toPrecision(6))) : "";
+  }
+
+  /** One layer's visibility, thresholds, colormaps, opacity and frame: "1,2.5,2.5,warm,winter,1,0" (the values
+   * in effect, so a layer whose defaults the controls wrote out explicitly encodes as before). */
+  function encodeLayer(layer) {
+    const threshold = layer.underlay ? layer.threshold : Math.max(0, finite(layer.threshold, 0));
+    const thresholdNeg = layer.underlay ? null : Math.abs(finite(layer.threshold_negative, threshold));
+    return [
+      layer.visible === false ? "0" : "1",
+      formatNumber(threshold),
+      formatNumber(thresholdNeg),
+      layer.colormap || "",
+      layer.colormap_negative || NO_NEGATIVE,
+      formatNumber(layer.opacity === undefined ? 1 : layer.opacity),
+      String(Math.max(0, Math.round(finite(layer.frame, 0)))),
+    ].join(",");
+  }
+
+  /** First sync of a viewer root: the page's own state and the crosshair asked for by the address (the layout
+   * applied the other v_* parameters already, see dashboard/viewstate.py). */
+  function rememberPageState(root, config) {
+    const goto = Array.isArray(config.goto) && config.goto.length === 3 ? config.goto.map(Number) : null;
+    urlStates.set(root, { initial: config.initial || {}, goto });
+  }
+
+  /** The v_* parameters of a viewer's current state: only what differs from the page's own state. */
+  function urlParams(entry) {
+    const state = urlStates.get(rootOf(entry.viewerId));
+    if (!state) return null;
+    const initial = state.initial;
+    const params = {};
+    const before = new Map((initial.layers || []).map((layer) => [layer.key, encodeLayer(layer)]));
+    for (const layer of entry.desired || []) {
+      const now = encodeLayer(layer);
+      if (before.get(layer.key) !== now) params[URL_PREFIX + layer.key] = now;
+    }
+    if (entry.view !== initial.view) params[URL_PREFIX + "view"] = entry.view;
+    if (entry.view === "mosaic" && entry.mosaic && entry.mosaic !== initial.mosaic) {
+      params[URL_PREFIX + "mosaic"] = entry.mosaic;
+    }
+    if (entry.selected && entry.selected !== initial.selected) params[URL_PREFIX + "sel"] = entry.selected;
+    if (entry.atlas && entry.atlas !== initial.atlas) params[URL_PREFIX + "atlas"] = entry.atlas;
+    const nv = entry.nv;
+    if (nv.volumes.length > 0 && entry.initialMM) {
+      const mm = currentMM(nv);
+      if (mm.some((v, i) => Math.abs(v - entry.initialMM[i]) > 0.05)) params[URL_PREFIX + "xyz"] = mm.join(",");
+    }
+    return params;
+  }
+
+  /** Replace the v_* parameters of the address (other parameters, e.g. a table's page, stay as they are). */
+  function writeUrlNow(entry) {
+    const params = urlParams(entry);
+    if (!params || entry.disposed || !entry.canvas.isConnected) return;
+    const url = new URL(window.location.href);
+    const kept = [];
+    for (const [name, value] of url.searchParams) {
+      if (!name.startsWith(URL_PREFIX)) kept.push(`${encodeURIComponent(name)}=${encodeURIComponent(value)}`);
+    }
+    // Commas and the usual colormap characters stay readable; everything else is escaped.
+    const own = Object.entries(params).map(([name, value]) =>
+      `${encodeURIComponent(name)}=${encodeURIComponent(value).replace(/%2C/g, ",")}`);
+    const search = kept.concat(own).join("&");
+    const href = url.origin + url.pathname + (search ? "?" + search : "") + url.hash;
+    if (href !== window.location.href) window.history.replaceState(window.history.state, "", href);
+  }
+
+  function scheduleUrlWrite(entry) {
+    if (entry.urlTimer) return;
+    entry.urlTimer = setTimeout(() => {
+      entry.urlTimer = null;
+      writeUrlNow(entry);
+    }, URL_WRITE_MS);
+  }
+
+  // ---------------------------------------------------------------------------------------------- colorbar
+
+  function colorbarCanvasOf(viewerId) {
+    return document.getElementById(viewerId + "-colorbar");
+  }
+
+  /** The layer the settings panel shows, or the top layer. */
+  function selectedLayer(entry) {
+    const layers = entry.desired || [];
+    return layers.find((layer) => layer.key === entry.selected) || layers[layers.length - 1] || null;
+  }
+
+  function lutOf(nv, name) {
+    try {
+      return nv.colormap(name || "gray");
+    } catch (err) {
+      return null;
+    }
+  }
+
+  /**
+   * The selected layer's colorbar on a 2D canvas of `width` x `height` device pixels: the negative range on the
+   * left (strongest at the far left), the positive range on the right, the thresholds marked where each range
+   * starts. Returns the canvas, or null while the layer is not loaded.
+   */
+  function renderColorbar(entry, target, width, height) {
+    const layer = selectedLayer(entry);
+    const vol = layer && entry.volumes.get(layer.key);
+    if (!vol || !target) return null;
+    const nv = entry.nv;
+    target.width = width;
+    target.height = height;
+    const ctx = target.getContext("2d");
+    const scale = height / 44;
+    ctx.fillStyle = "#000";
+    ctx.fillRect(0, 0, width, height);
+    const negative = !layer.underlay && layer.colormap_negative && Number.isFinite(vol.cal_minNeg);
+    const pad = 10 * scale;
+    const barTop = 6 * scale;
+    const barHeight = 14 * scale;
+    const gap = negative ? 28 * scale : 0;
+    const span = width - 2 * pad - gap;
+    const segments = [];
+    if (negative) {
+      segments.push({ lut: lutOf(nv, layer.colormap_negative), x: pad, w: span / 2, reverse: true,
+                      labels: [formatValue(vol.cal_maxNeg), formatValue(vol.cal_minNeg)] });
+    }
+    const posX = negative ? pad + span / 2 + gap : pad;
+    segments.push({ lut: lutOf(nv, layer.colormap), x: posX, w: negative ? span / 2 : span, reverse: false,
+                    labels: [formatValue(vol.cal_min), formatValue(vol.cal_max)] });
+    ctx.font = `${Math.round(11 * scale)}px sans-serif`;
+    ctx.textBaseline = "top";
+    for (const seg of segments) {
+      if (!seg.lut) continue;
+      for (let px = 0; px < seg.w; px++) {
+        let index = Math.round((px / Math.max(1, seg.w - 1)) * 255);
+        if (seg.reverse) index = 255 - index;
+        const i = index * 4;
+        ctx.fillStyle = `rgb(${seg.lut[i]},${seg.lut[i + 1]},${seg.lut[i + 2]})`;
+        ctx.fillRect(seg.x + px, barTop, 1.5, barHeight);
+      }
+      ctx.strokeStyle = "#fff";
+      ctx.lineWidth = Math.max(1, scale);
+      const thresholdX = seg.reverse ? seg.x + seg.w : seg.x; // where the range starts: the threshold
+      ctx.beginPath();
+      ctx.moveTo(thresholdX, barTop - 3 * scale);
+      ctx.lineTo(thresholdX, barTop + barHeight + 3 * scale);
+      ctx.stroke();
+      ctx.fillStyle = "#fff";
+      const labelY = barTop + barHeight + 4 * scale;
+      ctx.textAlign = "left";
+      ctx.fillText(seg.labels[0], seg.x, labelY);
+      ctx.textAlign = "right";
+      ctx.fillText(seg.labels[1], seg.x + seg.w, labelY);
+    }
+    target.dataset.layer = layer.key;
+    target.dataset.range = segments.map((seg) => seg.labels.join(" to ")).join("; ");
+    return target;
+  }
+
+  function drawColorbar(entry) {
+    const target = colorbarCanvasOf(entry.viewerId);
+    if (!target || entry.disposed) return;
+    const ratio = window.devicePixelRatio || 1;
+    renderColorbar(entry, target, Math.max(1, Math.round(target.clientWidth * ratio)),
+                   Math.max(1, Math.round((target.clientHeight || 44) * ratio)));
+  }
+
+  // ------------------------------------------------------------------------------------------- save image
+
+  function fileNameOf(name) {
+    const base = String(name || "map").normalize("NFKD").replace(/[^\w.-]+/g, "-").replace(/^-+|-+$/g, "");
+    return (base || "map").slice(0, 120) + ".png";
+  }
+
+  /** The view as the canvas shows it (device pixels), with the map's name and colorbar drawn onto it. */
+  function snapshotCanvas(entry) {
+    const nv = entry.nv;
+    const source = entry.canvas;
+    nv.drawScene(); // the WebGL buffer is only valid in the task that drew it, so copy it right away
+    const out = document.createElement("canvas");
+    out.width = source.width;
+    out.height = source.height;
+    const ctx = out.getContext("2d");
+    ctx.drawImage(source, 0, 0);
+    const layer = selectedLayer(entry);
+    const ratio = window.devicePixelRatio || 1;
+    const barWidth = Math.round(Math.min(out.width * 0.45, 420 * ratio));
+    const barHeight = Math.round(44 * ratio);
+    const bar = renderColorbar(entry, document.createElement("canvas"), barWidth, barHeight);
+    if (bar) ctx.drawImage(bar, out.width - barWidth - 8 * ratio, out.height - barHeight - 8 * ratio);
+    if (layer) {
+      ctx.font = `${Math.round(13 * ratio)}px sans-serif`;
+      ctx.fillStyle = "#fff";
+      ctx.textBaseline = "top";
+      ctx.fillText(layer.name || layer.key, 8 * ratio, 6 * ratio);
+    }
+    return out;
+  }
+
+  function saveImage(entry) {
+    const layer = selectedLayer(entry);
+    const out = snapshotCanvas(entry);
+    out.toBlob((blob) => {
+      if (!blob) return;
+      const link = document.createElement("a");
+      link.href = URL.createObjectURL(blob);
+      link.download = fileNameOf(layer && layer.name);
+      document.body.appendChild(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+    }, "image/png");
+  }
+
+  // ------------------------------------------------------------------------------------- region at crosshair
+
+  const regionRequests = new Map(); // viewer id -> number of the latest request (older answers are dropped)
+
+  function regionChildren(answer, atlas, config, mm) {
+    const source = (config.atlases || {})[atlas] || { name: atlas };
+    const entry = (answer.labels || []).find((item) => item.atlas === atlas) || { label: null };
+    const text = entry.label
+      ? entry.label.replace(/_/g, " ") +
+        (entry.probability !== null && entry.probability !== undefined
+          ? ` (${Math.round(entry.probability * 100)}%)` : "")
+      : "no region";
+    const children = [
+      h("Span", { className: "incdb-readout-label" }, "Region"),
+      h("Span", { className: "incdb-region-label", "data-label": entry.label || "", "data-mm": mm.join(","),
+                  "data-atlas": atlas, title: entry.label || "" }, text),
+      h("Span", { className: "incdb-region-source", title: source.citation ? "Cite: " + source.citation : "" }, [
+        ` · ${source.name}`,
+        source.license_url
+          ? h("A", { href: source.license_url, target: "_blank", rel: "noopener noreferrer",
+                     className: "incdb-region-license" }, ` (${source.license || "license"})`)
+          : "",
+      ]),
+    ];
+    return children;
   }
 
   // -------------------------------------------------------------------------------- clientside callbacks
@@ -493,9 +800,66 @@
   }
 
   const callbacks = {
-    /** layers store or view -> NiiVue. */
-    sync(layers, view, config) {
-      syncWhenMounted(config.id, Array.isArray(layers) ? layers : [], view || "multiplanar");
+    /** layers store, view, mosaic, selection or atlas -> NiiVue (and the address). */
+    sync(layers, view, mosaic, selected, atlas, config) {
+      layers = Array.isArray(layers) ? layers : [];
+      view = typeof view === "string" && view ? view : "multiplanar";
+      const root = rootOf(config.id);
+      if (root && !urlStates.has(root)) rememberPageState(root, config);
+      syncWhenMounted(config.id, layers, view, { mosaic, selected, atlas });
+      return noUpdate();
+    },
+
+    showMosaicInput(view) {
+      return view === "mosaic" ? {} : { display: "none" };
+    },
+
+    /** location or atlas -> the region line under the readout (asked from the atlas API). */
+    lookupRegion(location, atlas, config) {
+      if (!config || !config.atlasUrl || !location || !Array.isArray(location.mm)) return noUpdate();
+      const id = config.id;
+      const asked = JSON.stringify([location.mm, atlas]);
+      const root = rootOf(id);
+      // Thresholds and visibility re-announce the same location: ask only when the point or the atlas changed.
+      if (root && root.dataset.regionAsked === asked) return noUpdate();
+      if (root) root.dataset.regionAsked = asked;
+      const number = (regionRequests.get(id) || 0) + 1;
+      regionRequests.set(id, number);
+      const [x, y, z] = location.mm;
+      const query = new URLSearchParams({ x: String(x), y: String(y), z: String(z), atlas: atlas || "" });
+      fetch(`${config.atlasUrl}?${query}`, { credentials: "same-origin" })
+        .then((response) => (response.ok ? response.json() : Promise.reject(new Error(String(response.status)))))
+        .then((answer) => {
+          if (regionRequests.get(id) !== number) return;
+          setProps(pid("region", id), { children: regionChildren(answer, atlas, config, location.mm) });
+        })
+        .catch(() => {
+          if (regionRequests.get(id) === number) setProps(pid("region", id), { children: "" });
+        });
+      return noUpdate();
+    },
+
+    /** "Copy link" and "Save image". */
+    share(copyClicks, saveClicks, config) {
+      const ctx = window.dash_clientside.callback_context;
+      const fired = (ctx.triggered || []).find((t) => t.value);
+      const entry = config && entryFor(config.id, false);
+      if (!fired || !entry || entry.disposed) return noUpdate();
+      const status = (text) => setProps(pid("share-status", config.id), { children: text });
+      if (fired.prop_id.includes("save-image")) {
+        saveImage(entry);
+        status("Image saved");
+        return noUpdate();
+      }
+      writeUrlNow(entry);
+      const href = window.location.href;
+      const root = rootOf(config.id);
+      if (root) root.dataset.link = href;
+      if (navigator.clipboard && navigator.clipboard.writeText) {
+        navigator.clipboard.writeText(href).then(() => status("Link copied"), () => status("Copy the address bar"));
+      } else {
+        status("Copy the address bar");
+      }
       return noUpdate();
     },
 
@@ -736,6 +1100,11 @@
       entry.pendingGoto = mm.map(Number);
       schedule(entry);
       return true;
+    },
+    /** The view with its colorbar as a PNG data URL (what "Save image" downloads). */
+    snapshot(rootId) {
+      const entry = entryFor(rootId, false);
+      return entry ? snapshotCanvas(entry).toDataURL("image/png") : null;
     },
     /** Current crosshair position in MNI mm. */
     crosshairMM(rootId) {

@@ -18,6 +18,7 @@ from dashboard.components.common import (
 )
 from dashboard.components.maps import component_url
 from dashboard.components.tables import Column, data_table
+from dashboard.components.thumbnails import merged_thumbnail, with_thumbnail
 
 SCORE_HELP = ("Score = mean r × share. Mean r is the average correlation of this movie's components decoded to "
               "the term; share is the fraction of all the movie's components decoded to it. A term scores high "
@@ -35,7 +36,9 @@ def term_movies_table(term: dict[str, Any]) -> Child:
         return link("merged map →" if m["has_merged_map"] else "components →", href, stretched=True)
 
     columns = [
-        Column("Movie", lambda m: link(m["title"], f"/movies/{m['slug']}"), "incdb-col-main"),
+        Column("Movie", lambda m: with_thumbnail(
+            merged_thumbnail(m["slug"], term["slug"], f"{term['name']} in {m['title']}", m["has_merged_map"]),
+            link(m["title"], f"/movies/{m['slug']}")), "incdb-col-main"),
         Column("Components", lambda m: f"{m['n_components']:,}", "text-end"),
         Column("Mean r", lambda m: fmt_r(m["mean_r"]), "text-end incdb-num"),
         Column("Map", merged, "text-end"),
@@ -50,8 +53,10 @@ def movie_terms_table(movie: dict[str, Any]) -> Child:
     header = html.Span(["Score ", html.Span("?", id="score-help", className="incdb-help", tabIndex="0",
                                             **{"aria-label": SCORE_HELP})])
     columns = [
-        Column("Term", lambda t: link(t["name"], f"/movies/{movie['slug']}/{t['slug']}", stretched=True),
-               "incdb-col-main"),
+        Column("Term", lambda t: with_thumbnail(
+            merged_thumbnail(movie["slug"], t["slug"], f"{t['name']} in {movie['title']}",
+                             t.get("has_merged_map", True)),
+            link(t["name"], f"/movies/{movie['slug']}/{t['slug']}", stretched=True)), "incdb-col-main"),
         Column(header, lambda t: f"{t['score']:.3f}", "text-end incdb-num"),
         Column("Mean r", lambda t: fmt_r(t["mean_r"]), "text-end incdb-num"),
         Column("Share", lambda t: f"{fmt_share(t['share'])} ({t['n_components']} of {movie['n_components']})",

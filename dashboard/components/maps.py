@@ -5,20 +5,23 @@ are fixed per kind of map rather than computed from the data, because nothing on
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import quote
 
 from dash import html
 
 from dashboard.viewer import LayerSpec, viewer
+from pipeline.clusters import DEFAULT_THRESHOLDS
 
 VIEWER_ID = "viewer"
 VIEWER_HEIGHT = 440
 # ICA components are z-scored (MELODIC): |z| > 2.5 keeps the networks and drops most noise.
-COMPONENT_THRESHOLD = 2.5
+COMPONENT_THRESHOLD = DEFAULT_THRESHOLDS["component"]
 # Built-in and Neurosynth term maps peak around z = 6; 1.0 shows each region without its smoothing halo.
-TERM_THRESHOLD = 1.0
+TERM_THRESHOLD = DEFAULT_THRESHOLDS["term"]
 # Merged maps are means over components (zeros included), so their values are lower than a component's.
-MERGED_THRESHOLD = 1.5
+MERGED_THRESHOLD = DEFAULT_THRESHOLDS["merged"]
 
 
 def component_url(uuid: str) -> str:
@@ -68,9 +71,11 @@ def merged_layers(movie_slug: str, term_slug: str, term_name: str, movie_title: 
                              "merged", threshold=MERGED_THRESHOLD)]
 
 
-def map_viewer(layers: list[LayerSpec], caption: str | None = None) -> html.Section:
-    """The page's one viewer; a server callback must never re-render this subtree (the canvas would go black)."""
+def map_viewer(layers: list[LayerSpec], caption: str | None = None,
+               query: Mapping[str, Any] | None = None) -> html.Section:
+    """The page's one viewer, starting from the view state in the page's ``query`` (``dashboard.viewstate``); a
+    server callback must never re-render this subtree (the canvas would go black)."""
     return html.Section([
-        viewer(layers, id=VIEWER_ID, height=VIEWER_HEIGHT),
+        viewer(layers, id=VIEWER_ID, height=VIEWER_HEIGHT, url_state=query),
         html.P(caption, className="incdb-viewer-caption") if caption else None,
     ], className="incdb-viewer-section")

@@ -9,6 +9,7 @@ from dash import MATCH, Input, Output, State, dcc, html
 
 from dashboard.components.common import Child
 from dashboard.components.data import read
+from dashboard.components.thumbnails import suggestion_thumbnail
 from store import queries
 
 PREFIX = "incdb-search-"
@@ -40,7 +41,7 @@ def suggestion_list(items: list[dict[str, str]], text: str) -> Child:
     if not items:
         return html.Div(f"No movies or terms match “{text.strip()}”.", className="incdb-suggestion-empty")
     return html.Div([
-        dcc.Link([html.Span(item["label"], className="incdb-suggestion-label"),
+        dcc.Link([suggestion_thumbnail(item), html.Span(item["label"], className="incdb-suggestion-label"),
                   html.Span(KIND_LABELS.get(item["kind"], item["kind"]),
                             className=f"incdb-suggestion-kind kind-{item['kind']}")],
                  href=item["href"], className="incdb-suggestion")

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from dashboard.components.common import Child, empty_state, fmt_date, fmt_r, link, plural, row_badges
 from dashboard.components.data import arg, int_arg
+from dashboard.components.thumbnails import component_thumbnail, term_thumbnail, with_thumbnail
 from dashboard.components.urlstate import replace_query_callback
 from store import queries
 from store.db import session_scope
@@ -230,7 +231,8 @@ def draw_terms(session: Session, user: Any, context: Mapping[str, Any], state: T
     page = queries.list_terms(session, user, search=state.search, sort=key, descending=descending,
                               page=state.page, per_page=context.get("per_page", queries.DEFAULT_PER_PAGE))
     columns = [
-        Column("Term", lambda t: link(t["name"], f"/terms/{t['slug']}", stretched=True), "incdb-col-main"),
+        Column("Term", lambda t: with_thumbnail(term_thumbnail(t), link(t["name"], f"/terms/{t['slug']}",
+                                                                        stretched=True)), "incdb-col-main"),
         Column("Movies", lambda t: _number(t["n_movies"]), "text-end"),
         Column("Components", lambda t: _number(t["n_components"]), "text-end"),
         Column("Mean r", lambda t: fmt_r(t["mean_r"]), "text-end incdb-num"),
@@ -270,7 +272,7 @@ def _qc(c: dict[str, Any]) -> Child:
 
 
 COMPONENT_COLUMNS = (
-    Column("Component", _component_name, "incdb-col-main"),
+    Column("Component", lambda c: with_thumbnail(component_thumbnail(c), _component_name(c)), "incdb-col-main"),
     Column("Movie", lambda c: link(c["movie"], f"/movies/{c['movie_slug']}"), key="movie"),
     Column("Collection", lambda c: c["collection"], "incdb-col-muted", key="collection"),
     Column("Best term", lambda c: link(c["best_term"], f"/terms/{c['best_term_slug']}") if c.get("best_term_slug")

@@ -8,6 +8,7 @@ import dash_bootstrap_components as dbc
 from dash import html
 
 from dashboard.components.charts import decoding_figure, nav_graph, profile_links
+from dashboard.components.clusters import cluster_panel
 from dashboard.components.common import empty_state, fmt_r, not_found, page_header, row_badges, section
 from dashboard.components.data import read
 from dashboard.components.details import component_facts, demo_alert, qc_alert
@@ -65,7 +66,8 @@ def layout(uuid: str | None = None, **query: Any) -> html.Div:
         qc_alert(detail["qc_warnings"]),
         map_viewer(component_layers(detail["uuid"], name),
                    "Thresholded at |z| > 2.5 to start with; change it in the settings panel. Negative values are "
-                   "drawn in cool colours."),
+                   "drawn in cool colours.", query),
+        cluster_panel(component=detail["uuid"]),
         dbc.Row([
             dbc.Col(section("Decoding profile", chart), lg=7),
             dbc.Col(section("About this component", component_facts(detail)), lg=5),

@@ -6,6 +6,7 @@ from typing import Any
 import dash
 from dash import html
 
+from dashboard.components.clusters import cluster_panel
 from dashboard.components.common import empty_state, not_found, page_header, plural, section
 from dashboard.components.data import read
 from dashboard.components.maps import map_viewer, merged_layers
@@ -50,6 +51,7 @@ def layout(movie: str | None = None, term: str | None = None, **query: Any) -> h
                     crumbs=(("Home", "/"), ("Movies", "/movies"), (detail["movie"], f"/movies/{detail['movie_slug']}"),
                             (detail["term"], None))),
         map_viewer(merged_layers(detail["movie_slug"], detail["term_slug"], detail["term"], detail["movie"],
-                                 has_merged), caption),
+                                 has_merged), caption, query),
+        cluster_panel(movie=detail["movie_slug"], term=detail["term_slug"]),
         section("Components that were merged" if has_merged else "Components", [note, components]),
     ])

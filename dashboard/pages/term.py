@@ -6,6 +6,7 @@ from typing import Any
 import dash
 from dash import html
 
+from dashboard.components.clusters import cluster_panel
 from dashboard.components.common import not_found as not_found_panel
 from dashboard.components.common import page_header, plural
 from dashboard.components.data import arg, read
@@ -39,7 +40,8 @@ def layout(term: str | None = None, **query: Any) -> html.Div:
                     f" decoded to this term · reference set: {detail['reference_set']}",
                     crumbs=(("Home", "/"), ("Terms", "/terms"), (detail["name"], None))),
         map_viewer(term_layers(detail["slug"], detail["name"], detail["has_mean_map"],
-                               detail["n_components_mean_map"]), caption),
+                               detail["n_components_mean_map"]), caption, query),
+        cluster_panel(term=detail["slug"]),
         url_tabs("term", [
             ("movies", f"Movies ({detail['n_movies']})", html.Div([
                 term_movies_table(detail),

