@@ -147,7 +147,7 @@ def downsample(x: np.ndarray, y: np.ndarray, n: int = MAX_DISPLAY_POINTS) -> tup
     return (np.add.reduceat(x, edges[:-1]) / np.diff(edges), np.add.reduceat(y, edges[:-1]) / np.diff(edges))
 
 
-MAX_LABEL_COMPONENTS = 500
+MAX_LABEL_COMPONENTS = 100
 
 
 def label_components(session: Session, user: Any, label: str,
