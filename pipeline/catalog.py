@@ -17,6 +17,7 @@ from pipeline.reference import active_reference
 from pipeline.termmaps import rebuild_term_maps
 from pipeline.timecourses import TimeCourseError, Timing
 from pipeline.uploads import check_file_name
+from store.artifacts import similarity_vector_key
 from store.config import get_settings
 from store.db import session_scope
 from store.models import (
@@ -211,7 +212,7 @@ def delete_collection(collection_id: int) -> int:
             raise ValueError("processing is running; cancel it before deleting the collection")
         comps = session.scalars(select(Component).where(Component.collection_id == collection_id)).all()
         terms = {c.best_term_id for c in comps if c.best_term_id is not None}
-        keys = [k for c in comps for k in (c.storage_key, c.decodings_key) if k]
+        keys = [k for c in comps for k in (c.storage_key, c.decodings_key, similarity_vector_key(c.uuid)) if k]
         keys += [u.storage_key for u in session.scalars(select(Upload).where(Upload.collection_id == collection_id))]
         session.delete(collection)
         session.flush()

@@ -22,6 +22,11 @@ def _user(user: Any) -> User | None:
     return user
 
 
+def authenticated(user: Any) -> User | None:
+    """The signed-in, active user, or None for an anonymous visitor (or a deactivated account)."""
+    return _user(user)
+
+
 def visible_collections(user: Any) -> ColumnElement[bool]:
     """A WHERE clause on Collection for what ``user`` may see."""
     u = _user(user)
