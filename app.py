@@ -22,6 +22,7 @@ from dashboard.viewer import register_viewer_callbacks, register_viewer_routes
 from pipeline.check import production_problems
 from pipeline.demo import load_demo
 from pipeline.reference import ensure_builtin_reference
+from pipeline.tasks import run_job
 from store.config import get_settings
 from store.db import session_scope, upgrade_database
 from store.models import Collection
@@ -31,6 +32,9 @@ if _problems:  # refuse to serve (or to work) with an unsafe production configur
     raise SystemExit("INcDb refuses to start in production:\n- " + "\n- ".join(_problems))
 
 celery_app = make_celery()
+# Background decodings of visitors' maps are plain Celery tasks (no page waits on them; they have a Job row).
+celery_app.task(name=web.decode.DECODE_TASK)(run_job)
+web.decode.use_celery(celery_app)
 server = flask.Flask(__name__)
 _proxies = get_settings().trusted_proxies
 if _proxies:

@@ -1,10 +1,13 @@
 /* INcDb upload panel: streams each chosen or dropped file to POST /upload/<collection> as the raw request body
  * (never through dcc.Upload, which holds files in memory as base64), one file at a time, with byte progress.
  *
- * The drop zone (.incdb-dropzone) carries data-upload-url, data-max-bytes and data-accept. Rows for the files go
- * into #coll-upload-progress (a container no callback renders into, so React leaves our rows alone). When a batch
- * ends, the Store coll-uploaded receives {ok, failed, t}, which refreshes the page and starts processing.
- * While files are uploading, leaving the page (reload, close, or a link inside the app) asks first.
+ * The drop zone (.incdb-dropzone) carries data-upload-url, data-max-bytes and data-accept, and optionally
+ * data-list (the id of the container for the files' rows; default coll-upload-progress, a container no callback
+ * renders into, so React leaves our rows alone), data-done-store (the Store that receives {ok, failed, t, last}
+ * when a batch ends, last being the server's answer to the last file that went through; default coll-uploaded)
+ * and data-single ("1": one file at a time, as the public decoder takes). The "choose files" button is
+ * #coll-choose or any .incdb-upload-choose inside the zone. While files are uploading, leaving the page (reload,
+ * close, or a link inside the app) asks first.
  */
 (function () {
   "use strict";
@@ -122,7 +125,7 @@
   function send(url, file, ui) {
     return new Promise(function (resolve) {
       var xhr = new XMLHttpRequest();
-      xhr.open("POST", url + "?name=" + encodeURIComponent(file.name));
+      xhr.open("POST", url + (url.indexOf("?") >= 0 ? "&" : "?") + "name=" + encodeURIComponent(file.name));
       xhr.setRequestHeader("X-CSRFToken", csrfToken());
       xhr.setRequestHeader("Content-Type", "application/octet-stream");
       xhr.upload.onprogress = function (event) {
@@ -131,18 +134,19 @@
       };
       // Sent: the server now checks the whole file (behind nginx it first receives it from nginx).
       xhr.upload.onload = function () { ui.state("uploading", "checking the file…"); };
-      function done(ok, message, detail) {
+      function done(ok, message, detail, body) {
         inflight = inflight.filter(function (x) { return x !== xhr; });
         ui.state(ok ? "done" : "error", ok ? "uploaded" : "failed", ok ? detail : message, ok ? "success" : "danger");
-        resolve(ok);
+        resolve(ok ? (body || {}) : null);
       }
       xhr.onload = function () {
         var body = {};
         try { body = JSON.parse(xhr.responseText); } catch (e) { body = {}; }
-        if (xhr.status === 200 && body.ok) {
+        if ((xhr.status === 200 || xhr.status === 202) && body.ok) {
           var warnings = (body.warnings || []).length;
-          done(true, "", body.maps + " map(s)" + (warnings ? "; " + warnings + " warning(s): " +
-            body.warnings.join("; ") : ""));
+          var what = body.maps !== undefined ? body.maps + " map(s)" : (body.status || "received");
+          done(true, "", what + (warnings ? "; " + warnings + " warning(s): " + body.warnings.join("; ") : ""),
+            body);
         } else {
           done(false, body.error || statusMessage(xhr.status));
         }
@@ -165,16 +169,19 @@
   }
 
   function uploadAll(zone, files) {
-    var list = document.getElementById("coll-upload-progress");
+    var list = document.getElementById(zone.getAttribute("data-list") || "coll-upload-progress");
     if (!list || !files.length) { return; }
+    var single = zone.getAttribute("data-single") === "1";
     var url = zone.getAttribute("data-upload-url");
     var limit = Number(zone.getAttribute("data-max-bytes") || 0);
     var accept = zone.getAttribute("data-accept") || "";
     var jobs = [];
-    files.forEach(function (file) {
+    files.forEach(function (file, index) {
       var ui = makeRow(list, file);
       var problem = nameProblem(file.name);
-      if (problem) {
+      if (single && index > 0) {
+        ui.state("error", "refused", file.name + ": one file at a time here; send it on its own.", "danger");
+      } else if (problem) {
         ui.state("error", "refused", file.name + ": " + problem, "danger");
       } else if (!accepted(file.name, accept)) {
         ui.state("error", "refused", file.name + ": unsupported file type; upload " + accept.replace(/,/g, ", ") +
@@ -192,6 +199,7 @@
     queued += jobs.length;
     var ok = 0;
     var failed = 0;
+    var last = null;
     var mine = generation;
     jobs.reduce(function (previous, job) {
       return previous.then(function () {
@@ -200,11 +208,14 @@
           return undefined;
         }
         queued -= 1;
-        return send(url, job.file, job.ui).then(function (success) { if (success) { ok += 1; } else { failed += 1; } });
+        return send(url, job.file, job.ui).then(function (answer) {
+          if (answer) { ok += 1; last = answer; } else { failed += 1; }
+        });
       });
     }, Promise.resolve()).then(function () {
       if (mine !== generation) { return; }
-      setProps("coll-uploaded", { data: { ok: ok, failed: failed, t: Date.now() } });
+      setProps(zone.getAttribute("data-done-store") || "coll-uploaded",
+        { data: { ok: ok, failed: failed, t: Date.now(), last: last } });
     });
   }
 
@@ -215,12 +226,13 @@
   // The file input is made here, not by Dash (which has no file input component): a click on the
   // "choose files" button opens the browser's file chooser.
   document.addEventListener("click", function (event) {
-    var button = event.target && event.target.closest ? event.target.closest("#coll-choose") : null;
+    var button = event.target && event.target.closest ?
+      event.target.closest("#coll-choose, .incdb-upload-choose") : null;
     if (!button || button.disabled) { return; }
     var zone = zoneOf(button) || document.querySelector(".incdb-dropzone");
     var input = document.createElement("input");
     input.type = "file";
-    input.multiple = true;
+    input.multiple = !(zone && zone.getAttribute("data-single") === "1");
     // The picker takes file endings only: names without one (melodic_mix) are chosen with "All files".
     input.accept = ((zone && zone.getAttribute("data-accept")) || "").split(",")
       .filter(function (token) { return token.charAt(0) === "."; }).join(",");
@@ -248,7 +260,7 @@
     if (!zone) { return; }
     event.preventDefault();
     zone.classList.remove("incdb-dropzone-over");
-    var button = document.getElementById("coll-choose");
+    var button = zone.querySelector("#coll-choose, .incdb-upload-choose");
     if (button && button.disabled) { return; }
     uploadAll(zone, Array.prototype.slice.call((event.dataTransfer && event.dataTransfer.files) || []));
   });

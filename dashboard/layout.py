@@ -9,7 +9,8 @@ from dash import Input, Output, dcc, html
 
 from web.auth import signed_in_user
 
-NAV_ITEMS = (("Home", "/"), ("Terms", "/terms"), ("Movies", "/movies"), ("Contribute", "/contribute"))
+NAV_ITEMS = (("Home", "/"), ("Terms", "/terms"), ("Movies", "/movies"), ("Decode a map", "/decode"),
+             ("Contribute", "/contribute"))
 
 
 def navbar() -> dbc.Navbar:

@@ -79,7 +79,7 @@ def cmd_merge(args) -> None:
     print(f"merged {len(args.inputs)} map(s) into {args.out} ({backend} backend)")
 
 
-def _reference_import(args, source: str, maps) -> None:
+def _reference_import(args, source: str, maps, left_out: list[str] | None = None) -> None:
     from pipeline.jobs import create_job
     from pipeline.reference import create_reference_set
     from pipeline.tasks import redecode
@@ -87,11 +87,20 @@ def _reference_import(args, source: str, maps) -> None:
 
     _init_db()
     with session_scope() as session:
-        ref = create_reference_set(session, args.name, source, maps, description=args.description or "",
-                                   activate=args.activate)
+        try:
+            ref = create_reference_set(session, args.name, source, maps, description=args.description or "",
+                                       activate=args.activate)
+        except ValueError as exc:
+            if left_out and "no term maps" in str(exc):
+                raise ValueError(f"no term is left: every one would have a map of 0 everywhere (no study, or "
+                                 f"every study, has it): {', '.join(left_out)}") from None
+            raise
         n_terms = len(ref.terms)
         job_id = create_job(session, "redecode").id if args.activate else None
     print(f"reference set {args.name!r}: {n_terms} terms" + (" (active)" if args.activate else ""))
+    if left_out:
+        print(f"left out {len(left_out)} term(s) whose map would be 0 everywhere (no study, or every study, has "
+              f"them): {', '.join(left_out)}")
     if job_id:
         print(f"re-decoded {redecode(job_id)} component(s)")
 
@@ -107,7 +116,8 @@ def cmd_reference_build_neurosynth(args) -> None:
 
     data = load_neurosynth_v7(Path(args.directory))
     terms = [t.strip() for t in args.terms.split(",")] if args.terms else None
-    _reference_import(args, "neurosynth-v7", association_z_maps(data, terms=terms))
+    left_out: list[str] = []
+    _reference_import(args, "neurosynth-v7", association_z_maps(data, terms=terms, left_out=left_out), left_out)
 
 
 def cmd_reference_list(args) -> None:
@@ -306,6 +316,21 @@ def cmd_thumbnails(args) -> None:
     print(f"{written} thumbnail(s) written for {len(keys)} map(s)")
 
 
+def cmd_similar_rebuild(args) -> None:
+    from pipeline.similar import rebuild_index
+
+    _init_db()
+
+    def show(done: int, total: int) -> None:
+        print(f"\r{done}/{total} components", end="", file=sys.stderr, flush=True)
+
+    result = rebuild_index(progress=show, sample=args.sample)
+    print(file=sys.stderr)
+    print(f"similarity index rebuilt: basis #{result.basis_id} of {result.dims} dimensions fitted on "
+          f"{result.fitted_on} maps; {result.components} component(s) indexed, {result.exact_written} exact "
+          "vector(s) made from their maps")
+
+
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -382,6 +407,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--description", default="")
     p.add_argument("--source-url", default="")
     p.set_defaults(func=cmd_annotations_import)
+
+    similar = sub.add_parser("similar", help="the index of similar components")
+    ssub = similar.add_subparsers(dest="similar_command", required=True, metavar="ACTION")
+    p = ssub.add_parser("rebuild", help="fit a new basis on the catalogue, index every component, switch to it")
+    p.add_argument("--sample", type=int, default=1200, help="components the basis is fitted on (default 1200)")
+    p.set_defaults(func=cmd_similar_rebuild)
 
     p = sub.add_parser("sweep", help="remove stored files that no row refers to (left by killed jobs)")
     p.add_argument("--grace-hours", type=float, default=24.0,

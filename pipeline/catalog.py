@@ -17,7 +17,7 @@ from pipeline.reference import active_reference
 from pipeline.termmaps import rebuild_term_maps
 from pipeline.timecourses import TimeCourseError, Timing
 from pipeline.uploads import check_file_name
-from store.artifacts import map_and_thumbnail
+from store.artifacts import map_and_thumbnail, similarity_vector_key
 from store.config import get_settings
 from store.db import session_scope
 from store.models import (
@@ -214,6 +214,7 @@ def delete_collection(collection_id: int) -> int:
         comps = session.scalars(select(Component).where(Component.collection_id == collection_id)).all()
         terms = {c.best_term_id for c in comps if c.best_term_id is not None}
         keys = map_and_thumbnail([c.storage_key for c in comps]) + [c.decodings_key for c in comps if c.decodings_key]
+        keys += [similarity_vector_key(c.uuid) for c in comps]
         keys += [u.storage_key for u in session.scalars(select(Upload).where(Upload.collection_id == collection_id))]
         movie_id = collection.movie_id
         session.delete(collection)

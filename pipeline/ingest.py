@@ -19,11 +19,12 @@ from sqlalchemy import delete, insert, select
 
 from pipeline.annotations import decode_collection_in_time
 from pipeline.archives import ArchiveError, iter_niftis, storage_suffix
-from pipeline.decode import decode, masked
+from pipeline.decode import decode, masked, normalise_rows
 from pipeline.jobs import running_job, update_job
 from pipeline.maps import save_map
 from pipeline.nifti import NiftiError, check_nifti, quality_check, resample_to_grid
 from pipeline.reference import load_matrix, require_active_reference
+from pipeline.similar import NewVector, project, reduced_for_ingest, save_exact, store_vectors
 from pipeline.termmaps import rebuild_term_maps
 from pipeline.thumbnails import save_thumbnail
 from pipeline.timecourses import (
@@ -41,6 +42,7 @@ from store.artifacts import (
     local_copy,
     map_and_thumbnail,
     save_vector,
+    similarity_vector_key,
     thumbnail_key,
     timecourse_key,
 )
@@ -102,6 +104,7 @@ def _ingest_uploads(job_id: int, collection_id: int, uploads: list, result: Inge
         reference_id = reference.id
         term_ids = [t.id for t in terms]
         timing_dict = session.get(Collection, collection_id).timing
+        similarity = reduced_for_ingest(session)
     with tempfile.TemporaryDirectory(prefix="incdb-ingest-") as tmp, ExitStack() as open_files:
         # Pass 1: open every file and check its header, so progress has a true total before the slow part.
         checked, timecourse_files = _check_uploads(uploads, Path(tmp), open_files, result)
@@ -113,7 +116,7 @@ def _ingest_uploads(job_id: int, collection_id: int, uploads: list, result: Inge
         counter = _Counter(job_id, total, progress)
         new_rows: list[dict] = []
         for upload_id, sha, member_name, image in checked:
-            new_rows += _decode_image(upload_id, sha, member_name, image, matrix, result, counter)
+            new_rows += _decode_image(upload_id, sha, member_name, image, matrix, result, counter, similarity)
     _store_components(collection_id, reference_id, term_ids, new_rows, merge, courses)
 
 
@@ -205,8 +208,9 @@ def _check_uploads(uploads: list, tmp: Path, open_files: ExitStack,
 
 
 def _decode_image(upload_id: int, sha: str, member_name: str, image, matrix, result: IngestResult,
-                  counter: _Counter) -> list[dict]:
-    """Resample, check, store and decode the volumes of one image; the component rows of those kept."""
+                  counter: _Counter, similarity: tuple = (None, None)) -> list[dict]:
+    """Resample, check, store and decode the volumes of one image; the component rows of those kept, with their
+    reduced vectors for the similarity index (``similarity``: the active basis's id and matrix, or Nones)."""
     try:
         on_grid = resample_to_grid(image.volumes(), image.affine)
     except NiftiError as exc:
@@ -218,16 +222,20 @@ def _decode_image(upload_id: int, sha: str, member_name: str, image, matrix, res
     uuids = [component_uuid(sha, upload_id, member_name, v) for v in keep]
     # The maps are gzipped and written by a second thread while this one decodes (isal and the file writes
     # release the GIL), so the two largest steps overlap.
+    units = normalise_rows(rows[keep]) if keep else np.empty((0, rows.shape[1]), np.float32)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="incdb-save") as writer:
         saved = [writer.submit(save_component_map, cuuid, on_grid[v]) for cuuid, v in zip(uuids, keep)]
+        saved += [writer.submit(save_exact, cuuid, units[i]) for i, cuuid in enumerate(uuids)]
         r_all = decode(rows[keep], matrix) if keep else np.empty((0, matrix.shape[1]))
+        basis_id, basis = similarity
+        reduced = project(basis, units) if basis is not None and keep else [None] * len(keep)
         for future in saved:
             future.result()
     new_rows = []
     for row, (cuuid, v) in enumerate(zip(uuids, keep)):
         save_vector(decodings_key(cuuid), r_all[row])
         new_rows.append(dict(uuid=cuuid, upload_id=upload_id, source_file=member_name, volume_index=v,
-                             r=r_all[row], qc=qc[v]))
+                             r=r_all[row], qc=qc[v], reduced=reduced[row], basis_id=basis_id))
         result.components += 1
         counter.add(1)
     counter.add(len(on_grid) - len(keep), report=False)
@@ -293,6 +301,7 @@ def _store_components(collection_id: int, reference_id: int, term_ids: list[int]
                 if comp.uuid not in keep_uuids:
                     removed_keys += map_and_thumbnail([comp.storage_key])
                     removed_keys += [comp.decodings_key] if comp.decodings_key else []
+                    removed_keys.append(similarity_vector_key(comp.uuid))
                     session.delete(comp)
             session.flush()
             course_ids, old_course_keys = _replace_timecourses(session, collection_id, courses or {})
@@ -320,12 +329,15 @@ def _store_components(collection_id: int, reference_id: int, term_ids: list[int]
                 affected.add(comp.best_term_id)
             session.flush()  # one flush for all components: their ids for the decoding rows
             write_decodings(session, [(comp.id, r, order) for comp, r, order in stored], term_ids)
+            store_vectors(session, [NewVector(comp.id, collection_id, comp.uuid, row["reduced"], row["basis_id"])
+                                    for (comp, _, _), row in zip(stored, rows)])
     except BaseException:
         for row in rows:
             if row["uuid"] not in old_uuids:
                 storage.delete(component_key(row["uuid"]))
                 storage.delete(thumbnail_key(component_key(row["uuid"])))
                 storage.delete(decodings_key(row["uuid"]))
+                storage.delete(similarity_vector_key(row["uuid"]))
         raise
     try:
         if courses:

@@ -47,6 +47,10 @@ Method (choices made explicit)
   Neurosynth's clipping of p at 1e-240 puts it. Tables with an empty margin (no study or every study activates
   the voxel, or no study or every study has the term) have no test and get z = 0 (for the voxel cases
   Neurosynth's sign rule also gives 0). Voxels outside the brain mask are 0.
+* A term that no study has (or that every study has) has no test at any voxel: its map would be all 0, a
+  zero-variance column that scores r = 0 with every map and fills the bottom of every ranking. Such terms are
+  left out of the maps; ``association_z_maps`` reports them in its ``left_out`` list, and the build's message
+  names them.
 * Counting ``a`` for all terms is the sparse product ``T.T @ A`` (T: studies x terms, A: studies x mask voxels).
   We evaluate it one term row at a time, as a ``bincount`` over the voxel indices of that term's studies'
   rows of A: the same numbers, measured here about 1.5x faster than scipy's sparse product with an int32 A and
@@ -519,8 +523,9 @@ def association_z_maps(
     radius_mm: float = DEFAULT_RADIUS_MM,
     batch: int = DEFAULT_BATCH,
     progress: Callable[[int, int], None] | None = None,
+    left_out: list[str] | None = None,
 ) -> Iterator[tuple[str, np.ndarray]]:
-    """Neurosynth association-test z maps, one term at a time.
+    """Neurosynth association-test z maps, one term at a time; terms whose map would be all 0 are left out.
 
     Arguments are checked when this is called; the maps are computed lazily while iterating.
 
@@ -538,12 +543,17 @@ def association_z_maps(
         Terms whose chi-square is evaluated together; bounds memory to a few ``batch x n_mask_voxels`` float64
         arrays.
     progress : callable, optional
-        Called as ``progress(done, total)`` with the number of terms finished, first with ``done = 0``.
+        Called as ``progress(done, total)`` with the number of terms finished (left out or not), first with
+        ``done = 0``.
+    left_out : list of str, optional
+        Receives, while iterating, the terms that are not yielded because no study has them, every study has
+        them, or no study activates any voxel (their map would be 0 everywhere), in vocabulary order.
 
     Yields
     ------
     tuple of (str, numpy.ndarray)
-        The term and its float32 z map of shape :data:`pipeline.grid.GRID_SHAPE` (0 outside the brain mask).
+        The term and its float32 z map of shape :data:`pipeline.grid.GRID_SHAPE` (0 outside the brain mask); never
+        a map that is 0 everywhere.
 
     Raises
     ------
@@ -557,7 +567,8 @@ def association_z_maps(
         raise ValueError(f"radius_mm must be a finite number > 0, got {radius_mm!r}")
     if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
         raise ValueError(f"batch must be a positive integer, got {batch!r}")
-    return _iter_z_maps(data, selected, float(tfidf_threshold), float(radius_mm), int(batch), progress)
+    return _iter_z_maps(data, selected, float(tfidf_threshold), float(radius_mm), int(batch), progress,
+                        left_out if left_out is not None else [])
 
 
 def _iter_z_maps(
@@ -567,6 +578,7 @@ def _iter_z_maps(
     radius_mm: float,
     batch: int,
     progress: Callable[[int, int], None] | None,
+    left_out: list[str],
 ) -> Iterator[tuple[str, np.ndarray]]:
     total = len(selected)
     if progress is not None:
@@ -592,6 +604,9 @@ def _iter_z_maps(
             _term_activation_counts(act, rows, counts[b])
         z = association_z(counts[: len(names)], n_term, n_active, data.n_studies)
         for b, name in enumerate(names):
+            if not np.any(z[b]):
+                left_out.append(name)
+                continue
             flat = np.zeros(int(np.prod(GRID_SHAPE)), dtype=np.float32)
             flat[mask_idx] = z[b]
             yield name, flat.reshape(GRID_SHAPE)

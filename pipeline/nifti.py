@@ -227,6 +227,27 @@ def _short(exc: Exception) -> str:
     return text[:200]
 
 
+def _source_positions(shape: tuple[int, int, int], affine: np.ndarray) -> list[np.ndarray]:
+    """Source voxel position of every standard-grid voxel (C order), one float64 array per source axis.
+
+    Computed with the very operations nilearn's ``resample_img`` hands to SciPy's ``affine_transform``, in the
+    same order (``(k + b / a) * a`` per axis for an axis-aligned grid, SciPy's ``zoom_shift``; otherwise the
+    matrix rows summed axis by axis, then the shift), so that a voxel on the edge of the source's field of view
+    falls on the same side of it as there.
+    """
+    from scipy import linalg  # nilearn inverts with SciPy: the same bits
+
+    transform = np.dot(linalg.inv(affine), GRID_AFFINE)
+    matrix, shift = transform[:3, :3], transform[:3, 3]
+    axes = [np.arange(n, dtype=np.float64) for n in GRID_SHAPE]
+    if np.all(np.diag(np.diag(matrix)) == matrix):
+        per_axis = [(axes[a] + shift[a] / matrix[a, a]) * matrix[a, a] for a in range(3)]
+        grids = np.meshgrid(*per_axis, indexing="ij", sparse=True)
+        return [np.broadcast_to(g, GRID_SHAPE).ravel() for g in grids]
+    i, j, k = axes[0][:, None, None], axes[1][None, :, None], axes[2][None, None, :]
+    return [((i * matrix[a, 0] + j * matrix[a, 1]) + k * matrix[a, 2] + shift[a]).ravel() for a in range(3)]
+
+
 @lru_cache(maxsize=4)
 def _interpolation_matrix(shape: tuple[int, int, int], affine_bytes: bytes) -> sparse.csr_matrix:
     """Sparse trilinear interpolation from a source grid to the standard grid.
@@ -235,26 +256,28 @@ def _interpolation_matrix(shape: tuple[int, int, int], affine_bytes: bytes) -> s
     (DESIGN section 12): much cheaper than one interpolation call per component of a 70-volume file.
     Rows are standard-grid voxels in C order (the layout of the maps INcDb keeps); columns are source voxels in
     Fortran order (x fastest), the order NIfTI stores them in, so a loaded 4D image is used without a copy.
-    Outside the source field of view the map is zero.
+    A grid voxel whose source position lies outside the source's voxel centres on any axis (below 0 or above
+    ``n - 1``) is 0, as in nilearn (SciPy's ``constant`` mode): the map is not interpolated against zeros in
+    the half voxel, or the voxel, beyond its last centre.
     """
     affine = np.frombuffer(affine_bytes, dtype=np.float64).reshape(4, 4)
-    src_from_grid = np.linalg.inv(affine) @ GRID_AFFINE
     n_target = int(np.prod(GRID_SHAPE))
-    # Source position of every grid voxel, per source axis; the map is affine, so it is a sum of three axis terms.
-    i, j, k = (np.arange(n, dtype=np.float64) for n in GRID_SHAPE)
-    src = [(src_from_grid[a, 0] * i[:, None, None] + src_from_grid[a, 1] * j[None, :, None]
-            + src_from_grid[a, 2] * k[None, None, :] + src_from_grid[a, 3]).ravel() for a in range(3)]
+    src = _source_positions(shape, affine)
+    in_view = np.ones(n_target, dtype=bool)
+    for a in range(3):
+        in_view &= (src[a] >= 0) & (src[a] <= shape[a] - 1)
     base = [np.floor(pos) for pos in src]
     frac = [(pos - b).astype(np.float32) for pos, b in zip(src, base)]
     base = [b.astype(np.int64) for b in base]
     del src
     # Eight corners per grid voxel, so the CSR structure is fixed: row r holds entries 8r..8r+7. Corners outside
-    # the source (or with zero weight) get weight 0 and are dropped at the end.
+    # the source (or with zero weight), and every corner of a voxel out of view, get weight 0 and are dropped at
+    # the end.
     cols = np.zeros((n_target, 8), dtype=np.int64)
     vals = np.zeros((n_target, 8), dtype=np.float32)
     for corner in range(8):
         weight = np.ones(n_target, dtype=np.float32)
-        inside = np.ones(n_target, dtype=bool)
+        inside = in_view.copy()
         column = np.zeros(n_target, dtype=np.int64)
         stride = 1
         for a in range(3):
@@ -276,8 +299,9 @@ def _interpolation_matrix(shape: tuple[int, int, int], affine_bytes: bytes) -> s
 def resample_to_grid(volumes: np.ndarray, affine: np.ndarray) -> np.ndarray:
     """Resample (x, y, z, n) float32 volumes onto the standard grid: returns (n, 91, 109, 91) float32.
 
-    Trilinear interpolation; grid voxels outside the source's field of view are 0. Volumes already on the grid
-    are only reordered.
+    Trilinear interpolation, equal to nilearn's ``resample_img(..., interpolation="linear")``; grid voxels outside
+    the source's field of view (beyond its outermost voxel centres) are 0. Volumes already on the grid are only
+    reordered.
 
     Parameters
     ----------

@@ -8,6 +8,9 @@ space; this sweep reclaims it. Run it from a daily timer (``deploy/incdb-sweep.t
 
 A file is only removed when it is older than the grace period *and* older than the start of every running job, so
 a job that is writing files right now never loses one to the sweep.
+
+Visitors' decoded maps (``pipeline.visitors``) are removed here too once they expire
+(``INCDB_DECODE_RETENTION_DAYS``): their rows and their folders, whatever the grace period.
 """
 from __future__ import annotations
 
@@ -18,13 +21,14 @@ from sqlalchemy import func, select
 
 from pipeline.jobs import settle_stalled_jobs
 from pipeline.termmaps import sum_key
-from store.artifacts import thumbnail_key
+from pipeline.visitors import live_prefixes, sweep_expired
+from store.artifacts import similarity_vector_key, thumbnail_key
 from store.db import session_scope
-from store.models import Component, Job, JobStatus, Term, TermMap, Upload
+from store.models import Component, Job, JobStatus, SimilarityBasis, Term, TermMap, Upload
 from store.storage import get_storage
 
 # Folders whose every object belongs to a row. Anything else in storage (e.g. ``check/`` probes) is left alone.
-SWEPT_PREFIXES = ("components/", "decodings/", "termmaps/", "uploads/", "reference/")
+SWEPT_PREFIXES = ("components/", "decodings/", "termmaps/", "uploads/", "reference/", "similar/", "decode/")
 DEFAULT_GRACE = timedelta(hours=24)
 
 
@@ -51,11 +55,12 @@ def referenced_keys(session) -> set[str]:
     """
     keys: set[str] = set()
     for column in (Component.storage_key, Component.decodings_key, TermMap.storage_key, Term.storage_key,
-                   Upload.storage_key):
+                   Upload.storage_key, SimilarityBasis.storage_key):
         keys.update(k for k in session.scalars(select(column)) if k)
     keys.update(sum_key(k) for k in session.scalars(select(TermMap.storage_key)) if k)  # running sums
     for column in (Component.storage_key, TermMap.storage_key, Term.storage_key):  # maps: their thumbnails too
         keys.update(thumbnail_key(k) for k in session.scalars(select(column)) if k)
+    keys.update(similarity_vector_key(u) for u in session.scalars(select(Component.uuid)))
     return keys
 
 
@@ -90,14 +95,18 @@ def sweep_storage(grace: timedelta = DEFAULT_GRACE, dry_run: bool = False,
         oldest_running = session.scalar(select(func.min(Job.started)).where(Job.status == JobStatus.RUNNING))
         # Listing runs after the rows are read: a file written from now on is younger than the cutoff anyway.
         referenced = referenced_keys(session)
+    expired = sweep_expired(now, dry_run=dry_run)
+    with session_scope() as session:
+        kept_results = live_prefixes(session) - set(expired)
     cutoff = now - grace
     if oldest_running is not None:
         oldest_running = oldest_running if oldest_running.tzinfo else oldest_running.replace(tzinfo=UTC)
         cutoff = min(cutoff, oldest_running)
     result = SweepResult(cutoff=cutoff)
+    result.removed += [f"{prefix} (expired decoding)" for prefix in expired]
     for prefix in SWEPT_PREFIXES:
         for key, modified in list(storage.list(prefix)):
-            if key in referenced:
+            if key in referenced or "/".join(key.split("/")[:2]) + "/" in kept_results:
                 continue
             if modified >= cutoff:
                 result.kept_recent += 1

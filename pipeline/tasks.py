@@ -1,10 +1,11 @@
 """What each job kind does, and running a job on behalf of the user who asked for it.
 
 ``run_job`` dispatches by kind: ``ingest`` (``pipeline.ingest``), ``redecode`` (every component against the
-active reference set, then every merged map), ``merge`` (merged maps only) and ``temporal`` (a movie's components
-against its annotations, ``pipeline.annotations``). Each body runs inside
-``pipeline.jobs.running_job``, which owns the Job row's lifecycle. ``run_authorized_job`` is what background
-callbacks call: it checks the permission again where the job runs and turns a cancellation into a clean stop.
+active reference set, then every merged map), ``merge`` (merged maps only), ``temporal`` (a movie's components
+against its annotations, ``pipeline.annotations``) and ``decode`` (a visitor's map, ``pipeline.visitors``). Each
+body runs inside ``pipeline.jobs.running_job``, which owns the Job row's lifecycle. ``run_authorized_job`` is what
+background callbacks call: it checks the permission again where the job runs and turns a cancellation into a clean
+stop.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from pipeline.jobs import (
 from pipeline.maps import load_map
 from pipeline.reference import load_matrix, require_active_reference
 from pipeline.termmaps import drop_term_maps_of_other_references, rebuild_term_maps
+from pipeline.visitors import decode_job
 from store.artifacts import decodings_key, save_vector
 from store.db import session_scope
 from store.models import ACTIVE_JOB_STATUSES, FINISHED_JOB_STATUSES, Component, Job, JobStatus, ReferenceSet, utcnow
@@ -55,6 +57,8 @@ def run_job(job_id: int, progress: Progress | None = None) -> None:
         remerge(job_id)
     elif kind == "temporal":
         temporal_job(job_id)
+    elif kind == "decode":
+        decode_job(job_id, progress)
 
 
 def redecode(job_id: int, progress: Progress | None = None) -> int:

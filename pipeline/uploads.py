@@ -67,8 +67,14 @@ def _gzip_stream_length(path: Path, name: str) -> int:
     return total
 
 
-def _check_nifti_file(path: Path, name: str) -> int:
-    """Volumes in a NIfTI file whose header and (for .nii.gz) whole compressed stream are intact."""
+def check_nifti_file(path: Path, name: str) -> int:
+    """Volumes in a NIfTI file whose header and (for .nii.gz) whole compressed stream are intact.
+
+    Raises
+    ------
+    NiftiError
+        With the message a curator's upload gets for the same file.
+    """
     image = check_nifti(path, name)
     if name.lower().endswith(".gz") and _gzip_stream_length(path, name) < image.data_end:
         raise NiftiError(f"{name}: the file is truncated (less data than its header describes)")
@@ -112,12 +118,12 @@ def check_upload(path: Path, name: str, workdir: Path) -> UploadReport:
                                "matched with their map (same folder) when the collection is processed")
         return report
     if file_kind(name) == "nifti":
-        report.maps = _check_nifti_file(path, name)
+        report.maps = check_nifti_file(path, name)
         return report
     problems: list[str] = []
     for member in iter_niftis(path, name, workdir, report.warnings):
         try:
-            report.maps += _check_nifti_file(member.path, member.name)
+            report.maps += check_nifti_file(member.path, member.name)
         except NiftiError as exc:
             problems.append(str(exc))
         finally:

@@ -22,6 +22,11 @@ def access_user(user: Any) -> User | None:
     return user
 
 
+def authenticated(user: Any) -> User | None:
+    """The signed-in, active user, or None for an anonymous visitor (or a deactivated account)."""
+    return access_user(user)
+
+
 def visible_collections(user: Any) -> ColumnElement[bool]:
     """A WHERE clause on Collection for what ``user`` may see."""
     u = access_user(user)

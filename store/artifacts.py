@@ -28,6 +28,21 @@ def decodings_key(component_uuid: str) -> str:
     return f"decodings/{component_uuid}.npy"
 
 
+def similarity_vector_key(component_uuid: str) -> str:
+    """Key of a component's masked map as float16 (the similarity search re-ranks its candidates with it)."""
+    return f"similar/vectors/{component_uuid}.npy"
+
+
+def similarity_basis_key(name: str) -> str:
+    """Key of a similarity basis (float32, mask voxels x dimensions)."""
+    return f"similar/bases/{name}.npy"
+
+
+def decode_prefix(token: str) -> str:
+    """Folder of a visitor's decoded map: its volumes on the grid and its result."""
+    return f"decode/{token}/"
+
+
 def timecourse_key(name: str) -> str:
     """Key of a map's time-course matrix (float32 .npy, rows x components)."""
     return f"timecourses/{name}.npy"

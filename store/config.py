@@ -15,6 +15,9 @@ DEFAULT_MAX_UPLOAD_BYTES = 2 * 1024**3
 DEFAULT_UPLOAD_MIN_RATE = 10 * 1024  # bytes/s: 80 kbit/s, far below any working connection
 DEFAULT_UPLOAD_DEADLINE_S = 4 * 3600  # a 2 GiB file in 4 hours needs about 150 KB/s
 DEFAULT_UPLOAD_BYTES_PER_DAY = 50 * 1024**3
+# The public decoder (/decode): what one anonymous client address, and one signed-in account, may send.
+DEFAULT_DECODE_MAX_BYTES_ANONYMOUS = 100 * 1024**2
+DEFAULT_DECODE_MAX_BYTES_ACCOUNT = 1024**3
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,17 @@ class Settings:
     # Quotas per user over the last hour and the last 24 hours (administrators are exempt); 0 means no limit.
     uploads_per_hour: int
     upload_bytes_per_day: int
+    # Visitors' decoded maps (/decode): kept this many days; caps per anonymous client address and per account
+    # (file size, volumes of one file, files per hour; 0: no limit); 4D files with more volumes than
+    # decode_inline_volumes run as a background job.
+    decode_retention_days: int = 7
+    decode_max_bytes_anonymous: int = DEFAULT_DECODE_MAX_BYTES_ANONYMOUS
+    decode_max_bytes_account: int = DEFAULT_DECODE_MAX_BYTES_ACCOUNT
+    decode_max_volumes_anonymous: int = 100
+    decode_max_volumes_account: int = 1000
+    decode_per_hour_anonymous: int = 30
+    decode_per_hour_account: int = 200
+    decode_inline_volumes: int = 4
 
     @property
     def is_sqlite(self) -> bool:
@@ -136,6 +150,14 @@ def get_settings() -> Settings:
         uploads_per_process=_int_env("INCDB_UPLOADS_PER_PROCESS", 0),
         uploads_per_hour=_int_env("INCDB_UPLOADS_PER_HOUR", 500),
         upload_bytes_per_day=_int_env("INCDB_UPLOAD_BYTES_PER_DAY", DEFAULT_UPLOAD_BYTES_PER_DAY),
+        decode_retention_days=max(1, _int_env("INCDB_DECODE_RETENTION_DAYS", 7)),
+        decode_max_bytes_anonymous=_int_env("INCDB_DECODE_MAX_BYTES_ANONYMOUS", DEFAULT_DECODE_MAX_BYTES_ANONYMOUS),
+        decode_max_bytes_account=_int_env("INCDB_DECODE_MAX_BYTES_ACCOUNT", DEFAULT_DECODE_MAX_BYTES_ACCOUNT),
+        decode_max_volumes_anonymous=_int_env("INCDB_DECODE_MAX_VOLUMES_ANONYMOUS", 100),
+        decode_max_volumes_account=_int_env("INCDB_DECODE_MAX_VOLUMES_ACCOUNT", 1000),
+        decode_per_hour_anonymous=_int_env("INCDB_DECODE_PER_HOUR_ANONYMOUS", 30),
+        decode_per_hour_account=_int_env("INCDB_DECODE_PER_HOUR_ACCOUNT", 200),
+        decode_inline_volumes=_int_env("INCDB_DECODE_INLINE_VOLUMES", 4),
     )
 
 

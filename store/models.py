@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -71,7 +72,7 @@ class Base(DeclarativeBase):
 ROLES = ("curator", "admin")
 VISIBILITIES = ("public", "private")
 LICENSES = ("CC0-1.0", "CC-BY-4.0")
-JOB_KINDS = ("ingest", "redecode", "merge", "temporal")
+JOB_KINDS = ("ingest", "redecode", "merge", "temporal", "decode")
 class JobStatus(StrEnum):
     """A Job row's status; the members are strings, so they compare and store as their values."""
 
@@ -469,3 +470,63 @@ class MovieTermStats(Base):
     n_components: Mapped[int] = mapped_column(Integer, default=0)
     sum_r: Mapped[float] = mapped_column(Float, default=0.0)
     newest: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+class SimilarityBasis(Base):
+    """The fixed linear projection of the similarity index (``pipeline.similar``): an orthonormal basis of
+    ``dims`` columns over the brain mask, stored as a float32 (mask voxels x dims) ``.npy`` under ``storage_key``.
+    Exactly one basis is active; a rebuild fills the rows of a new one, then switches in one transaction."""
+
+    __tablename__ = "similarity_bases"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    storage_key: Mapped[str] = mapped_column(String(512))
+    dims: Mapped[int] = mapped_column(Integer)
+    fitted_on: Mapped[int] = mapped_column(Integer, default=0)  # maps the basis was fitted on
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ComponentVector(Base):
+    """A component's reduced vector in one basis: the projection of its centred, unit-norm masked map, float32
+    bytes, and the share of its variance that the basis holds (``captured`` = squared norm of the vector). Rows
+    are replaced, never updated, so new rows always have larger ids (the search cache reads only those)."""
+
+    __tablename__ = "component_vectors"
+    __table_args__ = (UniqueConstraint("basis_id", "component_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    basis_id: Mapped[int] = mapped_column(ForeignKey("similarity_bases.id", ondelete="CASCADE"), index=True)
+    component_id: Mapped[int] = mapped_column(ForeignKey("components.id", ondelete="CASCADE"), index=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), index=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    captured: Mapped[float] = mapped_column(Float)
+
+
+DECODE_STATUSES = ("queued", "running", "done", "failed")
+DECODE_MASKS = ("brain", "nonzero")
+
+
+class DecodeResult(Base):
+    """A visitor's map decoded on ``/decode``: private, reachable only through its unguessable ``token``, never
+    part of the catalogue, removed after ``expires`` by ``python -m pipeline sweep``. Files live under
+    ``storage_prefix`` (the map's volumes on the grid and the result)."""
+
+    __tablename__ = "decode_results"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=True,
+                                                 index=True)
+    client_hash: Mapped[str] = mapped_column(String(64), index=True)  # keyed hash of the client's address
+    reference_set_id: Mapped[int | None] = mapped_column(ForeignKey("reference_sets.id", ondelete="SET NULL"),
+                                                         nullable=True)
+    reference_name: Mapped[str] = mapped_column(String(255), default="")
+    mask: Mapped[str] = mapped_column(String(16), default="brain")
+    filename: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), default=0)
+    volumes: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    error: Mapped[str] = mapped_column(Text, default="")
+    warnings: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    progress_done: Mapped[int] = mapped_column(Integer, default=0)
+    storage_prefix: Mapped[str] = mapped_column(String(512))
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), nullable=True)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    finished: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    expires: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

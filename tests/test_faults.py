@@ -20,9 +20,9 @@ from pipeline.grid import GRID_AFFINE, GRID_SHAPE, brain_mask
 from pipeline.ingest import ingest
 from pipeline.jobs import create_job
 from pipeline.reference import BUILTIN_PEAKS, builtin_term_map, ensure_builtin_reference
-from store.artifacts import thumbnail_key
+from store.artifacts import similarity_vector_key, thumbnail_key
 from store.db import session_scope, upgrade_database
-from store.models import Component, Job, Term, TermMap, Upload
+from store.models import Component, Job, SimilarityBasis, Term, TermMap, Upload
 from tests.conftest import use_environment
 
 
@@ -38,7 +38,9 @@ def referenced_keys() -> set[str]:
         keys |= set(s.scalars(select(TermMap.storage_key)))
         keys |= set(s.scalars(select(Term.storage_key)))
         keys |= set(s.scalars(select(Upload.storage_key)))
-    return keys | {thumbnail_key(k) for k in keys if k.endswith(".nii.gz") and not k.startswith("uploads/")}
+        keys |= set(s.scalars(select(SimilarityBasis.storage_key)))
+        exact = {similarity_vector_key(u) for u in s.scalars(select(Component.uuid))}
+    return keys | exact | {thumbnail_key(k) for k in keys if k.endswith(".nii.gz") and not k.startswith("uploads/")}
 
 
 def assert_consistent(data_dir) -> None:

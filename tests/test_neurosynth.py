@@ -254,3 +254,34 @@ def test_feature_rows_must_match_metadata(tmp_path):
     sparse.save_npz(tmp_path / ns.NEUROSYNTH_V7_FILES["features"], sparse.csc_matrix((3, 1)))
     with pytest.raises(ValueError, match="3 studies"):
         ns.load_neurosynth_v7(tmp_path)
+
+
+def test_terms_no_study_has_are_left_out_and_named(tmp_path, capsys):
+    """A vocabulary term that no study has (and one that every study has) would be an all-zero map, r = 0 with
+    everything: it is not built, and the build's message names it."""
+    from pipeline.__main__ import main
+    from store.db import session_scope
+    from store.models import ReferenceSet
+    from tests.conftest import use_environment
+
+    studies = [{"id": str(i), "peaks": [tuple(OCCIPITAL) if i % 2 else tuple(LEFT_IFG)],
+                "terms": {"visual": 0.1 * (i % 2), "everywhere": 0.2}} for i in range(10)]
+    folder = tmp_path / "ns"
+    write_neurosynth_v7(folder, studies, ["visual", "never used", "everywhere", "also unused"])
+    data = ns.load_neurosynth_v7(folder)
+    left_out: list[str] = []
+    built = dict(ns.association_z_maps(data, left_out=left_out))
+    assert list(built) == ["visual"]
+    assert left_out == ["never used", "everywhere", "also unused"]
+    assert np.any(built["visual"])
+
+    use_environment(tmp_path / "data")
+    assert main(["reference", "build-neurosynth", str(folder), "--name", "NS"]) == 0
+    out = capsys.readouterr().out
+    assert "reference set 'NS': 1 terms" in out
+    assert "left out 3 term(s)" in out and "never used, everywhere, also unused" in out
+    with session_scope() as session:
+        ref = session.query(ReferenceSet).filter_by(name="NS").one()
+        assert [t.name for t in ref.terms] == ["visual"]
+    assert main(["reference", "build-neurosynth", str(folder), "--name", "NS2", "--terms", "never used"]) == 1
+    assert "no term is left" in capsys.readouterr().err

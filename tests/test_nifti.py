@@ -237,6 +237,31 @@ def test_resample_is_trilinear_interpolation_in_world_space(voxel_mm, flip, shif
     assert not np.any(out.ravel()[far])
 
 
+@pytest.mark.parametrize("oblique", [False, True])
+def test_resample_matches_nilearn_where_the_field_of_view_ends_inside_the_grid(oblique):
+    """A small 3 mm image covering part of the grid, whose edges fall between grid voxels (and, rotated, in
+    every direction): the result equals nilearn's linear resampling everywhere, also in the voxel just beyond
+    the source's outermost voxel centres, where both give 0 (zero padding would give a fraction of the edge)."""
+    from nilearn.image import resample_img
+
+    shape = (23, 27, 21)
+    affine = np.diag([3.0, 3.0, 3.0, 1.0])
+    affine[:3, 3] = (-31.3, -47.6, -12.2)  # ends near x = 34.7, y = 30.4, z = 47.8: inside the grid
+    if oblique:
+        angle = np.deg2rad(7.0)
+        rotation = np.array([[np.cos(angle), -np.sin(angle), 0.0], [np.sin(angle), np.cos(angle), 0.0],
+                             [0.0, 0.0, 1.0]])
+        affine[:3, :3] = rotation @ affine[:3, :3]
+    rng = np.random.default_rng(31)
+    data = (smooth_random(rng, shape, 1.0) + 4.0).astype(np.float32)  # no zeros inside: every edge shows
+    ours = resample_to_grid(data, affine)[0]
+    theirs = resample_img(nib.Nifti1Image(data, affine), target_affine=GRID_AFFINE, target_shape=GRID_SHAPE,
+                          interpolation="linear", force_resample=True, copy_header=True).get_fdata()
+    np.testing.assert_allclose(ours, theirs, atol=1e-5, rtol=0)
+    assert np.count_nonzero(ours) == np.count_nonzero(theirs) > 10_000
+    assert np.count_nonzero(ours) < ours.size / 4  # the field of view does end inside the grid
+
+
 def test_resample_many_volumes_at_once_equals_one_by_one():
     affine, shape = mni_affine(3.0)
     rng = np.random.default_rng(7)

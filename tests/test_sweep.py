@@ -79,8 +79,8 @@ def test_sweep_cleans_up_after_an_ingest_killed_before_it_stored_its_components(
     with pytest.raises(KeyboardInterrupt):
         ingest(job_id, progress=killed)
     leftovers = stored_keys(data_dir) - referenced_keys()
-    # 3 component maps, their thumbnails and their decodings
-    assert {k.split("/")[0] for k in leftovers} == {"components", "decodings"} and len(leftovers) == 9
+    # Each of the 3 maps: its map, its thumbnail, its decodings and its exact vector for the similarity search.
+    assert {k.split("/")[0] for k in leftovers} == {"components", "decodings", "similar"} and len(leftovers) == 12
     later = datetime.now(UTC) + timedelta(days=2)  # the job's process is long gone by then
     result = sweep_storage(now=later)
     assert sorted(result.removed) == sorted(leftovers)

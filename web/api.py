@@ -4,6 +4,7 @@ from __future__ import annotations
 import flask
 from werkzeug.exceptions import HTTPException
 
+from pipeline import similar
 from store import queries
 from store.db import session_scope
 from web.auth import viewer
@@ -130,6 +131,31 @@ def component(uuid: str):
             comp = queries.get_visible_component(session, viewer(), uuid)
             detail["decodings"] = queries.full_decoding_profile(session, comp)
         return json_response(detail)
+
+
+@blueprint.get("/components/<uuid>/similar")
+def component_similar(uuid: str):
+    """The components most similar to this one (exact spatial r over the brain mask), best first."""
+    raw = flask.request.args.get("limit", str(similar.DEFAULT_LIMIT))
+    if not raw.isdigit() or not 1 <= int(raw) <= similar.MAX_LIMIT:
+        return json_response({"error": f"limit must be a whole number from 1 to {similar.MAX_LIMIT}"}, 400)
+    with session_scope() as session:
+        comp = queries.get_visible_component(session, viewer(), uuid)
+        if comp is None:
+            return _not_found("component")
+        found = similar.similar_to_component(session, viewer(), comp, int(raw))
+        if found is None:
+            return json_response({"error": "this component is not indexed yet (run `python -m pipeline similar "
+                                           "rebuild`)"}, 409)
+        return json_response({"uuid": comp.uuid, "items": [similar_item(f) for f in found]})
+
+
+def similar_item(found: dict) -> dict:
+    """A similar component as the API shows it."""
+    return {"uuid": found["uuid"], "r": round(found["r"], 6), "movie": found["movie"],
+            "movie_slug": found["movie_slug"], "collection": found["collection"],
+            "collection_slug": found["collection_slug"], "best_term": found["best_term"],
+            "best_term_slug": found["best_term_slug"], "is_demo": found["is_demo"]}
 
 
 @blueprint.get("/collections")

@@ -264,11 +264,13 @@ def _stream_to(path: Path, stream: IO[bytes], limit: int, transfer: Transfer | N
 SLOT_CHECK_ALLOWANCE_S = 1800
 
 
-def _slot_folder(user_id: int) -> Path:
-    return get_settings().data_dir / "tmp" / "upload-slots" / str(int(user_id))
+def _slot_folder(user_id: int | str) -> Path:
+    """A user's slot folder; a text key (letters, digits and ``-`` only) names another kind of sender."""
+    name = str(int(user_id)) if isinstance(user_id, int) else "".join(ch for ch in user_id if ch.isalnum() or ch == "-")
+    return get_settings().data_dir / "tmp" / "upload-slots" / name
 
 
-def held_slots(user_id: int, expire_after_s: float) -> int:
+def held_slots(user_id: int | str, expire_after_s: float) -> int:
     """Uploads of this user in flight on this machine. Slot files whose holder is gone are removed."""
     folder = _slot_folder(user_id)
     if not folder.is_dir():
@@ -291,7 +293,7 @@ def held_slots(user_id: int, expire_after_s: float) -> int:
 
 
 @contextmanager
-def user_upload_slot(user_id: int, limit: int, expire_after_s: float) -> Iterator[None]:
+def user_upload_slot(user_id: int | str, limit: int, expire_after_s: float) -> Iterator[None]:
     """Hold one of ``limit`` concurrent upload slots of a user, across the processes of this machine (429 when
     all are taken). A slot is a locked file: flock locks belong to the open file, so two threads of one process
     exclude each other as two processes do, and a killed process's locks are dropped by the kernel."""

@@ -13,6 +13,7 @@ from dashboard.components.common import empty_state, fmt_r, not_found, page_head
 from dashboard.components.data import read
 from dashboard.components.details import component_facts, demo_alert, qc_alert
 from dashboard.components.maps import component_layers, map_viewer
+from dashboard.components.similar import similar_section
 from dashboard.components.tables import paged_table
 from dashboard.components.timeline import course_panel
 from store import queries, timeline
@@ -76,6 +77,7 @@ def layout(uuid: str | None = None, **query: Any) -> html.Div:
         section(["All terms, ranked ", html.A("download CSV", href=f"/components/{detail['uuid']}/decodings.csv",
                                               className="incdb-section-link", download="")],
                 paged_table("decodings", "decodings", query, context={"uuid": detail["uuid"]})),
+        similar_section(detail["uuid"]),
     ])
 
 

@@ -1,0 +1,69 @@
+"""The "Similar components" section: the catalogue's components that correlate best with a map (exact spatial r
+over the brain mask, ``pipeline.similar``), each linking to its page.
+
+On a component's page the list is filled by a callback after the page has loaded (so the page does not wait for
+the search), and a switch keeps only other collections. The visitor decoder's result page shows a list it has
+already, through :func:`similar_table`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import dash
+import dash_bootstrap_components as dbc
+from dash import Input, Output, State, dcc, html
+from dash.exceptions import PreventUpdate
+
+from dashboard.components.common import Child, empty_state, fmt_r, link, row_badges, section
+from dashboard.components.data import read
+from dashboard.components.tables import Column, data_table
+from pipeline import similar
+from store import queries
+
+SHOWN = 20
+OWN_UUID = "similar-uuid"
+OTHERS_ONLY = "similar-others-only"
+BODY = "similar-body"
+
+
+def similar_table(items: list[dict[str, Any]], table_id: str = "similar-table") -> Child:
+    """Similar components as a table: component (linked), movie, collection, best term and r."""
+    if not items:
+        return empty_state("No similar component.", "Nothing you can see in the catalogue correlates with this map.")
+    columns = [
+        Column("Component", lambda c: link(c.get("best_term") or "component", f"/components/{c['uuid']}",
+                                           stretched=True), "incdb-col-main"),
+        Column("Movie", lambda c: c["movie"]),
+        Column("Collection", lambda c: [c["collection"], *row_badges(c)]),
+        Column("Best term", lambda c: c.get("best_term") or "—"),
+        Column("r", lambda c: fmt_r(c["r"]), "text-end incdb-num"),
+    ]
+    return data_table(columns, items, table_id_=table_id)
+
+
+def similar_section(uuid: str) -> html.Section:
+    """The section of a component's page; its list comes from :func:`_fill` once the page is shown."""
+    return section(["Similar components ",
+                    html.Span("spatial r over the brain mask, across movies", className="incdb-section-link")], [
+        dcc.Store(id=OWN_UUID, data=uuid),
+        dbc.Switch(id=OTHERS_ONLY, label="Only other collections", value=False, className="mb-2"),
+        dcc.Loading(html.Div(id=BODY), type="dot"),
+    ])
+
+
+def _found(session, user, uuid: str, others_only: bool) -> list[dict[str, Any]] | None:
+    comp = queries.get_visible_component(session, user, uuid)
+    if comp is None:
+        return []
+    return similar.similar_to_component(session, user, comp, SHOWN, other_collections_only=others_only)
+
+
+@dash.callback(Output(BODY, "children"), Input(OTHERS_ONLY, "value"), State(OWN_UUID, "data"))
+def _fill(others_only: Any, uuid: Any):
+    if not isinstance(uuid, str) or not 0 < len(uuid) <= 64:
+        raise PreventUpdate
+    found = read(_found, uuid, others_only is True)
+    if found is None:
+        return empty_state("Not indexed yet.", "This component was stored before the similarity index existed; an "
+                                               "administrator builds it with `python -m pipeline similar rebuild`.")
+    return similar_table(found)
