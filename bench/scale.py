@@ -38,14 +38,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.browse import page_payload, percentile  # noqa: E402  (after the path: run as a script)
+
 BENCH_REFERENCE = "bench 3228 terms"
 DECODINGS_PER_COMPONENT = 50
 LABELS = [f"label {i:03d}" for i in range(300)]
-
-
-def percentile(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
 
 
 # --- filling a database (runs in a child process with the database's environment) --------------------------------
@@ -59,17 +56,7 @@ def fill(size: dict, matrix: Path) -> None:
     from pipeline.reference import matrix_path
     from store import stats
     from store.db import get_engine, session_scope, upgrade_database
-    from store.models import (
-        AnnotationEvent,
-        AnnotationSet,
-        Collection,
-        Component,
-        Movie,
-        ReferenceSet,
-        TemporalDecoding,
-        Term,
-        User,
-    )
+    from store.models import Component, ReferenceSet, Term, User
 
     upgrade_database()
     load_demo(progress=None)
@@ -110,7 +97,6 @@ def fill(size: dict, matrix: Path) -> None:
             conn.exec_driver_sql("ANALYZE")
             conn.commit()
     print(json.dumps({"stats_rows": written}))
-    del AnnotationEvent, AnnotationSet, Collection, Movie, TemporalDecoding, User
 
 
 def _popular_term(rng, n_terms: int) -> int:
@@ -123,7 +109,7 @@ def _bulk(size: dict, term_ids: list[int], demo: list, rng) -> None:
     from sqlalchemy import insert, select
 
     from store.db import get_engine, session_scope
-    from store.models import AnnotationEvent, AnnotationSet, Collection, Component, Movie, TemporalDecoding, User
+    from store.models import AnnotationEvent, AnnotationSet, Collection, Component, Movie, User
 
     start = datetime(2020, 1, 1, tzinfo=UTC)
     n_movies, n_coll, n_comp = size["movies"], size["collections"], size["components"]
@@ -201,7 +187,6 @@ def _bulk(size: dict, term_ids: list[int], demo: list, rng) -> None:
                                  float(rng.uniform(0, 1)), float(rng.uniform(0, 1) ** 3), k + 1))
         _copy(conn, raw, "temporal_decodings", ("component_id", "set_id", "label", "r", "p", "q", "rank"), temporal)
         conn.commit()
-    del TemporalDecoding
 
 
 def _copy(conn, raw, table: str, columns: tuple[str, ...], rows) -> None:
@@ -244,16 +229,6 @@ def targets() -> dict:
                     Collection.visibility == "public").order_by(Component.best_r.desc()).limit(1)),
                 "label": label, "curator": owner,
                 "admin": session.scalar(select(User.id).where(User.role == "admin").limit(1))}
-
-
-def page_payload(path: str) -> dict:
-    pathname, _, search = path.partition("?")
-    return {"output": ".._pages_content.children..._pages_store.data..",
-            "outputs": [{"id": "_pages_content", "property": "children"},
-                        {"id": "_pages_store", "property": "data"}],
-            "inputs": [{"id": "_pages_location", "property": "pathname", "value": pathname},
-                       {"id": "_pages_location", "property": "search", "value": f"?{search}" if search else ""}],
-            "changedPropIds": ["_pages_location.pathname"], "state": []}
 
 
 def pages(t: dict) -> list[str]:

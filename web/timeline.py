@@ -21,7 +21,6 @@ from web.auth import viewer
 
 blueprint = flask.Blueprint("timeline", __name__)
 
-MAX_LABEL_MAPS = 500  # components averaged into a label's map at most (the best ones)
 
 
 def _csv(rows: list[list], header: list[str], filename: str) -> flask.Response:
@@ -110,7 +109,7 @@ def label(label: str):
 def label_map(label: str):
     """The voxelwise mean of the maps of the components that follow ``label`` (like a movie x term map)."""
     with session_scope() as session:
-        rows = timeline.label_components(session, viewer(), label)[:MAX_LABEL_MAPS]
+        rows = timeline.label_components(session, viewer(), label)  # the best ones, at most a hundred
     if not rows:
         flask.abort(404)
     total = None
