@@ -12,6 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from sqlalchemy import delete, insert, select
 from pipeline.annotations import decode_collection_in_time
 from pipeline.archives import ArchiveError, iter_niftis, storage_suffix
 from pipeline.decode import decode, masked, normalise_rows
+from pipeline.heartbeat import beat_interval, stale_after
 from pipeline.jobs import running_job, update_job
 from pipeline.maps import save_map
 from pipeline.nifti import NiftiError, check_nifti, quality_check, resample_to_grid
@@ -88,7 +90,9 @@ def ingest(job_id: int, progress: Progress | None = None, merge: bool = True) ->
     result = IngestResult()
     with running_job(job_id) as run:
         run.warnings, run.errors = result.warnings, result.errors  # filled as the run goes
-        _ingest_uploads(job_id, collection_id, uploads, result, progress, merge)
+        images = _ingest_uploads(job_id, collection_id, uploads, result, progress, merge)
+        if run.replaces_stopped_run:
+            remove_stopped_run_leftovers(collection_id, images, run.started)
         run.failed = bool(uploads) and not result.components
         run.message = f"{result.components} component(s) decoded"
         if result.errors:
@@ -97,7 +101,8 @@ def ingest(job_id: int, progress: Progress | None = None, merge: bool = True) ->
 
 
 def _ingest_uploads(job_id: int, collection_id: int, uploads: list, result: IngestResult,
-                    progress: Progress | None, merge: bool) -> None:
+                    progress: Progress | None, merge: bool) -> list[tuple[int, str, str, int]]:
+    """Decode and store the uploads' maps; returns (upload id, sha256, member name, volumes) of each map read."""
     with session_scope() as session:
         reference = require_active_reference(session)
         matrix, terms = load_matrix(session, reference)
@@ -118,6 +123,64 @@ def _ingest_uploads(job_id: int, collection_id: int, uploads: list, result: Inge
         for upload_id, sha, member_name, image in checked:
             new_rows += _decode_image(upload_id, sha, member_name, image, matrix, result, counter, similarity)
     _store_components(collection_id, reference_id, term_ids, new_rows, merge, courses)
+    return [(upload_id, sha, member_name, image.n_volumes) for upload_id, sha, member_name, image in checked]
+
+
+# The folders an ingest writes before it stores its rows (components' maps and thumbnails, decodings, exact
+# similarity vectors, time courses).
+INGEST_PREFIXES = ("components/", "decodings/", "similar/vectors/", "timecourses/")
+
+
+def remove_stopped_run_leftovers(collection_id: int, images: list[tuple[int, str, str, int]],
+                                 started: datetime) -> list[str]:
+    """After a run that replaces one that stopped (its worker died), remove what only the stopped run wrote.
+
+    Keys are derived from the upload, member and volume, so this run overwrote every file it wrote again. Left are
+    the files of volumes this run did not keep (``images``: every volume of every map it read), the time courses
+    it did not store, and temporary files of writes the stopped run was killed in. A file a row refers to stays.
+    A temporary is taken for the stopped run's when it was last written before this run's start less
+    ``stale_after`` plus one beat: the stopped run was silent that long before it was re-queued, while a live
+    write's temporary lives for seconds.
+
+    Parameters
+    ----------
+    collection_id : int
+        The collection the stopped run was processing.
+    images : list of tuple
+        (upload id, sha256, member name, number of volumes) of each map this run read.
+    started : datetime.datetime
+        When this run started, timezone-aware UTC.
+
+    Returns
+    -------
+    list of str
+        Keys (and temporaries' paths under the storage root) removed.
+    """
+    storage = get_storage()
+    with session_scope() as session:
+        kept = set(session.scalars(select(Component.uuid).where(Component.collection_id == collection_id)))
+        courses = {k for row in session.execute(select(TimeCourse.storage_key, TimeCourse.spectra_key)
+                                                .where(TimeCourse.collection_id == collection_id)) for k in row if k}
+    removed: list[str] = []
+    for upload_id, sha, member_name, n_volumes in images:
+        for volume in range(n_volumes):
+            cuuid = component_uuid(sha, upload_id, member_name, volume)
+            if cuuid not in kept:
+                removed += [component_key(cuuid), thumbnail_key(component_key(cuuid)), decodings_key(cuuid),
+                            similarity_vector_key(cuuid)]
+        course = timecourse_key(str(uuid.uuid5(COMPONENT_NAMESPACE, f"timecourse:{upload_id}:{member_name}")))
+        removed += [k for k in (course, course.replace(".npy", "-spectra.npy")) if k not in courses]
+    for key in removed:
+        storage.delete(key)
+    stale_temporaries = getattr(storage, "stale_temporaries", None)  # local storage only: S3 writes are atomic
+    if stale_temporaries is not None:
+        cutoff = started - stale_after() + timedelta(seconds=beat_interval())
+        for path in stale_temporaries(cutoff):
+            name = path.relative_to(storage.root).as_posix()
+            if name.startswith(INGEST_PREFIXES):
+                path.unlink(missing_ok=True)
+                removed.append(name)
+    return removed
 
 
 def _read_timecourses(checked: list, files: dict[str, tuple[int, Path]], timing_dict: dict | None,
@@ -210,16 +273,33 @@ def _check_uploads(uploads: list, tmp: Path, open_files: ExitStack,
 def _decode_image(upload_id: int, sha: str, member_name: str, image, matrix, result: IngestResult,
                   counter: _Counter, similarity: tuple = (None, None)) -> list[dict]:
     """Resample, check, store and decode the volumes of one image; the component rows of those kept, with their
-    reduced vectors for the similarity index (``similarity``: the active basis's id and matrix, or Nones)."""
+    reduced vectors for the similarity index (``similarity``: the active basis's id and matrix, or Nones).
+
+    The volumes are read a chunk at a time (``CheckedImage.volume_chunks``), so memory follows the chunk and not
+    what the header claims. A file that turns out unreadable part-way gives no component at all, as before."""
+    new_rows: list[dict] = []
+    done = 0
     try:
-        on_grid = resample_to_grid(image.volumes(), image.affine)
+        for start, block in image.volume_chunks():
+            on_grid = resample_to_grid(block, image.affine)
+            del block
+            new_rows += _decode_volumes(upload_id, sha, member_name, image.n_volumes, start, on_grid, matrix,
+                                        result, counter, similarity)
+            done = start + len(on_grid)
     except NiftiError as exc:
         result.errors.append(str(exc))
-        counter.add(image.n_volumes, report=False)
+        result.components -= len(new_rows)
+        counter.add(image.n_volumes - done, report=False)
         return []
+    return new_rows
+
+
+def _decode_volumes(upload_id: int, sha: str, member_name: str, n_volumes: int, start: int, on_grid: np.ndarray,
+                    matrix, result: IngestResult, counter: _Counter, similarity: tuple) -> list[dict]:
+    """:func:`_decode_image` for volumes ``start ..`` of an image, already on the grid."""
     rows = masked(on_grid)
-    keep, qc = _quality_checked(on_grid, rows, member_name, result)
-    uuids = [component_uuid(sha, upload_id, member_name, v) for v in keep]
+    keep, qc = _quality_checked(on_grid, rows, member_name, result, start, n_volumes)
+    uuids = [component_uuid(sha, upload_id, member_name, start + v) for v in keep]
     # The maps are gzipped and written by a second thread while this one decodes (isal and the file writes
     # release the GIL), so the two largest steps overlap.
     units = normalise_rows(rows[keep]) if keep else np.empty((0, rows.shape[1]), np.float32)
@@ -234,7 +314,7 @@ def _decode_image(upload_id: int, sha: str, member_name: str, image, matrix, res
     new_rows = []
     for row, (cuuid, v) in enumerate(zip(uuids, keep)):
         save_vector(decodings_key(cuuid), r_all[row])
-        new_rows.append(dict(uuid=cuuid, upload_id=upload_id, source_file=member_name, volume_index=v,
+        new_rows.append(dict(uuid=cuuid, upload_id=upload_id, source_file=member_name, volume_index=start + v,
                              r=r_all[row], qc=qc[v], reduced=reduced[row], basis_id=basis_id))
         result.components += 1
         counter.add(1)
@@ -248,14 +328,16 @@ def save_component_map(cuuid: str, data: np.ndarray) -> None:
     save_thumbnail(component_key(cuuid), data)
 
 
-def _quality_checked(on_grid: np.ndarray, rows: np.ndarray, member_name: str,
-                     result: IngestResult) -> tuple[list[int], dict[int, list[str]]]:
-    """The volumes that pass QC, and each one's warnings; rejections go to ``result.errors``."""
+def _quality_checked(on_grid: np.ndarray, rows: np.ndarray, member_name: str, result: IngestResult,
+                     start: int = 0, n_volumes: int | None = None) -> tuple[list[int], dict[int, list[str]]]:
+    """The volumes (indices into ``on_grid``, which holds volumes ``start ..`` of an image of ``n_volumes``) that
+    pass QC, and each one's warnings; rejections go to ``result.errors``."""
+    n_volumes = len(on_grid) if n_volumes is None else n_volumes
     keep: list[int] = []
     qc: dict[int, list[str]] = {}
     for v in range(len(on_grid)):
         check = quality_check(on_grid[v], inside=rows[v])
-        label = member_name if len(on_grid) == 1 else f"{member_name} volume {v + 1}"
+        label = member_name if n_volumes == 1 else f"{member_name} volume {start + v + 1}"
         if check.rejected:
             result.errors.append(f"{label}: {check.rejected}")
         else:

@@ -5,15 +5,17 @@ import gzip
 import io
 import os
 import zlib
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import BinaryIO
 
 import nibabel as nib
 import numpy as np
 from isal import igzip, isal_zlib
-from nibabel.fileholders import FileHolder
 from scipy import sparse
 
 try:  # y += A @ x in place: SciPy's own CSR kernel, private but unchanged for many releases
@@ -26,6 +28,11 @@ from pipeline.grid import GRID_AFFINE, GRID_SHAPE, brain_mask, underlay
 MAX_SPATIAL_DIM = 512
 MAX_VOLUMES = 2000
 MAX_DATA_BYTES = 8 * 1024**3  # what a header may claim before we refuse to read it
+# Voxels of one volume: a 0.5 mm MNI volume (364 x 436 x 364, 58 M) fits. A volume is the unit that must be held
+# whole (resampling reads all of it), so this bounds the memory of a read whatever else the header claims.
+MAX_VOLUME_VOXELS = 64 * 1024**2
+READ_SLAB_BYTES = 8 * 1024**2  # raw bytes converted to float32 at a time
+CHUNK_BYTES = 256 * 1024**2  # float32 bytes of source volumes read, resampled and decoded together
 MIN_VOXEL_MM, MAX_VOXEL_MM = 0.2, 20.0
 THRESHOLDED_ZERO_SHARE = 0.85
 OUTSIDE_SIGNAL_SHARE = 0.5
@@ -61,25 +68,22 @@ class CheckedImage:
     dtype: np.dtype
 
     @property
+    def data_bytes(self) -> int:
+        """Bytes of voxel data the header describes (uncompressed)."""
+        return int(np.prod(self.shape[:3], dtype=np.int64)) * self.n_volumes * self.dtype.itemsize
+
+    @property
     def data_end(self) -> int:
         """Byte position where the voxel data ends in the (uncompressed) file: the data offset plus the bytes the
         header describes. nibabel resets ``vox_offset`` to 0 in a loaded image's header; the array proxy keeps
         the file's offset, so that is the one read here."""
         return _data_offset(self.image) + int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
 
-    def _read(self) -> np.ndarray:
-        """The stored array with scaling applied. Gzipped files are inflated by isal, which is several times faster
-        than the zlib that nibabel would use (DESIGN section 12)."""
-        with open(self.path, "rb") as fh:
-            gzipped = fh.read(2) == b"\x1f\x8b"
-        if not gzipped:
-            return np.asanyarray(self.image.dataobj)
-        with igzip.open(self.path, "rb") as fh:
-            holders = {"header": FileHolder(fileobj=fh), "image": FileHolder(fileobj=fh)}
-            return np.asanyarray(type(self.image).from_file_map(holders).dataobj)
-
     def volumes(self) -> np.ndarray:
         """All volumes as float32, shape (x, y, z, n). Scaling and byte order applied; non-finite -> 0.
+
+        Holds the whole file in memory: for large files use :meth:`volume_chunks`, whose memory is bounded by a
+        chunk.
 
         Returns
         -------
@@ -92,17 +96,88 @@ class CheckedImage:
         NiftiError
             When the data cannot be read: the file is truncated or corrupt.
         """
+        parts = [block for _, block in self.volume_chunks(max_bytes=None)]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=3)
+
+    def volume_chunks(self, max_bytes: int | None = CHUNK_BYTES) -> Iterator[tuple[int, np.ndarray]]:
+        """The volumes, a few at a time, read straight from the (inflated) stream.
+
+        Memory is bounded by one chunk (at least one volume, whose size :data:`MAX_VOLUME_VOXELS` bounds) plus
+        one slab of :data:`READ_SLAB_BYTES` raw bytes, whatever the header claims; a file shorter than its
+        header ends with a :class:`NiftiError` at the first missing byte, before any more memory is taken.
+
+        Parameters
+        ----------
+        max_bytes : int or None
+            Most float32 bytes per chunk; None reads every volume in one chunk.
+
+        Yields
+        ------
+        tuple of (int, numpy.ndarray)
+            The first volume's index (from 0) and ``(x, y, z, k)`` float32 volumes, Fortran order (as NIfTI stores
+            them), scaling and byte order applied, non-finite values set to 0.
+
+        Raises
+        ------
+        NiftiError
+            When the data cannot be read: the file is truncated or corrupt.
+        """
+        per_volume = int(np.prod(self.shape[:3], dtype=np.int64))
+        step = self.n_volumes if max_bytes is None else max(1, min(self.n_volumes, max_bytes // (per_volume * 4)))
+        slope, inter = _scaling(self.image)
         try:
-            data = self._read().astype(np.float32, copy=False)
+            with _open_data(self.path, _data_offset(self.image)) as fh:
+                for start in range(0, self.n_volumes, step):
+                    count = min(step, self.n_volumes - start)
+                    block = np.empty((per_volume * count,), dtype=np.float32)
+                    _read_into(fh, block, self.dtype, slope, inter)
+                    yield start, block.reshape(self.shape[:3] + (count,), order="F")
         except (EOFError, OSError, zlib.error, isal_zlib.error, gzip.BadGzipFile, ValueError) as exc:
             raise NiftiError(f"{self.name}: the file is truncated or corrupt ({exc})") from None
-        if data.ndim == 3:
-            data = data[..., np.newaxis]
-        data = data.reshape(self.shape[:3] + (self.n_volumes,))
-        if not data.flags.writeable:
-            data = data.copy(order="K")  # keep the file's (Fortran) layout: resampling reads it in place
-        data[~np.isfinite(data)] = 0
-        return data
+
+
+def _scaling(image: nib.Nifti1Image) -> tuple[float, float]:
+    """The header's scl_slope and scl_inter as nibabel applies them (a missing or zero slope means no scaling)."""
+    slope = float(getattr(image.dataobj, "slope", 1.0))
+    inter = float(getattr(image.dataobj, "inter", 0.0))
+    if not np.isfinite(slope) or slope == 0:
+        slope, inter = 1.0, 0.0
+    return slope, (inter if np.isfinite(inter) else 0.0)
+
+
+@contextmanager
+def _open_data(path: Path, offset: int) -> Iterator[BinaryIO]:
+    """The file positioned at its voxel data; gzipped files are inflated by isal as they are read (several times
+    faster than zlib, DESIGN section 12), never whole."""
+    with open(path, "rb") as fh:
+        gzipped = fh.read(2) == b"\x1f\x8b"
+    with (igzip.open(path, "rb") if gzipped else open(path, "rb")) as fh:
+        skipped = 0
+        while skipped < offset:  # a gzip stream cannot seek cheaply; the offset is a few hundred bytes
+            got = len(fh.read(min(offset - skipped, READ_SLAB_BYTES)))
+            if not got:
+                raise EOFError("the file ends before its voxel data")
+            skipped += got
+        yield fh
+
+
+def _read_into(fh: BinaryIO, out: np.ndarray, dtype: np.dtype, slope: float, inter: float) -> None:
+    """Fill the float32 vector ``out`` from ``fh`` (raw values of ``dtype``), a slab at a time."""
+    per_slab = max(1, READ_SLAB_BYTES // dtype.itemsize)
+    done = 0
+    while done < out.size:
+        n = min(per_slab, out.size - done)
+        raw = fh.read(n * dtype.itemsize)
+        if len(raw) < n * dtype.itemsize:
+            raise EOFError(f"the data ends after {done + len(raw) // dtype.itemsize} of {out.size} values")
+        values = np.frombuffer(raw, dtype=dtype)
+        target = out[done:done + n]
+        if slope != 1.0 or inter != 0.0:
+            target[...] = values.astype(np.float64) * slope + inter
+        else:
+            target[...] = values  # a cast to native float32, byte order included
+        target[~np.isfinite(target)] = 0
+        done += n
 
 
 def check_nifti(path: str | os.PathLike, display_name: str | None = None) -> CheckedImage:
@@ -191,6 +266,10 @@ def _checked_layout(img: nib.Nifti1Image, name: str) -> tuple[tuple[int, ...], i
     if max(shape[:3]) > MAX_SPATIAL_DIM:
         raise NiftiError(f"{name}: spatial shape {shape[:3]} exceeds {MAX_SPATIAL_DIM} voxels per axis")
     n_volumes = shape[3] if len(shape) >= 4 else 1
+    per_volume = int(np.prod(shape[:3], dtype=np.int64))
+    if per_volume > MAX_VOLUME_VOXELS:
+        raise NiftiError(f"{name}: spatial shape {shape[:3]} has {per_volume:,} voxels per volume, more than the "
+                         f"{MAX_VOLUME_VOXELS:,} accepted (a 0.5 mm MNI volume has 58 million)")
     if n_volumes < 1 or n_volumes > MAX_VOLUMES:
         raise NiftiError(f"{name}: has {n_volumes} volumes; between 1 and {MAX_VOLUMES} are accepted")
     nbytes = int(np.prod(shape[:3], dtype=np.int64)) * n_volumes * dtype.itemsize
@@ -248,7 +327,9 @@ def _source_positions(shape: tuple[int, int, int], affine: np.ndarray) -> list[n
     return [((i * matrix[a, 0] + j * matrix[a, 1]) + k * matrix[a, 2] + shift[a]).ravel() for a in range(3)]
 
 
-@lru_cache(maxsize=4)
+# Two grids (about 62 MB each) at most: a collection has one, and a stream of maps on new grids (a hostile
+# visitor) must not grow the process.
+@lru_cache(maxsize=2)
 def _interpolation_matrix(shape: tuple[int, int, int], affine_bytes: bytes) -> sparse.csr_matrix:
     """Sparse trilinear interpolation from a source grid to the standard grid.
 

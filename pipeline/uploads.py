@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 from pipeline.archives import ArchiveError, file_kind, iter_niftis
 from pipeline.nifti import NiftiError, check_nifti
 from pipeline.timecourses import read_timecourse_file
+from store.units import human_bytes
 from store.validation import TEXT_LIMITS
 
 try:  # isal decompresses several times faster than zlib, same format
@@ -53,22 +54,44 @@ def check_file_name(raw: str) -> str:
     return name
 
 
-def _gzip_stream_length(path: Path, name: str) -> int:
-    """Decompress a .gz file without keeping it, so a truncated or damaged file is refused now, not at ingest."""
+# Bytes a gzip stream may hold beyond the data its header describes (padding some writers add). More is refused
+# without being inflated: a few MB of gzip can hold GBs of zeros.
+GZIP_SLACK = 1024 * 1024
+
+
+def _check_gzip_stream(path: Path, name: str, data_end: int) -> None:
+    """Inflate a .gz file without keeping it, so a truncated or damaged file is refused now, not at ingest; stop
+    just past the byte count the header implies, so the work is bounded by the header (which the caller has
+    capped), not by what the stream would inflate to."""
     total = 0
+    limit = data_end + GZIP_SLACK
     try:
         with _gzip.open(path, "rb") as fh:
-            while chunk := fh.read(CHUNK):
+            while chunk := fh.read(min(CHUNK, limit + 1 - total)):
                 total += len(chunk)
+                if total > limit:
+                    raise NiftiError(f"{name}: the gzip stream holds more data than the header describes "
+                                     f"({data_end:,} bytes); it was not read further")
     except EOFError:
         raise NiftiError(f"{name}: the file is truncated (the gzip stream ends early)") from None
     except (OSError, zlib.error, ValueError) as exc:
         raise NiftiError(f"{name}: the gzip data is corrupt ({exc})") from None
-    return total
+    if total < data_end:
+        raise NiftiError(f"{name}: the file is truncated (less data than its header describes)")
 
 
-def check_nifti_file(path: Path, name: str) -> int:
+def check_nifti_file(path: Path, name: str, max_data_bytes: int = 0) -> int:
     """Volumes in a NIfTI file whose header and (for .nii.gz) whole compressed stream are intact.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The received file.
+    name : str
+        The sender's name for it, for messages.
+    max_data_bytes : int
+        Most bytes of voxel data the header may describe (0: the general limit of ``pipeline.nifti`` only);
+        checked before anything is inflated.
 
     Raises
     ------
@@ -76,8 +99,12 @@ def check_nifti_file(path: Path, name: str) -> int:
         With the message a curator's upload gets for the same file.
     """
     image = check_nifti(path, name)
-    if name.lower().endswith(".gz") and _gzip_stream_length(path, name) < image.data_end:
-        raise NiftiError(f"{name}: the file is truncated (less data than its header describes)")
+    if max_data_bytes and image.data_bytes > max_data_bytes:
+        raise NiftiError(f"{name}: its header describes {human_bytes(image.data_bytes)} of voxel data "
+                         f"({' x '.join(str(s) for s in image.shape)} {image.dtype.name}); the limit here is "
+                         f"{human_bytes(max_data_bytes)}. Send fewer volumes, or a float32 map.")
+    if name.lower().endswith(".gz"):
+        _check_gzip_stream(path, name, image.data_end)
     return image.n_volumes
 
 

@@ -61,12 +61,14 @@ class DecodeRefused(Exception):
 
 @dataclass(frozen=True)
 class Limits:
-    """What one sender may decode: bytes per file, volumes per file, files per hour (0: no limit)."""
+    """What one sender may decode: bytes per file, volumes per file, files per hour, and bytes of voxel data a
+    file's header may describe (0: no limit)."""
 
     max_bytes: int
     max_volumes: int
     per_hour: int
     who: str  # "this address" or "your account", for messages
+    max_data_bytes: int = 0
 
 
 def limits_for(user: Any) -> Limits:
@@ -74,9 +76,9 @@ def limits_for(user: Any) -> Limits:
     settings = get_settings()
     if signed_in(user) is not None:
         return Limits(settings.decode_max_bytes_account, settings.decode_max_volumes_account,
-                      settings.decode_per_hour_account, "your account")
+                      settings.decode_per_hour_account, "your account", settings.decode_max_data_bytes_account)
     return Limits(settings.decode_max_bytes_anonymous, settings.decode_max_volumes_anonymous,
-                  settings.decode_per_hour_anonymous, "this address")
+                  settings.decode_per_hour_anonymous, "this address", settings.decode_max_data_bytes_anonymous)
 
 
 def client_hash(address: str) -> str:
@@ -89,7 +91,8 @@ def _aware(moment: datetime) -> datetime:
 
 
 def check_rate(session: Session, user: Any, client: str) -> None:
-    """Refuse (429) a sender who has decoded ``per_hour`` files in the last hour."""
+    """Refuse (429) a sender who has sent ``per_hour`` files in the last hour (refused ones count: each cost the
+    server a check)."""
     limits = limits_for(user)
     if not limits.per_hour:
         return
@@ -203,14 +206,16 @@ def accept(path: Path, name: str, size: int, user: Any, client: str, mask: str |
     mask = check_mask(mask)
     check_kind(name)
     check_size(size, name, user)
+    limits = limits_for(user)
     try:
-        volumes = check_nifti_file(path, name)
+        volumes = check_nifti(path, name).n_volumes
+        if limits.max_volumes and volumes > limits.max_volumes:
+            raise DecodeRefused(422, f"{name} has {volumes} volumes; the decoder takes up to {limits.max_volumes} "
+                                     f"per file from {limits.who}. Split the file, or decode a selection of "
+                                     "volumes.")
+        check_nifti_file(path, name, limits.max_data_bytes)  # the header's claim first, then the stream
     except NiftiError as exc:
         raise DecodeRefused(422, str(exc)) from None
-    limits = limits_for(user)
-    if limits.max_volumes and volumes > limits.max_volumes:
-        raise DecodeRefused(422, f"{name} has {volumes} volumes; the decoder takes up to {limits.max_volumes} per "
-                                 f"file from {limits.who}. Split the file, or decode a selection of volumes.")
     settings = get_settings()
     token = secrets.token_urlsafe(TOKEN_BYTES)
     with session_scope() as session:
@@ -228,6 +233,18 @@ def accept(path: Path, name: str, size: int, user: Any, client: str, mask: str |
         result_id = row.id
         get_storage().put_file(upload_key(token, name), path)
     return Accepted(token, result_id, volumes, inline, job_id)
+
+
+def record_refusal(user: Any, client: str, name: str, size: int | None, message: str) -> None:
+    """Keep a row for a refused file, so that it counts toward the sender's files per hour (a hostile sender
+    would otherwise make the server check file after file for free). It holds no files, has no address anyone
+    is given, and goes with the hourly window's expiry (the sweep removes it)."""
+    u = signed_in(user)
+    with session_scope() as session:
+        session.add(DecodeResult(token=secrets.token_urlsafe(TOKEN_BYTES), owner_id=u.id if u else None,
+                                 client_hash=client, filename=(name or "")[:255], size=size or 0, volumes=0,
+                                 status="refused", error=message[:4000], storage_prefix="", finished=utcnow(),
+                                 expires=utcnow() + timedelta(hours=1)))
 
 
 def upload_key(token: str, name: str) -> str:
@@ -310,11 +327,14 @@ def _decode_file(result_id: int, token: str, name: str, mask: str, owner_id: int
     volumes_out: list[dict[str, Any]] = []
     with local_copy(upload_key(token, name), suffix=_suffix(name)) as path:
         checked = check_nifti(path, name)
-        data = checked.volumes()
         total = checked.n_volumes
-        for start in range(0, total, VOLUME_CHUNK):
-            on_grid = resample_to_grid(data[..., start:start + VOLUME_CHUNK], checked.affine)
+        # Read, resample and decode a chunk of volumes at a time: memory follows the chunk, not the file.
+        per_volume = int(np.prod(checked.shape[:3])) * 4
+        for start, block in checked.volume_chunks(max_bytes=max(per_volume, VOLUME_CHUNK * per_volume)):
+            on_grid = resample_to_grid(block, checked.affine)
+            del block
             volumes_out += _decode_volumes(token, name, total, start, on_grid, matrix, mask, owner)
+            del on_grid
             _progress(result_id, len(volumes_out), total, progress)
     return {"terms": [t.name for t in terms], "slugs": [t.slug for t in terms], "reference": reference.name,
             "mask": mask, "volumes": volumes_out}
@@ -408,7 +428,7 @@ def find(session: Session, token: Any) -> DecodeResult | None:
             .isalnum() or not token.isascii():
         return None
     row = session.scalar(select(DecodeResult).where(DecodeResult.token == token))
-    if row is None or _aware(row.expires) <= utcnow():
+    if row is None or row.status == "refused" or _aware(row.expires) <= utcnow():
         return None
     _settle(session, row)
     return row
@@ -529,7 +549,7 @@ def sweep_expired(now: datetime | None = None, dry_run: bool = False) -> list[st
     with session_scope() as session:
         rows = session.scalars(select(DecodeResult).where(
             or_(DecodeResult.expires <= now, DecodeResult.expires.is_(None)))).all()
-        prefixes = [r.storage_prefix for r in rows]
+        prefixes = [r.storage_prefix for r in rows if r.storage_prefix]  # refused attempts hold no files
         if not dry_run:
             for row in rows:
                 session.delete(row)

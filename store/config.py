@@ -18,6 +18,15 @@ DEFAULT_UPLOAD_BYTES_PER_DAY = 50 * 1024**3
 # The public decoder (/decode): what one anonymous client address, and one signed-in account, may send.
 DEFAULT_DECODE_MAX_BYTES_ANONYMOUS = 100 * 1024**2
 DEFAULT_DECODE_MAX_BYTES_ACCOUNT = 1024**3
+DEFAULT_ANNOTATION_MAX_BYTES = 8 * 1024**2  # an events file: 20,000 events with long labels fit in 5 MB
+# Job heartbeats (pipeline.heartbeat): a running job beats this often, is taken for dead after this long without a
+# beat (at least three beats), and is re-queued at most until it has been started this many times.
+DEFAULT_JOB_HEARTBEAT_S = 10
+DEFAULT_JOB_STALE_AFTER_S = 300
+DEFAULT_JOB_MAX_ATTEMPTS = 3
+# Voxel data a decoder file's header may describe (uncompressed): 100 volumes at 2 mm in float32 are 361 MB.
+DEFAULT_DECODE_MAX_DATA_BYTES_ANONYMOUS = 512 * 1024**2
+DEFAULT_DECODE_MAX_DATA_BYTES_ACCOUNT = 4 * 1024**3
 
 
 @dataclass(frozen=True)
@@ -67,9 +76,27 @@ class Settings:
     decode_max_bytes_account: int = DEFAULT_DECODE_MAX_BYTES_ACCOUNT
     decode_max_volumes_anonymous: int = 100
     decode_max_volumes_account: int = 1000
+    decode_max_data_bytes_anonymous: int = DEFAULT_DECODE_MAX_DATA_BYTES_ANONYMOUS
+    decode_max_data_bytes_account: int = DEFAULT_DECODE_MAX_DATA_BYTES_ACCOUNT
     decode_per_hour_anonymous: int = 30
     decode_per_hour_account: int = 200
     decode_inline_volumes: int = 4
+    # Annotation sets (pipeline.annotations): caps checked before an events file is stored and decoded in time,
+    # generous for a real film; 0: no limit (administrators are exempt from the per-user cap only).
+    annotation_max_bytes: int = DEFAULT_ANNOTATION_MAX_BYTES
+    annotation_max_events: int = 20_000
+    annotation_max_labels: int = 1000
+    annotation_sets_per_movie: int = 50
+    annotation_sets_per_user: int = 200
+    # Unfinished resumable uploads (web.upload) are kept this many hours after their last byte arrived.
+    upload_resume_hours: int = 24
+    # A job queued this many seconds while no worker took any job is shown as waiting for a background worker.
+    queue_warn_s: int = 60
+    # Password reset mails to one account in any hour (accounts.reset); 0 means no limit.
+    reset_mails_per_hour: int = 5
+    job_heartbeat_s: int = DEFAULT_JOB_HEARTBEAT_S
+    job_stale_after_s: int = DEFAULT_JOB_STALE_AFTER_S
+    job_max_attempts: int = DEFAULT_JOB_MAX_ATTEMPTS
 
     @property
     def is_sqlite(self) -> bool:
@@ -116,13 +143,14 @@ def get_settings() -> Settings:
     database_url = _normalise_database_url(os.environ.get("INCDB_DATABASE_URL") or _sqlite_url(data_dir))
     broker = os.environ.get("INCDB_BROKER_URL") or None
     env = (os.environ.get("INCDB_ENV") or "development").lower()
-    # Outside production the broker doubles as result backend; production must name one (checked at start).
-    backend = os.environ.get("INCDB_RESULT_BACKEND") or (broker if env != "production" else None)
+    # The broker doubles as result backend unless one is named (Dash's background results are small and expire).
+    backend = os.environ.get("INCDB_RESULT_BACKEND") or broker
     storage = os.environ.get("INCDB_STORAGE_URL") or (data_dir / "files").as_uri()
     merge_backend = (os.environ.get("INCDB_MERGE_BACKEND") or "auto").lower()
     if merge_backend not in {"auto", "afni", "numpy"}:
         raise ValueError(f"INCDB_MERGE_BACKEND must be auto, afni or numpy, not {merge_backend!r}")
     max_upload = int(os.environ.get("INCDB_MAX_UPLOAD_BYTES") or DEFAULT_MAX_UPLOAD_BYTES)
+    heartbeat_s = max(1, _int_env("INCDB_JOB_HEARTBEAT_S", DEFAULT_JOB_HEARTBEAT_S))
     return Settings(
         data_dir=data_dir,
         database_url=database_url,
@@ -155,9 +183,24 @@ def get_settings() -> Settings:
         decode_max_bytes_account=_int_env("INCDB_DECODE_MAX_BYTES_ACCOUNT", DEFAULT_DECODE_MAX_BYTES_ACCOUNT),
         decode_max_volumes_anonymous=_int_env("INCDB_DECODE_MAX_VOLUMES_ANONYMOUS", 100),
         decode_max_volumes_account=_int_env("INCDB_DECODE_MAX_VOLUMES_ACCOUNT", 1000),
+        decode_max_data_bytes_anonymous=_int_env("INCDB_DECODE_MAX_DATA_BYTES_ANONYMOUS",
+                                                 DEFAULT_DECODE_MAX_DATA_BYTES_ANONYMOUS),
+        decode_max_data_bytes_account=_int_env("INCDB_DECODE_MAX_DATA_BYTES_ACCOUNT",
+                                               DEFAULT_DECODE_MAX_DATA_BYTES_ACCOUNT),
         decode_per_hour_anonymous=_int_env("INCDB_DECODE_PER_HOUR_ANONYMOUS", 30),
         decode_per_hour_account=_int_env("INCDB_DECODE_PER_HOUR_ACCOUNT", 200),
         decode_inline_volumes=_int_env("INCDB_DECODE_INLINE_VOLUMES", 4),
+        annotation_max_bytes=_int_env("INCDB_ANNOTATION_MAX_BYTES", DEFAULT_ANNOTATION_MAX_BYTES),
+        annotation_max_events=_int_env("INCDB_ANNOTATION_MAX_EVENTS", 20_000),
+        annotation_max_labels=_int_env("INCDB_ANNOTATION_MAX_LABELS", 1000),
+        annotation_sets_per_movie=_int_env("INCDB_ANNOTATION_SETS_PER_MOVIE", 50),
+        annotation_sets_per_user=_int_env("INCDB_ANNOTATION_SETS_PER_USER", 200),
+        upload_resume_hours=_int_env("INCDB_UPLOAD_RESUME_HOURS", 24),
+        queue_warn_s=max(1, _int_env("INCDB_QUEUE_WARN_S", 60)),
+        reset_mails_per_hour=_int_env("INCDB_RESET_MAILS_PER_HOUR", 5),
+        job_heartbeat_s=heartbeat_s,
+        job_stale_after_s=max(3 * heartbeat_s, _int_env("INCDB_JOB_STALE_AFTER_S", DEFAULT_JOB_STALE_AFTER_S)),
+        job_max_attempts=max(1, _int_env("INCDB_JOB_MAX_ATTEMPTS", DEFAULT_JOB_MAX_ATTEMPTS)),
     )
 
 

@@ -10,12 +10,12 @@ no privilege); with a session cookie, the ``X-CSRFToken`` header must match it.
 """
 from __future__ import annotations
 
-import csv
 import hmac
 import io
 import logging
 import shutil
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from store.config import get_settings
 from store.db import session_scope
 from web.api import json_response, similar_item
 from web.auth import CSRF_HEADER, CSRF_SESSION_KEY, client_address, viewer
+from web.csvfile import csv_writer
 from web.files import PRIVATE_CACHE, _send_map
 from web.upload import (
     SLOT_CHECK_ALLOWANCE_S,
@@ -181,6 +182,11 @@ def _file_part(tmp: Path, body: Path, size: int, content_type: str,
     return path, name, options
 
 
+# Decodings run in requests, per process: each holds a chunk of volumes (bounded by pipeline.nifti.CHUNK_BYTES and
+# the decoder's volume chunk) and the CPU; more requests wait for their turn while holding their slots.
+_inline_decodes = threading.BoundedSemaphore(1)
+
+
 @blueprint.post("/api/decode")
 def create():
     """Receive one map, check it, and decode it now (3D and small 4D) or start a job; answers its address."""
@@ -202,9 +208,12 @@ def create():
             path, name, options = _receive(tmp_dir, user, flask.request.args.get("name"))
             accepted = visitors.accept(path, name, path.stat().st_size, user, client, options.get("mask"),
                                        options.get("reference"))
-        if accepted.inline:
-            visitors.run_decode(accepted.result_id)
-        else:
+            if accepted.inline:
+                # Still inside the sender's slot, and one in-request decoding per process at a time: neither
+                # one sender nor many can run more decodings at once than the process has room for.
+                with _inline_decodes:
+                    visitors.run_decode(accepted.result_id)
+        if not accepted.inline:
             dispatch(accepted.job_id)
         with session_scope() as session:
             row = visitors.find(session, accepted.token)
@@ -216,6 +225,9 @@ def create():
                                  "wait until one has finished, then send this one again.", 60)
         return _refusal(exc.status, exc.message, exc.retry_after)
     except visitors.DecodeRefused as exc:
+        if exc.status != 429:  # a refused file still cost a check: it counts toward the sender's hourly cap
+            visitors.record_refusal(user, client, flask.request.args.get("name", ""), flask.request.content_length,
+                                    exc.message)
         return _refusal(exc.status, exc.message, exc.retry_after)
     except Exception:
         log.exception("decoding an upload failed")
@@ -285,7 +297,7 @@ def profile_csv(token: str):
     with session_scope() as session:
         volumes = visitors.shown_volumes(session, viewer(), payload, limit=0)
     buf = io.StringIO()
-    writer = csv.writer(buf)
+    writer = csv_writer(buf)
     writer.writerow(["volume", "rank", "term", "r"])
     for volume in volumes:
         for rank, term in enumerate(volume["terms"], start=1):
