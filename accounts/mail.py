@@ -19,6 +19,14 @@ def site_link(path: str) -> str:
     return get_settings().base_url + path
 
 
+def mail_goes_to_log() -> bool:
+    """True in the embedded mode without mail (no ``INCDB_SMTP_HOST``, not production): only then do the pages
+    tell people that a link is in the server's log. A production site without SMTP writes its mail to the log too,
+    but that is a configuration mistake for its operator, not a hint for its visitors."""
+    settings = get_settings()
+    return not settings.smtp.host and settings.env != "production"
+
+
 def send_mail(to: str, subject: str, body: str) -> None:
     """Send one plain-text mail, or write it to the log when no SMTP server is configured.
 

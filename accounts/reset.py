@@ -2,6 +2,12 @@
 
 Requests are throttled per (email, client address) and per address, never per email alone, so nobody can use
 up the owner's own requests; the answer is the same whether or not the account exists.
+
+Many client addresses could still flood one mailbox, so the mails to one account are capped too
+(``INCDB_RESET_MAILS_PER_HOUR``, in the throttle storage that every process of the machine shares). Past the cap
+the request is answered as always and no mail goes out: the request is not refused, so a flood tells nobody
+anything and does not block the owner, whose mailbox holds the links of the last hour, and every one of them works
+until the password changes.
 """
 from __future__ import annotations
 
@@ -12,15 +18,22 @@ from sqlalchemy.orm import Session
 
 from accounts.mail import send_mail, site_link
 from accounts.passwords import check_new_password, hash_password
-from accounts.throttle import Limit, count_attempt
+from accounts.throttle import Limit, count_attempt, take_allowance
 from accounts.tokens import MAX_AGE_S, RESET, LinkExpired, LinkInvalid, make_token, user_for_token
 from accounts.users import AccountError, end_sessions, normalise_email, refuse_when_throttled
+from store.config import get_settings
 from store.models import User
 
 log = logging.getLogger("incdb.accounts")
 
 RESET_PER_ACCOUNT_AND_ADDRESS = Limit("reset-ea", 3, 60 * 60)
 RESET_PER_ADDRESS = Limit("reset-a", 20, 60 * 60)
+
+
+def reset_mails_limit() -> Limit | None:
+    """The cap on reset mails to one account per hour (``INCDB_RESET_MAILS_PER_HOUR``), None when there is none."""
+    per_hour = get_settings().reset_mails_per_hour
+    return Limit("reset-mail", per_hour, 60 * 60) if per_hour else None
 
 
 def make_reset_token(user: User) -> str:
@@ -56,6 +69,10 @@ def request_password_reset(session: Session, email: str, address: str) -> None:
     user = session.scalar(select(User).where(User.email == email))
     if user is None or not user.active:
         log.info("password reset asked for unknown or inactive account %s", email)
+        return
+    limit = reset_mails_limit()
+    if limit is not None and not take_allowance(limit, str(user.id)):
+        log.info("password reset mail for %s not sent: %d sent in the last hour already", email, limit.attempts)
         return
     link = site_link(f"/account/reset-password?token={make_reset_token(user)}")
     send_mail(user.email, "INcDb: reset your password",

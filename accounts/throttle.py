@@ -60,6 +60,24 @@ def count_attempt(limit: Limit, *parts: str) -> None:
         cache.set(key, cache.get(key, default=0) + 1, expire=limit.window_s)
 
 
+def take_allowance(limit: Limit, *parts: str) -> bool:
+    """Count one use if fewer than ``limit.attempts`` were counted in the last ``limit.window_s`` (a rolling window
+    of the uses' times, not one that restarts at each use); False, counting nothing, when none is left.
+
+    For a ceiling on something this site does rather than on someone's attempts (mails sent to one account): a
+    flood cannot keep the window open, so the owner's next allowance comes an hour after the first of the last
+    uses, whatever the flood does meanwhile."""
+    cache = _throttle_cache()
+    key = _key(limit, *parts)
+    now = time.time()
+    with cache.transact():
+        uses = [t for t in cache.get(key, default=()) if t > now - limit.window_s]
+        if len(uses) >= limit.attempts:
+            return False
+        cache.set(key, [*uses, now], expire=limit.window_s)
+    return True
+
+
 def clear_attempts(limit: Limit, *parts: str) -> None:
     _throttle_cache().delete(_key(limit, *parts))
 

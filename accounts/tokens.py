@@ -2,7 +2,8 @@
 
 Both are signed with the app's secret key, expire, and are bound to a fingerprint of the current password hash,
 so a link stops working once it has been used, or once the password changed some other way (a second
-registration of an unconfirmed address replaces the password, and with it the first link).
+registration of an unconfirmed address clears the password, and with it the earlier links; the links mailed after
+that are bound to the empty password, and each ends when one of them sets the password).
 """
 from __future__ import annotations
 

@@ -118,9 +118,17 @@ def register(session: Session, email: str, password: str, repeat: str, address: 
     """Take the registration form and mail the address; return the address the mail went to.
 
     The answer is the same whether or not the address has an account, so the form tells nobody who is
-    registered: a new address (or one whose registration was never confirmed) gets a link that finishes the
-    registration (``confirm_email``); an address with an account gets a note saying so, with a link to reset
-    its password. Only a mailbox's owner can finish a registration for it."""
+    registered: a new address gets a link that finishes the registration (``confirm_email``); an address with an
+    account gets a note saying so, with a link to reset its password. Every branch hashes the password once, so
+    neither does the time the answer takes (a known address would otherwise answer in milliseconds, a new one
+    after a scrypt hash).
+
+    Only a mailbox's owner finishes a registration for it, and only the owner chooses its password. A second form
+    for an address whose registration is still pending may come from the owner (someone squatted the address) or
+    from an attacker (the owner registered first, and the newest link in the owner's mailbox would otherwise sign
+    them in to an account with the attacker's password). Nobody can tell which, so neither form's password is
+    kept: the pending password is cleared, which also ends the earlier links, and the new link asks whoever opens
+    it to choose the password."""
     refuse_when_throttled("registrations from your address", (REGISTER_PER_ADDRESS, (address,)))
     errors: list[str] = []
     try:
@@ -138,6 +146,7 @@ def register(session: Session, email: str, password: str, repeat: str, address: 
         raise AccountError(errors)
     if address:
         count_attempt(REGISTER_PER_ADDRESS, address)
+    password_hash = hash_password(password)  # before the lookup: the same work on every branch
     user = session.scalar(select(User).where(User.email == email))
     if user is not None and user.email_confirmed:
         send_mail(email, "INcDb: you have an account already",
@@ -147,18 +156,27 @@ def register(session: Session, email: str, password: str, repeat: str, address: 
                   f"message; nothing changed.\n")
         return email
     if user is None:
-        user = create_user(session, email, password, role="curator", email_confirmed=False, **clean)
-    else:  # an unconfirmed registration: the newest form wins, and earlier links stop working
-        user.password_hash = hash_password(password)
+        user = User(email=email, role="curator", password_hash=password_hash, email_confirmed=False, **clean)
+        session.add(user)
+        what = "finish creating your INcDb curator account"
+    else:
+        user.password_hash = ""  # see the docstring: the password is chosen from the link
         for name, value in clean.items():
             setattr(user, name, value)
-        session.flush()
+        what = ("choose your password and finish creating your INcDb curator account (this address was "
+                "registered more than once, so the password of no form is kept)")
+    session.flush()
     link = site_link(f"/account/confirm-email?token={make_token(CONFIRM, user)}")
     send_mail(email, "INcDb: confirm your email address",
-              f"Hello {user.display_name},\n\nopen this link within {MAX_AGE_S[CONFIRM] // 3600} hours to finish "
-              f"creating your INcDb curator account:\n\n{link}\n\nIf you did not register, ignore this "
-              f"message; no account is made without the link.\n")
+              f"Hello {user.display_name},\n\nopen this link within {MAX_AGE_S[CONFIRM] // 3600} hours to {what}:"
+              f"\n\n{link}\n\nIf you did not register, ignore this message; no account is made without the link.\n")
     return email
+
+
+def password_chosen_on_confirmation(user: User) -> bool:
+    """True for a pending registration whose password is chosen from the mailed link (it was registered more than
+    once, see ``register``)."""
+    return not user.email_confirmed and not user.password_hash
 
 
 def user_for_confirm_token(session: Session, token: str, max_age_s: int | None = None) -> User:
@@ -175,9 +193,15 @@ def user_for_confirm_token(session: Session, token: str, max_age_s: int | None =
     return user
 
 
-def confirm_email(session: Session, token: str) -> User:
-    """Finish a registration from its mailed link."""
+def confirm_email(session: Session, token: str, password: str = "", repeat: str = "") -> User:
+    """Finish a registration from its mailed link; ``password`` and ``repeat`` are read only when the password
+    is chosen here (``password_chosen_on_confirmation``)."""
     user = user_for_confirm_token(session, token)
+    if password_chosen_on_confirmation(user):
+        errors = check_new_password(password or "", repeat or "", user.email)
+        if errors:
+            raise AccountError(errors)
+        user.password_hash = hash_password(password)
     user.email_confirmed = True
     session.flush()
     return user

@@ -1,5 +1,6 @@
 """Regression tests for the account-side attacks: poisoned reset links, open redirects, sessions that outlive
-sign-out, the registration form as an account oracle, a stranger blocking someone's reset, weak passwords and
+sign-out, the registration form as an account oracle (by its text or its timing), a second registration taking
+over a pending one, a stranger blocking someone's reset, reset mails flooding one mailbox, weak passwords and
 hostile email addresses, non-Latin movie titles merging into one movie, text that PostgreSQL refuses, and the
 per-curator collection limit. The browser-visible ones (redirect, sign-out) are in test_security_browser.py."""
 from __future__ import annotations
@@ -7,6 +8,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import statistics
+import time
 from pathlib import Path
 
 import pytest
@@ -178,6 +181,26 @@ def test_registration_answers_the_same_for_known_and_new_addresses(web, curator,
         assert users.authenticate(session, "cora@example.org", PASSWORD, "10.0.0.1")
 
 
+@pytest.mark.parametrize(("env", "smtp_host", "mentioned"), [("development", "", True),
+                                                              ("production", "", False),
+                                                              ("development", "smtp.example.org", False)])
+def test_the_server_log_is_mentioned_only_in_the_embedded_mode_without_mail(web, curator, monkeypatch, env,
+                                                                             smtp_host, mentioned):
+    monkeypatch.setenv("INCDB_ENV", env)
+    monkeypatch.setenv("INCDB_SECRET_KEY", "a test secret key of enough length for production")
+    monkeypatch.setenv("INCDB_BASE_URL", "https://incdb.example.org")
+    monkeypatch.setenv("INCDB_SMTP_HOST", smtp_host)
+    reset_settings()
+    sent = []
+    monkeypatch.setattr(users, "send_mail", lambda *args: sent.append(args))
+    monkeypatch.setattr(reset, "send_mail", lambda *args: sent.append(args))
+    registered = json.dumps(_register(Client(flask_app=web.server)))
+    forgot = _forgot(Client(flask_app=web.server), "cora@example.org").text
+    assert "Check your mail" in registered and "a link to reset its password is on its way" in forgot
+    assert ("server's log" in registered) is mentioned and ("server's log" in forgot) is mentioned
+    assert len(sent) == 2
+
+
 def test_registration_is_throttled_per_address(web):
     for n in range(users.REGISTER_PER_ADDRESS.attempts):
         with session_scope() as session:
@@ -188,9 +211,19 @@ def test_registration_is_throttled_per_address(web):
                           first_name="P", last_name="Robe")
 
 
+def _confirm_choosing(client: Client, token: str, password: str) -> dict | None:
+    """Open a confirmation link and confirm it, typing ``password`` into the password fields (which only a
+    pending registration that was registered more than once reads)."""
+    client.open_page(f"/account/confirm-email?token={token}")
+    return client.callback("..confirm-message.children...confirm-go.href..",
+                           {"confirm-submit.n_clicks": 1, "confirm-token.data": token,
+                            "confirm-password.value": password, "confirm-password2.value": password},
+                           ["confirm-submit.n_clicks"])
+
+
 def test_a_squatted_registration_is_taken_over_by_the_mailbox_owner(web, caplog):
-    """Someone registers another person's address first: the owner registers again, and only the owner's link
-    (mailed to the owner) finishes the registration, with the owner's password."""
+    """Someone registers another person's address first: the owner registers again, the squatter's link stops
+    working, and the owner's link (mailed to the owner) finishes the registration with a password chosen there."""
     client = Client(flask_app=web.server)
     with caplog.at_level(logging.WARNING, logger="incdb.accounts"):
         _register(client, **{"register-email.value": "victim@example.org",
@@ -201,11 +234,58 @@ def test_a_squatted_registration_is_taken_over_by_the_mailbox_owner(web, caplog)
         _register(client, **{"register-email.value": "victim@example.org"})
         owner_token = confirm_link(caplog.text)
     assert "invalid or was replaced" in json.dumps(confirm(Client(flask_app=web.server), squatter_token))
-    assert confirm(Client(flask_app=web.server), owner_token)["confirm-go"]["href"] == "/contribute"
+    owner = Client(flask_app=web.server)
+    assert "Choose the password and sign in" in owner.page_layout("/account/confirm-email", f"?token={owner_token}")
+    assert _confirm_choosing(owner, owner_token, PASSWORD)["confirm-go"]["href"] == "/contribute"
     with session_scope() as session:
         assert users.authenticate(session, "victim@example.org", PASSWORD, "10.0.0.1")
         with pytest.raises(AccountError):
             users.authenticate(session, "victim@example.org", "squatter password", "10.0.0.2")
+
+
+def test_a_second_registration_cannot_set_the_password_of_a_pending_one(web, caplog):
+    """The owner registers; an attacker registers the same address with their own password. Whichever link the
+    owner opens, the account never gets the attacker's password: the newest link asks the owner to choose one."""
+    with caplog.at_level(logging.WARNING, logger="incdb.accounts"):
+        _register(Client(flask_app=web.server), **{"register-email.value": "victim@example.org"})
+        caplog.clear()
+        _register(Client(flask_app=web.server), **{"register-email.value": "victim@example.org",
+                                                   "register-password.value": "attacker passphrase",
+                                                   "register-password2.value": "attacker passphrase"})
+        newest = confirm_link(caplog.text)
+        mail = caplog.text
+    owner = Client(flask_app=web.server)
+    out = confirm(owner, newest)  # one click, as the old link worked: not enough any more
+    assert "at least 10 characters" in json.dumps(out) and out.get("confirm-go") is None
+    assert owner.cookie("session") is None
+    assert _confirm_choosing(owner, newest, "the owner's own choice")["confirm-go"]["href"] == "/contribute"
+    with session_scope() as session:
+        assert users.authenticate(session, "victim@example.org", "the owner's own choice", "10.0.0.1")
+        with pytest.raises(AccountError, match="Wrong email address or password"):
+            users.authenticate(session, "victim@example.org", "attacker passphrase", "10.0.0.2")
+    assert "choose your password" in mail
+    # used once, the link is dead: nobody sets the password a second time with it
+    assert "invalid or was replaced" in json.dumps(_confirm_choosing(Client(flask_app=web.server), newest,
+                                                                     "attacker passphrase"))
+
+
+def test_registration_takes_as_long_for_known_pending_and_new_addresses(web, curator):
+    """A known address used to answer in milliseconds and a new one after a scrypt hash. The median of seven
+    registrations of each kind must be within a factor of two of the new addresses' (the one timed assertion
+    of this suite, asked for by the finding; every branch hashes once, so the true ratio is near 1)."""
+    def timed(email: str) -> float:
+        started = time.perf_counter()
+        with session_scope() as session:
+            users.register(session, email, "a long passphrase", "a long passphrase", first_name="T", last_name="Ime")
+        return time.perf_counter() - started
+
+    timed("pending@example.org")
+    timed("warm-up@example.org")
+    new = statistics.median(timed(f"new{n}@example.org") for n in range(7))
+    known = statistics.median(timed("cora@example.org") for _ in range(7))
+    pending = statistics.median(timed("pending@example.org") for _ in range(7))
+    assert 0.5 <= known / new <= 2, (known, new)
+    assert 0.5 <= pending / new <= 2, (pending, new)
 
 
 # --- 8. a stranger cannot block someone's reset ----------------------------------------------------------------
@@ -219,6 +299,35 @@ def test_reset_requests_from_another_address_do_not_block_the_owner(data_dir, cu
         with caplog.at_level(logging.WARNING, logger="incdb.accounts"):
             reset.request_password_reset(session, "cora@example.org", "192.0.2.10")
     assert "reset-password?token=" in caplog.text
+
+
+def _mails_to_cora(caplog) -> int:
+    return sum("To: cora@example.org" in r.getMessage() and "reset your password" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_reset_mails_to_one_account_are_capped_across_client_addresses(data_dir, curator, caplog):
+    """30 requests from 30 client addresses: each is answered as usual, and five mails go out. The count lives in
+    the shared throttle storage, so a fresh handle on it (as another web process has) sees the same count."""
+    from accounts import throttle
+
+    with caplog.at_level(logging.INFO, logger="incdb.accounts"), session_scope() as session:
+        for n in range(15):
+            reset.request_password_reset(session, "cora@example.org", f"203.0.113.{n}")
+        throttle._caches.clear()  # what another process would open: the same directory, nothing in memory
+        for n in range(15, 30):
+            reset.request_password_reset(session, "cora@example.org", f"203.0.113.{n}")
+    assert _mails_to_cora(caplog) == 5
+    assert "not sent: 5 sent in the last hour already" in caplog.text
+
+
+def test_the_reset_mail_cap_is_a_setting(data_dir, curator, caplog, monkeypatch):
+    monkeypatch.setenv("INCDB_RESET_MAILS_PER_HOUR", "2")
+    reset_settings()
+    with caplog.at_level(logging.WARNING, logger="incdb.accounts"), session_scope() as session:
+        for n in range(4):
+            reset.request_password_reset(session, "cora@example.org", f"198.51.100.{n}")
+    assert _mails_to_cora(caplog) == 2
 
 
 def test_one_address_is_limited_across_accounts(data_dir):

@@ -5,6 +5,7 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import Input, Output, State, html, no_update
 
+from accounts.mail import mail_goes_to_log
 from accounts.reset import request_password_reset
 from accounts.users import (
     AccountError,
@@ -42,6 +43,7 @@ def _forgot(_n, email):
             request_password_reset(session, text_value(email), client_address())
         except AccountError as exc:
             return alert(exc.messages), no_update
-    return alert("If an account exists for this address, a link to reset its password is on its way. It works "
-                 "for one hour. (In the embedded mode, without mail, the link is written to the server's log.)",
-                 "info"), "d-none"
+    text = "If an account exists for this address, a link to reset its password is on its way. It works for one hour."
+    if mail_goes_to_log():
+        text += " (In the embedded mode, without mail, the link is written to the server's log.)"
+    return alert(text, "info"), "d-none"

@@ -5,6 +5,7 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import Input, Output, State, html, no_update
 
+from accounts.mail import mail_goes_to_log
 from accounts.passwords import PASSWORD_MIN_LENGTH
 from accounts.users import (
     TITLES,
@@ -76,6 +77,8 @@ def _register(_n, email, title, first, last, affiliation, password, repeat):
         except AccountError as exc:
             return alert(exc.messages), no_update
     # The same answer whether or not the address had an account: the form does not tell who is registered.
-    return alert([f"Check your mail: we sent a message to {sent_to}. Open the link in it within 48 hours to "
-                  "finish your registration. (In the embedded mode, without mail, it is written to the server's "
-                  "log.)"], "info"), "d-none"
+    text = (f"Check your mail: we sent a message to {sent_to}. Open the link in it within 48 hours to finish "
+            "your registration.")
+    if mail_goes_to_log():
+        text += " (In the embedded mode, without mail, it is written to the server's log.)"
+    return alert([text], "info"), "d-none"
