@@ -251,12 +251,14 @@ def cmd_user_create(args) -> None:
 
 
 def cmd_check(args) -> None:
-    from pipeline.check import check_all, production_problems
+    from pipeline.check import check_all, production_problems, production_warnings
 
     parts = check_all()
     width = max(len(p.name) for p in parts)
     for p in parts:
         print(f"{'ok ' if p.ok else 'FAIL'} {p.name:<{width}}  {p.value}" + (f"  ({p.detail})" if p.detail else ""))
+    for warning in production_warnings():
+        print(f"warning: {warning}")
     problems = production_problems()
     for problem in problems:
         print(f"refused: {problem}")
@@ -271,8 +273,10 @@ def cmd_sweep(args) -> None:
 
     from pipeline.sweep import sweep_storage
 
-    if args.grace_hours < 1:
-        raise ValueError("--grace-hours must be at least 1 (a younger file may belong to a job about to commit)")
+    # A dry run removes nothing, so it may look at any age; a real sweep keeps an hour for jobs about to commit.
+    if args.grace_hours < 0 or (args.grace_hours < 1 and not args.dry_run):
+        raise ValueError("--grace-hours must be at least 1 (a younger file may belong to a job about to commit); "
+                         "any grace from 0 is accepted with --dry-run")
     _init_db()
     result = sweep_storage(grace=timedelta(hours=args.grace_hours), dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
@@ -416,7 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="remove stored files that no row refers to (left by killed jobs)")
     p.add_argument("--grace-hours", type=float, default=24.0,
-                   help="only files older than this (and than every running job); default 24")
+                   help="only files older than this (and than every running job); default 24, at least 1 "
+                        "unless --dry-run")
     p.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
     p.set_defaults(func=cmd_sweep)
 

@@ -1,7 +1,8 @@
 """Configuration check: what the deployment uses, whether each part answers, and production refusals.
 
 ``python -m pipeline check`` prints one line per part; the web app and the worker run ``production_problems`` at
-start when ``INCDB_ENV=production`` and refuse to start on any.
+start when ``INCDB_ENV=production`` and refuse to start on any. ``production_warnings`` lists what production lacks
+without being unsafe (mail); both lists also show on the administrators' System page (``pipeline.system``).
 """
 from __future__ import annotations
 
@@ -54,10 +55,20 @@ def production_problems(settings: Settings | None = None) -> list[str]:
     if s.is_sqlite and (s.broker_url or _worker_count() > 1):
         problems.append("SQLite with several processes (Celery workers or several web workers): use PostgreSQL "
                         "(INCDB_DATABASE_URL)")
-    if s.broker_url and not s.result_backend:
-        problems.append("INCDB_BROKER_URL is set but INCDB_RESULT_BACKEND is not: background callbacks need a "
-                        "result backend")
     return problems
+
+
+def production_warnings(settings: Settings | None = None) -> list[str]:
+    """What a production deployment lacks without being unsafe (empty when fine or not in production): printed
+    by ``python -m pipeline check`` and shown on the administrators' System page, never a reason to refuse."""
+    s = settings or get_settings()
+    if s.env != "production":
+        return []
+    warnings = []
+    if not s.smtp.host:
+        warnings.append("INCDB_SMTP_HOST is not set: password-reset and confirmation mails are written to the "
+                        "server log instead of being sent")
+    return warnings
 
 
 def _is_site_url(url: str) -> bool:

@@ -112,6 +112,8 @@ READS = {
     "edit page public": (lambda w, c: "edit-form" in c.page_layout(f"/contribute/{w['public']}"), {"a", "admin"}),
     "my collections": (lambda w, c: "A private" in c.page_layout("/contribute"), {"a"}),
     "admin page": (lambda w, c: "admin-users" in c.page_layout("/admin"), {"admin"}),
+    "system page": (lambda w, c: "system-workers" in c.page_layout("/admin/system"), {"admin"}),
+    "api system": (lambda w, c: _status(c, "/api/system") == 200, {"admin"}),
     "public component stays public": (lambda w, c: _status(c, f"/api/components/{w['public_uuid']}") == 200,
                                       set(ROLES)),
 }
@@ -272,6 +274,16 @@ CHANGES = {
 def test_changes(world, role, case):
     change, allowed = CHANGES[case]
     assert change(world, world["clients"][role]) == (role in allowed)
+
+
+def test_the_system_page_and_report_refuse_everyone_but_administrators(world):
+    clients = world["clients"]
+    assert clients["anonymous"].get("/api/system").status_code == 401
+    assert "Sign in" in clients["anonymous"].page_layout("/admin/system")
+    for role in ("a", "b"):
+        assert clients[role].get("/api/system").status_code == 403
+        assert "system-refused" in clients[role].page_layout("/admin/system")
+    assert "embedded: jobs run in the web process" in clients["admin"].get("/api/system").text
 
 
 def test_the_job_checks_the_user_again_where_it_runs(world):

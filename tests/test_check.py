@@ -56,21 +56,29 @@ def test_production_refuses_sqlite_with_several_workers(data_dir):
     assert result.returncode == 1 and "refused: SQLite with several processes" in result.stdout
 
 
-def test_production_refuses_broker_without_result_backend(data_dir, postgres_url):
+def test_the_result_backend_defaults_to_the_broker_in_production_too(data_dir, postgres_url):
+    """The README's default: production used to refuse a broker without INCDB_RESULT_BACKEND (gunicorn workers
+    restarted in a loop)."""
     need_service(port_open("127.0.0.1", 6379), "Redis on 127.0.0.1:6379")
-    result = run_check(data_dir, INCDB_DATABASE_URL=postgres_url, INCDB_BROKER_URL=f"{REDIS_URL}/11", **PROD)
-    assert "refused: INCDB_BROKER_URL is set but INCDB_RESULT_BACKEND is not" in result.stdout
-    assert result.returncode == 1
-    # With a result backend the same configuration is accepted (database still empty, so init first).
-    ok_env = dict(INCDB_DATABASE_URL=postgres_url, INCDB_BROKER_URL=f"{REDIS_URL}/11",
-                  INCDB_RESULT_BACKEND=f"{REDIS_URL}/12", **PROD)
+    env = dict(INCDB_DATABASE_URL=postgres_url, INCDB_BROKER_URL=f"{REDIS_URL}/11", INCDB_SMTP_HOST="smtp.example.org",
+               **PROD)
     full = {k: v for k, v in os.environ.items() if not k.startswith("INCDB_")}
-    full.update({"INCDB_DATA_DIR": str(data_dir)}, **ok_env)
+    full.update({"INCDB_DATA_DIR": str(data_dir)}, **env)
     init = subprocess.run([sys.executable, "-m", "pipeline", "init"], cwd=ROOT, env=full, capture_output=True,
                           text=True, timeout=300)
     assert init.returncode == 0, init.stderr
-    result = run_check(data_dir, **ok_env)
-    assert "refused" not in result.stdout and result.returncode == 0, result.stdout
+    result = run_check(data_dir, **env)
+    assert "refused" not in result.stdout and "warning" not in result.stdout and result.returncode == 0, result.stdout
+    assert f"result backend {REDIS_URL}/11" in result.stdout
+    # A named result backend is used as given.
+    result = run_check(data_dir, INCDB_RESULT_BACKEND=f"{REDIS_URL}/12", **env)
+    assert f"result backend {REDIS_URL}/12" in result.stdout and result.returncode == 0, result.stdout
+
+
+def test_production_warns_when_mail_is_not_configured(data_dir):
+    result = run_check(data_dir, **PROD)
+    assert "warning: INCDB_SMTP_HOST is not set" in result.stdout and result.returncode == 0, result.stdout
+    assert "warning" not in run_check(data_dir).stdout  # outside production the log is where mails belong
 
 
 def test_production_web_app_refuses_to_start(data_dir):

@@ -5,6 +5,7 @@ import flask
 from werkzeug.exceptions import HTTPException
 
 from pipeline import similar
+from pipeline.system import system_report
 from store import queries
 from store.db import session_scope
 from web.auth import viewer
@@ -50,6 +51,19 @@ def _api_error(error: HTTPException):
 def index():
     routes = sorted(str(r) for r in flask.current_app.url_map.iter_rules() if str(r).startswith("/api/"))
     return json_response({"routes": routes})
+
+
+@blueprint.get("/system")
+def system():
+    """The System page's report (``pipeline.system.system_report``): administrators only (401 signed out, 403
+    otherwise)."""
+    user = viewer()
+    if not getattr(user, "is_authenticated", False):
+        return json_response({"error": "sign in as an administrator"}, 401)
+    if not getattr(user, "is_admin", False):
+        return json_response({"error": "administrators only"}, 403)
+    with session_scope() as session:
+        return json_response(system_report(session))
 
 
 @blueprint.get("/stats")

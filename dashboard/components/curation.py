@@ -1,29 +1,40 @@
 """Layout pieces of the collection pages: the latest job's line, the license confirmation, the uploads and
-components tables and the processing status (all built from rows the page read; no queries here)."""
+components tables and the processing status (built from rows the page read; the one query is the processing
+status's: whether a worker took any job lately, ``pipeline.system.waiting_note``)."""
 from __future__ import annotations
 
 from typing import Any
 
 import dash_bootstrap_components as dbc
 from dash import html
+from sqlalchemy.orm import object_session
 
 from dashboard.components.curator import badge
+from pipeline.system import job_view
 from store.models import ACTIVE_JOB_STATUSES, Collection, Job, JobStatus, Upload
 from store.units import human_bytes
 
 
 def job_line(job: dict | None) -> Any:
-    """A job's status badge, progress or message, and the first line of its error."""
+    """A job's status badge, progress or message, the first line of its error, and the waiting message of a job
+    no worker takes (``waiting``, from ``pipeline.system.job_view``)."""
     if not job:
         return html.Span("never processed", className="text-muted")
     parts: list[Any] = [badge(job["status"])]
-    if job["status"] in ACTIVE_JOB_STATUSES and job["total"]:
+    if job.get("waiting"):
+        parts.append(waiting_line(job["waiting"]))
+    elif job["status"] in ACTIVE_JOB_STATUSES and job["total"]:
         parts.append(html.Span(f" {job['done']}/{job['total']} maps", className="small"))
     elif job["message"]:
         parts.append(html.Span(" " + job["message"], className="small"))
     if job["status"] == JobStatus.FAILED and job["error"]:
         parts.append(html.Div(job["error"].splitlines()[0][:200], className="small text-danger"))
     return html.Span(parts)
+
+
+def waiting_line(text: str) -> html.Span:
+    """The waiting message of a queued job no worker takes."""
+    return html.Span(" " + text, className="small text-warning-emphasis job-waiting")
 
 
 def license_panel(collection: Collection) -> Any:
@@ -76,7 +87,8 @@ def status_panel(collection: Collection, job: Job | None, own_token: str | None,
         parts.append(html.Span(" Not processed yet." if n_uploads else " Upload files, then process them.",
                                className="text-muted"))
         return html.Div(parts, id="coll-status-line")
-    summary = job.summary()
+    session = object_session(job)
+    summary = job_view(session, job) if session is not None else job.summary()
     parts += [html.Span(" · latest job: "), job_line(summary)]
     children: list[Any] = [html.Div(parts, id="coll-status-line")]
     if job.status in ACTIVE_JOB_STATUSES:

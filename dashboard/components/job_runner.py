@@ -13,6 +13,12 @@ broker is configured and in a forked process (diskcache) otherwise, with the sam
 Progress goes to the page through ``progress=`` and to the Job row (which pages poll, so a curator who closed
 the tab still sees it). Errors are caught into the Job row and shown. Cancel kills the task (Dash's ``cancel=``)
 and marks the Job cancelled; a run that cannot be killed stops at its next progress report.
+
+The background callback only hears from a worker that took the job. So that a job no worker takes does not look
+like "starting…" forever, a normal callback polls the Job row (every ``POLL_MS``) while the job is active and
+shows "Waiting for a background worker …" (``pipeline.system.waiting_note``). A page may also pass the job it
+found active when it was loaded (``watch``): after a reload the runner has no token, and it shows that job's
+status from its row instead of nothing.
 """
 from __future__ import annotations
 
@@ -23,26 +29,48 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import Input, Output, State, callback_context, dcc, html
 from dash.exceptions import PreventUpdate
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from dashboard.components.curation import job_line, waiting_line
 from dashboard.components.curator import alert
-from dashboard.components.data import as_dict
+from dashboard.components.data import as_dict, row_id
 from pipeline.jobs import JobRefused, cancel_job
+from pipeline.system import job_view
 from pipeline.tasks import run_authorized_job
+from store.access import can_edit, visible_collections
 from store.db import session_scope
+from store.models import ACTIVE_JOB_STATUSES, Collection, Job
 from web.auth import signed_in_user as user
 
 _registered: set[str] = set()
 # Inline styles rather than Bootstrap classes: the live area must hide even where the theme's CSS did not load.
 SHOWN = {"display": "flex"}
 HIDDEN = {"display": "none"}
+POLL_MS = 3000  # how often an active job's row is read for its status (one small query)
+KIND_LABELS = {"ingest": "Processing", "redecode": "Re-decoding", "merge": "Merging", "temporal": "Decoding in time",
+               "decode": "Decoding"}
 
 
-def job_runner(prefix: str) -> html.Div:
-    """The runner's components: request and nonce Stores, the live progress bar with its Cancel button, and the
-    outcome of the last run from this page."""
+def job_runner(prefix: str, watch: dict | None = None) -> html.Div:
+    """The runner's components: request and nonce Stores, the live progress bar with its Cancel button, the
+    job's status from its row, and the outcome of the last run from this page.
+
+    Parameters
+    ----------
+    prefix : str
+        The page's runner prefix (as given to :func:`register_runner`).
+    watch : dict or None
+        The job the page found active when loaded (``pipeline.system.job_view``), shown and followed until it
+        ends; None when there is none (or the viewer may not see it).
+    """
+    active = watch is not None and watch.get("status") in ACTIVE_JOB_STATUSES
     return html.Div([
         dcc.Store(id=f"{prefix}-nonce", data=uuid.uuid4().hex),
         dcc.Store(id=f"{prefix}-request"),
+        dcc.Store(id=f"{prefix}-watch", data=watch["id"] if active else None),
+        dcc.Interval(id=f"{prefix}-poll", interval=POLL_MS, disabled=not active),
+        html.Div(watched_status(watch) if active else None, id=f"{prefix}-status"),
         html.Div([
             dbc.Progress(id=f"{prefix}-bar", value=0, label="", striped=True, animated=True,
                          style={"height": "1.4rem", "flexGrow": 1}, className="me-3"),
@@ -99,6 +127,64 @@ def register_runner(prefix: str) -> None:
     )
     def cancel(_n, request):
         return cancel_from_page(as_dict(request).get("token"))
+
+    @dash.callback(
+        Output(f"{prefix}-status", "children"), Output(f"{prefix}-poll", "disabled"),
+        Input(f"{prefix}-poll", "n_intervals"), Input(f"{prefix}-request", "data"),
+        State(f"{prefix}-watch", "data"),
+        prevent_initial_call=True,
+    )
+    def status(_n, request, watch):
+        return job_status(as_dict(request).get("token"), watch)
+
+
+def watched_status(view: dict) -> html.Div:
+    """A job the page did not start (or started before a reload): what it is, its status line."""
+    label = KIND_LABELS.get(view.get("kind"), "Job")
+    return html.Div([html.Span(f"{label} job #{view['id']}: ", className="small"), job_line(view)],
+                    className="my-2", id={"type": "job-watched", "job": view["id"]})
+
+
+def may_watch(session: Session, viewer: Any, job: Job) -> bool:
+    """Whether ``viewer`` may see the status of ``job``: administrators, whoever started it, the curators who may
+    edit its collection, and for a movie's temporal decoding anyone signed in who can see the movie."""
+    if not getattr(viewer, "is_authenticated", False):
+        return False
+    if getattr(viewer, "is_admin", False) or job.created_by_id == viewer.id:
+        return True
+    if job.collection_id is not None:
+        return can_edit(viewer, session.get(Collection, job.collection_id))
+    if job.kind == "temporal" and job.movie_id is not None:
+        return session.scalar(select(Collection.id).where(Collection.movie_id == job.movie_id,
+                                                          visible_collections(viewer)).limit(1)) is not None
+    return False
+
+
+def watchable(session: Session, viewer: Any, job: Job | None) -> dict | None:
+    """``job``'s view for :func:`job_runner`'s ``watch`` when it is active and ``viewer`` may see it, else None."""
+    if job is None or job.status not in ACTIVE_JOB_STATUSES or not may_watch(session, viewer, job):
+        return None
+    return job_view(session, job)
+
+
+def job_status(token: Any, watch: Any) -> tuple[Any, bool]:
+    """The status area's content and whether to stop polling: for the page's own job (``token``) only the waiting
+    message (the progress bar shows the rest); for a watched job (by id) its status line."""
+    token, watched = job_token(token), row_id(watch)
+    if token is None and watched is None:
+        return None, True
+    with session_scope() as session:
+        job = (session.scalar(select(Job).where(Job.token == token)) if token is not None
+               else session.get(Job, watched))
+        if job is None or not may_watch(session, user(), job):
+            return None, True
+        view = job_view(session, job)
+    active = view["status"] in ACTIVE_JOB_STATUSES
+    if token is not None:
+        waiting = dbc.Alert(waiting_line(view["waiting"]), color="warning", className="mt-2 py-2",
+                            id=f"job-waiting-{view['id']}") if view["waiting"] else None
+        return waiting, not active
+    return watched_status(view), not active
 
 
 MAX_TOKEN_LENGTH = 128  # job tokens are 43 characters (secrets.token_urlsafe(32))

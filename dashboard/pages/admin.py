@@ -1,5 +1,6 @@
 """Administration (``/admin``): every collection and user, reference sets, recent jobs; the callbacks change
-roles and accounts and switch the active reference set (re-decoding everything as one background job)."""
+roles and accounts and switch the active reference set (re-decoding everything as one background job). The state
+of the workers and queues is on the System page (``/admin/system``, ``dashboard.pages.system``)."""
 from __future__ import annotations
 
 import time
@@ -17,6 +18,7 @@ from dashboard.components.data import clicked, trigger_id
 from dashboard.components.job_runner import job_runner, register_runner
 from pipeline.jobs import JobRefused, settle_stalled_jobs, start_redecode_job
 from pipeline.reference import set_active
+from pipeline.system import job_view, waiting_note
 from store.curation import collection_rows
 from store.db import session_scope
 from store.models import Collection, Job, ReferenceSet, Term, User
@@ -37,7 +39,7 @@ def collections_table(session, admin) -> dbc.Table:
                      html.Div(f"{r['movie']}{' · demo' if r['is_demo'] else ''}", className="small text-muted")]),
             html.Td(r["owner"], className="small text-break"),
             html.Td(r["visibility"]), html.Td(badge(r["status"])), html.Td(str(r["components"])),
-            html.Td(job_line(r["job"])),
+            html.Td(job_line(_with_waiting(session, r["job"]))),
             html.Td([dbc.Button("Reprocess", href=f"/contribute/{r['slug']}?process=1", size="sm", color="secondary",
                                 outline=True, className="me-1", disabled=not r["uploads"]),
                      dbc.Button("Raw uploads", href=f"/upload/{r['slug']}/raw.zip", size="sm", color="secondary",
@@ -48,6 +50,14 @@ def collections_table(session, admin) -> dbc.Table:
     return dbc.Table([html.Thead(html.Tr([html.Th(h) for h in ("Collection", "Owner", "Visibility", "Status",
                                                                "Components", "Processing", "")])),
                       html.Tbody(rows)], size="sm", hover=True, responsive=True, id="admin-collections")
+
+
+def _with_waiting(session, summary: dict | None) -> dict | None:
+    """A job summary with the waiting message of a queued job no worker takes."""
+    if not summary or summary.get("status") != "queued":
+        return summary
+    job = session.get(Job, summary["id"])
+    return {**summary, "waiting": waiting_note(session, job) if job is not None else None}
 
 
 def users_table(session, admin) -> dbc.Table:
@@ -97,9 +107,7 @@ def jobs_table(session) -> dbc.Table:
     for job in session.scalars(select(Job).order_by(Job.id.desc()).limit(30)):
         rows.append(html.Tr([html.Td(f"#{job.id}"), html.Td(job.kind),
                              html.Td(job.collection.slug if job.collection else "—", className="small"),
-                             html.Td(job_line({"status": job.status, "done": job.progress_done,
-                                               "total": job.progress_total, "message": job.message,
-                                               "error": job.error})),
+                             html.Td(job_line(job_view(session, job))),
                              html.Td(str(job.attempts)),
                              html.Td(job.created.strftime("%Y-%m-%d %H:%M") if job.created else "",
                                      className="small")]))
@@ -130,7 +138,9 @@ def layout(**_query):
     if not u.is_admin:
         return dbc.Alert("Only administrators can see this page.", color="warning", id="admin-refused")
     return html.Div([
-        html.H1("Administration", className="h3"),
+        html.Div([html.H1("Administration", className="h3 me-auto"),
+                  dbc.Button("System: workers and queues", href="/admin/system", size="sm", color="secondary",
+                             outline=True, id="admin-system-link")], className="d-flex align-items-start"),
         dcc.Store(id="admin-refresh"),
         # Outside the re-rendered tabs: a running re-decode keeps its progress bar and Cancel button.
         html.Div(id="admin-ref-message"),
