@@ -13,13 +13,14 @@ import re
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from pipeline.jobs import JobRefused, create_job, running_job, update_job
 from pipeline.temporal import label_regressors, temporal_decode
 from pipeline.timecourses import Event, TimeCourseError, Timing, events_by_label, read_events
 from store.artifacts import load_vector
+from store.config import get_settings
 from store.db import session_scope
 from store.models import (
     ACTIVE_JOB_STATUSES,
@@ -34,6 +35,7 @@ from store.models import (
     TimeCourse,
     User,
 )
+from store.units import human_bytes
 from store.validation import has_control_characters
 
 MIN_SHIFTS, MAX_SHIFTS = 1000, 10000
@@ -43,6 +45,8 @@ def shifts_for(n_labels: int) -> int:
     """Circular shifts of the null: at least 1,000, and enough that Benjamini-Hochberg over ``n_labels`` labels
     can reach q < 0.05 (the smallest p is 1/(shifts + 1), so q >= n_labels/(shifts + 1) for a single hit)."""
     return int(min(MAX_SHIFTS, max(MIN_SHIFTS, 25 * n_labels)))
+
+
 NAME_MAX = 255
 DESCRIPTION_MAX = 5000
 SOURCE_URL_MAX = 1000
@@ -71,8 +75,9 @@ def add_annotation_set(session: Session, user: User | None, movie: Movie, name: 
     Raises
     ------
     AnnotationError
-        A missing or taken name, a malformed source URL, or an events file that cannot be read (the message
-        names the line).
+        A missing or taken name, a malformed source URL, an events file that cannot be read (the message
+        names the line), or one over the caps (``INCDB_ANNOTATION_*``: file size, events and labels per set,
+        sets per movie and per curator), which are checked before the file is parsed or stored.
     """
     name = " ".join(str(name or "").split())
     problems = []
@@ -89,11 +94,16 @@ def add_annotation_set(session: Session, user: User | None, movie: Movie, name: 
     if name and session.scalar(select(AnnotationSet.id).where(AnnotationSet.movie_id == movie.id,
                                                              AnnotationSet.name == name)) is not None:
         problems.append(f"{movie.title} has an annotation set named “{name}” already; choose another name.")
-    try:
-        events = read_events(data, filename or "events.tsv")
-    except TimeCourseError as exc:
-        problems.append(str(exc))
-        events = []
+    problems += _quota_problems(session, user, movie)
+    filename = filename or "events.tsv"
+    too_large = _size_problems(data, filename)
+    events: list[Event] = []
+    if not too_large:  # only a file within the caps is parsed
+        try:
+            events = read_events(data, filename)
+        except TimeCourseError as exc:
+            problems.append(str(exc))
+    problems += too_large + _label_problems(events, filename)
     if problems:
         raise AnnotationError("; ".join(problems))
     annotation = AnnotationSet(movie_id=movie.id, owner_id=user.id if user is not None else None, name=name,
@@ -103,6 +113,48 @@ def add_annotation_set(session: Session, user: User | None, movie: Movie, name: 
     session.execute(insert(AnnotationEvent), [dict(set_id=annotation.id, onset=e.onset, duration=e.duration,
                                                    label=e.label, amplitude=e.amplitude) for e in events])
     return annotation
+
+
+def _quota_problems(session: Session, user: User | None, movie: Movie) -> list[str]:
+    """Whether the movie, and the curator (administrators aside), may have one more annotation set."""
+    settings = get_settings()
+    problems = []
+    per_movie = settings.annotation_sets_per_movie
+    if per_movie and session.scalar(select(func.count(AnnotationSet.id))
+                                    .where(AnnotationSet.movie_id == movie.id)) >= per_movie:
+        problems.append(f"{movie.title} has {per_movie} annotation sets, the most a movie may have; ask its curators "
+                        "or an administrator to remove one first.")
+    per_user = settings.annotation_sets_per_user
+    if per_user and user is not None and not user.is_admin and session.scalar(
+            select(func.count(AnnotationSet.id)).where(AnnotationSet.owner_id == user.id)) >= per_user:
+        problems.append(f"You have {per_user} annotation sets, the most one curator may have; delete one you no "
+                        "longer need first.")
+    return problems
+
+
+def _size_problems(data: bytes | str, filename: str) -> list[str]:
+    """The file's size and number of event lines against the caps, counted before the file is parsed."""
+    settings = get_settings()
+    size = len(data.encode("utf-8", "replace")) if isinstance(data, str) else len(data)
+    cap = settings.annotation_max_bytes
+    if cap and size > cap:
+        return [f"{filename}: the file is {human_bytes(size)}, more than the {human_bytes(cap)} an annotation set "
+                "may have; split it into several sets."]
+    events = sum(1 for line in data.splitlines() if line.strip()) - 1  # the first line is the header
+    if settings.annotation_max_events and events > settings.annotation_max_events:
+        return [f"{filename}: {events:,} events, more than the {settings.annotation_max_events:,} an annotation set "
+                "may have; split it into several sets."]
+    return []
+
+
+def _label_problems(events: list[Event], filename: str) -> list[str]:
+    """The number of distinct labels against the cap (each label is a regressor of every component's decoding)."""
+    cap = get_settings().annotation_max_labels
+    labels = len({e.label for e in events})
+    if cap and labels > cap:
+        return [f"{filename}: {labels:,} different labels, more than the {cap:,} an annotation set may have; merge "
+                "rare labels or split the file into several sets."]
+    return []
 
 
 def delete_annotation_set(session: Session, user: Any, set_id: int) -> Movie:

@@ -88,8 +88,26 @@ def _key_is(column, value: Any) -> ColumnElement[bool]:
     return false() if key is None else column == key
 
 
+LIKE_ESCAPE = "\\"
+
+
 def _like(text: str) -> str:
-    return "%" + search_text(text).strip().lower().replace("\\", "").replace("%", "").replace("_", " ") + "%"
+    """A LIKE pattern for "contains ``text``" (lower case), with the wildcards ``%`` and ``_`` and the escape
+    character itself escaped by a backslash: they are matched as themselves (PostgreSQL's default escape)."""
+    needle = search_text(text).strip().lower()
+    for char in (LIKE_ESCAPE, "%", "_"):
+        needle = needle.replace(char, LIKE_ESCAPE + char)
+    return f"%{needle}%"
+
+
+def _loose_like(text: str) -> str:
+    """A pattern that every match of :func:`_like` also matches, without escapes: each wildcard or escape character
+    of ``text`` becomes ``_`` (any one character), so SQLite's FTS5 trigram index can serve it (it cannot serve a
+    LIKE with an ESCAPE clause); the exact pattern then filters the few rows it finds."""
+    needle = search_text(text).strip().lower()
+    for char in (LIKE_ESCAPE, "%"):
+        needle = needle.replace(char, "_")
+    return f"%{needle}%"
 
 
 def active_reference_id(session: Session) -> int | None:
@@ -218,8 +236,10 @@ def _contains(session: Session, column, text: str) -> ColumnElement[bool]:
     pattern = _like(text)
     if session.get_bind().dialect.name == "sqlite":
         table, name = column.table.name, column.key
-        ids = text_clause(f"SELECT rowid FROM {table}_fts WHERE {name} LIKE :pattern").bindparams(pattern=pattern)
+        ids = text_clause(f"SELECT rowid FROM {table}_fts WHERE {name} LIKE :loose AND {name} LIKE :pattern "
+                          f"ESCAPE '{LIKE_ESCAPE}'").bindparams(loose=_loose_like(text), pattern=pattern)
         return column.table.c.id.in_(ids)
+    # PostgreSQL's LIKE escapes with a backslash by default, and pg_trgm reads the escapes: the index still serves.
     return func.lower(column).like(pattern)
 
 

@@ -8,10 +8,11 @@ does, without importing the pipeline.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from store.access import visible_collections
@@ -26,9 +27,15 @@ from store.models import (
     Term,
     TimeCourse,
 )
-from store.queries import get_visible_component, lookup_key
+from store.queries import Page, clamp_page, get_visible_component, lookup_key
 
 MAX_DISPLAY_POINTS = 2000  # per trace sent to a browser; downloads keep every row
+# The timeline of a page draws at most MAX_TRACKS (set, label) tracks and MAX_TIMELINE_EVENTS events: an annotation
+# set may hold tens of thousands of events, which a page must not read nor send whole (the API pages through them).
+MAX_TRACKS = 40
+MAX_TIMELINE_EVENTS = 20_000
+DEFAULT_EVENTS_PER_PAGE = 1000
+MAX_EVENTS_PER_PAGE = 5000
 SIGNIFICANT_Q = 0.05
 
 
@@ -90,23 +97,109 @@ def component_temporal(session: Session, user: Any, uuid: str) -> list[dict[str,
              "q": float(q), "rank": int(rank)} for name, set_id, label, r, p, q, rank in rows]
 
 
-def movie_annotations(session: Session, movie: Movie, with_events: bool = True) -> list[dict[str, Any]]:
-    """The movie's annotation sets, each with its labels and counts (and its events when asked)."""
+def movie_annotations(session: Session, movie: Movie, with_events: bool = True,
+                      include: Iterable[tuple[int, str]] = ()) -> list[dict[str, Any]]:
+    """The movie's annotation sets, by name, each with its labels and counts (and, when asked, the events the
+    timeline draws).
+
+    Parameters
+    ----------
+    with_events : bool
+        Add ``"events"`` to each set: the events of the timeline's tracks only, which are the first
+        :data:`MAX_TRACKS` (set, label) pairs in display order (sets by name, labels sorted) and the pairs of
+        ``include``, at most :data:`MAX_TIMELINE_EVENTS` events in all (each track keeps an equal share, its
+        earliest events). ``"events_complete"`` says whether that is every event of the set. The whole set is
+        read page by page (:func:`annotation_events`) or downloaded as CSV.
+    include : iterable of (set id, label)
+        Further tracks whose events are needed (a component page's best labels, for their regressors).
+
+    Returns
+    -------
+    list of dict
+        ``{"id", "name", "description", "source_url", "owner_id", "is_demo", "created", "n_events",
+        "labels": [{"label", "events"}]}`` per set.
+    """
     sets = session.scalars(select(AnnotationSet).where(AnnotationSet.movie_id == movie.id)
                            .order_by(AnnotationSet.name)).all()
+    counts: dict[int, dict[str, int]] = {a.id: {} for a in sets}
+    for set_id, label, n in session.execute(
+            select(AnnotationEvent.set_id, AnnotationEvent.label, func.count(AnnotationEvent.id))
+            .join(AnnotationSet).where(AnnotationSet.movie_id == movie.id)
+            .group_by(AnnotationEvent.set_id, AnnotationEvent.label)):
+        counts[set_id][label] = int(n)
     out = []
     for a in sets:
-        counts = session.execute(select(AnnotationEvent.label, func.count(AnnotationEvent.id))
-                                 .where(AnnotationEvent.set_id == a.id).group_by(AnnotationEvent.label)
-                                 .order_by(AnnotationEvent.label)).all()
-        item = {"id": a.id, "name": a.name, "description": a.description, "source_url": a.source_url,
-                "owner_id": a.owner_id, "is_demo": a.is_demo, "created": a.created.isoformat(),
-                "labels": [{"label": label, "events": int(n)} for label, n in counts]}
-        if with_events:
-            item["events"] = [{"onset": e.onset, "duration": e.duration, "label": e.label, "amplitude": e.amplitude}
-                              for e in a.events]
-        out.append(item)
+        labels = [{"label": label, "events": counts[a.id][label]} for label in sorted(counts[a.id])]
+        out.append({"id": a.id, "name": a.name, "description": a.description, "source_url": a.source_url,
+                    "owner_id": a.owner_id, "is_demo": a.is_demo, "created": a.created.isoformat(),
+                    "n_events": sum(x["events"] for x in labels), "labels": labels})
+    if with_events:
+        _add_track_events(session, out, include)
     return out
+
+
+def _add_track_events(session: Session, sets: list[dict[str, Any]], include: Iterable[tuple[int, str]]) -> None:
+    """Put the events of the timeline's tracks into ``sets`` (see :func:`movie_annotations`)."""
+    pairs = [(a["id"], x["label"]) for a in sets for x in a["labels"]][:MAX_TRACKS]
+    known = {(a["id"], x["label"]) for a in sets for x in a["labels"]}
+    pairs += [p for p in dict.fromkeys((int(s), str(label)) for s, label in include) if p in known and p not in pairs]
+    events: dict[int, list[dict[str, Any]]] = {a["id"]: [] for a in sets}
+    if pairs:
+        share = max(1, MAX_TIMELINE_EVENTS // len(pairs))
+        position = func.row_number().over(partition_by=(AnnotationEvent.set_id, AnnotationEvent.label),
+                                          order_by=(AnnotationEvent.onset, AnnotationEvent.id)).label("position")
+        wanted = or_(*(and_(AnnotationEvent.set_id == set_id, AnnotationEvent.label.in_(labels))
+                       for set_id, labels in _by_set(pairs).items()))
+        ranked = select(AnnotationEvent.set_id, AnnotationEvent.onset, AnnotationEvent.duration,
+                        AnnotationEvent.label, AnnotationEvent.amplitude, AnnotationEvent.id, position
+                        ).where(wanted).subquery()
+        for set_id, onset, duration, label, amplitude in session.execute(
+                select(ranked.c.set_id, ranked.c.onset, ranked.c.duration, ranked.c.label, ranked.c.amplitude)
+                .where(ranked.c.position <= share).order_by(ranked.c.set_id, ranked.c.onset, ranked.c.id)):
+            events[set_id].append({"onset": onset, "duration": duration, "label": label, "amplitude": amplitude})
+    for a in sets:
+        a["events"] = events[a["id"]]
+        a["events_complete"] = len(a["events"]) == a["n_events"]
+
+
+def _by_set(pairs: list[tuple[int, str]]) -> dict[int, list[str]]:
+    grouped: dict[int, list[str]] = {}
+    for set_id, label in pairs:
+        grouped.setdefault(set_id, []).append(label)
+    return grouped
+
+
+def annotation_events(session: Session, movie: Movie, set_id: Any, page: Any = 1,
+                      per_page: Any = DEFAULT_EVENTS_PER_PAGE) -> Page | None:
+    """One page of an annotation set's events, by onset (``per_page`` 1 to :data:`MAX_EVENTS_PER_PAGE`); None
+    when the movie has no such set."""
+    valid = isinstance(set_id, int) and not isinstance(set_id, bool) and 1 <= set_id <= 2**31 - 1
+    if not valid or session.scalar(select(AnnotationSet.id).where(AnnotationSet.id == set_id,
+                                                                 AnnotationSet.movie_id == movie.id)) is None:
+        return None
+    page, _ = clamp_page(page, 1)
+    try:
+        per_page = min(MAX_EVENTS_PER_PAGE, max(1, int(per_page or DEFAULT_EVENTS_PER_PAGE)))
+    except (TypeError, ValueError, OverflowError):
+        per_page = DEFAULT_EVENTS_PER_PAGE
+    rows = session.execute(select(AnnotationEvent.onset, AnnotationEvent.duration, AnnotationEvent.label,
+                                  AnnotationEvent.amplitude).where(AnnotationEvent.set_id == set_id)
+                           .order_by(AnnotationEvent.onset, AnnotationEvent.id)
+                           .limit(per_page).offset((page - 1) * per_page)).all()
+    total = session.scalar(select(func.count(AnnotationEvent.id)).where(AnnotationEvent.set_id == set_id)) or 0
+    return Page([{"onset": o, "duration": d, "label": label, "amplitude": a} for o, d, label, a in rows],
+                page, per_page, int(total))
+
+
+def annotation_rows(session: Session, movie: Movie, set_id: int) -> list[tuple[float, float, str, float]] | None:
+    """Every event of one of the movie's sets as (onset, duration, label, amplitude), by onset (for the CSV
+    download); None when the movie has no such set."""
+    if session.scalar(select(AnnotationSet.id).where(AnnotationSet.id == set_id,
+                                                     AnnotationSet.movie_id == movie.id)) is None:
+        return None
+    return [tuple(row) for row in session.execute(
+        select(AnnotationEvent.onset, AnnotationEvent.duration, AnnotationEvent.label, AnnotationEvent.amplitude)
+        .where(AnnotationEvent.set_id == set_id).order_by(AnnotationEvent.onset, AnnotationEvent.id))]
 
 
 def movie_courses(session: Session, user: Any, movie: Movie) -> list[dict[str, Any]]:

@@ -6,8 +6,6 @@ its map is, and answers 404 otherwise. Bad parameters answer 400 with a message.
 """
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +25,7 @@ from pipeline.clusters import (
 from pipeline.grid import voxel_to_mni
 from store.db import session_scope
 from web.api import json_response
+from web.csvfile import csv_response, csv_text
 from web.files import PRIVATE_CACHE, PUBLIC_CACHE, component_map_key, merged_map_key, term_map_key, term_mean_key
 
 blueprint = flask.Blueprint("anatomy", __name__)
@@ -115,20 +114,19 @@ def _json_clusters(kind: str, *names: str) -> flask.Response:
     return json_response(payload)
 
 
+def _preamble(payload: dict[str, Any]) -> tuple[str, str]:
+    """The ``#`` lines of a cluster table's CSV: the settings, and the atlas's license and citation."""
+    source = payload["source"]
+    return (f"threshold={payload['threshold']:g} threshold_negative={payload['threshold_negative']:g} "
+            f"min_voxels={payload['min_voxels']} face-connected clusters",
+            f"atlas: {source['name']}; license: {source['license']} ({source['license_url']}); "
+            f"cite: {source['citation']}")
+
+
 def clusters_csv_text(payload: dict[str, Any]) -> str:
     """The CSV of a cluster table: ``#`` lines naming the settings and the atlas's license and citation, then a
     header row and one row per cluster."""
-    source = payload["source"]
-    buf = io.StringIO()
-    buf.write(f"# threshold={payload['threshold']:g} threshold_negative={payload['threshold_negative']:g} "
-              f"min_voxels={payload['min_voxels']} face-connected clusters\n")
-    buf.write(f"# atlas: {source['name']}; license: {source['license']} ({source['license_url']}); "
-              f"cite: {source['citation']}\n")
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for row in payload["items"]:
-        writer.writerow(csv_row(row))
-    return buf.getvalue()
+    return csv_text(CSV_COLUMNS, (csv_row(row) for row in payload["items"]), preamble=_preamble(payload))
 
 
 def _csv_clusters(kind: str, filename: str, cache_control: str, *names: str) -> flask.Response:
@@ -137,10 +135,8 @@ def _csv_clusters(kind: str, filename: str, cache_control: str, *names: str) -> 
         return flask.Response(error + "\n", status=400, mimetype="text/plain")
     if payload is None:
         return flask.Response("Not found\n", status=404, mimetype="text/plain")
-    response = flask.Response(clusters_csv_text(payload), mimetype="text/csv")
-    response.headers["Content-Disposition"] = f'attachment; filename="{filename}-clusters.csv"'
-    response.headers["Cache-Control"] = cache_control
-    return response
+    return csv_response(CSV_COLUMNS, (csv_row(row) for row in payload["items"]), f"{filename}-clusters.csv",
+                        cache_control, preamble=_preamble(payload))
 
 
 @blueprint.get("/api/components/<uuid>/clusters")

@@ -12,7 +12,6 @@ A thumbnail follows the rules of its map.
 """
 from __future__ import annotations
 
-import csv
 import io
 import threading
 import zipfile
@@ -33,6 +32,7 @@ from store.db import session_scope
 from store.models import Component, TermMap
 from store.storage import get_storage
 from web.auth import viewer
+from web.csvfile import csv_response
 
 blueprint = flask.Blueprint("files", __name__)
 
@@ -217,15 +217,8 @@ def decodings_csv(uuid: str):
         if comp is None:
             flask.abort(404)
         rows = queries.full_decoding_profile(session, comp)
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["rank", "term", "r"])
-    for row in rows:
-        writer.writerow([row["rank"], row["term"], f"{row['r']:.6f}"])
-    response = flask.Response(buf.getvalue(), mimetype="text/csv")
-    response.headers["Content-Disposition"] = f'attachment; filename="component-{uuid}-decodings.csv"'
-    response.headers["Cache-Control"] = PRIVATE_CACHE
-    return response
+    return csv_response(["rank", "term", "r"], ([row["rank"], row["term"], f"{row['r']:.6f}"] for row in rows),
+                        f"component-{uuid}-decodings.csv", PRIVATE_CACHE)
 
 
 class _ZipStream(io.RawIOBase):

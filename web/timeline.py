@@ -4,9 +4,6 @@ Same visibility rules as the rest of the API; CSV downloads carry every row, the
 """
 from __future__ import annotations
 
-import csv
-import io
-
 import flask
 import numpy as np
 
@@ -18,20 +15,16 @@ from store.db import session_scope
 from store.queries import get_visible_movie
 from web.api import json_response
 from web.auth import viewer
+from web.csvfile import csv_response
 
 blueprint = flask.Blueprint("timeline", __name__)
 
 
+CSV_CACHE = "private, no-cache"
+
 
 def _csv(rows: list[list], header: list[str], filename: str) -> flask.Response:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    response = flask.Response(out.getvalue(), mimetype="text/csv")
-    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response.headers["Cache-Control"] = "private, no-cache"
-    return response
+    return csv_response(header, rows, filename, CSV_CACHE)
 
 
 @blueprint.get("/api/components/<uuid>/timecourse")
@@ -77,23 +70,39 @@ def component_temporal_csv(uuid: str):
 
 @blueprint.get("/api/movies/<slug>/annotations")
 def movie_annotations(slug: str):
+    """The movie's sets with labels and counts; their events are paged by the route below, never sent whole."""
     with session_scope() as session:
         movie = get_visible_movie(session, viewer(), slug)
         if movie is None:
             return json_response({"error": "movie not found"}, 404)
-        return json_response({"movie": movie.title, "items": timeline.movie_annotations(session, movie)})
+        items = timeline.movie_annotations(session, movie, with_events=False)
+    for item in items:
+        item["events_url"] = f"/api/movies/{slug}/annotations/{item['id']}/events"
+    return json_response({"movie": movie.title, "items": items})
+
+
+@blueprint.get("/api/movies/<slug>/annotations/<int:set_id>/events")
+def annotation_events(slug: str, set_id: int):
+    """One page of a set's events, by onset: ``page``, ``per_page`` (default 1,000, at most 5,000), ``total``."""
+    args = flask.request.args
+    with session_scope() as session:
+        movie = get_visible_movie(session, viewer(), slug)
+        found = timeline.annotation_events(session, movie, set_id, args.get("page"), args.get("per_page")) \
+            if movie is not None else None
+    if found is None:
+        return json_response({"error": "annotation set not found"}, 404)
+    return json_response(found.to_dict())
 
 
 @blueprint.get("/movies/<slug>/annotations/<int:set_id>.csv")
 def annotation_csv(slug: str, set_id: int):
     with session_scope() as session:
         movie = get_visible_movie(session, viewer(), slug)
-        sets = timeline.movie_annotations(session, movie) if movie is not None else []
-    found = next((s for s in sets if s["id"] == set_id), None)
-    if found is None:
+        rows = timeline.annotation_rows(session, movie, set_id) if movie is not None else None
+    if rows is None:
         flask.abort(404)
-    rows = [[f"{e['onset']:g}", f"{e['duration']:g}", e["label"], f"{e['amplitude']:g}"] for e in found["events"]]
-    return _csv(rows, ["onset", "duration", "trial_type", "amplitude"], f"{slug}-annotations-{set_id}.csv")
+    return _csv([[f"{onset:g}", f"{duration:g}", label, f"{amp:g}"] for onset, duration, label, amp in rows],
+                ["onset", "duration", "trial_type", "amplitude"], f"{slug}-annotations-{set_id}.csv")
 
 
 @blueprint.get("/api/labels/<path:label>")

@@ -42,7 +42,8 @@ def _time(session, user, uuid: str) -> dict[str, Any] | None:
         return None
     comp = queries.get_visible_component(session, user, uuid)
     rows = timeline.component_temporal(session, user, uuid) or []
-    annotations = timeline.movie_annotations(session, comp.collection.movie)
+    annotations = timeline.movie_annotations(session, comp.collection.movie,
+                                             include=[(r["annotation_id"], r["label"]) for r in rows[:50]])
     return {"course": course, "rows": rows, "annotations": annotations}
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from dashboard.components.common import not_found, page_header, plural
 from dashboard.components.curator import alert
 from dashboard.components.data import read, row_id, text_value
-from dashboard.components.job_runner import job_runner, register_runner
+from dashboard.components.job_runner import job_runner, register_runner, watchable
 from pipeline.annotations import (
     AnnotationError,
     add_annotation_set,
@@ -28,13 +28,14 @@ from pipeline.annotations import (
 )
 from pipeline.jobs import JobRefused
 from store import queries, timeline
+from store.config import get_settings
 from store.db import session_scope
-from store.models import AnnotationEvent, AnnotationSet
+from store.models import ACTIVE_JOB_STATUSES, AnnotationEvent, AnnotationSet, Job
+from store.units import human_bytes
 from web.auth import signed_in_user
 
 RUNNER = "annotjob"
 register_runner(RUNNER)
-MAX_EVENTS_FILE_BYTES = 16 * 1024 * 1024
 
 
 def title(movie: str | None = None, **_: Any) -> str:
@@ -54,6 +55,14 @@ def _sets(session, user, slug: str) -> tuple[Any, list[dict[str, Any]], set[int]
     mine = {a.id for a in session.scalars(select(AnnotationSet).where(AnnotationSet.movie_id == movie.id))
             if may_change(user, a)}
     return {"title": movie.title, "slug": movie.slug}, sets, mine
+
+
+def _active_job(session, user, slug: str) -> dict | None:
+    """The movie's queued or running temporal decoding, shown by the runner after a reload."""
+    movie = queries.get_visible_movie(session, user, slug)
+    job = movie and session.scalar(select(Job).where(Job.kind == "temporal", Job.movie_id == movie.id,
+                                                     Job.status.in_(ACTIVE_JOB_STATUSES)).order_by(Job.id.desc()))
+    return watchable(session, user, job) if job else None
 
 
 def set_cards(slug: str) -> list:
@@ -93,7 +102,7 @@ def upload_form() -> Any:
     return dbc.Card(dbc.CardBody([
         html.H2("Add an annotation set", className="h6"),
         html.P("A BIDS-style events file (tab-separated): onset and duration in seconds of movie time, trial_type "
-               "(or label), optionally amplitude (or value).", className="small text-muted"),
+               "(or label), optionally amplitude (or value)." + _caps_text(), className="small text-muted"),
         dbc.Row([
             dbc.Col([dbc.Label("Name *", html_for="annot-name"), dbc.Input(id="annot-name", maxlength=255)], md=4),
             dbc.Col([dbc.Label("Source URL", html_for="annot-url"),
@@ -102,10 +111,25 @@ def upload_form() -> Any:
         dbc.Label("Description", html_for="annot-description"),
         dbc.Textarea(id="annot-description", maxLength=5000, className="mb-2"),
         dcc.Upload(id="annot-file", children=html.Div(["Drop the events TSV here, or ", html.A("choose it")]),
-                   className="incdb-dropzone mb-2", max_size=MAX_EVENTS_FILE_BYTES, multiple=False),
+                   className="incdb-dropzone mb-2", max_size=_browser_max_size(), multiple=False),
         html.Div(id="annot-file-name", className="small text-muted mb-2"),
         dbc.Button("Add", id="annot-submit", color="primary"),
     ]), className="mb-4")
+
+
+def _caps_text() -> str:
+    settings = get_settings()
+    caps = [f"{human_bytes(settings.annotation_max_bytes)}" if settings.annotation_max_bytes else "",
+            f"{settings.annotation_max_events:,} events" if settings.annotation_max_events else "",
+            f"{settings.annotation_max_labels:,} labels" if settings.annotation_max_labels else ""]
+    caps = [c for c in caps if c]
+    return f" At most {', '.join(caps)} per set." if caps else ""
+
+
+def _browser_max_size() -> int:
+    """The browser refuses only files far over the cap; the server's check gives the message for the rest."""
+    cap = get_settings().annotation_max_bytes
+    return 2 * cap if cap else -1
 
 
 def layout(movie: str | None = None, **_query: Any) -> html.Div:
@@ -121,7 +145,7 @@ def layout(movie: str | None = None, **_query: Any) -> html.Div:
         dcc.Store(id="annot-movie", data=info["slug"]),
         upload_form(),
         html.Div(id="annot-message"),
-        job_runner(RUNNER),
+        job_runner(RUNNER, watch=read(_active_job, info["slug"])),
         dcc.ConfirmDialog(id="annot-confirm", message=""),
         dcc.Store(id="annot-pending"),
         html.Div(set_cards(info["slug"]), id="annot-sets"),
