@@ -1,13 +1,23 @@
 """The Job row's lifecycle, and who may start, run or cancel which job.
 
 The Job row is the truth about a run. Every job kind runs its body inside ``running_job``, which marks the row
-running (its collection processing), keeps a heartbeat while the body runs, and ends the row succeeded, or failed
-with the exception's message; a job a curator cancelled keeps its cancelled status whatever the run does next.
-Job bodies open their own sessions (``session_scope``), so a job runs alike in a web process, a forked diskcache
-worker or a Celery worker; they receive only the job's id. What each kind does is in ``pipeline.tasks``.
+running (its collection processing), records the process running it, keeps a heartbeat while the body runs, and
+ends the row succeeded, or failed with the exception's message; a job a curator cancelled keeps its cancelled
+status whatever the run does next. Job bodies open their own sessions (``session_scope``), so a job runs alike in
+a web process, a forked diskcache worker or a Celery worker; they receive only the job's id. What each kind does
+is in ``pipeline.tasks``.
 
-A running job whose heartbeat stopped (``pipeline.heartbeat``) is settled here too (``settle_stalled_jobs``): it
-is marked failed with a message, and its collection is freed.
+A message runs a job only after claiming it (``claim_job``): one conditional UPDATE takes a queued job, or a running
+one whose runner is gone, so two deliveries of a job (a message the broker handed out again, a page that started
+the same queued job twice) never run it twice.
+
+A running job whose heartbeat stopped (``pipeline.heartbeat``) is settled here too (``settle_stalled_jobs``). With
+a broker, workers can run it again: it is put back to queued and a ``RESUME_TASK`` message is sent, until it has
+been started ``INCDB_JOB_MAX_ATTEMPTS`` times; then, and always without a broker (nothing would pick it up), it is
+marked failed with a message, and its collection is freed. Whoever notices does it: every Celery worker at start
+and every beat (``dashboard.background``), the pages that show jobs, ``pipeline sweep``. The re-queue is a
+conditional UPDATE on the row (still running, same attempt, still silent), so when two processes notice at once
+exactly one re-queues, and its message is sent only after that commit.
 
 Jobs started from the web: the web process checks the permission and creates the Job; the worker receives only
 the job's token and the user id (from Dash's ``hooks.custom_data``) and checks both again in the database
@@ -20,13 +30,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session
 
-from pipeline.heartbeat import STALE_AFTER, heartbeat
+from pipeline.heartbeat import heartbeat, max_attempts, process_identity, runner_is_gone, stale_after
 from store.access import can_edit
+from store.config import get_settings
 from store.db import session_scope
 from store.models import (
     ACTIVE_JOB_STATUSES,
@@ -55,13 +67,21 @@ class JobCancelled(BaseException):
     pipeline's ``except Exception`` handlers do not record it as a failure."""
 
 
+# The Celery task that runs a re-queued job (registered by ``dashboard.background`` on the workers).
+RESUME_TASK = "incdb.resume_job"
+
+
 def settle_stalled_jobs(session: Session, now: datetime | None = None) -> list[int]:
-    """Mark running jobs without a recent heartbeat failed; returns their ids.
+    """Re-queue, or mark failed, the running jobs without a recent heartbeat; returns their ids.
 
     A job is stalled when its last sign of life (heartbeat, else start, else creation) is older than
-    :data:`STALE_AFTER`. Each stalled job gets status failed, a finish time and an error message saying why; a
-    collection it was processing goes from processing to failed. The changes are flushed, not committed: the
-    caller's transaction decides.
+    :func:`pipeline.heartbeat.stale_after`. With a broker, a stalled job started fewer than
+    :func:`pipeline.heartbeat.max_attempts` times goes back to queued (its collection stays processing) and a
+    :data:`RESUME_TASK` message is sent once the caller's transaction commits; a job that a rollback undoes is
+    not sent. Any other stalled job gets status failed, a finish time and an error message saying why; a collection
+    it was processing goes from processing to failed. Each change is a conditional UPDATE (the job is still
+    running, on the same attempt, still silent), so a job that two processes settle at once is settled by one.
+    The changes are flushed, not committed: the caller's transaction decides.
 
     Parameters
     ----------
@@ -73,26 +93,132 @@ def settle_stalled_jobs(session: Session, now: datetime | None = None) -> list[i
     Returns
     -------
     list of int
-        Ids of the jobs marked failed (empty when none).
+        Ids of the jobs re-queued or marked failed by this call (empty when none).
     """
     now = now or utcnow()
     last_sign = func.coalesce(Job.heartbeat, Job.started, Job.created)
-    stalled = list(session.scalars(select(Job).where(Job.status == JobStatus.RUNNING, last_sign < now - STALE_AFTER)))
-    for job in stalled:
-        seen = job.heartbeat or job.started or job.created
-        job.status, job.finished = JobStatus.FAILED, now
-        job.error = (f"The process running this job stopped (last sign of life {seen:%Y-%m-%d %H:%M} UTC), for "
-                     "example because the server restarted. "
-                     + ("The collection keeps the components of its last finished run: process it again."
-                        if job.collection_id is not None else "Start it again."))
-        if job.collection_id is not None:
-            collection = session.get(Collection, job.collection_id)
-            if collection is not None and collection.status == CollectionStatus.PROCESSING:
-                collection.status = CollectionStatus.FAILED
-        log.warning("job %s marked failed: no heartbeat since %s", job.id, seen)
-    if stalled:
+    silent = last_sign < now - stale_after()
+    stalled = session.execute(select(Job.id, Job.attempts, Job.collection_id, last_sign)
+                              .where(Job.status == JobStatus.RUNNING, silent)).all()
+    requeue = get_settings().broker_url is not None
+    settled, resumed = [], []
+    for job_id, attempts, collection_id, seen in stalled:
+        same_run = (Job.id == job_id, Job.status == JobStatus.RUNNING, Job.attempts == attempts, silent)
+        if requeue and attempts < max_attempts():
+            values: dict[str, Any] = dict(status=JobStatus.QUEUED, runner=None, message=(
+                f"re-queued: the worker running it stopped (last sign of life {seen:%Y-%m-%d %H:%M:%S} UTC)"))
+            changed = session.execute(update(Job).where(*same_run).values(**values)).rowcount
+            if changed:
+                resumed.append(job_id)
+                log.warning("job %s re-queued: no heartbeat since %s (started %s time(s))", job_id, seen, attempts)
+        else:
+            changed = session.execute(update(Job).where(*same_run).values(
+                status=JobStatus.FAILED, finished=now, runner=None,
+                error=_stalled_message(seen, attempts, requeue, collection_id))).rowcount
+            if changed:
+                if collection_id is not None:
+                    _free_collection(session, collection_id)
+                log.warning("job %s marked failed: no heartbeat since %s", job_id, seen)
+        if changed:
+            settled.append(job_id)
+    if settled:
         session.flush()
-    return [job.id for job in stalled]
+        session.expire_all()  # the UPDATEs bypassed the objects this session may hold
+    if resumed:
+        _send_after_commit(session, resumed)
+    return settled
+
+
+def _stalled_message(seen: datetime, attempts: int, requeued: bool, collection_id: int | None) -> str:
+    if requeued:
+        why = (f"The worker running this job stopped {attempts} times (last sign of life {seen:%Y-%m-%d %H:%M} "
+               "UTC), so it is not started again. ")
+    else:
+        why = (f"The process running this job stopped (last sign of life {seen:%Y-%m-%d %H:%M} UTC), for example "
+               "because the server restarted. ")
+    return why + ("The collection keeps the components of its last finished run: process it again."
+                  if collection_id is not None else "Start it again.")
+
+
+def _send_after_commit(session: Session, job_ids: list[int]) -> None:
+    """Send a resume message per re-queued job once the re-queue is committed (a worker must find the row
+    queued). A message that cannot be sent puts its job back as it was, running and silent, so the next
+    process that notices tries again."""
+
+    def send(_session: Session) -> None:
+        for job_id in job_ids:
+            try:
+                _broker().send_task(RESUME_TASK, args=[job_id])
+            except Exception:  # the broker is down: leave the job to the next noticer
+                log.exception("job %s: the resume message could not be sent", job_id)
+                with session_scope() as other:
+                    other.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.QUEUED)
+                                  .values(status=JobStatus.RUNNING))
+
+    event.listen(session, "after_commit", send, once=True)
+
+
+@lru_cache(maxsize=1)
+def _broker_for(url: str) -> Any:
+    from celery import Celery  # lazy: only a deployment with a broker re-queues
+
+    return Celery("incdb-resume", broker=url)
+
+
+def _broker() -> Any:
+    """A Celery client of the configured broker, only for sending (the web process, the CLI and workers alike)."""
+    return _broker_for(get_settings().broker_url)
+
+
+def claim_job(job_id: int) -> bool:
+    """Take a job for this process before a message runs it; False when the job is not this message's to run.
+
+    A queued job is taken; a running one only when its runner is certainly gone
+    (:func:`pipeline.heartbeat.runner_is_gone`: a pool child killed under its task, whose message the broker handed
+    back at once). A running job whose runner may be alive, and a finished or cancelled one, are left alone. A job
+    taken over after it was already started ``max_attempts`` times is marked failed instead. The claim is one
+    conditional UPDATE (status and runner as read), so of two processes claiming at once exactly one gets it.
+
+    Parameters
+    ----------
+    job_id : int
+        Id of the ``Job`` row.
+
+    Returns
+    -------
+    bool
+        True: this process runs the job now (the row says running, with this process as its runner).
+    """
+    with session_scope() as session:
+        row = session.execute(select(Job.status, Job.runner, Job.attempts, Job.collection_id,
+                                     func.coalesce(Job.heartbeat, Job.started, Job.created))
+                              .where(Job.id == job_id)).first()
+        if row is None:
+            return False
+        status, runner, attempts, collection_id, seen = row
+        if status == JobStatus.QUEUED:
+            same = (Job.status == JobStatus.QUEUED, Job.attempts == attempts)
+        elif status == JobStatus.RUNNING and runner_is_gone(runner):
+            same = (Job.status == JobStatus.RUNNING, Job.runner == runner)
+            if attempts >= max_attempts():
+                failed = session.execute(update(Job).where(Job.id == job_id, *same).values(
+                    status=JobStatus.FAILED, finished=utcnow(), runner=None,
+                    error=_stalled_message(seen, attempts, True, collection_id))).rowcount
+                if failed and collection_id is not None:
+                    _free_collection(session, collection_id)
+                log.warning("job %s marked failed: its runner stopped %s time(s)", job_id, attempts)
+                return False
+        else:
+            return False
+        return bool(session.execute(update(Job).where(Job.id == job_id, *same).values(
+            status=JobStatus.RUNNING, runner=process_identity(), heartbeat=utcnow())).rowcount)
+
+
+def _free_collection(session: Session, collection_id: int) -> None:
+    """A collection whose job failed is no longer processing."""
+    collection = session.get(Collection, collection_id)
+    if collection is not None and collection.status == CollectionStatus.PROCESSING:
+        collection.status = CollectionStatus.FAILED
 
 
 def create_job(session: Session, kind: str, collection_id: int | None = None, user_id: int | None = None) -> Job:
@@ -132,6 +258,10 @@ class JobRun:
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     failed: bool = False  # ended without an exception but without a usable result
+    # This run replaces one that stopped without finishing (re-queued or taken over): the body removes what that
+    # run wrote and this one will not write again (``pipeline.ingest``). started: when this run began.
+    replaces_stopped_run: bool = False
+    started: datetime | None = None
 
 
 @contextmanager
@@ -149,11 +279,13 @@ def running_job(job_id: int) -> Iterator[JobRun]:
         job = session.get(Job, job_id)
         if job is None:
             raise ValueError(f"job {job_id} does not exist")
+        # Claimed (pipeline.jobs.claim_job) or re-queued after a run that stopped: an earlier start never finished.
+        replaces = job.attempts > 0 and job.status in ACTIVE_JOB_STATUSES
         job.status, job.started, job.attempts = JobStatus.RUNNING, utcnow(), job.attempts + 1
-        job.error, job.finished = "", None
+        job.error, job.finished, job.runner = "", None, process_identity()
         if job.collection_id is not None:
             session.get(Collection, job.collection_id).status = CollectionStatus.PROCESSING
-    run = JobRun(job_id)
+        run = JobRun(job_id, replaces_stopped_run=replaces, started=job.started)
     try:
         with heartbeat(job_id):
             yield run

@@ -4,8 +4,9 @@
 active reference set, then every merged map), ``merge`` (merged maps only), ``temporal`` (a movie's components
 against its annotations, ``pipeline.annotations``) and ``decode`` (a visitor's map, ``pipeline.visitors``). Each
 body runs inside ``pipeline.jobs.running_job``, which owns the Job row's lifecycle. ``run_authorized_job`` is what
-background callbacks call: it checks the permission again where the job runs and turns a cancellation into a clean
-stop.
+background callbacks call: it checks the permission again where the job runs, claims the job (a second delivery of
+the same job does not run it again) and turns a cancellation into a clean stop. ``resume_job`` is what a worker
+runs for a job re-queued after the worker running it stopped (``pipeline.jobs.settle_stalled_jobs``).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from pipeline.jobs import (
     JobCancelled,
     JobRefused,
     authorize,
+    claim_job,
     fail_job,
     finish_job,
     running_job,
@@ -116,7 +118,9 @@ def run_authorized_job(token: str, user_id: Any, progress: Progress | None = Non
 
     Errors are caught and recorded on the Job row (a background callback's exceptions would otherwise be
     swallowed by Dash). Cancellation is cooperative too: the progress callback stops the job once its row says
-    cancelled, which also covers pools that cannot kill a running task.
+    cancelled, which also covers pools that cannot kill a running task. A job this call cannot claim
+    (``pipeline.jobs.claim_job``: another process runs it, or it waits for its resume message) is not run; the
+    row's summary is returned as it stands.
 
     Raises
     ------
@@ -129,7 +133,53 @@ def run_authorized_job(token: str, user_id: Any, progress: Progress | None = Non
         job_id, collection_id, kind = job.id, job.collection_id, job.kind
         if job.status in FINISHED_JOB_STATUSES:
             return job.summary()
+    if not claim_job(job_id):
+        log.info("job %s is not run by this message: another process runs it, or it is finished", job_id)
+        return _summary(job_id)
     log.info("job %s (%s, collection %s) runs in process %s", job_id, kind, collection_id, os.getpid())
+    return _run_claimed(job_id, progress)
+
+
+def resume_job(job_id: int) -> dict | None:
+    """Run a job re-queued after the worker running it stopped (the ``pipeline.jobs.RESUME_TASK`` message).
+
+    The user who started the job is checked again, as for a run from a page; a job this call cannot claim (run or
+    finished meanwhile, cancelled, or claimed by a page that started it again) is left alone.
+
+    Returns
+    -------
+    dict or None
+        The Job row's summary when this call ran the job, else None.
+    """
+    refused = None
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is None or job.status != JobStatus.QUEUED:
+            return None
+        if job.created_by_id is not None:
+            try:
+                authorize(session, job, job.created_by_id)
+            except JobRefused as exc:
+                refused = exc
+    if refused is not None:
+        fail_job(job_id, refused)
+        return None
+    if not claim_job(job_id):
+        return None
+    log.info("job %s resumed in process %s", job_id, os.getpid())
+    return _run_claimed(job_id, None)
+
+
+def _summary(job_id: int) -> dict:
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise JobRefused("The job was deleted while it ran.")
+        return job.summary()
+
+
+def _run_claimed(job_id: int, progress: Progress | None) -> dict:
+    """Run a job this process claimed, record how it ended, and return the row's summary."""
 
     def checked_progress(done: int, total: int) -> None:
         with session_scope() as session:

@@ -327,6 +327,9 @@ class Job(Base):
     # Written every few seconds by the process running the job (pipeline.heartbeat.heartbeat); a running job whose
     # heartbeat stopped lost its process (see pipeline.jobs.settle_stalled_jobs).
     heartbeat: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # The process that runs (or last ran) the job, pipeline.heartbeat.process_identity(): a message that comes back
+    # may take over a running job only when this process is gone (pipeline.jobs.claim_job).
+    runner: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
     collection: Mapped[Collection | None] = relationship()
 

@@ -103,3 +103,15 @@ def test_sweep_command(data_dir, capsys):
     assert not get_storage().exists("decodings/orphan.npy")
     assert main(["sweep", "--grace-hours", "0"]) == 1
     assert "--grace-hours must be at least 1" in capsys.readouterr().err
+
+
+def test_a_dry_run_accepts_any_grace(data_dir, capsys):
+    """What a killed job left a minute ago is listed by ``--dry-run --grace-hours 0``, and nothing is removed."""
+    get_storage().put_bytes("components/just-left.nii.gz", b"x")
+    assert main(["sweep", "--dry-run", "--grace-hours", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "would remove components/just-left.nii.gz" in out and "would remove 1 unreferenced file(s)" in out
+    assert get_storage().exists("components/just-left.nii.gz")
+    assert main(["sweep", "--dry-run", "--grace-hours", "-1"]) == 1
+    assert "--grace-hours must be at least 1" in capsys.readouterr().err
+    assert get_storage().exists("components/just-left.nii.gz")
