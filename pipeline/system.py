@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pipeline.check import production_problems, production_warnings
-from pipeline.heartbeat import HEARTBEAT_S, STALE_AFTER
+from pipeline.heartbeat import beat_interval, stale_after
 from store.config import Settings, get_settings
 from store.models import Job, JobStatus, utcnow
 
@@ -173,13 +173,13 @@ def _job_row(job: Job, now: datetime, taken: datetime | None, threshold_s: int) 
 def jobs_report(session: Session, settings: Settings, now: datetime | None = None) -> dict[str, Any]:
     """The Job rows an administrator looks at: counts of queued and running jobs, the oldest queued job, running
     jobs without a heartbeat for over three beats (a stopped process, settled as failed after
-    ``pipeline.heartbeat.STALE_AFTER``) and the failures of the last seven days (newest first, at most 20)."""
+    ``pipeline.heartbeat.stale_after()``) and the failures of the last seven days (newest first, at most 20)."""
     now = now or utcnow()
     taken = last_taken(session)
     threshold = settings.queue_warn_s
     counts = dict(session.execute(select(Job.status, func.count(Job.id)).group_by(Job.status)).all())
     oldest = session.scalar(select(Job).where(Job.status == JobStatus.QUEUED).order_by(Job.created, Job.id).limit(1))
-    quiet = now - timedelta(seconds=3 * HEARTBEAT_S)
+    quiet = now - timedelta(seconds=3 * beat_interval())
     last_sign = func.coalesce(Job.heartbeat, Job.started, Job.created)
     stalled = session.scalars(select(Job).where(Job.status == JobStatus.RUNNING, last_sign < quiet)
                               .order_by(Job.id).limit(MAX_LISTED))
@@ -191,7 +191,7 @@ def jobs_report(session: Session, settings: Settings, now: datetime | None = Non
         "last_taken": taken.isoformat() if taken else None,
         "oldest_queued": _job_row(oldest, now, taken, threshold) if oldest else None,
         "stalled": [_job_row(j, now, taken, threshold) for j in stalled],
-        "stalled_after_s": int(STALE_AFTER.total_seconds()),
+        "stalled_after_s": int(stale_after().total_seconds()),
         "failed": [_job_row(j, now, taken, threshold) for j in failed],
     }
 
