@@ -11,6 +11,9 @@ from web.auth import signed_in_user
 
 NAV_ITEMS = (("Home", "/"), ("Terms", "/terms"), ("Movies", "/movies"), ("Decode a map", "/decode"),
              ("Contribute", "/contribute"))
+# The documentation pages are served by web/docs.py (Flask), not by Dash.
+FOOTER_LINKS = (("About and how to cite", "/about"), ("User guide", "/docs/user-guide"), ("Methods", "/docs/methods"),
+                ("API", "/docs/api"))
 
 
 def navbar() -> dbc.Navbar:
@@ -32,9 +35,10 @@ def shell() -> html.Div:
         dcc.Location(id="url", refresh="callback-nav"),
         navbar(),
         dbc.Container(dash.page_container, fluid="lg", className="pb-5"),
-        html.Footer(dbc.Container(html.Small(
-            "INcDb maps brain activity recorded while people watch movies. Demo data on this site is synthetic.",
-            className="text-muted")), className="border-top py-3 mt-5"),
+        html.Footer(dbc.Container(html.Small([
+            "INcDb maps brain activity recorded while people watch movies. Demo data on this site is synthetic. ",
+            *[part for label, href in FOOTER_LINKS for part in (" · ", html.A(label, href=href))][1:],
+        ], className="text-muted", id="footer")), className="border-top py-3 mt-5"),
     ])
 
 

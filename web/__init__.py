@@ -6,7 +6,7 @@ from typing import Any
 
 import flask
 
-from web import anatomy, api, auth, decode, files, headers, timeline, upload
+from web import anatomy, api, auth, decode, docs, files, headers, timeline, upload
 
 CALLBACK_PATH = "/_dash-update-component"
 # Properties of dcc.Location, which the renderer always sends as text: Dash's pages router (and the navbar's
@@ -25,6 +25,7 @@ def register(server: flask.Flask) -> None:
     server.register_blueprint(timeline.blueprint)
     server.register_blueprint(anatomy.blueprint)
     server.register_blueprint(decode.blueprint)
+    server.register_blueprint(docs.blueprint)
 
 
 def _items(body: dict[str, Any]) -> Iterator[Any]:
