@@ -4,20 +4,33 @@
  * The drop zone (.incdb-dropzone) carries data-upload-url, data-max-bytes and data-accept, and optionally
  * data-list (the id of the container for the files' rows; default coll-upload-progress, a container no callback
  * renders into, so React leaves our rows alone), data-done-store (the Store that receives {ok, failed, t, last}
- * when a batch ends, last being the server's answer to the last file that went through; default coll-uploaded)
- * and data-single ("1": one file at a time, as the public decoder takes). The "choose files" button is
- * #coll-choose or any .incdb-upload-choose inside the zone. While files are uploading, leaving the page (reload,
- * close, or a link inside the app) asks first.
+ * when a batch ends, last being the server's answer to the last file that went through; default coll-uploaded),
+ * data-single ("1": one file at a time, as the public decoder takes) and data-resumable-url (web/upload.py's
+ * POST /upload/<collection>/resumable). The "choose files" button is #coll-choose or any .incdb-upload-choose
+ * inside the zone. While files are uploading, leaving the page (reload, close, or a link inside the app) asks
+ * first.
+ *
+ * Resumable uploads: with data-resumable-url, a file larger than RESUMABLE_ABOVE goes in chunks (the server says
+ * how large), each PUT with Upload-Offset. When a chunk gets no answer (the connection broke, the server is
+ * restarting) the panel waits, asks the server for the offset it holds and goes on from there, for as long as
+ * RETRY_FOR_MS passes without progress; the curator does nothing. The upload's URL is kept in localStorage under
+ * the file's name, size and date, so choosing the same file again after a reload goes on where it stopped too.
  */
 (function () {
   "use strict";
 
+  var RESUMABLE_ABOVE = 8 * 1024 * 1024;  // larger files go in chunks where the zone allows it
+  var RETRY_FOR_MS = 10 * 60 * 1000;      // a resumable upload gives up after this long without progress
+  var MAX_WAIT_MS = 10000;                // the longest pause between two tries to reach the server
+
   var inflight = [];          // XHRs being sent
+  var sending = 0;            // files being sent (a resumable upload waiting to reconnect has no XHR in flight)
   var queued = 0;             // files waiting for their turn
   var generation = 0;         // bumped when the curator leaves: batches of an older generation stop
   window.incdbUploadLog = []; // [file name, bytes sent, bytes total] for every progress event (tests read it)
+  window.incdbUploadResumes = []; // [file name, offset held by the server] each time an upload went on after a break
 
-  function busy() { return inflight.length > 0 || queued > 0; }
+  function busy() { return inflight.length > 0 || sending > 0 || queued > 0; }
 
   function csrfToken() {
     var match = document.cookie.match(/(?:^|;\s*)_csrf_token=([^;]*)/);
@@ -112,6 +125,8 @@
       },
       state: function (state, text, detailText, tone) {
         row.setAttribute("data-state", state);
+        bar.classList.toggle("progress-bar-striped", state === "reconnecting");
+        bar.classList.toggle("progress-bar-animated", state === "reconnecting");
         status.textContent = text;
         status.className = "incdb-upload-status text-nowrap " + (tone ? "text-" + tone : "text-muted");
         if (state === "done") { bar.classList.add("bg-success"); bar.style.width = "100%"; }
@@ -162,6 +177,144 @@
     });
   }
 
+  // --- resumable uploads (web/upload.py: POST .../resumable, GET and PUT .../resumable/<token>) ---------------
+
+  var NO_ANSWER = "The connection broke during the upload, or the server ended it (it refuses uploads that " +
+    "arrive too slowly or take too long). Check the connection and upload the file again.";
+
+  function sleep(ms) { return new Promise(function (resolve) { window.setTimeout(resolve, ms); }); }
+
+  function remembered(key, value) {
+    try {  // localStorage may be off (private windows, policies): then a reload starts the file again
+      if (value === undefined) { return window.localStorage.getItem(key); }
+      if (value === null) { window.localStorage.removeItem(key); } else { window.localStorage.setItem(key, value); }
+    } catch (e) { return null; }
+    return null;
+  }
+
+  // One request; resolves {status, body, retryAfter, aborted}. Status 0: no answer (connection broken, server down).
+  function request(method, url, body, headers, onprogress) {
+    return new Promise(function (resolve) {
+      var xhr = new XMLHttpRequest();
+      var aborted = false;
+      xhr.open(method, url);
+      xhr.setRequestHeader("X-CSRFToken", csrfToken());
+      Object.keys(headers || {}).forEach(function (name) { xhr.setRequestHeader(name, headers[name]); });
+      if (onprogress) { xhr.upload.onprogress = onprogress; }
+      function finish(status) {
+        inflight = inflight.filter(function (x) { return x !== xhr; });
+        var parsed = {};
+        try { parsed = JSON.parse(xhr.responseText) || {}; } catch (e) { parsed = {}; }
+        resolve({ status: status, body: parsed, aborted: aborted,
+          retryAfter: Number((status && xhr.getResponseHeader("Retry-After")) || 0) });
+      }
+      xhr.onload = function () { finish(xhr.status); };
+      xhr.onerror = function () { finish(0); };
+      xhr.onabort = function () { aborted = true; finish(0); };
+      inflight.push(xhr);
+      xhr.send(body === undefined ? null : body);
+    });
+  }
+
+  // Answers worth trying again: none at all, too slow, another request still writing, slots or server busy.
+  function transient(status) { return [0, 408, 423, 429, 502, 503, 504].indexOf(status) >= 0; }
+
+  function sendResumable(start, file, ui, wanted) {
+    var key = "incdb-upload:" + start + "|" + file.name + "|" + file.size + "|" + file.lastModified;
+    var url = null;
+    var chunk = RESUMABLE_ABOVE;
+    var offset = 0;
+    var lastProgress = Date.now();
+    var failures = 0;
+
+    function stopped() { ui.state("error", "stopped", "Upload stopped.", "danger"); return null; }
+
+    function over(status, body) {  // the server's last word on this file: stored, or refused
+      remembered(key, null);
+      if (status === 200 && body.ok && body.upload) {
+        var warnings = (body.warnings || []).length;
+        ui.state("done", "uploaded", body.maps + " map(s)" +
+          (warnings ? "; " + warnings + " warning(s): " + body.warnings.join("; ") : ""), "success");
+        return body;
+      }
+      ui.state("error", "failed", body.error || statusMessage(status), "danger");
+      return null;
+    }
+
+    function held(body) {  // the server's status of the upload: go on from its offset, or take its answer
+      if (body.done) { return over(body.status, body.result || {}); }
+      offset = body.offset;
+      chunk = body.chunk_bytes || chunk;
+      window.incdbUploadResumes.push([file.name, offset]);
+      return next();
+    }
+
+    function create() {
+      return request("POST", start + "?name=" + encodeURIComponent(file.name), null,
+        { "Upload-Length": String(file.size) }).then(function (r) {
+        if (r.aborted || !wanted()) { return stopped(); }
+        if (r.status !== 201 || !r.body.ok) { return over(r.status, r.status ? r.body : { error: NO_ANSWER }); }
+        url = r.body.url;
+        chunk = r.body.chunk_bytes || chunk;
+        remembered(key, url);
+        return next();
+      });
+    }
+
+    function next() {
+      if (!wanted()) { return stopped(); }
+      var from = offset;
+      var to = Math.min(file.size, from + chunk);
+      ui.state("uploading", "");
+      ui.progress(from, file.size);
+      return request("PUT", url, file.slice(from, to),
+        { "Upload-Offset": String(from), "Content-Type": "application/octet-stream" }, function (event) {
+          window.incdbUploadLog.push([file.name, from + event.loaded, file.size]);
+          ui.progress(from + event.loaded, file.size);
+          if (to === file.size && event.loaded === event.total) { ui.state("uploading", "checking the file…"); }
+        }).then(answered);
+    }
+
+    function answered(r) {
+      if (r.aborted || !wanted()) { return stopped(); }
+      if (r.status === 200 && r.body.ok && r.body.upload) { return over(200, r.body); }
+      if ((r.status === 200 || r.status === 409) && typeof r.body.offset === "number") {
+        if (r.body.offset > offset) { lastProgress = Date.now(); failures = 0; }
+        offset = r.body.offset;
+        return next();
+      }
+      return transient(r.status) ? reconnect(r) : over(r.status, r.body);
+    }
+
+    function reconnect(r) {
+      if (Date.now() - lastProgress > RETRY_FOR_MS) { return over(r.status, r.status ? r.body : { error: NO_ANSWER }); }
+      failures += 1;
+      var wait = Math.min(r.retryAfter ? r.retryAfter * 1000 : 1000 * Math.pow(2, failures - 1), MAX_WAIT_MS);
+      ui.state("reconnecting", "reconnecting…", "The connection to the server broke (or the server is " +
+        "restarting). The upload goes on by itself from the last byte the server holds.", "warning");
+      return sleep(wait).then(function () {
+        return wanted() ? request("GET", url) : { aborted: true };
+      }).then(function (s) {
+        if (s.aborted || !wanted()) { return stopped(); }
+        if (s.status === 200 && s.body.ok) {
+          if (s.body.offset > offset) { lastProgress = Date.now(); failures = 0; }
+          return held(s.body);
+        }
+        return transient(s.status) ? reconnect(s) : over(s.status, s.body);
+      });
+    }
+
+    ui.state("uploading", "starting…");
+    var saved = remembered(key);
+    if (!saved) { return create(); }
+    return request("GET", saved).then(function (s) {
+      if (s.aborted || !wanted()) { return stopped(); }
+      if (s.status === 200 && s.body.ok && s.body.size === file.size) { url = saved; return held(s.body); }
+      remembered(key, null);  // gone (expired, or from another account): start again
+      return create();
+    });
+  }
+
   function setProps(id, props) {
     if (window.dash_clientside && window.dash_clientside.set_props) {
       window.dash_clientside.set_props(id, props);
@@ -173,6 +326,7 @@
     if (!list || !files.length) { return; }
     var single = zone.getAttribute("data-single") === "1";
     var url = zone.getAttribute("data-upload-url");
+    var resumable = zone.getAttribute("data-resumable-url");
     var limit = Number(zone.getAttribute("data-max-bytes") || 0);
     var accept = zone.getAttribute("data-accept") || "";
     var jobs = [];
@@ -208,7 +362,12 @@
           return undefined;
         }
         queued -= 1;
-        return send(url, job.file, job.ui).then(function (answer) {
+        sending += 1;
+        var sent = resumable && job.file.size > RESUMABLE_ABOVE ?
+          sendResumable(resumable, job.file, job.ui, function () { return mine === generation; }) :
+          send(url, job.file, job.ui);
+        return sent.then(function (answer) {
+          sending -= 1;
           if (answer) { ok += 1; last = answer; } else { failed += 1; }
         });
       });

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 
 from pipeline.jobs import settle_stalled_jobs
+from pipeline.resumable_uploads import remove_stale_partials
 from pipeline.termmaps import sum_key
 from pipeline.visitors import live_prefixes, sweep_expired
 from store.artifacts import similarity_vector_key, thumbnail_key
@@ -120,4 +121,6 @@ def sweep_storage(grace: timedelta = DEFAULT_GRACE, dry_run: bool = False,
             result.removed.append(f"{path.relative_to(storage.root).as_posix()} (unfinished write)")
             if not dry_run:
                 path.unlink(missing_ok=True)
+    # Resumable uploads nobody finished, past INCDB_UPLOAD_RESUME_HOURS (local folders of the web machines).
+    result.removed += [f"{p} (stale resumable upload)" for p in remove_stale_partials(dry_run=dry_run)]
     return result

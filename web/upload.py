@@ -1,4 +1,5 @@
-"""Upload endpoint (DESIGN section 9): one file per request, streamed to a temporary file under a hard size cap.
+"""Upload endpoint (DESIGN section 9): one file per request (or, for large files, per resumable upload of chunks),
+streamed to a temporary file under a hard size cap.
 
 ``assets/upload.js`` sends each file as the raw request body (``POST /upload/<collection slug>?name=<file name>``)
 with the CSRF header, so neither the browser nor this process ever holds a whole file in memory. The file is
@@ -7,8 +8,8 @@ and holds at least one NIfTI), then stored with ``pipeline.catalog.add_upload``.
 ``error`` a curator can act on.
 
 An upload holds one of the web process's threads while its body arrives, so a few clients sending a byte a second
-could once take every thread. Hence the limits (``store.config``; all refusals are JSON, nothing received is
-kept and no Upload row is made):
+could once take every thread. Hence the limits (``store.config``; all refusals are JSON, no Upload row is made,
+and nothing received is kept but the bytes of a resumable upload's chunk that was cut short, below):
 
 - the body must arrive at ``INCDB_UPLOAD_MIN_RATE`` bytes/s or more, measured over each ``INCDB_UPLOAD_RATE_WINDOW_S``
   (the first window is the grace period), and be complete within ``INCDB_UPLOAD_DEADLINE_S``. A read blocked on a
@@ -23,6 +24,19 @@ kept and no Upload row is made):
   in the last hour and ``INCDB_UPLOAD_BYTES_PER_DAY`` bytes in the last 24 hours into the user's collections.
   Administrators are exempt from the quotas (they restore and move data sets); they do count for the collection
   owner, because Upload rows record the collection, not who sent the file (429).
+
+Resumable uploads, for large files (``assets/upload.js`` sends files over 8 MiB this way; the decoder and API
+clients may keep to the single request): ``POST /upload/<slug>/resumable?name=`` with the file's size in
+``Upload-Length`` runs every check that needs no byte of the file (type, collection, size cap, quotas) and answers
+201 with the upload's URL. Each ``PUT`` to that URL appends its body at ``Upload-Offset``, which must equal the
+bytes the server holds (else 409 with them, in the body's ``offset`` and the ``Upload-Offset`` header); ``GET``
+(or ``HEAD``) on it tells that offset. A chunk is one request under every rule above: it holds a user and a process
+slot, keeps the minimum rate and the deadline, and may not go past the declared size (413). The bytes of a chunk
+whose connection breaks are kept, so after a dropped connection or a restart of the web process the client asks
+for the offset and goes on from there. The chunk that completes the file has it checked and stored and gets the
+answer a single request gets; that answer is kept, so a client whose last response was lost asks again and gets
+it. ``pipeline.resumable_uploads`` keeps the partial files, and removes them ``INCDB_UPLOAD_RESUME_HOURS`` after
+their last byte.
 
 ``GET /upload/<slug>/raw.zip`` streams a collection's uploads as received (owners and admins only).
 """
@@ -54,6 +68,14 @@ from pipeline.archives import ArchiveError, file_kind, storage_suffix
 from pipeline.catalog import add_upload
 from pipeline.jobs import active_job
 from pipeline.nifti import NiftiError
+from pipeline.resumable_uploads import (
+    PartialBusy,
+    PartialGone,
+    PartialUpload,
+    create_partial,
+    open_partial,
+    remove_stale_partials,
+)
 from pipeline.timecourses import TimeCourseError
 from pipeline.uploads import check_file_name, check_upload
 from store.access import can_edit, can_view
@@ -69,6 +91,8 @@ blueprint = flask.Blueprint("upload", __name__)
 log = logging.getLogger("incdb.upload")
 
 CHUNK = 1024 * 1024
+OFFSET_HEADER = "Upload-Offset"  # resumable uploads: where a chunk starts, and what the server holds
+LENGTH_HEADER = "Upload-Length"  # resumable uploads: the whole file's size, declared when the upload starts
 
 
 class UploadRefused(Exception):
@@ -77,13 +101,20 @@ class UploadRefused(Exception):
         self.status, self.message, self.retry_after = status, message, retry_after
 
 
-def _error(status: int, message: str, retry_after: int | None = None) -> flask.Response:
-    response = flask.jsonify({"ok": False, "error": message})
+def _json(status: int, body: dict, retry_after: int | None = None, offset: int | None = None) -> flask.Response:
+    """An answer that no cache keeps; ``offset``: the bytes the server holds of a resumable upload."""
+    response = flask.jsonify(body if offset is None else {**body, "offset": offset})
     response.status_code = status
     response.headers["Cache-Control"] = "no-store"
     if retry_after is not None:
         response.headers["Retry-After"] = str(max(1, int(retry_after)))
+    if offset is not None:
+        response.headers[OFFSET_HEADER] = str(offset)
     return response
+
+
+def _error(status: int, message: str, retry_after: int | None = None) -> flask.Response:
+    return _json(status, {"ok": False, "error": message}, retry_after)
 
 
 def _editable_collection(slug: str, user) -> int:
@@ -221,10 +252,14 @@ def _request_socket() -> socket.socket | None:
     return sock if isinstance(sock, socket.socket) else None
 
 
-def _stream_to(path: Path, stream: IO[bytes], limit: int, transfer: Transfer | None = None) -> tuple[int, str]:
+def _stream_to(path: Path, stream: IO[bytes], limit: int, transfer: Transfer | None = None,
+               append: bool = False) -> tuple[int, str]:
     """Copy the request body to ``path``; refuse as soon as it passes ``limit``, or when ``transfer`` finds it too
-    slow or too long. Returns (bytes, sha256)."""
-    digest, received = hashlib.sha256(), 0
+    slow or too long. Returns (bytes, sha256 of these bytes).
+
+    ``append``: add to the end of ``path`` (a chunk of a resumable upload) and flush to disk on the way out, also
+    when the body is refused or cut short, so that every byte that arrived is kept for the next chunk."""
+    digest = hashlib.sha256()
     # Reads return only when full: small enough that a slow but acceptable client shows progress every window.
     size = CHUNK if transfer is None or not transfer.min_rate else \
         max(256, min(CHUNK, transfer.min_rate * transfer.window_s // 4))
@@ -232,29 +267,40 @@ def _stream_to(path: Path, stream: IO[bytes], limit: int, transfer: Transfer | N
         transfer.slack = size
         _watchdog.add(transfer)
     try:
-        with open(path, "wb") as out:
-            while True:
-                try:
-                    chunk = stream.read(size)
-                except (OSError, ValueError, ClientDisconnected):
-                    if transfer is not None and transfer.refusal:
-                        raise UploadRefused(408, transfer.refusal) from None
-                    raise
-                if transfer is not None:
-                    transfer.note(len(chunk))
-                    if transfer.refusal:
-                        raise UploadRefused(408, transfer.refusal)
-                if not chunk:
-                    break
-                received += len(chunk)
-                if received > limit:
-                    raise UploadRefused(413, f"The file is larger than the limit of {human_bytes(limit)}.")
-                digest.update(chunk)
-                out.write(chunk)
+        with open(path, "ab" if append else "wb") as out:
+            try:
+                received = _copy(stream, out, size, limit, digest, transfer)
+            finally:
+                if append:
+                    out.flush()
+                    os.fsync(out.fileno())
     finally:
         if transfer is not None:
             _watchdog.discard(transfer)
     return received, digest.hexdigest()
+
+
+def _copy(stream: IO[bytes], out: IO[bytes], size: int, limit: int, digest, transfer: Transfer | None) -> int:
+    """``_stream_to``'s loop: reads of ``size`` bytes until the body ends; returns the bytes copied."""
+    received = 0
+    while True:
+        try:
+            chunk = stream.read(size)
+        except (OSError, ValueError, ClientDisconnected):
+            if transfer is not None and transfer.refusal:
+                raise UploadRefused(408, transfer.refusal) from None
+            raise
+        if transfer is not None:
+            transfer.note(len(chunk))
+            if transfer.refusal:
+                raise UploadRefused(408, transfer.refusal)
+        if not chunk:
+            return received
+        received += len(chunk)
+        if received > limit:
+            raise UploadRefused(413, f"The file is larger than the limit of {human_bytes(limit)}.")
+        digest.update(chunk)
+        out.write(chunk)
 
 
 # --- concurrent uploads ----------------------------------------------------------------------------------------
@@ -387,6 +433,55 @@ def _file_name() -> str:
         raise UploadRefused(400, str(exc)) from None
 
 
+def _checked_name() -> str:
+    """The request's file name, refused (400, 415) before any byte is read when no upload may have it."""
+    name = _file_name()
+    try:
+        file_kind(name)
+    except ArchiveError as exc:
+        raise UploadRefused(415, str(exc)) from None
+    return name
+
+
+def _check_size(name: str, declared: int | None, limit: int) -> None:
+    if declared is not None and declared > limit:
+        raise UploadRefused(413, f"{name} ({human_bytes(declared)}) is larger than the limit of {human_bytes(limit)}.")
+
+
+@contextmanager
+def _upload_slots(user_id: int) -> Iterator[None]:
+    """One of the user's concurrent upload slots and one of this process's, for one request (429, 503)."""
+    settings = get_settings()
+    expire_after = (settings.upload_deadline_s or 24 * 3600) + SLOT_CHECK_ALLOWANCE_S
+    with user_upload_slot(user_id, settings.uploads_per_user, expire_after), \
+            process_uploads.place(settings.uploads_per_process):
+        yield
+
+
+def _check_and_store(path: Path, name: str, workdir: Path, collection_id: int, user: User, sha: str,
+                     size: int) -> dict:
+    """Check a complete received file and keep it as an Upload of the collection; returns the JSON answer.
+
+    Refused (UploadRefused) when the file gives no map (422), was uploaded already (409), the collection is gone
+    (404), or the quotas are reached now that the real size is known (429)."""
+    try:
+        report = check_upload(path, name, workdir)
+    except (ArchiveError, NiftiError, TimeCourseError) as exc:
+        raise UploadRefused(422, str(exc)) from None
+    with session_scope() as session:
+        collection = session.get(Collection, collection_id)
+        if collection is None:
+            raise UploadRefused(404, "The collection was deleted during the upload.")
+        same = session.scalar(select(Upload).where(Upload.collection_id == collection_id, Upload.sha256 == sha))
+        if same is not None:
+            raise UploadRefused(409, f"{name}: this file was uploaded already (as {same.filename}).")
+        # Again with the real size (a chunked body declares none) and the uploads that ended meanwhile.
+        check_quotas(session, user, size, name)
+        row = add_upload(session, collection, path, name, sha256=sha)
+        return {"ok": True, "upload": {"id": row.id, "filename": row.filename, "size": row.size},
+                "maps": report.maps, "warnings": report.warnings}
+
+
 @blueprint.post("/upload/<slug>")
 def upload(slug: str):
     user = signed_in_user()
@@ -394,24 +489,16 @@ def upload(slug: str):
         return _error(401, "Sign in to upload files.")
     tmp_dir = None
     try:
-        name = _file_name()
-        try:
-            file_kind(name)
-        except ArchiveError as exc:
-            raise UploadRefused(415, str(exc)) from None
+        name = _checked_name()
         collection_id = _editable_collection(slug, user)
         settings = get_settings()
         limit = settings.max_upload_bytes
         declared = flask.request.content_length
-        if declared is not None and declared > limit:
-            raise UploadRefused(413, f"{name} ({human_bytes(declared)}) is larger than the limit of "
-                                     f"{human_bytes(limit)}.")
+        _check_size(name, declared, limit)
         with session_scope() as session:
             check_quotas(session, user, declared or 0, name)
-        expire_after = (settings.upload_deadline_s or 24 * 3600) + SLOT_CHECK_ALLOWANCE_S
         # The slots are held through checking and storing too: those take the thread as well.
-        with user_upload_slot(user.id, settings.uploads_per_user, expire_after), \
-                process_uploads.place(settings.uploads_per_process):
+        with _upload_slots(user.id):
             base = settings.data_dir / "tmp" / "uploads"
             base.mkdir(parents=True, exist_ok=True)
             remove_stale_temp_files()
@@ -433,23 +520,7 @@ def upload(slug: str):
                 raise UploadRefused(400, f"{name}: the file is empty.")
             if declared is not None and received != declared:
                 raise UploadRefused(400, f"{name}: the upload was interrupted ({received} of {declared} bytes).")
-            try:
-                report = check_upload(path, name, tmp_dir / "members")
-            except (ArchiveError, NiftiError, TimeCourseError) as exc:
-                raise UploadRefused(422, str(exc)) from None
-            with session_scope() as session:
-                collection = session.get(Collection, collection_id)
-                if collection is None:
-                    raise UploadRefused(404, "The collection was deleted during the upload.")
-                same = session.scalar(select(Upload).where(Upload.collection_id == collection_id,
-                                                           Upload.sha256 == sha))
-                if same is not None:
-                    raise UploadRefused(409, f"{name}: this file was uploaded already (as {same.filename}).")
-                # Again with the real size (a chunked body declares none) and the uploads that ended meanwhile.
-                check_quotas(session, user, received, name)
-                row = add_upload(session, collection, path, name, sha256=sha)
-                payload = {"ok": True, "upload": {"id": row.id, "filename": row.filename, "size": row.size},
-                           "maps": report.maps, "warnings": report.warnings}
+            payload = _check_and_store(path, name, tmp_dir / "members", collection_id, user, sha, received)
         return flask.jsonify(payload)
     except UploadRefused as exc:
         return _error(exc.status, exc.message, exc.retry_after)
@@ -459,6 +530,182 @@ def upload(slug: str):
     finally:
         if tmp_dir is not None:
             shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+# --- resumable uploads -------------------------------------------------------------------------------------------
+
+RESUMABLE_CHUNK_BYTES = 8 * 1024 * 1024  # what the server asks clients to send per request
+BUSY_RETRY_S = 5
+
+
+def _resumable_url(slug: str, token: str) -> str:
+    return flask.url_for("upload.resumable_chunk", slug=slug, token=token)
+
+
+def _header_bytes(header: str, what: str) -> int:
+    raw = (flask.request.headers.get(header) or "").strip()
+    if not raw.isdigit() or len(raw) > 18:
+        raise UploadRefused(400, f"Send {what} in the {header} header (a whole number of bytes).")
+    return int(raw)
+
+
+def _own_partial(token: str, user: User) -> PartialUpload:
+    partial = open_partial(token, user.id)
+    if partial is None:
+        raise UploadRefused(404, f"This upload is no longer on the server (unfinished uploads are kept for "
+                                 f"{get_settings().upload_resume_hours} hours after their last byte). Upload the "
+                                 "file again.")
+    return partial
+
+
+def _same_collection(slug: str, user: User, partial: PartialUpload) -> None:
+    """The upload goes into the collection the URL names, and the user may still upload there."""
+    if _editable_collection(slug, user) != partial.collection_id:
+        raise UploadRefused(404, "No such upload in this collection.")
+
+
+@blueprint.post("/upload/<slug>/resumable")
+def start_resumable(slug: str):
+    """Start a resumable upload of ``?name=`` with ``Upload-Length`` bytes: every check that needs no byte of the
+    file runs here (type, collection, size cap, quotas). Answers 201 with the upload's URL and the chunk size."""
+    user = signed_in_user()
+    if user is None:
+        return _error(401, "Sign in to upload files.")
+    try:
+        name = _checked_name()
+        collection_id = _editable_collection(slug, user)
+        size = _header_bytes(LENGTH_HEADER, "the file's size")
+        if size == 0:
+            raise UploadRefused(400, f"{name}: the file is empty.")
+        _check_size(name, size, get_settings().max_upload_bytes)
+        with session_scope() as session:
+            check_quotas(session, user, size, name)
+        remove_stale_partials()
+        partial = create_partial(user.id, collection_id, name, size)
+    except UploadRefused as exc:
+        return _error(exc.status, exc.message, exc.retry_after)
+    url = _resumable_url(slug, partial.token)
+    response = _json(201, {"ok": True, "url": url, "size": size, "chunk_bytes": RESUMABLE_CHUNK_BYTES}, offset=0)
+    response.headers["Location"] = url
+    response.headers[LENGTH_HEADER] = str(size)
+    return response
+
+
+@blueprint.get("/upload/<slug>/resumable/<token>")
+def resumable_status(slug: str, token: str):
+    """The offset the server holds (also as the ``Upload-Offset`` header, and for ``HEAD``); once the upload is
+    over, ``done`` and its answer (``status`` and ``result``)."""
+    user = signed_in_user()
+    if user is None:
+        return _error(401, "Sign in to upload files.")
+    try:
+        partial = _own_partial(token, user)
+        stored = partial.result()
+        if stored is not None:
+            return _json(200, {"ok": True, "done": True, "status": stored[0], "result": stored[1],
+                               "size": partial.size}, offset=partial.size)
+        _same_collection(slug, user, partial)
+        return _json(200, {"ok": True, "done": False, "size": partial.size, "name": partial.name,
+                           "chunk_bytes": RESUMABLE_CHUNK_BYTES}, offset=partial.held())
+    except UploadRefused as exc:
+        return _error(exc.status, exc.message, exc.retry_after)
+
+
+@blueprint.put("/upload/<slug>/resumable/<token>")
+def resumable_chunk(slug: str, token: str):
+    """Append the body at ``Upload-Offset``, which must be the offset the server holds (else 409 with it).
+
+    Each chunk request holds a user slot and a process slot like a whole upload does, and its body must keep the
+    minimum rate and the deadline. The chunk that completes the file (or an empty one at the end, after a lost
+    answer) has the file checked and stored, and gets the answer a single-request upload gets."""
+    user = signed_in_user()
+    if user is None:
+        return _error(401, "Sign in to upload files.")
+    partial: PartialUpload | None = None
+    try:
+        partial = _own_partial(token, user)
+        stored = partial.result()
+        if stored is not None:
+            return _json(*stored)
+        _same_collection(slug, user, partial)
+        offset = _header_bytes(OFFSET_HEADER, "the offset of this chunk")
+        declared = flask.request.content_length
+        if declared is not None and offset + declared > partial.size:
+            raise UploadRefused(413, _past_the_end(partial, offset + declared))
+        with _upload_slots(user.id), partial.writing():
+            stored = partial.result()  # another request finished it meanwhile
+            if stored is not None:
+                return _json(*stored)
+            held = partial.held()
+            if offset != held:
+                return _json(409, {"ok": False, "error": f"{partial.name}: the server holds {held} bytes of this "
+                                                         f"file, not {offset}; send the rest from byte {held}."},
+                             offset=held)
+            if held < partial.size:
+                held += _receive_chunk(partial, held, declared)
+            if held < partial.size:
+                return _json(200, {"ok": True, "done": False, "size": partial.size}, offset=held)
+            return _json(200, _finish(partial, user), offset=held)
+    except UploadRefused as exc:
+        return _error(exc.status, exc.message, exc.retry_after)
+    except PartialBusy:
+        return _json(423, {"ok": False, "error": "An earlier request is still sending to this upload; the server "
+                                                 "ends it when no more bytes arrive. Send again in a few seconds."},
+                     retry_after=BUSY_RETRY_S, offset=partial.held())
+    except PartialGone:
+        return _error(404, "This upload is no longer on the server. Upload the file again.")
+    except Exception:
+        log.exception("resumable upload %s to %s failed", token, slug)
+        return _error(500, "The server could not store this file (an internal error; the log has details).")
+
+
+def _past_the_end(partial: PartialUpload, end: int | None = None) -> str:
+    what = f"would take the file to {end} bytes" if end is not None else "goes on"
+    return (f"{partial.name}: this chunk {what}, past the file's size ({partial.size} bytes, as declared when the "
+            "upload started).")
+
+
+def _receive_chunk(partial: PartialUpload, held: int, declared: int | None) -> int:
+    """Append the request body to the partial file; returns the bytes appended. The bytes of a body that breaks
+    off or is too slow are kept (the client goes on from them); a body past the file's end is dropped (413)."""
+    settings = get_settings()
+    transfer = Transfer(partial.name, declared, settings.upload_min_rate, settings.upload_rate_window_s,
+                        settings.upload_deadline_s, _request_socket())
+    try:
+        received, _sha = _stream_to(partial.partial_path, flask.request.stream, partial.size - held, transfer,
+                                    append=True)
+    except UploadRefused as exc:
+        if exc.status == 413:
+            partial.truncate(held)
+            raise UploadRefused(413, _past_the_end(partial)) from None
+        raise
+    except ClientDisconnected:
+        raise UploadRefused(400, f"{partial.name}: the chunk was interrupted (the connection ended before all of "
+                                 "it had arrived); the bytes that arrived are kept.") from None
+    except OSError as exc:  # the client went away, or the disk is full
+        raise UploadRefused(400, f"{partial.name}: the chunk was interrupted ({exc})") from None
+    if declared is not None and received != declared:
+        raise UploadRefused(400, f"{partial.name}: the chunk was interrupted ({received} of {declared} bytes).")
+    return received
+
+
+def _finish(partial: PartialUpload, user: User) -> dict:
+    """Check and store the complete file; the answer, and the end of the upload's data, whatever the answer.
+    After an internal error (storage down) the complete file stays: an empty chunk at the end tries again."""
+    path = partial.complete()
+    shutil.rmtree(partial.folder / "members", ignore_errors=True)  # left by an attempt that failed
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(CHUNK), b""):
+            digest.update(block)
+    try:
+        payload = _check_and_store(path, partial.name, partial.folder / "members", partial.collection_id, user,
+                                   digest.hexdigest(), partial.size)
+    except UploadRefused as exc:
+        partial.finish(exc.status, {"ok": False, "error": exc.message})
+        raise
+    partial.finish(200, payload)
+    return payload
 
 
 @blueprint.get("/upload/<slug>/raw.zip")
