@@ -32,6 +32,10 @@ def cmd_init(args) -> None:
         ref = active_reference(session)
         print(f"database ready ({_safe_url(get_settings().database_url)}); active reference set: {ref.name} "
               f"({len(ref.terms)} terms)")
+    from pipeline.atlas import build_caches
+
+    built = build_caches(progress=lambda line: print(line, flush=True))
+    print(f"atlases on the grid: {len(built)} built" if built else "atlases on the grid: all cached already")
 
 
 def cmd_demo(args) -> None:

@@ -24,6 +24,8 @@ import importlib.metadata
 import os
 import tempfile
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -267,6 +269,29 @@ def _read_cache(path: Path) -> tuple[np.ndarray, np.ndarray | None] | None:
 
 _memory: dict[str, GridAtlas] = {}
 _lock = threading.Lock()
+
+
+def build_caches(progress: Callable[[str], None] | None = None) -> list[str]:
+    """Resample every atlas that has no cache file in the data directory yet (``pipeline init`` calls this, so no
+    visitor waits about 8 s for the first region name on a new installation).
+
+    Parameters
+    ----------
+    progress : callable or None
+        Called with a line for each atlas built ("3/10 aal: 0.4 s").
+
+    Returns
+    -------
+    list of str
+        Ids of the atlases built now (those already cached are skipped).
+    """
+    missing = [a for a in atlas_ids() if _read_cache(cache_path(a)) is None]
+    for n, atlas in enumerate(missing, start=1):
+        started = time.monotonic()
+        _write_cache(cache_path(atlas), *_resample(atlas))
+        if progress:
+            progress(f"atlas {n}/{len(missing)} {atlas}: {time.monotonic() - started:.1f} s")
+    return missing
 
 
 def grid_atlas(atlas: str | None = None) -> GridAtlas:
