@@ -17,6 +17,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 import web
 from dashboard.background import make_background_manager, make_celery
 from dashboard.layout import shell
+from dashboard.startup import finish_dash_setup
 from dashboard.theme import register_theme_route
 from dashboard.viewer import register_viewer_callbacks, register_viewer_routes
 from pipeline.check import production_problems
@@ -58,12 +59,30 @@ app = dash.Dash(
     title="INcDb",
     update_title=None,
 )
+# Dash's default page without its <footer> around the scripts (a second "contentinfo" landmark next to the site's
+# footer) and with the page language, which screen readers need (WCAG 3.1.1).
+app.index_string = """<!DOCTYPE html>
+<html lang="en">
+    <head>
+        {%metas%}
+        <title>{%title%}</title>
+        {%favicon%}
+        {%css%}
+    </head>
+    <body>
+        {%app_entry%}
+        {%config%}
+        {%scripts%}
+        {%renderer%}
+    </body>
+</html>"""
+web.register_dash(app)  # checks in front of Dash's callback and script routes
 server.config.update(
     SECRET_KEY=get_settings().secret_key,
     SESSION_COOKIE_HTTPONLY=True,
     SESSION_COOKIE_SAMESITE="Lax",
     SESSION_COOKIE_SECURE=get_settings().env == "production",
-    MAX_CONTENT_LENGTH=None,  # uploads are streamed and capped by the upload endpoint itself
+    MAX_CONTENT_LENGTH=None,  # uploads stream under their own caps; web.limits caps every other body, per request
 )
 app.layout = shell
 register_viewer_callbacks(app)
@@ -89,5 +108,6 @@ def prepare_embedded() -> None:
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     prepare_embedded()
+    finish_dash_setup(server)  # before the threaded server takes parallel first requests
     app.run(host=os.environ.get("HOST", "127.0.0.1"), port=int(os.environ.get("PORT", "8050")),
             debug=os.environ.get("INCDB_DEBUG") == "1")

@@ -1,14 +1,21 @@
 """The deployment guide's units: start gunicorn and a Celery worker from the exact ExecStart lines in deploy/,
-with the example environment file (pointed at this machine's PostgreSQL and Redis), and check both serve."""
+with the example environment file (pointed at this machine's PostgreSQL and Redis), and check both serve. Then the
+nginx site, run as it is (on local ports, with a throw-away certificate and a stand-in app): the request body
+sizes it lets through on each location."""
 from __future__ import annotations
 
+import http.client
+import http.server
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,14 +26,22 @@ from tests.browser import free_port
 from tests.conftest import REDIS_URL, ROOT, need_service, port_open
 
 
-def unit_command(unit: str, env: dict[str, str]) -> list[str]:
+def unit_commands(unit: str, env: dict[str, str], key: str = "ExecStart") -> list[list[str]]:
+    """The unit's ``key=`` command lines, in order, with this checkout's paths and the values of ``env`` (``${VAR}``
+    and ``$VAR``, e.g. ``$MAINPID``) put in."""
     text = (ROOT / "deploy" / unit).read_text()
-    line = re.search(r"^ExecStart=(.+)$", text, re.M).group(1)
     venv_bin = str(Path(sys.executable).parent)
-    line = line.replace("/srv/incdb/.venv/bin", venv_bin).replace("/srv/incdb", str(ROOT))
-    line = line.replace("%H", socket.gethostname())
-    line = re.sub(r"\$\{(\w+)\}", lambda m: env[m.group(1)], line)
-    return shlex.split(line)
+    commands = []
+    for line in re.findall(rf"^{key}=(.+)$", text, re.M):
+        line = line.replace("/srv/incdb/.venv/bin", venv_bin).replace("/srv/incdb", str(ROOT))
+        line = line.replace("%H", socket.gethostname())
+        line = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: env[m.group(1) or m.group(2)], line)
+        commands.append(shlex.split(line))
+    return commands
+
+
+def unit_command(unit: str, env: dict[str, str]) -> list[str]:
+    return unit_commands(unit, env)[0]
 
 
 def example_environment(overrides: dict[str, str]) -> dict[str, str]:
@@ -111,3 +126,105 @@ def test_units_start_web_and_worker(tmp_path, postgres_url, redis_db):
     finally:
         stop(web)
         stop(worker)
+
+
+# --- the nginx site's body limits -------------------------------------------------------------------------------
+
+MIB = 1024**2
+# (path, body size, status): large bodies only where files arrive, 24 MiB for Dash's callbacks, 4 MiB elsewhere.
+# A refusal is checked from the Content-Length alone (nginx answers before any of the body); a body that passes
+# is sent whole and reaches the app (here a stand-in that counts it).
+NGINX_BODIES = [
+    ("/upload/some-collection?name=x.nii.gz", 2 * 1024 * MIB + 1, 413),
+    ("/upload/some-collection?name=x.nii.gz", 5 * MIB, 200),
+    ("/upload/some-collection/resumable/abc", 5 * MIB, 200),
+    ("/api/decode?name=x.nii.gz", 1025 * MIB + 1, 413),
+    ("/api/decode?name=x.nii.gz", 5 * MIB, 200),
+    ("/_dash-update-component", 24 * MIB + 1, 413),
+    ("/_dash-update-component", 5 * MIB, 200),
+    ("/api/decode/abc", 4 * MIB + 1, 413),
+    ("/api/stats", 4 * MIB + 1, 413),
+    ("/", 4 * MIB + 1, 413),
+    ("/api/stats", 4 * MIB, 200),
+]
+
+
+class _CountingApp(http.server.BaseHTTPRequestHandler):
+    """Stands in for gunicorn behind nginx: answers 200 with the number of body bytes it received."""
+
+    def _answer(self) -> None:
+        received = len(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+        body = str(received).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_POST = do_PUT = _answer
+
+    def log_message(self, *_args) -> None:
+        pass
+
+
+def _site_on_local_ports(tmp_path: Path, upstream: int) -> tuple[str, int]:
+    """The site file on 127.0.0.1 (free ports for 80 and 443, no IPv6), a throw-away certificate, the stand-in
+    upstream; (nginx.conf, the HTTPS port)."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=incdb.example.org", "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
+                   check=True, capture_output=True)
+    ports = {"80": free_port(), "443": free_port()}
+    site = (ROOT / "deploy" / "nginx-incdb.conf").read_text()
+    site = site.replace("/etc/letsencrypt/live/incdb.example.org/fullchain.pem", str(tmp_path / "cert.pem"))
+    site = site.replace("/etc/letsencrypt/live/incdb.example.org/privkey.pem", str(tmp_path / "key.pem"))
+    site = site.replace("server 127.0.0.1:8050;", f"server 127.0.0.1:{upstream};")
+    site = re.sub(r"^\s*listen\s+\[::\]:\d+[^;]*;\n", "", site, flags=re.M)
+    site = re.sub(r"listen\s+(80|443)\b", lambda m: f"listen 127.0.0.1:{ports[m.group(1)]}", site)
+    (tmp_path / "site.conf").write_text(site)
+    temp_paths = "".join(f"  {kind}_temp_path {tmp_path}/{kind};\n"
+                         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    (tmp_path / "nginx.conf").write_text(
+        f"daemon off;\nmaster_process off;\npid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\n"
+        f"events {{}}\nhttp {{\n  access_log off;\n{temp_paths}  include {tmp_path}/site.conf;\n}}\n")
+    return str(tmp_path / "nginx.conf"), ports["443"]
+
+
+def _send(port: int, path: str, size: int, whole: bool) -> tuple[int, bytes]:
+    """A POST (a PUT for a resumable upload's chunk) of ``size`` bytes over TLS to incdb.example.org; the body is
+    sent only when ``whole`` (otherwise nginx must answer from the headers, and soon)."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    method = "PUT" if "/resumable/" in path else "POST"
+    with socket.create_connection(("127.0.0.1", port), timeout=60 if whole else 10) as raw, \
+            context.wrap_socket(raw, server_hostname="incdb.example.org") as sock:
+        sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: incdb.example.org\r\nContent-Length: {size}\r\n"
+                     f"Connection: close\r\n\r\n".encode())
+        if whole:
+            piece = b"x" * MIB
+            for start in range(0, size, MIB):
+                sock.sendall(piece[:min(MIB, size - start)])
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return response.status, response.read()
+
+
+def test_nginx_limits_request_bodies_per_location(tmp_path):
+    nginx = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
+    need_service(nginx is not None, "nginx (apt-get install nginx)")
+    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CountingApp)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    config, port = _site_on_local_ports(tmp_path, upstream.server_address[1])
+    proc = subprocess.Popen([nginx, "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", config],
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 30
+        while not port_open("127.0.0.1", port):
+            assert proc.poll() is None and time.time() < deadline, (tmp_path / "error.log").read_text()[-2000:]
+            time.sleep(0.1)
+        for path, size, status in NGINX_BODIES:
+            answer = _send(port, path, size, whole=status == 200)
+            assert answer[0] == status, (path, size, answer)
+            if status == 200:
+                assert answer[1] == str(size).encode(), (path, size, answer)
+    finally:
+        stop(proc)
+        upstream.shutdown()

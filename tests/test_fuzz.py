@@ -1,6 +1,6 @@
 """Hostile input everywhere a browser can send it: no request may end in a server error (status 500).
 
-Three kinds of probes, on SQLite and on PostgreSQL:
+Four kinds of probes, on SQLite and on PostgreSQL:
 
 - every GET route of the Flask url map (the JSON API, the file routes, downloads), with hostile path variables
   and hostile values for every query parameter (the common ones and every ``.get("...")`` in the view's
@@ -9,7 +9,10 @@ Three kinds of probes, on SQLite and on PostgreSQL:
   and through the pages router callback that draws the content;
 - every server-side Dash callback of ``/_dash-dependencies`` (the callback map the browser gets), with a hostile
   value in each Input and State in turn (the others filled in plausibly), anonymously and signed in as a
-  curator (with the CSRF header); background callbacks are polled until their run ends.
+  curator (with the CSRF header); background callbacks are polled until their run ends;
+- every server-side callback again with requests of a forged shape (an unknown output, Inputs and States missing,
+  extra, of another id or property, outputs of the wrong number), which must be refused (400) with a message,
+  and Dash's own script and asset routes with addresses they do not serve (404).
 
 Routes, parameters, pages and callbacks are read from the app, so new ones are probed without changing this file.
 A failure lists each probe that got a 500 with the last line of its traceback.
@@ -537,3 +540,78 @@ def test_malformed_callback_requests_are_refused(site, server, clients) -> None:
             assert response.status_code == 400, (who, body)
             assert "Reload the page" in response.json()["error"]
         assert client.post(client._url(), json_body=nav).status_code == 200
+
+
+# ----------------------------------------------------------------------------------------------- forged shapes
+
+
+def forged_shapes(dep: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Requests for ``dep`` that no renderer sends: an output no callback has, an Input or State missing, one too
+    many, a wildcard's list where one value belongs (or the reverse), and outputs of the wrong number."""
+    body = callback_body(dep, 0, None)
+    extra = {"id": "fuzz-extra", "property": "value", "value": 1}
+    yield "unknown output", {**body, "output": "fuzz-nothere.children",
+                             "outputs": {"id": "fuzz-nothere", "property": "children"}}
+    yield "renamed output", {**body, "output": body["output"] + "x"}
+    yield "no inputs", {**body, "inputs": []}
+    yield "an input missing", {**body, "inputs": body["inputs"][:-1]}
+    yield "an extra input", {**body, "inputs": body["inputs"] + [extra]}
+    yield "an extra state", {**body, "state": body["state"] + [extra]}
+    if body["state"]:
+        yield "no states", {**body, "state": []}
+        yield "a state missing", {**body, "state": body["state"][:-1]}
+    first = body["inputs"][0]
+    yield "first input reshaped", {**body, "inputs": [first[0] if isinstance(first, list) and first else [first]]
+                                   + body["inputs"][1:]}
+    if dep.get("no_output"):
+        return  # Dash ignores the outputs such a request names
+    outputs = body["outputs"]
+    yield "outputs doubled", {**body, "outputs": (outputs * 2) if isinstance(outputs, list) else [outputs, outputs]}
+    yield "outputs empty", {**body, "outputs": []}
+    yield "an output without an id", {**body, "outputs": [{"property": "children"}]
+                                      if isinstance(outputs, list) else {"property": "children"}}
+    yield "inputs of another id", {**body, "inputs": [{**(i[0] if isinstance(i, list) and i else i), "id": [1, 2]}
+                                                      if i else i for i in body["inputs"]]}
+    yield "inputs of another property", {**body, "inputs": [
+        {**(i[0] if isinstance(i, list) and i else i), "property": "fuzz"} if i else i for i in body["inputs"]]}
+
+
+def test_callbacks_of_a_forged_shape_are_refused(site, server, clients) -> None:
+    """Each shape Dash itself fails on (a KeyError, "Inputs do not match", an IndexError) is a 400 with a message;
+    no other forgery of the request's shape may end in a server error."""
+    probe = Probe(site)
+    client = clients["anonymous"]
+    refused = []
+    for dep in server_callbacks(client):
+        if not dep.get("background"):  # the request as the renderer would send it is not one of them
+            response = client.post(client._url(), json_body=callback_body(dep, 0, None))
+            assert "not the callback's" not in response.text and "no callback has" not in response.text, dep
+        for name, body in forged_shapes(dep):
+            what = f"{name}: {dep['output'][:70]}"
+            response = probe.check(what, lambda: client.post(client._url(), json_body=body))
+            if (response.status_code != 400
+                                                    or "Reload the page" not in response.json().get("error", "")):
+                refused.append(f"{what} -> {response.status_code} {response.text[:100]}")
+    probe.assert_clean(at_least=500)
+    assert not refused, "not refused with a message:\n" + "\n".join(refused[:20])
+
+
+def test_dash_script_routes_answer_404_for_what_they_do_not_serve(site, server, clients) -> None:
+    probe = Probe(site)
+    client = clients["anonymous"]
+    unknown = ["/_dash-component-suites/dash/nothere.js", "/_dash-component-suites/nopkg/x.js",
+               "/_dash-component-suites/dash/..%2F..%2Fsecret_key", "/_dash-component-suites/dash/dcc/nothere.js",
+               *(f"/_dash-component-suites/{quote(v, safe='')}/x.js" for v in HOSTILE_TEXT),
+               *(f"/_dash-component-suites/dash/{quote(v, safe='')}" for v in HOSTILE_TEXT)]
+    for url in unknown:
+        response = probe.check(f"GET {_short(url, 120)}", lambda: client.get(url))
+        assert response.status_code == 404, (url, response.status_code)
+        assert response.json()["error"] == "no such script or style sheet"
+    for value in HOSTILE_TEXT:  # Dash's other own routes
+        for url in (f"/assets/{quote(value, safe='')}", f"/_favicon.ico?v={quote(value)}",
+                    f"/_dash-layout?x={quote(value)}", f"/_dash-dependencies?x={quote(value)}",
+                    f"/_reload-hash?x={quote(value)}"):
+            probe.check(f"GET {_short(url, 120)}", lambda: client.get(url))
+    probe.assert_clean(at_least=len(unknown) + 5 * len(HOSTILE_TEXT))
+    served = re.search(r'src="(/_dash-component-suites/dash/[^"]+\.js)"', client.get("/").text).group(1)
+    assert client.get(served).status_code == 200  # and what Dash serves, it still serves

@@ -150,6 +150,24 @@ def test_unknown_api_paths_answer_json(anon) -> None:
     assert refused.status_code == 405 and "error" in refused.json()
 
 
+def test_refusals_in_front_of_dash_answer_json_with_the_security_headers(anon) -> None:
+    """A script Dash does not serve (404), a callback request that is not the callback's (400), and a body over
+    its limit (413): JSON with a message, never Dash's 500 page, and the headers of every other answer."""
+    nav = {"output": "nav-account.children", "outputs": {"id": "nav-account", "property": "children"},
+           "inputs": [{"id": "url", "property": "pathname", "value": "/"}], "changedPropIds": ["url.pathname"]}
+    answers = {
+        404: anon.get("/_dash-component-suites/dash/nothere.js"),
+        400: anon.post("/_dash-update-component", json_body={**nav, "inputs": []}),
+        413: anon.post("/_dash-update-component", data=b" " * (24 * 1024**2 + 1),
+                       headers={"Content-Type": "application/json"}),
+    }
+    for status, response in answers.items():
+        assert response.status_code == status
+        assert response.headers["Content-Type"].startswith("application/json"), status
+        assert response.json()["error"] and "Traceback" not in response.text
+        assert_security_headers(response, str(status))
+
+
 def test_unknown_file_paths_answer_a_plain_404(anon) -> None:
     for path in ("/files/no-such-file", "/files/components/not-a-map", "/files/terms/a/b/c/d.nii.gz",
                  "/files/components/00000000-0000-0000-0000-000000000000.nii.gz"):
