@@ -3,6 +3,12 @@
 Archives are checked member by member before anything is written: no absolute paths, no ``..``, no links or
 devices, a bounded number of files and a bounded uncompressed size (counted while extracting, since declared sizes
 can lie). ``__MACOSX`` folders and dot-files are ignored; other non-NIfTI files are reported, not extracted.
+
+An archive may hold a whole FSL MELODIC output folder (a ``.ica`` folder, or a group ``.gica`` folder around its
+``groupmelodic.ica``). There only ``melodic_IC`` holds components: MELODIC's brain mask, mean image, ``stats/``,
+``report/`` and the rest are known and skipped, and said so in one line (:func:`melodic_note`) rather than a
+warning per file; a NIfTI file MELODIC does not write is skipped there too, with a warning that names it. A MELODIC
+folder is recognised by the ``melodic_IC.nii(.gz)`` in it.
 """
 from __future__ import annotations
 
@@ -22,6 +28,13 @@ ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
 ACCEPTED_SUFFIXES = (".nii", ".nii.gz") + ARCHIVE_SUFFIXES
 MAX_MEMBERS = 2000
 MAX_EXTRACTED_BYTES = 16 * 1024**3
+
+MELODIC_COMPONENTS = ("melodic_IC.nii.gz", "melodic_IC.nii")
+# MELODIC's images that are not components, by stem, with what the verdict calls them; its other files
+# (melodic_oIC, melodic_unmix, melodic_ICstats, log.txt, stats/*, report/*, ...) are counted.
+MELODIC_IMAGES = {"mask": "brain mask", "mean": "mean image", "bg_image": "background image"}
+# Further files MELODIC writes (besides melodic_* and everything in stats/ and report/).
+MELODIC_FILES = frozenset({"log.txt", "report.html", "eigenvalues_percent"})
 
 
 class ArchiveError(ValueError):
@@ -110,7 +123,7 @@ def _safe_member_name(archive: str, name: str) -> str:
 
 def iter_niftis(path: Path, display_name: str, workdir: Path, warnings: list[str],
                 max_members: int | None = None, max_bytes: int | None = None,
-                include_timecourses: bool = False) -> Iterator[Member]:
+                include_timecourses: bool = False, notes: list[str] | None = None) -> Iterator[Member]:
     """Yield the NIfTI files of an upload (itself, or the members of an archive extracted into workdir).
 
     A NIfTI upload is yielded as it is, without a copy. An archive is checked and all of its NIfTI members are
@@ -141,12 +154,16 @@ def iter_niftis(path: Path, display_name: str, workdir: Path, warnings: list[str
         Also yield time-course files (``melodic_mix``, ``melodic_FTmix``, ``<map>_timecourses.tsv``; see
         :func:`pipeline.timecourses.is_timecourse_name`), the upload itself or archive members. They are never
         reported as skipped, and do not count as the NIfTI an archive must hold.
+    notes : list of str or None
+        Appended to in place: the one line that says which files of a MELODIC output folder were skipped
+        (:func:`melodic_note`; they are known, so this is no warning). None puts that line into ``warnings``.
 
     Yields
     ------
     Member
-        One per NIfTI file, in archive order: ``name`` is ``display_name`` for a NIfTI upload and
-        ``"<display_name>/<member path>"`` for an archive member; ``path`` is the local file to read.
+        One per NIfTI file (inside a MELODIC output folder, ``melodic_IC`` only), in archive order: ``name`` is
+        ``display_name`` for a NIfTI upload and ``"<display_name>/<member path>"`` for an archive member;
+        ``path`` is the local file to read.
 
     Raises
     ------
@@ -162,25 +179,124 @@ def iter_niftis(path: Path, display_name: str, workdir: Path, warnings: list[str
         if kind == "nifti" or include_timecourses:
             yield Member(display_name, path)
         return
+    notes = warnings if notes is None else notes
     if kind == "zip":
-        members = list(_zip_members(path, display_name, workdir, warnings, max_members, max_bytes))
+        members = list(_zip_members(path, display_name, workdir, warnings, max_members, max_bytes, notes))
     else:
-        members = list(_tar_members(path, display_name, workdir, warnings, max_members, max_bytes))
+        members = list(_tar_members(path, display_name, workdir, warnings, max_members, max_bytes, notes))
     if not any(is_nifti_name(m.name) for m in members):
         raise ArchiveError(f"{display_name}: the archive contains no .nii or .nii.gz files")
     yield from (m for m in members if include_timecourses or is_nifti_name(m.name))
 
 
-def _plan(display_name: str, names: list[str], warnings: list[str], max_members: int) -> dict[int, str]:
+def melodic_folders(names: list[str]) -> set[str]:
+    """The MELODIC output folders of an archive, as paths inside it.
+
+    Parameters
+    ----------
+    names : list of str
+        Safe member paths (``/``-separated, normalised).
+
+    Returns
+    -------
+    set of str
+        Every folder holding ``melodic_IC.nii`` or ``melodic_IC.nii.gz`` (``""`` for the archive's top level), and
+        every ``.gica`` folder above one (a group MELODIC run keeps its own mask, report and log there).
+    """
+    found: set[str] = set()
+    for name in names:
+        folder, base = posixpath.split(name)
+        if base in MELODIC_COMPONENTS:
+            found.add(folder)
+            parts = folder.split("/") if folder else []
+            found.update("/".join(parts[: i + 1]) for i, part in enumerate(parts) if part.lower().endswith(".gica"))
+    return found
+
+
+def _melodic_subfolders(name: str, folders: set[str]) -> tuple[str, ...] | None:
+    """The folders of ``name`` below the MELODIC output folder that holds it (``()`` for one directly in it), or
+    None when no MELODIC folder holds it."""
+    folder = posixpath.dirname(name)
+    holders = [f for f in folders if folder == f or f == "" or folder.startswith(f + "/")]
+    if not holders:
+        return None
+    below = folder[len(max(holders, key=len)):].strip("/")
+    return tuple(below.split("/")) if below else ()
+
+
+def _melodic_role(name: str, folders: set[str]) -> str | None:
+    """What a member is to MELODIC: None outside its output folders and for its components and time courses
+    (they are read as usual), ``"known"`` for a file MELODIC writes (skipped with :func:`melodic_note`'s line),
+    ``"other"`` for a NIfTI file it does not write (skipped with a warning that names it)."""
+    below = _melodic_subfolders(name, folders)
+    if below is None or is_timecourse_name(name):
+        return None
+    base = posixpath.basename(name)
+    if base in MELODIC_COMPONENTS and not below:
+        return None
+    stem = _stem(base)
+    if stem in MELODIC_IMAGES or stem.startswith("melodic_") or base in MELODIC_FILES or below[:1] in (
+            ("stats",), ("report",)):
+        return "known"
+    return "other" if is_nifti_name(name) else None
+
+
+def melodic_note(display_name: str, skipped: list[str]) -> str:
+    """The one line that says which files of MELODIC's output were skipped.
+
+    Parameters
+    ----------
+    display_name : str
+        The upload's name.
+    skipped : list of str
+        Member paths of files MELODIC writes that hold no components.
+
+    Returns
+    -------
+    str
+        For example ``"skipped: MELODIC's brain mask and mean image, 5 other MELODIC files (in study.gica.zip)"``.
+    """
+    images = [MELODIC_IMAGES[_stem(n)] for n in skipped if _stem(n) in MELODIC_IMAGES]
+    others = len(skipped) - len(images)
+    parts = []
+    if images:
+        names = sorted(set(images), key=list(MELODIC_IMAGES.values()).index)
+        parts.append("MELODIC's " + (" and ".join(names) if len(names) < 3 else
+                                     ", ".join(names[:-1]) + " and " + names[-1]))
+    if others:
+        parts.append(f"{others:,} {'other ' if images else ''}MELODIC file{'s' if others != 1 else ''}")
+    return f"skipped: {', '.join(parts)} (in {display_name})"
+
+
+def _stem(name: str) -> str:
+    base = posixpath.basename(name)
+    for suffix in (".nii.gz", ".nii"):
+        if base.endswith(suffix):
+            return base[: -len(suffix)]
+    return base
+
+
+def _plan(display_name: str, names: list[str], warnings: list[str], max_members: int,
+          notes: list[str]) -> dict[int, str]:
     """Position in ``names`` -> safe relative output name, for the NIfTI members only. Keyed by position, not
     name: an archive can hold two members with the same name, and only the first of them is kept."""
     if len(names) > max_members:
         raise ArchiveError(f"{display_name}: {len(names)} files in the archive, more than {max_members}")
+    safe_names = [_safe_member_name(display_name, name) for name in names]
+    melodic = melodic_folders([n for n in safe_names if not _ignored(n)])
     chosen: dict[int, str] = {}
     seen: set[str] = set()
-    for position, name in enumerate(names):
-        safe = _safe_member_name(display_name, name)
+    skipped_melodic: list[str] = []
+    for position, safe in enumerate(safe_names):
         if _ignored(safe):
+            continue
+        role = _melodic_role(safe, melodic)
+        if role == "known":
+            skipped_melodic.append(safe)
+            continue
+        if role == "other":
+            warnings.append(f"{display_name}: skipped {safe} (in MELODIC's output folder only melodic_IC holds "
+                            "components)")
             continue
         if not is_nifti_name(safe) and not is_timecourse_name(safe):
             warnings.append(f"{display_name}: skipped {safe} (not a .nii or .nii.gz file)")
@@ -190,6 +306,8 @@ def _plan(display_name: str, names: list[str], warnings: list[str], max_members:
             continue
         seen.add(safe)
         chosen[position] = safe
+    if skipped_melodic:
+        notes.append(melodic_note(display_name, skipped_melodic))
     return chosen
 
 
@@ -213,7 +331,7 @@ def _out_path(workdir: Path, index: int, safe: str) -> Path:
     return workdir / f"member-{index:05d}{suffix}"
 
 
-def _zip_members(path, display_name, workdir, warnings, max_members, max_bytes) -> Iterator[Member]:
+def _zip_members(path, display_name, workdir, warnings, max_members, max_bytes, notes) -> Iterator[Member]:
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
@@ -225,7 +343,7 @@ def _zip_members(path, display_name, workdir, warnings, max_members, max_bytes) 
             if mode in (0o120000, 0o020000, 0o060000, 0o010000, 0o140000):
                 raise ArchiveError(f"{display_name}: member {info.filename!r} is a link or device; refusing "
                                    "the archive")
-        plan = _plan(display_name, [i.filename for i in infos], warnings, max_members)
+        plan = _plan(display_name, [i.filename for i in infos], warnings, max_members, notes)
         chosen = [(infos[position], safe) for position, safe in plan.items()]
         declared = sum(info.file_size for info, _ in chosen)
         if declared > max_bytes:
@@ -242,7 +360,7 @@ def _zip_members(path, display_name, workdir, warnings, max_members, max_bytes) 
             yield Member(f"{display_name}/{safe}", dest)
 
 
-def _tar_members(path, display_name, workdir, warnings, max_members, max_bytes) -> Iterator[Member]:
+def _tar_members(path, display_name, workdir, warnings, max_members, max_bytes, notes) -> Iterator[Member]:
     try:
         tf = tarfile.open(path, mode="r:*")  # noqa: SIM115 - closed by the `with tf` below, after the checks
     except (tarfile.TarError, OSError, EOFError) as exc:
@@ -262,7 +380,7 @@ def _tar_members(path, display_name, workdir, warnings, max_members, max_bytes) 
                 raise ArchiveError(f"{display_name}: member {info.name!r} is a device or special file; refusing "
                                    "the archive")
             files.append(info)
-        plan = _plan(display_name, [i.name for i in files], warnings, max_members)
+        plan = _plan(display_name, [i.name for i in files], warnings, max_members, notes)
         chosen = [(files[position], safe) for position, safe in plan.items()]
         declared = sum(info.size for info, _ in chosen)
         if declared > max_bytes:

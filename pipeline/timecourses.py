@@ -836,6 +836,42 @@ def check_timecourses(values: np.ndarray, n_volumes: int, timing: Timing | None,
                               f"{_rows_advice(rows, timing)}")
 
 
+def match_message(name: str, shape: tuple[int, int], map_name: str, timing: Timing | None = None) -> str:
+    """The line that confirms what time courses were matched to, once :func:`check_timecourses` accepted them.
+
+    Parameters
+    ----------
+    name : str
+        The time-course file's name (its base name is shown).
+    shape : tuple of int
+        ``(rows, columns)`` of the file.
+    map_name : str
+        The map's name (its base name is shown).
+    timing : Timing or None
+        The collection's timing, which splits the rows into subjects and volumes; None says the rows only.
+
+    Returns
+    -------
+    str
+        For example ``"melodic_mix: 53,985 rows = 15 subjects x 3,599 volumes, matched to melodic_IC.nii.gz"``,
+        ``"melodic_mix: 3,599 volumes in 8 runs, matched to ..."`` (one subject) or, without a timing,
+        ``"melodic_mix: 53,985 rows x 70 components, matched to melodic_IC.nii.gz"``; for ``melodic_FTmix``
+        ``"melodic_FTmix: power spectra (1,800 frequencies x 70 components), matched to ..."``.
+    """
+    rows, columns = shape
+    base, map_base = _split_name(name)[1], _split_name(map_name)[1]
+    unit = "component" if _is_melodic(name) else "volume"
+    if _kind(base) == "ftmix":
+        what = f"power spectra ({rows:,} frequencies x {_plural(columns, unit)})"
+    elif timing is not None and rows == timing.rows and timing.subjects > 1:
+        what = f"{rows:,} rows = {timing.subjects} subjects x {timing.rows_per_subject:,} volumes"
+    elif timing is not None and rows == timing.rows:
+        what = f"{_plural(rows, 'volume')} in {_plural(len(timing.runs), 'run')}"
+    else:
+        what = f"{rows:,} rows x {_plural(columns, unit)}"
+    return f"{base}: {what}, matched to {map_base}"
+
+
 def _timing_rows(timing: Timing) -> str:
     if timing.subjects == 1:
         return f"{timing.rows:,} volumes ({_plural(len(timing.runs), 'run')})"

@@ -2,7 +2,9 @@
 
 The upload route (``web.upload``) receives the bytes, calls ``check_file_name`` and ``check_upload``, and stores
 the file; the header checks themselves are ``pipeline.nifti``'s and ``pipeline.archives``', so an upload and an
-ingest judge a file by the same rules.
+ingest judge a file by the same rules. The verdict (:class:`UploadReport`) keeps what the curator should look at
+(``warnings``) apart from what is expected and only confirmed (``notes``): MELODIC's own helper files skipped, in
+one line, and which map each time-course file of an archive was matched to.
 """
 from __future__ import annotations
 
@@ -11,9 +13,20 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+import numpy as np
+
 from pipeline.archives import ArchiveError, file_kind, iter_niftis
 from pipeline.nifti import NiftiError, check_nifti
-from pipeline.timecourses import read_timecourse_file
+from pipeline.timecourses import (
+    TimeCourseError,
+    Timing,
+    check_timecourses,
+    is_timecourse_name,
+    match_message,
+    match_timecourse_files,
+    read_timecourse_file,
+    unmatched_timecourse_files,
+)
 from store.units import human_bytes
 from store.validation import TEXT_LIMITS
 
@@ -110,14 +123,18 @@ def check_nifti_file(path: Path, name: str, max_data_bytes: int = 0) -> int:
 
 @dataclass
 class UploadReport:
-    """What a received file holds: how many maps, and what will be skipped."""
+    """What a received file holds: how many maps, what was matched and skipped as expected (``notes``, e.g. the
+    one line for MELODIC's own helper files, and the time courses matched to their map), and what the curator
+    should look at (``warnings``)."""
 
     maps: int = 0
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
-def check_upload(path: Path, name: str, workdir: Path) -> UploadReport:
-    """Refuse a file that cannot give a single map; report members of an archive that will be skipped.
+def check_upload(path: Path, name: str, workdir: Path, timing: Timing | None = None) -> UploadReport:
+    """Refuse a file that cannot give a single map; report members of an archive that will be skipped, and the
+    time courses an archive holds with the map each is matched to.
 
     Parameters
     ----------
@@ -127,6 +144,9 @@ def check_upload(path: Path, name: str, workdir: Path) -> UploadReport:
         The curator's name for it (its extension decides how it is read).
     workdir : pathlib.Path
         An empty folder for unpacking archive members, one at a time.
+    timing : Timing or None
+        The collection's timing, if it has one: time courses are then checked against it and their rows
+        explained (``53,985 rows = 15 subjects x 3,599 volumes``).
 
     Raises
     ------
@@ -148,14 +168,38 @@ def check_upload(path: Path, name: str, workdir: Path) -> UploadReport:
         report.maps = check_nifti_file(path, name)
         return report
     problems: list[str] = []
-    for member in iter_niftis(path, name, workdir, report.warnings):
+    volumes: dict[str, int] = {}  # map -> its volumes
+    courses: dict[str, np.ndarray] = {}  # time-course file -> its values
+    for member in iter_niftis(path, name, workdir, report.warnings, include_timecourses=True, notes=report.notes):
         try:
-            report.maps += check_nifti_file(member.path, member.name)
-        except NiftiError as exc:
+            if is_timecourse_name(member.name):
+                courses[member.name] = read_timecourse_file(member.path, member.name)[1]
+            else:
+                volumes[member.name] = check_nifti_file(member.path, member.name)
+        except (NiftiError, TimeCourseError) as exc:
             problems.append(str(exc))
         finally:
             member.path.unlink(missing_ok=True)  # checked one by one: never the whole archive on disk twice
+    report.maps = sum(volumes.values())
     if not report.maps:
         raise ArchiveError(f"{name}: no usable NIfTI map inside ({'; '.join(problems) or 'nothing found'})")
     report.warnings += [f"{p} (will be skipped)" for p in problems]
+    _match_courses(volumes, courses, timing, report)
     return report
+
+
+def _match_courses(volumes: dict[str, int], courses: dict[str, np.ndarray], timing: Timing | None,
+                   report: UploadReport) -> None:
+    """Say which map each time-course file of an archive goes with (a note), or why it will not be used (a
+    warning), by the rules ingest applies (``pipeline.timecourses``)."""
+    names = list(volumes) + list(courses)
+    for course in unmatched_timecourse_files(names):
+        report.warnings.append(f"{course}: no map in the same folder to take its time courses; not used")
+    for map_name, found in match_timecourse_files(names).items():
+        for course in (found[slot] for slot in ("mix", "ftmix") if found.get(slot) in courses):
+            try:
+                check_timecourses(courses[course], volumes[map_name], timing, course, map_name)
+            except TimeCourseError as exc:
+                report.warnings.append(f"{exc} (not used)")
+                continue
+            report.notes.append(match_message(course, courses[course].shape, map_name, timing))

@@ -1,14 +1,19 @@
 """What INcDb keeps in storage, by key: where each kind of object lives, and the decoding vectors.
 
 Keys derive from stable identities (a component's uuid, a reference set's id, a term's and a movie's slugs), so a
-re-run job writes the same keys and a key tells what the object is. Maps themselves (gzip NIfTI on the standard
-grid) are read and written by ``pipeline.maps``, which needs the grid.
+re-run job writes the same keys and a key tells what the object is. Slugs keep the letters of every script
+(``сталкер``), which keys accept (``store.storage.check_key``); a slug longer than :data:`MAX_SLUG_BYTES` is cut
+and told apart by a hash of the whole (:func:`slug_segment`), so a key segment stays within what file systems
+allow. Maps themselves (gzip NIfTI on the standard grid) are read and written by ``pipeline.maps``, which needs the
+grid.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import shutil
 import tempfile
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +21,33 @@ from pathlib import Path
 import numpy as np
 
 from store.storage import get_storage
+
+MAX_SLUG_BYTES = 150  # UTF-8 bytes of a slug in a key; with "-<digest>.nii.gz" a segment stays under 255
+
+
+def slug_segment(slug: str) -> str:
+    """A slug as one segment of a storage key.
+
+    Parameters
+    ----------
+    slug : str
+        A slug made by ``store.models.slugify`` (lower-case letters and digits of any script, joined by ``-``).
+
+    Returns
+    -------
+    str
+        The slug itself (in normal form NFC, anything but letters, digits, ``-`` and ``_`` as ``-``) when it has at
+        most :data:`MAX_SLUG_BYTES` UTF-8 bytes; else its longest start that fits with ``-`` and eight hex digits
+        of the whole slug's SHA-256, so two long slugs with the same start still get different keys.
+    """
+    text = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in unicodedata.normalize("NFC", slug))
+    text = text.strip("-") or "untitled"
+    raw = text.encode("utf-8")
+    if len(raw) <= MAX_SLUG_BYTES:
+        return text
+    digest = hashlib.sha256(raw).hexdigest()[:8]
+    start = raw[: MAX_SLUG_BYTES - len(digest) - 1].decode("utf-8", "ignore").rstrip("-")
+    return f"{start}-{digest}"
 
 
 def component_key(component_uuid: str) -> str:
@@ -50,7 +82,7 @@ def timecourse_key(name: str) -> str:
 
 def term_key(reference_id: int, term_slug: str) -> str:
     """Key of a reference set's term map."""
-    return f"reference/{reference_id}/terms/{term_slug}.nii.gz"
+    return f"reference/{reference_id}/terms/{slug_segment(term_slug)}.nii.gz"
 
 
 def termmap_key(reference_id: int, term_slug: str, movie_slug: str | None, digest: str) -> str:
@@ -71,10 +103,11 @@ def termmap_key(reference_id: int, term_slug: str, movie_slug: str | None, diges
     -------
     str
         ``termmaps/<reference_id>/movies/<movie_slug>/<term_slug>-<digest>.nii.gz``, or
-        ``termmaps/<reference_id>/all-movies/<term_slug>-<digest>.nii.gz``.
+        ``termmaps/<reference_id>/all-movies/<term_slug>-<digest>.nii.gz``; the slugs as :func:`slug_segment`
+        gives them (unchanged unless very long).
     """
-    scope = f"movies/{movie_slug}" if movie_slug else "all-movies"
-    return f"termmaps/{reference_id}/{scope}/{term_slug}-{digest}.nii.gz"
+    scope = f"movies/{slug_segment(movie_slug)}" if movie_slug else "all-movies"
+    return f"termmaps/{reference_id}/{scope}/{slug_segment(term_slug)}-{digest}.nii.gz"
 
 
 def thumbnail_key(map_key: str) -> str:

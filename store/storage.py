@@ -6,9 +6,9 @@ Every write is atomic: readers see the old object or the whole new one, never a 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import tempfile
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -18,14 +18,29 @@ from urllib.parse import unquote, urlparse
 
 from store.config import get_settings
 
-_KEY_RE = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]*(/[A-Za-z0-9_\-][A-Za-z0-9_.\-]*)*$")
+# A key is a file name on local storage and an S3 object name: a segment at most NAME_MAX bytes of ext4, XFS and
+# APFS, a key at most the 1,024 bytes S3 allows.
+MAX_SEGMENT_BYTES = 255
+MAX_KEY_BYTES = 1024
+_PUNCTUATION = frozenset("_-.")
+
+
+def _valid_segment(segment: str) -> bool:
+    # str.isalnum: the letters and digits of every script, which slugs keep (store.models.slugify), and nothing
+    # that separates paths, hides a file or looks like a space.
+    return (bool(segment) and not segment.startswith(".") and len(segment.encode("utf-8")) <= MAX_SEGMENT_BYTES
+            and all(ch.isalnum() or ch in _PUNCTUATION for ch in segment))
 
 
 def check_key(key: str) -> str:
     """``key`` unchanged when it is a valid storage key, else ValueError.
 
-    A valid key is a relative ``/``-separated path of segments made of ASCII letters, digits, ``_``, ``-`` and
-    ``.``, none starting with ``.`` (so no ``..``, no hidden or temporary names and no absolute paths).
+    A valid key is a relative ``/``-separated path of segments made of letters and digits of any script (what
+    :func:`str.isalnum` accepts: slugs keep the letters of every title, ``сталкер``, ``千と千尋の神隠し``), ``_``,
+    ``-`` and ``.``, none starting with ``.`` (so no ``..``, no hidden or temporary names and no absolute paths).
+    It must be in Unicode normal form NFC, so that one name is one byte sequence on every file system and in S3
+    (macOS and S3 would otherwise keep two spellings of ``é`` apart), with segments of at most
+    :data:`MAX_SEGMENT_BYTES` and a whole key of at most :data:`MAX_KEY_BYTES` UTF-8 bytes.
 
     Parameters
     ----------
@@ -42,7 +57,9 @@ def check_key(key: str) -> str:
     ValueError
         When ``key`` is not a valid storage key.
     """
-    if not _KEY_RE.match(key) or ".." in key.split("/"):
+    valid = (isinstance(key, str) and all(_valid_segment(s) for s in key.split("/"))
+             and unicodedata.normalize("NFC", key) == key and len(key.encode("utf-8")) <= MAX_KEY_BYTES)
+    if not valid:
         raise ValueError(f"invalid storage key {key!r}")
     return key
 

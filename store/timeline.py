@@ -203,10 +203,11 @@ def annotation_rows(session: Session, movie: Movie, set_id: int) -> list[tuple[f
 
 
 def movie_courses(session: Session, user: Any, movie: Movie) -> list[dict[str, Any]]:
-    """The visible components of a movie that have time courses: uuid, best term and the z-scored mean course
-    over subjects on the movie-time axis (at most ``MAX_DISPLAY_POINTS`` points), grouped by best term."""
+    """The visible components of a movie that have time courses: uuid, best term, number in its file (``ic``:
+    1 for the first volume, as MELODIC numbers its components), source file, collection and the z-scored mean
+    course over subjects on the movie-time axis (at most ``MAX_DISPLAY_POINTS`` points), grouped by best term."""
     comps = session.execute(select(Component.uuid, Component.volume_index, Component.timecourse_id, Term.name,
-                                   Collection.timing, Collection.name)
+                                   Collection.timing, Collection.name, Component.source_file)
                             .join(Collection).outerjoin(Term, Component.best_term_id == Term.id)
                             .where(Collection.movie_id == movie.id, visible_collections(user),
                                    Component.timecourse_id.is_not(None))
@@ -215,7 +216,7 @@ def movie_courses(session: Session, user: Any, movie: Movie) -> list[dict[str, A
                                 .where(TimeCourse.id.in_({c[2] for c in comps}))).all()) if comps else {}
     matrices: dict[int, np.ndarray] = {}
     out = []
-    for uuid, column, course_id, term, timing, collection_name in comps:
+    for uuid, column, course_id, term, timing, collection_name, source_file in comps:
         if not timing:
             continue
         if course_id not in matrices:
@@ -227,8 +228,8 @@ def movie_courses(session: Session, user: Any, movie: Movie) -> list[dict[str, A
         times = movie_times(timing)[: len(z)]
         order = np.argsort(times, kind="stable")
         times, z = downsample(times[order], z[order])
-        out.append({"uuid": uuid, "term": term or "undecoded", "collection": collection_name,
-                    "movie_time_s": times.tolist(), "z": z.tolist()})
+        out.append({"uuid": uuid, "term": term or "undecoded", "ic": column + 1, "source_file": source_file,
+                    "collection": collection_name, "movie_time_s": times.tolist(), "z": z.tolist()})
     return out
 
 

@@ -11,7 +11,10 @@ from store.storage import LocalStorage, S3Storage, check_key, get_storage
 from tests.conftest import need_service, use_environment
 
 
-@pytest.mark.parametrize("key", ["../x", "/abs", "a/../b", "a//b", "", "a/.hidden/../x", "a\\b"])
+@pytest.mark.parametrize("key", ["../x", "/abs", "a/../b", "a//b", "", "a/.hidden/../x", "a\\b",
+                                 # keys take the letters and digits of every script (slugs), nothing more:
+                                 "a b", "a\u200bb", "a\u0301", "ｆ／x", "\u2024", "a\u202eb", "сталкер\n",
+                                 "e\u0301", "x/" + "ж" * 128])
 def test_bad_keys_are_refused(key):
     with pytest.raises(ValueError):
         check_key(key)

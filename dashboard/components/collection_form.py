@@ -1,6 +1,10 @@
 """The collection form (create and edit): the DESIGN section 1 fields and metadata groups from
 ``pipeline.metadata.GROUPS``, with units next to numbers. Metadata inputs use pattern-matching ids so that one
-State collects all of them."""
+State collects all of them.
+
+The acquisition's TR is a metadata field, but the timing of the time courses needs it, so it is drawn next to the
+timing fields (:data:`TIMING_METADATA`) instead of in the collapsed "Acquisition" group; its id is the same
+pattern-matching id, so saving reads it as before."""
 from __future__ import annotations
 
 from typing import Any
@@ -9,6 +13,7 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, html
 
+from dashboard.components.common import dom_id
 from dashboard.components.data import read
 from pipeline.metadata import GROUPS, Field
 from pipeline.timecourses import TimeCourseError, Timing
@@ -63,21 +68,30 @@ def _meta_control(prefix: str, group: str, f: Field, value: Any):
     return control
 
 
+# Metadata fields drawn with the timing of the time courses rather than in their group: (group, field).
+TIMING_METADATA = (("acquisition", "tr"),)
+
+
+def _meta_column(prefix: str, group: str, f: Field, value: Any, **width: int) -> dbc.Col:
+    """A metadata field with its label, unit and range."""
+    hint = None
+    if f.kind in ("number", "integer") and f.minimum is not None and f.maximum is not None:
+        hint = (f"{'whole number' if f.kind == 'integer' else 'number'} "
+                f"{f.minimum:g}–{f.maximum:g}{(' ' + f.unit) if f.unit else ''}")
+    label_for = dom_id({"type": f"{prefix}-meta", "group": group, "field": f.name})  # _meta_control's id
+    return dbc.Col([dbc.Label(f.label + (f" ({f.unit})" if f.unit else ""), html_for=label_for, className="small mb-1"),
+                    _meta_control(prefix, group, f, value), dbc.FormText(hint) if hint else None],
+                   className="mb-3", **width)
+
+
 def metadata_section(prefix: str, metadata: dict[str, dict[str, Any]] | None) -> dbc.Accordion:
     metadata = metadata or {}
     items = []
     for group, (label, fields) in GROUPS.items():
         values = metadata.get(group, {})
-        rows = []
-        for f in fields:
-            hint = []
-            if f.kind in ("number", "integer") and f.minimum is not None and f.maximum is not None:
-                hint.append(f"{'whole number' if f.kind == 'integer' else 'number'} "
-                            f"{f.minimum:g}–{f.maximum:g}{(' ' + f.unit) if f.unit else ''}")
-            rows.append(dbc.Col([dbc.Label(f.label + (f" ({f.unit})" if f.unit else ""), className="small mb-1"),
-                                 _meta_control(prefix, group, f, values.get(f.name)),
-                                 dbc.FormText(hint[0]) if hint else None], md=6, lg=4, className="mb-3"))
-        n = len(values)
+        shown = [f for f in fields if (group, f.name) not in TIMING_METADATA]
+        rows = [_meta_column(prefix, group, f, values.get(f.name), md=6, lg=4) for f in shown]
+        n = sum(1 for f in shown if f.name in values)
         items.append(dbc.AccordionItem(dbc.Row(rows), title=f"{label}" + (f" ({n} filled)" if n else ""),
                                        item_id=group))
     return dbc.Accordion(items, start_collapsed=True, always_open=True, id=f"{prefix}-meta-groups")
@@ -88,23 +102,28 @@ def movie_titles() -> list[str]:
     return read(queries.visible_movie_titles)
 
 
-def timing_section(prefix: str, timing: dict[str, Any] | None) -> html.Div:
-    """Where the time courses sit in the movie: runs (movie start and volumes) and subjects concatenated; TR is
-    the acquisition field above. The computed total is shown as the curator types."""
+def timing_section(prefix: str, timing: dict[str, Any] | None,
+                   metadata: dict[str, dict[str, Any]] | None = None) -> html.Div:
+    """Where the time courses sit in the movie: the TR (the acquisition's metadata field, drawn here), runs
+    (movie start and volumes) and subjects concatenated. The computed total is shown as the curator types."""
     runs = ",".join(f"{start:g}:{n}" for start, n in (timing or {}).get("runs", []))
+    fields = {(group, f.name): f for group, (_, group_fields) in GROUPS.items() for f in group_fields}
+    moved = [_meta_column(prefix, group, fields[(group, name)], ((metadata or {}).get(group) or {}).get(name),
+                          md=3) for group, name in TIMING_METADATA]
     return html.Div([
         html.H2("Timing of the time courses", className="h6 mt-3"),
         html.P("Only needed with time courses (melodic_mix or <map>_timecourses.tsv). Runs in the order they are "
                "concatenated: the movie time in seconds of each run's first kept volume, a colon, its number of "
-               "volumes; e.g. 0:451,886:441 (runs may overlap). TR is the acquisition's repetition time above.",
+               "volumes; e.g. 0:451,886:441 (runs may overlap).",
                className="text-muted small"),
         dbc.Row([
-            dbc.Col([dbc.Label("Runs", html_for=_id(prefix, "runs")),
+            *moved,
+            dbc.Col([dbc.Label("Runs", html_for=_id(prefix, "runs"), className="small mb-1"),
                      dbc.Input(id=_id(prefix, "runs"), value=runs, maxlength=4000, placeholder="0:451,886:441")],
-                    md=8, className="mb-2"),
-            dbc.Col([dbc.Label("Subjects concatenated", html_for=_id(prefix, "subjects")),
+                    md=6, className="mb-2"),
+            dbc.Col([dbc.Label("Subjects concatenated", html_for=_id(prefix, "subjects"), className="small mb-1"),
                      dbc.Input(id=_id(prefix, "subjects"), value=str((timing or {}).get("subjects", 1)),
-                               inputmode="numeric", maxlength=4)], md=4, className="mb-2"),
+                               inputmode="numeric", maxlength=4)], md=3, className="mb-2"),
         ]),
         html.Div(id=f"{prefix}-timing-summary", className="small text-muted"),
     ])
@@ -156,7 +175,7 @@ def collection_form(prefix: str, values: dict[str, Any] | None = None, submit_la
         html.H2("How the data were recorded", className="h6 mt-2"),
         html.P("All optional. Numbers in the units shown.", className="text-muted small"),
         metadata_section(prefix, v.get("metadata")),
-        timing_section(prefix, v.get("timing")),
+        timing_section(prefix, v.get("timing"), v.get("metadata")),
         dbc.Button(submit_label, id=f"{prefix}-submit", type="submit", color="primary", className="mt-3"),
         html.Div(id=f"{prefix}-message"),
     ], id=f"{prefix}-form")

@@ -77,7 +77,8 @@ def component_facts(c: dict[str, Any]) -> dbc.Card:
 
     fact("Movie", link(c["movie"], f"/movies/{c['movie_slug']}"))
     fact("Collection", [link(c["collection"], f"/movies/{c['movie_slug']}?tab=collections"), *row_badges(c)])
-    fact("Source file", [html.Code(c["source_file"]), f", volume {c['volume']}"])
+    fact("Source file", [html.Code(c["source_file"], id="component-source-file"),
+                         f", IC {c['volume']} (volume {c['volume']} of the file)"])
     if c.get("best_term"):
         fact("Best term", [link(c["best_term"], f"/terms/{c['best_term_slug']}") if c.get("best_term_slug")
                            else c["best_term"], f" (r = {fmt_r(c['best_r'])})"])

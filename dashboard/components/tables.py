@@ -16,7 +16,16 @@ import dash_bootstrap_components as dbc
 from dash import MATCH, Input, Output, State, ctx, dcc, html
 from sqlalchemy.orm import Session
 
-from dashboard.components.common import Child, empty_state, fmt_date, fmt_r, link, plural, row_badges
+from dashboard.components.common import (
+    Child,
+    empty_state,
+    fmt_date,
+    fmt_r,
+    group_label,
+    link,
+    plural,
+    row_badges,
+)
 from dashboard.components.data import arg, int_arg
 from dashboard.components.thumbnails import component_thumbnail, term_thumbnail, with_thumbnail
 from dashboard.components.urlstate import replace_query_callback
@@ -134,7 +143,7 @@ def paged_table(name: str, source_name: str, query: Mapping[str, Any], context: 
         placeholder=source.search_placeholder, className="incdb-table-search",
         style=None if source.searchable else {"display": "none"}))
     controls.append(dbc.InputGroup([
-        dbc.InputGroupText("Sort by"),
+        group_label("Sort by", table_id("sort", name)),
         dbc.Select(id=table_id("sort", name), value=state.sort,
                    options=[{"label": label, "value": value} for value, label in source.sorts]),
     ], className="incdb-table-sort", style=None if len(source.sorts) > 1 else {"display": "none"}))
@@ -258,9 +267,20 @@ def draw_movies(session: Session, user: Any, context: Mapping[str, Any], state: 
                      page.pages, page.per_page, "movie")
 
 
+def component_name(source_file: str, volume: int) -> str:
+    """A component as a curator names it: its file's own name and its number in that file, as MELODIC numbers
+    its components (IC 1 is the first volume), e.g. ``melodic_IC.nii.gz · IC 3``.
+
+    ``source_file`` is the path inside the upload (``study.gica.zip/study.gica/groupmelodic.ica/melodic_IC.nii.gz``),
+    which pages show in full where there is room (the component's details, a list row's tooltip).
+    """
+    return f"{source_file.rsplit('/', 1)[-1] or source_file} · IC {volume}"
+
+
 def _component_name(c: dict[str, Any]) -> Child:
-    return [link(f"{c['source_file']} · #{c['volume']}", f"/components/{c['uuid']}", stretched=True),
-            *row_badges(c)]
+    name = link(component_name(c["source_file"], c["volume"]), f"/components/{c['uuid']}", stretched=True)
+    name.title = c["source_file"]
+    return [name, *row_badges(c)]
 
 
 def _qc(c: dict[str, Any]) -> Child:

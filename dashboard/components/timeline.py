@@ -4,6 +4,7 @@ renders a subset of HTML in labels and hover text)."""
 from __future__ import annotations
 
 import html as html_text
+from collections import Counter
 from typing import Any
 from urllib.parse import quote
 
@@ -27,6 +28,12 @@ COURSE_LABEL = "course-label"
 
 def esc(text: Any) -> str:
     return html_text.escape(str(text), quote=False)
+
+
+def label_href(label: str) -> str:
+    """The path of a label's page: the whole label percent-encoded (``/``, ``?``, ``#``, ``%`` included), which
+    ``dashboard.pages.label`` decodes once."""
+    return f"/labels/{quote(label, safe='')}"
 
 
 def movie_clock(seconds: float) -> str:
@@ -82,6 +89,12 @@ def _active_labels(tracks: list, grid: np.ndarray) -> list[str]:
     return [", ".join(n) if n else "no label" for n in names]
 
 
+def _origin(c: dict[str, Any]) -> str:
+    """Where a heatmap row's component comes from: its collection and the file's own name."""
+    source = str(c.get("source_file") or "")
+    return esc(f"{c['collection']} · {source.rsplit('/', 1)[-1]}" if source else c["collection"])
+
+
 def _span(annotations: list[dict[str, Any]], courses: list[dict[str, Any]]) -> tuple[float, float]:
     ends = [e["onset"] + e["duration"] for a in annotations for e in a.get("events", [])]
     times = [t for c in courses for t in (c["movie_time_s"][:1] + c["movie_time_s"][-1:])]
@@ -89,9 +102,26 @@ def _span(annotations: list[dict[str, Any]], courses: list[dict[str, Any]]) -> t
     return 0.0, max(values) or 60.0
 
 
+def row_names(courses: list[dict[str, Any]]) -> list[str]:
+    """The heatmap's row of each component: its number in its file as MELODIC numbers them (IC 1 is the first
+    volume) and its best term, ``IC 3 · auditory``; the collection follows where two rows would read the same
+    (rows are the heatmap's categories and the keys of its links, so each must be unique)."""
+    names = [f"IC {c['ic']} · {c['term']}" for c in courses]
+    counts = Counter(names)
+    names = [f"{n} ({c['collection']})" if counts[n] > 1 else n for n, c in zip(names, courses)]
+    seen: dict[str, int] = {}
+    unique = []
+    for n in names:  # two files of one collection with the same term and number
+        seen[n] = seen.get(n, 0) + 1
+        unique.append(n if seen[n] == 1 else f"{n} [{seen[n]}]")
+    return [esc(n) for n in unique]
+
+
 def timeline_figure(annotations: list[dict[str, Any]], courses: list[dict[str, Any]]) -> go.Figure:
     """Annotation tracks (a row per label) above a heatmap of the components' z-scored mean time courses (a row
-    per component, grouped by best term), sharing one movie-time axis with a range slider."""
+    per component, :func:`row_names`, grouped by best term), sharing one movie-time axis with a range slider.
+    Hovering a cell gives the component, its collection and file, the movie time as h:mm:ss and the labels whose
+    events cover that time."""
     tracks = _tracks(annotations)
     span = _span(annotations, courses)
     fig = go.Figure()
@@ -100,14 +130,13 @@ def timeline_figure(annotations: list[dict[str, Any]], courses: list[dict[str, A
     if courses:
         grid = np.linspace(span[0], span[1], min(2000, max(len(c["movie_time_s"]) for c in courses)))
         z = np.vstack([np.interp(grid, c["movie_time_s"], c["z"], left=np.nan, right=np.nan) for c in courses])
-        rows = [f"{esc(c['term'])} · {i + 1}" for i, c in enumerate(courses)]
-        active = _active_labels(tracks, grid)
+        # One text per time (clock and labels), so each cell carries two strings as before.
+        at = [f"movie time {movie_clock(t)}<br>{a}" for t, a in zip(grid, _active_labels(tracks, grid))]
         fig.add_trace(go.Heatmap(
-            x=grid, y=rows, z=z, colorscale="RdBu_r", zmid=0, zmin=-3, zmax=3, yaxis="y",
+            x=grid, y=row_names(courses), z=z, colorscale="RdBu_r", zmid=0, zmin=-3, zmax=3, yaxis="y",
             colorbar={"title": "z", "len": 0.55, "y": 0.28},
-            customdata=[[[esc(c["collection"]), a] for a in active] for c in courses],
-            hovertemplate="%{y}<br>%{customdata[0]}<br>movie time %{x:.0f} s · %{customdata[1]}<br>"
-                          "z = %{z:.2f}<extra></extra>"))
+            customdata=[[[_origin(c), a] for a in at] for c in courses],
+            hovertemplate="%{y}<br>%{customdata[0]}<br>%{customdata[1]}<br>z = %{z:.2f}<extra></extra>"))
     track_share = 0.4 if courses and tracks else (1.0 if tracks else 0.0)
     fig.update_layout(
         font=FONT, barmode="overlay", hovermode="closest", margin={"l": 10, "r": 10, "t": 10, "b": 10},
@@ -127,7 +156,7 @@ def timeline_panel(annotations: list[dict[str, Any]], courses: list[dict[str, An
         return empty_state("No timeline yet", "This movie has no annotations and no component time courses. "
                            "Curators add annotation sets (events over movie time) and upload MELODIC time courses.",
                            links=(("Annotations", f"/movies/{movie_slug}/annotations"),))
-    links = {link_key(None, f"{esc(c['term'])} · {i + 1}"): f"/components/{c['uuid']}" for i, c in enumerate(courses)}
+    links = {link_key(None, row): f"/components/{c['uuid']}" for row, c in zip(row_names(courses), courses)}
     note = [f"{len(courses)} component time courses (mean over subjects, z-scored); ",
             html.A("annotation sets", href=f"/movies/{movie_slug}/annotations"),
             ". Click a component's row to open it; drag the slider below to zoom."]
@@ -177,10 +206,13 @@ def course_figure(course: dict[str, Any], annotations: list[dict[str, Any]],
     return fig
 
 
+SPECTRUM_HEIGHT = 220  # px
+
+
 def spectrum_figure(spectrum: dict[str, Any]) -> go.Figure:
     fig = go.Figure(go.Scatter(x=spectrum["frequency_hz"], y=spectrum["power"], mode="lines",
                                line={"color": "#17b890"}, hovertemplate="%{x:.3f} Hz<br>%{y:.3g}<extra></extra>"))
-    fig.update_layout(font=FONT, margin={"l": 10, "r": 10, "t": 10, "b": 10}, height=220,
+    fig.update_layout(font=FONT, margin={"l": 10, "r": 10, "t": 10, "b": 10}, height=SPECTRUM_HEIGHT,
                       xaxis={"title": "frequency (Hz)"}, yaxis={"title": "power"}, paper_bgcolor="white",
                       plot_bgcolor="white")
     return fig
@@ -190,7 +222,7 @@ def temporal_table(rows: list[dict[str, Any]], limit: int = 25) -> html.Div:
     if not rows:
         return empty_state("No temporal decoding", "The movie has no annotation sets yet.")
     body = [html.Tr([html.Td(r["annotation"]),
-                     html.Td(dcc.Link(r["label"], href=f"/labels/{quote(r['label'], safe='')}")),
+                     html.Td(dcc.Link(r["label"], href=label_href(r["label"]))),
                      html.Td(f"{r['r']:+.3f}"),
                      html.Td(f"{r['p']:.3g}"), html.Td(f"{r['q']:.3g}",
                                                         className="fw-bold" if r["q"] < 0.05 else None)])
@@ -226,8 +258,11 @@ def course_panel(course: dict[str, Any], annotations: list[dict[str, Any]], rows
                   config={"displayModeBar": False, "responsive": True}, className="incdb-graph"),
         dbc.Row([
             dbc.Col([html.H3("Power spectrum", className="h6 mt-3"),
+                     # A responsive dcc.Graph fills its container's height, and this column stretches to the
+                     # decoding table beside it: the height is fixed here, the width still follows the column.
                      dcc.Graph(id="course-spectrum", figure=spectrum_figure(course["spectrum"]),
-                               config={"displayModeBar": False, "responsive": True})], lg=5),
+                               config={"displayModeBar": False, "responsive": True},
+                               style={"height": f"{SPECTRUM_HEIGHT}px"})], lg=5),
             dbc.Col([html.H3(["Temporal decoding ", html.A("download CSV", href=f"/components/{uuid}/temporal.csv",
                                                            download="", className="incdb-section-link")],
                              className="h6 mt-3"), temporal_table(rows)], lg=7),

@@ -14,7 +14,7 @@ from dashboard.components.data import read
 from dashboard.components.details import component_facts, demo_alert, qc_alert
 from dashboard.components.maps import component_layers, map_viewer
 from dashboard.components.similar import similar_section
-from dashboard.components.tables import paged_table
+from dashboard.components.tables import component_name, paged_table
 from dashboard.components.timeline import course_panel
 from store import queries, timeline
 
@@ -53,14 +53,14 @@ def layout(uuid: str | None = None, **query: Any) -> html.Div:
         return not_found("Component", uuid, links=(("Browse movies", "/movies"), ("Browse terms", "/terms"),
                                                   ("Home", "/")))
     profile = read(_profile, detail["uuid"])
-    name = f"{detail['source_file']} · #{detail['volume']}"
+    name = component_name(detail["source_file"], detail["volume"])
     chart = (nav_graph("profile", decoding_figure(profile), profile_links(profile), by_y=True) if profile
              else empty_state("This component has not been decoded yet."))
     best = (f"Best term: {detail['best_term']} (r = {fmt_r(detail['best_r'])})" if detail["best_term"]
             else "Not decoded yet")
     return html.Div([
-        page_header(["Component ", html.Span(f"#{detail['volume']}", className="incdb-title-muted")],
-                    [best, " · ", detail["movie"], " · ", html.Code(detail["source_file"])],
+        page_header(["Component ", html.Span(name, className="incdb-title-muted", title=detail["source_file"])],
+                    [best, " · ", detail["movie"]],
                     crumbs=(("Home", "/"), ("Movies", "/movies"), (detail["movie"], f"/movies/{detail['movie_slug']}"),
                             ("Component", None)),
                     badges=row_badges(detail)),

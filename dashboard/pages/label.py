@@ -1,9 +1,15 @@
 """One annotation label across movies: the components whose time courses follow it (q < 0.05), best first, and
-the mean of their maps, a map of, say, "speech" made from time courses rather than from text."""
+the mean of their maps, a map of, say, "speech" made from time courses rather than from text.
+
+A label is any text (``FORREST (V.O.)``, ``AC/DC``, ``フォレスト``, ``100%``), so every link to this page quotes all
+of it (``dashboard.components.timeline.label_href``), and the page unquotes its path variable once: Dash pages
+pass the browser's ``location.pathname``, still percent-encoded. The template's ``<label>`` matches across ``/``
+(Dash matches it with ``.*``), so a label holding ``/`` opens its page whether the ``/`` is quoted or typed.
+"""
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import dash
 import dash_bootstrap_components as dbc
@@ -17,7 +23,14 @@ from store import timeline
 MAX_ROWS = 200
 
 
+def path_label(label: str | None) -> str:
+    """The label named by the page's path variable (as Dash pages pass it: percent-encoded), cut to 200
+    characters (no label is longer: ``pipeline.timecourses.MAX_LABEL_CHARS``)."""
+    return unquote(label or "", errors="replace")[:200]
+
+
 def title(label: str | None = None, **_: Any) -> str:
+    label = path_label(label)
     return f"{label} · Labels · INcDb" if label else "Label · INcDb"
 
 
@@ -29,7 +42,7 @@ def label_url(label: str) -> str:
 
 
 def layout(label: str | None = None, **_query: Any) -> html.Div:
-    label = (label or "")[:200]
+    label = path_label(label)
     rows = read(timeline.label_components, label)
     header = page_header(["Label ", html.Span(label, className="incdb-title-muted")],
                          f"{'at least ' if len(rows) >= timeline.MAX_LABEL_COMPONENTS else ''}"
