@@ -64,6 +64,11 @@
   }
 
   // Answers without a JSON error come from the proxy in front of the app (nginx), not from the app.
+  // What the server confirmed about a file (MELODIC files skipped, time courses matched): plain lines, not warnings.
+  function notesText(body) {
+    return (body.notes || []).length ? ". " + body.notes.join(". ") : "";
+  }
+
   function statusMessage(status) {
     var known = {
       408: "The upload was too slow, and the server stopped waiting for it. Check the connection and upload the " +
@@ -160,8 +165,8 @@
         if ((xhr.status === 200 || xhr.status === 202) && body.ok) {
           var warnings = (body.warnings || []).length;
           var what = body.maps !== undefined ? body.maps + " map(s)" : (body.status || "received");
-          done(true, "", what + (warnings ? "; " + warnings + " warning(s): " + body.warnings.join("; ") : ""),
-            body);
+          done(true, "", what + (warnings ? "; " + warnings + " warning(s): " + body.warnings.join("; ") : "") +
+            notesText(body), body);
         } else {
           done(false, body.error || statusMessage(xhr.status));
         }
@@ -234,7 +239,7 @@
       if (status === 200 && body.ok && body.upload) {
         var warnings = (body.warnings || []).length;
         ui.state("done", "uploaded", body.maps + " map(s)" +
-          (warnings ? "; " + warnings + " warning(s): " + body.warnings.join("; ") : ""), "success");
+          (warnings ? "; " + warnings + " warning(s): " + body.warnings.join("; ") : "") + notesText(body), "success");
         return body;
       }
       ui.state("error", "failed", body.error || statusMessage(status), "danger");

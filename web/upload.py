@@ -76,7 +76,7 @@ from pipeline.resumable_uploads import (
     open_partial,
     remove_stale_partials,
 )
-from pipeline.timecourses import TimeCourseError
+from pipeline.timecourses import TimeCourseError, Timing
 from pipeline.uploads import check_file_name, check_upload
 from store.access import can_edit, can_view
 from store.config import get_settings
@@ -464,8 +464,11 @@ def _check_and_store(path: Path, name: str, workdir: Path, collection_id: int, u
 
     Refused (UploadRefused) when the file gives no map (422), was uploaded already (409), the collection is gone
     (404), or the quotas are reached now that the real size is known (429)."""
+    with session_scope() as session:
+        collection = session.get(Collection, collection_id)
+        timing = Timing.from_dict(collection.timing) if collection is not None and collection.timing else None
     try:
-        report = check_upload(path, name, workdir)
+        report = check_upload(path, name, workdir, timing=timing)
     except (ArchiveError, NiftiError, TimeCourseError) as exc:
         raise UploadRefused(422, str(exc)) from None
     with session_scope() as session:
@@ -479,7 +482,7 @@ def _check_and_store(path: Path, name: str, workdir: Path, collection_id: int, u
         check_quotas(session, user, size, name)
         row = add_upload(session, collection, path, name, sha256=sha)
         return {"ok": True, "upload": {"id": row.id, "filename": row.filename, "size": row.size},
-                "maps": report.maps, "warnings": report.warnings}
+                "maps": report.maps, "warnings": report.warnings, "notes": report.notes}
 
 
 @blueprint.post("/upload/<slug>")
