@@ -21,9 +21,9 @@ from dashboard.startup import finish_dash_setup
 from dashboard.theme import register_theme_route
 from dashboard.viewer import register_viewer_callbacks, register_viewer_routes
 from pipeline.check import production_problems
-from pipeline.demo import load_demo
-from pipeline.reference import ensure_builtin_reference
-from pipeline.tasks import run_job
+from pipeline.curation.demo import load_demo
+from pipeline.decoding.reference import ensure_builtin_reference
+from pipeline.jobs.tasks import run_job
 from store.config import get_settings
 from store.db import session_scope, upgrade_database
 from store.models import Collection

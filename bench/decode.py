@@ -16,8 +16,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.decode import decode, open_reference_matrix  # noqa: E402
-from pipeline.grid import mask_flat_indices  # noqa: E402
+from pipeline.decoding.decode import decode, open_reference_matrix  # noqa: E402
+from pipeline.maps.grid import mask_flat_indices  # noqa: E402
 
 
 def synthetic_reference(path: Path, n_vox: int, n_terms: int, seed: int = 0) -> None:

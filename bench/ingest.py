@@ -2,7 +2,8 @@
 
 Times the whole ingest job (header checks, split, resample to the 2 mm grid, QC, decode, store with thumbnails,
 merge) and, in the same run, the decode GEMM alone (70 masked components times the reference matrix); prints the
-ratio and the peak resident memory. A separate figure: the glass-brain thumbnail of one map (``pipeline.thumbnails``,
+ratio and the peak resident memory. A separate figure: the glass-brain thumbnail of one map
+(``pipeline.maps.thumbnails``,
 rendered by ingest for every component and merged map), median over the components, target <= 20 ms.
 Run by hand: ``python bench/ingest.py [--terms 3228] [--components 70]``.
 """
@@ -39,7 +40,7 @@ def melodic_like(n: int, seed: int = 0) -> nib.Nifti1Image:
 
 
 def _fit_similarity_basis(n_vox: int) -> None:
-    from pipeline import similar
+    from pipeline.decoding import similar
     from store.db import session_scope
 
     with session_scope() as session:
@@ -55,14 +56,14 @@ def main() -> None:
 
     from accounts.users import create_user
     from bench.decode import synthetic_reference
-    from pipeline.catalog import add_upload, create_collection, get_or_create_movie
-    from pipeline.decode import masked
-    from pipeline.grid import mask_flat_indices
-    from pipeline.ingest import ingest
-    from pipeline.jobs import create_job
-    from pipeline.nifti import check_nifti, resample_to_grid
-    from pipeline.reference import load_matrix, matrix_path, set_active
-    from pipeline.thumbnails import render_thumbnail
+    from pipeline.curation.catalog import add_upload, create_collection, get_or_create_movie
+    from pipeline.curation.ingest import ingest
+    from pipeline.decoding.decode import masked
+    from pipeline.decoding.reference import load_matrix, matrix_path, set_active
+    from pipeline.jobs.lifecycle import create_job
+    from pipeline.maps.grid import mask_flat_indices
+    from pipeline.maps.nifti import check_nifti, resample_to_grid
+    from pipeline.maps.thumbnails import render_thumbnail
     from store.db import session_scope, upgrade_database
     from store.models import ReferenceSet, Term
 

@@ -1,6 +1,6 @@
 """Viewer payload: bytes the viewer downloads per map (8-bit display encoding) vs the float32 .nii.gz.
 
-Display copies hold Lorenzo residuals of the codes where that is smaller (pipeline/display.py); the error is
+Display copies hold Lorenzo residuals of the codes where that is smaller (pipeline/maps/display.py); the error is
 measured after decoding them back, as the viewer does.
 Uses the demo data (made in a temporary data directory unless INCDB_DATA_DIR already holds it). For every
 component, term reference map and merged map: display bytes / float32 gzip bytes (gzip level 6, the usual
@@ -21,10 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def main() -> None:
     from sqlalchemy import select
 
-    from pipeline.demo import load_demo
-    from pipeline.display import PREDICTED_INTENT, decode_display, encode_for_display
-    from pipeline.grid import GRID_AFFINE, to_image
-    from pipeline.maps import load_map
+    from pipeline.curation.demo import load_demo
+    from pipeline.maps.display import PREDICTED_INTENT, decode_display, encode_for_display
+    from pipeline.maps.files import load_map
+    from pipeline.maps.grid import GRID_AFFINE, to_image
     from store.db import session_scope, upgrade_database
     from store.models import Component, Term, TermMap
 

@@ -51,9 +51,9 @@ def fill(size: dict, matrix: Path) -> None:
     import numpy as np
     from sqlalchemy import insert, select, text, update
 
-    from pipeline.demo import load_demo
-    from pipeline.grid import mask_flat_indices
-    from pipeline.reference import matrix_path
+    from pipeline.curation.demo import load_demo
+    from pipeline.decoding.reference import matrix_path
+    from pipeline.maps.grid import mask_flat_indices
     from store import stats
     from store.db import get_engine, session_scope, upgrade_database
     from store.models import Component, ReferenceSet, Term, User
@@ -394,10 +394,10 @@ def ingest_once(n_components: int) -> None:
     from sqlalchemy import select
 
     from bench.ingest import melodic_like
-    from pipeline.catalog import add_upload, create_collection, get_or_create_movie
-    from pipeline.ingest import ingest
-    from pipeline.jobs import create_job
-    from pipeline.reference import load_matrix, require_active_reference
+    from pipeline.curation.catalog import add_upload, create_collection, get_or_create_movie
+    from pipeline.curation.ingest import ingest
+    from pipeline.decoding.reference import load_matrix, require_active_reference
+    from pipeline.jobs.lifecycle import create_job
     from store.db import session_scope
     from store.models import User
 
@@ -516,7 +516,7 @@ def main() -> None:
     import sqlalchemy as sa
 
     from bench.decode import synthetic_reference
-    from pipeline.grid import mask_flat_indices
+    from pipeline.maps.grid import mask_flat_indices
 
     scratch = Path(tempfile.mkdtemp(prefix="incdb-bench-scale-"))
     created: list[str] = []

@@ -8,8 +8,9 @@ maps, the exact 2 mm r of a query with every component follows from the basis ma
 coefficients, without holding 200,000 maps: ``r_c = (G^T x) . a_c / sqrt(a_c^T K a_c)``.
 
 What runs is the app's own code on a temporary SQLite database and storage: the basis is fitted on a sample of
-the catalogue (``pipeline.similar.fit_basis``), the reduced vectors are ``ComponentVector`` rows, the search is
-``pipeline.similar.similar_components`` with the visibility of an anonymous visitor (a tenth of the collections are
+the catalogue (``pipeline.decoding.similar.fit_basis``), the reduced vectors are ``ComponentVector`` rows, the search is
+``pipeline.decoding.similar.similar_components`` with the visibility of an anonymous visitor (a tenth of the
+collections are
 private), which reads the index from the database, projects the query, ranks, re-ranks exactly and describes the
 results by a query. Only the exact vectors of the candidates come from the coefficients instead of storage (200,000
 stored vectors would take 94 GB); they are rounded to float16 exactly as stored ones are. Adding 70 components is
@@ -39,7 +40,7 @@ def smooth_basis(n_maps: int, seed: int) -> np.ndarray:
     """(n_maps, n_mask_voxels) float32: smoothed noise inside the mask, centred and unit-norm, one row per map."""
     from scipy.ndimage import gaussian_filter
 
-    from pipeline.grid import GRID_SHAPE, brain_mask
+    from pipeline.maps.grid import GRID_SHAPE, brain_mask
 
     rng = np.random.default_rng(seed)
     mask = brain_mask()
@@ -88,8 +89,8 @@ def build_database(n: int, reduced: np.ndarray, captured: np.ndarray, private_sh
     """Collections (some private), components and their ComponentVector rows, inserted in bulk."""
     from sqlalchemy import insert
 
-    from pipeline.catalog import create_collection, get_or_create_movie
-    from pipeline.similar import active_basis
+    from pipeline.curation.catalog import create_collection, get_or_create_movie
+    from pipeline.decoding.similar import active_basis
     from store.db import session_scope
     from store.models import Component, ComponentVector, User
 
@@ -135,7 +136,7 @@ def main() -> None:
 
 
 def run(args, tmp: Path) -> None:
-    from pipeline import similar
+    from pipeline.decoding import similar
     from store.db import session_scope, upgrade_database
     from store.models import SimilarityBasis
 
@@ -234,8 +235,8 @@ READ_S = 0.001  # what one exact vector costs to read in the app, counted genero
 
 def measured_read_s(n: int = 32) -> float:
     """Time to read one stored exact vector through the app's own path (storage, float16 .npy, normalised)."""
-    from pipeline import similar
-    from pipeline.grid import mask_flat_indices
+    from pipeline.decoding import similar
+    from pipeline.maps.grid import mask_flat_indices
 
     rng = np.random.default_rng(11)
     names = [f"bench-read-{i}" for i in range(n)]
@@ -261,7 +262,7 @@ def add_seventy(g: np.ndarray, n_maps: int, collections_owner: int) -> float:
     """The ingest path's share of adding a 70-component file to the index, timed from the masked maps on."""
     from sqlalchemy import func, insert, select
 
-    from pipeline import similar
+    from pipeline.decoding import similar
     from store.db import session_scope
     from store.models import Component
 

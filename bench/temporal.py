@@ -1,4 +1,4 @@
-"""Temporal decoding time: pipeline.temporal.temporal_decode vs one full matrix product per null shift.
+"""Temporal decoding time: pipeline.temporal.decoding.temporal_decode vs one full matrix product per null shift.
 
 A 2-hour movie at TR 2 s: 3,600 volumes per subject in studyforrest's 8 runs (each starting 4 volumes before the
 previous one ended), 20 concatenated subjects (72,000 rows), 70 components (float32, as MELODIC writes them) and
@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.temporal import circular_shifts, label_regressors, temporal_decode  # noqa: E402
+from pipeline.temporal.decoding import circular_shifts, label_regressors, temporal_decode  # noqa: E402
 
 TR = 2.0
 RUN_VOLUMES = (451, 441, 438, 488, 462, 439, 542, 339)  # studyforrest's segments, 3,600 volumes in all

@@ -4,18 +4,20 @@ identity that background jobs receive from the web request that started them.
 One place builds the Celery app and the manager (the web process and ``celery -A app:celery_app worker`` import the
 same code, so task names, which Dash derives from the callback source, agree).
 
-How a job survives the death of the worker running it. The Job row's heartbeat (``pipeline.heartbeat``) decides
+How a job survives the death of the worker running it. The Job row's heartbeat (``pipeline.jobs.heartbeat``) decides
 whether a job's process is alive; the broker's own redelivery is set so that it never contradicts it:
 
 - ``task_acks_late`` with ``task_reject_on_worker_lost``: a message is acknowledged when its task ends, and a pool
   child killed under a task hands its message back at once. The next run claims the job
-  (``pipeline.jobs.claim_job``), which it may because the row's runner, a process of this machine, is gone. This
+  (``pipeline.jobs.lifecycle.claim_job``), which it may because the row's runner, a process of this machine, is gone.
+  This
   is the fast path for a child killed by the kernel's OOM killer or by hand.
 - A whole worker killed (machine, container, SIGKILL of the main process) leaves its message unacknowledged, and
   Redis hands such a message out again only after ``visibility_timeout``; it cannot extend that for a task still
   running (SQS can, Redis cannot), so a timeout shorter than the longest job would hand a live job's message to a
   second worker. The heartbeat covers this case instead: within ``INCDB_JOB_STALE_AFTER_S`` of the last beat
-  the first process that notices re-queues the job, exactly once, with a ``pipeline.jobs.RESUME_TASK`` message.
+  the first process that notices re-queues the job, exactly once, with a ``pipeline.jobs.lifecycle.RESUME_TASK``
+  message.
   Every worker looks at start and at every beat (``_watch_stalled_jobs``), the web process whenever a page shows
   jobs. The visibility timeout therefore stays above the longest job (:data:`VISIBILITY_TIMEOUT_S`, six hours),
   and the message it finally hands out finds its job finished or claimed by another run, and does nothing.
@@ -32,8 +34,8 @@ from celery import Celery
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from dash import CeleryManager, DiskcacheManager, hooks
 
-from pipeline.heartbeat import beat_interval
-from pipeline.jobs import RESUME_TASK, settle_stalled_jobs
+from pipeline.jobs.heartbeat import beat_interval
+from pipeline.jobs.lifecycle import RESUME_TASK, settle_stalled_jobs
 from store.config import get_settings
 from store.db import dispose_engine, session_scope
 from web.auth import signed_in_user
@@ -62,7 +64,7 @@ def make_celery() -> Celery:
 
 
 def _resume_job(job_id: int) -> None:
-    from pipeline.tasks import resume_job  # the job kinds import the whole pipeline: only where a job runs
+    from pipeline.jobs.tasks import resume_job  # the job kinds import the whole pipeline: only where a job runs
 
     resume_job(int(job_id))
 

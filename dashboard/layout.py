@@ -1,4 +1,9 @@
-"""The page shell: navbar (with the sign-in state, filled by its callback), container and footer."""
+"""The page shell: a skip link, the navbar (with the sign-in state, filled by its callback), the page's one <main>
+and the footer.
+
+The skip link is the first focusable element of every page and moves the focus to <main> (``tabIndex=-1`` so it can
+take the focus without joining the tab order); the pages themselves bring no landmarks of their own.
+"""
 from __future__ import annotations
 
 from urllib.parse import quote
@@ -11,30 +16,34 @@ from web.auth import signed_in_user
 
 NAV_ITEMS = (("Home", "/"), ("Terms", "/terms"), ("Movies", "/movies"), ("Decode a map", "/decode"),
              ("Contribute", "/contribute"))
+MAIN_ID = "main-content"
 # The documentation pages are served by web/docs.py (Flask), not by Dash.
 FOOTER_LINKS = (("About and how to cite", "/about"), ("User guide", "/docs/user-guide"), ("Methods", "/docs/methods"),
                 ("API", "/docs/api"))
 
 
-def navbar() -> dbc.Navbar:
-    return dbc.Navbar(
+def navbar() -> html.Nav:
+    # What dbc.Navbar(color="dark", dark=True) renders, as a plain <nav> that can take its name (a page may hold
+    # other navigation, e.g. breadcrumbs, and landmarks need names that tell them apart).
+    return html.Nav(
         dbc.Container([
             dbc.NavbarBrand([html.Span("INcDb", className="fw-bold"),
-                             html.Small(" Internet Neurocinematics Database", className="ms-2 text-white-50")],
+                             html.Small(" Internet Neurocinematics Database", className="ms-2 incdb-brand-sub")],
                             href="/"),
             dbc.Nav([dbc.NavItem(dbc.NavLink(label, href=href, active="exact")) for label, href in NAV_ITEMS]
                     + [html.Div(id="nav-account", className="ms-lg-3 d-flex align-items-center")],
-                    className="ms-auto", navbar=True),
+                    className="ms-auto navbar-nav", navbar=True),  # navbar-nav: dbc adds it only inside dbc.Navbar
         ], fluid="lg"),
-        color="dark", dark=True, className="mb-4",
+        className="navbar navbar-expand-md navbar-dark bg-dark mb-4", **{"aria-label": "Site"},
     )
 
 
 def shell() -> html.Div:
     return html.Div([
         dcc.Location(id="url", refresh="callback-nav"),
-        navbar(),
-        dbc.Container(dash.page_container, fluid="lg", className="pb-5"),
+        html.A("Skip to content", href=f"#{MAIN_ID}", className="incdb-skip-link", id="skip-link"),
+        html.Header(navbar()),
+        html.Main(dbc.Container(dash.page_container, fluid="lg", className="pb-5"), id=MAIN_ID, tabIndex="-1"),
         html.Footer(dbc.Container(html.Small([
             "INcDb maps brain activity recorded while people watch movies. Demo data on this site is synthetic. ",
             *[part for label, href in FOOTER_LINKS for part in (" · ", html.A(label, href=href))][1:],

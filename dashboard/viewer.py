@@ -32,7 +32,8 @@ import nilearn
 from dash import ALL, MATCH, ClientsideFunction, Input, Output, State, dcc, html
 
 from dashboard import viewstate
-from pipeline.atlas import ATLASES, DEFAULT_ATLAS
+from dashboard.components.common import dom_id, group_label
+from pipeline.anatomy.atlas import ATLASES, DEFAULT_ATLAS
 
 DEFAULT_UNDERLAY_URL = "/files/underlay.nii.gz"
 UNDERLAY_KEY = "underlay"
@@ -88,7 +89,7 @@ ATLAS_URL = "/api/atlas"
 class LayerSpec:
     """One map shown by the viewer.
 
-    ``url`` is the display file (8-bit, see ``pipeline.display``); ``download_url`` the full-precision file.
+    ``url`` is the display file (8-bit, see ``pipeline.maps.display``); ``download_url`` the full-precision file.
     Thresholds are in map units: voxels above ``threshold`` get ``colormap``, voxels below
     ``-threshold_negative`` get ``colormap_negative`` (empty: negative values hidden). ``None`` thresholds mean
     0 and "same as the positive one"; ``max``/``min`` fix the colour range, otherwise the map's range is used.
@@ -164,6 +165,13 @@ def layer_dicts(
     return result
 
 
+def labelled_slider(label: str, slider: dcc.Slider) -> html.Div:
+    """A slider with a visible label that assistive technology hears too: dcc.Slider takes no ``aria-*``, so
+    assets/incdb-a11y.js names the handle and the number box inside ``[data-incdb-label]`` from it."""
+    return html.Div([html.Div(label, className="incdb-viewer-label form-label", **{"aria-hidden": "true"}), slider],
+                    **{"data-incdb-label": label})
+
+
 def _slider(slider_id: dict[str, str], value: float, limit: float, disabled: bool) -> dcc.Slider:
     return dcc.Slider(
         id=slider_id,
@@ -232,7 +240,7 @@ def viewer(
                 size="sm",
                 className="incdb-viewer-view",
                 children=[
-                    dbc.InputGroupText("View"),
+                    group_label("View", vid("view")),
                     dbc.Select(
                         id=vid("view"), options=[{"label": label, "value": value} for value, label in VIEWS],
                         value=view,
@@ -243,13 +251,17 @@ def viewer(
                 size="sm",
                 className="incdb-viewer-goto",
                 children=[
-                    dbc.InputGroupText("MNI x, y, z"),
+                    group_label(["MNI x", html.Span(", y, z", **{"aria-hidden": "true"})], vid("x")),
                     coordinate("x"),
                     coordinate("y"),
                     coordinate("z"),
                     dbc.Button("Go", id=vid("goto"), color="primary", n_clicks=0),
                 ],
             ),
+            # The group's label names the x box; y and z get labels of their own, for assistive technology only
+            # (outside the group, whose corners Bootstrap rounds by child position).
+            html.Label("MNI y (mm)", htmlFor=dom_id(vid("y")), className="visually-hidden"),
+            html.Label("MNI z (mm)", htmlFor=dom_id(vid("z")), className="visually-hidden"),
             dbc.InputGroup(
                 size="sm",
                 className="incdb-viewer-mosaic",
@@ -257,7 +269,7 @@ def viewer(
                 style=None if view == "mosaic" else {"display": "none"},
                 children=[
                     # An orientation (A axial, C coronal, S sagittal) and positions in mm; rows separated by ";".
-                    dbc.InputGroupText("Slices (A/C/S, mm)"),
+                    group_label("Slices (A/C/S, mm)", vid("mosaic")),
                     dbc.Input(id=vid("mosaic"), value=state["mosaic"], debounce=True, maxLength=200,
                               placeholder="A -20 0 20 40"),
                 ],
@@ -267,7 +279,7 @@ def viewer(
                 className="incdb-viewer-atlas",
                 style=None if atlas_url else {"display": "none"},
                 children=[
-                    dbc.InputGroupText("Atlas"),
+                    group_label("Atlas", vid("atlas")),
                     dbc.Select(id=vid("atlas"), value=state["atlas"],
                                options=[{"label": a.name, "value": a.id} for a in ATLASES.values()]),
                 ],
@@ -288,31 +300,32 @@ def viewer(
             dbc.CardHeader(["Settings: ", html.Span(selected["name"], id=vid("settings-title"))]),
             dbc.CardBody(
                 [
-                    dbc.Label("Colormap", className="incdb-viewer-label"),
+                    dbc.Label("Colormap", className="incdb-viewer-label", html_for=dom_id(vid("colormap"))),
                     dbc.Select(
                         id=vid("colormap"), options=[{"label": lab, "value": val} for val, lab in COLORMAPS],
                         value=selected["colormap"], size="sm",
                     ),
-                    dbc.Label("Negative colormap", className="incdb-viewer-label"),
+                    dbc.Label("Negative colormap", className="incdb-viewer-label",
+                              html_for=dom_id(vid("colormap-negative"))),
                     dbc.Select(
                         id=vid("colormap-negative"),
                         options=[{"label": lab, "value": val} for val, lab in NEGATIVE_COLORMAPS],
                         value=selected["colormap_negative"] or NO_NEGATIVE, size="sm", disabled=not overlay,
                     ),
-                    dbc.Label("Positive threshold", className="incdb-viewer-label"),
-                    _slider(vid("threshold"), threshold, pos_limit, not overlay),
-                    dbc.Label("Negative threshold (absolute value)", className="incdb-viewer-label"),
-                    _slider(vid("threshold-negative"), threshold_negative, neg_limit, not overlay),
-                    dbc.Label("Opacity", className="incdb-viewer-label"),
-                    dcc.Slider(
+                    labelled_slider("Positive threshold",
+                                    _slider(vid("threshold"), threshold, pos_limit, not overlay)),
+                    labelled_slider("Negative threshold (absolute value)",
+                                    _slider(vid("threshold-negative"), threshold_negative, neg_limit, not overlay)),
+                    labelled_slider("Opacity", dcc.Slider(
                         id=vid("opacity"), min=0, max=1, step=0.05, value=float(selected["opacity"]),
                         marks={0: "0", 1: "1"}, updatemode="drag", className="incdb-viewer-slider",
-                    ),
+                    )),
                     html.Div(
                         id=vid("frame-group"),
                         style={"display": "none"},
                         children=[
-                            dbc.Label("Frame (volume of the 4D file)", className="incdb-viewer-label"),
+                            dbc.Label("Frame (volume of the 4D file)", className="incdb-viewer-label",
+                                      html_for=dom_id(vid("frame"))),
                             dbc.InputGroup(
                                 size="sm",
                                 children=[
@@ -360,11 +373,18 @@ def viewer(
                             toolbar,
                             # Explicit height: NiiVue sizes the canvas from this parent when it attaches.
                             html.Div(
-                                html.Canvas(id=f"{id}-canvas", className="incdb-viewer-canvas"),
+                                # Focusable (the script sets tabIndex): arrow keys move the crosshair, and the
+                                # readout below, a live region, says where it is and the values there.
+                                html.Canvas(id=f"{id}-canvas", className="incdb-viewer-canvas", role="img",
+                                            **{"aria-label": "Brain map viewer of the maps listed under Layers. "
+                                               "Arrow keys move the crosshair; the values at the crosshair are "
+                                               "read out below.",
+                                               "aria-describedby": dom_id(vid("readout"))}),
                                 className="incdb-viewer-stage",
                                 style={"height": f"{int(height)}px"},
                             ),
-                            html.Canvas(id=f"{id}-colorbar", className="incdb-viewer-colorbar", height=44),
+                            html.Canvas(id=f"{id}-colorbar", className="incdb-viewer-colorbar", height=44,
+                                        role="img", **{"aria-label": "Colour scale of the selected map"}),
                             html.Div(
                                 "Click the image (or focus it and use the arrow keys) to read MNI coordinates and "
                                 "values.",

@@ -22,7 +22,7 @@ def _init_db() -> None:
 
 
 def cmd_init(args) -> None:
-    from pipeline.reference import active_reference, ensure_builtin_reference
+    from pipeline.decoding.reference import active_reference, ensure_builtin_reference
     from store.config import get_settings
     from store.db import session_scope
 
@@ -32,14 +32,14 @@ def cmd_init(args) -> None:
         ref = active_reference(session)
         print(f"database ready ({_safe_url(get_settings().database_url)}); active reference set: {ref.name} "
               f"({len(ref.terms)} terms)")
-    from pipeline.atlas import build_caches
+    from pipeline.anatomy.atlas import build_caches
 
     built = build_caches(progress=lambda line: print(line, flush=True))
     print(f"atlases on the grid: {len(built)} built" if built else "atlases on the grid: all cached already")
 
 
 def cmd_demo(args) -> None:
-    from pipeline.demo import load_demo
+    from pipeline.curation.demo import load_demo
 
     _init_db()
     created = load_demo()
@@ -47,9 +47,9 @@ def cmd_demo(args) -> None:
 
 
 def cmd_decode(args) -> None:
-    from pipeline.decode import decode, ranked
-    from pipeline.nifti import check_nifti, quality_check, resample_to_grid
-    from pipeline.reference import load_matrix, require_active_reference
+    from pipeline.decoding.decode import decode, ranked
+    from pipeline.decoding.reference import load_matrix, require_active_reference
+    from pipeline.maps.nifti import check_nifti, quality_check, resample_to_grid
     from store.db import session_scope
 
     checked = check_nifti(args.map)
@@ -77,16 +77,16 @@ def cmd_decode(args) -> None:
 
 
 def cmd_merge(args) -> None:
-    from pipeline.merge import merge_files
+    from pipeline.maps.merge import merge_files
 
     backend = merge_files(args.out, args.inputs, backend=args.backend)
     print(f"merged {len(args.inputs)} map(s) into {args.out} ({backend} backend)")
 
 
 def _reference_import(args, source: str, maps, left_out: list[str] | None = None) -> None:
-    from pipeline.jobs import create_job
-    from pipeline.reference import create_reference_set
-    from pipeline.tasks import redecode
+    from pipeline.decoding.reference import create_reference_set
+    from pipeline.jobs.lifecycle import create_job
+    from pipeline.jobs.tasks import redecode
     from store.db import session_scope
 
     _init_db()
@@ -110,13 +110,13 @@ def _reference_import(args, source: str, maps, left_out: list[str] | None = None
 
 
 def cmd_reference_import_nifti(args) -> None:
-    from pipeline.reference import nifti_folder_term_maps
+    from pipeline.decoding.reference import nifti_folder_term_maps
 
     _reference_import(args, "nifti-folder", nifti_folder_term_maps(Path(args.directory)))
 
 
 def cmd_reference_build_neurosynth(args) -> None:
-    from pipeline.neurosynth import association_z_maps, load_neurosynth_v7
+    from pipeline.decoding.neurosynth import association_z_maps, load_neurosynth_v7
 
     data = load_neurosynth_v7(Path(args.directory))
     terms = [t.strip() for t in args.terms.split(",")] if args.terms else None
@@ -144,9 +144,9 @@ def cmd_reference_list(args) -> None:
 def cmd_reference_activate(args) -> None:
     from sqlalchemy import select
 
-    from pipeline.jobs import create_job
-    from pipeline.reference import set_active
-    from pipeline.tasks import redecode
+    from pipeline.decoding.reference import set_active
+    from pipeline.jobs.lifecycle import create_job
+    from pipeline.jobs.tasks import redecode
     from store.db import session_scope
     from store.models import ReferenceSet
 
@@ -164,7 +164,7 @@ def cmd_reference_activate(args) -> None:
 def cmd_annotations_import(args) -> None:
     from sqlalchemy import select
 
-    from pipeline.annotations import add_annotation_set, decode_collection_in_time
+    from pipeline.temporal.annotations import add_annotation_set, decode_collection_in_time
     from store.db import session_scope
     from store.models import Collection, Movie, slugify
 
@@ -188,11 +188,11 @@ def cmd_annotations_import(args) -> None:
 def cmd_ingest(args) -> None:
     from sqlalchemy import select
 
-    from pipeline.catalog import add_upload, create_collection, get_or_create_movie
-    from pipeline.ingest import ingest
-    from pipeline.jobs import create_job
-    from pipeline.reference import ensure_builtin_reference
-    from pipeline.timecourses import Timing
+    from pipeline.curation.catalog import add_upload, create_collection, get_or_create_movie
+    from pipeline.curation.ingest import ingest
+    from pipeline.decoding.reference import ensure_builtin_reference
+    from pipeline.jobs.lifecycle import create_job
+    from pipeline.temporal.timing import Timing
     from store.db import session_scope
     from store.models import User
 
@@ -275,7 +275,7 @@ def cmd_check(args) -> None:
 def cmd_sweep(args) -> None:
     from datetime import timedelta
 
-    from pipeline.sweep import sweep_storage
+    from pipeline.jobs.sweep import sweep_storage
 
     # A dry run removes nothing, so it may look at any age; a real sweep keeps an hour for jobs about to commit.
     if args.grace_hours < 0 or (args.grace_hours < 1 and not args.dry_run):
@@ -314,7 +314,7 @@ def cmd_stats_check(args: argparse.Namespace) -> None:
 
 
 def cmd_thumbnails(args) -> None:
-    from pipeline.thumbnails import make_missing_thumbnails, stored_map_keys
+    from pipeline.maps.thumbnails import make_missing_thumbnails, stored_map_keys
     from store.db import session_scope
 
     _init_db()
@@ -325,7 +325,7 @@ def cmd_thumbnails(args) -> None:
 
 
 def cmd_similar_rebuild(args) -> None:
-    from pipeline.similar import rebuild_index
+    from pipeline.decoding.similar import rebuild_index
 
     _init_db()
 

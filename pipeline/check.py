@@ -2,7 +2,7 @@
 
 ``python -m pipeline check`` prints one line per part; the web app and the worker run ``production_problems`` at
 start when ``INCDB_ENV=production`` and refuse to start on any. ``production_warnings`` lists what production lacks
-without being unsafe (mail); both lists also show on the administrators' System page (``pipeline.system``).
+without being unsafe (mail); both lists also show on the administrators' System page (``pipeline.jobs.system``).
 """
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
 
-from pipeline.merge import resolve_backend
-from pipeline.reference import active_reference
+from pipeline.decoding.reference import active_reference
+from pipeline.maps.merge import resolve_backend
 from store.config import Settings, get_settings
 from store.db import get_engine, session_scope
 from store.storage import get_storage

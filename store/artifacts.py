@@ -4,7 +4,8 @@ Keys derive from stable identities (a component's uuid, a reference set's id, a 
 re-run job writes the same keys and a key tells what the object is. Slugs keep the letters of every script
 (``сталкер``), which keys accept (``store.storage.check_key``); a slug longer than :data:`MAX_SLUG_BYTES` is cut
 and told apart by a hash of the whole (:func:`slug_segment`), so a key segment stays within what file systems
-allow. Maps themselves (gzip NIfTI on the standard grid) are read and written by ``pipeline.maps``, which needs the
+allow. Maps themselves (gzip NIfTI on the standard grid) are read and written by ``pipeline.maps.files``, which needs
+the
 grid.
 """
 from __future__ import annotations
@@ -86,7 +87,7 @@ def term_key(reference_id: int, term_slug: str) -> str:
 
 
 def termmap_key(reference_id: int, term_slug: str, movie_slug: str | None, digest: str) -> str:
-    """Key of a merged map; ``digest`` identifies the merged components (see pipeline.termmaps).
+    """Key of a merged map; ``digest`` identifies the merged components (see pipeline.decoding.termmaps).
 
     Parameters
     ----------

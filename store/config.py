@@ -19,7 +19,7 @@ DEFAULT_UPLOAD_BYTES_PER_DAY = 50 * 1024**3
 DEFAULT_DECODE_MAX_BYTES_ANONYMOUS = 100 * 1024**2
 DEFAULT_DECODE_MAX_BYTES_ACCOUNT = 1024**3
 DEFAULT_ANNOTATION_MAX_BYTES = 8 * 1024**2  # an events file: 20,000 events with long labels fit in 5 MB
-# Job heartbeats (pipeline.heartbeat): a running job beats this often, is taken for dead after this long without a
+# Job heartbeats (pipeline.jobs.heartbeat): a running job beats this often, is taken for dead after this long without a
 # beat (at least three beats), and is re-queued at most until it has been started this many times.
 DEFAULT_JOB_HEARTBEAT_S = 10
 DEFAULT_JOB_STALE_AFTER_S = 300
@@ -81,7 +81,7 @@ class Settings:
     decode_per_hour_anonymous: int = 30
     decode_per_hour_account: int = 200
     decode_inline_volumes: int = 4
-    # Annotation sets (pipeline.annotations): caps checked before an events file is stored and decoded in time,
+    # Annotation sets (pipeline.temporal.annotations): caps checked before an events file is stored and decoded in time,
     # generous for a real film; 0: no limit (administrators are exempt from the per-user cap only).
     annotation_max_bytes: int = DEFAULT_ANNOTATION_MAX_BYTES
     annotation_max_events: int = 20_000

@@ -23,7 +23,7 @@ def latest_jobs(session: Session, collection_ids: list[int]) -> dict[int, Job]:
 
 def collection_rows(session: Session, viewer: Any, everyone: bool = False) -> list[dict[str, Any]]:
     """Collections the viewer may edit: their own; with ``everyone``, all that ``editable_collections`` allows
-    (every collection, for an admin). Settle stalled jobs first (``pipeline.jobs.settle_stalled_jobs``), so
+    (every collection, for an admin). Settle stalled jobs first (``pipeline.jobs.lifecycle.settle_stalled_jobs``), so
     that a job whose process died is not shown running."""
     where = editable_collections(viewer)
     if not everyone and viewer is not None:

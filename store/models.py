@@ -170,7 +170,8 @@ class Collection(Base):
     # The four metadata groups of the upload form (presentation, participants, design, acquisition),
     # validated by the form; stored as one JSON document keyed by group then field.
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
-    # pipeline.timecourses.Timing.to_dict(): TR, runs (movie start, volumes) and subjects; None until described.
+    # pipeline.temporal.timing.Timing.to_dict(): TR, runs (movie start, volumes) and subjects; None until
+    # described.
     timing: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     is_demo: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(16), default=CollectionStatus.EMPTY)
@@ -324,11 +325,11 @@ class Job(Base):
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    # Written every few seconds by the process running the job (pipeline.heartbeat.heartbeat); a running job whose
-    # heartbeat stopped lost its process (see pipeline.jobs.settle_stalled_jobs).
+    # Written every few seconds by the process running the job (pipeline.jobs.heartbeat.heartbeat); a running job whose
+    # heartbeat stopped lost its process (see pipeline.jobs.lifecycle.settle_stalled_jobs).
     heartbeat: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    # The process that runs (or last ran) the job, pipeline.heartbeat.process_identity(): a message that comes back
-    # may take over a running job only when this process is gone (pipeline.jobs.claim_job).
+    # The process that runs (or last ran) the job, pipeline.jobs.heartbeat.process_identity(): a message that comes back
+    # may take over a running job only when this process is gone (pipeline.jobs.lifecycle.claim_job).
     runner: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
     collection: Mapped[Collection | None] = relationship()
@@ -474,7 +475,7 @@ class MovieTermStats(Base):
     sum_r: Mapped[float] = mapped_column(Float, default=0.0)
     newest: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 class SimilarityBasis(Base):
-    """The fixed linear projection of the similarity index (``pipeline.similar``): an orthonormal basis of
+    """The fixed linear projection of the similarity index (``pipeline.decoding.similar``): an orthonormal basis of
     ``dims`` columns over the brain mask, stored as a float32 (mask voxels x dims) ``.npy`` under ``storage_key``.
     Exactly one basis is active; a rebuild fills the rows of a new one, then switches in one transaction."""
 

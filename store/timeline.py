@@ -3,7 +3,8 @@
 Same visibility rules as ``store.queries`` (``store.access.visible_collections``): a component's time course and
 temporal decodings are shown only where the component is. Time courses are read from their storage artifacts;
 the movie time of every row is computed from the collection's timing (``Collection.timing``: TR, runs as
-``[movie start s, volumes]`` and the number of subjects concatenated), exactly as ``pipeline.timecourses.Timing``
+``[movie start s, volumes]`` and the number of subjects concatenated), exactly as
+``pipeline.temporal.timing.Timing``
 does, without importing the pipeline.
 """
 from __future__ import annotations

@@ -76,7 +76,7 @@ def _restore_environment():
 @pytest.fixture(scope="session")
 def reference_template(tmp_path_factory) -> Path:
     """A data directory with an upgraded SQLite database and the built-in reference, built once per run."""
-    from pipeline.reference import ensure_builtin_reference
+    from pipeline.decoding.reference import ensure_builtin_reference
     from store.db import session_scope, upgrade_database
 
     path = tmp_path_factory.mktemp("reference-template")
@@ -91,7 +91,7 @@ def reference_template(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def demo_template(tmp_path_factory, reference_template) -> Path:
     """A data directory with the demo data set loaded, built once per run (copy it before writing)."""
-    from pipeline.demo import load_demo
+    from pipeline.curation.demo import load_demo
 
     path = tmp_path_factory.mktemp("demo-template") / "data"
     shutil.copytree(reference_template, path)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from pipeline import neurosynth as ns
+from pipeline.decoding import neurosynth as ns
 
 # The columns of the release's coordinates.tsv.gz and metadata.tsv.gz, in order.
 COORDINATE_COLUMNS = ["id", "table_id", "table_num", "peak_id", "x", "y", "z"]

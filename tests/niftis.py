@@ -11,7 +11,7 @@ import nibabel as nib
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from pipeline.grid import GRID_AFFINE, GRID_SHAPE, brain_mask
+from pipeline.maps.grid import GRID_AFFINE, GRID_SHAPE, brain_mask
 
 # The field of view of the MNI grid in mm (x from -90 to 90, y from -126 to 90, z from -72 to 108).
 MNI_MIN = np.array([-90.0, -126.0, -72.0])

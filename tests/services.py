@@ -412,8 +412,8 @@ def term_maps(names: list[str] | None = None) -> dict[str, np.ndarray]:
     """Term maps of the active reference set of the current environment (fast: read, not generated)."""
     from sqlalchemy import select
 
-    from pipeline.maps import load_map
-    from pipeline.reference import require_active_reference
+    from pipeline.decoding.reference import require_active_reference
+    from pipeline.maps.files import load_map
     from store.db import session_scope
     from store.models import Term
 
@@ -426,7 +426,7 @@ def term_maps(names: list[str] | None = None) -> dict[str, np.ndarray]:
 
 def component_maps(n: int, seed: int = 0) -> np.ndarray:
     """(n, 91, 109, 91) ICA-like maps: a term's network, a weaker second one and noise, inside the brain."""
-    from pipeline.grid import brain_mask
+    from pipeline.maps.grid import brain_mask
 
     maps = list(term_maps().values())
     rng = np.random.default_rng(seed)
@@ -443,7 +443,7 @@ def write_nifti(path: Path, maps: np.ndarray, voxel_mm: int = 2) -> Path:
     """A 3D (one map) or 4D file; at 3 mm the maps are resampled so that ingest has real work to do."""
     import nibabel as nib
 
-    from pipeline.grid import GRID_AFFINE
+    from pipeline.maps.grid import GRID_AFFINE
 
     data = np.moveaxis(maps, 0, -1) if maps.ndim == 4 else maps
     affine = GRID_AFFINE

@@ -16,7 +16,7 @@ import pytest
 from scipy import ndimage
 from sqlalchemy import select
 
-from pipeline.grid import GRID_AFFINE, GRID_SHAPE, brain_mask, voxel_to_mni
+from pipeline.maps.grid import GRID_AFFINE, GRID_SHAPE, brain_mask, voxel_to_mni
 from store.artifacts import thumbnail_key
 from store.db import session_scope
 from store.models import Collection, Component, Term, TermMap
@@ -130,8 +130,8 @@ def scipy_clusters(data: np.ndarray, threshold: float, min_voxels: int) -> set[t
 
 
 def test_cluster_peaks_and_sizes_equal_scipy_label(data_dir):
-    from pipeline.atlas import lookup
-    from pipeline.clusters import check_settings, cluster_table
+    from pipeline.anatomy.atlas import lookup
+    from pipeline.anatomy.clusters import check_settings, cluster_table
 
     data = known_blobs()
     rows = cluster_table(data, check_settings(2.0, None, 5, "aal"))
@@ -150,7 +150,7 @@ def test_cluster_peaks_and_sizes_equal_scipy_label(data_dir):
 
 
 def test_cluster_settings_refuse_bad_values():
-    from pipeline.clusters import ClusterError, check_settings
+    from pipeline.anatomy.clusters import ClusterError, check_settings
 
     for kwargs in ({"threshold": -1}, {"threshold": "x"}, {"threshold": float("nan")}, {"threshold": 1e30},
                    {"min_voxels": 0}, {"min_voxels": 2.5}, {"min_voxels": 10**9}, {"atlas": "nope"},
@@ -169,8 +169,8 @@ def _component(session, visibility: str) -> Component:
 
 def test_cluster_api_and_csv_return_the_rows_of_the_map(demo_dir):
     from app import server
-    from pipeline.clusters import check_settings, cluster_table
-    from pipeline.maps import load_map
+    from pipeline.anatomy.clusters import check_settings, cluster_table
+    from pipeline.maps.files import load_map
 
     client = server.test_client()
     with session_scope() as session:
@@ -226,7 +226,7 @@ def assert_every_map_has_its_thumbnail_and_no_more() -> int:
 
 
 def test_thumbnails_exist_for_every_map_after_ingest_and_after_a_merge(demo_dir):
-    from pipeline.catalog import delete_collection
+    from pipeline.curation.catalog import delete_collection
 
     with session_scope() as session:
         n_termmaps = len(session.scalars(select(TermMap)).all())
@@ -271,7 +271,7 @@ def test_thumbnail_routes_follow_the_maps_rules(demo_dir):
 
 
 def test_thumbnail_shows_a_blob_where_it_is():
-    from pipeline.thumbnails import render_thumbnail
+    from pipeline.maps.thumbnails import render_thumbnail
 
     empty = decode_png(render_thumbnail(np.zeros(GRID_SHAPE, np.float32)))
     data = np.zeros(GRID_SHAPE, np.float32)

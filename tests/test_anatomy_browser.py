@@ -74,8 +74,8 @@ def region_after_move(page, before: str | None) -> str:
 
 
 def test_region_readout_clusters_and_a_shared_link_that_shows_the_same_picture(browser_pair, base_url):
-    from pipeline.atlas import grid_voxel, lookup
-    from pipeline.grid import voxel_to_mni
+    from pipeline.anatomy.atlas import grid_voxel, lookup
+    from pipeline.maps.grid import voxel_to_mni
     from store.db import session_scope
     from store.models import Collection, Component
 

@@ -7,9 +7,9 @@ import pytest
 from sqlalchemy import func, select
 
 from accounts.users import create_user
-from pipeline import annotations
-from pipeline.annotations import AnnotationError, add_annotation_set
-from pipeline.catalog import create_collection, get_or_create_movie
+from pipeline.curation.catalog import create_collection, get_or_create_movie
+from pipeline.temporal import annotations
+from pipeline.temporal.annotations import AnnotationError, add_annotation_set
 from store import timeline
 from store.config import get_settings, reset_settings
 from store.db import session_scope

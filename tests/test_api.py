@@ -277,7 +277,7 @@ def test_file_routes_serve_public_maps(anon, world) -> None:
     assert img.shape == (91, 109, 91) and img.get_data_dtype() == "float32"
     display = anon.get(f"/files/components/{uuid}.nii.gz?display=1")
     assert display.status_code == 200 and len(display.data) < len(full.data)
-    from pipeline.display import decode_display
+    from pipeline.maps.display import decode_display
 
     shown = decode_display(display.data)
     assert shown.shape == (91, 109, 91) and shown.get_data_dtype() == np.uint8

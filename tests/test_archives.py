@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.archives import ArchiveError, file_kind, iter_niftis, storage_suffix
+from pipeline.curation.archives import ArchiveError, file_kind, iter_niftis, storage_suffix
 
 NIFTI_A = b"\x1f\x8b" + b"pretend nifti A" * 10  # contents are copied, not parsed, at this stage
 NIFTI_B = b"plain nifti B" * 7

@@ -2,8 +2,8 @@
 for on a new installation reads a cache instead of waiting for the build."""
 from __future__ import annotations
 
-from pipeline import atlas
 from pipeline.__main__ import main
+from pipeline.anatomy import atlas
 
 
 def test_init_builds_every_atlas_once_and_lookups_then_read_the_cache(data_dir, capsys, monkeypatch):

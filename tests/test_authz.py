@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import select
 
 from accounts.users import create_user
-from pipeline.catalog import add_upload, confirm_license, create_collection, get_or_create_movie
-from pipeline.jobs import JobRefused, create_job
-from pipeline.tasks import run_authorized_job, run_job
+from pipeline.curation.catalog import add_upload, confirm_license, create_collection, get_or_create_movie
+from pipeline.jobs.lifecycle import JobRefused, create_job
+from pipeline.jobs.tasks import run_authorized_job, run_job
 from store.db import dispose_engine, session_scope
 from store.models import Collection, Component, Job, ReferenceSet, Upload, User
 from tests.conftest import use_environment
@@ -231,7 +231,7 @@ def _promote(world, client):
 
 
 def _activate_reference(world, client):
-    from pipeline.reference import create_reference_set, set_active
+    from pipeline.decoding.reference import create_reference_set, set_active
     from tests.services import term_maps
 
     with session_scope() as session:

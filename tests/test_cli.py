@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import func, select
 from werkzeug.security import check_password_hash
 
-from pipeline.grid import GRID_AFFINE
-from pipeline.reference import BUILTIN_NAME, BUILTIN_PEAKS, builtin_term_map
+from pipeline.decoding.reference import BUILTIN_NAME, BUILTIN_PEAKS, builtin_term_map
+from pipeline.maps.grid import GRID_AFFINE
 from store.db import dispose_engine, session_scope
 from store.models import (
     Collection,

@@ -9,8 +9,8 @@ import shutil
 import pytest
 from sqlalchemy import func, select
 
-from pipeline.reference import ensure_builtin_reference
-from pipeline.termmaps import rebuild_term_maps
+from pipeline.decoding.reference import ensure_builtin_reference
+from pipeline.decoding.termmaps import rebuild_term_maps
 from store.db import session_scope, upgrade_database
 from store.models import Component, Job, Term, TermMap
 from tests.conftest import use_environment
@@ -19,7 +19,7 @@ from tests.test_faults import assert_consistent, new_ingest_job
 
 def _run_job(env: dict, job_id: int, start) -> None:
     os.environ.update(env)
-    from pipeline.ingest import ingest
+    from pipeline.curation.ingest import ingest
 
     start.wait(60)
     ingest(job_id)

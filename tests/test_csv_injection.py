@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from accounts.users import create_user
-from pipeline.annotations import add_annotation_set, decode_collection_in_time
+from pipeline.temporal.annotations import add_annotation_set, decode_collection_in_time
 from store.db import session_scope
 from store.models import Collection, Component, Movie, Term, TermMap
 from tests.conftest import ROOT

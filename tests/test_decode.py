@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.decode import (
+from pipeline.decoding.decode import (
     BATCH,
     decode,
     masked,
@@ -19,7 +19,7 @@ from pipeline.decode import (
     ranked,
     write_reference_matrix,
 )
-from pipeline.grid import GRID_SHAPE, brain_mask, mni_to_voxel
+from pipeline.maps.grid import GRID_SHAPE, brain_mask, mni_to_voxel
 from tests.niftis import gaussian_blob, smooth_random, thresholded
 
 TOLERANCE = 1e-6  # the design promises 1e-5; every stored and shown r is exact to 1e-6
@@ -43,7 +43,7 @@ def expected_r(components: np.ndarray, terms: np.ndarray) -> np.ndarray:
 
 
 def blob_map(centre, sigma=6.0, peak=5.0):
-    from pipeline.grid import GRID_AFFINE
+    from pipeline.maps.grid import GRID_AFFINE
 
     return gaussian_blob(GRID_AFFINE, GRID_SHAPE, centre, sigma_mm=sigma, peak=peak)
 
@@ -270,7 +270,7 @@ def test_thresholded_map_against_the_builtin_reference_is_exact_to_1e_6(tmp_path
     """A map with 90% zeros (one alone: BLAS's matrix-vector kernel; or in a batch: its GEMM) against the built-in
     reference, whose sparse term maps are mostly one constant after centring: the float32 product alone drifted
     up to 5e-4 from np.corrcoef here. Every term's r must be within 1e-6."""
-    from pipeline.reference import builtin_term_maps
+    from pipeline.decoding.reference import builtin_term_maps
 
     names, maps = zip(*builtin_term_maps())
     path = tmp_path / "builtin.npy"
@@ -291,7 +291,7 @@ def test_nonzero_mask_equals_corrcoef_over_the_non_zero_voxels(reference, term_m
     equals np.corrcoef of the map and each term map (as the reference holds it) over those voxels; a term
     constant there has 0. (The stored columns are float32: a Gaussian's tail of 1e-30 far from its centre is a
     constant there, where np.corrcoef of the float64 original would still find a correlation in it.)"""
-    from pipeline.decode import decode_nonzero
+    from pipeline.decoding.decode import decode_nonzero
 
     rng = np.random.default_rng(21)
     maps = np.stack([thresholded(smooth_random(rng) + term_maps["blob"] / 2, 0.08),

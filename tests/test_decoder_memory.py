@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import requests
 
-from pipeline.nifti import NiftiError, check_nifti
-from pipeline.uploads import check_nifti_file
+from pipeline.curation.uploads import check_nifti_file
+from pipeline.maps.nifti import NiftiError, check_nifti
 from tests.niftis import smooth_random
 from tests.services import running, service_env, start_embedded
 
@@ -138,7 +138,7 @@ def test_a_header_claim_over_the_senders_cap_is_refused_before_inflating(tmp_pat
 
 def _count_inflated(monkeypatch) -> list[int]:
     """Counts the bytes the upload check inflates."""
-    import pipeline.uploads as uploads
+    import pipeline.curation.uploads as uploads
 
     seen = [0]
     real_open = uploads._gzip.open
@@ -165,7 +165,7 @@ def _count_inflated(monkeypatch) -> list[int]:
 def test_a_gzip_bomb_is_not_inflated_past_its_headers_byte_count(tmp_path, monkeypatch):
     """A valid small header, then gzip members holding far more zeros than the header describes, the last
     member cut short: refused after inflating at most the header's bytes plus the slack, with a clear message."""
-    from pipeline.uploads import GZIP_SLACK
+    from pipeline.curation.uploads import GZIP_SLACK
 
     path = tmp_path / "bomb.nii.gz"
     _header_only(path, (40, 48, 40), np.float32, zooms=(4.0, 4.0, 4.0), data_mb=200, compresslevel=9)

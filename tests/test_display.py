@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from pipeline.display import (
+from pipeline.maps.display import (
     N_CODES,
     PREDICTED_INTENT,
     decode_display,
@@ -17,7 +17,7 @@ from pipeline.display import (
     lorenzo_residuals,
     undo_lorenzo,
 )
-from pipeline.grid import GRID_AFFINE, GRID_SHAPE, brain_mask, to_image
+from pipeline.maps.grid import GRID_AFFINE, GRID_SHAPE, brain_mask, to_image
 
 TOLERANCE = 0.005  # of the data range, DESIGN section 10
 

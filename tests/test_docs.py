@@ -82,7 +82,7 @@ def test_readme_links_every_docs_file_and_each_link_exists() -> None:
 
 
 def test_about_page_gives_the_citation_and_the_licences(web) -> None:
-    from pipeline.atlas import ATLASES
+    from pipeline.anatomy.atlas import ATLASES
 
     text = Client(flask_app=web.server).page_layout("/about")
     assert '"id": "about"' in text and "How to cite" in text

@@ -13,13 +13,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import select
 
-import pipeline.termmaps as termmaps
+import pipeline.decoding.termmaps as termmaps
 from accounts.users import create_user
-from pipeline.catalog import add_upload, create_collection, get_or_create_movie
-from pipeline.grid import GRID_AFFINE, GRID_SHAPE, brain_mask
-from pipeline.ingest import ingest
-from pipeline.jobs import create_job
-from pipeline.reference import BUILTIN_PEAKS, builtin_term_map, ensure_builtin_reference
+from pipeline.curation.catalog import add_upload, create_collection, get_or_create_movie
+from pipeline.curation.ingest import ingest
+from pipeline.decoding.reference import BUILTIN_PEAKS, builtin_term_map, ensure_builtin_reference
+from pipeline.jobs.lifecycle import create_job
+from pipeline.maps.grid import GRID_AFFINE, GRID_SHAPE, brain_mask
 from store.artifacts import similarity_vector_key, thumbnail_key
 from store.db import session_scope, upgrade_database
 from store.models import Component, Job, SimilarityBasis, Term, TermMap, Upload

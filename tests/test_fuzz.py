@@ -113,8 +113,8 @@ def _rows() -> None:
     """Schema, a small active reference set (three built-in terms: enough rows for every query), a public and a
     private collection, and the curator."""
     from accounts.users import create_user
-    from pipeline.catalog import create_collection, get_or_create_movie
-    from pipeline.reference import builtin_term_maps, create_reference_set, set_active
+    from pipeline.curation.catalog import create_collection, get_or_create_movie
+    from pipeline.decoding.reference import builtin_term_maps, create_reference_set, set_active
     from store.db import session_scope, upgrade_database
 
     upgrade_database()
@@ -132,7 +132,7 @@ def curator_collection() -> int:
     """The id of a collection of the curator (made anew when a probe deleted it)."""
     from sqlalchemy import select
 
-    from pipeline.catalog import create_collection, get_or_create_movie
+    from pipeline.curation.catalog import create_collection, get_or_create_movie
     from store.db import session_scope
     from store.models import Collection, User
 

@@ -14,11 +14,11 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
-import pipeline.heartbeat as hb
-import pipeline.jobs as jobs
-from pipeline.catalog import confirm_license
-from pipeline.ingest import ingest
-from pipeline.jobs import active_job, start_ingest_job
+import pipeline.jobs.heartbeat as hb
+import pipeline.jobs.lifecycle as jobs
+from pipeline.curation.catalog import confirm_license
+from pipeline.curation.ingest import ingest
+from pipeline.jobs.lifecycle import active_job, start_ingest_job
 from store.config import reset_settings
 from store.db import session_scope, upgrade_database
 from store.models import Collection, Job, User
@@ -103,7 +103,7 @@ def test_a_job_without_any_heartbeat_counts_from_its_start(data_dir):
 
 CHILD = """
 import sys, time
-from pipeline.ingest import ingest
+from pipeline.curation.ingest import ingest
 def stuck(done, total):  # stands for a long step: the process is killed while in here
     if done:
         print("stuck", flush=True)

@@ -20,11 +20,11 @@ import pytest
 from sqlalchemy import select
 
 from accounts.users import create_user
-from pipeline.catalog import add_upload, create_collection, get_or_create_movie
-from pipeline.grid import GRID_AFFINE, GRID_SHAPE, brain_mask
-from pipeline.ingest import ingest
-from pipeline.jobs import create_job
-from pipeline.reference import BUILTIN_PEAKS, builtin_term_map
+from pipeline.curation.catalog import add_upload, create_collection, get_or_create_movie
+from pipeline.curation.ingest import ingest
+from pipeline.decoding.reference import BUILTIN_PEAKS, builtin_term_map
+from pipeline.jobs.lifecycle import create_job
+from pipeline.maps.grid import GRID_AFFINE, GRID_SHAPE, brain_mask
 from store.db import session_scope
 from store.models import Collection, Component, Decoding, Job, TermMap
 
@@ -207,7 +207,7 @@ def db_digest() -> list:
 @pytest.fixture
 def site(data_dir, monkeypatch):
     """A data dir holding one good public collection, and a helper to ingest an upload into a new collection."""
-    import pipeline.archives as archives
+    import pipeline.curation.archives as archives
 
     monkeypatch.setattr(archives, "MAX_EXTRACTED_BYTES", 8_000_000)
     with session_scope() as s:

@@ -11,14 +11,14 @@ import pytest
 from sqlalchemy import func, select
 
 from accounts.users import create_user
-from pipeline.catalog import add_upload, create_collection, get_or_create_movie
-from pipeline.decode import decode, masked, normalise_rows
-from pipeline.grid import GRID_AFFINE, GRID_SHAPE, brain_mask, voxel_to_mni
-from pipeline.ingest import TOP_DECODINGS, ingest
-from pipeline.jobs import create_job
-from pipeline.maps import load_map
-from pipeline.nifti import check_nifti, resample_to_grid
-from pipeline.reference import load_matrix, require_active_reference
+from pipeline.curation.catalog import add_upload, create_collection, get_or_create_movie
+from pipeline.curation.ingest import TOP_DECODINGS, ingest
+from pipeline.decoding.decode import decode, masked, normalise_rows
+from pipeline.decoding.reference import load_matrix, require_active_reference
+from pipeline.jobs.lifecycle import create_job
+from pipeline.maps.files import load_map
+from pipeline.maps.grid import GRID_AFFINE, GRID_SHAPE, brain_mask, voxel_to_mni
+from pipeline.maps.nifti import check_nifti, resample_to_grid
 from store.artifacts import load_vector, thumbnail_key
 from store.db import session_scope
 from store.models import (
@@ -340,7 +340,7 @@ def test_ingest_twice_leaves_the_same_rows_and_files(data_dir, tmp_path):
 def test_ingest_rerun_after_a_crash_ends_like_an_undisturbed_run(data_dir, tmp_path, monkeypatch):
     """A worker dying after maps were written but before rows were stored: the redelivered job ends with the same
     rows and files as an undisturbed run (same uuids, same keys, no orphan files)."""
-    import pipeline.ingest as ingest_module
+    import pipeline.curation.ingest as ingest_module
 
     rng = np.random.default_rng(6)
     maps = np.stack([np.where(brain_mask(), smooth_random(rng), 0) for _ in range(2)], axis=-1).astype(np.float32)

@@ -68,7 +68,7 @@ def labelled(web, tmp_path) -> str:
     maps = write_nifti(tmp_path / "maps.nii.gz", component_maps(1, seed=2))
     events = "onset\tduration\ttrial_type\n" + "".join(f"{10 * i}\t5\t{label}\n" for i, label in enumerate(LABELS))
     collection_id, job_id = new_collection([maps], timing=None, annotations=events, movie="Label Movie")
-    from pipeline.ingest import ingest
+    from pipeline.curation.ingest import ingest
 
     assert ingest(job_id).components == 1
     with session_scope() as session:

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.archives import iter_niftis
-from pipeline.uploads import check_upload
+from pipeline.curation.archives import iter_niftis
+from pipeline.curation.uploads import check_upload
 from tests.services import component_maps, write_nifti
 from tests.test_timeline import TIMING, new_collection, speech_course
 
@@ -106,7 +106,7 @@ def test_time_courses_that_do_not_fit_are_a_warning_at_upload_not_a_refusal(data
 
 
 def test_ingesting_a_zipped_gica_folder_makes_only_the_melodic_components(data_dir, tmp_path):
-    from pipeline.ingest import ingest
+    from pipeline.curation.ingest import ingest
 
     _, job_id = new_collection([melodic_folder(tmp_path)])
     result = ingest(job_id)

@@ -11,8 +11,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from pipeline.grid import GRID_AFFINE, GRID_SHAPE, brain_mask, to_image
-from pipeline.merge import (
+from pipeline.maps.grid import GRID_AFFINE, GRID_SHAPE, brain_mask, to_image
+from pipeline.maps.merge import (
     afni_available,
     afni_merge_interface,
     mean_of_maps,
@@ -214,10 +214,10 @@ def test_term_wide_maps_follow_a_running_sum(data_dir, tmp_path, monkeypatch):
     from sqlalchemy import select
 
     from accounts.users import create_user
-    from pipeline import termmaps
-    from pipeline.catalog import delete_collection
-    from pipeline.maps import load_map
-    from pipeline.sweep import referenced_keys
+    from pipeline.curation.catalog import delete_collection
+    from pipeline.decoding import termmaps
+    from pipeline.jobs.sweep import referenced_keys
+    from pipeline.maps.files import load_map
     from store.db import session_scope
     from store.models import Collection, Component, TermMap
     from store.storage import get_storage

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from pipeline.metadata import GROUPS, validate_metadata
+from pipeline.curation.metadata import GROUPS, validate_metadata
 
 NUMERIC = [(group, f) for group, (_, fields) in GROUPS.items() for f in fields if f.kind in ("number", "integer")]
 

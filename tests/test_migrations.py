@@ -11,7 +11,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import select
 
 from accounts.users import create_user
-from pipeline.catalog import create_collection, get_or_create_movie
+from pipeline.curation.catalog import create_collection, get_or_create_movie
 from store.db import (
     alembic_config,
     dispose_engine,

@@ -22,7 +22,7 @@ OTHERS_OPEN = "Everybody's Film"
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, reference_template):
     from accounts.users import create_user
-    from pipeline.catalog import create_collection, get_or_create_movie
+    from pipeline.curation.catalog import create_collection, get_or_create_movie
     from store.db import session_scope
 
     path = tmp_path_factory.mktemp("suggestions") / "data"

@@ -8,8 +8,8 @@ import pytest
 from scipy import sparse
 from scipy.stats import chi2_contingency, norm
 
-from pipeline import neurosynth as ns
-from pipeline.grid import GRID_SHAPE, brain_mask, voxel_coordinates_mm
+from pipeline.decoding import neurosynth as ns
+from pipeline.maps.grid import GRID_SHAPE, brain_mask, voxel_coordinates_mm
 from tests.neurosynth_files import write_neurosynth_v7
 
 OCCIPITAL = np.array([0.0, -90.0, 0.0])

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy.ndimage import map_coordinates
 
-from pipeline.grid import GRID_AFFINE, GRID_SHAPE, brain_mask
-from pipeline.nifti import (
+from pipeline.maps.grid import GRID_AFFINE, GRID_SHAPE, brain_mask
+from pipeline.maps.nifti import (
     MAX_SPATIAL_DIM,
     MAX_VOLUMES,
     THRESHOLDED_ZERO_SHARE,

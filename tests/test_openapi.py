@@ -81,7 +81,7 @@ def _curator_with_a_private_collection() -> None:
     """A curator who owns a private (empty) collection: signed in, the listings show what anonymous visitors
     never see."""
     from accounts.users import create_user
-    from pipeline.catalog import create_collection, get_or_create_movie
+    from pipeline.curation.catalog import create_collection, get_or_create_movie
     from store.db import session_scope
 
     with session_scope() as session:

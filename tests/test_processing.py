@@ -318,8 +318,8 @@ def test_sigkill_of_the_worker_child_redelivers_and_ends_like_an_undisturbed_run
     _curator("calm@example.org")
     calm = Client(celery_stack["web"].url)
     _, calm_id = _prepare(calm, "calm@example.org", "Calm run", "Calm movie", files)
-    from pipeline.jobs import create_job
-    from pipeline.tasks import run_job
+    from pipeline.jobs.lifecycle import create_job
+    from pipeline.jobs.tasks import run_job
 
     with session_scope() as session:
         calm_job = create_job(session, "ingest", calm_id).id
@@ -328,7 +328,7 @@ def test_sigkill_of_the_worker_child_redelivers_and_ends_like_an_undisturbed_run
     assert len(killed["components"]) == 25
     assert killed == undisturbed
     # every component file there is belongs to a row, and reads as a map (or is the map's thumbnail)
-    from pipeline.maps import load_map
+    from pipeline.maps.files import load_map
     from store.artifacts import thumbnail_key
     from store.storage import get_storage
 
@@ -481,7 +481,7 @@ def test_reprocess_link_starts_processing_on_page_load(web, tmp_path):
 
 
 def test_admin_switches_the_reference_set_and_everything_is_redecoded(web, tmp_path):
-    from pipeline.reference import create_reference_set
+    from pipeline.decoding.reference import create_reference_set
     from tests.services import term_maps
 
     client, _, cid = _in_process_collection(web, tmp_path, "owner@example.org", component_maps(2, seed=4))
@@ -544,7 +544,7 @@ def test_delete_removes_rows_files_and_merged_maps(web, tmp_path, data_dir):
 
 
 def test_visibility_change_rebuilds_the_merged_maps(web, tmp_path):
-    from pipeline.catalog import update_collection
+    from pipeline.curation.catalog import update_collection
 
     client, _, cid = _in_process_collection(web, tmp_path, "vis@example.org", component_maps(2, seed=6))
     _process(client, cid)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from pipeline.reference import ensure_builtin_reference
-from pipeline.termmaps import rebuild_term_maps
+from pipeline.decoding.reference import ensure_builtin_reference
+from pipeline.decoding.termmaps import rebuild_term_maps
 from store.db import session_scope
 from store.models import Collection, Component, Job, Term, TermMap
 from store.storage import get_storage

@@ -13,13 +13,13 @@ import pytest
 from nilearn import datasets
 from scipy.ndimage import gaussian_filter, map_coordinates
 
-import pipeline.nifti as nifti
-from pipeline.decode import masked
-from pipeline.demo import DEMO_COLLECTIONS, _as_file, demo_component_maps
-from pipeline.grid import GRID_AFFINE, GRID_SHAPE, brain_mask, underlay
-from pipeline.ingest import ingest
-from pipeline.nifti import check_nifti, quality_check, resample_to_grid
-from pipeline.reference import BUILTIN_PEAKS, builtin_term_map
+import pipeline.maps.nifti as nifti
+from pipeline.curation.demo import DEMO_COLLECTIONS, _as_file, demo_component_maps
+from pipeline.curation.ingest import ingest
+from pipeline.decoding.decode import masked
+from pipeline.decoding.reference import BUILTIN_PEAKS, builtin_term_map
+from pipeline.maps.grid import GRID_AFFINE, GRID_SHAPE, brain_mask, underlay
+from pipeline.maps.nifti import check_nifti, quality_check, resample_to_grid
 from tests.niftis import gaussian_blob, smooth_random, thresholded
 from tests.test_ingest import components_of, job_state, new_job
 

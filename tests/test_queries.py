@@ -35,7 +35,7 @@ class World:
 def build_world(path: Path) -> World:
     """Users (owner of the private data, an admin, an unrelated curator) and a movie only the owner may see."""
     from accounts.users import create_user
-    from pipeline.catalog import create_collection, get_or_create_movie
+    from pipeline.curation.catalog import create_collection, get_or_create_movie
     from store.db import session_scope
     from store.models import Collection, Component, User
 

@@ -6,16 +6,8 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from pipeline.decode import decode
-from pipeline.grid import (
-    GRID_AFFINE,
-    GRID_SHAPE,
-    brain_mask,
-    mni_to_voxel,
-    voxel_to_mni,
-)
-from pipeline.maps import load_map
-from pipeline.reference import (
+from pipeline.decoding.decode import decode
+from pipeline.decoding.reference import (
     BUILTIN_NAME,
     BUILTIN_PEAKS,
     active_reference,
@@ -26,6 +18,14 @@ from pipeline.reference import (
     matrix_path,
     nifti_folder_term_maps,
     set_active,
+)
+from pipeline.maps.files import load_map
+from pipeline.maps.grid import (
+    GRID_AFFINE,
+    GRID_SHAPE,
+    brain_mask,
+    mni_to_voxel,
+    voxel_to_mni,
 )
 from store.db import session_scope
 from store.models import ReferenceSet, Term
@@ -180,8 +180,8 @@ def test_only_one_set_is_active(data_dir):
 def test_refused_reference_set_leaves_no_files(data_dir):
     import numpy as np
 
-    from pipeline.grid import GRID_SHAPE
-    from pipeline.reference import create_reference_set
+    from pipeline.decoding.reference import create_reference_set
+    from pipeline.maps.grid import GRID_SHAPE
     from store.db import session_scope
 
     before = {p for p in (data_dir / "files").rglob("*") if p.is_file()}

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import select
 
 from accounts.users import create_user
-from pipeline.catalog import confirm_license, create_collection, get_or_create_movie
+from pipeline.curation.catalog import confirm_license, create_collection, get_or_create_movie
 from store.config import reset_settings
 from store.db import session_scope
 from store.models import Upload
@@ -62,7 +62,7 @@ def _put(client: Client, url: str, offset: int, data: bytes, csrf: bool = True, 
 
 
 def _partial_folder(url: str) -> Path:
-    from pipeline.resumable_uploads import partials_root
+    from pipeline.curation.resumable_uploads import partials_root
 
     return next(partials_root().glob(f"*/{url.rsplit('/', 1)[1]}"))
 
@@ -133,7 +133,7 @@ def test_a_chunk_past_the_size_cap_is_refused(web, site, monkeypatch):
 
 
 def test_a_stale_partial_is_removed_after_its_deadline(web, site, monkeypatch):
-    from pipeline.resumable_uploads import open_partial, remove_stale_partials
+    from pipeline.curation.resumable_uploads import open_partial, remove_stale_partials
 
     monkeypatch.setenv("INCDB_UPLOAD_RESUME_HOURS", "2")
     reset_settings()
@@ -161,7 +161,7 @@ def test_a_stale_partial_is_removed_after_its_deadline(web, site, monkeypatch):
 
 
 def test_chunks_hold_the_slots_and_the_upload_lock_and_check_who_sends(web, site, monkeypatch):
-    from pipeline.resumable_uploads import open_partial
+    from pipeline.curation.resumable_uploads import open_partial
     from web.upload import process_uploads, user_upload_slot
 
     monkeypatch.setenv("INCDB_UPLOADS_PER_USER", "1")
@@ -224,7 +224,7 @@ def test_an_interrupted_chunk_keeps_what_arrived_and_the_upload_goes_on(data_dir
 
 
 def test_a_user_leaves_few_uploads_and_the_unfinished_ones_go_last(web, site):
-    from pipeline.resumable_uploads import PARTIALS_PER_USER, partials_root
+    from pipeline.curation.resumable_uploads import PARTIALS_PER_USER, partials_root
 
     client, raw = _client(), site["bytes"]
     unfinished = _start(client, site["slug"], len(raw)).json["url"]

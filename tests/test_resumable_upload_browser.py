@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from accounts.users import create_user
-from pipeline.catalog import confirm_license, create_collection, get_or_create_movie
+from pipeline.curation.catalog import confirm_license, create_collection, get_or_create_movie
 from store.db import session_scope
 from store.models import Upload
 from store.storage import get_storage

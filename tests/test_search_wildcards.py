@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import select, text
 
 from accounts.users import create_user
-from pipeline.catalog import create_collection, get_or_create_movie
-from pipeline.reference import ensure_builtin_reference
+from pipeline.curation.catalog import create_collection, get_or_create_movie
+from pipeline.decoding.reference import ensure_builtin_reference
 from store import queries
 from store.db import session_scope, upgrade_database
 from store.models import Term

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from accounts import reset, users
 from accounts.users import AccountError, create_user, normalise_email
-from pipeline.catalog import QuotaExceeded, create_collection, get_or_create_movie
+from pipeline.curation.catalog import QuotaExceeded, create_collection, get_or_create_movie
 from store.config import reset_settings
 from store.db import session_scope, upgrade_database
 from store.models import Movie, User
@@ -413,7 +413,7 @@ def test_a_non_latin_movie_is_reachable_by_its_slug(demo_dir):
 
 @pytest.fixture
 def pg_web(tmp_path, postgres_url):
-    from pipeline.reference import ensure_builtin_reference
+    from pipeline.decoding.reference import ensure_builtin_reference
 
     use_environment(tmp_path / "data", database_url=postgres_url)
     upgrade_database()
@@ -437,7 +437,7 @@ def test_hostile_emails_on_postgresql_get_messages(pg_web, email):
 
 
 def test_hostile_collection_fields_on_postgresql_get_messages(pg_web):
-    from pipeline.catalog import validate_collection_form
+    from pipeline.curation.catalog import validate_collection_form
 
     _, errors = validate_collection_form({"name": "Bad\x00name", "movie": "Film", "dataset_url":
                                           "https://example.org/" + "a" * 2000})

@@ -1,4 +1,5 @@
-"""Similar components (pipeline.similar): exact r, visibility, the index kept in step with ingest and removal, the
+"""Similar components (pipeline.decoding.similar): exact r, visibility, the index kept in step with ingest and
+removal, the
 rebuild, and the API route."""
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from pipeline import similar
-from pipeline.decode import masked
-from pipeline.maps import load_map
+from pipeline.decoding import similar
+from pipeline.decoding.decode import masked
+from pipeline.maps.files import load_map
 from store.db import session_scope
 from store.models import Collection, Component, ComponentVector, SimilarityBasis, User
 
@@ -109,7 +110,7 @@ def test_a_private_component_is_only_in_its_owners_and_admins_lists(demo_dir):
     """The private demo collection's components never appear for an anonymous visitor or another curator, even
     as the best match of their own map; its owner and an administrator do see them."""
     from accounts.users import create_user
-    from pipeline.demo import DEMO_OWNER, DEMO_PRIVATE_OWNER
+    from pipeline.curation.demo import DEMO_OWNER, DEMO_PRIVATE_OWNER
 
     similar.forget_index()
     with session_scope() as session:
@@ -132,9 +133,9 @@ def test_a_private_component_is_only_in_its_owners_and_admins_lists(demo_dir):
 
 def test_the_index_follows_deletion_reprocessing_and_rebuild(demo_dir, capsys):
     from pipeline.__main__ import main
-    from pipeline.catalog import delete_collection
-    from pipeline.jobs import create_job
-    from pipeline.tasks import run_job
+    from pipeline.curation.catalog import delete_collection
+    from pipeline.jobs.lifecycle import create_job
+    from pipeline.jobs.tasks import run_job
 
     similar.forget_index()
     with session_scope() as session:

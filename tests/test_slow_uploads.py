@@ -24,7 +24,7 @@ import requests
 from sqlalchemy import select as sql_select
 
 from accounts.users import create_user
-from pipeline.catalog import confirm_license, create_collection, get_or_create_movie
+from pipeline.curation.catalog import confirm_license, create_collection, get_or_create_movie
 from store.config import reset_settings
 from store.db import session_scope
 from store.models import Upload

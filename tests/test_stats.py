@@ -12,11 +12,17 @@ from sqlalchemy import select, text, update
 
 from accounts.users import create_user
 from pipeline.__main__ import main as cli
-from pipeline.catalog import add_upload, create_collection, delete_collection, get_or_create_movie, update_collection
-from pipeline.ingest import ingest
-from pipeline.jobs import create_job
-from pipeline.reference import create_reference_set, ensure_builtin_reference
-from pipeline.tasks import redecode
+from pipeline.curation.catalog import (
+    add_upload,
+    create_collection,
+    delete_collection,
+    get_or_create_movie,
+    update_collection,
+)
+from pipeline.curation.ingest import ingest
+from pipeline.decoding.reference import create_reference_set, ensure_builtin_reference
+from pipeline.jobs.lifecycle import create_job
+from pipeline.jobs.tasks import redecode
 from store import queries, stats
 from store.db import session_scope, upgrade_database
 from store.models import Collection, Component, TermStats, User

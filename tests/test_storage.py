@@ -147,11 +147,11 @@ def test_ingest_and_file_routes_on_s3(s3, tmp_path, reference_template):
     from sqlalchemy import select
 
     from accounts.users import create_user
-    from pipeline.catalog import add_upload, create_collection, get_or_create_movie
-    from pipeline.grid import GRID_AFFINE, brain_mask
-    from pipeline.ingest import ingest
-    from pipeline.jobs import create_job
-    from pipeline.reference import BUILTIN_PEAKS, builtin_term_map
+    from pipeline.curation.catalog import add_upload, create_collection, get_or_create_movie
+    from pipeline.curation.ingest import ingest
+    from pipeline.decoding.reference import BUILTIN_PEAKS, builtin_term_map
+    from pipeline.jobs.lifecycle import create_job
+    from pipeline.maps.grid import GRID_AFFINE, brain_mask
     from store.db import session_scope, upgrade_database
     from store.models import Component, TermMap
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pipeline.__main__ import main
-from pipeline.ingest import ingest
-from pipeline.sweep import sweep_storage
+from pipeline.curation.ingest import ingest
+from pipeline.jobs.sweep import sweep_storage
 from store.db import session_scope
 from store.models import Job
 from store.storage import get_storage

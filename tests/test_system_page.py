@@ -14,8 +14,8 @@ import pytest
 from celery import Celery
 
 from accounts.users import create_user
-from pipeline.catalog import create_collection, get_or_create_movie
-from pipeline.jobs import create_job
+from pipeline.curation.catalog import create_collection, get_or_create_movie
+from pipeline.jobs.lifecycle import create_job
 from store.db import session_scope
 from store.models import Job, JobStatus, User, utcnow
 from tests.conftest import CURATOR_PASSWORD, need_service, use_environment

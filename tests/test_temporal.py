@@ -1,4 +1,4 @@
-"""Temporal decoding (pipeline.temporal): regressors are nilearn's, r is np.corrcoef's, the circular-shift null
+"""Temporal decoding (pipeline.temporal.decoding): regressors are nilearn's, r is np.corrcoef's, the circular-shift null
 finds a planted label and not a shuffled one, and BH q values match a hand computation.
 
 Inputs are built here with numpy (runs as ``(start_s, volumes)`` pairs), so these tests need no other module.
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from nilearn.glm.first_level import compute_regressor
 
-from pipeline import temporal
-from pipeline.temporal import (
+from pipeline.temporal import decoding as temporal
+from pipeline.temporal.decoding import (
     MIN_ONSET,
     OVERSAMPLING,
     benjamini_hochberg,
@@ -67,7 +67,7 @@ def test_frame_times_for_runs_with_a_gap_and_an_overlap():
 
 def test_frame_times_accept_run_objects_and_refuse_bad_runs():
     @dataclass(frozen=True)
-    class Run:  # the shape of pipeline.timecourses.Run
+    class Run:  # the shape of pipeline.temporal.timing.Run
         start_s: float
         volumes: int
 

@@ -1,4 +1,4 @@
-"""Time courses of 4D maps, the collection's movie timing and movie annotations (pipeline.timecourses)."""
+"""Time courses of 4D maps, the collection's movie timing and movie annotations (pipeline.temporal.timecourses)."""
 from __future__ import annotations
 
 import json
@@ -6,23 +6,17 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.timecourses import (
-    MAX_EVENTS,
-    Event,
-    Run,
-    TimeCourseError,
-    Timing,
+from pipeline.temporal.events import MAX_EVENTS, Event, events_by_label, read_events
+from pipeline.temporal.timecourses import (
     check_timecourses,
-    events_by_label,
-    format_movie_time,
     is_timecourse_name,
     match_timecourse_files,
-    read_events,
     read_ftmix,
     read_melodic_mix,
     read_timecourse_table,
     unmatched_timecourse_files,
 )
+from pipeline.temporal.timing import Run, TimeCourseError, Timing, format_movie_time
 
 
 def refused(call, *args, patterns=(), starts=None):
@@ -193,7 +187,7 @@ def test_empty_missing_gzipped_and_huge_files(tmp_path, monkeypatch):
     path.write_bytes(b"\x1f\x8b\x08\x00rest")
     refused(read_ftmix, path, "melodic_FTmix", patterns=["gzip-compressed"])
     path.write_text("1  2\n" * 100)
-    monkeypatch.setattr("pipeline.timecourses.MAX_TEXT_BYTES", 100)
+    monkeypatch.setattr("pipeline.temporal.timecourses.MAX_TEXT_BYTES", 100)
     refused(read_melodic_mix, path, "melodic_mix", patterns=["500 bytes", "more than the 100 bytes"])
 
 
@@ -359,7 +353,7 @@ def test_events_with_bom_and_crlf():
 
 
 def test_too_many_events(monkeypatch):
-    monkeypatch.setattr("pipeline.timecourses.MAX_EVENTS", 3)
+    monkeypatch.setattr("pipeline.temporal.events.MAX_EVENTS", 3)
     text = "onset\tduration\ttrial_type\n" + "1\t1\ts\n" * 4
     refused(read_events, text, "speech.tsv", patterns=["line 5", "more than 3 events"])
     assert MAX_EVENTS == 200_000

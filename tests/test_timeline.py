@@ -14,13 +14,14 @@ import pytest
 from sqlalchemy import func, select
 
 from accounts.users import create_user
-from pipeline.annotations import AnnotationError, add_annotation_set, decode_collection_in_time
-from pipeline.catalog import add_upload, create_collection, get_or_create_movie
-from pipeline.demo import DEMO_COLLECTIONS, DEMO_LINKS
-from pipeline.ingest import ingest
-from pipeline.jobs import create_job
-from pipeline.temporal import label_regressors
-from pipeline.timecourses import Timing, events_by_label, read_events
+from pipeline.curation.catalog import add_upload, create_collection, get_or_create_movie
+from pipeline.curation.demo import DEMO_COLLECTIONS, DEMO_LINKS
+from pipeline.curation.ingest import ingest
+from pipeline.jobs.lifecycle import create_job
+from pipeline.temporal.annotations import AnnotationError, add_annotation_set, decode_collection_in_time
+from pipeline.temporal.decoding import label_regressors
+from pipeline.temporal.events import events_by_label, read_events
+from pipeline.temporal.timing import Timing
 from store.db import session_scope
 from store.models import AnnotationEvent, AnnotationSet, Collection, Component, Job, TemporalDecoding, TimeCourse
 from tests.conftest import ROOT, use_environment
@@ -157,7 +158,7 @@ def test_a_non_numeric_melodic_mix_is_refused_at_upload(data_dir, tmp_path):
     with session_scope() as session:
         user = create_user(session, "up@example.org", "a long password 1")
         collection = create_collection(session, user, get_or_create_movie(session, "Up"), "Uploads")
-        from pipeline.catalog import confirm_license
+        from pipeline.curation.catalog import confirm_license
 
         confirm_license(session, collection, user)
         slug = collection.slug
@@ -197,7 +198,7 @@ def test_annotation_names_are_unique_per_movie(data_dir):
 
 
 def test_deleting_a_set_removes_its_decodings(data_dir, tmp_path):
-    from pipeline.annotations import delete_annotation_set
+    from pipeline.temporal.annotations import delete_annotation_set
 
     collection_id, job_id = new_collection([melodic_zip(tmp_path)])
     ingest(job_id)
@@ -263,8 +264,8 @@ def test_command_line_timing_and_annotations(tmp_path, reference_template):
 
 
 def test_adding_a_set_runs_a_temporal_job_on_the_shared_lifecycle(data_dir, tmp_path):
-    from pipeline.annotations import start_temporal_job
-    from pipeline.tasks import run_authorized_job
+    from pipeline.jobs.tasks import run_authorized_job
+    from pipeline.temporal.annotations import start_temporal_job
 
     collection_id, job_id = new_collection([melodic_zip(tmp_path)], annotations=None)
     ingest(job_id)

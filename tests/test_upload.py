@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from accounts.users import create_user
-from pipeline.catalog import confirm_license, create_collection, get_or_create_movie
+from pipeline.curation.catalog import confirm_license, create_collection, get_or_create_movie
 from store.config import reset_settings
 from store.db import session_scope
 from store.models import Collection, Upload, User
@@ -152,7 +152,7 @@ def test_size_cap_declared_and_while_streaming(web, setup, monkeypatch, data_dir
 
 
 def test_no_upload_while_processing(web, setup):
-    from pipeline.jobs import create_job
+    from pipeline.jobs.lifecycle import create_job
 
     with session_scope() as session:
         c = session.scalar(select(Collection).where(Collection.slug == setup["public"]))
@@ -180,7 +180,7 @@ def test_raw_uploads_download_for_owner_and_admin_only(web, setup):
 
 
 def test_license_change_requires_a_new_confirmation(web, setup):
-    from pipeline.catalog import update_collection
+    from pipeline.curation.catalog import update_collection
 
     with session_scope() as session:
         c = session.scalar(select(Collection).where(Collection.slug == setup["public"]))
@@ -213,7 +213,7 @@ def test_upload_page_widget_and_confirmation(web, setup):
 def test_nifti_checks_accept_float64_and_big_endian(web, setup, tmp_path):
     import nibabel as nib
 
-    from pipeline.grid import GRID_AFFINE
+    from pipeline.maps.grid import GRID_AFFINE
 
     a = _signed_in(web, "a@example.org")
     data = component_maps(1, seed=3)[0].astype(">f8")

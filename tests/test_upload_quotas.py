@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from accounts.users import create_user
-from pipeline.catalog import confirm_license, create_collection, get_or_create_movie
+from pipeline.curation.catalog import confirm_license, create_collection, get_or_create_movie
 from store.config import reset_settings
 from store.db import session_scope, upgrade_database
 from store.models import Upload, utcnow

@@ -27,7 +27,7 @@ LOAD_TIMEOUT_MS = 60_000
 
 
 def blob(center_mm, sigma_mm: float) -> np.ndarray:
-    from pipeline.grid import voxel_coordinates_mm
+    from pipeline.maps.grid import voxel_coordinates_mm
 
     d2 = ((voxel_coordinates_mm() - np.asarray(center_mm, np.float32)) ** 2).sum(axis=-1)
     return np.exp(-d2 / (2 * sigma_mm**2)).astype(np.float32)
@@ -36,11 +36,11 @@ def blob(center_mm, sigma_mm: float) -> np.ndarray:
 def synthetic_maps() -> dict[str, np.ndarray]:
     from scipy.ndimage import gaussian_filter
 
-    from pipeline.grid import brain_mask
+    from pipeline.maps.grid import brain_mask
 
     mask = brain_mask()
     # Blobs through the volume centre, where the crosshair starts, so all three slices show colour; plus the weak
-    # smooth noise of a real component, which makes its display copy a predicted one (pipeline/display.py).
+    # smooth noise of a real component, which makes its display copy a predicted one (pipeline/maps/display.py).
     noise = gaussian_filter(np.random.default_rng(0).standard_normal(mask.shape), 2.0)
     positive = 6.0 * blob((0, -18, 18), 14) - 4.0 * blob((30, -60, 0), 10) + 0.4 * noise / noise.std()
     second = np.stack([5.0 * blob((-30, 10, 30), 12), 5.0 * blob((30, 10, 30), 12) + 0.4 * noise / noise.std()],
@@ -53,8 +53,8 @@ def synthetic_maps() -> dict[str, np.ndarray]:
 
 def build_files() -> dict[str, bytes]:
     """Display copies and full-precision files of the synthetic maps, and the underlay's display copy."""
-    from pipeline.display import encode_for_display
-    from pipeline.grid import GRID_AFFINE, to_image, underlay
+    from pipeline.maps.display import encode_for_display
+    from pipeline.maps.grid import GRID_AFFINE, to_image, underlay
 
     files = {"underlay.nii.gz": encode_for_display(underlay(), GRID_AFFINE)}
     for name, data in synthetic_maps().items():
@@ -281,7 +281,7 @@ def test_viewer_draws_maps(page) -> None:
     assert lit > 0.15 * total, f"only {lit} of {total} canvas pixels are not background"
     assert warm > 2000, f"only {warm} pixels in Map A's colours: overlay not drawn"
     # Values read back through NiiVue are the map values (8-bit display copy: within 0.5% of the range).
-    from pipeline.grid import mni_to_voxel
+    from pipeline.maps.grid import mni_to_voxel
 
     data = synthetic_maps()["positive"]
     expected = float(data[tuple(mni_to_voxel((0, -18, 18)))])
@@ -294,10 +294,10 @@ def test_viewer_draws_maps(page) -> None:
 
 def test_viewer_holds_exactly_the_display_codes(page) -> None:
     """Every voxel NiiVue holds equals the 8-bit code the server encoded: the viewer undid the Lorenzo prediction
-    of the display copies (pipeline/display.py) bit for bit, for 3D and 4D maps, and left plain copies alone."""
+    of the display copies (pipeline/maps/display.py) bit for bit, for 3D and 4D maps, and left plain copies alone."""
     import base64
 
-    from pipeline.display import PREDICTED_INTENT, decode_display
+    from pipeline.maps.display import PREDICTED_INTENT, decode_display
 
     files = build_files()
     # The maps (with noise) must be predicted or the test would prove nothing; the underlay compresses better plain.

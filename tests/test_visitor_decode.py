@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from pipeline import visitors
-from pipeline.decode import masked
-from pipeline.grid import GRID_AFFINE
-from pipeline.maps import load_map
-from pipeline.nifti import NiftiError
-from pipeline.reference import active_reference, load_matrix
-from pipeline.uploads import check_upload
+from pipeline.curation.uploads import check_upload
+from pipeline.decoding import visitors
+from pipeline.decoding.decode import masked
+from pipeline.decoding.reference import active_reference, load_matrix
+from pipeline.maps.files import load_map
+from pipeline.maps.grid import GRID_AFFINE
+from pipeline.maps.nifti import NiftiError
 from store.config import reset_settings
 from store.db import session_scope
 from store.models import Collection, Component, DecodeResult, Job, User, utcnow
@@ -233,7 +233,7 @@ def test_a_visitors_map_never_shows_private_components_to_others(web, demo_dir, 
     """A map equal to a private demo component: decoded by an anonymous visitor, its similar list never holds
     the private components; decoded by their owner, the component comes first, but whoever else opens that
     result's address does not see it."""
-    from pipeline.demo import DEMO_PRIVATE_OWNER
+    from pipeline.curation.demo import DEMO_PRIVATE_OWNER
 
     with session_scope() as session:
         comp = session.scalar(select(Component).join(Collection).where(Collection.visibility == "private"))

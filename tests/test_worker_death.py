@@ -16,9 +16,9 @@ from datetime import timedelta
 
 import psutil
 
-from pipeline.jobs import create_job
-from pipeline.sweep import sweep_storage
-from pipeline.tasks import run_job
+from pipeline.jobs.lifecycle import create_job
+from pipeline.jobs.sweep import sweep_storage
+from pipeline.jobs.tasks import run_job
 from store.db import session_scope
 from store.models import Collection
 from tests.conftest import need_service, use_environment

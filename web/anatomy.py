@@ -12,8 +12,8 @@ from typing import Any
 
 import flask
 
-from pipeline.atlas import ATLASES, DEFAULT_ATLAS, AtlasError, check_atlas, grid_voxel, lookup
-from pipeline.clusters import (
+from pipeline.anatomy.atlas import ATLASES, DEFAULT_ATLAS, AtlasError, check_atlas, grid_voxel, lookup
+from pipeline.anatomy.clusters import (
     CSV_COLUMNS,
     DEFAULT_THRESHOLDS,
     ClusterError,
@@ -22,7 +22,7 @@ from pipeline.clusters import (
     csv_row,
     stored_map,
 )
-from pipeline.grid import voxel_to_mni
+from pipeline.maps.grid import voxel_to_mni
 from store.db import session_scope
 from web.api import json_response
 from web.csvfile import csv_response, csv_text

@@ -4,8 +4,8 @@ from __future__ import annotations
 import flask
 from werkzeug.exceptions import HTTPException
 
-from pipeline import similar
-from pipeline.system import system_report
+from pipeline.decoding import similar
+from pipeline.jobs.system import system_report
 from store import queries
 from store.db import session_scope
 from web.auth import viewer
@@ -55,7 +55,7 @@ def index():
 
 @blueprint.get("/system")
 def system():
-    """The System page's report (``pipeline.system.system_report``): administrators only (401 signed out, 403
+    """The System page's report (``pipeline.jobs.system.system_report``): administrators only (401 signed out, 403
     otherwise)."""
     user = viewer()
     if not getattr(user, "is_authenticated", False):

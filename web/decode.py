@@ -1,5 +1,5 @@
 """The public decoder's HTTP side: ``POST /api/decode``, ``GET``/``DELETE /api/decode/<id>``, and the files of a
-result (its volumes on the grid for the viewer, its profile as CSV). The work is ``pipeline.visitors``'.
+result (its volumes on the grid for the viewer, its profile as CSV). The work is ``pipeline.decoding.visitors``'.
 
 A file arrives either as the raw request body (``assets/upload.js`` on ``/decode``, with ``?name=``, ``mask=`` and
 ``reference=`` in the query string) or as ``multipart/form-data`` with the field ``file`` (and optional fields
@@ -25,9 +25,9 @@ from werkzeug.exceptions import ClientDisconnected
 from werkzeug.formparser import MultiPartParser
 from werkzeug.http import parse_options_header
 
-from pipeline import visitors
-from pipeline.tasks import run_job
-from pipeline.uploads import check_file_name
+from pipeline.curation.uploads import check_file_name
+from pipeline.decoding import visitors
+from pipeline.jobs.tasks import run_job
 from store.config import get_settings
 from store.db import session_scope
 from web.api import json_response, similar_item
@@ -61,7 +61,7 @@ def use_celery(celery_app) -> None:
 
 def dispatch(job_id: int) -> None:
     """Start a ``decode`` job: on a Celery worker with a broker, else on this process's one decoding thread (a
-    process that dies with it leaves a job without heartbeat, which ``pipeline.jobs`` marks failed)."""
+    process that dies with it leaves a job without heartbeat, which ``pipeline.jobs.lifecycle`` marks failed)."""
     if get_settings().broker_url and "app" in _celery:
         _celery["app"].send_task(DECODE_TASK, args=[job_id])
     else:
@@ -182,7 +182,7 @@ def _file_part(tmp: Path, body: Path, size: int, content_type: str,
     return path, name, options
 
 
-# Decodings run in requests, per process: each holds a chunk of volumes (bounded by pipeline.nifti.CHUNK_BYTES and
+# Decodings run in requests, per process: each holds a chunk of volumes (bounded by pipeline.maps.nifti.CHUNK_BYTES and
 # the decoder's volume chunk) and the CPU; more requests wait for their turn while holding their slots.
 _inline_decodes = threading.BoundedSemaphore(1)
 

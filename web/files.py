@@ -21,10 +21,10 @@ from collections.abc import Iterator
 import flask
 from sqlalchemy import select
 
-from pipeline.display import encode_for_display
-from pipeline.grid import GRID_AFFINE, underlay
-from pipeline.maps import load_map
-from pipeline.thumbnails import PNG_MIMETYPE, thumbnail_or_render
+from pipeline.maps.display import encode_for_display
+from pipeline.maps.files import load_map
+from pipeline.maps.grid import GRID_AFFINE, underlay
+from pipeline.maps.thumbnails import PNG_MIMETYPE, thumbnail_or_render
 from store import queries
 from store.access import can_view
 from store.artifacts import thumbnail_key

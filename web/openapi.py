@@ -12,7 +12,8 @@ things keep it from falling behind the code:
   here, and match the schema listed for that status;
 - ``docs/api.md`` is written from it (``python scripts/api_docs.py``), and a test checks that it is current.
 
-Limits and defaults come from the modules that enforce them (``store.queries``, ``pipeline.similar``, ...), so the
+Limits and defaults come from the modules that enforce them (``store.queries``, ``pipeline.decoding.similar``, ...),
+so the
 document states the numbers the code uses. Response schemas list every field a route always sends as required and
 leave the objects open (a new field is not a break for a client); a field renamed or dropped fails the check.
 Path parameters carry an example from the demo data that ``python app.py`` loads, so a reader can try them and
@@ -26,9 +27,9 @@ from typing import Any
 
 import flask
 
-from pipeline import similar
-from pipeline.atlas import ATLASES, DEFAULT_ATLAS
-from pipeline.clusters import DEFAULT_MIN_VOXELS, DEFAULT_THRESHOLDS, MAX_MIN_VOXELS, MAX_THRESHOLD
+from pipeline.anatomy.atlas import ATLASES, DEFAULT_ATLAS
+from pipeline.anatomy.clusters import DEFAULT_MIN_VOXELS, DEFAULT_THRESHOLDS, MAX_MIN_VOXELS, MAX_THRESHOLD
+from pipeline.decoding import similar
 from store import queries
 from store import timeline as store_timeline
 from store.models import DECODE_MASKS
@@ -43,7 +44,7 @@ UNDOCUMENTED = {
     "/api/<path:unknown>": "the catch-all for addresses that name no route: a JSON 404 (the Error schema), never "
                            "an operation a client calls",
 }
-# Values from the demo data (``pipeline.demo``), so that examples answer 200 on a fresh ``python app.py``.
+# Values from the demo data (``pipeline.curation.demo``), so that examples answer 200 on a fresh ``python app.py``.
 DEMO_TERM = "visual"
 DEMO_MOVIE = "forrest-gump"
 DEMO_COLLECTION = "demo-grand-budapest"
@@ -153,7 +154,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                         "dataset_url": STR, "doi": STR, "contributors": STR, "license": STR,
                         "visibility": {"enum": ["public", "private"]}, "owner": STR, "status": STR,
                         "is_demo": BOOL, "metadata": {"type": "object", "description": "The study's typed metadata "
-                                                                                       "(pipeline.metadata)."},
+                                                                                       "(pipeline.curation.metadata)."},
                         "created": OPT_DATE_TIME, "n_components": INT}),
     "CollectionAnswer": {"allOf": [ref("Collection"), _answer({})]},
     "AtlasSource": _obj({"id": STR, "name": STR, "probabilistic": BOOL, "license": STR, "license_url": STR,

@@ -7,9 +7,9 @@ from __future__ import annotations
 import flask
 import numpy as np
 
-from pipeline.display import encode_for_display
-from pipeline.grid import GRID_AFFINE, to_image
-from pipeline.maps import load_map, nifti_bytes
+from pipeline.maps.display import encode_for_display
+from pipeline.maps.files import load_map, nifti_bytes
+from pipeline.maps.grid import GRID_AFFINE, to_image
 from store import timeline
 from store.db import session_scope
 from store.queries import get_visible_movie

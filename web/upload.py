@@ -4,7 +4,7 @@ streamed to a temporary file under a hard size cap.
 ``assets/upload.js`` sends each file as the raw request body (``POST /upload/<collection slug>?name=<file name>``)
 with the CSRF header, so neither the browser nor this process ever holds a whole file in memory. The file is
 checked before it is kept (type, size, a readable NIfTI header and an intact gzip stream, an archive that is safe
-and holds at least one NIfTI), then stored with ``pipeline.catalog.add_upload``. Answers are JSON with an
+and holds at least one NIfTI), then stored with ``pipeline.curation.catalog.add_upload``. Answers are JSON with an
 ``error`` a curator can act on.
 
 An upload holds one of the web process's threads while its body arrives, so a few clients sending a byte a second
@@ -35,7 +35,8 @@ slot, keeps the minimum rate and the deadline, and may not go past the declared 
 whose connection breaks are kept, so after a dropped connection or a restart of the web process the client asks
 for the offset and goes on from there. The chunk that completes the file has it checked and stored and gets the
 answer a single request gets; that answer is kept, so a client whose last response was lost asks again and gets
-it. ``pipeline.resumable_uploads`` keeps the partial files, and removes them ``INCDB_UPLOAD_RESUME_HOURS`` after
+it. ``pipeline.curation.resumable_uploads`` keeps the partial files, and removes them ``INCDB_UPLOAD_RESUME_HOURS``
+after
 their last byte.
 
 ``GET /upload/<slug>/raw.zip`` streams a collection's uploads as received (owners and admins only).
@@ -64,11 +65,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import ClientDisconnected
 
-from pipeline.archives import ArchiveError, file_kind, storage_suffix
-from pipeline.catalog import add_upload
-from pipeline.jobs import active_job
-from pipeline.nifti import NiftiError
-from pipeline.resumable_uploads import (
+from pipeline.curation.archives import ArchiveError, file_kind, storage_suffix
+from pipeline.curation.catalog import add_upload
+from pipeline.curation.resumable_uploads import (
     PartialBusy,
     PartialGone,
     PartialUpload,
@@ -76,8 +75,10 @@ from pipeline.resumable_uploads import (
     open_partial,
     remove_stale_partials,
 )
-from pipeline.timecourses import TimeCourseError, Timing
-from pipeline.uploads import check_file_name, check_upload
+from pipeline.curation.uploads import check_file_name, check_upload
+from pipeline.jobs.lifecycle import active_job
+from pipeline.maps.nifti import NiftiError
+from pipeline.temporal.timing import TimeCourseError, Timing
 from store.access import can_edit, can_view
 from store.config import get_settings
 from store.db import session_scope

@@ -7,6 +7,10 @@ page. (Dash strips ``customdata`` and point numbers from a heatmap's ``clickData
 Plotly draws labels, hover text and titles through its own HTML subset (``<a href>``, ``<b>``, ``<br>``, ...), so
 every string that comes from users or files (movie titles, term names) goes into a figure through ``plot_text``:
 a title ``<a href="https://evil.example/">Evil</a>`` is then shown as typed, not turned into a link.
+
+Every graph is a ``<figure>`` with a text alternative (WCAG 1.1.1): a visually hidden caption that says what the
+chart shows, and a "Show as table" disclosure next to it with the numbers it draws, built from the figure's own
+traces (``figure_table``), so the table can never disagree with the chart.
 """
 from __future__ import annotations
 
@@ -22,6 +26,8 @@ GRAPH = "incdb-graph"
 GRAPH_NAV = "incdb-graph-nav"
 GRAPH_LINKS = "incdb-graph-links"
 PROFILE_BARS = 20
+TABLE_ROWS = 200  # a figure's table shows at most this many rows and columns of values; the downloads have all
+TABLE_COLUMNS = 40
 POSITIVE = "#e4572e"
 NEGATIVE = "#2e86de"
 FONT = {"family": "Lato, -apple-system, 'Segoe UI', Roboto, sans-serif", "size": 14, "color": "#2c3e50"}
@@ -39,15 +45,106 @@ def link_key(x: Any, y: Any) -> str:
     return str(y) if x is None else f"{x}\n{y}"
 
 
+def _shown(value: Any) -> str:
+    """A figure's label as the text it shows (``plot_text`` undone: the table is HTML text, not Plotly markup)."""
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def _axis_title(figure: go.Figure, axis: str, default: str) -> str:
+    title = getattr(getattr(figure.layout, axis, None), "title", None)
+    return _shown(title.text) if title is not None and title.text else default
+
+
+def _values(values: Any) -> list:
+    return [] if values is None else list(values)
+
+
+def _heatmap_table(trace: Any) -> tuple[list[str], list[list[str]]]:
+    xs, ys, z = _values(trace.x), _values(trace.y), [list(row) for row in _values(trace.z)]
+    xs = xs or list(range(len(z[0]) if z else 0))
+    header = [""] + [_shown(x) for x in xs[:TABLE_COLUMNS]]
+    rows = [[_shown(y)] + ["" if v is None else _shown(v) for v in row[:TABLE_COLUMNS]]
+            for y, row in zip(ys or range(len(z)), z)]
+    return header, rows
+
+
+def figure_table(figure: go.Figure) -> tuple[list[str], list[list[str]]]:
+    """The values a figure draws as ``(header, rows)``: a heatmap's matrix (rows = y, columns = x), else one row
+    per mark with the trace's name (when it has one), its category and its value. At most ``TABLE_ROWS`` rows."""
+    traces = list(figure.data)
+    if traces and all(t.type == "heatmap" for t in traces[:1]):
+        header, rows = _heatmap_table(traces[0])
+        return header, rows[:TABLE_ROWS]
+    # A horizontal bar chart's categories are on y: the category first, then the value.
+    horizontal = bool(traces) and getattr(traces[0], "orientation", None) == "h"
+    x_title, y_title = _axis_title(figure, "xaxis", "x"), _axis_title(figure, "yaxis", "y")
+    named = any(t.name for t in traces)
+    rows: list[list[str]] = []
+    for t in traces:
+        if t.type not in ("bar", "scatter") or getattr(t, "fill", None) == "toself":  # bands: drawn around a line
+            continue
+        for x, y in zip(_values(t.x), _values(t.y)):
+            pair = [_shown(y), _shown(x)] if horizontal else [_shown(x), _shown(y)]
+            rows.append(([_shown(t.name or "")] if named else []) + pair)
+        if len(rows) >= TABLE_ROWS:
+            break
+    header = (["Series"] if named else []) + ([y_title, x_title] if horizontal else [x_title, y_title])
+    if horizontal:
+        rows.reverse()  # Plotly draws the first bar at the bottom: the table reads top down, as the chart does
+    return header, rows[:TABLE_ROWS]
+
+
+def table_disclosure(figure: go.Figure, summary: str = "Show as table") -> html.Details:
+    """A closed "Show as table" disclosure with ``figure_table``'s rows."""
+    header, rows = figure_table(figure)
+    return html.Details([
+        html.Summary(summary),
+        html.Div(html.Table([
+            html.Thead(html.Tr([html.Th(h, scope="col") for h in header])),
+            html.Tbody([html.Tr([html.Th(row[0], scope="row"), *[html.Td(v) for v in row[1:]]]) for row in rows]),
+        ], className="table table-sm"), className="incdb-figure-table-scroll"),
+    ], className="incdb-figure-table")
+
+
+def accessible_graph(graph: dcc.Graph, figure: go.Figure, description: str, table: bool = True) -> html.Figure:
+    """``graph`` as a ``<figure>`` named by ``description`` (a visually hidden caption), with the table of what it
+    draws one click away."""
+    return html.Figure([
+        graph,
+        html.Figcaption(description, className="visually-hidden"),
+        table_disclosure(figure) if table and figure.data else None,
+    ], className="incdb-figure")
+
+
+def describe_figure(figure: go.Figure) -> str:
+    """A default description: the kind of chart and its size, from its traces and axis titles."""
+    traces = list(figure.data)
+    if not traces:
+        return "Empty chart."
+    first = traces[0]
+    if first.type == "heatmap":
+        n_y, n_x = len(_values(first.y) or _values(first.z)), len(_values(first.x))
+        return f"Heatmap of {n_y} rows by {n_x} columns; the table below lists its values."
+    n = sum(len(_values(t.y)) for t in traces if t.type in ("bar", "scatter"))
+    kind = "Bar chart" if first.type == "bar" else "Line chart"
+    return (f"{kind} of {n} values, {_axis_title(figure, 'xaxis', 'x')} against "
+            f"{_axis_title(figure, 'yaxis', 'y')}; the table below lists them.")
+
+
 def nav_graph(name: str, figure: go.Figure, links: dict[str, str], by_y: bool = False,
-              class_name: str = "") -> html.Div:
+              class_name: str = "", description: str | None = None) -> html.Div:
     """A graph whose marks open pages: ``links`` maps ``link_key(x, y)`` (or ``link_key(None, y)`` with
-    ``by_y``) to an in-app path."""
+    ``by_y``) to an in-app path. ``description``: the text alternative (default: ``describe_figure``); the pages
+    the marks open are linked from the page's tables too, so the keyboard reaches them without the chart."""
+    graph = dcc.Graph(id={"type": GRAPH, "graph": name}, figure=figure,
+                      className=f"incdb-graph {class_name}".strip(),
+                      config={"displayModeBar": False, "responsive": True})
     return html.Div([
         dcc.Location(id={"type": GRAPH_NAV, "graph": name}, refresh="callback-nav"),
         dcc.Store(id={"type": GRAPH_LINKS, "graph": name}, data={"by_y": by_y, "links": links}),
-        dcc.Graph(id={"type": GRAPH, "graph": name}, figure=figure, className=f"incdb-graph {class_name}".strip(),
-                  config={"displayModeBar": False, "responsive": True}),
+        accessible_graph(graph, figure, description or describe_figure(figure)),
     ], id=f"graph-{name}")
 
 

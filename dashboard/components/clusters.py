@@ -2,7 +2,7 @@
 
 The table follows the viewer: a clientside callback (``assets/incdb-clusters.js``) copies the selected map layer's
 thresholds and the viewer's atlas into the panel's settings store, a moment after the last slider movement, and
-one server callback reads the map and draws the table (``pipeline.clusters`` through ``web.anatomy``, so the map
+one server callback reads the map and draws the table (``pipeline.anatomy.clusters`` through ``web.anatomy``, so the map
 is found with the file routes' visibility rules). Clicking a row, or Enter on it, moves the viewer's crosshair to
 the cluster's peak. The CSV link carries the same settings.
 """
@@ -15,10 +15,10 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import ClientsideFunction, Input, Output, State, dcc, html
 
-from dashboard.components.common import Child, empty_state, section
+from dashboard.components.common import Child, empty_state, group_label, section
 from dashboard.components.maps import VIEWER_ID
 from dashboard.viewer import component_id
-from pipeline.clusters import DEFAULT_MIN_VOXELS, MAX_CLUSTERS, MAX_MIN_VOXELS
+from pipeline.anatomy.clusters import DEFAULT_MIN_VOXELS, MAX_CLUSTERS, MAX_MIN_VOXELS
 from web.anatomy import clusters_of
 
 PREFIX = "incdb-clusters-"
@@ -43,7 +43,7 @@ def cluster_panel(*, component: str | None = None, term: str | None = None, movi
     context = {k: v for k, v in (("component", component), ("term", term), ("movie", movie)) if v}
     controls = html.Div(className="incdb-cluster-controls", children=[
         dbc.InputGroup(size="sm", children=[
-            dbc.InputGroupText("Smallest cluster"),
+            group_label("Smallest cluster", cluster_id("min-voxels")),
             dbc.Input(id=cluster_id("min-voxels"), type="number", min=1, max=MAX_MIN_VOXELS, step=1,
                       value=DEFAULT_MIN_VOXELS, debounce=True, style={"width": "6rem"}),
             dbc.InputGroupText("voxels"),
@@ -81,7 +81,8 @@ def _peak_region(row: dict[str, Any]) -> str:
 
 
 def cluster_table(rows: list[dict[str, Any]]) -> Child:
-    """The table of cluster rows (``pipeline.clusters.cluster_table``); each row knows its peak in ``data-mm``."""
+    """The table of cluster rows (``pipeline.anatomy.clusters.cluster_table``); each row knows its peak in
+    ``data-mm``."""
     if not rows:
         return empty_state("No clusters at these settings.",
                            "Lower the threshold in the viewer's settings or the smallest cluster size.")

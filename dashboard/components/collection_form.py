@@ -1,5 +1,5 @@
 """The collection form (create and edit): the DESIGN section 1 fields and metadata groups from
-``pipeline.metadata.GROUPS``, with units next to numbers. Metadata inputs use pattern-matching ids so that one
+``pipeline.curation.metadata.GROUPS``, with units next to numbers. Metadata inputs use pattern-matching ids so that one
 State collects all of them.
 
 The acquisition's TR is a metadata field, but the timing of the time courses needs it, so it is drawn next to the
@@ -15,8 +15,8 @@ from dash import ALL, Input, Output, State, html
 
 from dashboard.components.common import dom_id
 from dashboard.components.data import read
-from pipeline.metadata import GROUPS, Field
-from pipeline.timecourses import TimeCourseError, Timing
+from pipeline.curation.metadata import GROUPS, Field
+from pipeline.temporal.timing import TimeCourseError, Timing
 from store import queries
 from store.models import LICENSES
 

@@ -1,7 +1,8 @@
 """Small shared pieces: headers, badges, number formats, empty and not-found states."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -39,6 +40,20 @@ def fmt_date(iso: str | None) -> str:
 
 def plural(n: int, word: str, many: str | None = None) -> str:
     return f"{n:,} {word if n == 1 else (many or word + 's')}"
+
+
+def dom_id(component_id: str | Mapping[str, Any]) -> str:
+    """The HTML id Dash gives a component: the id itself, or for a pattern-matching (dict) id the JSON that
+    dash-renderer's ``stringifyId`` writes (keys sorted, no spaces). For ``<label for>`` and ``aria-*`` references,
+    since Dash's inputs and selects take neither ``aria-label`` nor ``aria-labelledby``."""
+    if isinstance(component_id, str):
+        return component_id
+    return "{" + ",".join(f"{json.dumps(k)}:{json.dumps(v)}" for k, v in sorted(component_id.items())) + "}"
+
+
+def group_label(text: Child, control_id: str | Mapping[str, Any]) -> html.Label:
+    """The text at the start of an input group as the ``<label>`` of its control (looks like ``InputGroupText``)."""
+    return html.Label(text, htmlFor=dom_id(control_id), className="input-group-text")
 
 
 def link(text: Child, href: str, stretched: bool = False, class_name: str = "") -> dcc.Link:
@@ -97,7 +112,8 @@ def stat_card(value: int, label: str, href: str | None = None, stat_id: str | No
     body = [html.Div(f"{value:,}", className="incdb-stat-value", id=stat_id or None),
             html.Div(label, className="incdb-stat-label")]
     if href:
-        body.append(link("", href, stretched=True))
+        # The card is the link's visible face; the link itself says where it goes (WCAG 2.4.4).
+        body.append(link(html.Span(f"{value:,} {label}: open", className="visually-hidden"), href, stretched=True))
     return dbc.Card(dbc.CardBody(body), className="incdb-stat h-100")
 
 

@@ -1,6 +1,6 @@
 """Layout pieces of the collection pages: the latest job's line, the license confirmation, the uploads and
 components tables and the processing status (built from rows the page read; the one query is the processing
-status's: whether a worker took any job lately, ``pipeline.system.waiting_note``)."""
+status's: whether a worker took any job lately, ``pipeline.jobs.system.waiting_note``)."""
 from __future__ import annotations
 
 from typing import Any
@@ -10,14 +10,14 @@ from dash import html
 from sqlalchemy.orm import object_session
 
 from dashboard.components.curator import badge
-from pipeline.system import job_view
+from pipeline.jobs.system import job_view
 from store.models import ACTIVE_JOB_STATUSES, Collection, Job, JobStatus, Upload
 from store.units import human_bytes
 
 
 def job_line(job: dict | None) -> Any:
     """A job's status badge, progress or message, the first line of its error, and the waiting message of a job
-    no worker takes (``waiting``, from ``pipeline.system.job_view``)."""
+    no worker takes (``waiting``, from ``pipeline.jobs.system.job_view``)."""
     if not job:
         return html.Span("never processed", className="text-muted")
     parts: list[Any] = [badge(job["status"])]

@@ -16,7 +16,7 @@ and marks the Job cancelled; a run that cannot be killed stops at its next progr
 
 The background callback only hears from a worker that took the job. So that a job no worker takes does not look
 like "starting…" forever, a normal callback polls the Job row (every ``POLL_MS``) while the job is active and
-shows "Waiting for a background worker …" (``pipeline.system.waiting_note``). A page may also pass the job it
+shows "Waiting for a background worker …" (``pipeline.jobs.system.waiting_note``). A page may also pass the job it
 found active when it was loaded (``watch``): after a reload the runner has no token, and it shows that job's
 status from its row instead of nothing.
 """
@@ -35,9 +35,9 @@ from sqlalchemy.orm import Session
 from dashboard.components.curation import job_line, waiting_line
 from dashboard.components.curator import alert
 from dashboard.components.data import as_dict, row_id
-from pipeline.jobs import JobRefused, cancel_job
-from pipeline.system import job_view
-from pipeline.tasks import run_authorized_job
+from pipeline.jobs.lifecycle import JobRefused, cancel_job
+from pipeline.jobs.system import job_view
+from pipeline.jobs.tasks import run_authorized_job
 from store.access import can_edit, visible_collections
 from store.db import session_scope
 from store.models import ACTIVE_JOB_STATUSES, Collection, Job
@@ -61,7 +61,7 @@ def job_runner(prefix: str, watch: dict | None = None) -> html.Div:
     prefix : str
         The page's runner prefix (as given to :func:`register_runner`).
     watch : dict or None
-        The job the page found active when loaded (``pipeline.system.job_view``), shown and followed until it
+        The job the page found active when loaded (``pipeline.jobs.system.job_view``), shown and followed until it
         ends; None when there is none (or the viewer may not see it).
     """
     active = watch is not None and watch.get("status") in ACTIVE_JOB_STATUSES

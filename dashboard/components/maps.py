@@ -12,7 +12,7 @@ from urllib.parse import quote
 from dash import html
 
 from dashboard.viewer import LayerSpec, viewer
-from pipeline.clusters import DEFAULT_THRESHOLDS
+from pipeline.anatomy.clusters import DEFAULT_THRESHOLDS
 
 VIEWER_ID = "viewer"
 VIEWER_HEIGHT = 440

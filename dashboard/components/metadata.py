@@ -1,4 +1,4 @@
-"""A collection's description and metadata, grouped as in the upload form (``pipeline.metadata.GROUPS``)."""
+"""A collection's description and metadata, grouped as in the upload form (``pipeline.curation.metadata.GROUPS``)."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,7 +7,7 @@ import dash_bootstrap_components as dbc
 from dash import html
 
 from dashboard.components.common import Child, fmt_date, plural, row_badges
-from pipeline.metadata import GROUPS, Field
+from pipeline.curation.metadata import GROUPS, Field
 
 LICENSE_LINKS = {"CC0-1.0": "https://creativecommons.org/publicdomain/zero/1.0/",
                  "CC-BY-4.0": "https://creativecommons.org/licenses/by/4.0/"}

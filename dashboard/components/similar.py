@@ -1,5 +1,5 @@
 """The "Similar components" section: the catalogue's components that correlate best with a map (exact spatial r
-over the brain mask, ``pipeline.similar``), each linking to its page.
+over the brain mask, ``pipeline.decoding.similar``), each linking to its page.
 
 On a component's page the list is filled by a callback after the page has loaded (so the page does not wait for
 the search), and a switch keeps only other collections. The visitor decoder's result page shows a list it has
@@ -17,7 +17,7 @@ from dash.exceptions import PreventUpdate
 from dashboard.components.common import Child, empty_state, fmt_r, link, row_badges, section
 from dashboard.components.data import read
 from dashboard.components.tables import Column, data_table
-from pipeline import similar
+from pipeline.decoding import similar
 from store import queries
 
 SHOWN = 20

@@ -1,4 +1,4 @@
-"""Glass-brain thumbnails in the lists and tables that name maps (``pipeline.thumbnails`` makes them).
+"""Glass-brain thumbnails in the lists and tables that name maps (``pipeline.maps.thumbnails`` makes them).
 
 Each helper takes a row as the browse queries return it and gives the ``<img>`` of its map's thumbnail, served by
 the file routes (``web.files``) with the map's own visibility and caching. They are about 3 KB each and tables
@@ -13,7 +13,7 @@ from dash import html
 
 from dashboard.components.common import Child
 
-WIDTH, HEIGHT = 299, 109  # pixels of a thumbnail (pipeline.thumbnails); shown at a third of that in tables
+WIDTH, HEIGHT = 299, 109  # pixels of a thumbnail (pipeline.maps.thumbnails); shown at a third of that in tables
 SHOWN_HEIGHT = 36
 
 

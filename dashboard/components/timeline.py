@@ -16,7 +16,7 @@ from dash import Input, Output, State, dcc, html
 
 from dashboard.components.charts import FONT, GRAPH, link_key, nav_graph
 from dashboard.components.common import empty_state
-from pipeline.temporal import label_regressors, run_frame_times
+from pipeline.temporal.decoding import label_regressors, run_frame_times
 from store.timeline import downsample
 
 TRACK_COLORS = ("#e4572e", "#2e86de", "#17b890", "#f2a541", "#8e44ad", "#7f8c8d", "#c0392b", "#16a085")

@@ -1,6 +1,6 @@
 """About: what INcDb is, how to cite it, and the licences of the data it shows.
 
-The atlas rows come from :data:`pipeline.atlas.ATLASES`, the same records that the viewer's region line, the
+The atlas rows come from :data:`pipeline.anatomy.atlas.ATLASES`, the same records that the viewer's region line, the
 cluster tables and ``GET /api/atlases`` name, so the page cannot disagree with them. The collection licences are
 the choices of the collection form (:data:`store.models.LICENSES`). The page reads nothing from the database: it
 is the same for every visitor and costs nothing.
@@ -14,7 +14,7 @@ import dash_bootstrap_components as dbc
 from dash import html
 
 from dashboard.components.common import section
-from pipeline.atlas import ATLASES
+from pipeline.anatomy.atlas import ATLASES
 from store.models import LICENSES
 
 dash.register_page(__name__, path="/about", title="About · INcDb")

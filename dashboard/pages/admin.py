@@ -16,9 +16,9 @@ from dashboard.components.curation import job_line
 from dashboard.components.curator import alert, badge, sign_in_prompt
 from dashboard.components.data import clicked, trigger_id
 from dashboard.components.job_runner import job_runner, register_runner
-from pipeline.jobs import JobRefused, settle_stalled_jobs, start_redecode_job
-from pipeline.reference import set_active
-from pipeline.system import job_view, waiting_note
+from pipeline.decoding.reference import set_active
+from pipeline.jobs.lifecycle import JobRefused, settle_stalled_jobs, start_redecode_job
+from pipeline.jobs.system import job_view, waiting_note
 from store.curation import collection_rows
 from store.db import session_scope
 from store.models import Collection, Job, ReferenceSet, Term, User

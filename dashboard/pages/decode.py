@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from dashboard.components.common import page_header
 from dashboard.components.data import as_dict, read
-from pipeline.visitors import limits_for
+from pipeline.decoding.visitors import limits_for
 from store.models import ReferenceSet
 from store.units import human_bytes
 

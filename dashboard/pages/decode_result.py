@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from dash import Input, Output, State, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
-from dashboard.components.charts import FONT, HEATMAP_SCALE, decoding_figure, plot_text
+from dashboard.components.charts import FONT, HEATMAP_SCALE, accessible_graph, decoding_figure, plot_text
 from dashboard.components.common import fmt_date, not_found, page_header, section
 from dashboard.components.curator import alert
 from dashboard.components.data import read
@@ -19,7 +19,7 @@ from dashboard.components.maps import VIEWER_ID, layer, map_viewer
 from dashboard.components.similar import similar_table
 from dashboard.components.tables import Column, _r_bar, data_table
 from dashboard.viewer import component_id, layer_dicts
-from pipeline import visitors
+from pipeline.decoding import visitors
 from store.db import session_scope
 from web.auth import viewer
 
@@ -27,6 +27,8 @@ dash.register_page(__name__, path_template="/decode/<token>", order=8, title="De
 
 HEATMAP_TERMS = 30
 POLL_MS = 1000
+PROFILE_DESCRIPTION = ("Bar chart of the terms whose maps correlate most strongly with this volume (Pearson r); "
+                       "the ranked table of all terms is next to it.")
 
 
 def _state(session, user, token: str) -> dict[str, Any] | None:
@@ -68,14 +70,16 @@ def layout(token: str | None = None, **_query: Any) -> html.Div:
     if not volumes:
         return html.Div(top + [alert("No volume of this map could be decoded."), _warnings(info), _delete(info)])
     first = volumes[0]
+    profile = decoding_figure(first["terms"])
     return html.Div(top + [
         _warnings(info),
         map_viewer(_layers(token, first, info["volumes"]),
                    "Your map on the MNI 2 mm grid; the threshold starts at its 90th percentile of |value|."),
         _stepper(info["volumes_shown"]) if info["volumes"] > 1 else None,
         dbc.Row([
-            dbc.Col(section("Decoding profile", dcc.Graph(id="decres-profile", figure=decoding_figure(first["terms"]),
-                                                          config={"displayModeBar": False})), lg=6),
+            dbc.Col(section("Decoding profile", accessible_graph(
+                dcc.Graph(id="decres-profile", figure=profile, config={"displayModeBar": False}), profile,
+                PROFILE_DESCRIPTION, table=False)), lg=6),
             dbc.Col(section(["All terms, ranked ", html.A("download CSV", href=f"/decode/{token}/profile.csv",
                                                           className="incdb-section-link", download="")],
                             html.Div(_terms_table(first["terms"]), id="decres-terms",
@@ -138,14 +142,23 @@ def _stepper(volumes: list[dict[str, Any]]) -> html.Section:
     numbers = [v["volume"] for v in volumes if v["error"] is None]
     return section("Volumes", [
         html.Div([
-            dbc.Button("◀", id="decres-prev", size="sm", color="secondary", outline=True, className="me-2"),
-            dcc.Slider(id="decres-volume", min=numbers[0], max=numbers[-1], step=1, value=numbers[0],
-                       marks=None, tooltip={"placement": "bottom", "always_visible": True},
-                       className="flex-grow-1"),
-            dbc.Button("▶", id="decres-next", size="sm", color="secondary", outline=True, className="ms-2"),
+            dbc.Button(_icon("◀", "Previous volume"), id="decres-prev", size="sm", color="secondary", outline=True,
+                       className="me-2"),
+            html.Div(dcc.Slider(id="decres-volume", min=numbers[0], max=numbers[-1], step=1, value=numbers[0],
+                                marks=None, tooltip={"placement": "bottom", "always_visible": True}),
+                     className="flex-grow-1", **{"data-incdb-label": "Volume"}),  # named by assets/incdb-a11y.js
+            dbc.Button(_icon("▶", "Next volume"), id="decres-next", size="sm", color="secondary", outline=True,
+                       className="ms-2"),
         ], className="d-flex align-items-center mb-3"),
-        dcc.Graph(id="decres-heatmap", figure=heatmap(volumes), config={"displayModeBar": False}),
+        accessible_graph(dcc.Graph(id="decres-heatmap", figure=heatmap(volumes), config={"displayModeBar": False}),
+                         heatmap(volumes), "Heatmap of the terms with the highest r (rows) in each volume "
+                         "(columns); the table below lists the values."),
     ])
+
+
+def _icon(symbol: str, name: str) -> list:
+    """A symbol-only button's content: the symbol for the eye, the name for assistive technology."""
+    return [html.Span(symbol, **{"aria-hidden": "true"}), html.Span(name, className="visually-hidden")]
 
 
 @dash.callback(Output("decres-progress", "children"), Output("decres-go", "href"),

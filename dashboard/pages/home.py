@@ -25,7 +25,10 @@ def _heatmap_body(heat: dict[str, Any]) -> list:
     if not heat["terms"]:
         return [empty_state("No components yet.", "The heatmap fills in once collections have been decoded.",
                             links=(("Contribute data", "/contribute"),))]
-    return [nav_graph("heatmap", heatmap_figure(heat), heatmap_links(heat)),
+    return [nav_graph("heatmap", heatmap_figure(heat), heatmap_links(heat),
+                      description=f"Heatmap of the number of components per term (rows, {len(heat['terms'])}) and "
+                                  f"movie (columns, {len(heat['movies'])}); the table below lists the counts, and "
+                                  "every cell's page is reachable from the term and movie pages."),
             html.P(heatmap_note(heat), className="incdb-viewer-caption", id="heatmap-note")]
 
 

@@ -25,7 +25,7 @@ MAX_ROWS = 200
 
 def path_label(label: str | None) -> str:
     """The label named by the page's path variable (as Dash pages pass it: percent-encoded), cut to 200
-    characters (no label is longer: ``pipeline.timecourses.MAX_LABEL_CHARS``)."""
+    characters (no label is longer: ``pipeline.temporal.events.MAX_LABEL_CHARS``)."""
     return unquote(label or "", errors="replace")[:200]
 
 

@@ -1,6 +1,7 @@
 """A movie's annotation sets: their labels and counts, downloads, adding one (signed in) and deleting one's own.
 
-Adding or deleting a set starts the job that decodes the movie's components in time again (``pipeline.annotations``
+Adding or deleting a set starts the job that decodes the movie's components in time again
+(``pipeline.temporal.annotations``
 on the shared job runner), so the page shows its progress.
 """
 from __future__ import annotations
@@ -19,14 +20,14 @@ from dashboard.components.common import not_found, page_header, plural
 from dashboard.components.curator import alert
 from dashboard.components.data import read, row_id, text_value
 from dashboard.components.job_runner import job_runner, register_runner, watchable
-from pipeline.annotations import (
+from pipeline.jobs.lifecycle import JobRefused
+from pipeline.temporal.annotations import (
     AnnotationError,
     add_annotation_set,
     delete_annotation_set,
     may_change,
     start_temporal_job,
 )
-from pipeline.jobs import JobRefused
 from store import queries, timeline
 from store.config import get_settings
 from store.db import session_scope

@@ -1,6 +1,6 @@
 """The System page (``/admin/system``, administrators only): whether background jobs can run, and why not.
 
-Everything comes from ``pipeline.system.system_report`` (also ``GET /api/system``): the Celery workers that answer
+Everything comes from ``pipeline.jobs.system.system_report`` (also ``GET /api/system``): the Celery workers that answer
 a ping (or the embedded mode), the queue lengths, the oldest queued job, stalled and failed jobs, and what the
 configuration lacks. Built when the page loads and on "Refresh"; the broker calls time out after a second or two.
 """
@@ -13,7 +13,7 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, html
 
 from dashboard.components.curator import sign_in_prompt
-from pipeline.system import system_report
+from pipeline.jobs.system import system_report
 from store.db import session_scope
 from web.auth import signed_in_user as user
 

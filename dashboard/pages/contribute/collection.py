@@ -19,8 +19,8 @@ from dashboard.components.curation import components_table, license_panel, statu
 from dashboard.components.curator import alert, sign_in_prompt
 from dashboard.components.data import as_dict, clicked, row_id, trigger_id
 from dashboard.components.job_runner import job_runner, register_runner
-from pipeline.archives import ACCEPTED_SUFFIXES
-from pipeline.catalog import (
+from pipeline.curation.archives import ACCEPTED_SUFFIXES
+from pipeline.curation.catalog import (
     confirm_license,
     delete_collection,
     delete_upload,
@@ -28,8 +28,8 @@ from pipeline.catalog import (
     update_collection,
     validate_collection_form,
 )
-from pipeline.jobs import JobRefused, active_job, cancel_job, settle_stalled_jobs, start_ingest_job
-from pipeline.timecourses import FTMIX_NAMES, MIX_NAMES, TABLE_SUFFIX
+from pipeline.jobs.lifecycle import JobRefused, active_job, cancel_job, settle_stalled_jobs, start_ingest_job
+from pipeline.temporal.timecourses import FTMIX_NAMES, MIX_NAMES, TABLE_SUFFIX
 from store.access import can_edit
 from store.config import get_settings
 from store.curation import collection_components, collection_uploads, latest_job

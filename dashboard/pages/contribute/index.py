@@ -7,7 +7,7 @@ from dash import Input, Output, dcc, html
 
 from dashboard.components.curation import job_line
 from dashboard.components.curator import badge, sign_in_prompt
-from pipeline.jobs import settle_stalled_jobs
+from pipeline.jobs.lifecycle import settle_stalled_jobs
 from store.curation import collection_rows
 from store.db import session_scope
 from web.auth import signed_in_user as user

@@ -8,7 +8,7 @@ from dash import Input, Output, dcc, html, no_update
 
 from dashboard.components.collection_form import collection_form, form_states, form_values
 from dashboard.components.curator import alert, sign_in_prompt
-from pipeline.catalog import (
+from pipeline.curation.catalog import (
     QuotaExceeded,
     check_collection_quota,
     create_collection,

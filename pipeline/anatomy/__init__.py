@@ -1,0 +1,1 @@
+"""Anatomy: atlases resampled onto the grid, region names, and cluster tables."""

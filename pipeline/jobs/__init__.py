@@ -1,0 +1,2 @@
+"""Jobs: the lifecycle of a Job row, heartbeats and re-queueing, the job kinds, the storage sweep, and the system
+report."""

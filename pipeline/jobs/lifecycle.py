@@ -1,0 +1,420 @@
+"""The Job row's lifecycle, and who may start, run or cancel which job.
+
+The Job row is the truth about a run. Every job kind runs its body inside ``running_job``, which marks the row
+running (its collection processing), records the process running it, keeps a heartbeat while the body runs, and
+ends the row succeeded, or failed with the exception's message; a job a curator cancelled keeps its cancelled
+status whatever the run does next. Job bodies open their own sessions (``session_scope``), so a job runs alike in
+a web process, a forked diskcache worker or a Celery worker; they receive only the job's id. What each kind does
+is in ``pipeline.jobs.tasks``.
+
+A message runs a job only after claiming it (``claim_job``): one conditional UPDATE takes a queued job, or a running
+one whose runner is gone, so two deliveries of a job (a message the broker handed out again, a page that started
+the same queued job twice) never run it twice.
+
+A running job whose heartbeat stopped (``pipeline.jobs.heartbeat``) is settled here too (``settle_stalled_jobs``). With
+a broker, workers can run it again: it is put back to queued and a ``RESUME_TASK`` message is sent, until it has
+been started ``INCDB_JOB_MAX_ATTEMPTS`` times; then, and always without a broker (nothing would pick it up), it is
+marked failed with a message, and its collection is freed. Whoever notices does it: every Celery worker at start
+and every beat (``dashboard.background``), the pages that show jobs, ``pipeline sweep``. The re-queue is a
+conditional UPDATE on the row (still running, same attempt, still silent), so when two processes notice at once
+exactly one re-queues, and its message is sent only after that commit.
+
+Jobs started from the web: the web process checks the permission and creates the Job; the worker receives only
+the job's token and the user id (from Dash's ``hooks.custom_data``) and checks both again in the database
+(``authorize``).
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import event, func, select, update
+from sqlalchemy.orm import Session
+
+from pipeline.jobs.heartbeat import heartbeat, max_attempts, process_identity, runner_is_gone, stale_after
+from store.access import can_edit
+from store.config import get_settings
+from store.db import session_scope
+from store.models import (
+    ACTIVE_JOB_STATUSES,
+    FINISHED_JOB_STATUSES,
+    JOB_KINDS,
+    Collection,
+    CollectionStatus,
+    Component,
+    Job,
+    JobStatus,
+    Upload,
+    User,
+    utcnow,
+)
+from store.validation import check_choice
+
+log = logging.getLogger("incdb.jobs")
+
+
+class JobRefused(RuntimeError):
+    """The job may not run for this user (or no longer exists)."""
+
+
+class JobCancelled(BaseException):
+    """Raised from the progress callback to stop a job the curator cancelled. A BaseException, so that the
+    pipeline's ``except Exception`` handlers do not record it as a failure."""
+
+
+# The Celery task that runs a re-queued job (registered by ``dashboard.background`` on the workers).
+RESUME_TASK = "incdb.resume_job"
+
+
+def settle_stalled_jobs(session: Session, now: datetime | None = None) -> list[int]:
+    """Re-queue, or mark failed, the running jobs without a recent heartbeat; returns their ids.
+
+    A job is stalled when its last sign of life (heartbeat, else start, else creation) is older than
+    :func:`pipeline.jobs.heartbeat.stale_after`. With a broker, a stalled job started fewer than
+    :func:`pipeline.jobs.heartbeat.max_attempts` times goes back to queued (its collection stays processing) and a
+    :data:`RESUME_TASK` message is sent once the caller's transaction commits; a job that a rollback undoes is
+    not sent. Any other stalled job gets status failed, a finish time and an error message saying why; a collection
+    it was processing goes from processing to failed. Each change is a conditional UPDATE (the job is still
+    running, on the same attempt, still silent), so a job that two processes settle at once is settled by one.
+    The changes are flushed, not committed: the caller's transaction decides.
+
+    Parameters
+    ----------
+    session : sqlalchemy.orm.Session
+        Open session the jobs are read and changed in.
+    now : datetime.datetime or None
+        The current time, timezone-aware UTC; None means :func:`store.models.utcnow`.
+
+    Returns
+    -------
+    list of int
+        Ids of the jobs re-queued or marked failed by this call (empty when none).
+    """
+    now = now or utcnow()
+    last_sign = func.coalesce(Job.heartbeat, Job.started, Job.created)
+    silent = last_sign < now - stale_after()
+    stalled = session.execute(select(Job.id, Job.attempts, Job.collection_id, last_sign)
+                              .where(Job.status == JobStatus.RUNNING, silent)).all()
+    requeue = get_settings().broker_url is not None
+    settled, resumed = [], []
+    for job_id, attempts, collection_id, seen in stalled:
+        same_run = (Job.id == job_id, Job.status == JobStatus.RUNNING, Job.attempts == attempts, silent)
+        if requeue and attempts < max_attempts():
+            values: dict[str, Any] = dict(status=JobStatus.QUEUED, runner=None, message=(
+                f"re-queued: the worker running it stopped (last sign of life {seen:%Y-%m-%d %H:%M:%S} UTC)"))
+            changed = session.execute(update(Job).where(*same_run).values(**values)).rowcount
+            if changed:
+                resumed.append(job_id)
+                log.warning("job %s re-queued: no heartbeat since %s (started %s time(s))", job_id, seen, attempts)
+        else:
+            changed = session.execute(update(Job).where(*same_run).values(
+                status=JobStatus.FAILED, finished=now, runner=None,
+                error=_stalled_message(seen, attempts, requeue, collection_id))).rowcount
+            if changed:
+                if collection_id is not None:
+                    _free_collection(session, collection_id)
+                log.warning("job %s marked failed: no heartbeat since %s", job_id, seen)
+        if changed:
+            settled.append(job_id)
+    if settled:
+        session.flush()
+        session.expire_all()  # the UPDATEs bypassed the objects this session may hold
+    if resumed:
+        _send_after_commit(session, resumed)
+    return settled
+
+
+def _stalled_message(seen: datetime, attempts: int, requeued: bool, collection_id: int | None) -> str:
+    if requeued:
+        why = (f"The worker running this job stopped {attempts} times (last sign of life {seen:%Y-%m-%d %H:%M} "
+               "UTC), so it is not started again. ")
+    else:
+        why = (f"The process running this job stopped (last sign of life {seen:%Y-%m-%d %H:%M} UTC), for example "
+               "because the server restarted. ")
+    return why + ("The collection keeps the components of its last finished run: process it again."
+                  if collection_id is not None else "Start it again.")
+
+
+def _send_after_commit(session: Session, job_ids: list[int]) -> None:
+    """Send a resume message per re-queued job once the re-queue is committed (a worker must find the row
+    queued). A message that cannot be sent puts its job back as it was, running and silent, so the next
+    process that notices tries again."""
+
+    def send(_session: Session) -> None:
+        for job_id in job_ids:
+            try:
+                _broker().send_task(RESUME_TASK, args=[job_id])
+            except Exception:  # the broker is down: leave the job to the next noticer
+                log.exception("job %s: the resume message could not be sent", job_id)
+                with session_scope() as other:
+                    other.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.QUEUED)
+                                  .values(status=JobStatus.RUNNING))
+
+    event.listen(session, "after_commit", send, once=True)
+
+
+@lru_cache(maxsize=1)
+def _broker_for(url: str) -> Any:
+    from celery import Celery  # lazy: only a deployment with a broker re-queues
+
+    return Celery("incdb-resume", broker=url)
+
+
+def _broker() -> Any:
+    """A Celery client of the configured broker, only for sending (the web process, the CLI and workers alike)."""
+    return _broker_for(get_settings().broker_url)
+
+
+def claim_job(job_id: int) -> bool:
+    """Take a job for this process before a message runs it; False when the job is not this message's to run.
+
+    A queued job is taken; a running one only when its runner is certainly gone
+    (:func:`pipeline.jobs.heartbeat.runner_is_gone`: a pool child killed under its task, whose message the broker handed
+    back at once). A running job whose runner may be alive, and a finished or cancelled one, are left alone. A job
+    taken over after it was already started ``max_attempts`` times is marked failed instead. The claim is one
+    conditional UPDATE (status and runner as read), so of two processes claiming at once exactly one gets it.
+
+    Parameters
+    ----------
+    job_id : int
+        Id of the ``Job`` row.
+
+    Returns
+    -------
+    bool
+        True: this process runs the job now (the row says running, with this process as its runner).
+    """
+    with session_scope() as session:
+        row = session.execute(select(Job.status, Job.runner, Job.attempts, Job.collection_id,
+                                     func.coalesce(Job.heartbeat, Job.started, Job.created))
+                              .where(Job.id == job_id)).first()
+        if row is None:
+            return False
+        status, runner, attempts, collection_id, seen = row
+        if status == JobStatus.QUEUED:
+            same = (Job.status == JobStatus.QUEUED, Job.attempts == attempts)
+        elif status == JobStatus.RUNNING and runner_is_gone(runner):
+            same = (Job.status == JobStatus.RUNNING, Job.runner == runner)
+            if attempts >= max_attempts():
+                failed = session.execute(update(Job).where(Job.id == job_id, *same).values(
+                    status=JobStatus.FAILED, finished=utcnow(), runner=None,
+                    error=_stalled_message(seen, attempts, True, collection_id))).rowcount
+                if failed and collection_id is not None:
+                    _free_collection(session, collection_id)
+                log.warning("job %s marked failed: its runner stopped %s time(s)", job_id, attempts)
+                return False
+        else:
+            return False
+        return bool(session.execute(update(Job).where(Job.id == job_id, *same).values(
+            status=JobStatus.RUNNING, runner=process_identity(), heartbeat=utcnow())).rowcount)
+
+
+def _free_collection(session: Session, collection_id: int) -> None:
+    """A collection whose job failed is no longer processing."""
+    collection = session.get(Collection, collection_id)
+    if collection is not None and collection.status == CollectionStatus.PROCESSING:
+        collection.status = CollectionStatus.FAILED
+
+
+def create_job(session: Session, kind: str, collection_id: int | None = None, user_id: int | None = None) -> Job:
+    """A queued Job row of ``kind`` (one of ``store.models.JOB_KINDS``)."""
+    check_choice(kind, JOB_KINDS, "job kind")
+    job = Job(kind=kind, collection_id=collection_id, created_by_id=user_id, status=JobStatus.QUEUED)
+    session.add(job)
+    session.flush()
+    return job
+
+
+def active_job(session: Session, collection_id: int) -> Job | None:
+    """The queued or running job of a collection, if any (a stalled one is settled first)."""
+    settle_stalled_jobs(session)
+    return session.scalar(select(Job).where(Job.collection_id == collection_id,
+                                            Job.status.in_(ACTIVE_JOB_STATUSES)).order_by(Job.id.desc()))
+
+
+def update_job(job_id: int, **values: Any) -> None:
+    """Write job fields in their own short transaction (progress must not hold a lock on SQLite)."""
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is not None:
+            if job.status == JobStatus.CANCELLED:
+                # A curator cancelled it: a run that is still finishing must not report success or failure.
+                values.pop("status", None)
+            for name, value in values.items():
+                setattr(job, name, value)
+
+
+@dataclass
+class JobRun:
+    """What a job's body reports for the row when it ends (``running_job`` writes it)."""
+
+    job_id: int
+    message: str = ""
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    failed: bool = False  # ended without an exception but without a usable result
+    # This run replaces one that stopped without finishing (re-queued or taken over): the body removes what that
+    # run wrote and this one will not write again (``pipeline.curation.ingest``). started: when this run began.
+    replaces_stopped_run: bool = False
+    started: datetime | None = None
+
+
+@contextmanager
+def running_job(job_id: int) -> Iterator[JobRun]:
+    """Run a job's body: mark the row running, beat while the block runs, then record how it ended.
+
+    Raises
+    ------
+    ValueError
+        The job does not exist.
+    Exception
+        Whatever the body raised, after the row (and its collection) is marked failed with its message.
+    """
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise ValueError(f"job {job_id} does not exist")
+        # Claimed (pipeline.jobs.lifecycle.claim_job) or re-queued after a run that stopped: an earlier start never
+        # finished.
+        replaces = job.attempts > 0 and job.status in ACTIVE_JOB_STATUSES
+        job.status, job.started, job.attempts = JobStatus.RUNNING, utcnow(), job.attempts + 1
+        job.error, job.finished, job.runner = "", None, process_identity()
+        if job.collection_id is not None:
+            session.get(Collection, job.collection_id).status = CollectionStatus.PROCESSING
+        run = JobRun(job_id, replaces_stopped_run=replaces, started=job.started)
+    try:
+        with heartbeat(job_id):
+            yield run
+    except Exception as exc:
+        fail_job(job_id, exc, run.warnings)
+        raise
+    # error is always written: a run that outlived a long lock wait may have been taken for dead meanwhile
+    # (pipeline.jobs.heartbeat), and finishing clears that message.
+    _finish(job_id, JobStatus.FAILED if run.failed else JobStatus.SUCCEEDED, message=run.message,
+            error="\n".join(run.errors), warnings=run.warnings)
+
+
+def fail_job(job_id: int, exc: BaseException, warnings: list[str] | None = None) -> None:
+    """Mark a job that is not finished yet failed, with the exception's message, and its collection failed."""
+    values: dict[str, Any] = {"error": str(exc) or type(exc).__name__}
+    if warnings is not None:
+        values["warnings"] = warnings
+    _finish(job_id, JobStatus.FAILED, **values)
+
+
+def finish_job(job_id: int) -> None:
+    """Mark a job that is not finished yet succeeded (a body that returned without going through
+    ``running_job``)."""
+    _finish(job_id, JobStatus.SUCCEEDED)
+
+
+def _finish(job_id: int, status: JobStatus, **values: Any) -> None:
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            return
+        if job.status != JobStatus.CANCELLED:
+            job.status = status
+        job.finished = job.finished if job.status in FINISHED_JOB_STATUSES and job.finished else utcnow()
+        for name, value in values.items():
+            setattr(job, name, value)
+        if job.collection_id is not None and (collection := session.get(Collection, job.collection_id)):
+            if job.status == JobStatus.CANCELLED:
+                settle_cancelled_collection(session, job)
+            else:
+                collection.status = (CollectionStatus.READY if job.status == JobStatus.SUCCEEDED
+                                     else CollectionStatus.FAILED)
+
+
+def settle_cancelled_collection(session: Session, job: Job) -> None:
+    """A cancelled ingest leaves its collection as its last finished run left it: ready with components, or
+    empty."""
+    if job.collection_id is None:
+        return
+    collection = session.get(Collection, job.collection_id)
+    if collection is not None and collection.status == CollectionStatus.PROCESSING:
+        n = session.scalar(select(func.count(Component.id)).where(Component.collection_id == collection.id))
+        collection.status = CollectionStatus.READY if n else CollectionStatus.EMPTY
+
+
+# --- who may run what ------------------------------------------------------------------------------------------
+
+def start_ingest_job(session: Session, user: Any, collection: Collection) -> Job:
+    """Create the ingest job for a collection after checking, in the web process, that ``user`` may run it.
+    A queued job that no browser picked up is reused rather than doubled.
+
+    Raises
+    ------
+    JobRefused
+        With a message for the curator: not theirs, license not confirmed, nothing uploaded, already running.
+    """
+    if not can_edit(user, collection):
+        raise JobRefused("You may not process this collection.")
+    if collection.license_confirmed_at is None:
+        raise JobRefused("Confirm the license first.")
+    if not session.scalar(select(func.count(Upload.id)).where(Upload.collection_id == collection.id)):
+        raise JobRefused("Upload at least one file first.")
+    current = active_job(session, collection.id)
+    if current is not None:
+        if current.status == JobStatus.QUEUED:
+            return current
+        raise JobRefused("This collection is being processed already. Wait for it, or cancel it first.")
+    return create_job(session, "ingest", collection.id, user.id)
+
+
+def start_redecode_job(session: Session, user: Any) -> Job:
+    """Create the job that re-decodes every component (administrators only; a queued one is reused)."""
+    if not (getattr(user, "is_authenticated", False) and getattr(user, "is_admin", False)):
+        raise JobRefused("Only administrators re-decode the database.")
+    settle_stalled_jobs(session)
+    current = session.scalar(select(Job).where(Job.kind.in_(("redecode", "merge")),
+                                               Job.status.in_(ACTIVE_JOB_STATUSES)))
+    if current is not None:
+        if current.status == JobStatus.QUEUED:
+            return current
+        raise JobRefused("A re-decoding job is running already.")
+    return create_job(session, "redecode", None, user.id)
+
+
+def authorize(session: Session, job: Job | None, user_id: Any) -> User:
+    """Check again, where the job runs, that the user who asked may run this job.
+
+    Raises
+    ------
+    JobRefused
+        The job is gone, the user is unknown or deactivated, or may not run it.
+    """
+    if job is None:
+        raise JobRefused("This job does not exist (any more).")
+    try:
+        user = session.get(User, int(user_id)) if user_id is not None else None
+    except (TypeError, ValueError):
+        user = None
+    if user is None or not user.active:
+        raise JobRefused("Sign in to run jobs.")
+    if job.collection_id is not None:
+        if not can_edit(user, session.get(Collection, job.collection_id)):
+            raise JobRefused("You may not process this collection.")
+    elif not user.is_admin and job.kind != "temporal":  # temporal: any curator who changed a movie's annotations
+        raise JobRefused("Only administrators run this job.")
+    if job.created_by_id not in (None, user.id) and not user.is_admin:
+        raise JobRefused("This job was started by someone else.")
+    return user
+
+
+def cancel_job(session: Session, user: Any, token: str) -> Job:
+    """Mark a job cancelled (the web process kills the task; a run that still reports progress stops)."""
+    job = session.scalar(select(Job).where(Job.token == str(token or "")))
+    if job is None:
+        raise JobRefused("This job does not exist (any more).")
+    authorize(session, job, getattr(user, "id", None))
+    if job.status in ACTIVE_JOB_STATUSES:
+        job.status, job.finished = JobStatus.CANCELLED, utcnow()
+        job.message = "cancelled"
+        settle_cancelled_collection(session, job)
+    return job
