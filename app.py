@@ -14,12 +14,13 @@ import flask
 from sqlalchemy import func, select
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+import callbacks
 import web
 from dashboard.background import make_background_manager, make_celery
 from dashboard.layout import shell
 from dashboard.startup import finish_dash_setup
 from dashboard.theme import register_theme_route
-from dashboard.viewer import register_viewer_callbacks, register_viewer_routes
+from dashboard.viewer import register_viewer_routes
 from pipeline.check import production_problems
 from pipeline.curation.demo import load_demo
 from pipeline.decoding.reference import ensure_builtin_reference
@@ -85,13 +86,8 @@ server.config.update(
     MAX_CONTENT_LENGTH=None,  # uploads stream under their own caps; web.limits caps every other body, per request
 )
 app.layout = shell
-register_viewer_callbacks(app)
+callbacks.register(app)
 
-
-@app.callback(dash.Output("noop-out", "data"), dash.Input("noop-in", "data"), prevent_initial_call=True)
-def _noop(value):
-    """Does nothing: the baseline that bench/browse.py compares browse callbacks with."""
-    return value
 
 
 def prepare_embedded() -> None:

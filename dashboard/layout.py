@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, dcc, html
+from dash import dcc, html
 
 from web.auth import signed_in_user
 
@@ -70,6 +70,3 @@ def account_menu(pathname: str | None):
                             align_end=True, id="nav-account-menu")
 
 
-@dash.callback(Output("nav-account", "children"), Input("url", "pathname"))
-def _fill_account(pathname):
-    return account_menu(pathname)

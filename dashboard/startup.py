@@ -51,20 +51,3 @@ def finish_dash_setup(server: flask.Flask) -> None:
     with server.test_request_context("/"):
         for hook in hooks:
             hook()
-
-
-def main() -> None:
-    """``python -m dashboard.startup``: import the app and finish its set-up here, as a new web worker would.
-
-    The web unit's reload runs this before it signals gunicorn (``deploy/incdb-web.service``): code or settings
-    that cannot start stop the reload there (the error on stderr, a non-zero exit status), and the running workers
-    go on serving instead of being replaced by workers that fail to boot, which would stop the whole server.
-    """
-    import app
-
-    finish_dash_setup(app.server)
-    print("INcDb web app imported and set up: ready to reload")
-
-
-if __name__ == "__main__":
-    main()

@@ -431,7 +431,8 @@ def test_owner_and_admin_see_private_data_on_pages(server, world) -> None:
 
 def test_page_callbacks_respect_visibility(server, world) -> None:
     """Table and search callbacks run with the request's user, whatever context the browser sends."""
-    from dashboard.components import search, tables
+    from callbacks.components import search
+    from dashboard.components import tables
 
     private = min(world.private_uuids)
     with as_user(server, None):

@@ -68,7 +68,8 @@ def build_app():
     import flask
     from dash import Dash, Input, Output, html
 
-    from dashboard.viewer import LayerSpec, register_viewer_callbacks, register_viewer_routes, viewer
+    from callbacks.viewer import register_viewer_callbacks
+    from dashboard.viewer import LayerSpec, register_viewer_routes, viewer
 
     files = build_files()
     server = flask.Flask(__name__)

@@ -193,12 +193,13 @@ def test_caps_per_address_and_account(web, visitor, curator, tmp_path, monkeypat
         assert job.kind == "decode" and job.status == "succeeded" and job.progress_done == 3
         assert row.owner_id == session.scalar(select(User.id).where(User.email == "cora@example.org"))
     # Its page: the heatmap of terms x volumes, and stepping to volume 3 changes the viewer's map and the lists.
+    from callbacks import decode_result as decode_result_callbacks
     from dashboard.pages import decode_result
 
     with web.server.test_request_context("/"):
         page = str(decode_result.layout(token=token))
         assert "decres-heatmap" in page and "decres-volume" in page and "volumes/1.nii.gz" in page
-        layers, figure, _similar, terms = decode_result._show_volume(3, token)
+        layers, figure, _similar, terms = decode_result_callbacks._show_volume(3, token)
         assert layers[-1]["url"] == f"/decode/{token}/volumes/3.nii.gz?display=1"
     heat = decode_result.heatmap(done["volumes"]).data[0]
     assert list(heat.x) == [1, 2, 3] and len(heat.y) == 22 and len(heat.z) == 22

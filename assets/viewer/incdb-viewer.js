@@ -328,7 +328,7 @@
 
   // ------------------------------------------------------------------------------- display copy decoding
 
-  /** Plain NIfTI-1 bytes of a map URL: gunzipped, and Lorenzo prediction undone (pipeline/display.py). */
+  /** Plain NIfTI-1 bytes of a map URL: gunzipped, and Lorenzo prediction undone (pipeline/maps/display.py). */
   async function fetchNifti(url) {
     const response = await fetch(url, { credentials: "same-origin" });
     if (!response.ok) throw new Error(`${response.status} ${response.statusText || "error"} for ${url}`);

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import dash
 import plotly.graph_objects as go
-from dash import MATCH, Input, Output, State, dcc, html
+from dash import dcc, html
 
 from dashboard.components.common import fmt_r
 
@@ -148,21 +147,6 @@ def nav_graph(name: str, figure: go.Figure, links: dict[str, str], by_y: bool = 
     ], id=f"graph-{name}")
 
 
-dash.clientside_callback(
-    """
-    function(click, config) {
-        const point = click && click.points && click.points[0];
-        if (!point || !config) { return window.dash_clientside.no_update; }
-        const key = config.by_y ? String(point.y) : point.x + "\\n" + point.y;
-        const href = config.links[key];
-        return href ? href : window.dash_clientside.no_update;
-    }
-    """,
-    Output({"type": GRAPH_NAV, "graph": MATCH}, "href"),
-    Input({"type": GRAPH, "graph": MATCH}, "clickData"),
-    State({"type": GRAPH_LINKS, "graph": MATCH}, "data"),
-    prevent_initial_call=True,
-)
 
 
 def heatmap_figure(data: dict[str, Any]) -> go.Figure:

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import dash
 import dash_bootstrap_components as dbc
-from dash import ALL, Input, Output, State, html
+from dash import ALL, State, html
 
 from dashboard.components.common import dom_id
 from dashboard.components.data import read
@@ -190,10 +189,3 @@ def timing_summary(tr: Any, runs: Any, subjects: Any) -> str:
     except TimeCourseError as exc:
         return f"✗ {exc}"
 
-
-for _prefix in ("new", "edit"):
-    dash.callback(
-        Output(f"{_prefix}-timing-summary", "children"),
-        Input(_id(_prefix, "runs"), "value"), Input(_id(_prefix, "subjects"), "value"),
-        Input({"type": f"{_prefix}-meta", "group": "acquisition", "field": "tr"}, "value"),
-    )(lambda runs, subjects, tr: timing_summary(tr, runs, subjects))

@@ -25,9 +25,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, State, callback_context, dcc, html
+from dash import callback_context, dcc, html
 from dash.exceptions import PreventUpdate
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -95,47 +94,6 @@ def outcome(summary: dict) -> dbc.Alert:
     return dbc.Alert(parts, color=color, className="mt-2", id={"type": "job-outcome", "job": summary["id"]})
 
 
-def register_runner(prefix: str) -> None:
-    """Register the background callback and the cancel callback of a runner (once per prefix)."""
-    if prefix in _registered:
-        return
-    _registered.add(prefix)
-
-    @dash.callback(
-        Output(f"{prefix}-result", "children"),
-        Input(f"{prefix}-request", "data"),
-        State(f"{prefix}-nonce", "data"),
-        background=True,
-        progress=[Output(f"{prefix}-bar", "value"), Output(f"{prefix}-bar", "label")],
-        progress_default=[0, "starting…"],
-        running=[(Output(f"{prefix}-cancel", "disabled"), False, True),
-                 (Output(f"{prefix}-live", "style"), SHOWN, HIDDEN)],
-        cancel=[Input(f"{prefix}-cancel", "n_clicks")],
-        # Poll for progress every 0.4 s (Dash's default is 1 s): a job of a dozen maps takes only a few seconds,
-        # and a bar that jumps from 0 to done tells the curator nothing.
-        interval=400,
-        prevent_initial_call=True,
-    )
-    def run(set_progress, request, nonce):
-        return run_in_background(set_progress, request, nonce)
-
-    @dash.callback(
-        Output(f"{prefix}-cancel-message", "children"),
-        Input(f"{prefix}-cancel", "n_clicks"),
-        State(f"{prefix}-request", "data"),
-        prevent_initial_call=True,
-    )
-    def cancel(_n, request):
-        return cancel_from_page(as_dict(request).get("token"))
-
-    @dash.callback(
-        Output(f"{prefix}-status", "children"), Output(f"{prefix}-poll", "disabled"),
-        Input(f"{prefix}-poll", "n_intervals"), Input(f"{prefix}-request", "data"),
-        State(f"{prefix}-watch", "data"),
-        prevent_initial_call=True,
-    )
-    def status(_n, request, watch):
-        return job_status(as_dict(request).get("token"), watch)
 
 
 def watched_status(view: dict) -> html.Div:

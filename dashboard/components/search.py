@@ -1,16 +1,11 @@
 """The search box: suggestions (terms and movies) as you type; choosing one, or Enter, opens it."""
 from __future__ import annotations
 
-from typing import Any
-
-import dash
 import dash_bootstrap_components as dbc
-from dash import MATCH, Input, Output, State, dcc, html
+from dash import dcc, html
 
 from dashboard.components.common import Child
-from dashboard.components.data import read
 from dashboard.components.thumbnails import suggestion_thumbnail
-from store import queries
 
 PREFIX = "incdb-search-"
 MIN_CHARS = 2
@@ -49,25 +44,5 @@ def suggestion_list(items: list[dict[str, str]], text: str) -> Child:
     ], className="incdb-suggestion-list")
 
 
-@dash.callback(
-    Output(search_id("suggestions", MATCH), "children"),
-    Input(search_id("input", MATCH), "value"),
-    prevent_initial_call=True,
-)
-def _suggest(text: Any) -> Child:
-    text = queries.search_text(text, 100)
-    items = read(queries.search, text) if len(text.strip()) >= MIN_CHARS else []
-    return suggestion_list(items, text)
 
 
-@dash.callback(
-    Output(search_id("nav", MATCH), "href"),
-    Input(search_id("input", MATCH), "n_submit"),
-    State(search_id("input", MATCH), "value"),
-    prevent_initial_call=True,
-)
-def _open_first(_n_submit: Any, text: Any) -> str:
-    items = read(queries.search, queries.search_text(text, 100))
-    if not items:
-        raise dash.exceptions.PreventUpdate
-    return items[0]["href"]

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, State, dcc, html
-from dash.exceptions import PreventUpdate
+from dash import dcc, html
 
 from dashboard.components.common import Child, empty_state, fmt_r, link, row_badges, section
-from dashboard.components.data import read
 from dashboard.components.tables import Column, data_table
 from pipeline.decoding import similar
 from store import queries
@@ -58,12 +55,3 @@ def _found(session, user, uuid: str, others_only: bool) -> list[dict[str, Any]] 
     return similar.similar_to_component(session, user, comp, SHOWN, other_collections_only=others_only)
 
 
-@dash.callback(Output(BODY, "children"), Input(OTHERS_ONLY, "value"), State(OWN_UUID, "data"))
-def _fill(others_only: Any, uuid: Any):
-    if not isinstance(uuid, str) or not 0 < len(uuid) <= 64:
-        raise PreventUpdate
-    found = read(_found, uuid, others_only is True)
-    if found is None:
-        return empty_state("Not indexed yet.", "This component was stored before the similarity index existed; an "
-                                               "administrator builds it with `python -m pipeline similar rebuild`.")
-    return similar_table(found)

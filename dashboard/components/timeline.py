@@ -8,11 +8,10 @@ from collections import Counter
 from typing import Any
 from urllib.parse import quote
 
-import dash
 import dash_bootstrap_components as dbc
 import numpy as np
 import plotly.graph_objects as go
-from dash import Input, Output, State, dcc, html
+from dash import dcc, html
 
 from dashboard.components.charts import FONT, GRAPH, link_key, nav_graph
 from dashboard.components.common import empty_state
@@ -270,21 +269,6 @@ def course_panel(course: dict[str, Any], annotations: list[dict[str, Any]], rows
     ], id="course-panel")
 
 
-@dash.callback(
-    Output({"type": GRAPH, "graph": COURSE}, "figure"),
-    Input(COURSE_LABEL, "value"), State(COURSE_DATA, "data"),
-    prevent_initial_call=True,
-)
-def _overlay(choice, data):
-    # The regressor is computed for the one label chosen, not for every label at page load.
-    if not isinstance(data, dict) or not isinstance(data.get("course"), dict):
-        raise dash.exceptions.PreventUpdate
-    course = data["course"]
-    try:
-        overlay = label_overlay(course, data.get("annotations") or [], choice, (data.get("signs") or {}).get(choice))
-    except (TypeError, ValueError, KeyError, IndexError):  # a forged Store: draw the course alone
-        overlay = None
-    return course_figure({**course, "spectrum": None}, data.get("annotations") or [], overlay)
 
 
 def label_overlay(course: dict[str, Any], annotations: list[dict[str, Any]], choice: Any,

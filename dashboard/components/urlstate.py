@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import dash
 import dash_bootstrap_components as dbc
-from dash import MATCH, Input, Output, State, dcc, html
+from dash import dcc, html
 
 TABS = "incdb-tabs"
 TABS_SYNC = "incdb-tabs-sync"
@@ -49,12 +48,3 @@ def url_tabs(name: str, tabs: Sequence[tuple[str, str, Any]], active: str | None
     ])
 
 
-dash.clientside_callback(
-    replace_query_callback("""
-    const [active, config] = args;
-    const params = {[config.param]: active === config.default ? null : active};"""),
-    Output({"type": TABS_SYNC, "name": MATCH}, "modified_timestamp"),
-    Input({"type": TABS, "name": MATCH}, "active_tab"),
-    State({"type": TABS_SYNC, "name": MATCH}, "data"),
-    prevent_initial_call=True,
-)

@@ -3,21 +3,15 @@ roles and accounts and switch the active reference set (re-decoding everything a
 of the workers and queues is on the System page (``/admin/system``, ``dashboard.pages.system``)."""
 from __future__ import annotations
 
-import time
-
 import dash
 import dash_bootstrap_components as dbc
-from dash import ALL, Input, Output, State, callback_context, dcc, html, no_update
-from dash.exceptions import PreventUpdate
+from dash import dcc, html
 from sqlalchemy import func, select
 
-from accounts.users import AccountError, set_role, set_user_active
 from dashboard.components.curation import job_line
-from dashboard.components.curator import alert, badge, sign_in_prompt
-from dashboard.components.data import clicked, trigger_id
-from dashboard.components.job_runner import job_runner, register_runner
-from pipeline.decoding.reference import set_active
-from pipeline.jobs.lifecycle import JobRefused, settle_stalled_jobs, start_redecode_job
+from dashboard.components.curator import badge, sign_in_prompt
+from dashboard.components.job_runner import job_runner
+from pipeline.jobs.lifecycle import settle_stalled_jobs
 from pipeline.jobs.system import job_view, waiting_note
 from store.curation import collection_rows
 from store.db import session_scope
@@ -27,7 +21,6 @@ from web.auth import signed_in_user as user
 dash.register_page(__name__, path="/admin", order=30, title="Administration · INcDb")
 
 RUNNER = "adminjob"  # re-decoding after the active reference set changes runs on this page's job runner
-register_runner(RUNNER)
 
 
 def collections_table(session, admin) -> dbc.Table:
@@ -149,12 +142,6 @@ def layout(**_query):
     ])
 
 
-@dash.callback(Output("admin-content", "children"), Input("admin-refresh", "data"), prevent_initial_call=True)
-def _refresh(_data):
-    u = user()
-    if u is None or not u.is_admin:
-        return dbc.Alert("Only administrators can see this page.", color="warning")
-    return content()
 
 
 def _admin():
@@ -164,55 +151,5 @@ def _admin():
     return u
 
 
-@dash.callback(
-    Output("admin-users-message", "children"), Output("admin-refresh", "data", allow_duplicate=True),
-    Input({"type": "admin-user", "uid": ALL, "action": ALL}, "n_clicks"),
-    prevent_initial_call=True,
-)
-def _user_action(clicks):
-    trigger = callback_context.triggered_id
-    uid = trigger_id("uid")
-    if uid is None or not clicked(clicks):
-        raise PreventUpdate
-    try:
-        actor = _admin()
-        with session_scope() as session:
-            me = session.get(User, actor.id)
-            action = trigger.get("action")
-            if action in ("admin", "curator"):
-                target = set_role(session, me, uid, action)
-                done = f"{target.email} is now {action}."
-            elif action in ("activate", "deactivate"):
-                target = set_user_active(session, me, uid, action == "activate")
-                done = f"{target.email} is {'active' if target.active else 'deactivated'}."
-            else:
-                raise PreventUpdate
-    except (PermissionError, AccountError) as exc:
-        return alert(str(exc)), no_update
-    return alert(done, "success", duration=5000), time.time()
 
 
-@dash.callback(
-    Output(f"{RUNNER}-request", "data"), Output("admin-ref-message", "children"),
-    Output("admin-refresh", "data", allow_duplicate=True),
-    Input({"type": "admin-ref", "rid": ALL}, "n_clicks"),
-    State(f"{RUNNER}-nonce", "data"),
-    prevent_initial_call=True,
-)
-def _activate_reference(clicks, nonce):
-    reference_id = trigger_id("rid")
-    if reference_id is None or not clicked(clicks):
-        raise PreventUpdate
-    try:
-        actor = _admin()
-        with session_scope() as session:
-            reference = session.get(ReferenceSet, reference_id)
-            if reference is None:
-                return no_update, alert("No such reference set."), no_update
-            set_active(session, reference)
-            job = start_redecode_job(session, session.get(User, actor.id))
-            token, name = job.token, reference.name
-    except (PermissionError, JobRefused) as exc:
-        return no_update, alert(str(exc)), no_update
-    return ({"token": token, "nonce": nonce}, alert(f"{name} is active; re-decoding every component…", "info"),
-            time.time())

@@ -13,11 +13,11 @@ from urllib.parse import urlencode
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, dcc, html, no_update
+from dash import dcc, html
 from sqlalchemy import select
 
 from dashboard.components.common import page_header
-from dashboard.components.data import as_dict, read
+from dashboard.components.data import read
 from pipeline.decoding.visitors import limits_for
 from store.models import ReferenceSet
 from store.units import human_bytes
@@ -78,16 +78,5 @@ def layout(**_query: Any) -> html.Div:
     ])
 
 
-@dash.callback(Output("decode-dropzone", "data-upload-url"), Input("decode-mask", "value"),
-               Input("decode-reference", "value"))
-def _options(mask: Any, reference: Any) -> str:
-    """The options travel in the address the file is sent to (the server checks them)."""
-    mask = mask if mask in ("brain", "nonzero") else "brain"
-    return _upload_url(mask, reference if isinstance(reference, str) else "")
 
 
-@dash.callback(Output("decode-go", "href"), Input("decode-uploaded", "data"), prevent_initial_call=True)
-def _open_result(uploaded: Any):
-    """Once the file went through, open its result (only an address of a result, whatever the Store holds)."""
-    url = as_dict(as_dict(uploaded).get("last")).get("url")
-    return url if isinstance(url, str) and RESULT_PATH.fullmatch(url) else no_update

@@ -5,7 +5,7 @@ from typing import Any
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, callback, dcc, html
+from dash import dcc, html
 
 from dashboard.components.charts import heatmap_figure, heatmap_links, heatmap_note, nav_graph
 from dashboard.components.common import demo_notice, empty_state, section, stat_card
@@ -75,7 +75,3 @@ def layout(**_query: Any) -> html.Div:
     ], className="incdb-home")
 
 
-@callback(Output("heatmap-body", "children"), Input("heatmap-terms", "value"), Input("heatmap-movies", "value"),
-          prevent_initial_call=True)
-def _choose_heatmap(terms: Any, movies: Any) -> list:
-    return _heatmap_body(read(queries.heatmap, terms, movies))

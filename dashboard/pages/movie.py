@@ -5,8 +5,7 @@ from typing import Any
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, State, callback, dcc, html
-from dash.exceptions import PreventUpdate
+from dash import dcc, html
 
 from dashboard.components.common import demo_badge, not_found, page_header, plural
 from dashboard.components.data import arg, read
@@ -14,7 +13,7 @@ from dashboard.components.details import movie_terms_table
 from dashboard.components.metadata import collection_list
 from dashboard.components.tables import paged_table
 from dashboard.components.timeline import timeline_panel
-from dashboard.components.urlstate import TABS, url_tabs
+from dashboard.components.urlstate import url_tabs
 from store import queries, timeline
 
 
@@ -43,16 +42,6 @@ def _timeline_tab(slug: str, active: bool) -> html.Div:
                      html.Div(body, id="movie-timeline-body", **{"data-loaded": "1" if active else "0"})])
 
 
-@callback(Output("movie-timeline-body", "children"), Output("movie-timeline-body", "data-loaded"),
-          Input({"type": TABS, "name": "movie"}, "active_tab"), State("movie-timeline-slug", "data"),
-          State("movie-timeline-body", "data-loaded"), prevent_initial_call=True)
-def _open_timeline(active: Any, slug: Any, loaded: Any):
-    if active != "timeline" or loaded == "1" or queries.lookup_key(slug) is None:
-        raise PreventUpdate
-    body = read(_timeline, slug)
-    if body is None:
-        raise PreventUpdate
-    return body, "1"
 
 
 def layout(movie: str | None = None, **query: Any) -> html.Div:

@@ -10,7 +10,7 @@ from typing import Any
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, html
+from dash import html
 
 from dashboard.components.curator import sign_in_prompt
 from pipeline.jobs.system import system_report
@@ -124,7 +124,3 @@ def layout(**_query) -> Any:
     ])
 
 
-@dash.callback(Output("system-content", "children"), Input("system-refresh", "n_clicks"), prevent_initial_call=True)
-def _refresh(_n):
-    refused = _refused()
-    return refused if refused is not None else content()

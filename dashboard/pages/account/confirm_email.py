@@ -7,19 +7,16 @@ from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, State, dcc, html, no_update
+from dash import dcc, html
 
 from accounts.passwords import PASSWORD_MIN_LENGTH
 from accounts.users import (
     AccountError,
-    confirm_email,
     password_chosen_on_confirmation,
     user_for_confirm_token,
 )
-from dashboard.components.curator import alert, narrow_card
-from dashboard.components.data import text_value
+from dashboard.components.curator import narrow_card
 from store.db import session_scope
-from web.auth import sign_in
 
 dash.register_page(__name__, path="/account/confirm-email", title="Confirm your email address · INcDb")
 
@@ -57,20 +54,3 @@ def layout(token: str | None = None, **_query):
     ])
 
 
-@dash.callback(
-    Output("confirm-message", "children"), Output("confirm-go", "href"),
-    Input("confirm-submit", "n_clicks"), State("confirm-token", "data"),
-    State("confirm-password", "value"), State("confirm-password2", "value"),
-    prevent_initial_call=True,
-)
-def _confirm(_n, token, password, repeat):
-    # A button, not the page load: mail scanners that open links must not finish anybody's registration.
-    with session_scope() as session:
-        try:
-            account = confirm_email(session, text_value(token), text_value(password), text_value(repeat))
-        except AccountError as exc:
-            return alert(exc.messages), no_update
-        session.flush()
-        session.expunge(account)
-    sign_in(account)
-    return alert("Welcome to INcDb. Your account is ready.", "success"), "/contribute"

@@ -3,17 +3,9 @@ from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, State, html, no_update
+from dash import html
 
-from accounts.mail import mail_goes_to_log
-from accounts.reset import request_password_reset
-from accounts.users import (
-    AccountError,
-)
-from dashboard.components.curator import alert, narrow_card
-from dashboard.components.data import text_value
-from store.db import session_scope
-from web.auth import client_address
+from dashboard.components.curator import narrow_card
 
 dash.register_page(__name__, path="/account/forgot-password", title="Reset password · INcDb")
 
@@ -31,19 +23,3 @@ def layout(**_query):
     ])
 
 
-@dash.callback(
-    Output("forgot-message", "children"), Output("forgot-form", "className"),
-    Input("forgot-form", "n_submit"),
-    State("forgot-email", "value"),
-    prevent_initial_call=True,
-)
-def _forgot(_n, email):
-    with session_scope() as session:
-        try:
-            request_password_reset(session, text_value(email), client_address())
-        except AccountError as exc:
-            return alert(exc.messages), no_update
-    text = "If an account exists for this address, a link to reset its password is on its way. It works for one hour."
-    if mail_goes_to_log():
-        text += " (In the embedded mode, without mail, the link is written to the server's log.)"
-    return alert(text, "info"), "d-none"

@@ -3,17 +3,13 @@ from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, State, html
+from dash import html
 
 from accounts.users import (
     TITLES,
-    AccountError,
-    update_profile,
 )
-from dashboard.components.curator import alert, narrow_card, sign_in_prompt
-from dashboard.components.data import text_value
-from store.db import session_scope
-from web.auth import sign_out_elsewhere, signed_in_user
+from dashboard.components.curator import narrow_card, sign_in_prompt
+from web.auth import signed_in_user
 
 dash.register_page(__name__, path="/account/profile", title="Profile · INcDb")
 
@@ -51,34 +47,5 @@ def layout(**_query):
     ], max_width=720)
 
 
-@dash.callback(
-    Output("signout-everywhere-message", "children"),
-    Input("signout-everywhere", "n_clicks"),
-    prevent_initial_call=True,
-)
-def _sign_out_elsewhere(_n):
-    if signed_in_user() is None:
-        return alert("Your session has ended; sign in again.")
-    sign_out_elsewhere()
-    return alert("Every other session of your account is signed out. This one stays signed in.", "success",
-                 duration=6000)
 
 
-@dash.callback(
-    Output("profile-message", "children"),
-    Input("profile-form", "n_submit"),
-    State("profile-title", "value"), State("profile-first-name", "value"), State("profile-last-name", "value"),
-    State("profile-affiliation", "value"),
-    prevent_initial_call=True,
-)
-def _save_profile(_n, title, first, last, affiliation):
-    u = signed_in_user()
-    if u is None:
-        return alert("Your session has ended; sign in again.")
-    with session_scope() as session:
-        try:
-            update_profile(session, u.id, title=text_value(title), first_name=text_value(first),
-                           last_name=text_value(last), affiliation=text_value(affiliation))
-        except AccountError as exc:
-            return alert(exc.messages)
-    return alert("Profile saved.", "success", duration=4000)

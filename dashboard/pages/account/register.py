@@ -3,19 +3,14 @@ from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, State, html, no_update
+from dash import html
 
-from accounts.mail import mail_goes_to_log
 from accounts.passwords import PASSWORD_MIN_LENGTH
 from accounts.users import (
     TITLES,
-    AccountError,
-    register,
 )
-from dashboard.components.curator import alert, narrow_card
-from dashboard.components.data import text_value
-from store.db import session_scope
-from web.auth import client_address, signed_in_user
+from dashboard.components.curator import narrow_card
+from web.auth import signed_in_user
 
 dash.register_page(__name__, path="/account/register", title="Register · INcDb")
 
@@ -58,27 +53,3 @@ def layout(**_query):
     ], max_width=720)
 
 
-@dash.callback(
-    Output("register-message", "children"), Output("register-form", "className"),
-    Input("register-form", "n_submit"),
-    State("register-email", "value"), State("register-title", "value"), State("register-first-name", "value"),
-    State("register-last-name", "value"), State("register-affiliation", "value"),
-    State("register-password", "value"), State("register-password2", "value"),
-    prevent_initial_call=True,
-)
-def _register(_n, email, title, first, last, affiliation, password, repeat):
-    if signed_in_user() is not None:
-        return alert("You are signed in already. Sign out to register another account.", "warning"), no_update
-    with session_scope() as session:
-        try:
-            sent_to = register(session, text_value(email), text_value(password), text_value(repeat),
-                               address=client_address(), title=text_value(title), first_name=text_value(first),
-                               last_name=text_value(last), affiliation=text_value(affiliation))
-        except AccountError as exc:
-            return alert(exc.messages), no_update
-    # The same answer whether or not the address had an account: the form does not tell who is registered.
-    text = (f"Check your mail: we sent a message to {sent_to}. Open the link in it within 48 hours to finish "
-            "your registration.")
-    if mail_goes_to_log():
-        text += " (In the embedded mode, without mail, it is written to the server's log.)"
-    return alert([text], "info"), "d-none"

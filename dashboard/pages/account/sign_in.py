@@ -3,16 +3,10 @@ from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, State, dcc, html, no_update
+from dash import dcc, html
 
-from accounts.users import (
-    AccountError,
-    authenticate,
-)
-from dashboard.components.curator import alert, narrow_card
-from dashboard.components.data import text_value
-from store.db import session_scope
-from web.auth import client_address, safe_next, sign_in, signed_in_user
+from dashboard.components.curator import narrow_card
+from web.auth import safe_next, signed_in_user
 
 dash.register_page(__name__, path="/account/sign-in", title="Sign in · INcDb")
 
@@ -41,18 +35,3 @@ def layout(next: str | None = None, **_query):
     ])
 
 
-@dash.callback(
-    Output("signin-message", "children"), Output("signin-go", "href"),
-    Input("signin-form", "n_submit"),
-    State("signin-email", "value"), State("signin-password", "value"), State("signin-next", "data"),
-    prevent_initial_call=True,
-)
-def _sign_in(_n, email, password, nxt):
-    with session_scope() as session:
-        try:
-            account = authenticate(session, text_value(email), text_value(password), client_address())
-        except AccountError as exc:
-            return alert(exc.messages), no_update
-        session.expunge(account)
-    sign_in(account)
-    return alert("Signed in.", "success"), safe_next(nxt)

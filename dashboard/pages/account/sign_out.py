@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, dcc, html
+from dash import dcc, html
 
 from dashboard.components.curator import narrow_card
-from web.auth import sign_out, signed_in_user
+from web.auth import signed_in_user
 
 dash.register_page(__name__, path="/account/sign-out", title="Sign out · INcDb")
 
@@ -25,15 +25,3 @@ def layout(**_query):
     ])
 
 
-@dash.callback(
-    Output("signout-go", "href"), Output("signout-message", "children"),
-    Input("signout-submit", "n_clicks"),
-    prevent_initial_call=True,
-)
-def _sign_out(_n):
-    # A click on the page's button: a Dash callback is a POST carrying the CSRF header, which a cross-site page
-    # cannot send, so a link or redirect to /account/sign-out signs nobody out.
-    if signed_in_user() is None:
-        return "/", "You are signed out."
-    sign_out()
-    return "/", "Signed out."

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, dcc, html
+from dash import dcc, html
 
 from dashboard.components.curation import job_line
 from dashboard.components.curator import badge, sign_in_prompt
@@ -75,11 +75,3 @@ def layout(deleted: str | None = None, **_query):
     ])
 
 
-@dash.callback(Output("mine-list", "children"), Output("mine-poll", "interval"),
-               Input("mine-poll", "n_intervals"), prevent_initial_call=True)
-def _refresh(_n):
-    if user() is None:
-        return sign_in_prompt("/contribute", "your collections"), 60000
-    rows = rows_for_current_user()
-    active = any(r["job"] and r["job"]["status"] in ("queued", "running") for r in rows)
-    return table(rows), 2000 if active else 15000
