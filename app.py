@@ -1,9 +1,10 @@
 """INcDb web application: ``app`` (Dash), ``server`` (Flask) and ``celery_app``.
 
-    python app.py                          # embedded default: SQLite, diskcache, local files, demo data
-    gunicorn app:server                    # production web process
-    celery -A app:celery_app worker        # production worker (imports this module, so every callback)
+python app.py                          # embedded default: SQLite, diskcache, local files, demo data
+gunicorn app:server                    # production web process
+celery -A app:celery_app worker        # production worker (imports this module, so every callback)
 """
+
 from __future__ import annotations
 
 import logging
@@ -89,7 +90,6 @@ app.layout = shell
 callbacks.register(app)
 
 
-
 def prepare_embedded() -> None:
     """Create/upgrade the database and load the demo data when the database holds no collection."""
     upgrade_database()
@@ -105,5 +105,8 @@ if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     prepare_embedded()
     finish_dash_setup(server)  # before the threaded server takes parallel first requests
-    app.run(host=os.environ.get("HOST", "127.0.0.1"), port=int(os.environ.get("PORT", "8050")),
-            debug=os.environ.get("INCDB_DEBUG") == "1")
+    app.run(
+        host=os.environ.get("HOST", "127.0.0.1"),
+        port=int(os.environ.get("PORT", "8050")),
+        debug=os.environ.get("INCDB_DEBUG") == "1",
+    )

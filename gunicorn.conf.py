@@ -13,6 +13,7 @@ number, each new worker stops "its" old worker (SIGTERM, which lets the worker f
 is ready to serve, and ``child_exit`` lowers the number again as the old workers go. Some workers serve at every
 moment. The state lives on the master object, because the master re-reads this module on every reload.
 """
+
 import multiprocessing
 import os
 import signal
@@ -73,8 +74,11 @@ def post_worker_init(worker: Any) -> None:
 def on_reload(server: Any) -> None:
     """HUP: keep the current workers until new ones replace them (the master would otherwise stop them now)."""
     current = sorted(server.WORKERS.items(), key=lambda item: item[1].age)
-    server.incdb_handover = {"after_age": server.worker_age, "old": [pid for pid, _ in current],
-                             "left": {pid for pid, _ in current}}
+    server.incdb_handover = {
+        "after_age": server.worker_age,
+        "old": [pid for pid, _ in current],
+        "left": {pid for pid, _ in current},
+    }
     server.num_workers = server.cfg.workers + len(current)
 
 
@@ -97,7 +101,7 @@ def _old_workers_for(server: Any, worker: Any) -> list[int]:
         return []
     index, last = worker.age - handover["after_age"] - 1, server.cfg.workers - 1
     old = handover["old"]
-    mine = old[index:index + 1] if index < last else old[index:] if index == last else old
+    mine = old[index : index + 1] if index < last else old[index:] if index == last else old
     return [pid for pid in mine if pid in server.WORKERS]
 
 

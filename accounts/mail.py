@@ -1,5 +1,6 @@
 """Mail: SMTP when ``INCDB_SMTP_HOST`` is set; otherwise (the embedded mode) the message is written to the log,
 where a developer finds reset and confirmation links."""
+
 from __future__ import annotations
 
 import logging
@@ -45,8 +46,12 @@ def send_mail(to: str, subject: str, body: str) -> None:
     smtp = get_settings().smtp
     host = smtp.host
     if not host:
-        log.warning("mail (INCDB_SMTP_HOST is not set, so it is written here instead)\nTo: %s\nSubject: %s\n\n%s",
-                    to, subject, body)
+        log.warning(
+            "mail (INCDB_SMTP_HOST is not set, so it is written here instead)\nTo: %s\nSubject: %s\n\n%s",
+            to,
+            subject,
+            body,
+        )
         return
     message = EmailMessage()
     message["From"] = smtp.sender or f"INcDb <no-reply@{host}>"

@@ -1,4 +1,5 @@
 """The password rules: length limits, refusing the passwords guessers try first, and the hash (scrypt)."""
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -47,8 +48,10 @@ def check_new_password(password: str, repeat: str, email: str = "") -> list[str]
     elif email and password.strip().lower() in (email, email.split("@")[0]):
         errors.append("The password must not be your email address.")
     elif _guessable(password):
-        errors.append("This password is among the first that attackers try. Choose a less common one, "
-                      "for example a few unrelated words.")
+        errors.append(
+            "This password is among the first that attackers try. Choose a less common one, "
+            "for example a few unrelated words."
+        )
     if password != repeat:
         errors.append("The two passwords differ.")
     return errors

@@ -9,6 +9,7 @@ the request is answered as always and no mail goes out: the request is not refus
 anything and does not block the owner, whose mailbox holds the links of the last hour, and every one of them works
 until the password changes.
 """
+
 from __future__ import annotations
 
 import logging
@@ -62,8 +63,9 @@ def request_password_reset(session: Session, email: str, address: str) -> None:
         email = normalise_email(email or "")
     except ValueError:
         raise AccountError("Enter the email address of your account.") from None
-    refuse_when_throttled("password reset requests", (RESET_PER_ACCOUNT_AND_ADDRESS, (email, address)),
-                          (RESET_PER_ADDRESS, (address,)))
+    refuse_when_throttled(
+        "password reset requests", (RESET_PER_ACCOUNT_AND_ADDRESS, (email, address)), (RESET_PER_ADDRESS, (address,))
+    )
     count_attempt(RESET_PER_ACCOUNT_AND_ADDRESS, email, address)
     count_attempt(RESET_PER_ADDRESS, address)
     user = session.scalar(select(User).where(User.email == email))
@@ -75,10 +77,13 @@ def request_password_reset(session: Session, email: str, address: str) -> None:
         log.info("password reset mail for %s not sent: %d sent in the last hour already", email, limit.attempts)
         return
     link = site_link(f"/account/reset-password?token={make_reset_token(user)}")
-    send_mail(user.email, "INcDb: reset your password",
-              f"Hello {user.display_name},\n\nsomeone (probably you) asked to reset the password of your INcDb "
-              f"account. Open this link within {MAX_AGE_S[RESET] // 60} minutes to choose a new password:\n\n"
-              f"{link}\n\nIf you did not ask for it, ignore this message; your password stays as it is.\n")
+    send_mail(
+        user.email,
+        "INcDb: reset your password",
+        f"Hello {user.display_name},\n\nsomeone (probably you) asked to reset the password of your INcDb "
+        f"account. Open this link within {MAX_AGE_S[RESET] // 60} minutes to choose a new password:\n\n"
+        f"{link}\n\nIf you did not ask for it, ignore this message; your password stays as it is.\n",
+    )
 
 
 def reset_password(session: Session, token: str, new: str, repeat: str) -> User:

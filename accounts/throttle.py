@@ -5,6 +5,7 @@ the data directory. It needs no table and is shared by every process of one mach
 embedded server); several web machines each count on their own, so the limits multiply by the number of
 machines. Each module that throttles something defines its own ``Limit``s next to the rule they enforce.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -5,6 +5,7 @@ so a link stops working once it has been used, or once the password changed some
 registration of an unconfirmed address clears the password, and with it the earlier links; the links mailed after
 that are bound to the empty password, and each ends when one of them sets the password).
 """
+
 from __future__ import annotations
 
 import hashlib

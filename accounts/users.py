@@ -2,6 +2,7 @@
 and the administrators' roles and deactivation. Free of Dash and Flask, so the web app, the CLI and the tests
 share them; the web side (``web.auth``) only puts the user into the Flask session.
 """
+
 from __future__ import annotations
 
 import re
@@ -56,9 +57,15 @@ def normalise_email(email: str) -> str:
     except UnicodeError:
         raise ValueError(f"{email[:80]!r} is not an email address") from None
     labels = domain.split(".")
-    if (not _EMAIL_LOCAL.match(local) or local.startswith(".") or local.endswith(".") or ".." in local
-            or len(labels) < 2 or not all(_DOMAIN_LABEL.match(label) for label in labels)
-            or labels[-1].isdigit()):
+    if (
+        not _EMAIL_LOCAL.match(local)
+        or local.startswith(".")
+        or local.endswith(".")
+        or ".." in local
+        or len(labels) < 2
+        or not all(_DOMAIN_LABEL.match(label) for label in labels)
+        or labels[-1].isdigit()
+    ):
         raise ValueError(f"{email[:80]!r} is not an email address")
     return f"{local}@{domain}"
 
@@ -149,11 +156,14 @@ def register(session: Session, email: str, password: str, repeat: str, address: 
     password_hash = hash_password(password)  # before the lookup: the same work on every branch
     user = session.scalar(select(User).where(User.email == email))
     if user is not None and user.email_confirmed:
-        send_mail(email, "INcDb: you have an account already",
-                  f"Hello {user.display_name},\n\nsomeone (probably you) tried to register an INcDb account for "
-                  f"this address, which has one already. Sign in at {site_link('/account/sign-in')}, or choose a "
-                  f"new password at {site_link('/account/forgot-password')}.\n\nIf it was not you, ignore this "
-                  f"message; nothing changed.\n")
+        send_mail(
+            email,
+            "INcDb: you have an account already",
+            f"Hello {user.display_name},\n\nsomeone (probably you) tried to register an INcDb account for "
+            f"this address, which has one already. Sign in at {site_link('/account/sign-in')}, or choose a "
+            f"new password at {site_link('/account/forgot-password')}.\n\nIf it was not you, ignore this "
+            f"message; nothing changed.\n",
+        )
         return email
     if user is None:
         user = User(email=email, role="curator", password_hash=password_hash, email_confirmed=False, **clean)
@@ -163,13 +173,18 @@ def register(session: Session, email: str, password: str, repeat: str, address: 
         user.password_hash = ""  # see the docstring: the password is chosen from the link
         for name, value in clean.items():
             setattr(user, name, value)
-        what = ("choose your password and finish creating your INcDb curator account (this address was "
-                "registered more than once, so the password of no form is kept)")
+        what = (
+            "choose your password and finish creating your INcDb curator account (this address was "
+            "registered more than once, so the password of no form is kept)"
+        )
     session.flush()
     link = site_link(f"/account/confirm-email?token={make_token(CONFIRM, user)}")
-    send_mail(email, "INcDb: confirm your email address",
-              f"Hello {user.display_name},\n\nopen this link within {MAX_AGE_S[CONFIRM] // 3600} hours to {what}:"
-              f"\n\n{link}\n\nIf you did not register, ignore this message; no account is made without the link.\n")
+    send_mail(
+        email,
+        "INcDb: confirm your email address",
+        f"Hello {user.display_name},\n\nopen this link within {MAX_AGE_S[CONFIRM] // 3600} hours to {what}:"
+        f"\n\n{link}\n\nIf you did not register, ignore this message; no account is made without the link.\n",
+    )
     return email
 
 
@@ -186,8 +201,9 @@ def user_for_confirm_token(session: Session, token: str, max_age_s: int | None =
     except LinkExpired:
         raise AccountError("This confirmation link has expired. Register again for a new one.") from None
     except LinkInvalid:
-        raise AccountError("This confirmation link is invalid or was replaced by a newer one. Register again "
-                           "for a new link.") from None
+        raise AccountError(
+            "This confirmation link is invalid or was replaced by a newer one. Register again for a new link."
+        ) from None
     if user.email_confirmed:
         raise AccountError("This email address is confirmed already. Sign in.")
     return user
@@ -223,8 +239,9 @@ def authenticate(session: Session, email: str, password: str, address: str) -> U
         email = normalise_email(email or "")
     except ValueError:
         raise AccountError("Enter the email address of your account.") from None
-    refuse_when_throttled("failed sign-in attempts", (LOGIN_PER_ACCOUNT_AND_ADDRESS, (email, address)),
-                          (LOGIN_PER_ADDRESS, (address,)))
+    refuse_when_throttled(
+        "failed sign-in attempts", (LOGIN_PER_ACCOUNT_AND_ADDRESS, (email, address)), (LOGIN_PER_ADDRESS, (address,))
+    )
     user = session.scalar(select(User).where(User.email == email))
     password = (password or "")[:PASSWORD_MAX_LENGTH]
     ok = check_password_hash(user.password_hash if user and user.password_hash else _dummy_hash(), password)
@@ -235,8 +252,10 @@ def authenticate(session: Session, email: str, password: str, address: str) -> U
     if not user.active:
         raise AccountError("This account is deactivated. Contact an administrator of this site.")
     if not user.email_confirmed:
-        raise AccountError("Confirm your email address first: open the link we mailed you when you registered "
-                           "(register again with the same address for a new link).")
+        raise AccountError(
+            "Confirm your email address first: open the link we mailed you when you registered "
+            "(register again with the same address for a new link)."
+        )
     clear_attempts(LOGIN_PER_ACCOUNT_AND_ADDRESS, email, address)
     return user
 

@@ -1,4 +1,5 @@
 """Benchmarks, run by hand (``python bench/<name>.py``); each ends with one line of ``name=value`` pairs."""
+
 from __future__ import annotations
 
 import os

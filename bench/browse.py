@@ -4,6 +4,7 @@ on the page callbacks and the JSON API, and on a no-op callback in the same run.
 Prints p50/p95 per kind of request and the error count, then ``p95_ratio`` = p95 of the browse requests / p95 of
 the no-op callback. Run by hand: ``python bench/browse.py [--clients 50] [--seconds 60]``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,25 +25,47 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-PAGES = ["/", "/terms", "/terms/visual", "/movies", "/movies/forrest-gump", "/movies/forrest-gump/visual",
-         "/terms?sort=components&page=2"]
-API = ["/api/stats", "/api/terms", "/api/movies", "/api/movies/forrest-gump", "/api/components?per_page=20",
-       "/api/search?q=vi", "/api/terms/visual"]
+PAGES = [
+    "/",
+    "/terms",
+    "/terms/visual",
+    "/movies",
+    "/movies/forrest-gump",
+    "/movies/forrest-gump/visual",
+    "/terms?sort=components&page=2",
+]
+API = [
+    "/api/stats",
+    "/api/terms",
+    "/api/movies",
+    "/api/movies/forrest-gump",
+    "/api/components?per_page=20",
+    "/api/search?q=vi",
+    "/api/terms/visual",
+]
 
 
 def page_payload(path: str) -> dict:
     pathname, _, search = path.partition("?")
-    return {"output": ".._pages_content.children..._pages_store.data..",
-            "outputs": [{"id": "_pages_content", "property": "children"},
-                        {"id": "_pages_store", "property": "data"}],
-            "inputs": [{"id": "_pages_location", "property": "pathname", "value": pathname},
-                       {"id": "_pages_location", "property": "search", "value": f"?{search}" if search else ""}],
-            "changedPropIds": ["_pages_location.pathname"], "state": []}
+    return {
+        "output": ".._pages_content.children..._pages_store.data..",
+        "outputs": [{"id": "_pages_content", "property": "children"}, {"id": "_pages_store", "property": "data"}],
+        "inputs": [
+            {"id": "_pages_location", "property": "pathname", "value": pathname},
+            {"id": "_pages_location", "property": "search", "value": f"?{search}" if search else ""},
+        ],
+        "changedPropIds": ["_pages_location.pathname"],
+        "state": [],
+    }
 
 
-NOOP = {"output": "noop-out.data", "outputs": {"id": "noop-out", "property": "data"},
-        "inputs": [{"id": "noop-in", "property": "data", "value": 1}], "changedPropIds": ["noop-in.data"],
-        "state": []}
+NOOP = {
+    "output": "noop-out.data",
+    "outputs": {"id": "noop-out", "property": "data"},
+    "inputs": [{"id": "noop-in", "property": "data", "value": 1}],
+    "changedPropIds": ["noop-in.data"],
+    "state": [],
+}
 
 
 def free_port() -> int:
@@ -62,14 +85,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     args = parser.parse_args()
     env = dict(os.environ)
-    subprocess.run([sys.executable, "-m", "pipeline", "demo"], cwd=ROOT, env=env, check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-m", "pipeline", "demo"], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
-    proc = subprocess.Popen([gunicorn, "-w", "2", "--threads", "4", "-b", f"127.0.0.1:{port}", "app:server"],
-                            cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [gunicorn, "-w", "2", "--threads", "4", "-b", f"127.0.0.1:{port}", "app:server"],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -92,14 +119,24 @@ def main() -> None:
             while time.time() < stop_at:
                 pick = rng.random()
                 if pick < 0.4:
-                    kind, call = "page", lambda: session.post(base + "/_dash-update-component", timeout=30,
-                                                              data=json.dumps(page_payload(rng.choice(PAGES))),
-                                                              headers=headers)
+                    kind, call = (
+                        "page",
+                        lambda: session.post(
+                            base + "/_dash-update-component",
+                            timeout=30,
+                            data=json.dumps(page_payload(rng.choice(PAGES))),
+                            headers=headers,
+                        ),
+                    )
                 elif pick < 0.8:
                     kind, call = "api", lambda: session.get(base + rng.choice(API), timeout=30)
                 else:
-                    kind, call = "noop", lambda: session.post(base + "/_dash-update-component", timeout=30,
-                                                              data=json.dumps(NOOP), headers=headers)
+                    kind, call = (
+                        "noop",
+                        lambda: session.post(
+                            base + "/_dash-update-component", timeout=30, data=json.dumps(NOOP), headers=headers
+                        ),
+                    )
                 t = time.perf_counter()
                 try:
                     ok = call().status_code == 200
@@ -121,11 +158,14 @@ def main() -> None:
         proc.wait(30)
     for kind in ("page", "api", "noop"):
         v = latencies[kind]
-        print(f"{kind:<5} n={len(v):6d}  p50={percentile(v, .5) * 1000:8.1f} ms  "
-              f"p95={percentile(v, .95) * 1000:8.1f} ms  errors={errors[kind]}")
+        print(
+            f"{kind:<5} n={len(v):6d}  p50={percentile(v, 0.5) * 1000:8.1f} ms  "
+            f"p95={percentile(v, 0.95) * 1000:8.1f} ms  errors={errors[kind]}"
+        )
     browse = latencies["page"] + latencies["api"]
-    print(f"p95_ratio={percentile(browse, .95) / percentile(latencies['noop'], .95):.2f} "
-          f"errors={sum(errors.values())}")
+    print(
+        f"p95_ratio={percentile(browse, 0.95) / percentile(latencies['noop'], 0.95):.2f} errors={sum(errors.values())}"
+    )
 
 
 if __name__ == "__main__":

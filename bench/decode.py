@@ -4,6 +4,7 @@ A synthetic reference of 3,228 terms on the full 2 mm brain mask (as a memory-ma
 app keeps it) and 100 random smooth components. Prints components/s for each method, measured in one run, and
 the ratios. Run by hand: ``python bench/decode.py [--terms 3228] [--components 100]``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,7 +29,7 @@ def synthetic_reference(path: Path, n_vox: int, n_terms: int, seed: int = 0) -> 
         block = rng.standard_normal((n_vox, min(256, n_terms - start)), dtype=np.float32)
         block -= block.mean(axis=0)
         block /= np.linalg.norm(block, axis=0)
-        mm[:, start:start + block.shape[1]] = block
+        mm[:, start : start + block.shape[1]] = block
     mm.flush()
     del mm
 
@@ -60,7 +61,7 @@ def main() -> None:
         ns_path = Path(tmp) / "neurosynth.npy"
         ns = np.lib.format.open_memmap(ns_path, mode="w+", dtype=np.float32, shape=(args.terms, n_vox))
         for start in range(0, args.terms, 256):
-            ns[start:start + 256] = np.asarray(matrix[:, start:start + 256]).T * np.sqrt(n_vox)
+            ns[start : start + 256] = np.asarray(matrix[:, start : start + 256]).T * np.sqrt(n_vox)
         ns.flush()
         del ns
         ns = np.load(ns_path, mmap_mode="r")
@@ -69,7 +70,7 @@ def main() -> None:
         # Page both matrices in once, so every method reads from memory (the app's steady state), then warm BLAS.
         for m in (matrix, ns):
             for start in range(0, m.shape[0], 8192):
-                np.asarray(m[start:start + 8192]).sum()
+                np.asarray(m[start : start + 8192]).sum()
         decode(comps[:2], matrix)
         t = time.perf_counter()
         ours = decode(comps, matrix)
@@ -86,13 +87,14 @@ def main() -> None:
     # Same maths up to the normalisation of the components: check before reporting speed.
     assert np.allclose(ours, theirs, atol=2e-4), float(np.abs(ours - theirs).max())
     del bare
-    rate = {name: args.components / sec for name, sec in
-            (("incdb", t_ours), ("neurosynth", t_ns), ("matmul", t_bare))}
+    rate = {name: args.components / sec for name, sec in (("incdb", t_ours), ("neurosynth", t_ns), ("matmul", t_bare))}
     print(f"reference: {n_vox} voxels x {args.terms} terms (float32 memmap); {args.components} components")
     for name, value in rate.items():
         print(f"  {name:<11} {value:10.1f} components/s")
-    print(f"ratio_vs_neurosynth={rate['incdb'] / rate['neurosynth']:.2f} "
-          f"ratio_vs_matmul={rate['incdb'] / rate['matmul']:.2f}")
+    print(
+        f"ratio_vs_neurosynth={rate['incdb'] / rate['neurosynth']:.2f} "
+        f"ratio_vs_matmul={rate['incdb'] / rate['matmul']:.2f}"
+    )
 
 
 if __name__ == "__main__":

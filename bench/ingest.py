@@ -7,6 +7,7 @@ ratio and the peak resident memory. A separate figure: the glass-brain thumbnail
 rendered by ingest for every component and merged map), median over the components, target <= 20 ms.
 Run by hand: ``python bench/ingest.py [--terms 3228] [--components 70]``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,8 +74,16 @@ def main() -> None:
         ref = ReferenceSet(name="bench synthetic", source="builtin", voxel_count=n_vox)
         session.add(ref)
         session.flush()
-        session.add_all(Term(reference_set_id=ref.id, name=f"term {i:04d}", slug=f"term-{i:04d}", column=i,
-                             storage_key=f"reference/{ref.id}/terms/term-{i:04d}.nii.gz") for i in range(args.terms))
+        session.add_all(
+            Term(
+                reference_set_id=ref.id,
+                name=f"term {i:04d}",
+                slug=f"term-{i:04d}",
+                column=i,
+                storage_key=f"reference/{ref.id}/terms/term-{i:04d}.nii.gz",
+            )
+            for i in range(args.terms)
+        )
         set_active(session, ref)
         ref_id = ref.id
         path = matrix_path(ref)
@@ -90,7 +99,7 @@ def main() -> None:
     with session_scope() as session:  # the very mapping ingest uses (a second mapping would count twice in RSS)
         matrix, _ = load_matrix(session, session.get(ReferenceSet, ref_id))
     for start in range(0, matrix.shape[0], 8192):  # page the reference in, as a running worker has it
-        np.asarray(matrix[start:start + 8192]).sum()
+        np.asarray(matrix[start : start + 8192]).sum()
     # A similarity basis, as a running site has (the first ingest fits one): fitted in a child process, so that its
     # temporaries do not count in this process's peak memory.
     fitter = multiprocessing.get_context("fork").Process(target=_fit_similarity_basis, args=(n_vox,))
@@ -119,11 +128,15 @@ def main() -> None:
         render_thumbnail(volume)
         thumbnail_s.append(time.perf_counter() - t)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
-    print(f"{args.components} components at 3 mm, {args.terms} terms: ingest {t_ingest:.2f} s, "
-          f"decode GEMM alone {t_gemm:.2f} s")
+    print(
+        f"{args.components} components at 3 mm, {args.terms} terms: ingest {t_ingest:.2f} s, "
+        f"decode GEMM alone {t_gemm:.2f} s"
+    )
     print(f"ratio_vs_gemm={t_ingest / t_gemm:.2f} peak_rss_gb={peak_gb:.2f}")
-    print(f"thumbnails: {1000 * sum(thumbnail_s):.0f} ms for {len(thumbnail_s)} maps: "
-          f"thumbnail_ms_per_map={1000 * float(np.median(thumbnail_s)):.1f} (max {1000 * max(thumbnail_s):.1f})")
+    print(
+        f"thumbnails: {1000 * sum(thumbnail_s):.0f} ms for {len(thumbnail_s)} maps: "
+        f"thumbnail_ms_per_map={1000 * float(np.median(thumbnail_s)):.1f} (max {1000 * max(thumbnail_s):.1f})"
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ component, term reference map and merged map: display bytes / float32 gzip bytes
 ``gzip`` default), and the largest decoding error as a percentage of the map's range.
 Run by hand: ``python bench/payload.py``.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -31,9 +32,11 @@ def main() -> None:
     upgrade_database()
     load_demo(progress=None)
     with session_scope() as session:
-        keys = {"component": list(session.scalars(select(Component.storage_key))),
-                "term": list(session.scalars(select(Term.storage_key))),
-                "merged": list(session.scalars(select(TermMap.storage_key)))}
+        keys = {
+            "component": list(session.scalars(select(Component.storage_key))),
+            "term": list(session.scalars(select(Term.storage_key))),
+            "merged": list(session.scalars(select(TermMap.storage_key))),
+        }
     total_display = total_float = 0
     worst = 0.0
     for kind, kind_keys in keys.items():
@@ -50,9 +53,11 @@ def main() -> None:
             kind_worst = max(kind_worst, float(np.abs(decoded - data).max()) / span * 100)
             disp += len(encoded)
             flt += len(reference)
-        print(f"{kind:<10} {len(kind_keys):4d} maps  display {disp / len(kind_keys) / 1024:8.1f} KiB/map  "
-              f"float32 gzip {flt / len(kind_keys) / 1024:8.1f} KiB/map  ratio {disp / flt:.3f}  "
-              f"max error {kind_worst:.3f}% of range  predicted {predicted}/{len(kind_keys)}")
+        print(
+            f"{kind:<10} {len(kind_keys):4d} maps  display {disp / len(kind_keys) / 1024:8.1f} KiB/map  "
+            f"float32 gzip {flt / len(kind_keys) / 1024:8.1f} KiB/map  ratio {disp / flt:.3f}  "
+            f"max error {kind_worst:.3f}% of range  predicted {predicted}/{len(kind_keys)}"
+        )
         total_display += disp
         total_float += flt
         worst = max(worst, kind_worst)

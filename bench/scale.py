@@ -17,6 +17,7 @@ Database: PostgreSQL at ``INCDB_DATABASE_URL`` (its server; the bench creates an
 Ends with ``worst_p95_ms=.. worst_ratio=.. ingest_ratio=.. sqlite_worst_page_ms=..``.
 Run by hand: ``python bench/scale.py [--components 200000] [--movies 1000] [--collections 10000]``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,6 +48,7 @@ LABELS = [f"label {i:03d}" for i in range(300)]
 
 # --- filling a database (runs in a child process with the database's environment) --------------------------------
 
+
 def fill(size: dict, matrix: Path) -> None:
     import numpy as np
     from sqlalchemy import insert, select, text, update
@@ -68,9 +70,19 @@ def fill(size: dict, matrix: Path) -> None:
         ref = ReferenceSet(name=BENCH_REFERENCE, source="builtin", voxel_count=len(mask_flat_indices()))
         session.add(ref)
         session.flush()
-        session.execute(insert(Term), [{"reference_set_id": ref.id, "name": f"term {i:04d}", "slug": f"term-{i:04d}",
-                                        "column": i, "storage_key": builtin_keys[i % len(builtin_keys)]}
-                                       for i in range(n_terms)])
+        session.execute(
+            insert(Term),
+            [
+                {
+                    "reference_set_id": ref.id,
+                    "name": f"term {i:04d}",
+                    "slug": f"term-{i:04d}",
+                    "column": i,
+                    "storage_key": builtin_keys[i % len(builtin_keys)],
+                }
+                for i in range(n_terms)
+            ],
+        )
         session.execute(update(ReferenceSet).values(active=False))
         session.execute(update(ReferenceSet).where(ReferenceSet.id == ref.id).values(active=True, matrix_key="x"))
         path = matrix_path(ref)
@@ -81,8 +93,11 @@ def fill(size: dict, matrix: Path) -> None:
         demo = session.execute(select(Component.id, Component.storage_key, Component.decodings_key)).all()
         # the demo components, re-labelled to the bench terms (a few popular terms, a long tail)
         for comp_id, _, _ in demo:
-            session.execute(update(Component).where(Component.id == comp_id).values(
-                best_term_id=term_ids[_popular_term(rng, n_terms)], best_r=float(rng.uniform(0.1, 0.6))))
+            session.execute(
+                update(Component)
+                .where(Component.id == comp_id)
+                .values(best_term_id=term_ids[_popular_term(rng, n_terms)], best_r=float(rng.uniform(0.1, 0.6)))
+            )
         session.execute(text("DELETE FROM decodings"))
         stats.rebuild(session)
     extra = size["components"]
@@ -114,60 +129,118 @@ def _bulk(size: dict, term_ids: list[int], demo: list, rng) -> None:
     start = datetime(2020, 1, 1, tzinfo=UTC)
     n_movies, n_coll, n_comp = size["movies"], size["collections"], size["components"]
     with session_scope() as session:
-        session.execute(insert(User), [{"email": f"bench{i}@example.org", "password_hash": "", "role": "curator",
-                                        "active": True} for i in range(200)])
+        session.execute(
+            insert(User),
+            [
+                {"email": f"bench{i}@example.org", "password_hash": "", "role": "curator", "active": True}
+                for i in range(200)
+            ],
+        )
         user_ids = list(session.scalars(select(User.id).where(User.email.like("bench%@example.org"))))
-        session.execute(insert(Movie), [{"title": f"Bench Movie {i:05d}", "slug": f"bench-movie-{i:05d}",
-                                         "year": 1950 + i % 70, "created": start} for i in range(n_movies)])
+        session.execute(
+            insert(Movie),
+            [
+                {
+                    "title": f"Bench Movie {i:05d}",
+                    "slug": f"bench-movie-{i:05d}",
+                    "year": 1950 + i % 70,
+                    "created": start,
+                }
+                for i in range(n_movies)
+            ],
+        )
         movie_ids = list(session.scalars(select(Movie.id).where(Movie.slug.like("bench-movie-%"))))
         coll_rows = []
         # collections per movie: a soft long tail (weight 1 / (rank + 10)): the biggest movie holds about 2%
         weights = 1.0 / (np.arange(len(movie_ids)) + 10.0)
         movie_of = rng.choice(len(movie_ids), size=n_coll, p=weights / weights.sum())
         for i in range(n_coll):
-            coll_rows.append({
-                "owner_id": user_ids[i % len(user_ids)], "movie_id": movie_ids[movie_of[i]],
-                "name": f"Bench collection {i}", "slug": f"bench-collection-{i}",
-                "visibility": "private" if i % 10 == 0 else "public", "status": "ready", "is_demo": False,
-                "metadata_": {}, "created": start + timedelta(minutes=i), "updated": start})
+            coll_rows.append(
+                {
+                    "owner_id": user_ids[i % len(user_ids)],
+                    "movie_id": movie_ids[movie_of[i]],
+                    "name": f"Bench collection {i}",
+                    "slug": f"bench-collection-{i}",
+                    "visibility": "private" if i % 10 == 0 else "public",
+                    "status": "ready",
+                    "is_demo": False,
+                    "metadata_": {},
+                    "created": start + timedelta(minutes=i),
+                    "updated": start,
+                }
+            )
         for chunk in range(0, len(coll_rows), 5000):
-            session.execute(insert(Collection), coll_rows[chunk:chunk + 5000])
+            session.execute(insert(Collection), coll_rows[chunk : chunk + 5000])
         coll_ids = list(session.scalars(select(Collection.id).where(Collection.slug.like("bench-collection-%"))))
         movie_sets = []
         for m in movie_ids:
-            movie_sets.append({"movie_id": m, "name": "Bench events", "description": "", "source_url": "",
-                               "is_demo": False, "created": start})
+            movie_sets.append(
+                {
+                    "movie_id": m,
+                    "name": "Bench events",
+                    "description": "",
+                    "source_url": "",
+                    "is_demo": False,
+                    "created": start,
+                }
+            )
         session.execute(insert(AnnotationSet), movie_sets)
-        set_ids = dict(session.execute(select(AnnotationSet.movie_id, AnnotationSet.id)
-                                       .where(AnnotationSet.name == "Bench events")).all())
-        events = [{"set_id": sid, "onset": float(k * 30), "duration": 10.0, "label": LABELS[(m * 7 + k) % 300],
-                   "amplitude": 1.0} for m, sid in set_ids.items() for k in range(100)]
+        set_ids = dict(
+            session.execute(
+                select(AnnotationSet.movie_id, AnnotationSet.id).where(AnnotationSet.name == "Bench events")
+            ).all()
+        )
+        events = [
+            {
+                "set_id": sid,
+                "onset": float(k * 30),
+                "duration": 10.0,
+                "label": LABELS[(m * 7 + k) % 300],
+                "amplitude": 1.0,
+            }
+            for m, sid in set_ids.items()
+            for k in range(100)
+        ]
         for chunk in range(0, len(events), 20000):
-            session.execute(insert(AnnotationEvent), events[chunk:chunk + 20000])
-        coll_movie = dict(session.execute(select(Collection.id, Collection.movie_id)
-                                          .where(Collection.id.in_(coll_ids))).all())
+            session.execute(insert(AnnotationEvent), events[chunk : chunk + 20000])
+        coll_movie = dict(
+            session.execute(select(Collection.id, Collection.movie_id).where(Collection.id.in_(coll_ids))).all()
+        )
     per_coll = np.full(len(coll_ids), n_comp // len(coll_ids))
     per_coll[: n_comp - per_coll.sum()] += 1
     comp_rows = []
     for cid, n in zip(coll_ids, per_coll):
         for v in range(int(n)):
             _, key, dkey = demo[len(comp_rows) % len(demo)]
-            comp_rows.append({"uuid": str(uuidlib.uuid4()), "collection_id": cid, "source_file": "melodic_IC.nii.gz",
-                              "volume_index": v, "storage_key": key, "decodings_key": dkey,
-                              "best_term_id": term_ids[_popular_term(rng, len(term_ids))],
-                              "best_r": float(rng.uniform(0.05, 0.7)), "qc_warnings": [], "created": start,
-                              "decoded_at": start})
+            comp_rows.append(
+                {
+                    "uuid": str(uuidlib.uuid4()),
+                    "collection_id": cid,
+                    "source_file": "melodic_IC.nii.gz",
+                    "volume_index": v,
+                    "storage_key": key,
+                    "decodings_key": dkey,
+                    "best_term_id": term_ids[_popular_term(rng, len(term_ids))],
+                    "best_r": float(rng.uniform(0.05, 0.7)),
+                    "qc_warnings": [],
+                    "created": start,
+                    "decoded_at": start,
+                }
+            )
     with session_scope() as session:
         for chunk in range(0, len(comp_rows), 10000):
-            session.execute(insert(Component), comp_rows[chunk:chunk + 10000])
-        comps = session.execute(select(Component.id, Component.best_term_id, Component.best_r, Component.collection_id)
-                                .where(Component.collection_id.in_(coll_ids)).order_by(Component.id)).all()
+            session.execute(insert(Component), comp_rows[chunk : chunk + 10000])
+        comps = session.execute(
+            select(Component.id, Component.best_term_id, Component.best_r, Component.collection_id)
+            .where(Component.collection_id.in_(coll_ids))
+            .order_by(Component.id)
+        ).all()
     term_array = np.array(term_ids)
     engine = get_engine()
     with engine.connect() as conn:
         raw = conn.connection.driver_connection
         for chunk in range(0, len(comps), 20000):
-            part = comps[chunk:chunk + 20000]
+            part = comps[chunk : chunk + 20000]
             ids = np.repeat([c[0] for c in part], DECODINGS_PER_COMPONENT)
             # the best term, then 49 others, distinct: best + 1 + k * step (mod the number of terms)
             column = {tid: i for i, tid in enumerate(term_ids)}
@@ -180,11 +253,20 @@ def _bulk(size: dict, term_ids: list[int], demo: list, rng) -> None:
             rows = zip(ids.tolist(), terms.ravel().tolist(), r.tolist(), ranks.tolist())
             _copy(conn, raw, "decodings", ("component_id", "term_id", "r", "rank"), rows)
         temporal = []
-        for comp_id, _, _, cid in comps[:: 10]:
+        for comp_id, _, _, cid in comps[::10]:
             sid = set_ids[coll_movie[cid]]
             for k in range(10):
-                temporal.append((comp_id, sid, LABELS[(coll_movie[cid] * 7 + k) % 300], float(rng.uniform(-.3, .5)),
-                                 float(rng.uniform(0, 1)), float(rng.uniform(0, 1) ** 3), k + 1))
+                temporal.append(
+                    (
+                        comp_id,
+                        sid,
+                        LABELS[(coll_movie[cid] * 7 + k) % 300],
+                        float(rng.uniform(-0.3, 0.5)),
+                        float(rng.uniform(0, 1)),
+                        float(rng.uniform(0, 1) ** 3),
+                        k + 1,
+                    )
+                )
         _copy(conn, raw, "temporal_decodings", ("component_id", "set_id", "label", "r", "p", "q", "rank"), temporal)
         conn.commit()
 
@@ -203,6 +285,7 @@ def _copy(conn, raw, table: str, columns: tuple[str, ...], rows) -> None:
 
 # --- timing (in a child process with the database's environment) -------------------------------------------------
 
+
 def targets() -> dict:
     """Names to ask for: the most used term, the movie with most components, a component, a label, users."""
     from sqlalchemy import func, select
@@ -211,39 +294,88 @@ def targets() -> dict:
     from store.models import Collection, Component, MovieStats, MovieTermStats, TemporalDecoding, Term, TermStats, User
 
     with session_scope() as session:
-        term_id = session.scalar(select(TermStats.term_id).where(TermStats.scope == "public")
-                                 .order_by(TermStats.n_components.desc()).limit(1))
-        movie_id = session.scalar(select(MovieStats.movie_id).where(MovieStats.scope == "public")
-                                  .order_by(MovieStats.n_components.desc()).limit(1))
-        cell_term = session.scalar(select(MovieTermStats.term_id).where(
-            MovieTermStats.scope == "public", MovieTermStats.movie_id == movie_id)
-            .order_by(MovieTermStats.n_components.desc()).limit(1))
+        term_id = session.scalar(
+            select(TermStats.term_id)
+            .where(TermStats.scope == "public")
+            .order_by(TermStats.n_components.desc())
+            .limit(1)
+        )
+        movie_id = session.scalar(
+            select(MovieStats.movie_id)
+            .where(MovieStats.scope == "public")
+            .order_by(MovieStats.n_components.desc())
+            .limit(1)
+        )
+        cell_term = session.scalar(
+            select(MovieTermStats.term_id)
+            .where(MovieTermStats.scope == "public", MovieTermStats.movie_id == movie_id)
+            .order_by(MovieTermStats.n_components.desc())
+            .limit(1)
+        )
         from store.models import Movie
 
         owner = session.scalar(select(Collection.owner_id).where(Collection.visibility == "private").limit(1))
-        label = session.scalar(select(TemporalDecoding.label).group_by(TemporalDecoding.label)
-                               .order_by(func.count().desc()).limit(1)) or "no label"
-        return {"term": session.get(Term, term_id).slug, "movie": session.get(Movie, movie_id).slug,
-                "cell_term": session.get(Term, cell_term).slug,
-                "component": session.scalar(select(Component.uuid).join(Collection).where(
-                    Collection.visibility == "public").order_by(Component.best_r.desc()).limit(1)),
-                "label": label, "curator": owner,
-                "admin": session.scalar(select(User.id).where(User.role == "admin").limit(1))}
+        label = (
+            session.scalar(
+                select(TemporalDecoding.label).group_by(TemporalDecoding.label).order_by(func.count().desc()).limit(1)
+            )
+            or "no label"
+        )
+        return {
+            "term": session.get(Term, term_id).slug,
+            "movie": session.get(Movie, movie_id).slug,
+            "cell_term": session.get(Term, cell_term).slug,
+            "component": session.scalar(
+                select(Component.uuid)
+                .join(Collection)
+                .where(Collection.visibility == "public")
+                .order_by(Component.best_r.desc())
+                .limit(1)
+            ),
+            "label": label,
+            "curator": owner,
+            "admin": session.scalar(select(User.id).where(User.role == "admin").limit(1)),
+        }
 
 
 def pages(t: dict) -> list[str]:
-    return ["/", "/terms", "/terms?sort=components", f"/terms/{t['term']}", "/movies", "/movies?sort=newest",
-            f"/movies/{t['movie']}", f"/movies/{t['movie']}/{t['cell_term']}", f"/components/{t['component']}",
-            f"/labels/{t['label']}"]
+    return [
+        "/",
+        "/terms",
+        "/terms?sort=components",
+        f"/terms/{t['term']}",
+        "/movies",
+        "/movies?sort=newest",
+        f"/movies/{t['movie']}",
+        f"/movies/{t['movie']}/{t['cell_term']}",
+        f"/components/{t['component']}",
+        f"/labels/{t['label']}",
+    ]
 
 
 def api_routes(t: dict) -> list[str]:
-    return ["/api/stats", "/api/heatmap?terms=20&movies=20", "/api/terms", "/api/terms?sort=components",
-            "/api/terms?search=term 01", f"/api/terms/{t['term']}", "/api/movies", "/api/movies?sort=newest",
-            "/api/movies?sort=components", "/api/movies?search=movie 001", f"/api/movies/{t['movie']}",
-            f"/api/movies/{t['movie']}/{t['cell_term']}", "/api/components", f"/api/components?term={t['term']}",
-            f"/api/components?movie={t['movie']}", f"/api/components/{t['component']}", "/api/search?q=movie 00",
-            "/api/collections", f"/api/labels/{t['label']}", f"/api/movies/{t['movie']}/annotations"]
+    return [
+        "/api/stats",
+        "/api/heatmap?terms=20&movies=20",
+        "/api/terms",
+        "/api/terms?sort=components",
+        "/api/terms?search=term 01",
+        f"/api/terms/{t['term']}",
+        "/api/movies",
+        "/api/movies?sort=newest",
+        "/api/movies?sort=components",
+        "/api/movies?search=movie 001",
+        f"/api/movies/{t['movie']}",
+        f"/api/movies/{t['movie']}/{t['cell_term']}",
+        "/api/components",
+        f"/api/components?term={t['term']}",
+        f"/api/components?movie={t['movie']}",
+        f"/api/components/{t['component']}",
+        "/api/search?q=movie 00",
+        "/api/collections",
+        f"/api/labels/{t['label']}",
+        f"/api/movies/{t['movie']}/annotations",
+    ]
 
 
 def time_all(repeats: int, pages_only: bool) -> None:
@@ -282,8 +414,7 @@ def time_all(repeats: int, pages_only: bool) -> None:
             "list_terms(search)": lambda s, u: queries.list_terms(s, u, search="term 01"),
             "list_components": lambda s, u: queries.list_components(s, u),
             "list_components(term)": lambda s, u: queries.list_components(s, u, term_slug=t["term"]),
-            "list_components(term, page 50)": lambda s, u: queries.list_components(s, u, term_slug=t["term"],
-                                                                                   page=50),
+            "list_components(term, page 50)": lambda s, u: queries.list_components(s, u, term_slug=t["term"], page=50),
             "list_components(movie)": lambda s, u: queries.list_components(s, u, movie_slug=t["movie"]),
             "term_detail": lambda s, u: queries.term_detail(s, u, t["term"]),
             "movie_detail": lambda s, u: queries.movie_detail(s, u, t["movie"]),
@@ -295,9 +426,11 @@ def time_all(repeats: int, pages_only: bool) -> None:
         }
         for who, u in people.items():
             for name, call in calls.items():
+
                 def run(call=call, u=u):
                     with session_scope() as s:
                         call(s, u)
+
                 clock(f"query {name} [{who}]", run)
     from app import server
 
@@ -318,8 +451,10 @@ def time_all(repeats: int, pages_only: bool) -> None:
     for who, c in clients.items():
         for path in pages(t):
             payload = page_payload(path)
-            clock(f"page {path} [{who}]", lambda c=c, payload=payload: _ok(c.post(
-                "/_dash-update-component", json=payload)))
+            clock(
+                f"page {path} [{who}]",
+                lambda c=c, payload=payload: _ok(c.post("/_dash-update-component", json=payload)),
+            )
         if not pages_only:
             for route in api_routes(t):
                 clock(f"api {route} [{who}]", lambda c=c, route=route: _ok(c.get(route)))
@@ -361,8 +496,12 @@ def explain_all() -> None:
             queries.search(s, who, "movie 00")
             timeline.label_components(s, who, t["label"])
     event.remove(engine, "before_cursor_execute", capture)
-    big = {r[0] for r in engine.connect().execute(text(
-        "SELECT relname FROM pg_class WHERE relkind = 'r' AND reltuples > 10000"))}
+    big = {
+        r[0]
+        for r in engine.connect().execute(
+            text("SELECT relname FROM pg_class WHERE relkind = 'r' AND reltuples > 10000")
+        )
+    }
     worst = 0.0
     with engine.connect() as conn:
         raw = conn.connection.driver_connection
@@ -372,8 +511,11 @@ def explain_all() -> None:
                 plan = [row[0] for row in cur.fetchall()]
             ms = float(plan[-1].split(":")[1].split()[0])
             worst = max(worst, ms)
-            scans = [line.strip() for line in plan if "Seq Scan on" in line and line.split("Seq Scan on ")[1].split()[0]
-                     in big]
+            scans = [
+                line.strip()
+                for line in plan
+                if "Seq Scan on" in line and line.split("Seq Scan on ")[1].split()[0] in big
+            ]
             if scans or ms > 20:
                 print(f"{ms:8.1f} ms  {' '.join(statement.split())[:150]}")
                 for line in scans:
@@ -414,7 +556,7 @@ def ingest_once(n_components: int) -> None:
                 job_id = create_job(session, "ingest", collection.id, user.id).id
                 matrix, _ = load_matrix(session, require_active_reference(session))
             for start in range(0, matrix.shape[0], 8192):  # page the matrix in, as a running worker has it
-                matrix[start:start + 8192].sum()
+                matrix[start : start + 8192].sum()
             start = time.perf_counter()
             result = ingest(job_id)
             seconds.append(time.perf_counter() - start)
@@ -423,9 +565,9 @@ def ingest_once(n_components: int) -> None:
 
 # --- the run --------------------------------------------------------------------------------------------------------
 
+
 def child(mode: str, env: dict, *extra: str) -> dict:
-    proc = subprocess.run([sys.executable, __file__, mode, *extra], cwd=ROOT, env=env, capture_output=True,
-                          text=True)
+    proc = subprocess.run([sys.executable, __file__, mode, *extra], cwd=ROOT, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{mode} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -433,8 +575,13 @@ def child(mode: str, env: dict, *extra: str) -> dict:
 
 def environment(data_dir: Path, database_url: str) -> dict:
     env = dict(os.environ)
-    env.update(INCDB_DATA_DIR=str(data_dir), INCDB_DATABASE_URL=database_url, INCDB_MERGE_BACKEND="numpy",
-               INCDB_BROKER_URL="", INCDB_DEMO="0")
+    env.update(
+        INCDB_DATA_DIR=str(data_dir),
+        INCDB_DATABASE_URL=database_url,
+        INCDB_MERGE_BACKEND="numpy",
+        INCDB_BROKER_URL="",
+        INCDB_DEMO="0",
+    )
     return env
 
 
@@ -448,11 +595,21 @@ def concurrent(env: dict, t: dict, clients: int, seconds: float) -> tuple[float,
     port = 8700 + random.randrange(200)
     base = f"http://127.0.0.1:{port}"
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
-    proc = subprocess.Popen([gunicorn, "-c", "gunicorn.conf.py", "-b", f"127.0.0.1:{port}", "app:server"], cwd=ROOT,
-                            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    noop = {"output": "noop-out.data", "outputs": {"id": "noop-out", "property": "data"},
-            "inputs": [{"id": "noop-in", "property": "data", "value": 1}], "changedPropIds": ["noop-in.data"],
-            "state": []}
+    proc = subprocess.Popen(
+        [gunicorn, "-c", "gunicorn.conf.py", "-b", f"127.0.0.1:{port}", "app:server"],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    noop = {
+        "output": "noop-out.data",
+        "outputs": {"id": "noop-out", "property": "data"},
+        "inputs": [{"id": "noop-in", "property": "data", "value": 1}],
+        "changedPropIds": ["noop-in.data"],
+        "state": [],
+    }
     latencies: dict[str, list[float]] = defaultdict(list)
     errors = [0]
     try:
@@ -474,8 +631,12 @@ def concurrent(env: dict, t: dict, clients: int, seconds: float) -> tuple[float,
             while time.time() < stop_at:
                 pick = rng.random()
                 if pick < 0.4:
-                    kind, call = "browse", lambda: http.post(base + "/_dash-update-component", timeout=60,
-                                                             json=page_payload(rng.choice(pages(t))))
+                    kind, call = (
+                        "browse",
+                        lambda: http.post(
+                            base + "/_dash-update-component", timeout=60, json=page_payload(rng.choice(pages(t)))
+                        ),
+                    )
                 elif pick < 0.8:
                     kind, call = "browse", lambda: http.get(base + rng.choice(api_routes(t)), timeout=60)
                 else:
@@ -497,7 +658,7 @@ def concurrent(env: dict, t: dict, clients: int, seconds: float) -> tuple[float,
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
-    return percentile(latencies["browse"], .95) * 1000, percentile(latencies["noop"], .95) * 1000, errors[0]
+    return percentile(latencies["browse"], 0.95) * 1000, percentile(latencies["noop"], 0.95) * 1000, errors[0]
 
 
 def main() -> None:
@@ -531,8 +692,12 @@ def main() -> None:
     try:
         matrix = scratch / "reference.npy"
         synthetic_reference(matrix, len(mask_flat_indices()), args.terms)
-        big = {"movies": args.movies, "collections": args.collections, "components": args.components,
-               "terms": args.terms}
+        big = {
+            "movies": args.movies,
+            "collections": args.collections,
+            "components": args.components,
+            "terms": args.terms,
+        }
         results = {}
         envs = {}
         if not args.sqlite:
@@ -554,35 +719,48 @@ def main() -> None:
                 generic = key.replace(results["scale"]["targets"]["term"], "<term>")
                 d = demo.get(_swap(key, results["scale"]["targets"], results["demo"]["targets"]))
                 ratio = scale[key][1] / d[1] if d else float("nan")
-                say(f"{generic[:72]:<72} {d[0] if d else float('nan'):7.1f}/{d[1] if d else float('nan'):7.1f} "
-                    f"{scale[key][0]:8.1f}/{scale[key][1]:7.1f} {ratio:6.2f}")
+                say(
+                    f"{generic[:72]:<72} {d[0] if d else float('nan'):7.1f}/{d[1] if d else float('nan'):7.1f} "
+                    f"{scale[key][0]:8.1f}/{scale[key][1]:7.1f} {ratio:6.2f}"
+                )
                 if not key.startswith("page"):
                     worst_p95 = max(worst_p95, scale[key][1])
                 if d:
                     worst_ratio = max(worst_ratio, ratio)
-            p95_browse, p95_noop, errors = concurrent(envs["scale"], results["scale"]["targets"], args.clients,
-                                                      args.seconds)
-            say(f"{args.clients} clients under gunicorn at scale: browse p95 {p95_browse:.0f} ms, no-op p95 "
-                f"{p95_noop:.0f} ms, ratio {p95_browse / p95_noop:.2f}, errors {errors}")
-            ingest = {name: child("_ingest", envs[name], str(args.ingest_components))["seconds"]
-                      for name in ("demo", "scale")}
+            p95_browse, p95_noop, errors = concurrent(
+                envs["scale"], results["scale"]["targets"], args.clients, args.seconds
+            )
+            say(
+                f"{args.clients} clients under gunicorn at scale: browse p95 {p95_browse:.0f} ms, no-op p95 "
+                f"{p95_noop:.0f} ms, ratio {p95_browse / p95_noop:.2f}, errors {errors}"
+            )
+            ingest = {
+                name: child("_ingest", envs[name], str(args.ingest_components))["seconds"] for name in ("demo", "scale")
+            }
             ingest_ratio = ingest["scale"] / ingest["demo"]
-            say(f"ingest of {args.ingest_components} components: demo {ingest['demo']:.1f} s, scale "
-                f"{ingest['scale']:.1f} s, ratio {ingest_ratio:.2f}")
+            say(
+                f"ingest of {args.ingest_components} components: demo {ingest['demo']:.1f} s, scale "
+                f"{ingest['scale']:.1f} s, ratio {ingest_ratio:.2f}"
+            )
         else:
             worst_p95 = worst_ratio = ingest_ratio = float("nan")
         n_sqlite = args.sqlite_components
-        small = {"movies": max(10, args.movies * n_sqlite // max(1, args.components)),
-                 "collections": max(10, args.collections * n_sqlite // max(1, args.components)),
-                 "components": n_sqlite, "terms": args.terms}
+        small = {
+            "movies": max(10, args.movies * n_sqlite // max(1, args.components)),
+            "collections": max(10, args.collections * n_sqlite // max(1, args.components)),
+            "components": n_sqlite,
+            "terms": args.terms,
+        }
         env = environment(scratch / "sqlite", f"sqlite:///{scratch / 'sqlite' / 'incdb.sqlite3'}")
         child("_fill", env, json.dumps(small), str(matrix))
         sqlite = summarize(child("_time", env, str(args.repeats), "1")["times"])
         worst_page = max(p95 for _, p95 in sqlite.values())
         for key, (p50, p95) in sqlite.items():
             say(f"SQLite {n_sqlite} components: {key[:70]:<70} p50 {p50:6.1f} ms p95 {p95:6.1f} ms")
-        say(f"worst_p95_ms={worst_p95:.1f} worst_ratio={worst_ratio:.2f} ingest_ratio={ingest_ratio:.2f} "
-            f"sqlite_worst_page_ms={worst_page:.1f}")
+        say(
+            f"worst_p95_ms={worst_p95:.1f} worst_ratio={worst_ratio:.2f} ingest_ratio={ingest_ratio:.2f} "
+            f"sqlite_worst_page_ms={worst_page:.1f}"
+        )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         if admin is not None:

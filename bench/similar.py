@@ -20,6 +20,7 @@ the index refreshed.
 Run by hand: ``python bench/similar.py [--components 200000] [--basis-maps 300] [--queries 100]``. The last line is
 ``p95_ms=.. recall_at_10=.. max_r_error=.. add70_s=..``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -110,13 +111,34 @@ def build_database(n: int, reduced: np.ndarray, captured: np.ndarray, private_sh
     for start in range(0, n, step):
         stop = min(n, start + step)
         with session_scope() as session:
-            session.execute(insert(Component), [
-                dict(id=i + 1, uuid=str(uuid.UUID(int=i + 1)), collection_id=int(owner[i]), source_file="bench.nii",
-                     volume_index=i, storage_key=f"components/bench-{i}.nii.gz", qc_warnings=[])
-                for i in range(start, stop)])
-            session.execute(insert(ComponentVector), [
-                dict(basis_id=basis_id, component_id=i + 1, collection_id=int(owner[i]), vector=reduced[i].tobytes(),
-                     captured=float(captured[i])) for i in range(start, stop)])
+            session.execute(
+                insert(Component),
+                [
+                    dict(
+                        id=i + 1,
+                        uuid=str(uuid.UUID(int=i + 1)),
+                        collection_id=int(owner[i]),
+                        source_file="bench.nii",
+                        volume_index=i,
+                        storage_key=f"components/bench-{i}.nii.gz",
+                        qc_warnings=[],
+                    )
+                    for i in range(start, stop)
+                ],
+            )
+            session.execute(
+                insert(ComponentVector),
+                [
+                    dict(
+                        basis_id=basis_id,
+                        component_id=i + 1,
+                        collection_id=int(owner[i]),
+                        vector=reduced[i].tobytes(),
+                        captured=float(captured[i]),
+                    )
+                    for i in range(start, stop)
+                ],
+            )
     return owner, collections
 
 
@@ -147,8 +169,10 @@ def run(args, tmp: Path) -> None:
     a = dense(idx, w, args.basis_maps)
     gram = g.astype(np.float64) @ g.astype(np.float64).T
     norms = _row_norms(a, gram)
-    print(f"catalogue: {args.components} components over {args.basis_maps} smooth basis maps "
-          f"({time.perf_counter() - t0:.1f} s)")
+    print(
+        f"catalogue: {args.components} components over {args.basis_maps} smooth basis maps "
+        f"({time.perf_counter() - t0:.1f} s)"
+    )
 
     t0 = time.perf_counter()
     sample = np.random.default_rng(3).choice(args.components, min(args.fit, args.components), replace=False)
@@ -158,10 +182,12 @@ def run(args, tmp: Path) -> None:
         session.add(SimilarityBasis(storage_key=key, dims=basis.shape[1], fitted_on=len(sample), active=True))
     ug = basis.T.astype(np.float64) @ g.T.astype(np.float64)  # (dims, basis maps)
     reduced = np.asarray(a @ ug.T) / norms[:, None]
-    captured = np.minimum(1.0, (reduced ** 2).sum(axis=1))
+    captured = np.minimum(1.0, (reduced**2).sum(axis=1))
     reduced = reduced.astype(np.float32)
-    print(f"basis: {basis.shape[1]} dimensions fitted on {len(sample)} components; captured share median "
-          f"{np.median(captured):.3f} ({time.perf_counter() - t0:.1f} s)")
+    print(
+        f"basis: {basis.shape[1]} dimensions fitted on {len(sample)} components; captured share median "
+        f"{np.median(captured):.3f} ({time.perf_counter() - t0:.1f} s)"
+    )
 
     t0 = time.perf_counter()
     owner, _ = build_database(args.components, reduced, captured, private_share=0.1, seed=4)
@@ -169,8 +195,7 @@ def run(args, tmp: Path) -> None:
     with session_scope() as session:
         t0 = time.perf_counter()
         view = similar.current_index(session, max_age_s=0)
-        print(f"index loaded from the database by a fresh process: {view.size} rows "
-              f"({time.perf_counter() - t0:.2f} s)")
+        print(f"index loaded from the database by a fresh process: {view.size} rows ({time.perf_counter() - t0:.2f} s)")
         public = set(similar.visible_collection_ids(session, None).tolist())
     visible = np.isin(owner, list(public))
 
@@ -196,7 +221,7 @@ def run(args, tmp: Path) -> None:
     for q in range(args.queries):
         # A visitor's map: a catalogue member's family, new weights, and some structure of its own.
         base = rng.integers(0, args.components)
-        qi, qw = idx[base:base + 1].copy(), w[base:base + 1] * rng.uniform(0.6, 1.4, (1, 8))
+        qi, qw = idx[base : base + 1].copy(), w[base : base + 1] * rng.uniform(0.6, 1.4, (1, 8))
         qi[0, 6:] = rng.integers(0, args.basis_maps, 2)
         query = materialise(g, qi, qw)[0].astype(np.float64)
         query += 0.15 * materialise(g, rng.integers(0, args.basis_maps, (1, 8)), rng.standard_normal((1, 8)))[0]
@@ -206,8 +231,7 @@ def run(args, tmp: Path) -> None:
         source_s.clear()
         with session_scope() as session:
             t0 = time.perf_counter()
-            found = similar.similar_components(session, None, query.astype(np.float32), 10, stats=stats,
-                                               exact=exact)
+            found = similar.similar_components(session, None, query.astype(np.float32), 10, stats=stats, exact=exact)
             times.append(time.perf_counter() - t0 - sum(source_s) + READ_S * stats.exact_read)
             synthetic.append(sum(source_s))
         truth = np.asarray(a @ (g.astype(np.float64) @ query)).ravel() / norms
@@ -220,14 +244,18 @@ def run(args, tmp: Path) -> None:
         if q == 0:
             print(f"first query (cold basis and caches): {times[0] * 1000:.0f} ms")
     times_ms = np.asarray(times[1:] or times) * 1000
-    print(f"{args.queries} queries: p50 {np.percentile(times_ms, 50):.0f} ms, p95 {np.percentile(times_ms, 95):.0f} "
-          f"ms; exact vectors read per query: median {np.median(reads):.0f}, max {max(reads)} (counted at "
-          f"{READ_S * 1000:.1f} ms each, measured: {measured_read_s() * 1000:.2f} ms; making them from the "
-          f"coefficients took {np.median(synthetic) * 1000:.0f} ms per query, left out)")
+    print(
+        f"{args.queries} queries: p50 {np.percentile(times_ms, 50):.0f} ms, p95 {np.percentile(times_ms, 95):.0f} "
+        f"ms; exact vectors read per query: median {np.median(reads):.0f}, max {max(reads)} (counted at "
+        f"{READ_S * 1000:.1f} ms each, measured: {measured_read_s() * 1000:.2f} ms; making them from the "
+        f"coefficients took {np.median(synthetic) * 1000:.0f} ms per query, left out)"
+    )
 
     add_s = add_seventy(g, args.basis_maps, collections_owner=int(owner[0]))
-    print(f"p95_ms={np.percentile(times_ms, 95):.0f} recall_at_10={np.mean(recalls):.3f} "
-          f"max_r_error={max(errors):.2e} add70_s={add_s:.2f}")
+    print(
+        f"p95_ms={np.percentile(times_ms, 95):.0f} recall_at_10={np.mean(recalls):.3f} "
+        f"max_r_error={max(errors):.2e} add70_s={add_s:.2f}"
+    )
 
 
 READ_S = 0.001  # what one exact vector costs to read in the app, counted generously (measured_read_s: ~0.5 ms)
@@ -253,8 +281,8 @@ def _row_norms(a, gram: np.ndarray) -> np.ndarray:
     """sqrt(a_c^T K a_c) for every row of the sparse coefficients, in chunks."""
     out = np.empty(a.shape[0])
     for start in range(0, a.shape[0], 20_000):
-        part = a[start:start + 20_000]
-        out[start:start + 20_000] = np.sqrt(np.asarray((part @ gram) * part.toarray()).sum(axis=1))
+        part = a[start : start + 20_000]
+        out[start : start + 20_000] = np.sqrt(np.asarray((part @ gram) * part.toarray()).sum(axis=1))
     return out
 
 
@@ -270,11 +298,24 @@ def add_seventy(g: np.ndarray, n_maps: int, collections_owner: int) -> float:
     rows = materialise(g, idx, w)  # the masked maps an ingest has in hand
     with session_scope() as session:
         first = session.scalar(select(func.max(Component.id))) + 1
-        session.execute(insert(Component), [
-            dict(id=first + i, uuid=str(uuid.uuid4()), collection_id=collections_owner, source_file="new.nii",
-                 volume_index=i, storage_key=f"components/new-{i}.nii.gz", qc_warnings=[]) for i in range(70)])
-        new = session.execute(select(Component.id, Component.uuid).where(Component.id >= first)
-                              .order_by(Component.id)).all()
+        session.execute(
+            insert(Component),
+            [
+                dict(
+                    id=first + i,
+                    uuid=str(uuid.uuid4()),
+                    collection_id=collections_owner,
+                    source_file="new.nii",
+                    volume_index=i,
+                    storage_key=f"components/new-{i}.nii.gz",
+                    qc_warnings=[],
+                )
+                for i in range(70)
+            ],
+        )
+        new = session.execute(
+            select(Component.id, Component.uuid).where(Component.id >= first).order_by(Component.id)
+        ).all()
         similar.current_index(session, max_age_s=0)
     t0 = time.perf_counter()
     with session_scope() as session:
@@ -284,8 +325,10 @@ def add_seventy(g: np.ndarray, n_maps: int, collections_owner: int) -> float:
         similar.save_exact(cuuid, unit)
     reduced = similar.project(basis, units)
     with session_scope() as session:
-        similar.store_vectors(session, [similar.NewVector(cid, collections_owner, cuuid, z, basis_id)
-                                        for (cid, cuuid), z in zip(new, reduced)])
+        similar.store_vectors(
+            session,
+            [similar.NewVector(cid, collections_owner, cuuid, z, basis_id) for (cid, cuuid), z in zip(new, reduced)],
+        )
     with session_scope() as session:
         size = similar.current_index(session, max_age_s=0).size
     seconds = time.perf_counter() - t0

@@ -8,6 +8,7 @@ courses over all 72,000 rows (float64, as ours); it is timed on 20 draws and sca
 those 20 draws must equal ours before any time is reported. Everything stays in memory: no scratch files.
 Run by hand: ``python bench/temporal.py [--components 70] [--labels 200] [--subjects 20] [--shifts 1000]``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,9 @@ def synthetic_events(n_labels: int, movie_s: float, seed: int = 0) -> dict[str, 
     return events
 
 
-def naive_counts(x: np.ndarray, y: np.ndarray, lengths: list[int], subjects: int,
-                 shifts: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
+def naive_counts(
+    x: np.ndarray, y: np.ndarray, lengths: list[int], subjects: int, shifts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, float, float]:
     """The direct method: r and, per draw, one (rows x components)^T (rows x labels) product over all rows.
 
     Returns r, the exceedance counts, the seconds spent before the draws and the seconds of the draws.
@@ -66,7 +68,7 @@ def naive_counts(x: np.ndarray, y: np.ndarray, lengths: list[int], subjects: int
     starts = np.cumsum([0, *lengths[:-1]])
     count = np.zeros(r.shape, dtype=np.int64)
     for draw in shifts:
-        shifted = np.concatenate([np.roll(yc[s:s + n], d, axis=0) for s, n, d in zip(starts, lengths, draw)])
+        shifted = np.concatenate([np.roll(yc[s : s + n], d, axis=0) for s, n, d in zip(starts, lengths, draw)])
         null = xc.T @ np.tile(shifted, (subjects, 1))
         count += np.abs(null) >= np.abs(observed) * (1 - 1e-12)
     return r, count, setup, time.perf_counter() - t
@@ -108,17 +110,23 @@ def main() -> None:
     assert np.array_equal(check.p, (1 + count) / (1 + args.naive_shifts))
 
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{len(runs)} runs, {sum(lengths)} volumes x {args.subjects} subjects = {rows} rows; "
-          f"{args.components} components x {len(labels)} labels; {args.shifts} shifts")
+    print(
+        f"{len(runs)} runs, {sum(lengths)} volumes x {args.subjects} subjects = {rows} rows; "
+        f"{args.components} components x {len(labels)} labels; {args.shifts} shifts"
+    )
     print(f"  regressors (nilearn, not timed below) {t_regressors:8.2f} s")
     print(f"  incdb  temporal_decode               {t_ours:8.2f} s")
-    print(f"  naive  {args.naive_shifts} shifts {t_draws:.2f} s -> {args.shifts} shifts "
-          f"{t_naive:8.2f} s (incl. {setup:.2f} s for r)")
+    print(
+        f"  naive  {args.naive_shifts} shifts {t_draws:.2f} s -> {args.shifts} shifts "
+        f"{t_naive:8.2f} s (incl. {setup:.2f} s for r)"
+    )
     floor = len(labels) / (args.shifts + 1)  # BH's smallest q when one label of a component has the smallest p
-    print(f"  planted labels at the smallest p, 1/{args.shifts + 1}: "
-          f"{int((ours.p[:5].diagonal() == 1 / (args.shifts + 1)).sum())}/5, their q "
-          f"{ours.q[:5].diagonal().min():.3f}-{ours.q[:5].diagonal().max():.3f} (BH floor {floor:.3f}); "
-          f"peak RSS {peak_mb:.0f} MB")
+    print(
+        f"  planted labels at the smallest p, 1/{args.shifts + 1}: "
+        f"{int((ours.p[:5].diagonal() == 1 / (args.shifts + 1)).sum())}/5, their q "
+        f"{ours.q[:5].diagonal().min():.3f}-{ours.q[:5].diagonal().max():.3f} (BH floor {floor:.3f}); "
+        f"peak RSS {peak_mb:.0f} MB"
+    )
     print(f"seconds={t_ours:.2f} ratio_vs_naive={t_naive / t_ours:.1f}")
 
 

@@ -7,6 +7,7 @@ functions of data). ``callbacks/`` reacts: one module per page or shared compone
 builder, and returns. ``app.py`` calls :func:`register` once, after the Dash app (and so its pages) exists; importing
 the modules registers their callbacks with Dash's global registry.
 """
+
 from __future__ import annotations
 
 import dash

@@ -1,5 +1,6 @@
 """Callbacks of ``dashboard.pages.admin``: administration (``/admin``): every collection and user, reference sets,
 recent jobs; the callbacks change."""
+
 from __future__ import annotations
 
 import time
@@ -32,7 +33,8 @@ def _refresh(_data):
 
 
 @dash.callback(
-    Output("admin-users-message", "children"), Output("admin-refresh", "data", allow_duplicate=True),
+    Output("admin-users-message", "children"),
+    Output("admin-refresh", "data", allow_duplicate=True),
     Input({"type": "admin-user", "uid": ALL, "action": ALL}, "n_clicks"),
     prevent_initial_call=True,
 )
@@ -60,7 +62,8 @@ def _user_action(clicks):
 
 
 @dash.callback(
-    Output(f"{RUNNER}-request", "data"), Output("admin-ref-message", "children"),
+    Output(f"{RUNNER}-request", "data"),
+    Output("admin-ref-message", "children"),
     Output("admin-refresh", "data", allow_duplicate=True),
     Input({"type": "admin-ref", "rid": ALL}, "n_clicks"),
     State(f"{RUNNER}-nonce", "data"),
@@ -81,5 +84,8 @@ def _activate_reference(clicks, nonce):
             token, name = job.token, reference.name
     except (PermissionError, JobRefused) as exc:
         return no_update, alert(str(exc)), no_update
-    return ({"token": token, "nonce": nonce}, alert(f"{name} is active; re-decoding every component…", "info"),
-            time.time())
+    return (
+        {"token": token, "nonce": nonce},
+        alert(f"{name} is active; re-decoding every component…", "info"),
+        time.time(),
+    )

@@ -1,5 +1,6 @@
 """Callbacks of ``dashboard.pages.decode``: the public decoder (``/decode``): a visitor drops one NIfTI map and gets
 its decoding profile and the most."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -11,8 +12,9 @@ from dashboard.components.data import as_dict
 from dashboard.pages.decode import RESULT_PATH, _upload_url
 
 
-@dash.callback(Output("decode-dropzone", "data-upload-url"), Input("decode-mask", "value"),
-               Input("decode-reference", "value"))
+@dash.callback(
+    Output("decode-dropzone", "data-upload-url"), Input("decode-mask", "value"), Input("decode-reference", "value")
+)
 def _options(mask: Any, reference: Any) -> str:
     """The options travel in the address the file is sent to (the server checks them)."""
     mask = mask if mask in ("brain", "nonzero") else "brain"

@@ -1,5 +1,6 @@
 """Callbacks of ``dashboard.pages.decode_result``: a visitor's decoded map (``/decode/<id>``): the viewer with the
 map, the decoding profile (chart, full ranked."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -20,8 +21,13 @@ from store.db import session_scope
 from web.auth import viewer
 
 
-@dash.callback(Output("decres-progress", "children"), Output("decres-go", "href"),
-               Input("decres-poll", "n_intervals"), State("decres-token", "data"), prevent_initial_call=True)
+@dash.callback(
+    Output("decres-progress", "children"),
+    Output("decres-go", "href"),
+    Input("decres-poll", "n_intervals"),
+    State("decres-token", "data"),
+    prevent_initial_call=True,
+)
 def _poll(_n: Any, token: Any):
     """Progress while the decoding runs; the page reloads itself when it has ended."""
     if not isinstance(token, str) or len(token) > 64:
@@ -32,9 +38,16 @@ def _poll(_n: Any, token: Any):
     return _progress(info), no_update
 
 
-@dash.callback(Output("decres-volume", "value"), Input("decres-prev", "n_clicks"), Input("decres-next", "n_clicks"),
-               Input("decres-heatmap", "clickData"), State("decres-volume", "value"), State("decres-volume", "min"),
-               State("decres-volume", "max"), prevent_initial_call=True)
+@dash.callback(
+    Output("decres-volume", "value"),
+    Input("decres-prev", "n_clicks"),
+    Input("decres-next", "n_clicks"),
+    Input("decres-heatmap", "clickData"),
+    State("decres-volume", "value"),
+    State("decres-volume", "min"),
+    State("decres-volume", "max"),
+    prevent_initial_call=True,
+)
 def _step(_prev: Any, _next: Any, click: Any, value: Any, low: Any, high: Any):
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in (value, low, high)):
         raise PreventUpdate
@@ -49,10 +62,15 @@ def _step(_prev: Any, _next: Any, click: Any, value: Any, low: Any, high: Any):
     return min(max(wanted, low), high)
 
 
-@dash.callback(Output(component_id("layers", VIEWER_ID), "data", allow_duplicate=True),
-               Output("decres-profile", "figure"), Output("decres-similar", "children"),
-               Output("decres-terms", "children"), Input("decres-volume", "value"), State("decres-token", "data"),
-               prevent_initial_call=True)
+@dash.callback(
+    Output(component_id("layers", VIEWER_ID), "data", allow_duplicate=True),
+    Output("decres-profile", "figure"),
+    Output("decres-similar", "children"),
+    Output("decres-terms", "children"),
+    Input("decres-volume", "value"),
+    State("decres-token", "data"),
+    prevent_initial_call=True,
+)
 def _show_volume(volume: Any, token: Any):
     """Another volume: the viewer's layer, the profile, the similar components and the table follow."""
     if not isinstance(token, str) or len(token) > 64 or not isinstance(volume, int) or isinstance(volume, bool):
@@ -63,18 +81,31 @@ def _show_volume(volume: Any, token: Any):
     chosen = next((v for v in info["volumes_shown"] if v["volume"] == volume and v["error"] is None), None)
     if chosen is None:
         raise PreventUpdate
-    return (layer_dicts(_layers(token, chosen, info["volumes"])), decoding_figure(chosen["terms"]),
-            similar_table(chosen["similar"]), _terms_table(chosen["terms"]))
+    return (
+        layer_dicts(_layers(token, chosen, info["volumes"])),
+        decoding_figure(chosen["terms"]),
+        similar_table(chosen["similar"]),
+        _terms_table(chosen["terms"]),
+    )
 
 
-@dash.callback(Output("decres-delete-modal", "is_open"), Input("decres-delete", "n_clicks"),
-               Input("decres-delete-cancel", "n_clicks"), prevent_initial_call=True)
+@dash.callback(
+    Output("decres-delete-modal", "is_open"),
+    Input("decres-delete", "n_clicks"),
+    Input("decres-delete-cancel", "n_clicks"),
+    prevent_initial_call=True,
+)
 def _confirm(_open: Any, _cancel: Any) -> bool:
     return dash.ctx.triggered_id == "decres-delete"
 
 
-@dash.callback(Output("decres-delete-message", "children"), Output("decres-go", "href", allow_duplicate=True),
-               Input("decres-delete-confirm", "n_clicks"), State("decres-token", "data"), prevent_initial_call=True)
+@dash.callback(
+    Output("decres-delete-message", "children"),
+    Output("decres-go", "href", allow_duplicate=True),
+    Input("decres-delete-confirm", "n_clicks"),
+    State("decres-token", "data"),
+    prevent_initial_call=True,
+)
 def _remove(clicks: Any, token: Any):
     if not isinstance(clicks, int) or clicks < 1 or not isinstance(token, str) or len(token) > 64:
         raise PreventUpdate

@@ -1,5 +1,6 @@
 """Callbacks of ``dashboard.layout``: the page shell: a skip link, the navbar (with the sign-in state, filled by its
 callback), the page's one <main>."""
+
 from __future__ import annotations
 
 import dash

@@ -1,5 +1,6 @@
 """Callbacks of ``dashboard.pages.movie_annotations``: a movie's annotation sets: their labels and counts, downloads,
 adding one (signed in) and deleting one's own."""
+
 from __future__ import annotations
 
 import dash
@@ -30,10 +31,16 @@ def _show_name(filename):
 
 
 @dash.callback(
-    Output("annot-message", "children"), Output("annot-sets", "children"), Output(f"{RUNNER}-request", "data"),
+    Output("annot-message", "children"),
+    Output("annot-sets", "children"),
+    Output(f"{RUNNER}-request", "data"),
     Input("annot-submit", "n_clicks"),
-    State("annot-movie", "data"), State("annot-name", "value"), State("annot-description", "value"),
-    State("annot-url", "value"), State("annot-file", "contents"), State("annot-file", "filename"),
+    State("annot-movie", "data"),
+    State("annot-name", "value"),
+    State("annot-description", "value"),
+    State("annot-url", "value"),
+    State("annot-file", "contents"),
+    State("annot-file", "filename"),
     State(f"{RUNNER}-nonce", "data"),
     prevent_initial_call=True,
 )
@@ -49,12 +56,19 @@ def _add(_n, slug, name, description, url, contents, filename, nonce):
         if movie is None:
             return alert("This movie does not exist (any more)."), no_update, no_update
         try:
-            annotation = add_annotation_set(session, user, movie, text_value(name), data, text_value(filename),
-                                            description=text_value(description), source_url=text_value(url))
+            annotation = add_annotation_set(
+                session,
+                user,
+                movie,
+                text_value(name),
+                data,
+                text_value(filename),
+                description=text_value(description),
+                source_url=text_value(url),
+            )
         except AnnotationError as exc:
             return alert(str(exc).split("; ")), no_update, no_update
-        n_events = session.scalar(select(func.count(AnnotationEvent.id))
-                                  .where(AnnotationEvent.set_id == annotation.id))
+        n_events = session.scalar(select(func.count(AnnotationEvent.id)).where(AnnotationEvent.set_id == annotation.id))
         request = _start_job(session, user, movie)
         message = f"Added “{annotation.name}” with {plural(n_events, 'event')}."
     if isinstance(request, dict):
@@ -64,7 +78,9 @@ def _add(_n, slug, name, description, url, contents, filename, nonce):
 
 
 @dash.callback(
-    Output("annot-confirm", "displayed"), Output("annot-confirm", "message"), Output("annot-pending", "data"),
+    Output("annot-confirm", "displayed"),
+    Output("annot-confirm", "message"),
+    Output("annot-pending", "data"),
     Input({"type": "annot-delete", "set": ALL}, "n_clicks"),
     prevent_initial_call=True,
 )
@@ -76,11 +92,13 @@ def _ask(clicks):
 
 
 @dash.callback(
-    Output("annot-message", "children", allow_duplicate=True), Output("annot-sets", "children",
-                                                                     allow_duplicate=True),
+    Output("annot-message", "children", allow_duplicate=True),
+    Output("annot-sets", "children", allow_duplicate=True),
     Output(f"{RUNNER}-request", "data", allow_duplicate=True),
     Input("annot-confirm", "submit_n_clicks"),
-    State("annot-pending", "data"), State("annot-movie", "data"), State(f"{RUNNER}-nonce", "data"),
+    State("annot-pending", "data"),
+    State("annot-movie", "data"),
+    State(f"{RUNNER}-nonce", "data"),
     prevent_initial_call=True,
 )
 def _delete(_n, set_id, slug, nonce):

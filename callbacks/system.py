@@ -1,5 +1,6 @@
 """Callbacks of ``dashboard.pages.system``: the System page (``/admin/system``, administrators only): whether
 background jobs can run, and why not."""
+
 from __future__ import annotations
 
 import dash

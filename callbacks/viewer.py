@@ -1,4 +1,5 @@
 """Callbacks of ``dashboard.viewer``: the brain map viewer: Dash layout and clientside wiring around NiiVue."""
+
 from __future__ import annotations
 
 import dash

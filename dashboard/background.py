@@ -22,6 +22,7 @@ whether a job's process is alive; the broker's own redelivery is set so that it 
   jobs. The visibility timeout therefore stays above the longest job (:data:`VISIBILITY_TIMEOUT_S`, six hours),
   and the message it finally hands out finds its job finished or claimed by another run, and does nothing.
 """
+
 from __future__ import annotations
 
 import logging
@@ -49,8 +50,9 @@ log = logging.getLogger("incdb.jobs")
 
 def make_celery() -> Celery:
     settings = get_settings()
-    celery_app = Celery("incdb", broker=settings.broker_url or "memory://",
-                        backend=settings.result_backend or "cache+memory://")
+    celery_app = Celery(
+        "incdb", broker=settings.broker_url or "memory://", backend=settings.result_backend or "cache+memory://"
+    )
     celery_app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,

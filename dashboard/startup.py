@@ -15,6 +15,7 @@ connections: from gunicorn's ``post_worker_init`` (``gunicorn.conf.py``) in ever
 development server starts (``python app.py``). Every later request finds them done; they return at once. The hooks
 are found on the server rather than called by name because the router is a closure Dash keeps nowhere else.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -34,8 +35,11 @@ def dash_setup_hooks(server: flask.Flask) -> list[Callable[[], Any]]:
         When the server has none: no Dash app is attached, or Dash no longer sets itself up this way (then this
         module needs a look at the new ``dash.py``).
     """
-    hooks = [hook for hook in server.before_request_funcs.get(None, [])
-             if getattr(hook, "__module__", None) == DASH_HOOK_MODULE]
+    hooks = [
+        hook
+        for hook in server.before_request_funcs.get(None, [])
+        if getattr(hook, "__module__", None) == DASH_HOOK_MODULE
+    ]
     if not hooks:
         raise RuntimeError(f"no Dash set-up hooks ({DASH_HOOK_MODULE}) among the server's before_request functions")
     return hooks

@@ -15,6 +15,7 @@ To change what a viewer shows from a server callback, write a list of layer dict
 the underlay first, see :func:`layer_dicts`) to ``Output(component_id("layers", viewer_id), "data")``. Never
 re-render an ancestor of the canvas: the canvas would be replaced and the WebGL context lost.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -143,7 +144,11 @@ def layer_dicts(
 ) -> list[dict[str, Any]]:
     """The layers store content: the MNI template underlay first (bottom), then ``layers`` bottom to top."""
     underlay = LayerSpec(
-        url=underlay_url, name="MNI152 template", colormap="gray", colormap_negative="", key=UNDERLAY_KEY,
+        url=underlay_url,
+        name="MNI152 template",
+        colormap="gray",
+        colormap_negative="",
+        key=UNDERLAY_KEY,
         underlay=True,
     )
     result = [underlay.to_dict()]
@@ -167,8 +172,10 @@ def layer_dicts(
 def labelled_slider(label: str, slider: dcc.Slider) -> html.Div:
     """A slider with a visible label that assistive technology hears too: dcc.Slider takes no ``aria-*``, so
     assets/incdb-a11y.js names the handle and the number box inside ``[data-incdb-label]`` from it."""
-    return html.Div([html.Div(label, className="incdb-viewer-label form-label", **{"aria-hidden": "true"}), slider],
-                    **{"data-incdb-label": label})
+    return html.Div(
+        [html.Div(label, className="incdb-viewer-label form-label", **{"aria-hidden": "true"}), slider],
+        **{"data-incdb-label": label},
+    )
 
 
 def _slider(slider_id: dict[str, str], value: float, limit: float, disabled: bool) -> dcc.Slider:
@@ -206,12 +213,21 @@ def viewer(
         raise ValueError(f"viewer id {id!r} must be a simple HTML id (letters, digits, '-', '_')")
     if view not in dict(VIEWS):
         raise ValueError(f"unknown view {view!r}; one of {[v for v, _ in VIEWS]}")
-    defaults = {"layers": layer_dicts(layers, underlay_url), "view": view, "atlas": DEFAULT_ATLAS,
-                "mosaic": DEFAULT_MOSAIC}
+    defaults = {
+        "layers": layer_dicts(layers, underlay_url),
+        "view": view,
+        "atlas": DEFAULT_ATLAS,
+        "mosaic": DEFAULT_MOSAIC,
+    }
     defaults["selected"] = defaults["layers"][-1]["key"]
     state = viewstate.restore(
-        defaults, url_state, views=set(dict(VIEWS)), atlases=set(ATLASES), colormaps=set(dict(COLORMAPS)),
-        negative_colormaps=set(dict(NEGATIVE_COLORMAPS)) - {NO_NEGATIVE}, no_negative=NO_NEGATIVE,
+        defaults,
+        url_state,
+        views=set(dict(VIEWS)),
+        atlases=set(ATLASES),
+        colormaps=set(dict(COLORMAPS)),
+        negative_colormaps=set(dict(NEGATIVE_COLORMAPS)) - {NO_NEGATIVE},
+        no_negative=NO_NEGATIVE,
     )
     stack, view = state["layers"], state["view"]
     selected = next(layer for layer in stack if layer["key"] == state["selected"])
@@ -221,14 +237,20 @@ def viewer(
         return component_id(kind, id)
 
     threshold = max(float(selected["threshold"] or 0.0), 0.0)
-    threshold_negative = abs(float(selected["threshold_negative"] if selected["threshold_negative"] is not None
-                                   else threshold))
+    threshold_negative = abs(
+        float(selected["threshold_negative"] if selected["threshold_negative"] is not None else threshold)
+    )
     pos_limit = max(float(selected["max"] or 0.0), threshold) or 1.0
     neg_limit = max(-float(selected["min"] or 0.0), threshold_negative) or 1.0
 
     def coordinate(axis: str) -> dbc.Input:
         return dbc.Input(
-            id=vid(axis), type="number", step=1, placeholder=axis, debounce=True, size="sm",
+            id=vid(axis),
+            type="number",
+            step=1,
+            placeholder=axis,
+            debounce=True,
+            size="sm",
             className="incdb-viewer-coordinate",
         )
 
@@ -241,7 +263,8 @@ def viewer(
                 children=[
                     group_label("View", vid("view")),
                     dbc.Select(
-                        id=vid("view"), options=[{"label": label, "value": value} for value, label in VIEWS],
+                        id=vid("view"),
+                        options=[{"label": label, "value": value} for value, label in VIEWS],
                         value=view,
                     ),
                 ],
@@ -269,8 +292,13 @@ def viewer(
                 children=[
                     # An orientation (A axial, C coronal, S sagittal) and positions in mm; rows separated by ";".
                     group_label("Slices (A/C/S, mm)", vid("mosaic")),
-                    dbc.Input(id=vid("mosaic"), value=state["mosaic"], debounce=True, maxLength=200,
-                              placeholder="A -20 0 20 40"),
+                    dbc.Input(
+                        id=vid("mosaic"),
+                        value=state["mosaic"],
+                        debounce=True,
+                        maxLength=200,
+                        placeholder="A -20 0 20 40",
+                    ),
                 ],
             ),
             dbc.InputGroup(
@@ -279,17 +307,37 @@ def viewer(
                 style=None if atlas_url else {"display": "none"},
                 children=[
                     group_label("Atlas", vid("atlas")),
-                    dbc.Select(id=vid("atlas"), value=state["atlas"],
-                               options=[{"label": a.name, "value": a.id} for a in ATLASES.values()]),
+                    dbc.Select(
+                        id=vid("atlas"),
+                        value=state["atlas"],
+                        options=[{"label": a.name, "value": a.id} for a in ATLASES.values()],
+                    ),
                 ],
             ),
-            html.Div(className="incdb-viewer-share", children=[
-                dbc.Button("Copy link", id=vid("copy-link"), color="primary", outline=True, size="sm", n_clicks=0,
-                           title="Copy the address of this view (maps, thresholds, colours, crosshair)"),
-                dbc.Button("Save image", id=vid("save-image"), color="primary", outline=True, size="sm",
-                           n_clicks=0, title="Download the view with its colorbar as a PNG"),
-                html.Span(id=vid("share-status"), className="incdb-viewer-share-status", **{"aria-live": "polite"}),
-            ]),
+            html.Div(
+                className="incdb-viewer-share",
+                children=[
+                    dbc.Button(
+                        "Copy link",
+                        id=vid("copy-link"),
+                        color="primary",
+                        outline=True,
+                        size="sm",
+                        n_clicks=0,
+                        title="Copy the address of this view (maps, thresholds, colours, crosshair)",
+                    ),
+                    dbc.Button(
+                        "Save image",
+                        id=vid("save-image"),
+                        color="primary",
+                        outline=True,
+                        size="sm",
+                        n_clicks=0,
+                        title="Download the view with its colorbar as a PNG",
+                    ),
+                    html.Span(id=vid("share-status"), className="incdb-viewer-share-status", **{"aria-live": "polite"}),
+                ],
+            ),
         ],
     )
 
@@ -301,40 +349,69 @@ def viewer(
                 [
                     dbc.Label("Colormap", className="incdb-viewer-label", html_for=dom_id(vid("colormap"))),
                     dbc.Select(
-                        id=vid("colormap"), options=[{"label": lab, "value": val} for val, lab in COLORMAPS],
-                        value=selected["colormap"], size="sm",
+                        id=vid("colormap"),
+                        options=[{"label": lab, "value": val} for val, lab in COLORMAPS],
+                        value=selected["colormap"],
+                        size="sm",
                     ),
-                    dbc.Label("Negative colormap", className="incdb-viewer-label",
-                              html_for=dom_id(vid("colormap-negative"))),
+                    dbc.Label(
+                        "Negative colormap", className="incdb-viewer-label", html_for=dom_id(vid("colormap-negative"))
+                    ),
                     dbc.Select(
                         id=vid("colormap-negative"),
                         options=[{"label": lab, "value": val} for val, lab in NEGATIVE_COLORMAPS],
-                        value=selected["colormap_negative"] or NO_NEGATIVE, size="sm", disabled=not overlay,
+                        value=selected["colormap_negative"] or NO_NEGATIVE,
+                        size="sm",
+                        disabled=not overlay,
                     ),
-                    labelled_slider("Positive threshold",
-                                    _slider(vid("threshold"), threshold, pos_limit, not overlay)),
-                    labelled_slider("Negative threshold (absolute value)",
-                                    _slider(vid("threshold-negative"), threshold_negative, neg_limit, not overlay)),
-                    labelled_slider("Opacity", dcc.Slider(
-                        id=vid("opacity"), min=0, max=1, step=0.05, value=float(selected["opacity"]),
-                        marks={0: "0", 1: "1"}, updatemode="drag", className="incdb-viewer-slider",
-                    )),
+                    labelled_slider("Positive threshold", _slider(vid("threshold"), threshold, pos_limit, not overlay)),
+                    labelled_slider(
+                        "Negative threshold (absolute value)",
+                        _slider(vid("threshold-negative"), threshold_negative, neg_limit, not overlay),
+                    ),
+                    labelled_slider(
+                        "Opacity",
+                        dcc.Slider(
+                            id=vid("opacity"),
+                            min=0,
+                            max=1,
+                            step=0.05,
+                            value=float(selected["opacity"]),
+                            marks={0: "0", 1: "1"},
+                            updatemode="drag",
+                            className="incdb-viewer-slider",
+                        ),
+                    ),
                     html.Div(
                         id=vid("frame-group"),
                         style={"display": "none"},
                         children=[
-                            dbc.Label("Frame (volume of the 4D file)", className="incdb-viewer-label",
-                                      html_for=dom_id(vid("frame"))),
+                            dbc.Label(
+                                "Frame (volume of the 4D file)",
+                                className="incdb-viewer-label",
+                                html_for=dom_id(vid("frame")),
+                            ),
                             dbc.InputGroup(
                                 size="sm",
                                 children=[
-                                    dbc.Button("Previous", id=vid("frame-prev"), color="primary", outline=True,
-                                               n_clicks=0, title="Previous frame"),
-                                    dbc.Input(id=vid("frame"), type="number", min=1, step=1, value=1,
-                                              debounce=True),
+                                    dbc.Button(
+                                        "Previous",
+                                        id=vid("frame-prev"),
+                                        color="primary",
+                                        outline=True,
+                                        n_clicks=0,
+                                        title="Previous frame",
+                                    ),
+                                    dbc.Input(id=vid("frame"), type="number", min=1, step=1, value=1, debounce=True),
                                     dbc.InputGroupText("of 1", id=vid("frame-count")),
-                                    dbc.Button("Next", id=vid("frame-next"), color="primary", outline=True,
-                                               n_clicks=0, title="Next frame"),
+                                    dbc.Button(
+                                        "Next",
+                                        id=vid("frame-next"),
+                                        color="primary",
+                                        outline=True,
+                                        n_clicks=0,
+                                        title="Next frame",
+                                    ),
                                 ],
                             ),
                         ],
@@ -348,14 +425,25 @@ def viewer(
         id=id,
         className="incdb-viewer",
         children=[
-            dcc.Store(id=vid("config"), data={
-                "id": id, "atlasUrl": atlas_url,
-                # What the address leaves out (the page's own state), and the crosshair it asks for.
-                "initial": {k: defaults[k] for k in ("layers", "view", "selected", "atlas", "mosaic")},
-                "goto": state["goto"],
-                "atlases": {a.id: {"name": a.name, "license": a.license, "license_url": a.license_url,
-                                   "citation": a.citation} for a in ATLASES.values()},
-            }),
+            dcc.Store(
+                id=vid("config"),
+                data={
+                    "id": id,
+                    "atlasUrl": atlas_url,
+                    # What the address leaves out (the page's own state), and the crosshair it asks for.
+                    "initial": {k: defaults[k] for k in ("layers", "view", "selected", "atlas", "mosaic")},
+                    "goto": state["goto"],
+                    "atlases": {
+                        a.id: {
+                            "name": a.name,
+                            "license": a.license,
+                            "license_url": a.license_url,
+                            "citation": a.citation,
+                        }
+                        for a in ATLASES.values()
+                    },
+                },
+            ),
             dcc.Store(id=vid("share-done")),
             dcc.Store(id=vid("layers"), data=stack),
             dcc.Store(id=vid("selected"), data=selected["key"]),
@@ -374,16 +462,27 @@ def viewer(
                             html.Div(
                                 # Focusable (the script sets tabIndex): arrow keys move the crosshair, and the
                                 # readout below, a live region, says where it is and the values there.
-                                html.Canvas(id=f"{id}-canvas", className="incdb-viewer-canvas", role="img",
-                                            **{"aria-label": "Brain map viewer of the maps listed under Layers. "
-                                               "Arrow keys move the crosshair; the values at the crosshair are "
-                                               "read out below.",
-                                               "aria-describedby": dom_id(vid("readout"))}),
+                                html.Canvas(
+                                    id=f"{id}-canvas",
+                                    className="incdb-viewer-canvas",
+                                    role="img",
+                                    **{
+                                        "aria-label": "Brain map viewer of the maps listed under Layers. "
+                                        "Arrow keys move the crosshair; the values at the crosshair are "
+                                        "read out below.",
+                                        "aria-describedby": dom_id(vid("readout")),
+                                    },
+                                ),
                                 className="incdb-viewer-stage",
                                 style={"height": f"{int(height)}px"},
                             ),
-                            html.Canvas(id=f"{id}-colorbar", className="incdb-viewer-colorbar", height=44,
-                                        role="img", **{"aria-label": "Colour scale of the selected map"}),
+                            html.Canvas(
+                                id=f"{id}-colorbar",
+                                className="incdb-viewer-colorbar",
+                                height=44,
+                                role="img",
+                                **{"aria-label": "Colour scale of the selected map"},
+                            ),
                             html.Div(
                                 "Click the image (or focus it and use the arrow keys) to read MNI coordinates and "
                                 "values.",
@@ -391,8 +490,12 @@ def viewer(
                                 className="incdb-viewer-readout",
                                 **{"aria-live": "polite"},
                             ),
-                            html.Div(id=vid("region"), className="incdb-viewer-region",
-                                     style=None if atlas_url else {"display": "none"}, **{"aria-live": "polite"}),
+                            html.Div(
+                                id=vid("region"),
+                                className="incdb-viewer-region",
+                                style=None if atlas_url else {"display": "none"},
+                                **{"aria-live": "polite"},
+                            ),
                         ],
                     ),
                     dbc.Col(
@@ -432,11 +535,9 @@ def register_viewer_routes(server: flask.Flask) -> str:
 
         def send_niivue() -> flask.Response:
             # The URL carries the nilearn version, so browsers may keep the 2 MB bundle for a long time.
-            return flask.send_file(path, mimetype="application/javascript", max_age=30 * 24 * 3600,
-                                   conditional=True, etag=True)
+            return flask.send_file(
+                path, mimetype="application/javascript", max_age=30 * 24 * 3600, conditional=True, etag=True
+            )
 
         server.add_url_rule(NIIVUE_ROUTE, endpoint="incdb_niivue", view_func=send_niivue)
     return f"{NIIVUE_ROUTE}?v={nilearn.__version__}"
-
-
-

@@ -16,6 +16,7 @@ Parameters (each optional; a value that does not parse is ignored):
 - ``v_<layer key>``: ``visible,threshold,threshold_negative,colormap,colormap_negative,opacity,frame``, e.g.
   ``v_component=1,3.2,2.5,hot,winter,0.8,0`` (visible 1/0; ``none`` hides negative values).
 """
+
 from __future__ import annotations
 
 import math
@@ -43,8 +44,9 @@ def _number(text: str) -> float | None:
     return value if math.isfinite(value) and abs(value) <= 1e9 else None
 
 
-def apply_layer(layer: dict[str, Any], text: str, colormaps: set[str], negative_colormaps: set[str],
-                no_negative: str) -> dict[str, Any]:
+def apply_layer(
+    layer: dict[str, Any], text: str, colormaps: set[str], negative_colormaps: set[str], no_negative: str
+) -> dict[str, Any]:
     """A layer dict with the settings of one ``v_<key>`` value applied (parts that do not parse are skipped)."""
     parts = (text.split(",") + [""] * 7)[:7]
     layer = dict(layer)
@@ -71,16 +73,27 @@ def apply_layer(layer: dict[str, Any], text: str, colormaps: set[str], negative_
     return layer
 
 
-def restore(defaults: dict[str, Any], query: Mapping[str, Any] | None, *, views: set[str], atlases: set[str],
-            colormaps: set[str], negative_colormaps: set[str], no_negative: str) -> dict[str, Any]:
+def restore(
+    defaults: dict[str, Any],
+    query: Mapping[str, Any] | None,
+    *,
+    views: set[str],
+    atlases: set[str],
+    colormaps: set[str],
+    negative_colormaps: set[str],
+    no_negative: str,
+) -> dict[str, Any]:
     """The viewer's starting state: ``defaults`` (``layers``, ``view``, ``selected``, ``atlas``, ``mosaic``) with
     the ``v_*`` parameters of ``query`` applied, plus ``goto`` (the crosshair in mm, or None)."""
     state = dict(defaults, goto=None)
     if not query:
         return state
-    state["layers"] = [apply_layer(layer, text, colormaps, negative_colormaps, no_negative)
-                       if (text := _first(query, PREFIX + layer["key"])) is not None else layer
-                       for layer in defaults["layers"]]
+    state["layers"] = [
+        apply_layer(layer, text, colormaps, negative_colormaps, no_negative)
+        if (text := _first(query, PREFIX + layer["key"])) is not None
+        else layer
+        for layer in defaults["layers"]
+    ]
     view = _first(query, PREFIX + "view")
     if view in views:
         state["view"] = view

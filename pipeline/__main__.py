@@ -5,6 +5,7 @@ Every command honours INCDB_DATA_DIR / INCDB_DATABASE_URL; errors print one line
 Each command imports what it needs inside its function: ``--help`` and the light commands then start without
 loading numpy, nibabel, nilearn and SQLAlchemy (about two seconds), which only the heavy commands need.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,10 @@ def cmd_init(args) -> None:
     with session_scope() as session:
         ensure_builtin_reference(session)
         ref = active_reference(session)
-        print(f"database ready ({_safe_url(get_settings().database_url)}); active reference set: {ref.name} "
-              f"({len(ref.terms)} terms)")
+        print(
+            f"database ready ({_safe_url(get_settings().database_url)}); active reference set: {ref.name} "
+            f"({len(ref.terms)} terms)"
+        )
     from pipeline.anatomy.atlas import build_caches
 
     built = build_caches(progress=lambda line: print(line, flush=True))
@@ -58,7 +61,7 @@ def cmd_decode(args) -> None:
     volume = (args.volume or 1) - 1
     if not 0 <= volume < checked.n_volumes:
         raise ValueError(f"--volume must be between 1 and {checked.n_volumes}")
-    data = resample_to_grid(checked.volumes()[..., volume:volume + 1], checked.affine)
+    data = resample_to_grid(checked.volumes()[..., volume : volume + 1], checked.affine)
     qc = quality_check(data[0])
     if qc.rejected:
         raise ValueError(f"{args.map}: {qc.rejected}")
@@ -92,19 +95,24 @@ def _reference_import(args, source: str, maps, left_out: list[str] | None = None
     _init_db()
     with session_scope() as session:
         try:
-            ref = create_reference_set(session, args.name, source, maps, description=args.description or "",
-                                       activate=args.activate)
+            ref = create_reference_set(
+                session, args.name, source, maps, description=args.description or "", activate=args.activate
+            )
         except ValueError as exc:
             if left_out and "no term maps" in str(exc):
-                raise ValueError(f"no term is left: every one would have a map of 0 everywhere (no study, or "
-                                 f"every study, has it): {', '.join(left_out)}") from None
+                raise ValueError(
+                    f"no term is left: every one would have a map of 0 everywhere (no study, or "
+                    f"every study, has it): {', '.join(left_out)}"
+                ) from None
             raise
         n_terms = len(ref.terms)
         job_id = create_job(session, "redecode").id if args.activate else None
     print(f"reference set {args.name!r}: {n_terms} terms" + (" (active)" if args.activate else ""))
     if left_out:
-        print(f"left out {len(left_out)} term(s) whose map would be 0 everywhere (no study, or every study, has "
-              f"them): {', '.join(left_out)}")
+        print(
+            f"left out {len(left_out)} term(s) whose map would be 0 everywhere (no study, or every study, has "
+            f"them): {', '.join(left_out)}"
+        )
     if job_id:
         print(f"re-decoded {redecode(job_id)} component(s)")
 
@@ -133,8 +141,11 @@ def cmd_reference_list(args) -> None:
     _init_db()
     with session_scope() as session:
         rows = session.execute(
-            select(ReferenceSet, func.count(Term.id)).outerjoin(Term).group_by(ReferenceSet.id)
-            .order_by(ReferenceSet.id)).all()
+            select(ReferenceSet, func.count(Term.id))
+            .outerjoin(Term)
+            .group_by(ReferenceSet.id)
+            .order_by(ReferenceSet.id)
+        ).all()
         if not rows:
             print("no reference sets; run `python -m pipeline init`")
         for ref, n in rows:
@@ -176,13 +187,23 @@ def cmd_annotations_import(args) -> None:
         movie = session.scalar(select(Movie).where(Movie.slug == slugify(args.movie)))
         if movie is None:
             raise ValueError(f"no movie {args.movie!r} (movies come with their collections)")
-        annotation = add_annotation_set(session, None, movie, args.name, path.read_bytes(), path.name,
-                                        description=args.description, source_url=args.source_url)
+        annotation = add_annotation_set(
+            session,
+            None,
+            movie,
+            args.name,
+            path.read_bytes(),
+            path.name,
+            description=args.description,
+            source_url=args.source_url,
+        )
         n_events, labels = len(annotation.events), sorted({e.label for e in annotation.events})
         collections = list(session.scalars(select(Collection.id).where(Collection.movie_id == movie.id)))
     decoded = sum(decode_collection_in_time(c) for c in collections)
-    print(f"annotation set {args.name!r} of {movie.title}: {n_events} events, {len(labels)} label(s) "
-          f"({', '.join(labels[:10])}{', ...' if len(labels) > 10 else ''}); {decoded} component(s) decoded in time")
+    print(
+        f"annotation set {args.name!r} of {movie.title}: {n_events} events, {len(labels)} label(s) "
+        f"({', '.join(labels[:10])}{', ...' if len(labels) > 10 else ''}); {decoded} component(s) decoded in time"
+    )
 
 
 def cmd_ingest(args) -> None:
@@ -249,8 +270,14 @@ def cmd_user_create(args) -> None:
         if getpass.getpass("Again: ") != password:
             raise ValueError("the two passwords differ")
     with session_scope() as session:
-        user = create_user(session, args.email, password, role="admin" if args.admin else "curator",
-                           first_name=args.first_name or "", last_name=args.last_name or "")
+        user = create_user(
+            session,
+            args.email,
+            password,
+            role="admin" if args.admin else "curator",
+            first_name=args.first_name or "",
+            last_name=args.last_name or "",
+        )
         print(f"created {user.role} {user.email}")
 
 
@@ -279,15 +306,19 @@ def cmd_sweep(args) -> None:
 
     # A dry run removes nothing, so it may look at any age; a real sweep keeps an hour for jobs about to commit.
     if args.grace_hours < 0 or (args.grace_hours < 1 and not args.dry_run):
-        raise ValueError("--grace-hours must be at least 1 (a younger file may belong to a job about to commit); "
-                         "any grace from 0 is accepted with --dry-run")
+        raise ValueError(
+            "--grace-hours must be at least 1 (a younger file may belong to a job about to commit); "
+            "any grace from 0 is accepted with --dry-run"
+        )
     _init_db()
     result = sweep_storage(grace=timedelta(hours=args.grace_hours), dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
     for key in result.removed:
         print(f"{verb} {key}")
-    print(f"{verb} {len(result.removed)} unreferenced file(s); kept {result.kept_recent} newer than "
-          f"{result.cutoff:%Y-%m-%d %H:%M} UTC")
+    print(
+        f"{verb} {len(result.removed)} unreferenced file(s); kept {result.kept_recent} newer than "
+        f"{result.cutoff:%Y-%m-%d %H:%M} UTC"
+    )
 
 
 def cmd_stats_rebuild(args: argparse.Namespace) -> None:
@@ -308,8 +339,9 @@ def cmd_stats_check(args: argparse.Namespace) -> None:
     for line in problems[:50]:
         print(line)
     if problems:
-        raise RuntimeError(f"{len(problems)} derived count(s) differ from a recomputation; "
-                           "run `python -m pipeline stats rebuild`")
+        raise RuntimeError(
+            f"{len(problems)} derived count(s) differ from a recomputation; run `python -m pipeline stats rebuild`"
+        )
     print("the derived counts equal a recomputation from the base tables")
 
 
@@ -334,9 +366,11 @@ def cmd_similar_rebuild(args) -> None:
 
     result = rebuild_index(progress=show, sample=args.sample)
     print(file=sys.stderr)
-    print(f"similarity index rebuilt: basis #{result.basis_id} of {result.dims} dimensions fitted on "
-          f"{result.fitted_on} maps; {result.components} component(s) indexed, {result.exact_written} exact "
-          "vector(s) made from their maps")
+    print(
+        f"similarity index rebuilt: basis #{result.basis_id} of {result.dims} dimensions fitted on "
+        f"{result.fitted_on} maps; {result.components} component(s) indexed, {result.exact_written} exact "
+        "vector(s) made from their maps"
+    )
 
 
 def _safe_url(url: str) -> str:
@@ -351,8 +385,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("init", help="create/upgrade the database; build the built-in reference if none is active")
     p.set_defaults(func=cmd_init)
-    p = sub.add_parser("check", help="show the database, broker, storage, merge backend and reference in use; "
-                                     "refuse an unsafe production configuration")
+    p = sub.add_parser(
+        "check",
+        help="show the database, broker, storage, merge backend and reference in use; "
+        "refuse an unsafe production configuration",
+    )
     p.set_defaults(func=cmd_check)
     p = sub.add_parser("demo", help="load the synthetic demo data set (running it twice changes nothing)")
     p.set_defaults(func=cmd_demo)
@@ -367,8 +404,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("merge", help="voxelwise mean of maps, zeros included (AFNI 3dmerge -doall)")
     p.add_argument("out")
     p.add_argument("inputs", nargs="+")
-    p.add_argument("--backend", choices=("auto", "afni", "numpy"), default=None,
-                   help="default: INCDB_MERGE_BACKEND or auto (AFNI when 3dmerge is on PATH)")
+    p.add_argument(
+        "--backend",
+        choices=("auto", "afni", "numpy"),
+        default=None,
+        help="default: INCDB_MERGE_BACKEND or auto (AFNI when 3dmerge is on PATH)",
+    )
     p.set_defaults(func=cmd_merge)
 
     ref = sub.add_parser("reference", help="reference sets: list, activate, import")
@@ -399,10 +440,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--collection", required=True, help="collection name")
     p.add_argument("--owner", default=None, help="owner's email (default: the first admin)")
     p.add_argument("--visibility", choices=("public", "private"), default="public")
-    p.add_argument("--tr", type=float, default=None, help="repetition time in seconds (with --runs: the timing "
-                   "that places time courses on the movie)")
-    p.add_argument("--runs", default=None, metavar="START:N[,START:N...]",
-                   help="runs in concatenation order: movie time (s) of each run's first kept volume, and its volumes")
+    p.add_argument(
+        "--tr",
+        type=float,
+        default=None,
+        help="repetition time in seconds (with --runs: the timing that places time courses on the movie)",
+    )
+    p.add_argument(
+        "--runs",
+        default=None,
+        metavar="START:N[,START:N...]",
+        help="runs in concatenation order: movie time (s) of each run's first kept volume, and its volumes",
+    )
     p.add_argument("--subjects", type=int, default=1, help="subjects concatenated in the time courses (default 1)")
     p.set_defaults(func=cmd_ingest)
 
@@ -423,9 +472,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_similar_rebuild)
 
     p = sub.add_parser("sweep", help="remove stored files that no row refers to (left by killed jobs)")
-    p.add_argument("--grace-hours", type=float, default=24.0,
-                   help="only files older than this (and than every running job); default 24, at least 1 "
-                        "unless --dry-run")
+    p.add_argument(
+        "--grace-hours",
+        type=float,
+        default=24.0,
+        help="only files older than this (and than every running job); default 24, at least 1 unless --dry-run",
+    )
     p.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
     p.set_defaults(func=cmd_sweep)
 

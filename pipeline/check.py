@@ -4,6 +4,7 @@
 start when ``INCDB_ENV=production`` and refuse to start on any. ``production_warnings`` lists what production lacks
 without being unsafe (mail); both lists also show on the administrators' System page (``pipeline.jobs.system``).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -48,13 +49,16 @@ def production_problems(settings: Settings | None = None) -> list[str]:
         problems.append("INCDB_SECRET_KEY is not set (sessions and reset links would use a key kept on disk)")
     base = os.environ.get("INCDB_BASE_URL") or ""
     if not base:
-        problems.append("INCDB_BASE_URL is not set (the site's public address, e.g. https://incdb.example.org: "
-                        "links in password-reset mails are built from it, never from a request's Host header)")
+        problems.append(
+            "INCDB_BASE_URL is not set (the site's public address, e.g. https://incdb.example.org: "
+            "links in password-reset mails are built from it, never from a request's Host header)"
+        )
     elif not _is_site_url(base):
         problems.append(f"INCDB_BASE_URL must be an address such as https://incdb.example.org, not {base[:100]!r}")
     if s.is_sqlite and (s.broker_url or _worker_count() > 1):
-        problems.append("SQLite with several processes (Celery workers or several web workers): use PostgreSQL "
-                        "(INCDB_DATABASE_URL)")
+        problems.append(
+            "SQLite with several processes (Celery workers or several web workers): use PostgreSQL (INCDB_DATABASE_URL)"
+        )
     return problems
 
 
@@ -66,8 +70,10 @@ def production_warnings(settings: Settings | None = None) -> list[str]:
         return []
     warnings = []
     if not s.smtp.host:
-        warnings.append("INCDB_SMTP_HOST is not set: password-reset and confirmation mails are written to the "
-                        "server log instead of being sent")
+        warnings.append(
+            "INCDB_SMTP_HOST is not set: password-reset and confirmation mails are written to the "
+            "server log instead of being sent"
+        )
     return warnings
 
 
@@ -133,7 +139,6 @@ def _check_reference(db_ok: bool) -> Part:
     if not db_ok:
         return Part("reference set", "unknown", False, "database not reachable")
     try:
-
         with session_scope() as session:
             ref = active_reference(session)
             if ref is None:
@@ -146,12 +151,20 @@ def _check_reference(db_ok: bool) -> Part:
 def check_all() -> list[Part]:
     s = get_settings()
     db = _check_database(s)
-    return [Part("environment", s.env, True), _check_base_url(s), db, _check_broker(s), _check_storage(s),
-            _check_merge(s), _check_reference(db.ok and "schema present" in db.detail)]
+    return [
+        Part("environment", s.env, True),
+        _check_base_url(s),
+        db,
+        _check_broker(s),
+        _check_storage(s),
+        _check_merge(s),
+        _check_reference(db.ok and "schema present" in db.detail),
+    ]
 
 
 def _check_base_url(s: Settings) -> Part:
     if os.environ.get("INCDB_BASE_URL"):
         return Part("site address", s.base_url, _is_site_url(s.base_url), "links in mails point here")
-    return Part("site address", s.base_url, s.env != "production",
-                "INCDB_BASE_URL is not set: links in mails use HOST and PORT")
+    return Part(
+        "site address", s.base_url, s.env != "production", "INCDB_BASE_URL is not set: links in mails use HOST and PORT"
+    )

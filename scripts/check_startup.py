@@ -4,6 +4,7 @@ The web unit's reload runs this before it signals gunicorn (``deploy/incdb-web.s
 cannot start stop the reload there (the error on stderr, a non-zero exit status), and the running workers go on
 serving instead of being replaced by workers that fail to boot, which would stop the whole server.
 """
+
 from __future__ import annotations
 
 import sys

@@ -17,6 +17,7 @@ Chromium writes 24-bit PNGs; screenshots of a flat interface have few colours, s
 an adaptive 256-colour palette when Pillow is importable (it comes with matplotlib), which keeps every file well
 under 300 KB. Without Pillow the PNGs are kept as Chromium wrote them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -95,8 +96,14 @@ def take(base_url: str, profile: Path) -> list[Path]:
     OUT.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(profile), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS, viewport=VIEWPORT,
-            device_scale_factor=1, base_url=base_url)
+            str(profile),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport=VIEWPORT,
+            device_scale_factor=1,
+            base_url=base_url,
+        )
         try:
             context.route("https://**/*", lambda route: route.abort())
             page = context.new_page()
@@ -107,8 +114,10 @@ def take(base_url: str, profile: Path) -> list[Path]:
             saved.append(_save(page, "component.png"))
             _open(page, f"/movies/{movie}?tab=timeline", "#movie-timeline .js-plotly-plot")
             # The tabs at the top of the picture: the Timeline tab shown as chosen, and the whole plot below it.
-            page.evaluate("() => window.scrollTo(0, document.querySelector('.nav-tabs').getBoundingClientRect()"
-                          ".top + window.scrollY - 12)")
+            page.evaluate(
+                "() => window.scrollTo(0, document.querySelector('.nav-tabs').getBoundingClientRect()"
+                ".top + window.scrollY - 12)"
+            )
             _settle(page)
             saved.append(_save(page, "timeline.png"))
         finally:
@@ -118,8 +127,12 @@ def take(base_url: str, profile: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--copy-data-dir", type=Path, help="start from a copy of this data directory (which must "
-                        "hold the demo data) instead of building one: quicker while adjusting the pictures")
+    parser.add_argument(
+        "--copy-data-dir",
+        type=Path,
+        help="start from a copy of this data directory (which must "
+        "hold the demo data) instead of building one: quicker while adjusting the pictures",
+    )
     args = parser.parse_args(argv)
     if not CHROMIUM.exists():
         print(f"error: Chromium not found at {CHROMIUM} (apt-get install chromium)", file=sys.stderr)

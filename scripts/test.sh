@@ -23,4 +23,5 @@ source "$ROOT/scripts/setup.sh"
 cd "$ROOT"
 # The house rules first (ruff.toml): a lint finding fails the run before any test starts.
 "$ROOT/.venv/bin/ruff" check --no-cache .
+"$ROOT/.venv/bin/ruff" format --check .
 exec "$ROOT/.venv/bin/python" -m pytest "$@"

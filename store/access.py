@@ -4,6 +4,7 @@ Every page, callback, file route and API route filters collections through ``vis
 helpers built on it): anonymous users see public collections; a curator sees public ones and their own; an admin
 sees everything. Only owners and admins change or delete.
 """
+
 from __future__ import annotations
 
 from typing import Any

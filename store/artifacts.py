@@ -8,6 +8,7 @@ allow. Maps themselves (gzip NIfTI on the standard grid) are read and written by
 the
 grid.
 """
+
 from __future__ import annotations
 
 import hashlib

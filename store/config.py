@@ -3,6 +3,7 @@
 Settings are read when first asked for (not at import), so a test or a command can set the environment first;
 ``reset_settings()`` forgets the cached values.
 """
+
 from __future__ import annotations
 
 import os
@@ -129,11 +130,11 @@ def _normalise_database_url(url: str) -> str:
     """Make relative SQLite paths absolute (relative to the project): resolved against each process's working
     directory, they are how the original INcDb's worker ended up with an empty database ("no such table")."""
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and ":memory:" not in url:
-        return f"sqlite:///{_anchored(url[len('sqlite:///'):])}"
+        return f"sqlite:///{_anchored(url[len('sqlite:///') :])}"
     if url.startswith("postgresql://"):
-        return "postgresql+psycopg://" + url[len("postgresql://"):]
+        return "postgresql+psycopg://" + url[len("postgresql://") :]
     if url.startswith("postgres://"):
-        return "postgresql+psycopg://" + url[len("postgres://"):]
+        return "postgresql+psycopg://" + url[len("postgres://") :]
     return url
 
 
@@ -162,12 +163,14 @@ def get_settings() -> Settings:
         env=env,
         base_url=_base_url(),
         max_collections_per_user=int(os.environ.get("INCDB_MAX_COLLECTIONS_PER_USER") or 200),
-        smtp=SmtpSettings(host=os.environ.get("INCDB_SMTP_HOST") or None,
-                          port=int(os.environ.get("INCDB_SMTP_PORT") or 587),
-                          user=os.environ.get("INCDB_SMTP_USER") or None,
-                          password=os.environ.get("INCDB_SMTP_PASSWORD") or None,
-                          sender=os.environ.get("INCDB_SMTP_FROM") or None,
-                          starttls=os.environ.get("INCDB_SMTP_STARTTLS", "1") != "0"),
+        smtp=SmtpSettings(
+            host=os.environ.get("INCDB_SMTP_HOST") or None,
+            port=int(os.environ.get("INCDB_SMTP_PORT") or 587),
+            user=os.environ.get("INCDB_SMTP_USER") or None,
+            password=os.environ.get("INCDB_SMTP_PASSWORD") or None,
+            sender=os.environ.get("INCDB_SMTP_FROM") or None,
+            starttls=os.environ.get("INCDB_SMTP_STARTTLS", "1") != "0",
+        ),
         trusted_proxies=int(os.environ.get("INCDB_TRUSTED_PROXIES") or 0),
         demo=os.environ.get("INCDB_DEMO", "1") != "0",
         s3_endpoint_url=os.environ.get("INCDB_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL") or None,
@@ -183,10 +186,12 @@ def get_settings() -> Settings:
         decode_max_bytes_account=_int_env("INCDB_DECODE_MAX_BYTES_ACCOUNT", DEFAULT_DECODE_MAX_BYTES_ACCOUNT),
         decode_max_volumes_anonymous=_int_env("INCDB_DECODE_MAX_VOLUMES_ANONYMOUS", 100),
         decode_max_volumes_account=_int_env("INCDB_DECODE_MAX_VOLUMES_ACCOUNT", 1000),
-        decode_max_data_bytes_anonymous=_int_env("INCDB_DECODE_MAX_DATA_BYTES_ANONYMOUS",
-                                                 DEFAULT_DECODE_MAX_DATA_BYTES_ANONYMOUS),
-        decode_max_data_bytes_account=_int_env("INCDB_DECODE_MAX_DATA_BYTES_ACCOUNT",
-                                               DEFAULT_DECODE_MAX_DATA_BYTES_ACCOUNT),
+        decode_max_data_bytes_anonymous=_int_env(
+            "INCDB_DECODE_MAX_DATA_BYTES_ANONYMOUS", DEFAULT_DECODE_MAX_DATA_BYTES_ANONYMOUS
+        ),
+        decode_max_data_bytes_account=_int_env(
+            "INCDB_DECODE_MAX_DATA_BYTES_ACCOUNT", DEFAULT_DECODE_MAX_DATA_BYTES_ACCOUNT
+        ),
         decode_per_hour_anonymous=_int_env("INCDB_DECODE_PER_HOUR_ANONYMOUS", 30),
         decode_per_hour_account=_int_env("INCDB_DECODE_PER_HOUR_ACCOUNT", 200),
         decode_inline_volumes=_int_env("INCDB_DECODE_INLINE_VOLUMES", 4),

@@ -5,6 +5,7 @@ Every piece of code that runs outside a web request (jobs, the command line) ope
 created lazily per process and thrown away in a forked child, because a pooled connection inherited across
 ``fork()`` is shared by two processes.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,7 @@ def _make_engine(url: str) -> Engine:
         path = url.split("sqlite:///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
-                                                  "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # noqa: ANN001
@@ -66,8 +66,9 @@ def get_engine() -> Engine:
             if _state["engine"] is not None and _state["pid"] == os.getpid():
                 _state["engine"].dispose()
             engine = _make_engine(url)
-            _state.update(pid=os.getpid(), url=url, engine=engine,
-                          factory=sessionmaker(bind=engine, expire_on_commit=False))
+            _state.update(
+                pid=os.getpid(), url=url, engine=engine, factory=sessionmaker(bind=engine, expire_on_commit=False)
+            )
         return _state["engine"]
 
 

@@ -1,4 +1,5 @@
 """Domain model (DESIGN section 1) as SQLAlchemy 2 typed models."""
+
 from __future__ import annotations
 
 import re
@@ -73,6 +74,8 @@ ROLES = ("curator", "admin")
 VISIBILITIES = ("public", "private")
 LICENSES = ("CC0-1.0", "CC-BY-4.0")
 JOB_KINDS = ("ingest", "redecode", "merge", "temporal", "decode")
+
+
 class JobStatus(StrEnum):
     """A Job row's status; the members are strings, so they compare and store as their values."""
 
@@ -93,6 +96,8 @@ class CollectionStatus(StrEnum):
     PROCESSING = "processing"
     READY = "ready"
     FAILED = "failed"
+
+
 REFERENCE_SOURCES = ("builtin", "nifti-folder", "neurosynth-v7")
 
 
@@ -154,8 +159,10 @@ class Movie(Base):
 
 class Collection(Base):
     __tablename__ = "collections"
-    __table_args__ = (Index("ix_collections_created", "created"),
-                      Index("ix_collections_movie_visibility", "movie_id", "visibility"))
+    __table_args__ = (
+        Index("ix_collections_created", "created"),
+        Index("ix_collections_movie_visibility", "movie_id", "visibility"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     movie_id: Mapped[int] = mapped_column(ForeignKey("movies.id"), index=True)
@@ -211,8 +218,7 @@ class Upload(Base):
 class Component(Base):
     __tablename__ = "components"
     # Lists sort by best r, overall or within one best term, with ORDER BY ... LIMIT on these.
-    __table_args__ = (Index("ix_components_term_r", "best_term_id", "best_r"),
-                      Index("ix_components_r", "best_r"))
+    __table_args__ = (Index("ix_components_term_r", "best_term_id", "best_r"), Index("ix_components_r", "best_r"))
     id: Mapped[int] = mapped_column(primary_key=True)
     uuid: Mapped[str] = mapped_column(String(36), unique=True, default=lambda: str(uuid.uuid4()))
     collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), index=True)
@@ -220,22 +226,26 @@ class Component(Base):
     source_file: Mapped[str] = mapped_column(String(512))
     volume_index: Mapped[int] = mapped_column(Integer, default=0)
     storage_key: Mapped[str] = mapped_column(String(512))
-    best_term_id: Mapped[int | None] = mapped_column(ForeignKey("terms.id", ondelete="SET NULL"), nullable=True,
-                                                     index=True)
+    best_term_id: Mapped[int | None] = mapped_column(
+        ForeignKey("terms.id", ondelete="SET NULL"), nullable=True, index=True
+    )
     best_r: Mapped[float | None] = mapped_column(Float, nullable=True)
     decodings_key: Mapped[str | None] = mapped_column(String(512), nullable=True)
     qc_warnings: Mapped[list[Any]] = mapped_column(JSON, default=list)
     decoded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # The component's time course is column ``volume_index`` of its map's TimeCourse matrix.
-    timecourse_id: Mapped[int | None] = mapped_column(ForeignKey("time_courses.id", ondelete="SET NULL"),
-                                                      nullable=True, index=True)
+    timecourse_id: Mapped[int | None] = mapped_column(
+        ForeignKey("time_courses.id", ondelete="SET NULL"), nullable=True, index=True
+    )
 
     collection: Mapped[Collection] = relationship(back_populates="components")
     timecourse: Mapped[TimeCourse | None] = relationship()
     best_term: Mapped[Term | None] = relationship()
     decodings: Mapped[list[Decoding]] = relationship(
-        back_populates="component", cascade="all, delete-orphan", passive_deletes=True,
+        back_populates="component",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
         order_by="Decoding.rank",
     )
 
@@ -258,11 +268,12 @@ class ReferenceSet(Base):
 
 class Term(Base):
     __tablename__ = "terms"
-    __table_args__ = (UniqueConstraint("reference_set_id", "name"),
-                      Index("ix_terms_set_slug", "reference_set_id", "slug"))
+    __table_args__ = (
+        UniqueConstraint("reference_set_id", "name"),
+        Index("ix_terms_set_slug", "reference_set_id", "slug"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
-    reference_set_id: Mapped[int] = mapped_column(ForeignKey("reference_sets.id", ondelete="CASCADE"),
-                                                  index=True)
+    reference_set_id: Mapped[int] = mapped_column(ForeignKey("reference_sets.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(255))
     slug: Mapped[str] = mapped_column(String(255))
     column: Mapped[int] = mapped_column(Integer)  # column of the reference matrix
@@ -293,8 +304,7 @@ class TermMap(Base):
     __tablename__ = "term_maps"
     __table_args__ = (UniqueConstraint("movie_id", "term_id"),)
     id: Mapped[int] = mapped_column(primary_key=True)
-    movie_id: Mapped[int | None] = mapped_column(ForeignKey("movies.id", ondelete="CASCADE"), nullable=True,
-                                                 index=True)
+    movie_id: Mapped[int | None] = mapped_column(ForeignKey("movies.id", ondelete="CASCADE"), nullable=True, index=True)
     term_id: Mapped[int] = mapped_column(ForeignKey("terms.id", ondelete="CASCADE"), index=True)
     reference_set_id: Mapped[int] = mapped_column(ForeignKey("reference_sets.id", ondelete="CASCADE"))
     storage_key: Mapped[str] = mapped_column(String(512))
@@ -312,8 +322,9 @@ class Job(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     token: Mapped[str] = mapped_column(String(64), unique=True, default=lambda: uuid.uuid4().hex)
     kind: Mapped[str] = mapped_column(String(16))
-    collection_id: Mapped[int | None] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"),
-                                                      nullable=True, index=True)
+    collection_id: Mapped[int | None] = mapped_column(
+        ForeignKey("collections.id", ondelete="CASCADE"), nullable=True, index=True
+    )
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED, index=True)
     progress_done: Mapped[int] = mapped_column(Integer, default=0)
@@ -336,10 +347,18 @@ class Job(Base):
 
     def summary(self) -> dict[str, Any]:
         """The fields a page shows of the job, as plain values."""
-        return {"id": self.id, "kind": self.kind, "status": str(self.status), "done": self.progress_done,
-                "total": self.progress_total, "message": self.message, "error": self.error,
-                "warnings": list(self.warnings or []), "attempts": self.attempts,
-                "collection_id": self.collection_id}
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "status": str(self.status),
+            "done": self.progress_done,
+            "total": self.progress_total,
+            "message": self.message,
+            "error": self.error,
+            "warnings": list(self.warnings or []),
+            "attempts": self.attempts,
+            "collection_id": self.collection_id,
+        }
 
     # The movie a temporal-decoding job recomputes (its annotation sets changed).
     movie_id: Mapped[int | None] = mapped_column(ForeignKey("movies.id", ondelete="CASCADE"), nullable=True)
@@ -379,8 +398,11 @@ class AnnotationSet(Base):
     movie: Mapped[Movie] = relationship()
     owner: Mapped[User | None] = relationship()
     events: Mapped[list[AnnotationEvent]] = relationship(
-        back_populates="annotation_set", cascade="all, delete-orphan", passive_deletes=True,
-        order_by="AnnotationEvent.onset")
+        back_populates="annotation_set",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="AnnotationEvent.onset",
+    )
 
 
 class AnnotationEvent(Base):
@@ -441,8 +463,10 @@ class CatalogStats(Base):
 
 class MovieStats(Base):
     __tablename__ = "stats_movies"
-    __table_args__ = (Index("ix_stats_movies_newest", "scope", "newest"),
-                      Index("ix_stats_movies_components", "scope", "n_components"))
+    __table_args__ = (
+        Index("ix_stats_movies_newest", "scope", "newest"),
+        Index("ix_stats_movies_components", "scope", "n_components"),
+    )
     scope: Mapped[str] = mapped_column(String(8), primary_key=True)
     movie_id: Mapped[int] = mapped_column(ForeignKey("movies.id", ondelete="CASCADE"), primary_key=True)
     n_collections: Mapped[int] = mapped_column(Integer, default=0)
@@ -452,8 +476,10 @@ class MovieStats(Base):
 
 class TermStats(Base):
     __tablename__ = "stats_terms"
-    __table_args__ = (Index("ix_stats_terms_components", "scope", "n_components"),
-                      Index("ix_stats_terms_movies", "scope", "n_movies"))
+    __table_args__ = (
+        Index("ix_stats_terms_components", "scope", "n_components"),
+        Index("ix_stats_terms_movies", "scope", "n_movies"),
+    )
     scope: Mapped[str] = mapped_column(String(8), primary_key=True)
     term_id: Mapped[int] = mapped_column(ForeignKey("terms.id", ondelete="CASCADE"), primary_key=True)
     n_movies: Mapped[int] = mapped_column(Integer, default=0)
@@ -465,8 +491,10 @@ class TermStats(Base):
 
 class MovieTermStats(Base):
     __tablename__ = "stats_movie_terms"
-    __table_args__ = (Index("ix_stats_movie_terms_term", "scope", "term_id", "n_components"),
-                      Index("ix_stats_movie_terms_newest", "scope", "term_id", "newest"))
+    __table_args__ = (
+        Index("ix_stats_movie_terms_term", "scope", "term_id", "n_components"),
+        Index("ix_stats_movie_terms_newest", "scope", "term_id", "newest"),
+    )
     scope: Mapped[str] = mapped_column(String(8), primary_key=True)
     movie_id: Mapped[int] = mapped_column(ForeignKey("movies.id", ondelete="CASCADE"), primary_key=True)
     term_id: Mapped[int] = mapped_column(ForeignKey("terms.id", ondelete="CASCADE"), primary_key=True)
@@ -474,6 +502,8 @@ class MovieTermStats(Base):
     n_components: Mapped[int] = mapped_column(Integer, default=0)
     sum_r: Mapped[float] = mapped_column(Float, default=0.0)
     newest: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
 class SimilarityBasis(Base):
     """The fixed linear projection of the similarity index (``pipeline.decoding.similar``): an orthonormal basis of
     ``dims`` columns over the brain mask, stored as a float32 (mask voxels x dims) ``.npy`` under ``storage_key``.
@@ -515,11 +545,11 @@ class DecodeResult(Base):
     __tablename__ = "decode_results"
     id: Mapped[int] = mapped_column(primary_key=True)
     token: Mapped[str] = mapped_column(String(64), unique=True)
-    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=True,
-                                                 index=True)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=True, index=True)
     client_hash: Mapped[str] = mapped_column(String(64), index=True)  # keyed hash of the client's address
-    reference_set_id: Mapped[int | None] = mapped_column(ForeignKey("reference_sets.id", ondelete="SET NULL"),
-                                                         nullable=True)
+    reference_set_id: Mapped[int | None] = mapped_column(
+        ForeignKey("reference_sets.id", ondelete="SET NULL"), nullable=True
+    )
     reference_name: Mapped[str] = mapped_column(String(255), default="")
     mask: Mapped[str] = mapped_column(String(16), default="brain")
     filename: Mapped[str] = mapped_column(String(255))

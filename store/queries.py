@@ -3,6 +3,7 @@
 They return plain dicts and lists (safe to JSON-encode and to hand to a page), read small indexed tables and
 never load an image.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -51,8 +52,13 @@ class Page:
         return max(1, -(-self.total // self.per_page))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"items": self.items, "page": self.page, "per_page": self.per_page, "total": self.total,
-                "pages": self.pages}
+        return {
+            "items": self.items,
+            "page": self.page,
+            "per_page": self.per_page,
+            "total": self.total,
+            "pages": self.pages,
+        }
 
 
 def clamp_page(page: Any, per_page: Any) -> tuple[int, int]:
@@ -116,15 +122,16 @@ def active_reference_id(session: Session) -> int | None:
 
 def _visible_components(user: Any):
     """Component joined to its collection, restricted to what the user may see."""
-    return select(Component).join(Collection, Component.collection_id == Collection.id).where(
-        visible_collections(user))
+    return select(Component).join(Collection, Component.collection_id == Collection.id).where(visible_collections(user))
 
 
 # --- the viewer's derived counts (store.stats) ---------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Viewer:
     """Whose numbers a page shows: a stored scope, plus the live rows of one curator's private collections."""
+
     scope: str
     own_private: int | None = None  # the curator's user id, when they have private collections
 
@@ -151,20 +158,35 @@ def _own_private(user_id: int) -> ColumnElement[bool]:
 
 def _own_cells(user_id: int):
     """Per (movie, term): the curator's private components decoded to the term."""
-    return (select(Collection.movie_id, Component.best_term_id.label("term_id"),
-                   func.count(func.distinct(Collection.id)).label("n_collections"),
-                   func.count(Component.id).label("n_components"), func.sum(Component.best_r).label("sum_r"),
-                   func.max(Collection.created).label("newest"))
-            .join(Collection, Component.collection_id == Collection.id)
-            .where(_own_private(user_id), Component.best_term_id.is_not(None))
-            .group_by(Collection.movie_id, Component.best_term_id).subquery())
+    return (
+        select(
+            Collection.movie_id,
+            Component.best_term_id.label("term_id"),
+            func.count(func.distinct(Collection.id)).label("n_collections"),
+            func.count(Component.id).label("n_components"),
+            func.sum(Component.best_r).label("sum_r"),
+            func.max(Collection.created).label("newest"),
+        )
+        .join(Collection, Component.collection_id == Collection.id)
+        .where(_own_private(user_id), Component.best_term_id.is_not(None))
+        .group_by(Collection.movie_id, Component.best_term_id)
+        .subquery()
+    )
 
 
 def _own_movies(user_id: int):
-    return (select(Collection.movie_id, func.count(func.distinct(Collection.id)).label("n_collections"),
-                   func.count(Component.id).label("n_components"), func.max(Collection.created).label("newest"))
-            .outerjoin(Component, Component.collection_id == Collection.id)
-            .where(_own_private(user_id)).group_by(Collection.movie_id).subquery())
+    return (
+        select(
+            Collection.movie_id,
+            func.count(func.distinct(Collection.id)).label("n_collections"),
+            func.count(Component.id).label("n_components"),
+            func.max(Collection.created).label("newest"),
+        )
+        .outerjoin(Component, Component.collection_id == Collection.id)
+        .where(_own_private(user_id))
+        .group_by(Collection.movie_id)
+        .subquery()
+    )
 
 
 def _merged(parts: list[Select], keys: tuple[str, ...], sums: tuple[str, ...]):
@@ -176,40 +198,65 @@ def _merged(parts: list[Select], keys: tuple[str, ...], sums: tuple[str, ...]):
 
 def term_view(v: Viewer):
     """Per term: n_movies, n_collections, n_components, sum_r, newest, as the viewer sees them."""
-    stored = select(TermStats.term_id, TermStats.n_movies, TermStats.n_collections, TermStats.n_components,
-                    TermStats.sum_r, TermStats.newest).where(TermStats.scope == v.scope)
+    stored = select(
+        TermStats.term_id,
+        TermStats.n_movies,
+        TermStats.n_collections,
+        TermStats.n_components,
+        TermStats.sum_r,
+        TermStats.newest,
+    ).where(TermStats.scope == v.scope)
     if v.plain:
         return stored.subquery()
     own = _own_cells(v.own_private)
     public_cell = aliased(MovieTermStats)
-    own_terms = (select(own.c.term_id,
-                        func.sum(case((public_cell.movie_id.is_(None), 1), else_=0)).label("n_movies"),
-                        func.sum(own.c.n_collections).label("n_collections"),
-                        func.sum(own.c.n_components).label("n_components"), func.sum(own.c.sum_r).label("sum_r"),
-                        func.max(own.c.newest).label("newest"))
-                 .outerjoin(public_cell, and_(public_cell.scope == "public", public_cell.movie_id == own.c.movie_id,
-                                              public_cell.term_id == own.c.term_id))
-                 .group_by(own.c.term_id))
-    return _merged([stored, own_terms], ("term_id",),
-                   ("n_movies", "n_collections", "n_components", "sum_r")).subquery()
+    own_terms = (
+        select(
+            own.c.term_id,
+            func.sum(case((public_cell.movie_id.is_(None), 1), else_=0)).label("n_movies"),
+            func.sum(own.c.n_collections).label("n_collections"),
+            func.sum(own.c.n_components).label("n_components"),
+            func.sum(own.c.sum_r).label("sum_r"),
+            func.max(own.c.newest).label("newest"),
+        )
+        .outerjoin(
+            public_cell,
+            and_(
+                public_cell.scope == "public",
+                public_cell.movie_id == own.c.movie_id,
+                public_cell.term_id == own.c.term_id,
+            ),
+        )
+        .group_by(own.c.term_id)
+    )
+    return _merged([stored, own_terms], ("term_id",), ("n_movies", "n_collections", "n_components", "sum_r")).subquery()
 
 
 def movie_view(v: Viewer):
     """Per movie with a visible collection: n_collections, n_components, newest."""
-    stored = select(MovieStats.movie_id, MovieStats.n_collections, MovieStats.n_components,
-                    MovieStats.newest).where(MovieStats.scope == v.scope)
+    stored = select(MovieStats.movie_id, MovieStats.n_collections, MovieStats.n_components, MovieStats.newest).where(
+        MovieStats.scope == v.scope
+    )
     if v.plain:
         return stored.subquery()
     own = _own_movies(v.own_private)
-    return _merged([stored, select(own.c.movie_id, own.c.n_collections, own.c.n_components, own.c.newest)],
-                   ("movie_id",), ("n_collections", "n_components")).subquery()
+    return _merged(
+        [stored, select(own.c.movie_id, own.c.n_collections, own.c.n_components, own.c.newest)],
+        ("movie_id",),
+        ("n_collections", "n_components"),
+    ).subquery()
 
 
 def cell_view(v: Viewer, movie_id: int | None = None, term_ids: Any = None):
     """Per movie x term: n_collections, n_components, sum_r, newest (optionally one movie or some terms)."""
-    stored = select(MovieTermStats.movie_id, MovieTermStats.term_id, MovieTermStats.n_collections,
-                    MovieTermStats.n_components, MovieTermStats.sum_r,
-                    MovieTermStats.newest).where(MovieTermStats.scope == v.scope)
+    stored = select(
+        MovieTermStats.movie_id,
+        MovieTermStats.term_id,
+        MovieTermStats.n_collections,
+        MovieTermStats.n_components,
+        MovieTermStats.sum_r,
+        MovieTermStats.newest,
+    ).where(MovieTermStats.scope == v.scope)
     if movie_id is not None:
         stored = stored.where(MovieTermStats.movie_id == movie_id)
     if term_ids is not None:
@@ -217,8 +264,7 @@ def cell_view(v: Viewer, movie_id: int | None = None, term_ids: Any = None):
     if v.plain:
         return stored.subquery()
     own = _own_cells(v.own_private)
-    mine = select(own.c.movie_id, own.c.term_id, own.c.n_collections, own.c.n_components, own.c.sum_r,
-                  own.c.newest)
+    mine = select(own.c.movie_id, own.c.term_id, own.c.n_collections, own.c.n_components, own.c.sum_r, own.c.newest)
     if movie_id is not None:
         mine = mine.where(own.c.movie_id == movie_id)
     if term_ids is not None:
@@ -236,8 +282,9 @@ def _contains(session: Session, column, text: str) -> ColumnElement[bool]:
     pattern = _like(text)
     if session.get_bind().dialect.name == "sqlite":
         table, name = column.table.name, column.key
-        ids = text_clause(f"SELECT rowid FROM {table}_fts WHERE {name} LIKE :loose AND {name} LIKE :pattern "
-                          f"ESCAPE '{LIKE_ESCAPE}'").bindparams(loose=_loose_like(text), pattern=pattern)
+        ids = text_clause(
+            f"SELECT rowid FROM {table}_fts WHERE {name} LIKE :loose AND {name} LIKE :pattern ESCAPE '{LIKE_ESCAPE}'"
+        ).bindparams(loose=_loose_like(text), pattern=pattern)
         return column.table.c.id.in_(ids)
     # PostgreSQL's LIKE escapes with a backslash by default, and pg_trgm reads the escapes: the index still serves.
     return func.lower(column).like(pattern)
@@ -247,27 +294,41 @@ def counts(session: Session, user: Any) -> dict[str, int]:
     """Movies, collections and components the user may see, and the active reference's terms."""
     v = viewer_scope(session, user)
     row = session.get(CatalogStats, v.scope)
-    out = {"movies": row.n_movies if row else 0, "collections": row.n_collections if row else 0,
-           "components": row.n_components if row else 0}
+    out = {
+        "movies": row.n_movies if row else 0,
+        "collections": row.n_collections if row else 0,
+        "components": row.n_components if row else 0,
+    }
     if not v.plain:
         own = _own_movies(v.own_private)
         extra = session.execute(
-            select(func.coalesce(func.sum(own.c.n_collections), 0), func.coalesce(func.sum(own.c.n_components), 0),
-                   func.count(own.c.movie_id).filter(MovieStats.movie_id.is_(None)))
-            .outerjoin(MovieStats, and_(MovieStats.scope == "public", MovieStats.movie_id == own.c.movie_id))).one()
+            select(
+                func.coalesce(func.sum(own.c.n_collections), 0),
+                func.coalesce(func.sum(own.c.n_components), 0),
+                func.count(own.c.movie_id).filter(MovieStats.movie_id.is_(None)),
+            ).outerjoin(MovieStats, and_(MovieStats.scope == "public", MovieStats.movie_id == own.c.movie_id))
+        ).one()
         out["collections"] += int(extra[0])
         out["components"] += int(extra[1])
         out["movies"] += int(extra[2])
-    out["terms"] = session.scalar(select(func.count(Term.id)).where(
-        Term.reference_set_id == active_reference_id(session))) or 0
+    out["terms"] = (
+        session.scalar(select(func.count(Term.id)).where(Term.reference_set_id == active_reference_id(session))) or 0
+    )
     return out
 
 
 TERM_SORTS = {"name": "name", "movies": "n_movies", "components": "n_components"}
 
 
-def list_terms(session: Session, user: Any, search: str = "", sort: str = "name", descending: bool = False,
-               page: int = 1, per_page: int = DEFAULT_PER_PAGE) -> Page:
+def list_terms(
+    session: Session,
+    user: Any,
+    search: str = "",
+    sort: str = "name",
+    descending: bool = False,
+    page: int = 1,
+    per_page: int = DEFAULT_PER_PAGE,
+) -> Page:
     page, per_page = clamp_page(page, per_page)
     search = search_text(search)
     view = term_view(viewer_scope(session, user))
@@ -276,21 +337,38 @@ def list_terms(session: Session, user: Any, search: str = "", sort: str = "name"
     where = [Term.reference_set_id == active_reference_id(session)]
     if search.strip():
         where.append(_contains(session, Term.name, search))
-    stmt = (select(Term.name, Term.slug, n_movies.label("n_movies"), n_components.label("n_components"),
-                   _mean_r(view).label("mean_r"))
-            .outerjoin(view, view.c.term_id == Term.id).where(*where))
+    stmt = (
+        select(
+            Term.name,
+            Term.slug,
+            n_movies.label("n_movies"),
+            n_components.label("n_components"),
+            _mean_r(view).label("mean_r"),
+        )
+        .outerjoin(view, view.c.term_id == Term.id)
+        .where(*where)
+    )
     key = {"name": Term.name, "movies": n_movies, "components": n_components}.get(sort, Term.name)
     stmt = stmt.order_by(key.desc() if descending else key.asc(), Term.name)
     rows = session.execute(stmt.limit(per_page).offset((page - 1) * per_page)).all()
     total = session.scalar(select(func.count(Term.id)).where(*where)) or 0
-    items = [{"name": r.name, "slug": r.slug, "n_movies": int(r.n_movies), "n_components": int(r.n_components),
-              "mean_r": None if r.mean_r is None else float(r.mean_r)} for r in rows]
+    items = [
+        {
+            "name": r.name,
+            "slug": r.slug,
+            "n_movies": int(r.n_movies),
+            "n_components": int(r.n_components),
+            "mean_r": None if r.mean_r is None else float(r.mean_r),
+        }
+        for r in rows
+    ]
     return Page(items, page, per_page, total)
 
 
 def get_term(session: Session, slug: str) -> Term | None:
-    return session.scalar(select(Term).where(_key_is(Term.slug, slug),
-                                             Term.reference_set_id == active_reference_id(session)))
+    return session.scalar(
+        select(Term).where(_key_is(Term.slug, slug), Term.reference_set_id == active_reference_id(session))
+    )
 
 
 MAX_TERM_MOVIES = 100  # the movies listed on a term's page, most components first
@@ -305,48 +383,80 @@ def term_detail(session: Session, user: Any, slug: str) -> dict[str, Any] | None
     rows = session.execute(
         select(Movie.id, Movie.title, Movie.slug, cells.c.n_components, _mean_r(cells))
         .join(cells, cells.c.movie_id == Movie.id)
-        .order_by(cells.c.n_components.desc(), Movie.title).limit(MAX_TERM_MOVIES)).all()
+        .order_by(cells.c.n_components.desc(), Movie.title)
+        .limit(MAX_TERM_MOVIES)
+    ).all()
     movie_ids = [r[0] for r in rows]
-    merged = {tm.movie_id: tm for tm in session.scalars(select(TermMap).where(
-        TermMap.term_id == term.id, or_(TermMap.movie_id.is_(None), TermMap.movie_id.in_(movie_ids))))}
+    merged = {
+        tm.movie_id: tm
+        for tm in session.scalars(
+            select(TermMap).where(
+                TermMap.term_id == term.id, or_(TermMap.movie_id.is_(None), TermMap.movie_id.in_(movie_ids))
+            )
+        )
+    }
     view = term_view(v)
     stats = session.execute(select(view).where(view.c.term_id == term.id)).first()
     return {
-        "name": term.name, "slug": term.slug, "reference_set": term.reference_set.name,
+        "name": term.name,
+        "slug": term.slug,
+        "reference_set": term.reference_set.name,
         "has_mean_map": None in merged,
         "n_components_mean_map": merged[None].n_components if None in merged else 0,
-        "n_movies": int(stats.n_movies) if stats else 0, "n_components": int(stats.n_components) if stats else 0,
-        "movies": [{"title": t, "slug": s, "n_components": int(n), "mean_r": float(r),
-                    "has_merged_map": mid in merged} for mid, t, s, n, r in rows],
+        "n_movies": int(stats.n_movies) if stats else 0,
+        "n_components": int(stats.n_components) if stats else 0,
+        "movies": [
+            {"title": t, "slug": s, "n_components": int(n), "mean_r": float(r), "has_merged_map": mid in merged}
+            for mid, t, s, n, r in rows
+        ],
     }
 
 
-def _component_row(c: Component, collection: Collection, movie: Movie, term_name: str | None,
-                   term_slug: str | None = None) -> dict[str, Any]:
-    return {"uuid": c.uuid, "source_file": c.source_file, "volume": c.volume_index + 1,
-            "best_term": term_name, "best_term_slug": term_slug, "best_r": c.best_r,
-            "qc_warnings": list(c.qc_warnings or []),
-            "collection": collection.name, "collection_slug": collection.slug,
-            "movie": movie.title, "movie_slug": movie.slug, "is_demo": collection.is_demo,
-            "visibility": collection.visibility}
+def _component_row(
+    c: Component, collection: Collection, movie: Movie, term_name: str | None, term_slug: str | None = None
+) -> dict[str, Any]:
+    return {
+        "uuid": c.uuid,
+        "source_file": c.source_file,
+        "volume": c.volume_index + 1,
+        "best_term": term_name,
+        "best_term_slug": term_slug,
+        "best_r": c.best_r,
+        "qc_warnings": list(c.qc_warnings or []),
+        "collection": collection.name,
+        "collection_slug": collection.slug,
+        "movie": movie.title,
+        "movie_slug": movie.slug,
+        "is_demo": collection.is_demo,
+        "visibility": collection.visibility,
+    }
 
 
 COMPONENT_SORTS = {"r": Component.best_r, "file": Component.source_file}
 
 
-def list_components(session: Session, user: Any, term_slug: str | None = None, movie_slug: str | None = None,
-                    collection_slug: str | None = None, sort: str = "r", page: int = 1,
-                    per_page: int = DEFAULT_PER_PAGE) -> Page:
+def list_components(
+    session: Session,
+    user: Any,
+    term_slug: str | None = None,
+    movie_slug: str | None = None,
+    collection_slug: str | None = None,
+    sort: str = "r",
+    page: int = 1,
+    per_page: int = DEFAULT_PER_PAGE,
+) -> Page:
     """Visible components, best r first (or by file), optionally of one term, movie and/or collection.
 
     Rows come from an indexed ORDER BY ... LIMIT; the total from the derived counts (or, for one collection, a
     count over that collection's rows)."""
     page, per_page = clamp_page(page, per_page)
-    stmt = (select(Component, Collection, Movie, Term.name, Term.slug)
-            .join(Collection, Component.collection_id == Collection.id)
-            .join(Movie, Collection.movie_id == Movie.id)
-            .outerjoin(Term, Component.best_term_id == Term.id)
-            .where(visible_collections(user)))
+    stmt = (
+        select(Component, Collection, Movie, Term.name, Term.slug)
+        .join(Collection, Component.collection_id == Collection.id)
+        .join(Movie, Collection.movie_id == Movie.id)
+        .outerjoin(Term, Component.best_term_id == Term.id)
+        .where(visible_collections(user))
+    )
     term = get_term(session, term_slug) if term_slug else None
     movie = get_visible_movie(session, user, movie_slug) if movie_slug else None
     collection = get_visible_collection(session, user, collection_slug) if collection_slug else None
@@ -367,8 +477,9 @@ def list_components(session: Session, user: Any, term_slug: str | None = None, m
     return Page([_component_row(c, col, m, t, ts) for c, col, m, t, ts in rows], page, per_page, total)
 
 
-def _component_total(session: Session, user: Any, term: Term | None, movie: Movie | None,
-                     collection: Collection | None, stmt: Select) -> int:
+def _component_total(
+    session: Session, user: Any, term: Term | None, movie: Movie | None, collection: Collection | None, stmt: Select
+) -> int:
     if collection is not None:  # one collection's rows: small
         return session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
     v = viewer_scope(session, user)
@@ -387,14 +498,16 @@ def _component_total(session: Session, user: Any, term: Term | None, movie: Movi
 MOVIE_SORTS = ("title", "newest", "components")
 
 
-def list_movies(session: Session, user: Any, search: str = "", sort: str = "title", page: int = 1,
-                per_page: int = DEFAULT_PER_PAGE) -> Page:
+def list_movies(
+    session: Session, user: Any, search: str = "", sort: str = "title", page: int = 1, per_page: int = DEFAULT_PER_PAGE
+) -> Page:
     page, per_page = clamp_page(page, per_page)
     search = search_text(search)
     v = viewer_scope(session, user)
     view = movie_view(v)
-    stmt = (select(Movie, view.c.n_collections, view.c.n_components, view.c.newest)
-            .join(view, view.c.movie_id == Movie.id))
+    stmt = select(Movie, view.c.n_collections, view.c.n_components, view.c.newest).join(
+        view, view.c.movie_id == Movie.id
+    )
     if search.strip():
         stmt = stmt.where(_contains(session, Movie.title, search))
     if sort == "newest":
@@ -408,9 +521,22 @@ def list_movies(session: Session, user: Any, search: str = "", sort: str = "titl
         total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
     else:
         total = counts(session, user)["movies"]
-    return Page([{"title": m.title, "slug": m.slug, "year": m.year, "n_collections": int(nc),
-                  "n_components": int(n), "latest": _iso(latest)}
-                 for m, nc, n, latest in rows], page, per_page, total)
+    return Page(
+        [
+            {
+                "title": m.title,
+                "slug": m.slug,
+                "year": m.year,
+                "n_collections": int(nc),
+                "n_components": int(n),
+                "latest": _iso(latest),
+            }
+            for m, nc, n, latest in rows
+        ],
+        page,
+        per_page,
+        total,
+    )
 
 
 def _iso(value: Any) -> str | None:
@@ -425,14 +551,14 @@ def visible_movie_titles(session: Session, user: Any, limit: int = 2000) -> list
     """Titles of the movies the user may see, A to Z: the suggestions of the collection form, which must not tell
     a curator the titles that only someone else's private collections have."""
     visible = select(Collection.movie_id).where(visible_collections(user))
-    return list(session.scalars(select(Movie.title).where(Movie.id.in_(visible)).order_by(Movie.title)
-                                .limit(limit)))
+    return list(session.scalars(select(Movie.title).where(Movie.id.in_(visible)).order_by(Movie.title).limit(limit)))
 
 
 def get_visible_movie(session: Session, user: Any, slug: str) -> Movie | None:
     """A movie is visible when at least one of its collections is."""
-    return session.scalar(select(Movie).join(Collection).where(_key_is(Movie.slug, slug), visible_collections(user))
-                          .limit(1))
+    return session.scalar(
+        select(Movie).join(Collection).where(_key_is(Movie.slug, slug), visible_collections(user)).limit(1)
+    )
 
 
 def movie_detail(session: Session, user: Any, slug: str) -> dict[str, Any] | None:
@@ -446,23 +572,42 @@ def movie_detail(session: Session, user: Any, slug: str) -> dict[str, Any] | Non
     rows = session.execute(
         select(Term.name, Term.slug, cells.c.n_components, _mean_r(cells))
         .join(cells, cells.c.term_id == Term.id)
-        .where(Term.reference_set_id == active_reference_id(session))).all()
-    merged = set(session.scalars(select(Term.slug).join(TermMap, TermMap.term_id == Term.id)
-                                 .where(TermMap.movie_id == movie.id)))
+        .where(Term.reference_set_id == active_reference_id(session))
+    ).all()
+    merged = set(
+        session.scalars(select(Term.slug).join(TermMap, TermMap.term_id == Term.id).where(TermMap.movie_id == movie.id))
+    )
     rows = [(name, tslug, int(n), float(r)) for name, tslug, n, r in rows]  # PostgreSQL sums are numeric
-    terms = [{"name": name, "slug": tslug, "n_components": n, "mean_r": r,
-              "share": n / total if total else 0.0, "score": r * n / total if total else 0.0,
-              "has_merged_map": tslug in merged} for name, tslug, n, r in rows]
+    terms = [
+        {
+            "name": name,
+            "slug": tslug,
+            "n_components": n,
+            "mean_r": r,
+            "share": n / total if total else 0.0,
+            "score": r * n / total if total else 0.0,
+            "has_merged_map": tslug in merged,
+        }
+        for name, tslug, n, r in rows
+    ]
     terms.sort(key=lambda t: (-t["score"], t["name"]))
     n_terms = len(terms)
     terms = terms[:MAX_MOVIE_TERMS]
     vis = and_(visible_collections(user), Collection.movie_id == movie.id)
-    collections = session.scalars(select(Collection).where(vis).order_by(Collection.created)
-                                  .limit(MAX_MOVIE_COLLECTIONS)).all()
+    collections = session.scalars(
+        select(Collection).where(vis).order_by(Collection.created).limit(MAX_MOVIE_COLLECTIONS)
+    ).all()
     n_collections = int(session.scalar(select(mview.c.n_collections).where(mview.c.movie_id == movie.id)) or 0)
-    return {"title": movie.title, "slug": movie.slug, "year": movie.year, "n_components": total, "terms": terms,
-            "collections": collection_dicts(session, collections), "n_collections": n_collections,
-            "n_terms": n_terms}
+    return {
+        "title": movie.title,
+        "slug": movie.slug,
+        "year": movie.year,
+        "n_components": total,
+        "terms": terms,
+        "collections": collection_dicts(session, collections),
+        "n_collections": n_collections,
+        "n_terms": n_terms,
+    }
 
 
 MAX_MOVIE_COLLECTIONS = 100  # listed on a movie's page (oldest first); the count covers all
@@ -477,27 +622,56 @@ def collection_dicts(session: Session, collections: list[Collection]) -> list[di
     """The fields pages and the API show of collections, with owners and component counts read in one query
     each."""
     ids = [c.id for c in collections]
-    n_components = dict(session.execute(select(Component.collection_id, func.count(Component.id))
-                                        .where(Component.collection_id.in_(ids))
-                                        .group_by(Component.collection_id)).all()) if ids else {}
-    owners = {u.id: u for u in session.scalars(select(User).where(
-        User.id.in_({c.owner_id for c in collections})))} if ids else {}
+    n_components = (
+        dict(
+            session.execute(
+                select(Component.collection_id, func.count(Component.id))
+                .where(Component.collection_id.in_(ids))
+                .group_by(Component.collection_id)
+            ).all()
+        )
+        if ids
+        else {}
+    )
+    owners = (
+        {u.id: u for u in session.scalars(select(User).where(User.id.in_({c.owner_id for c in collections})))}
+        if ids
+        else {}
+    )
     out = []
     for c in collections:
         owner = owners.get(c.owner_id)
-        out.append({"name": c.name, "slug": c.slug, "movie": c.movie.title, "movie_slug": c.movie.slug,
-                    "description": c.description, "dataset_url": c.dataset_url, "doi": c.doi,
-                    "contributors": c.contributors, "license": c.license, "visibility": c.visibility,
-                    "owner": owner.display_name if owner else "", "status": c.status, "is_demo": c.is_demo,
-                    "metadata": c.metadata_ or {}, "created": c.created.isoformat() if c.created else None,
-                    "n_components": int(n_components.get(c.id, 0))})
+        out.append(
+            {
+                "name": c.name,
+                "slug": c.slug,
+                "movie": c.movie.title,
+                "movie_slug": c.movie.slug,
+                "description": c.description,
+                "dataset_url": c.dataset_url,
+                "doi": c.doi,
+                "contributors": c.contributors,
+                "license": c.license,
+                "visibility": c.visibility,
+                "owner": owner.display_name if owner else "",
+                "status": c.status,
+                "is_demo": c.is_demo,
+                "metadata": c.metadata_ or {},
+                "created": c.created.isoformat() if c.created else None,
+                "n_components": int(n_components.get(c.id, 0)),
+            }
+        )
     return out
 
 
 def list_collections(session: Session, user: Any, page: int = 1, per_page: int = DEFAULT_PER_PAGE) -> Page:
     page, per_page = clamp_page(page, per_page)
-    stmt = (select(Collection).options(joinedload(Collection.movie)).where(visible_collections(user))
-            .order_by(Collection.created.desc(), Collection.id.desc()))
+    stmt = (
+        select(Collection)
+        .options(joinedload(Collection.movie))
+        .where(visible_collections(user))
+        .order_by(Collection.created.desc(), Collection.id.desc())
+    )
     rows = session.scalars(stmt.limit(per_page).offset((page - 1) * per_page)).all()
     return Page(collection_dicts(session, list(rows)), page, per_page, counts(session, user)["collections"])
 
@@ -513,9 +687,16 @@ def movie_term(session: Session, user: Any, movie_slug: str, term_slug: str) -> 
         return None
     merged = session.scalar(select(TermMap).where(TermMap.movie_id == movie.id, TermMap.term_id == term.id))
     comps = list_components(session, user, term_slug=term_slug, movie_slug=movie_slug, per_page=MAX_PER_PAGE)
-    return {"movie": movie.title, "movie_slug": movie.slug, "term": term.name, "term_slug": term.slug,
-            "has_merged_map": merged is not None, "n_merged": merged.n_components if merged else 0,
-            "components": comps.items, "n_components": comps.total}
+    return {
+        "movie": movie.title,
+        "movie_slug": movie.slug,
+        "term": term.name,
+        "term_slug": term.slug,
+        "has_merged_map": merged is not None,
+        "n_merged": merged.n_components if merged else 0,
+        "components": comps.items,
+        "n_components": comps.total,
+    }
 
 
 def get_visible_component(session: Session, user: Any, uuid: str) -> Component | None:
@@ -528,9 +709,12 @@ def component_detail(session: Session, user: Any, uuid: str) -> dict[str, Any] |
         return None
     collection = comp.collection
     row = _component_row(comp, collection, collection.movie, comp.best_term.name if comp.best_term else None)
-    decodings = session.execute(select(Term.name, Term.slug, Decoding.r, Decoding.rank)
-                                .join(Term, Decoding.term_id == Term.id)
-                                .where(Decoding.component_id == comp.id).order_by(Decoding.rank)).all()
+    decodings = session.execute(
+        select(Term.name, Term.slug, Decoding.r, Decoding.rank)
+        .join(Term, Decoding.term_id == Term.id)
+        .where(Decoding.component_id == comp.id)
+        .order_by(Decoding.rank)
+    ).all()
     row["best_term_slug"] = comp.best_term.slug if comp.best_term else None
     row["decoded_at"] = comp.decoded_at.isoformat() if comp.decoded_at else None
     row["decodings"] = [{"term": n, "slug": s, "r": float(r), "rank": int(k)} for n, s, r, k in decodings]
@@ -546,8 +730,10 @@ def full_decoding_profile(session: Session, comp: Component) -> list[dict[str, A
     if r is None or len(r) != len(terms):
         return [{"term": d.term.name, "slug": d.term.slug, "r": d.r, "rank": d.rank} for d in comp.decodings]
     order = np.argsort(-r, kind="stable")
-    return [{"term": terms[i].name, "slug": terms[i].slug, "r": float(r[i]), "rank": rank + 1}
-            for rank, i in enumerate(order)]
+    return [
+        {"term": terms[i].name, "slug": terms[i].slug, "r": float(r[i]), "rank": rank + 1}
+        for rank, i in enumerate(order)
+    ]
 
 
 DEFAULT_HEATMAP_TERMS = 20
@@ -555,8 +741,9 @@ DEFAULT_HEATMAP_MOVIES = 20
 MAX_HEATMAP = 100  # terms or movies in one heatmap
 
 
-def heatmap(session: Session, user: Any, terms: Any = DEFAULT_HEATMAP_TERMS,
-            movies: Any = DEFAULT_HEATMAP_MOVIES) -> dict[str, Any]:
+def heatmap(
+    session: Session, user: Any, terms: Any = DEFAULT_HEATMAP_TERMS, movies: Any = DEFAULT_HEATMAP_MOVIES
+) -> dict[str, Any]:
     """Term x movie for the ``terms`` most used terms and the ``movies`` movies with most components (both at most
     :data:`MAX_HEATMAP`): number of visible components per cell and their mean r, from the derived counts.
 
@@ -566,13 +753,19 @@ def heatmap(session: Session, user: Any, terms: Any = DEFAULT_HEATMAP_TERMS,
     v = viewer_scope(session, user)
     tview, mview = term_view(v), movie_view(v)
     top_terms = session.execute(
-        select(Term.id, Term.name, Term.slug).join(tview, tview.c.term_id == Term.id)
+        select(Term.id, Term.name, Term.slug)
+        .join(tview, tview.c.term_id == Term.id)
         .where(Term.reference_set_id == active_reference_id(session), tview.c.n_components > 0)
-        .order_by(tview.c.n_components.desc(), Term.name).limit(n_terms)).all()
+        .order_by(tview.c.n_components.desc(), Term.name)
+        .limit(n_terms)
+    ).all()
     top_movies = session.execute(
-        select(Movie.id, Movie.title, Movie.slug).join(mview, mview.c.movie_id == Movie.id)
+        select(Movie.id, Movie.title, Movie.slug)
+        .join(mview, mview.c.movie_id == Movie.id)
         .where(mview.c.n_components > 0)
-        .order_by(mview.c.n_components.desc(), Movie.title).limit(n_movies)).all()
+        .order_by(mview.c.n_components.desc(), Movie.title)
+        .limit(n_movies)
+    ).all()
     top_terms = sorted(top_terms, key=lambda r: (r.name.lower(), r.id))
     top_movies = sorted(top_movies, key=lambda r: (r.title.lower(), r.id))
     ti = {r.id: i for i, r in enumerate(top_terms)}
@@ -582,18 +775,32 @@ def heatmap(session: Session, user: Any, terms: Any = DEFAULT_HEATMAP_TERMS,
     if ti and mi:
         cells = cell_view(v, term_ids=list(ti))
         for movie_id, term_id, n, r in session.execute(
-                select(cells.c.movie_id, cells.c.term_id, cells.c.n_components, _mean_r(cells))
-                .where(cells.c.movie_id.in_(list(mi)))):
+            select(cells.c.movie_id, cells.c.term_id, cells.c.n_components, _mean_r(cells)).where(
+                cells.c.movie_id.in_(list(mi))
+            )
+        ):
             if n:
                 count[ti[term_id]][mi[movie_id]] = int(n)
                 mean_r[ti[term_id]][mi[movie_id]] = float(r)
-    total_terms = session.scalar(select(func.count()).select_from(tview).join(Term, Term.id == tview.c.term_id)
-                                 .where(Term.reference_set_id == active_reference_id(session),
-                                        tview.c.n_components > 0)) or 0
-    return {"terms": [r.name for r in top_terms], "term_slugs": [r.slug for r in top_terms],
-            "movies": [r.title for r in top_movies], "movie_slugs": [r.slug for r in top_movies],
-            "count": count, "mean_r": mean_r, "n_terms": int(total_terms),
-            "n_movies": counts(session, user)["movies"]}
+    total_terms = (
+        session.scalar(
+            select(func.count())
+            .select_from(tview)
+            .join(Term, Term.id == tview.c.term_id)
+            .where(Term.reference_set_id == active_reference_id(session), tview.c.n_components > 0)
+        )
+        or 0
+    )
+    return {
+        "terms": [r.name for r in top_terms],
+        "term_slugs": [r.slug for r in top_terms],
+        "movies": [r.title for r in top_movies],
+        "movie_slugs": [r.slug for r in top_movies],
+        "count": count,
+        "mean_r": mean_r,
+        "n_terms": int(total_terms),
+        "n_movies": counts(session, user)["movies"],
+    }
 
 
 def _bounded(value: Any, default: int) -> int:
@@ -609,13 +816,20 @@ def search(session: Session, user: Any, text: str, limit: int = 8) -> list[dict[
     text = search_text(text, 100).strip()
     if len(text) < 2:
         return []
-    terms = session.execute(select(Term.name, Term.slug).where(
-        Term.reference_set_id == active_reference_id(session), _contains(session, Term.name, text))
-        .order_by(func.length(Term.name), Term.name).limit(limit)).all()
+    terms = session.execute(
+        select(Term.name, Term.slug)
+        .where(Term.reference_set_id == active_reference_id(session), _contains(session, Term.name, text))
+        .order_by(func.length(Term.name), Term.name)
+        .limit(limit)
+    ).all()
     visible = movie_view(viewer_scope(session, user))
-    movies = session.execute(select(Movie.title, Movie.slug).join(visible, visible.c.movie_id == Movie.id)
-                             .where(_contains(session, Movie.title, text))
-                             .order_by(Movie.title).limit(limit)).all()
+    movies = session.execute(
+        select(Movie.title, Movie.slug)
+        .join(visible, visible.c.movie_id == Movie.id)
+        .where(_contains(session, Movie.title, text))
+        .order_by(Movie.title)
+        .limit(limit)
+    ).all()
     out = [{"kind": "term", "label": n, "href": f"/terms/{s}"} for n, s in terms]
     out += [{"kind": "movie", "label": t, "href": f"/movies/{s}"} for t, s in movies]
     return out[:limit]
@@ -623,8 +837,10 @@ def search(session: Session, user: Any, text: str, limit: int = 8) -> list[dict[
 
 def demo_collection_count(session: Session, user: Any) -> int:
     """Visible collections holding synthetic demo data (the pages label them)."""
-    return session.scalar(select(func.count(Collection.id)).where(visible_collections(user),
-                                                                  Collection.is_demo.is_(True))) or 0
+    return (
+        session.scalar(select(func.count(Collection.id)).where(visible_collections(user), Collection.is_demo.is_(True)))
+        or 0
+    )
 
 
 def recent_movies(session: Session, user: Any, limit: int = 5) -> list[dict[str, Any]]:

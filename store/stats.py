@@ -20,6 +20,7 @@ How the numbers stay right:
   loads that bypass the ORM); :func:`check` compares the stored rows with a recomputation
   (``python -m pipeline stats check``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -57,6 +58,7 @@ def _in_scope(scope: str):
 
 
 # --- tracking changes ---------------------------------------------------------------------------------------------
+
 
 def _changed(obj: Any, fields: Iterable[str]) -> bool:
     state = attributes.instance_state(obj)
@@ -116,6 +118,7 @@ def _forget(session: Session, previous_transaction: Any) -> None:
 
 # --- recomputing one movie ------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Counts:
     n_collections: int = 0
@@ -131,20 +134,29 @@ def _aware(value: datetime | None) -> datetime | None:
 
 def _movie_from_base(session: Session, movie_id: int, scope: str) -> tuple[Counts | None, dict[int, Counts]]:
     where = (Collection.movie_id == movie_id, _in_scope(scope))
-    n_coll, newest = session.execute(select(func.count(Collection.id), func.max(Collection.created))
-                                     .where(*where)).one()
+    n_coll, newest = session.execute(
+        select(func.count(Collection.id), func.max(Collection.created)).where(*where)
+    ).one()
     if not n_coll:
         return None, {}
-    n_comp = session.scalar(select(func.count(Component.id))
-                            .join(Collection, Component.collection_id == Collection.id).where(*where))
+    n_comp = session.scalar(
+        select(func.count(Component.id)).join(Collection, Component.collection_id == Collection.id).where(*where)
+    )
     movie = Counts(int(n_coll), int(n_comp or 0), 0.0, _aware(newest))
     cells = {
         term_id: Counts(int(nc), int(n), float(s or 0.0), _aware(latest))
         for term_id, n, nc, s, latest in session.execute(
-            select(Component.best_term_id, func.count(Component.id), func.count(func.distinct(Collection.id)),
-                   func.sum(Component.best_r), func.max(Collection.created))
+            select(
+                Component.best_term_id,
+                func.count(Component.id),
+                func.count(func.distinct(Collection.id)),
+                func.sum(Component.best_r),
+                func.max(Collection.created),
+            )
             .join(Collection, Component.collection_id == Collection.id)
-            .where(*where, Component.best_term_id.is_not(None)).group_by(Component.best_term_id))
+            .where(*where, Component.best_term_id.is_not(None))
+            .group_by(Component.best_term_id)
+        )
     }
     return movie, cells
 
@@ -152,10 +164,18 @@ def _movie_from_base(session: Session, movie_id: int, scope: str) -> tuple[Count
 def _stored_movie(session: Session, movie_id: int, scope: str) -> tuple[Counts | None, dict[int, Counts]]:
     row = session.get(MovieStats, (scope, movie_id), populate_existing=True)
     movie = None if row is None else Counts(row.n_collections, row.n_components, 0.0, _aware(row.newest))
-    cells = {t: Counts(nc, n, s, _aware(latest)) for t, nc, n, s, latest in session.execute(
-        select(MovieTermStats.term_id, MovieTermStats.n_collections, MovieTermStats.n_components,
-               MovieTermStats.sum_r, MovieTermStats.newest)
-        .where(MovieTermStats.scope == scope, MovieTermStats.movie_id == movie_id))}
+    cells = {
+        t: Counts(nc, n, s, _aware(latest))
+        for t, nc, n, s, latest in session.execute(
+            select(
+                MovieTermStats.term_id,
+                MovieTermStats.n_collections,
+                MovieTermStats.n_components,
+                MovieTermStats.sum_r,
+                MovieTermStats.newest,
+            ).where(MovieTermStats.scope == scope, MovieTermStats.movie_id == movie_id)
+        )
+    }
     return movie, cells
 
 
@@ -164,8 +184,9 @@ def _upsert_add(session: Session, table: Any, keys: dict[str, Any], deltas: dict
     dialect = session.get_bind().dialect.name
     module = postgresql if dialect == "postgresql" else sqlite
     stmt = module.insert(table).values(**keys, **deltas)
-    stmt = stmt.on_conflict_do_update(index_elements=list(keys),
-                                      set_={f: getattr(table.c, f) + stmt.excluded[f] for f in deltas})
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(keys), set_={f: getattr(table.c, f) + stmt.excluded[f] for f in deltas}
+    )
     session.execute(stmt)
 
 
@@ -187,27 +208,51 @@ def refresh_movie(session: Session, movie_id: int) -> None:
         new_movie, new_cells = _movie_from_base(session, movie_id, scope)
         if (old_movie, old_cells) == (new_movie, new_cells):
             continue
-        session.execute(delete(MovieTermStats).where(MovieTermStats.scope == scope,
-                                                     MovieTermStats.movie_id == movie_id))
+        session.execute(
+            delete(MovieTermStats).where(MovieTermStats.scope == scope, MovieTermStats.movie_id == movie_id)
+        )
         session.execute(delete(MovieStats).where(MovieStats.scope == scope, MovieStats.movie_id == movie_id))
         if new_movie is not None and session.get(Movie, movie_id) is not None:
-            session.execute(insert(MovieStats).values(
-                scope=scope, movie_id=movie_id, n_collections=new_movie.n_collections,
-                n_components=new_movie.n_components, newest=new_movie.newest))
+            session.execute(
+                insert(MovieStats).values(
+                    scope=scope,
+                    movie_id=movie_id,
+                    n_collections=new_movie.n_collections,
+                    n_components=new_movie.n_components,
+                    newest=new_movie.newest,
+                )
+            )
             if new_cells:
-                session.execute(insert(MovieTermStats), [
-                    {"scope": scope, "movie_id": movie_id, "term_id": t, "n_collections": c.n_collections,
-                     "n_components": c.n_components, "sum_r": c.sum_r, "newest": c.newest}
-                    for t, c in new_cells.items()])
+                session.execute(
+                    insert(MovieTermStats),
+                    [
+                        {
+                            "scope": scope,
+                            "movie_id": movie_id,
+                            "term_id": t,
+                            "n_collections": c.n_collections,
+                            "n_components": c.n_components,
+                            "sum_r": c.sum_r,
+                            "newest": c.newest,
+                        }
+                        for t, c in new_cells.items()
+                    ],
+                )
         else:
             new_movie, new_cells = None, {}
         _apply_term_deltas(session, scope, old_cells, new_cells)
         empty = Counts()
         old_m, new_m = old_movie or empty, new_movie or empty
-        _upsert_add(session, CatalogStats.__table__, {"scope": scope}, {
-            "n_movies": int(new_movie is not None) - int(old_movie is not None),
-            "n_collections": new_m.n_collections - old_m.n_collections,
-            "n_components": new_m.n_components - old_m.n_components})
+        _upsert_add(
+            session,
+            CatalogStats.__table__,
+            {"scope": scope},
+            {
+                "n_movies": int(new_movie is not None) - int(old_movie is not None),
+                "n_collections": new_m.n_collections - old_m.n_collections,
+                "n_components": new_m.n_components - old_m.n_components,
+            },
+        )
 
 
 def _apply_term_deltas(session: Session, scope: str, old: dict[int, Counts], new: dict[int, Counts]) -> None:
@@ -217,38 +262,68 @@ def _apply_term_deltas(session: Session, scope: str, old: dict[int, Counts], new
         a, b = old.get(term_id, empty), new.get(term_id, empty)
         if a == b:
             continue
-        _upsert_add(session, table, {"scope": scope, "term_id": term_id}, {
-            "n_movies": int(term_id in new) - int(term_id in old),
-            "n_collections": b.n_collections - a.n_collections,
-            "n_components": b.n_components - a.n_components,
-            "sum_r": b.sum_r - a.sum_r})
-        newest = session.scalar(select(func.max(MovieTermStats.newest)).where(
-            MovieTermStats.scope == scope, MovieTermStats.term_id == term_id))
-        session.execute(table.update().where(table.c.scope == scope, table.c.term_id == term_id)
-                        .values(newest=newest))
-        session.execute(table.delete().where(table.c.scope == scope, table.c.term_id == term_id,
-                                             table.c.n_components <= 0))
+        _upsert_add(
+            session,
+            table,
+            {"scope": scope, "term_id": term_id},
+            {
+                "n_movies": int(term_id in new) - int(term_id in old),
+                "n_collections": b.n_collections - a.n_collections,
+                "n_components": b.n_components - a.n_components,
+                "sum_r": b.sum_r - a.sum_r,
+            },
+        )
+        newest = session.scalar(
+            select(func.max(MovieTermStats.newest)).where(
+                MovieTermStats.scope == scope, MovieTermStats.term_id == term_id
+            )
+        )
+        session.execute(table.update().where(table.c.scope == scope, table.c.term_id == term_id).values(newest=newest))
+        session.execute(
+            table.delete().where(table.c.scope == scope, table.c.term_id == term_id, table.c.n_components <= 0)
+        )
 
 
 # --- full recomputation ---------------------------------------------------------------------------------------------
 
+
 def _movie_query(scope: str) -> Select:
-    n_comp = (select(Collection.movie_id, func.count(Component.id).label("n_components"))
-              .join(Collection, Component.collection_id == Collection.id).where(_in_scope(scope))
-              .group_by(Collection.movie_id).subquery())
-    coll = (select(Collection.movie_id, func.count(Collection.id).label("n_collections"),
-                   func.max(Collection.created).label("newest"))
-            .where(_in_scope(scope)).group_by(Collection.movie_id).subquery())
-    return (select(coll.c.movie_id, coll.c.n_collections, func.coalesce(n_comp.c.n_components, 0), coll.c.newest)
-            .outerjoin(n_comp, n_comp.c.movie_id == coll.c.movie_id))
+    n_comp = (
+        select(Collection.movie_id, func.count(Component.id).label("n_components"))
+        .join(Collection, Component.collection_id == Collection.id)
+        .where(_in_scope(scope))
+        .group_by(Collection.movie_id)
+        .subquery()
+    )
+    coll = (
+        select(
+            Collection.movie_id,
+            func.count(Collection.id).label("n_collections"),
+            func.max(Collection.created).label("newest"),
+        )
+        .where(_in_scope(scope))
+        .group_by(Collection.movie_id)
+        .subquery()
+    )
+    return select(
+        coll.c.movie_id, coll.c.n_collections, func.coalesce(n_comp.c.n_components, 0), coll.c.newest
+    ).outerjoin(n_comp, n_comp.c.movie_id == coll.c.movie_id)
 
 
 def _cell_query(scope: str) -> Select:
-    return (select(Collection.movie_id, Component.best_term_id, func.count(func.distinct(Collection.id)),
-                   func.count(Component.id), func.sum(Component.best_r), func.max(Collection.created))
-            .join(Collection, Component.collection_id == Collection.id)
-            .where(_in_scope(scope), Component.best_term_id.is_not(None))
-            .group_by(Collection.movie_id, Component.best_term_id))
+    return (
+        select(
+            Collection.movie_id,
+            Component.best_term_id,
+            func.count(func.distinct(Collection.id)),
+            func.count(Component.id),
+            func.sum(Component.best_r),
+            func.max(Collection.created),
+        )
+        .join(Collection, Component.collection_id == Collection.id)
+        .where(_in_scope(scope), Component.best_term_id.is_not(None))
+        .group_by(Collection.movie_id, Component.best_term_id)
+    )
 
 
 def recompute(session: Session) -> dict[str, dict]:
@@ -258,18 +333,26 @@ def recompute(session: Session) -> dict[str, dict]:
     for scope in STATS_SCOPES:
         catalog = {"n_movies": 0, "n_collections": 0, "n_components": 0}
         for movie_id, nc, n, newest in session.execute(_movie_query(scope)):
-            out["movies"][(scope, movie_id)] = {"n_collections": int(nc), "n_components": int(n),
-                                                "newest": _aware(newest)}
+            out["movies"][(scope, movie_id)] = {
+                "n_collections": int(nc),
+                "n_components": int(n),
+                "newest": _aware(newest),
+            }
             catalog["n_movies"] += 1
             catalog["n_collections"] += int(nc)
             catalog["n_components"] += int(n)
         out["catalog"][scope] = catalog
         for movie_id, term_id, nc, n, s, newest in session.execute(_cell_query(scope)):
-            cell = {"n_collections": int(nc), "n_components": int(n), "sum_r": float(s or 0.0),
-                    "newest": _aware(newest)}
+            cell = {
+                "n_collections": int(nc),
+                "n_components": int(n),
+                "sum_r": float(s or 0.0),
+                "newest": _aware(newest),
+            }
             out["cells"][(scope, movie_id, term_id)] = cell
-            term = out["terms"].setdefault((scope, term_id), {"n_movies": 0, "n_collections": 0, "n_components": 0,
-                                                             "sum_r": 0.0, "newest": None})
+            term = out["terms"].setdefault(
+                (scope, term_id), {"n_movies": 0, "n_collections": 0, "n_components": 0, "sum_r": 0.0, "newest": None}
+            )
             term["n_movies"] += 1
             term["n_collections"] += cell["n_collections"]
             term["n_components"] += cell["n_components"]
@@ -281,6 +364,7 @@ def recompute(session: Session) -> dict[str, dict]:
 
 def stored(session: Session) -> dict[str, dict]:
     """The derived rows as they are in the database, in the shape of :func:`recompute`."""
+
     def fields(row: Any, names: tuple[str, ...]) -> dict[str, Any]:
         values = {n: getattr(row, n) for n in names}
         if "newest" in values:
@@ -290,12 +374,15 @@ def stored(session: Session) -> dict[str, dict]:
     counts = ("n_collections", "n_components")
     return {
         "catalog": {r.scope: fields(r, ("n_movies", *counts)) for r in session.scalars(select(CatalogStats))},
-        "movies": {(r.scope, r.movie_id): fields(r, (*counts, "newest"))
-                   for r in session.scalars(select(MovieStats))},
-        "terms": {(r.scope, r.term_id): fields(r, ("n_movies", *counts, "sum_r", "newest"))
-                  for r in session.scalars(select(TermStats))},
-        "cells": {(r.scope, r.movie_id, r.term_id): fields(r, (*counts, "sum_r", "newest"))
-                  for r in session.scalars(select(MovieTermStats))},
+        "movies": {(r.scope, r.movie_id): fields(r, (*counts, "newest")) for r in session.scalars(select(MovieStats))},
+        "terms": {
+            (r.scope, r.term_id): fields(r, ("n_movies", *counts, "sum_r", "newest"))
+            for r in session.scalars(select(TermStats))
+        },
+        "cells": {
+            (r.scope, r.movie_id, r.term_id): fields(r, (*counts, "sum_r", "newest"))
+            for r in session.scalars(select(MovieTermStats))
+        },
     }
 
 
@@ -344,7 +431,7 @@ def rebuild(session: Session) -> dict[str, int]:
     }
     for model, values in rows.items():
         for start in range(0, len(values), 5000):
-            session.execute(insert(model), values[start:start + 5000])
+            session.execute(insert(model), values[start : start + 5000])
     for key in _KEYS:
         session.info.pop(key, None)
     return {model.__tablename__: len(values) for model, values in rows.items()}

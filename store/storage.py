@@ -3,6 +3,7 @@
 Keys are ``/``-separated relative paths made by the application, e.g. ``components/<uuid>.nii.gz``.
 Every write is atomic: readers see the old object or the whole new one, never a half-written file.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,8 +29,12 @@ _PUNCTUATION = frozenset("_-.")
 def _valid_segment(segment: str) -> bool:
     # str.isalnum: the letters and digits of every script, which slugs keep (store.models.slugify), and nothing
     # that separates paths, hides a file or looks like a space.
-    return (bool(segment) and not segment.startswith(".") and len(segment.encode("utf-8")) <= MAX_SEGMENT_BYTES
-            and all(ch.isalnum() or ch in _PUNCTUATION for ch in segment))
+    return (
+        bool(segment)
+        and not segment.startswith(".")
+        and len(segment.encode("utf-8")) <= MAX_SEGMENT_BYTES
+        and all(ch.isalnum() or ch in _PUNCTUATION for ch in segment)
+    )
 
 
 def check_key(key: str) -> str:
@@ -57,8 +62,12 @@ def check_key(key: str) -> str:
     ValueError
         When ``key`` is not a valid storage key.
     """
-    valid = (isinstance(key, str) and all(_valid_segment(s) for s in key.split("/"))
-             and unicodedata.normalize("NFC", key) == key and len(key.encode("utf-8")) <= MAX_KEY_BYTES)
+    valid = (
+        isinstance(key, str)
+        and all(_valid_segment(s) for s in key.split("/"))
+        and unicodedata.normalize("NFC", key) == key
+        and len(key.encode("utf-8")) <= MAX_KEY_BYTES
+    )
     if not valid:
         raise ValueError(f"invalid storage key {key!r}")
     return key
@@ -527,8 +536,11 @@ class S3Storage:
             When nothing is stored under ``src_key``.
         """
         try:
-            self._client.copy_object(Bucket=self.bucket, Key=self._key(dest_key),
-                                     CopySource={"Bucket": self.bucket, "Key": self._key(src_key)})
+            self._client.copy_object(
+                Bucket=self.bucket,
+                Key=self._key(dest_key),
+                CopySource={"Bucket": self.bucket, "Key": self._key(src_key)},
+            )
         except Exception as exc:
             if self._missing(exc):
                 raise KeyError(src_key) from None

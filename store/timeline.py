@@ -7,6 +7,7 @@ the movie time of every row is computed from the collection's timing (``Collecti
 ``pipeline.temporal.timing.Timing``
 does, without importing the pipeline.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -77,12 +78,21 @@ def component_course(session: Session, user: Any, uuid: str) -> dict[str, Any] |
         mean = blocks.mean(axis=0)
         spectrum = np.abs(np.fft.rfft(mean - mean.mean())) ** 2
     times = movie_times(timing)
-    return {"tr": float(timing["tr"]), "subjects": subjects, "movie_time_s": times[: blocks.shape[1]].tolist(),
-            "values": blocks.mean(axis=0).tolist(), "sd": blocks.std(axis=0).tolist() if subjects > 1 else None,
-            "runs": [[float(s), int(n)] for s, n in timing["runs"]],
-            "spectrum": {"frequency_hz": np.fft.rfftfreq(2 * (len(spectrum) - 1) or 1, float(timing["tr"]))
-                         [: len(spectrum)].tolist(), "power": spectrum.tolist()},
-            "all_rows": {"movie_time_s": times.tolist(), "values": values.tolist()}}
+    return {
+        "tr": float(timing["tr"]),
+        "subjects": subjects,
+        "movie_time_s": times[: blocks.shape[1]].tolist(),
+        "values": blocks.mean(axis=0).tolist(),
+        "sd": blocks.std(axis=0).tolist() if subjects > 1 else None,
+        "runs": [[float(s), int(n)] for s, n in timing["runs"]],
+        "spectrum": {
+            "frequency_hz": np.fft.rfftfreq(2 * (len(spectrum) - 1) or 1, float(timing["tr"]))[
+                : len(spectrum)
+            ].tolist(),
+            "power": spectrum.tolist(),
+        },
+        "all_rows": {"movie_time_s": times.tolist(), "values": values.tolist()},
+    }
 
 
 def component_temporal(session: Session, user: Any, uuid: str) -> list[dict[str, Any]] | None:
@@ -90,16 +100,37 @@ def component_temporal(session: Session, user: Any, uuid: str) -> list[dict[str,
     comp = get_visible_component(session, user, uuid)
     if comp is None:
         return None
-    rows = session.execute(select(AnnotationSet.name, AnnotationSet.id, TemporalDecoding.label, TemporalDecoding.r,
-                                  TemporalDecoding.p, TemporalDecoding.q, TemporalDecoding.rank)
-                           .join(AnnotationSet, TemporalDecoding.set_id == AnnotationSet.id)
-                           .where(TemporalDecoding.component_id == comp.id).order_by(TemporalDecoding.rank)).all()
-    return [{"annotation": name, "annotation_id": set_id, "label": label, "r": float(r), "p": float(p),
-             "q": float(q), "rank": int(rank)} for name, set_id, label, r, p, q, rank in rows]
+    rows = session.execute(
+        select(
+            AnnotationSet.name,
+            AnnotationSet.id,
+            TemporalDecoding.label,
+            TemporalDecoding.r,
+            TemporalDecoding.p,
+            TemporalDecoding.q,
+            TemporalDecoding.rank,
+        )
+        .join(AnnotationSet, TemporalDecoding.set_id == AnnotationSet.id)
+        .where(TemporalDecoding.component_id == comp.id)
+        .order_by(TemporalDecoding.rank)
+    ).all()
+    return [
+        {
+            "annotation": name,
+            "annotation_id": set_id,
+            "label": label,
+            "r": float(r),
+            "p": float(p),
+            "q": float(q),
+            "rank": int(rank),
+        }
+        for name, set_id, label, r, p, q, rank in rows
+    ]
 
 
-def movie_annotations(session: Session, movie: Movie, with_events: bool = True,
-                      include: Iterable[tuple[int, str]] = ()) -> list[dict[str, Any]]:
+def movie_annotations(
+    session: Session, movie: Movie, with_events: bool = True, include: Iterable[tuple[int, str]] = ()
+) -> list[dict[str, Any]]:
     """The movie's annotation sets, by name, each with its labels and counts (and, when asked, the events the
     timeline draws).
 
@@ -120,20 +151,33 @@ def movie_annotations(session: Session, movie: Movie, with_events: bool = True,
         ``{"id", "name", "description", "source_url", "owner_id", "is_demo", "created", "n_events",
         "labels": [{"label", "events"}]}`` per set.
     """
-    sets = session.scalars(select(AnnotationSet).where(AnnotationSet.movie_id == movie.id)
-                           .order_by(AnnotationSet.name)).all()
+    sets = session.scalars(
+        select(AnnotationSet).where(AnnotationSet.movie_id == movie.id).order_by(AnnotationSet.name)
+    ).all()
     counts: dict[int, dict[str, int]] = {a.id: {} for a in sets}
     for set_id, label, n in session.execute(
-            select(AnnotationEvent.set_id, AnnotationEvent.label, func.count(AnnotationEvent.id))
-            .join(AnnotationSet).where(AnnotationSet.movie_id == movie.id)
-            .group_by(AnnotationEvent.set_id, AnnotationEvent.label)):
+        select(AnnotationEvent.set_id, AnnotationEvent.label, func.count(AnnotationEvent.id))
+        .join(AnnotationSet)
+        .where(AnnotationSet.movie_id == movie.id)
+        .group_by(AnnotationEvent.set_id, AnnotationEvent.label)
+    ):
         counts[set_id][label] = int(n)
     out = []
     for a in sets:
         labels = [{"label": label, "events": counts[a.id][label]} for label in sorted(counts[a.id])]
-        out.append({"id": a.id, "name": a.name, "description": a.description, "source_url": a.source_url,
-                    "owner_id": a.owner_id, "is_demo": a.is_demo, "created": a.created.isoformat(),
-                    "n_events": sum(x["events"] for x in labels), "labels": labels})
+        out.append(
+            {
+                "id": a.id,
+                "name": a.name,
+                "description": a.description,
+                "source_url": a.source_url,
+                "owner_id": a.owner_id,
+                "is_demo": a.is_demo,
+                "created": a.created.isoformat(),
+                "n_events": sum(x["events"] for x in labels),
+                "labels": labels,
+            }
+        )
     if with_events:
         _add_track_events(session, out, include)
     return out
@@ -147,16 +191,38 @@ def _add_track_events(session: Session, sets: list[dict[str, Any]], include: Ite
     events: dict[int, list[dict[str, Any]]] = {a["id"]: [] for a in sets}
     if pairs:
         share = max(1, MAX_TIMELINE_EVENTS // len(pairs))
-        position = func.row_number().over(partition_by=(AnnotationEvent.set_id, AnnotationEvent.label),
-                                          order_by=(AnnotationEvent.onset, AnnotationEvent.id)).label("position")
-        wanted = or_(*(and_(AnnotationEvent.set_id == set_id, AnnotationEvent.label.in_(labels))
-                       for set_id, labels in _by_set(pairs).items()))
-        ranked = select(AnnotationEvent.set_id, AnnotationEvent.onset, AnnotationEvent.duration,
-                        AnnotationEvent.label, AnnotationEvent.amplitude, AnnotationEvent.id, position
-                        ).where(wanted).subquery()
+        position = (
+            func.row_number()
+            .over(
+                partition_by=(AnnotationEvent.set_id, AnnotationEvent.label),
+                order_by=(AnnotationEvent.onset, AnnotationEvent.id),
+            )
+            .label("position")
+        )
+        wanted = or_(
+            *(
+                and_(AnnotationEvent.set_id == set_id, AnnotationEvent.label.in_(labels))
+                for set_id, labels in _by_set(pairs).items()
+            )
+        )
+        ranked = (
+            select(
+                AnnotationEvent.set_id,
+                AnnotationEvent.onset,
+                AnnotationEvent.duration,
+                AnnotationEvent.label,
+                AnnotationEvent.amplitude,
+                AnnotationEvent.id,
+                position,
+            )
+            .where(wanted)
+            .subquery()
+        )
         for set_id, onset, duration, label, amplitude in session.execute(
-                select(ranked.c.set_id, ranked.c.onset, ranked.c.duration, ranked.c.label, ranked.c.amplitude)
-                .where(ranked.c.position <= share).order_by(ranked.c.set_id, ranked.c.onset, ranked.c.id)):
+            select(ranked.c.set_id, ranked.c.onset, ranked.c.duration, ranked.c.label, ranked.c.amplitude)
+            .where(ranked.c.position <= share)
+            .order_by(ranked.c.set_id, ranked.c.onset, ranked.c.id)
+        ):
             events[set_id].append({"onset": onset, "duration": duration, "label": label, "amplitude": amplitude})
     for a in sets:
         a["events"] = events[a["id"]]
@@ -170,51 +236,87 @@ def _by_set(pairs: list[tuple[int, str]]) -> dict[int, list[str]]:
     return grouped
 
 
-def annotation_events(session: Session, movie: Movie, set_id: Any, page: Any = 1,
-                      per_page: Any = DEFAULT_EVENTS_PER_PAGE) -> Page | None:
+def annotation_events(
+    session: Session, movie: Movie, set_id: Any, page: Any = 1, per_page: Any = DEFAULT_EVENTS_PER_PAGE
+) -> Page | None:
     """One page of an annotation set's events, by onset (``per_page`` 1 to :data:`MAX_EVENTS_PER_PAGE`); None
     when the movie has no such set."""
     valid = isinstance(set_id, int) and not isinstance(set_id, bool) and 1 <= set_id <= 2**31 - 1
-    if not valid or session.scalar(select(AnnotationSet.id).where(AnnotationSet.id == set_id,
-                                                                 AnnotationSet.movie_id == movie.id)) is None:
+    if (
+        not valid
+        or session.scalar(
+            select(AnnotationSet.id).where(AnnotationSet.id == set_id, AnnotationSet.movie_id == movie.id)
+        )
+        is None
+    ):
         return None
     page, _ = clamp_page(page, 1)
     try:
         per_page = min(MAX_EVENTS_PER_PAGE, max(1, int(per_page or DEFAULT_EVENTS_PER_PAGE)))
     except (TypeError, ValueError, OverflowError):
         per_page = DEFAULT_EVENTS_PER_PAGE
-    rows = session.execute(select(AnnotationEvent.onset, AnnotationEvent.duration, AnnotationEvent.label,
-                                  AnnotationEvent.amplitude).where(AnnotationEvent.set_id == set_id)
-                           .order_by(AnnotationEvent.onset, AnnotationEvent.id)
-                           .limit(per_page).offset((page - 1) * per_page)).all()
+    rows = session.execute(
+        select(AnnotationEvent.onset, AnnotationEvent.duration, AnnotationEvent.label, AnnotationEvent.amplitude)
+        .where(AnnotationEvent.set_id == set_id)
+        .order_by(AnnotationEvent.onset, AnnotationEvent.id)
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    ).all()
     total = session.scalar(select(func.count(AnnotationEvent.id)).where(AnnotationEvent.set_id == set_id)) or 0
-    return Page([{"onset": o, "duration": d, "label": label, "amplitude": a} for o, d, label, a in rows],
-                page, per_page, int(total))
+    return Page(
+        [{"onset": o, "duration": d, "label": label, "amplitude": a} for o, d, label, a in rows],
+        page,
+        per_page,
+        int(total),
+    )
 
 
 def annotation_rows(session: Session, movie: Movie, set_id: int) -> list[tuple[float, float, str, float]] | None:
     """Every event of one of the movie's sets as (onset, duration, label, amplitude), by onset (for the CSV
     download); None when the movie has no such set."""
-    if session.scalar(select(AnnotationSet.id).where(AnnotationSet.id == set_id,
-                                                     AnnotationSet.movie_id == movie.id)) is None:
+    if (
+        session.scalar(select(AnnotationSet.id).where(AnnotationSet.id == set_id, AnnotationSet.movie_id == movie.id))
+        is None
+    ):
         return None
-    return [tuple(row) for row in session.execute(
-        select(AnnotationEvent.onset, AnnotationEvent.duration, AnnotationEvent.label, AnnotationEvent.amplitude)
-        .where(AnnotationEvent.set_id == set_id).order_by(AnnotationEvent.onset, AnnotationEvent.id))]
+    return [
+        tuple(row)
+        for row in session.execute(
+            select(AnnotationEvent.onset, AnnotationEvent.duration, AnnotationEvent.label, AnnotationEvent.amplitude)
+            .where(AnnotationEvent.set_id == set_id)
+            .order_by(AnnotationEvent.onset, AnnotationEvent.id)
+        )
+    ]
 
 
 def movie_courses(session: Session, user: Any, movie: Movie) -> list[dict[str, Any]]:
     """The visible components of a movie that have time courses: uuid, best term, number in its file (``ic``:
     1 for the first volume, as MELODIC numbers its components), source file, collection and the z-scored mean
     course over subjects on the movie-time axis (at most ``MAX_DISPLAY_POINTS`` points), grouped by best term."""
-    comps = session.execute(select(Component.uuid, Component.volume_index, Component.timecourse_id, Term.name,
-                                   Collection.timing, Collection.name, Component.source_file)
-                            .join(Collection).outerjoin(Term, Component.best_term_id == Term.id)
-                            .where(Collection.movie_id == movie.id, visible_collections(user),
-                                   Component.timecourse_id.is_not(None))
-                            .order_by(Term.name, Component.id)).all()
-    keys = dict(session.execute(select(TimeCourse.id, TimeCourse.storage_key)
-                                .where(TimeCourse.id.in_({c[2] for c in comps}))).all()) if comps else {}
+    comps = session.execute(
+        select(
+            Component.uuid,
+            Component.volume_index,
+            Component.timecourse_id,
+            Term.name,
+            Collection.timing,
+            Collection.name,
+            Component.source_file,
+        )
+        .join(Collection)
+        .outerjoin(Term, Component.best_term_id == Term.id)
+        .where(Collection.movie_id == movie.id, visible_collections(user), Component.timecourse_id.is_not(None))
+        .order_by(Term.name, Component.id)
+    ).all()
+    keys = (
+        dict(
+            session.execute(
+                select(TimeCourse.id, TimeCourse.storage_key).where(TimeCourse.id.in_({c[2] for c in comps}))
+            ).all()
+        )
+        if comps
+        else {}
+    )
     matrices: dict[int, np.ndarray] = {}
     out = []
     for uuid, column, course_id, term, timing, collection_name, source_file in comps:
@@ -229,8 +331,17 @@ def movie_courses(session: Session, user: Any, movie: Movie) -> list[dict[str, A
         times = movie_times(timing)[: len(z)]
         order = np.argsort(times, kind="stable")
         times, z = downsample(times[order], z[order])
-        out.append({"uuid": uuid, "term": term or "undecoded", "ic": column + 1, "source_file": source_file,
-                    "collection": collection_name, "movie_time_s": times.tolist(), "z": z.tolist()})
+        out.append(
+            {
+                "uuid": uuid,
+                "term": term or "undecoded",
+                "ic": column + 1,
+                "source_file": source_file,
+                "collection": collection_name,
+                "movie_time_s": times.tolist(),
+                "z": z.tolist(),
+            }
+        )
     return out
 
 
@@ -245,22 +356,44 @@ def downsample(x: np.ndarray, y: np.ndarray, n: int = MAX_DISPLAY_POINTS) -> tup
 MAX_LABEL_COMPONENTS = 100
 
 
-def label_components(session: Session, user: Any, label: str,
-                     limit: int = MAX_LABEL_COMPONENTS) -> list[dict[str, Any]]:
+def label_components(
+    session: Session, user: Any, label: str, limit: int = MAX_LABEL_COMPONENTS
+) -> list[dict[str, Any]]:
     """The visible components of every movie that follow ``label`` (q < 0.05 in an annotation set of their
     movie whose label has this name), best first: at most ``limit``, read through the (label, q) index."""
     if lookup_key(label) is None:  # NUL or an absurd length names no label (and PostgreSQL refuses it)
         return []
-    rows = session.execute(select(Component.uuid, Component.storage_key, Movie.title, Movie.slug, Collection.name,
-                                  AnnotationSet.name, TemporalDecoding.r, TemporalDecoding.p, TemporalDecoding.q)
-                           .join(Component, TemporalDecoding.component_id == Component.id)
-                           .join(Collection, Component.collection_id == Collection.id)
-                           .join(Movie, Collection.movie_id == Movie.id)
-                           .join(AnnotationSet, TemporalDecoding.set_id == AnnotationSet.id)
-                           .where(TemporalDecoding.label == label, TemporalDecoding.q < SIGNIFICANT_Q,
-                                  visible_collections(user))
-                           .order_by(TemporalDecoding.q, TemporalDecoding.p, TemporalDecoding.r.desc())
-                           .limit(limit)).all()
-    return [{"uuid": uuid, "storage_key": key, "movie": title, "movie_slug": slug, "collection": collection,
-             "annotation": annotation, "r": float(r), "p": float(p), "q": float(q)}
-            for uuid, key, title, slug, collection, annotation, r, p, q in rows]
+    rows = session.execute(
+        select(
+            Component.uuid,
+            Component.storage_key,
+            Movie.title,
+            Movie.slug,
+            Collection.name,
+            AnnotationSet.name,
+            TemporalDecoding.r,
+            TemporalDecoding.p,
+            TemporalDecoding.q,
+        )
+        .join(Component, TemporalDecoding.component_id == Component.id)
+        .join(Collection, Component.collection_id == Collection.id)
+        .join(Movie, Collection.movie_id == Movie.id)
+        .join(AnnotationSet, TemporalDecoding.set_id == AnnotationSet.id)
+        .where(TemporalDecoding.label == label, TemporalDecoding.q < SIGNIFICANT_Q, visible_collections(user))
+        .order_by(TemporalDecoding.q, TemporalDecoding.p, TemporalDecoding.r.desc())
+        .limit(limit)
+    ).all()
+    return [
+        {
+            "uuid": uuid,
+            "storage_key": key,
+            "movie": title,
+            "movie_slug": slug,
+            "collection": collection,
+            "annotation": annotation,
+            "r": float(r),
+            "p": float(p),
+            "q": float(q),
+        }
+        for uuid, key, title, slug, collection, annotation, r, p, q in rows
+    ]

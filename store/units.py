@@ -1,4 +1,5 @@
 """How INcDb writes quantities for people (one formatter, used by messages and pages alike)."""
+
 from __future__ import annotations
 
 

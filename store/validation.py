@@ -3,6 +3,7 @@
 Validators (collection form, accounts, the CLI) and form controls (``maxlength``) read the same limits from here,
 so a limit changes in one place; messages name the field as a person would.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable

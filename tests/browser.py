@@ -4,6 +4,7 @@ Not a conftest: import what you need, e.g. ``from tests.browser import launch_br
 Chromium is the system package (``/usr/bin/chromium``); never ``playwright install``. WebGL runs on SwiftShader,
 so do not pass ``--disable-gpu`` (it turns WebGL off).
 """
+
 from __future__ import annotations
 
 import os
@@ -48,9 +49,7 @@ def require_chromium() -> None:
 def launch_browser(playwright, **kwargs):
     """Headless Chromium from the system package with WebGL on SwiftShader."""
     require_chromium()
-    return playwright.chromium.launch(
-        executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS, **kwargs
-    )
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS, **kwargs)
 
 
 def free_port() -> int:

@@ -1,5 +1,6 @@
 """Shared fixtures: an isolated data directory per test, a built-in reference built once, PostgreSQL databases
 made per test, and the rule that in CI (INCDB_REQUIRE_SERVICES=1) a missing service fails instead of skipping."""
+
 from __future__ import annotations
 
 import os
@@ -56,8 +57,16 @@ def use_environment(data_dir: Path, database_url: str | None = None, **extra: st
     storage._storages.clear()
 
 
-_ENV_KEYS = ("INCDB_DATA_DIR", "INCDB_DATABASE_URL", "INCDB_BROKER_URL", "INCDB_STORAGE_URL",
-             "INCDB_MERGE_BACKEND", "INCDB_MAX_UPLOAD_BYTES", "INCDB_ENV", "INCDB_SECRET_KEY")
+_ENV_KEYS = (
+    "INCDB_DATA_DIR",
+    "INCDB_DATABASE_URL",
+    "INCDB_BROKER_URL",
+    "INCDB_STORAGE_URL",
+    "INCDB_MERGE_BACKEND",
+    "INCDB_MAX_UPLOAD_BYTES",
+    "INCDB_ENV",
+    "INCDB_SECRET_KEY",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -160,5 +169,4 @@ def curator(data_dir) -> int:
     from store.db import session_scope
 
     with session_scope() as session:
-        return create_user(session, "cora@example.org", CURATOR_PASSWORD, first_name="Cora",
-                           last_name="Curator").id
+        return create_user(session, "cora@example.org", CURATOR_PASSWORD, first_name="Cora", last_name="Curator").id

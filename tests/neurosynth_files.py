@@ -1,4 +1,5 @@
 """A small synthetic Neurosynth v7 release, written in the real files' layout, for the reference tests."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -15,9 +16,8 @@ from pipeline.decoding import neurosynth as ns
 COORDINATE_COLUMNS = ["id", "table_id", "table_num", "peak_id", "x", "y", "z"]
 METADATA_COLUMNS = ["id", "doi", "space", "title", "authors", "year", "journal"]
 
-def write_neurosynth_v7(
-    directory: str | Path, studies: Sequence[Mapping[str, Any]], vocabulary: Sequence[str]
-) -> None:
+
+def write_neurosynth_v7(directory: str | Path, studies: Sequence[Mapping[str, Any]], vocabulary: Sequence[str]) -> None:
     """Write the four Neurosynth v7 files, in the release's layout, for a small synthetic database.
 
     Parameters
@@ -64,8 +64,15 @@ def write_neurosynth_v7(
                 raise ValueError(f"study {sid!r}: peak {xyz.tolist()} is not (x, y, z)")
             peak_id += 1
             coord_rows.append(
-                {"id": sid, "table_id": i + 1, "table_num": 1, "peak_id": peak_id,
-                 "x": xyz[0], "y": xyz[1], "z": xyz[2]}
+                {
+                    "id": sid,
+                    "table_id": i + 1,
+                    "table_num": 1,
+                    "peak_id": peak_id,
+                    "x": xyz[0],
+                    "y": xyz[1],
+                    "z": xyz[2],
+                }
             )
         meta_rows.append(
             {
@@ -88,11 +95,17 @@ def write_neurosynth_v7(
 
     directory.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(coord_rows, columns=COORDINATE_COLUMNS).to_csv(
-        directory / ns.NEUROSYNTH_V7_FILES["coordinates"], sep="\t", index=False, lineterminator="\n",
+        directory / ns.NEUROSYNTH_V7_FILES["coordinates"],
+        sep="\t",
+        index=False,
+        lineterminator="\n",
         compression="gzip",
     )
     pd.DataFrame(meta_rows, columns=METADATA_COLUMNS).to_csv(
-        directory / ns.NEUROSYNTH_V7_FILES["metadata"], sep="\t", index=False, lineterminator="\n",
+        directory / ns.NEUROSYNTH_V7_FILES["metadata"],
+        sep="\t",
+        index=False,
+        lineterminator="\n",
         compression="gzip",
     )
     features = sparse.csc_matrix(

@@ -2,6 +2,7 @@
 
 Every image here is written with nibabel, so the tests read the same bytes a curator's tools would produce.
 """
+
 from __future__ import annotations
 
 import math
@@ -46,8 +47,10 @@ def gaussian_blob(affine: np.ndarray, shape, centre_mm, sigma_mm: float = 6.0, p
     rotation = affine[:3, :3]
     if np.count_nonzero(rotation - np.diag(np.diag(rotation))) == 0:
         # Axis-aligned grid: the Gaussian is a product of one 1D Gaussian per axis (fast on 1 mm grids).
-        factors = [np.exp(-((affine[a, a] * np.arange(shape[a]) + affine[a, 3] - centre[a]) ** 2)
-                          / (2 * sigma_mm**2)) for a in range(3)]
+        factors = [
+            np.exp(-((affine[a, a] * np.arange(shape[a]) + affine[a, 3] - centre[a]) ** 2) / (2 * sigma_mm**2))
+            for a in range(3)
+        ]
         data = peak * factors[0][:, None, None] * factors[1][None, :, None] * factors[2][None, None, :]
         return data.astype(np.float32)
     xyz = world_coordinates(affine, shape)
@@ -70,8 +73,9 @@ def thresholded(data: np.ndarray, keep_share: float) -> np.ndarray:
     return out.astype(data.dtype)
 
 
-def write(path: Path, data: np.ndarray, affine: np.ndarray = GRID_AFFINE, dtype=None,
-          endianness: str | None = None) -> Path:
+def write(
+    path: Path, data: np.ndarray, affine: np.ndarray = GRID_AFFINE, dtype=None, endianness: str | None = None
+) -> Path:
     """Write ``data`` as NIfTI-1 with nibabel (.nii or .nii.gz from the name).
 
     ``dtype`` sets the on-disk type: for integer types nibabel chooses scl_slope/scl_inter itself.

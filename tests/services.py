@@ -5,6 +5,7 @@ background callbacks and their signed handles) and the streamed upload endpoint.
 Every process starts in its own process group and is stopped by PID (SIGTERM to the group, then SIGKILL).
 Not a conftest: import what you need.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -31,6 +32,7 @@ REDIS_TEST_DB = 9  # 9 and 10 are used by these tests only, and flushed before e
 
 # --- processes ------------------------------------------------------------------------------------------------
 
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -54,8 +56,9 @@ class Service:
     def __init__(self, name: str, cmd: list[str], env: dict[str, str], cwd: Path, log: Path):
         self.name, self.log = name, log
         self._fh = open(log, "wb")  # noqa: SIM115 - open for the life of the process, closed in stop()
-        self.proc = subprocess.Popen(cmd, env=env, cwd=str(cwd), stdout=self._fh, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, env=env, cwd=str(cwd), stdout=self._fh, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.url: str | None = None
 
     @property
@@ -85,11 +88,17 @@ class Service:
         self._fh.close()
 
 
-def service_env(data_dir: Path | str, database_url: str | None = None, broker_url: str | None = None,
-                **extra: str) -> dict[str, str]:
+def service_env(
+    data_dir: Path | str, database_url: str | None = None, broker_url: str | None = None, **extra: str
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("INCDB_")}
-    env.update(INCDB_DATA_DIR=str(data_dir), PYTHONPATH=str(ROOT), INCDB_DEMO="0", PYTHONUNBUFFERED="1",
-               INCDB_SECRET_KEY="test-secret-key-shared-by-web-and-worker")
+    env.update(
+        INCDB_DATA_DIR=str(data_dir),
+        PYTHONPATH=str(ROOT),
+        INCDB_DEMO="0",
+        PYTHONUNBUFFERED="1",
+        INCDB_SECRET_KEY="test-secret-key-shared-by-web-and-worker",
+    )
     if database_url:
         env["INCDB_DATABASE_URL"] = database_url
     if broker_url:
@@ -111,11 +120,28 @@ def _wait_http(service: Service, url: str, timeout: float) -> None:
     wait_until(up, timeout, f"{service.name} at {url}", interval=0.3)
 
 
-def start_gunicorn(env: dict[str, str], log: Path, workers: int = 2, cwd: Path = ROOT,
-                   timeout: float = 90) -> Service:
+def start_gunicorn(env: dict[str, str], log: Path, workers: int = 2, cwd: Path = ROOT, timeout: float = 90) -> Service:
     port = free_port()
-    service = Service("gunicorn", [str(BIN / "gunicorn"), "app:server", "-b", f"127.0.0.1:{port}", "-w", str(workers),
-                                   "--threads", "4", "--timeout", "120", "--chdir", str(ROOT)], env, cwd, log)
+    service = Service(
+        "gunicorn",
+        [
+            str(BIN / "gunicorn"),
+            "app:server",
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            str(workers),
+            "--threads",
+            "4",
+            "--timeout",
+            "120",
+            "--chdir",
+            str(ROOT),
+        ],
+        env,
+        cwd,
+        log,
+    )
     service.url = f"http://127.0.0.1:{port}"
     _wait_http(service, service.url + "/api/stats", timeout)
     return service
@@ -131,9 +157,24 @@ def start_embedded(env: dict[str, str], log: Path, cwd: Path = ROOT, timeout: fl
 
 
 def start_celery(env: dict[str, str], log: Path, cwd: Path = ROOT, timeout: float = 90) -> Service:
-    service = Service("celery worker", [str(BIN / "celery"), "-A", "app:celery_app", "worker", "--pool=prefork",
-                                        "--concurrency=1", "--loglevel=INFO", "--without-gossip", "--without-mingle",
-                                        "--without-heartbeat"], env, cwd, log)
+    service = Service(
+        "celery worker",
+        [
+            str(BIN / "celery"),
+            "-A",
+            "app:celery_app",
+            "worker",
+            "--pool=prefork",
+            "--concurrency=1",
+            "--loglevel=INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        env,
+        cwd,
+        log,
+    )
 
     def ready():
         service.check_alive()
@@ -183,6 +224,7 @@ def running(*services: Service) -> Iterator[None]:
 
 # --- a browser-like client ------------------------------------------------------------------------------------
 
+
 class Response:
     def __init__(self, status: int, body: bytes, headers):
         self.status_code, self.content, self.headers = status, body, headers
@@ -227,8 +269,9 @@ class Client:
         r = self._flask.get(path, **kwargs)
         return Response(r.status_code, r.data, r.headers)
 
-    def post(self, path: str, data: bytes | Any = None, json_body: Any = None, headers: dict | None = None,
-             csrf: bool = True) -> Response:
+    def post(
+        self, path: str, data: bytes | Any = None, json_body: Any = None, headers: dict | None = None, csrf: bool = True
+    ) -> Response:
         headers = dict(headers or {})
         if csrf:
             headers.update(self.csrf_headers())
@@ -245,8 +288,9 @@ class Client:
         name = name or path.name
         with open(path, "rb") as fh:
             body = fh.read()
-        return self.post(f"/upload/{slug}?name={name}", data=body,
-                         headers={"Content-Type": "application/octet-stream"}, **kwargs)
+        return self.post(
+            f"/upload/{slug}?name={name}", data=body, headers={"Content-Type": "application/octet-stream"}, **kwargs
+        )
 
     # Dash
     def open_page(self, path: str = "/") -> None:
@@ -260,8 +304,11 @@ class Client:
     def _dep(self, output: str, changed: list[str] | None = None) -> dict:
         """The callback writing ``output`` ("@hash" suffixes of duplicate outputs may be left out); when several
         match, the one with an input among ``changed``."""
-        found = [dep for dep in self._deps or []
-                 if dep["output"] == output or re.sub(r"@[0-9a-f]+", "", dep["output"]) == output]
+        found = [
+            dep
+            for dep in self._deps or []
+            if dep["output"] == output or re.sub(r"@[0-9a-f]+", "", dep["output"]) == output
+        ]
         if not found:
             raise KeyError(f"no callback with output {output!r}")
         for dep in found:
@@ -299,8 +346,13 @@ class Client:
             return [one(part) for part in spec[2:-2].split("...")]
         return one(spec)
 
-    def _body(self, output: str, values: dict[str, Any], changed: list[str],
-              patterns: dict[str, list[tuple[dict, Any]]] | None = None) -> dict:
+    def _body(
+        self,
+        output: str,
+        values: dict[str, Any],
+        changed: list[str],
+        patterns: dict[str, list[tuple[dict, Any]]] | None = None,
+    ) -> dict:
         """``values``: "id.prop" -> value; ``patterns``: pattern type -> [(concrete id, value), ...] for
         pattern-matching (ALL) inputs and states."""
         dep = self._dep(output, changed)
@@ -317,8 +369,13 @@ class Client:
                     out.append({"id": ident, "property": i["property"], "value": value})
             return out
 
-        return {"output": dep["output"], "outputs": self._outputs(dep["output"]), "inputs": fill(dep["inputs"]),
-                "state": fill(dep.get("state", [])), "changedPropIds": changed}
+        return {
+            "output": dep["output"],
+            "outputs": self._outputs(dep["output"]),
+            "inputs": fill(dep["inputs"]),
+            "state": fill(dep.get("state", [])),
+            "changedPropIds": changed,
+        }
 
     def _url(self, **args: str) -> str:
         params = {"endId": self.end_id} if self.end_id else {}
@@ -326,8 +383,13 @@ class Client:
         query = "&".join(f"{k}={v}" for k, v in params.items())
         return "/_dash-update-component" + (f"?{query}" if query else "")
 
-    def callback(self, output: str, values: dict[str, Any], changed: list[str] | None = None,
-                 patterns: dict[str, list[tuple[dict, Any]]] | None = None) -> dict | None:
+    def callback(
+        self,
+        output: str,
+        values: dict[str, Any],
+        changed: list[str] | None = None,
+        patterns: dict[str, list[tuple[dict, Any]]] | None = None,
+    ) -> dict | None:
         """Run a (normal) callback; returns {"id": {"prop": value}} or None when it prevented the update."""
         body = self._body(output, values, changed or [], patterns)
         r = self.post(self._url(), json_body=body)
@@ -337,8 +399,14 @@ class Client:
             raise AssertionError(f"callback {output} answered {r.status_code}: {r.text[:2000]}")
         return r.json().get("response")
 
-    def background(self, output: str, values: dict[str, Any], changed: list[str], timeout: float = 180,
-                   on_progress: Callable[[dict], None] | None = None) -> dict | None:
+    def background(
+        self,
+        output: str,
+        values: dict[str, Any],
+        changed: list[str],
+        timeout: float = 180,
+        on_progress: Callable[[dict], None] | None = None,
+    ) -> dict | None:
         """Run a background callback the way the renderer does: start it, then poll with the signed handles."""
         body = self._body(output, values, changed)
         first = self.post(self._url(), json_body=body)
@@ -375,38 +443,58 @@ class Client:
     # the curator's steps
     def sign_in(self, email: str, password: str) -> dict | None:
         self.open_page("/account/sign-in")
-        return self.callback("..signin-message.children...signin-go.href..",
-                             {"signin-email.value": email, "signin-password.value": password,
-                              "signin-next.data": "/contribute", "signin-form.n_submit": 1},
-                             ["signin-form.n_submit"])
+        return self.callback(
+            "..signin-message.children...signin-go.href..",
+            {
+                "signin-email.value": email,
+                "signin-password.value": password,
+                "signin-next.data": "/contribute",
+                "signin-form.n_submit": 1,
+            },
+            ["signin-form.n_submit"],
+        )
 
     def create_collection(self, name: str, movie: str, visibility: str = "public", **fields) -> str:
         self.open_page("/contribute/new")
-        values = {"new-form.n_submit": 1, "new-name.value": name, "new-movie.value": movie,
-                  "new-license.value": "CC0-1.0", "new-visibility.value": visibility}
+        values = {
+            "new-form.n_submit": 1,
+            "new-name.value": name,
+            "new-movie.value": movie,
+            "new-license.value": "CC0-1.0",
+            "new-visibility.value": visibility,
+        }
         values.update({f"new-{k.replace('_', '-')}.value": v for k, v in fields.items()})
         out = self.callback("..new-message.children...new-go.href..", values, ["new-form.n_submit"])
         href = out["new-go"]["href"]
         return href.rsplit("/", 1)[-1]
 
     def confirm_license(self, collection_id: int) -> dict | None:
-        return self.callback("..coll-license.children...coll-upload-wrap.className..",
-                             {"coll-license-confirm.n_clicks": 1, "coll-id.data": collection_id,
-                              "coll-license-check.value": True}, ["coll-license-confirm.n_clicks"])
+        return self.callback(
+            "..coll-license.children...coll-upload-wrap.className..",
+            {"coll-license-confirm.n_clicks": 1, "coll-id.data": collection_id, "coll-license-check.value": True},
+            ["coll-license-confirm.n_clicks"],
+        )
 
     def start_processing(self, collection_id: int, nonce: str) -> dict:
-        out = self.callback("..proc-request.data...coll-start-message.children..",
-                            {"coll-process.n_clicks": 1, "coll-id.data": collection_id, "proc-nonce.data": nonce},
-                            ["coll-process.n_clicks"])
+        out = self.callback(
+            "..proc-request.data...coll-start-message.children..",
+            {"coll-process.n_clicks": 1, "coll-id.data": collection_id, "proc-nonce.data": nonce},
+            ["coll-process.n_clicks"],
+        )
         assert out and "proc-request" in out, out
         return out["proc-request"]["data"]
 
     def run_processing(self, request: dict, nonce: str, **kwargs) -> dict | None:
-        return self.background("proc-result.children", {"proc-request.data": request, "proc-nonce.data": nonce},
-                               ["proc-request.data"], **kwargs)
+        return self.background(
+            "proc-result.children",
+            {"proc-request.data": request, "proc-nonce.data": nonce},
+            ["proc-request.data"],
+            **kwargs,
+        )
 
 
 # --- test data ------------------------------------------------------------------------------------------------
+
 
 def term_maps(names: list[str] | None = None) -> dict[str, np.ndarray]:
     """Term maps of the active reference set of the current environment (fast: read, not generated)."""
@@ -419,8 +507,9 @@ def term_maps(names: list[str] | None = None) -> dict[str, np.ndarray]:
 
     with session_scope() as session:
         ref = require_active_reference(session)
-        terms = session.execute(select(Term.name, Term.storage_key).where(Term.reference_set_id == ref.id)
-                                .order_by(Term.column)).all()
+        terms = session.execute(
+            select(Term.name, Term.storage_key).where(Term.reference_set_id == ref.id).order_by(Term.column)
+        ).all()
     return {name: load_map(key) for name, key in terms if names is None or name in names}
 
 

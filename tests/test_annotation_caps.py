@@ -1,6 +1,7 @@
 """Annotation sets have caps (file size, events and labels per set, sets per movie and per curator), checked before
 the file is parsed or stored; the API pages through a set's events instead of sending every event of every set;
 the timeline of a page reads only the events of the tracks it draws."""
+
 from __future__ import annotations
 
 import pytest
@@ -37,8 +38,9 @@ def add(movie: dict, who: str, name: str, tsv: str) -> int:
     with session_scope() as session:
         from store.models import Movie, User
 
-        return add_annotation_set(session, session.get(User, movie[who]), session.get(Movie, movie["id"]), name, tsv,
-                                  "events.tsv").id
+        return add_annotation_set(
+            session, session.get(User, movie[who]), session.get(Movie, movie["id"]), name, tsv, "events.tsv"
+        ).id
 
 
 def set_count() -> int:
@@ -48,8 +50,12 @@ def set_count() -> int:
 
 def test_defaults_are_generous_for_a_real_film(data_dir):
     s = get_settings()
-    assert (s.annotation_max_events, s.annotation_max_labels, s.annotation_sets_per_movie,
-            s.annotation_sets_per_user) == (20_000, 1000, 50, 200)
+    assert (
+        s.annotation_max_events,
+        s.annotation_max_labels,
+        s.annotation_sets_per_movie,
+        s.annotation_sets_per_user,
+    ) == (20_000, 1000, 50, 200)
     assert s.annotation_max_bytes >= 4 * 1024**2
 
 

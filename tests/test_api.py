@@ -3,6 +3,7 @@
 The rule checked throughout: the private demo collection (and a private movie added here) appears nowhere for
 an anonymous visitor or an unrelated curator, and does appear for its owner and for an administrator.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -31,8 +32,14 @@ from tests.test_queries import (
     sql,
 )
 
-PRIVATE_NAMES = (PRIVATE_SLUG, "Sherlock pilot", HIDDEN_MOVIE, HIDDEN_MOVIE_SLUG, HIDDEN_COLLECTION,
-                 "Hidden film pilot")
+PRIVATE_NAMES = (
+    PRIVATE_SLUG,
+    "Sherlock pilot",
+    HIDDEN_MOVIE,
+    HIDDEN_MOVIE_SLUG,
+    HIDDEN_COLLECTION,
+    "Hidden film pilot",
+)
 
 
 @pytest.fixture(scope="module")
@@ -136,10 +143,14 @@ def test_stats_are_public_counts(anon, stranger, owner, admin) -> None:
 
 
 def test_heatmap_route_shows_the_most_used_terms_and_movies(anon, owner, world) -> None:
-    per_cell = {(t, m): n for t, m, n in sql(
-        "SELECT t.name, mv.title, COUNT(*) FROM components c JOIN collections col ON col.id = c.collection_id "
-        "JOIN movies mv ON mv.id = col.movie_id JOIN terms t ON t.id = c.best_term_id "
-        "WHERE col.visibility = 'public' GROUP BY t.name, mv.title")}
+    per_cell = {
+        (t, m): n
+        for t, m, n in sql(
+            "SELECT t.name, mv.title, COUNT(*) FROM components c JOIN collections col ON col.id = c.collection_id "
+            "JOIN movies mv ON mv.id = col.movie_id JOIN terms t ON t.id = c.best_term_id "
+            "WHERE col.visibility = 'public' GROUP BY t.name, mv.title"
+        )
+    }
     per_term, per_movie = {}, {}
     for (t, m), n in per_cell.items():
         per_term[t] = per_term.get(t, 0) + n
@@ -149,8 +160,7 @@ def test_heatmap_route_shows_the_most_used_terms_and_movies(anon, owner, world) 
     assert heat["n_terms"] == len(per_term) and heat["n_movies"] == len(per_movie)
     # the three terms and two movies with most components (no other has more than the least of those shown)
     assert min(per_term[t] for t in heat["terms"]) >= max(n for t, n in per_term.items() if t not in heat["terms"])
-    assert min(per_movie[m] for m in heat["movies"]) >= max(
-        n for m, n in per_movie.items() if m not in heat["movies"])
+    assert min(per_movie[m] for m in heat["movies"]) >= max(n for m, n in per_movie.items() if m not in heat["movies"])
     for i, t in enumerate(heat["terms"]):
         for j, m in enumerate(heat["movies"]):
             assert heat["count"][i][j] == per_cell.get((t, m), 0)
@@ -195,8 +205,13 @@ def test_movies_list(anon, owner) -> None:
     by_components = get_json(anon, "/api/movies?sort=components")["items"]
     assert by_components[0]["slug"] == "forrest-gump"
     newest = [m["slug"] for m in get_json(anon, "/api/movies?sort=newest")["items"]]
-    expected = [s for s, in sql("SELECT m.slug FROM movies m JOIN collections c ON c.movie_id = m.id WHERE "
-                                "c.visibility = 'public' GROUP BY m.id ORDER BY MAX(c.created) DESC")]
+    expected = [
+        s
+        for (s,) in sql(
+            "SELECT m.slug FROM movies m JOIN collections c ON c.movie_id = m.id WHERE "
+            "c.visibility = 'public' GROUP BY m.id ORDER BY MAX(c.created) DESC"
+        )
+    ]
     assert newest == expected
     assert get_json(anon, "/api/movies?search=gump")["total"] == 1
     assert get_json(anon, "/api/movies?search=nobody")["total"] == 0
@@ -283,8 +298,12 @@ def test_file_routes_serve_public_maps(anon, world) -> None:
     assert shown.shape == (91, 109, 91) and shown.get_data_dtype() == np.uint8
     values = img.get_fdata()
     assert np.abs(shown.get_fdata() - values).max() <= 0.005 * (values.max() - values.min())
-    for url in ("/files/terms/visual.nii.gz", "/files/terms/visual/mean.nii.gz",
-                "/files/movies/forrest-gump/visual.nii.gz", "/files/underlay.nii.gz"):
+    for url in (
+        "/files/terms/visual.nii.gz",
+        "/files/terms/visual/mean.nii.gz",
+        "/files/movies/forrest-gump/visual.nii.gz",
+        "/files/underlay.nii.gz",
+    ):
         response = anon.get(url)
         assert response.status_code == 200, url
         assert load_nifti(response.data).shape == (91, 109, 91)
@@ -294,9 +313,13 @@ def test_file_routes_serve_public_maps(anon, world) -> None:
 
 def test_file_routes_hide_private_maps(anon, stranger, owner, admin, world) -> None:
     private = min(world.private_uuids)
-    urls = (f"/files/components/{private}.nii.gz", f"/files/components/{private}.nii.gz?display=1",
-            f"/components/{private}/decodings.csv", f"/collections/{PRIVATE_SLUG}/maps.zip",
-            f"/collections/{HIDDEN_COLLECTION}/maps.zip")
+    urls = (
+        f"/files/components/{private}.nii.gz",
+        f"/files/components/{private}.nii.gz?display=1",
+        f"/components/{private}/decodings.csv",
+        f"/collections/{PRIVATE_SLUG}/maps.zip",
+        f"/collections/{HIDDEN_COLLECTION}/maps.zip",
+    )
     for client in (anon, stranger):
         for url in urls:
             assert client.get(url).status_code == 404, url
@@ -342,11 +365,18 @@ def rendered(layout) -> str:
 
 def page_requests(world: World) -> list[tuple[str, dict[str, str]]]:
     """Every page with every visible or private path variable, and query strings that reach other states."""
-    terms = [slug for slug, in sql("SELECT slug FROM terms")]
-    movies = [slug for slug, in sql("SELECT slug FROM movies")]
-    requests = [("home", {}), ("terms", {}), ("terms", {"sort": "components", "page": "2"}),
-                ("terms", {"q": "memory"}), ("movies", {}), ("movies", {"sort": "newest"}),
-                ("movies", {"q": "film"}), ("not_found_404", {})]
+    terms = [slug for (slug,) in sql("SELECT slug FROM terms")]
+    movies = [slug for (slug,) in sql("SELECT slug FROM movies")]
+    requests = [
+        ("home", {}),
+        ("terms", {}),
+        ("terms", {"sort": "components", "page": "2"}),
+        ("terms", {"q": "memory"}),
+        ("movies", {}),
+        ("movies", {"sort": "newest"}),
+        ("movies", {"q": "film"}),
+        ("not_found_404", {}),
+    ]
     requests += [("term", {"term": t}) for t in terms] + [("term", {"term": "memory", "tab": "components"})]
     for m in movies:
         requests += [("movie", {"movie": m}), ("movie", {"movie": m, "sort": "file", "page": "2"})]
@@ -423,7 +453,7 @@ def test_owner_and_admin_see_private_data_on_pages(server, world) -> None:
             assert '"id": "not-found"' not in component and f"/files/components/{private}.nii.gz" in component
             assert "private" in component
             assert HIDDEN_MOVIE in rendered(layouts["movie"](movie=HIDDEN_MOVIE_SLUG))
-            (hidden_uuid,), = sql("SELECT uuid FROM components WHERE source_file = 'hidden.nii.gz'")
+            ((hidden_uuid,),) = sql("SELECT uuid FROM components WHERE source_file = 'hidden.nii.gz'")
             flagged = rendered(layouts["component"](uuid=hidden_uuid))
             assert '"id": "qc-warnings"' in flagged and "looks thresholded" in flagged
             assert HIDDEN_MOVIE in rendered(layouts["movies"](sort="newest"))

@@ -1,5 +1,6 @@
 """Uploaded archives are unpacked safely (DESIGN sections 3 and 11): only NIfTI members, only inside the work
 directory, no links or devices, bounded member count and size."""
+
 from __future__ import annotations
 
 import io
@@ -58,8 +59,11 @@ TREE = {
     "study/.hidden/secret.nii.gz": NIFTI_A,
     "study/sub-02/.zstat_backup.nii": NIFTI_B,
 }
-EXPECTED_NIFTIS = {"study/sub-01/ica/melodic_IC.nii.gz": NIFTI_A, "study/sub-02/zstat1.nii": NIFTI_B,
-                   "top.nii.gz": NIFTI_B}
+EXPECTED_NIFTIS = {
+    "study/sub-01/ica/melodic_IC.nii.gz": NIFTI_A,
+    "study/sub-02/zstat1.nii": NIFTI_B,
+    "top.nii.gz": NIFTI_B,
+}
 EXPECTED_SKIPPED = {"study/README.txt", "study/sub-01/report.html"}
 
 
@@ -172,13 +176,16 @@ def add_special(tf: tarfile.TarFile, name: str, kind: bytes, target: str = "") -
     tf.addfile(info)
 
 
-@pytest.mark.parametrize("kind, target, message", [
-    (tarfile.SYMTYPE, "/etc/passwd", "is a link"),
-    (tarfile.SYMTYPE, "../../outside.nii.gz", "is a link"),
-    (tarfile.LNKTYPE, "ok.nii.gz", "is a link"),
-    (tarfile.CHRTYPE, "", "device or special"),
-    (tarfile.FIFOTYPE, "", "device or special"),
-])
+@pytest.mark.parametrize(
+    "kind, target, message",
+    [
+        (tarfile.SYMTYPE, "/etc/passwd", "is a link"),
+        (tarfile.SYMTYPE, "../../outside.nii.gz", "is a link"),
+        (tarfile.LNKTYPE, "ok.nii.gz", "is a link"),
+        (tarfile.CHRTYPE, "", "device or special"),
+        (tarfile.FIFOTYPE, "", "device or special"),
+    ],
+)
 def test_tar_links_and_devices_are_refused(place, kind, target, message):
     archive = place / "links.tar.gz"
     with tarfile.open(archive, "w:gz") as tf:
@@ -225,13 +232,13 @@ def lie_about_size(archive: Path, member: str, declared: int) -> None:
     local = raw.find(b"PK\x03\x04")
     while local != -1:
         name_len = struct.unpack_from("<H", raw, local + 26)[0]
-        if raw[local + 30:local + 30 + name_len] == name:
+        if raw[local + 30 : local + 30 + name_len] == name:
             struct.pack_into("<I", raw, local + 22, declared)
         local = raw.find(b"PK\x03\x04", local + 4)
     central = raw.find(b"PK\x01\x02")
     while central != -1:
         name_len = struct.unpack_from("<H", raw, central + 28)[0]
-        if raw[central + 46:central + 46 + name_len] == name:
+        if raw[central + 46 : central + 46 + name_len] == name:
             struct.pack_into("<I", raw, central + 24, declared)
         central = raw.find(b"PK\x01\x02", central + 4)
     archive.write_bytes(bytes(raw))
@@ -311,10 +318,17 @@ def test_unsupported_extension(place, name):
         storage_suffix(name)
 
 
-@pytest.mark.parametrize("name, kind, suffix", [
-    ("a.nii", "nifti", ".nii"), ("A.NII.GZ", "nifti", ".nii.gz"), ("x.zip", "zip", ".zip"),
-    ("x.tar.gz", "tar", ".tar.gz"), ("x.TGZ", "tar", ".tgz"), ("x.tar", "tar", ".tar"),
-])
+@pytest.mark.parametrize(
+    "name, kind, suffix",
+    [
+        ("a.nii", "nifti", ".nii"),
+        ("A.NII.GZ", "nifti", ".nii.gz"),
+        ("x.zip", "zip", ".zip"),
+        ("x.tar.gz", "tar", ".tar.gz"),
+        ("x.TGZ", "tar", ".tgz"),
+        ("x.tar", "tar", ".tar"),
+    ],
+)
 def test_supported_kinds(name, kind, suffix):
     assert file_kind(name) == kind
     assert storage_suffix(name) == suffix
@@ -326,8 +340,10 @@ def test_archive_without_niftis(place):
         unpack(archive)
 
 
-@pytest.mark.parametrize("name, message", [("broken.zip", "not a valid zip"), ("broken.tar.gz", "not a valid tar"),
-                                           ("broken.tgz", "not a valid tar")])
+@pytest.mark.parametrize(
+    "name, message",
+    [("broken.zip", "not a valid zip"), ("broken.tar.gz", "not a valid tar"), ("broken.tgz", "not a valid tar")],
+)
 def test_corrupt_archives(place, name, message):
     path = place / name
     path.write_bytes(os.urandom(2048))

@@ -1,5 +1,6 @@
 """``pipeline init`` resamples the atlases onto the grid with progress, so the first region name a visitor asks
 for on a new installation reads a cache instead of waiting for the build."""
+
 from __future__ import annotations
 
 from pipeline.__main__ import main

@@ -1,6 +1,7 @@
 """Authorization matrix: anonymous, curator A (the owner), curator B and an admin, against every page, callback,
 file and API route that reads private data or changes data. Only what is allowed succeeds; everything else is
 refused (or, for private data, does not exist)."""
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,10 @@ def world(tmp_path_factory, reference_template):
     maps = component_maps(12, seed=11)
     files = [write_nifti(base / f"map{i}.nii.gz", maps[i]) for i in range(12)]
     with session_scope() as session:
-        users = {role: create_user(session, email, PASSWORD, role="admin" if role == "admin" else "curator")
-                 for role, email in EMAILS.items()}
+        users = {
+            role: create_user(session, email, PASSWORD, role="admin" if role == "admin" else "curator")
+            for role, email in EMAILS.items()
+        }
         create_user(session, "target@example.org", PASSWORD)
         movie = get_or_create_movie(session, "Secret Movie")
         private = create_collection(session, users["a"], movie, "A private", visibility="private")
@@ -49,10 +52,12 @@ def world(tmp_path_factory, reference_template):
     for job in jobs:
         run_job(job)
     with session_scope() as session:
-        ids["private_uuid"] = session.scalar(select(Component.uuid).join(Collection)
-                                             .where(Collection.slug == ids["private"]))
-        ids["public_uuid"] = session.scalar(select(Component.uuid).join(Collection)
-                                            .where(Collection.slug == ids["public"]))
+        ids["private_uuid"] = session.scalar(
+            select(Component.uuid).join(Collection).where(Collection.slug == ids["private"])
+        )
+        ids["public_uuid"] = session.scalar(
+            select(Component.uuid).join(Collection).where(Collection.slug == ids["public"])
+        )
     import app as app_module
 
     clients = {"anonymous": Client(flask_app=app_module.server)}
@@ -77,19 +82,26 @@ def _throwaway(world, visibility="public", confirmed=True, upload=True, job_stat
     """A fresh collection of A, so that changing cases do not depend on each other."""
     with session_scope() as session:
         a = session.get(User, world["users"]["a"])
-        c = create_collection(session, a, get_or_create_movie(session, "Scratch"), f"t {uuid.uuid4().hex[:8]}",
-                              visibility=visibility)
+        c = create_collection(
+            session, a, get_or_create_movie(session, "Scratch"), f"t {uuid.uuid4().hex[:8]}", visibility=visibility
+        )
         if confirmed:
             confirm_license(session, c, a)
         upload_id = add_upload(session, c, _file(world), "m.nii.gz").id if upload else None
         job = create_job(session, "ingest", c.id, a.id) if job_status else None
         if job:
             job.status = job_status
-        return {"id": c.id, "slug": c.slug, "upload": upload_id, "job": job.id if job else None,
-                "token": job.token if job else None}
+        return {
+            "id": c.id,
+            "slug": c.slug,
+            "upload": upload_id,
+            "job": job.id if job else None,
+            "token": job.token if job else None,
+        }
 
 
 # --- reads ----------------------------------------------------------------------------------------------------
+
 
 def _status(client, path):
     return client.get(path).status_code
@@ -98,24 +110,26 @@ def _status(client, path):
 READS = {
     "api collection": (lambda w, c: _status(c, f"/api/collections/{w['private']}") == 200, {"a", "admin"}),
     "api component": (lambda w, c: _status(c, f"/api/components/{w['private_uuid']}") == 200, {"a", "admin"}),
-    "api components list": (lambda w, c: c.get(f"/api/components?collection={w['private']}").json()["total"] == 1,
-                            {"a", "admin"}),
+    "api components list": (
+        lambda w, c: c.get(f"/api/components?collection={w['private']}").json()["total"] == 1,
+        {"a", "admin"},
+    ),
     "api movie": (lambda w, c: _status(c, "/api/movies/secret-movie") == 200, {"a", "admin"}),
-    "component file": (lambda w, c: _status(c, f"/files/components/{w['private_uuid']}.nii.gz") == 200,
-                       {"a", "admin"}),
+    "component file": (lambda w, c: _status(c, f"/files/components/{w['private_uuid']}.nii.gz") == 200, {"a", "admin"}),
     "collection zip": (lambda w, c: _status(c, f"/collections/{w['private']}/maps.zip") == 200, {"a", "admin"}),
     "raw uploads private": (lambda w, c: _status(c, f"/upload/{w['private']}/raw.zip") == 200, {"a", "admin"}),
     "raw uploads public": (lambda w, c: _status(c, f"/upload/{w['public']}/raw.zip") == 200, {"a", "admin"}),
-    "component page": (lambda w, c: "A private" in c.page_layout(f"/components/{w['private_uuid']}"),
-                       {"a", "admin"}),
+    "component page": (lambda w, c: "A private" in c.page_layout(f"/components/{w['private_uuid']}"), {"a", "admin"}),
     "edit page private": (lambda w, c: "edit-form" in c.page_layout(f"/contribute/{w['private']}"), {"a", "admin"}),
     "edit page public": (lambda w, c: "edit-form" in c.page_layout(f"/contribute/{w['public']}"), {"a", "admin"}),
     "my collections": (lambda w, c: "A private" in c.page_layout("/contribute"), {"a"}),
     "admin page": (lambda w, c: "admin-users" in c.page_layout("/admin"), {"admin"}),
     "system page": (lambda w, c: "system-workers" in c.page_layout("/admin/system"), {"admin"}),
     "api system": (lambda w, c: _status(c, "/api/system") == 200, {"admin"}),
-    "public component stays public": (lambda w, c: _status(c, f"/api/components/{w['public_uuid']}") == 200,
-                                      set(ROLES)),
+    "public component stays public": (
+        lambda w, c: _status(c, f"/api/components/{w['public_uuid']}") == 200,
+        set(ROLES),
+    ),
 }
 
 
@@ -127,6 +141,7 @@ def test_reads(world, role, case):
 
 
 # --- changes --------------------------------------------------------------------------------------------------
+
 
 def _upload(world, client, visibility):
     t = _throwaway(world, visibility, upload=False)
@@ -141,11 +156,18 @@ def _upload(world, client, visibility):
 def _edit(world, client):
     t = _throwaway(world)
     client.open_page(f"/contribute/{t['slug']}")
-    client.callback("..edit-message.children...coll-refresh.data..",
-                    {"edit-form.n_submit": 1, "coll-id.data": t["id"], "edit-name.value": "Renamed",
-                     "edit-movie.value": "Scratch", "edit-license.value": "CC0-1.0",
-                     "edit-visibility.value": "private"},
-                    ["edit-form.n_submit"])
+    client.callback(
+        "..edit-message.children...coll-refresh.data..",
+        {
+            "edit-form.n_submit": 1,
+            "coll-id.data": t["id"],
+            "edit-name.value": "Renamed",
+            "edit-movie.value": "Scratch",
+            "edit-license.value": "CC0-1.0",
+            "edit-visibility.value": "private",
+        },
+        ["edit-form.n_submit"],
+    )
     with session_scope() as session:
         c = session.get(Collection, t["id"])
         return c.name == "Renamed" and c.visibility == "private"
@@ -162,9 +184,11 @@ def _confirm(world, client):
 def _start(world, client):
     t = _throwaway(world)
     client.open_page(f"/contribute/{t['slug']}")
-    client.callback("..proc-request.data...coll-start-message.children..",
-                    {"coll-process.n_clicks": 1, "coll-id.data": t["id"], "proc-nonce.data": "n"},
-                    ["coll-process.n_clicks"])
+    client.callback(
+        "..proc-request.data...coll-start-message.children..",
+        {"coll-process.n_clicks": 1, "coll-id.data": t["id"], "proc-nonce.data": "n"},
+        ["coll-process.n_clicks"],
+    )
     with session_scope() as session:
         return session.scalar(select(Job.id).where(Job.collection_id == t["id"])) is not None
 
@@ -173,8 +197,12 @@ def _remove_upload(world, client):
     t = _throwaway(world)
     client.open_page(f"/contribute/{t['slug']}")
     ident = {"type": "upload-remove", "upload": t["upload"]}
-    client.callback("..coll-refresh.data...coll-action-message.children..", {"coll-id.data": t["id"]},
-                    [Client.pattern_prop(ident)], patterns={"upload-remove": [(ident, 1)]})
+    client.callback(
+        "..coll-refresh.data...coll-action-message.children..",
+        {"coll-id.data": t["id"]},
+        [Client.pattern_prop(ident)],
+        patterns={"upload-remove": [(ident, 1)]},
+    )
     with session_scope() as session:
         return session.get(Upload, t["upload"]) is None
 
@@ -182,8 +210,11 @@ def _remove_upload(world, client):
 def _delete(world, client):
     t = _throwaway(world)
     client.open_page(f"/contribute/{t['slug']}")
-    client.callback("..coll-delete-message.children...coll-go.href..",
-                    {"coll-delete-confirm.n_clicks": 1, "coll-id.data": t["id"]}, ["coll-delete-confirm.n_clicks"])
+    client.callback(
+        "..coll-delete-message.children...coll-go.href..",
+        {"coll-delete-confirm.n_clicks": 1, "coll-id.data": t["id"]},
+        ["coll-delete-confirm.n_clicks"],
+    )
     with session_scope() as session:
         return session.get(Collection, t["id"]) is None
 
@@ -192,8 +223,12 @@ def _stop(world, client):
     t = _throwaway(world, job_status="running")
     client.open_page(f"/contribute/{t['slug']}")
     ident = {"type": "job-stop", "job": t["job"]}
-    client.callback("..coll-refresh.data...coll-action-message.children..", {}, [Client.pattern_prop(ident)],
-                    patterns={"job-stop": [(ident, 1)]})
+    client.callback(
+        "..coll-refresh.data...coll-action-message.children..",
+        {},
+        [Client.pattern_prop(ident)],
+        patterns={"job-stop": [(ident, 1)]},
+    )
     with session_scope() as session:
         return session.get(Job, t["job"]).status == "cancelled"
 
@@ -201,9 +236,11 @@ def _stop(world, client):
 def _runner_cancel(world, client):
     t = _throwaway(world, job_status="running")
     client.open_page(f"/contribute/{t['slug']}")
-    client.callback("proc-cancel-message.children",
-                    {"proc-cancel.n_clicks": 1, "proc-request.data": {"token": t["token"], "nonce": "n"}},
-                    ["proc-cancel.n_clicks"])
+    client.callback(
+        "proc-cancel-message.children",
+        {"proc-cancel.n_clicks": 1, "proc-request.data": {"token": t["token"], "nonce": "n"}},
+        ["proc-cancel.n_clicks"],
+    )
     with session_scope() as session:
         return session.get(Job, t["job"]).status == "cancelled"
 
@@ -224,8 +261,12 @@ def _promote(world, client):
         target.role, uid = "curator", target.id
     client.open_page("/admin")
     ident = {"type": "admin-user", "uid": uid, "action": "admin"}
-    client.callback("..admin-users-message.children...admin-refresh.data..", {}, [Client.pattern_prop(ident)],
-                    patterns={"admin-user": [(ident, 1)]})
+    client.callback(
+        "..admin-users-message.children...admin-refresh.data..",
+        {},
+        [Client.pattern_prop(ident)],
+        patterns={"admin-user": [(ident, 1)]},
+    )
     with session_scope() as session:
         return session.get(User, uid).role == "admin"
 
@@ -238,13 +279,16 @@ def _activate_reference(world, client):
         builtin = session.scalar(select(ReferenceSet).where(ReferenceSet.active.is_(True)))
         other = session.scalar(select(ReferenceSet).where(ReferenceSet.name == "two terms"))
         if other is None:
-            other = create_reference_set(session, "two terms", "nifti-folder",
-                                         list(term_maps().items())[:2])
+            other = create_reference_set(session, "two terms", "nifti-folder", list(term_maps().items())[:2])
         builtin_id, other_id = builtin.id, other.id
     client.open_page("/admin")
     ident = {"type": "admin-ref", "rid": other_id}
-    client.callback("..adminjob-request.data...admin-ref-message.children...admin-refresh.data..",
-                    {"adminjob-nonce.data": "n"}, [Client.pattern_prop(ident)], patterns={"admin-ref": [(ident, 1)]})
+    client.callback(
+        "..adminjob-request.data...admin-ref-message.children...admin-refresh.data..",
+        {"adminjob-nonce.data": "n"},
+        [Client.pattern_prop(ident)],
+        patterns={"admin-ref": [(ident, 1)]},
+    )
     with session_scope() as session:
         switched = session.get(ReferenceSet, other_id).active
         set_active(session, session.get(ReferenceSet, builtin_id))  # leave the module's world as it was
@@ -312,7 +356,8 @@ def test_admin_sees_every_collection_and_curators_only_their_own(world):
     assert "A private" in admin_page and "A public" in admin_page and "target@example.org" in admin_page
     b_page = world["clients"]["b"].page_layout("/contribute")
     assert "A private" not in b_page and "A public" not in b_page
-    refreshed = world["clients"]["b"].callback("..mine-list.children...mine-poll.interval..",
-                                               {"mine-poll.n_intervals": 1}, ["mine-poll.n_intervals"])
+    refreshed = world["clients"]["b"].callback(
+        "..mine-list.children...mine-poll.interval..", {"mine-poll.n_intervals": 1}, ["mine-poll.n_intervals"]
+    )
     assert "A private" not in json.dumps(refreshed)
     time.sleep(0)

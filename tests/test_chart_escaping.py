@@ -5,6 +5,7 @@ Plotly draws labels and hover text through a subset of HTML, so a movie titled
 figure dicts; the browser tests load the demo data with such a movie and term in headless Chromium and check what
 Plotly actually drew (and that clicking the cell of that movie still opens its page).
 """
+
 from __future__ import annotations
 
 import shutil
@@ -44,16 +45,23 @@ def _data_strings(figure) -> list[str]:
 def test_heatmap_figure_escapes_titles_and_terms() -> None:
     from dashboard.components.charts import heatmap_figure, heatmap_links
 
-    data = {"terms": [EVIL_TERM, "visual"], "term_slugs": ["evil", "visual"],
-            "movies": [EVIL_MOVIE, "Forrest Gump"], "movie_slugs": ["evil-bold", "forrest-gump"],
-            "count": [[2, 0], [1, 3]], "mean_r": [[0.4, None], [0.2, 0.5]]}
+    data = {
+        "terms": [EVIL_TERM, "visual"],
+        "term_slugs": ["evil", "visual"],
+        "movies": [EVIL_MOVIE, "Forrest Gump"],
+        "movie_slugs": ["evil-bold", "forrest-gump"],
+        "count": [[2, 0], [1, 3]],
+        "mean_r": [[0.4, None], [0.2, 0.5]],
+    }
     figure = heatmap_figure(data)
     texts = _data_strings(figure)
     assert not [t for t in texts if "<" in t or ">" in t], texts
     trace = figure.data[0]
-    assert list(trace.x) == ["&lt;a href=\"https://evil.example/\"&gt;Evil&lt;/a&gt; &amp; &lt;b&gt;bold&lt;/b&gt;",
-                             "Forrest Gump"]
-    assert list(trace.y) == ["&lt;a href=\"https://evil.example/term\"&gt;Evil term&lt;/a&gt;", "visual"]
+    assert list(trace.x) == [
+        '&lt;a href="https://evil.example/"&gt;Evil&lt;/a&gt; &amp; &lt;b&gt;bold&lt;/b&gt;',
+        "Forrest Gump",
+    ]
+    assert list(trace.y) == ['&lt;a href="https://evil.example/term"&gt;Evil term&lt;/a&gt;', "visual"]
     # Clicks are resolved by the labels the browser reports, which are the escaped ones.
     links = heatmap_links(data)
     assert links[f"{trace.x[0]}\n{trace.y[0]}"] == "/movies/evil-bold/evil"
@@ -63,13 +71,15 @@ def test_heatmap_figure_escapes_titles_and_terms() -> None:
 def test_decoding_figure_escapes_term_names() -> None:
     from dashboard.components.charts import decoding_figure, profile_links
 
-    profile = [{"term": EVIL_TERM, "slug": "evil", "r": 0.6, "rank": 1},
-               {"term": "a & b < c", "slug": "ab", "r": -0.2, "rank": 2}]
+    profile = [
+        {"term": EVIL_TERM, "slug": "evil", "r": 0.6, "rank": 1},
+        {"term": "a & b < c", "slug": "ab", "r": -0.2, "rank": 2},
+    ]
     figure = decoding_figure(profile)
     texts = _data_strings(figure)
     assert not [t for t in texts if "<" in t or ">" in t], texts
     assert "a &amp; b &lt; c" in figure.data[0].y
-    assert profile_links(profile)["&lt;a href=\"https://evil.example/term\"&gt;Evil term&lt;/a&gt;"] == "/terms/evil"
+    assert profile_links(profile)['&lt;a href="https://evil.example/term"&gt;Evil term&lt;/a&gt;'] == "/terms/evil"
 
 
 # ----------------------------------------------------------------------------------------------- in the browser
@@ -137,14 +147,17 @@ def texts(page, selector: str) -> list[str]:
 
 def hover_text(page, graph: str, x_label: str | None, y_label: str) -> str:
     """Hover the mark at the given labels (as Plotly stores them) and return the hover box's text."""
-    x, y = page.evaluate("""([graph, xl, yl]) => {
+    x, y = page.evaluate(
+        """([graph, xl, yl]) => {
         const gd = document.querySelector(graph + ' .js-plotly-plot');
         const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, t = gd.data[0];
         const row = t.y.indexOf(yl);
         const col = xl === null ? null : t.x.indexOf(xl);
         const px = xa._offset + (xl === null ? xa.l2p(t.x[row] / 2) : xa.l2p(col));  // a bar: its middle
         return [px, ya._offset + ya.l2p(row)];
-    }""", [graph, x_label, y_label])
+    }""",
+        [graph, x_label, y_label],
+    )
     plot = page.locator(f"{graph} .js-plotly-plot")
     plot.hover(position={"x": x, "y": y})
     page.wait_for_selector(f"{graph} .hoverlayer .hovertext", timeout=10_000)
@@ -157,8 +170,9 @@ def test_home_page_heatmap_shows_the_title_as_text(page) -> None:
     assert page.evaluate(EVIL_LINKS_JS, "#graph-heatmap") == 0
     assert EVIL_MOVIE in texts(page, "#graph-heatmap .xtick text")
     assert EVIL_TERM in texts(page, "#graph-heatmap .ytick text")
-    label = page.evaluate("() => document.querySelector('#graph-heatmap .js-plotly-plot').data[0].x"
-                          ".find(x => x.includes('Evil'))")
+    label = page.evaluate(
+        "() => document.querySelector('#graph-heatmap .js-plotly-plot').data[0].x.find(x => x.includes('Evil'))"
+    )
     hover = hover_text(page, "#graph-heatmap", label, "visual")
     assert EVIL_MOVIE in hover
     assert page.evaluate(EVIL_LINKS_JS, "#graph-heatmap") == 0
@@ -171,11 +185,14 @@ def test_home_page_heatmap_shows_the_title_as_text(page) -> None:
 
 
 def _cell(page, x_label: str, y_label: str) -> dict[str, float]:
-    x, y = page.evaluate("""([xl, yl]) => {
+    x, y = page.evaluate(
+        """([xl, yl]) => {
         const gd = document.querySelector('#graph-heatmap .js-plotly-plot');
         const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
         return [xa._offset + xa.l2p(gd.data[0].x.indexOf(xl)), ya._offset + ya.l2p(gd.data[0].y.indexOf(yl))];
-    }""", [x_label, y_label])
+    }""",
+        [x_label, y_label],
+    )
     return {"x": x, "y": y}
 
 
@@ -196,16 +213,21 @@ def test_component_profile_shows_the_term_as_text(page) -> None:
     from store.models import Collection, Component, Movie, Term
 
     with session_scope() as session:
-        uuid = session.scalar(select(Component.uuid).join(Collection).join(Movie)
-                              .join(Term, Component.best_term_id == Term.id)
-                              .where(Movie.slug == "forrest-gump", Term.slug == "auditory",
-                                     Collection.visibility == "public").limit(1))
+        uuid = session.scalar(
+            select(Component.uuid)
+            .join(Collection)
+            .join(Movie)
+            .join(Term, Component.best_term_id == Term.id)
+            .where(Movie.slug == "forrest-gump", Term.slug == "auditory", Collection.visibility == "public")
+            .limit(1)
+        )
     open_page(page, f"/components/{uuid}")
     page.wait_for_selector("#graph-profile .main-svg .bars path", timeout=LOAD_TIMEOUT_MS)
     assert page.evaluate(EVIL_LINKS_JS, "#graph-profile") == 0
     assert EVIL_TERM in texts(page, "#graph-profile .ytick text")
-    label = page.evaluate("() => document.querySelector('#graph-profile .js-plotly-plot').data[0].y"
-                          ".find(y => y.includes('Evil'))")
+    label = page.evaluate(
+        "() => document.querySelector('#graph-profile .js-plotly-plot').data[0].y.find(y => y.includes('Evil'))"
+    )
     assert EVIL_TERM in hover_text(page, "#graph-profile", None, label)
     assert page.evaluate(EVIL_LINKS_JS, "#graph-profile") == 0
     assert EVIL_TERM not in page.content()  # nowhere as markup in the document (text nodes are serialised escaped)

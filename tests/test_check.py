@@ -1,4 +1,5 @@
 """`python -m pipeline check`: what it reports, and each production refusal."""
+
 from __future__ import annotations
 
 import os
@@ -11,8 +12,9 @@ from tests.conftest import REDIS_URL, ROOT, need_service, port_open
 def run_check(data_dir, **env):
     full = {k: v for k, v in os.environ.items() if not k.startswith("INCDB_")}
     full.update({"INCDB_DATA_DIR": str(data_dir)}, **env)
-    return subprocess.run([sys.executable, "-m", "pipeline", "check"], cwd=ROOT, env=full, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", "check"], cwd=ROOT, env=full, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_check_reports_each_part(data_dir):
@@ -60,12 +62,14 @@ def test_the_result_backend_defaults_to_the_broker_in_production_too(data_dir, p
     """The README's default: production used to refuse a broker without INCDB_RESULT_BACKEND (gunicorn workers
     restarted in a loop)."""
     need_service(port_open("127.0.0.1", 6379), "Redis on 127.0.0.1:6379")
-    env = dict(INCDB_DATABASE_URL=postgres_url, INCDB_BROKER_URL=f"{REDIS_URL}/11", INCDB_SMTP_HOST="smtp.example.org",
-               **PROD)
+    env = dict(
+        INCDB_DATABASE_URL=postgres_url, INCDB_BROKER_URL=f"{REDIS_URL}/11", INCDB_SMTP_HOST="smtp.example.org", **PROD
+    )
     full = {k: v for k, v in os.environ.items() if not k.startswith("INCDB_")}
     full.update({"INCDB_DATA_DIR": str(data_dir)}, **env)
-    init = subprocess.run([sys.executable, "-m", "pipeline", "init"], cwd=ROOT, env=full, capture_output=True,
-                          text=True, timeout=300)
+    init = subprocess.run(
+        [sys.executable, "-m", "pipeline", "init"], cwd=ROOT, env=full, capture_output=True, text=True, timeout=300
+    )
     assert init.returncode == 0, init.stderr
     result = run_check(data_dir, **env)
     assert "refused" not in result.stdout and "warning" not in result.stdout and result.returncode == 0, result.stdout
@@ -84,8 +88,9 @@ def test_production_warns_when_mail_is_not_configured(data_dir):
 def test_production_web_app_refuses_to_start(data_dir):
     env = {k: v for k, v in os.environ.items() if not k.startswith("INCDB_")}
     env.update(INCDB_DATA_DIR=str(data_dir), INCDB_ENV="production")
-    result = subprocess.run([sys.executable, "-c", "import app"], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", "import app"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode != 0
     assert "refuses to start in production" in result.stderr
 

@@ -1,4 +1,5 @@
 """The command line (``python -m pipeline``), run as a subprocess against a copy of the demo data directory."""
+
 from __future__ import annotations
 
 import hashlib
@@ -41,8 +42,16 @@ def run(data_dir: Path, *args: str, password: str | None = None, check: bool = T
     env["INCDB_DATA_DIR"] = str(data_dir)
     if password is not None:
         env["INCDB_PASSWORD"] = password
-    proc = subprocess.run([sys.executable, "-m", "pipeline", *args], check=False, cwd=ROOT, env=env,
-                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=300,
+    )
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
@@ -78,14 +87,16 @@ def public_components(n: int) -> list[tuple[str, str, float, list[tuple[str, flo
     """(storage key, best term, best r, top decodings) of n public demo components with distinct best terms."""
     out, seen = [], set()
     with session_scope() as session:
-        comps = session.scalars(select(Component).join(Collection).where(Collection.visibility == "public")
-                                .order_by(Component.id)).all()
+        comps = session.scalars(
+            select(Component).join(Collection).where(Collection.visibility == "public").order_by(Component.id)
+        ).all()
         for comp in comps:
             if comp.best_term.name in seen:
                 continue
             seen.add(comp.best_term.name)
-            out.append((comp.storage_key, comp.best_term.name, comp.best_r,
-                        [(d.term.name, d.r) for d in comp.decodings]))
+            out.append(
+                (comp.storage_key, comp.best_term.name, comp.best_r, [(d.term.name, d.r) for d in comp.decodings])
+            )
             if len(out) == n:
                 break
     return out
@@ -114,7 +125,7 @@ def test_decode_prints_the_best_term_first(demo_db):
 
 
 def test_decode_json_matches_the_stored_decodings(demo_db):
-    (key, best, _, decodings), = public_components(1)
+    ((key, best, _, decodings),) = public_components(1)
     proc = run(demo_db, "decode", str(demo_db / "files" / key), "--json")
     result = json.loads(proc.stdout)
     assert isinstance(result, list) and all(set(item) == {"term", "r"} for item in result)
@@ -127,15 +138,20 @@ def test_decode_json_matches_the_stored_decodings(demo_db):
 
 
 def test_errors_print_one_line(demo_db, tmp_path):
-    assert_one_error_line(run(demo_db, "decode", str(tmp_path / "missing.nii.gz"), check=False),
-                          "missing.nii.gz", "not found")
+    assert_one_error_line(
+        run(demo_db, "decode", str(tmp_path / "missing.nii.gz"), check=False), "missing.nii.gz", "not found"
+    )
     png = tmp_path / "picture.nii.gz"
     png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(300))
     assert_one_error_line(run(demo_db, "decode", str(png), check=False), "picture.nii.gz")
-    assert_one_error_line(run(demo_db, "reference", "activate", "no such set", check=False),
-                          "no reference set named 'no such set'", BUILTIN_NAME)
-    four_d = write(tmp_path / "four.nii.gz", np.stack([smooth_random(np.random.default_rng(i)) for i in range(2)],
-                                                       axis=-1))
+    assert_one_error_line(
+        run(demo_db, "reference", "activate", "no such set", check=False),
+        "no reference set named 'no such set'",
+        BUILTIN_NAME,
+    )
+    four_d = write(
+        tmp_path / "four.nii.gz", np.stack([smooth_random(np.random.default_rng(i)) for i in range(2)], axis=-1)
+    )
     assert_one_error_line(run(demo_db, "decode", str(four_d), check=False), "2 volumes", "--volume")
 
 
@@ -207,24 +223,38 @@ def test_reference_import_nifti_activates_and_redecodes(demo_dir, tmp_path):
 def test_user_create_and_ingest(demo_dir, tmp_path):
     proc = run(demo_dir, "user", "create", "Admin@Example.org", "--admin", "--first-name", "Ada", password=PASSWORD)
     assert proc.stdout.strip() == "created admin admin@example.org"
-    assert_one_error_line(run(demo_dir, "user", "create", "short@example.org", password="short", check=False),
-                          "at least")
+    assert_one_error_line(
+        run(demo_dir, "user", "create", "short@example.org", password="short", check=False), "at least"
+    )
     assert_one_error_line(run(demo_dir, "user", "create", "nopass@example.org", check=False), "INCDB_PASSWORD")
     with session_scope() as session:
         user = session.scalar(select(User).where(User.email == "admin@example.org"))
         assert user.role == "admin" and user.first_name == "Ada"
         assert check_password_hash(user.password_hash, PASSWORD)
-        assert session.scalar(select(User).where(User.email.in_(["short@example.org", "nopass@example.org"]))) \
-            is None
+        assert session.scalar(select(User).where(User.email.in_(["short@example.org", "nopass@example.org"]))) is None
         n_before = session.scalar(select(func.count(Component.id)))
     dispose_engine()
 
     rng = np.random.default_rng(2)
     affine, shape = mni_affine(3.0)
-    path = write(tmp_path / "new_melodic_IC.nii.gz",
-                 np.stack([smooth_random(rng, shape, 1.5) for _ in range(3)], axis=-1), affine)
-    proc = run(demo_dir, "ingest", str(path), "--movie", "Brand New Film", "--year", "2020",
-               "--collection", "CLI Collection", "--owner", "admin@example.org")
+    path = write(
+        tmp_path / "new_melodic_IC.nii.gz",
+        np.stack([smooth_random(rng, shape, 1.5) for _ in range(3)], axis=-1),
+        affine,
+    )
+    proc = run(
+        demo_dir,
+        "ingest",
+        str(path),
+        "--movie",
+        "Brand New Film",
+        "--year",
+        "2020",
+        "--collection",
+        "CLI Collection",
+        "--owner",
+        "admin@example.org",
+    )
     assert proc.stdout.strip().endswith("collection cli-collection: 3 component(s)")
     with session_scope() as session:
         collection = session.scalar(select(Collection).where(Collection.slug == "cli-collection"))
@@ -234,19 +264,37 @@ def test_user_create_and_ingest(demo_dir, tmp_path):
         assert all(c.best_term_id is not None and c.decodings for c in collection.components)
         assert session.scalar(select(func.count(Component.id))) == n_before + 3
     dispose_engine()
-    assert_one_error_line(run(demo_dir, "ingest", str(path), "--movie", "M", "--collection", "C",
-                              "--owner", "nobody@example.org", check=False), "no user nobody@example.org")
+    assert_one_error_line(
+        run(
+            demo_dir,
+            "ingest",
+            str(path),
+            "--movie",
+            "M",
+            "--collection",
+            "C",
+            "--owner",
+            "nobody@example.org",
+            check=False,
+        ),
+        "no user nobody@example.org",
+    )
 
 
 def counts() -> dict[str, int]:
     with session_scope() as session:
-        return {m.__name__: session.scalar(select(func.count()).select_from(m))
-                for m in (User, Movie, Collection, Upload, Component, Decoding, TermMap, ReferenceSet, Term)}
+        return {
+            m.__name__: session.scalar(select(func.count()).select_from(m))
+            for m in (User, Movie, Collection, Upload, Component, Decoding, TermMap, ReferenceSet, Term)
+        }
 
 
 def files(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted((root / "files").rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted((root / "files").rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_demo_twice_changes_nothing(demo_dir):

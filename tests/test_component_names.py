@@ -2,6 +2,7 @@
 component they are (``IC 3 · auditory``, MELODIC's numbering) with the movie time and the labels of that time on
 hover, and pages show ``melodic_IC.nii.gz · IC 3`` rather than the path inside the upload, which stays in the
 details."""
+
 from __future__ import annotations
 
 import json
@@ -51,12 +52,15 @@ def test_heatmap_rows_name_each_component_by_its_ic_and_best_term(demo_dir):
     from store import timeline
 
     with session_scope() as session:
-        movie = session.scalar(select(Movie).join(Collection).join(Component)
-                               .where(Component.timecourse_id.is_not(None)).limit(1))
+        movie = session.scalar(
+            select(Movie).join(Collection).join(Component).where(Component.timecourse_id.is_not(None)).limit(1)
+        )
         courses = timeline.movie_courses(session, None, movie)
         annotations = timeline.movie_annotations(session, movie)
-        truth = {c.uuid: (c.volume_index + 1, c.best_term.name if c.best_term else "undecoded")
-                 for c in session.scalars(select(Component).join(Collection).where(Collection.movie_id == movie.id))}
+        truth = {
+            c.uuid: (c.volume_index + 1, c.best_term.name if c.best_term else "undecoded")
+            for c in session.scalars(select(Component).join(Collection).where(Collection.movie_id == movie.id))
+        }
         panel = _plain(timeline_panel(annotations, courses, movie.slug))
     graph = next(g for g in _components(panel) if "figure" in g["props"])
     heatmap = next(t for t in graph["props"]["figure"]["data"] if t["type"] == "heatmap")
@@ -97,4 +101,3 @@ def test_pages_name_a_component_by_its_file_and_ic(demo_dir):
     [row_link] = [c for c in _components(table) if c["props"].get("href") == f"/components/{uuid}"]
     assert row_link["props"]["children"] == "melodic_IC.nii.gz · IC 3"
     assert row_link["props"]["title"] == ARCHIVE_PATH
-

@@ -1,5 +1,6 @@
 """Two processes ingesting two collections of the same movie at once (SQLite and PostgreSQL): both finish and
 every merged map holds the components of both."""
+
 from __future__ import annotations
 
 import multiprocessing
@@ -42,8 +43,10 @@ def site(request, tmp_path, reference_template):
 
 
 def test_two_jobs_at_once_merge_both(site):
-    jobs = [new_ingest_job(site, terms=("visual", "auditory", "emotion"), seed=10),
-            new_ingest_job(site, terms=("visual", "auditory", "memory"), seed=11)]
+    jobs = [
+        new_ingest_job(site, terms=("visual", "auditory", "emotion"), seed=10),
+        new_ingest_job(site, terms=("visual", "auditory", "memory"), seed=11),
+    ]
     env = {k: v for k, v in os.environ.items() if k.startswith("INCDB_")}
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Event()

@@ -1,5 +1,6 @@
 """Layout of the component's Time course panel and the collection form (issue 22, item 11): the power spectrum
 keeps its own height beside a long decoding table, and the TR sits with the timing fields that need it."""
+
 from __future__ import annotations
 
 import json
@@ -39,18 +40,28 @@ def _fills_its_container(graph: dict) -> bool:
     if isinstance(responsive, bool):
         fills = responsive
     else:
-        fills = bool((props.get("config") or {}).get("responsive")
-                     and layout.get("autosize", True) and (layout.get("height") is None or layout.get("width") is None))
+        fills = bool(
+            (props.get("config") or {}).get("responsive")
+            and layout.get("autosize", True)
+            and (layout.get("height") is None or layout.get("width") is None)
+        )
     return fills and not (props.get("style") or {}).get("height")
 
 
 def test_the_power_spectrum_keeps_its_height_beside_a_long_decoding_table():
     n = 120
-    course = {"movie_time_s": list(np.arange(n) * 2.0), "values": list(np.sin(np.arange(n) / 5)), "sd": None,
-              "runs": [[0.0, n]], "tr": 2.0,
-              "spectrum": {"frequency_hz": list(np.linspace(0, 0.25, 61)), "power": list(np.ones(61))}}
-    rows = [{"annotation": "Speech", "annotation_id": 1, "label": f"label {i}", "r": 0.1, "p": 0.5, "q": 0.9,
-             "rank": i + 1} for i in range(60)]  # 25 shown: a table far taller than the spectrum
+    course = {
+        "movie_time_s": list(np.arange(n) * 2.0),
+        "values": list(np.sin(np.arange(n) / 5)),
+        "sd": None,
+        "runs": [[0.0, n]],
+        "tr": 2.0,
+        "spectrum": {"frequency_hz": list(np.linspace(0, 0.25, 61)), "power": list(np.ones(61))},
+    }
+    rows = [
+        {"annotation": "Speech", "annotation_id": 1, "label": f"label {i}", "r": 0.1, "p": 0.5, "q": 0.9, "rank": i + 1}
+        for i in range(60)
+    ]  # 25 shown: a table far taller than the spectrum
     panel = _plain(course_panel(course, [], rows, "uuid"))
     [spectrum] = _find(panel, id="course-spectrum")
     assert not _fills_its_container(spectrum), spectrum["props"].get("style")
@@ -61,13 +72,23 @@ def test_the_tr_sits_with_the_timing_fields_not_in_the_collapsed_acquisition_gro
     from dashboard.components.collection_form import collection_form
 
     with web.server.test_request_context():
-        form = _plain(collection_form("edit", {"metadata": {"acquisition": {"tr": 2.0, "field_strength": 3.0}},
-                                               "timing": {"tr": 2.0, "runs": [[0, 451]], "subjects": 15}}))
+        form = _plain(
+            collection_form(
+                "edit",
+                {
+                    "metadata": {"acquisition": {"tr": 2.0, "field_strength": 3.0}},
+                    "timing": {"tr": 2.0, "runs": [[0, 451]], "subjects": 15},
+                },
+            )
+        )
     tr_id = {"type": "edit-meta", "group": "acquisition", "field": "tr"}
     [accordion] = _find(form, id="edit-meta-groups")
     assert not _find(accordion, id=tr_id)
-    [timing] = [d for d in _find(form) if _find(d, id="edit-runs") and _find(d, id="edit-timing-summary")
-                and d["props"].get("id") != "edit-form"]
+    [timing] = [
+        d
+        for d in _find(form)
+        if _find(d, id="edit-runs") and _find(d, id="edit-timing-summary") and d["props"].get("id") != "edit-form"
+    ]
     [tr] = _find(timing, id=tr_id)
     assert tr["props"]["value"] == "2"
     acquisition = next(i for i in _find(accordion) if i["props"].get("item_id") == "acquisition")

@@ -5,6 +5,7 @@ the demo data; then every CSV route of the Flask app (found in its url_map, so a
 downloaded and each cell checked. Numbers must stay numbers: negative r values and coordinates are written as
 they are. A source check keeps every CSV writer in the one shared module (``web.csvfile``).
 """
+
 from __future__ import annotations
 
 import csv
@@ -47,24 +48,35 @@ def formula_cells(found: list[str]) -> list[str]:
 def hostile(web, demo_dir) -> dict[str, str]:
     """A movie whose annotations, temporal decodings and a term carry formulas; the addresses to fill the routes."""
     with session_scope() as session:
-        comp = session.scalar(select(Component).join(Collection).where(
-            Collection.visibility == "public", Component.timecourse_id.is_not(None)).order_by(Component.id))
+        comp = session.scalar(
+            select(Component)
+            .join(Collection)
+            .where(Collection.visibility == "public", Component.timecourse_id.is_not(None))
+            .order_by(Component.id)
+        )
         movie = session.get(Movie, comp.collection.movie_id)
-        merged = session.scalar(select(TermMap).where(TermMap.movie_id == movie.id, TermMap.term_id.is_not(None))
-                                .order_by(TermMap.id))
+        merged = session.scalar(
+            select(TermMap).where(TermMap.movie_id == movie.id, TermMap.term_id.is_not(None)).order_by(TermMap.id)
+        )
         term = session.get(Term, comp.best_term_id)
         term.name = HOSTILE_TERM
         curator = create_user(session, "mallory@example.org", "a long password 1")
         annotation = add_annotation_set(session, curator, movie, HOSTILE_SET, hostile_events(), "evil.tsv")
         collections = list(session.scalars(select(Collection.id).where(Collection.movie_id == movie.id)))
-        found = {"uuid": comp.uuid, "slug": movie.slug, "set_id": str(annotation.id), "term": term.slug,
-                 "merged_term": session.get(Term, merged.term_id).slug}
+        found = {
+            "uuid": comp.uuid,
+            "slug": movie.slug,
+            "set_id": str(annotation.id),
+            "term": term.slug,
+            "merged_term": session.get(Term, merged.term_id).slug,
+        }
     for collection_id in collections:
         decode_collection_in_time(collection_id, n_shifts=200)
     client = web.server.test_client()
     map_bytes = client.get(f"/files/components/{found['uuid']}.nii.gz").data
-    decoded = client.post("/api/decode?name=map.nii.gz", data=map_bytes,
-                          headers={"Content-Type": "application/octet-stream"}).get_json()
+    decoded = client.post(
+        "/api/decode?name=map.nii.gz", data=map_bytes, headers={"Content-Type": "application/octet-stream"}
+    ).get_json()
     assert decoded["status"] == "done", decoded
     found["token"] = decoded["id"]
     return found
@@ -78,8 +90,10 @@ def route_address(rule: str, found: dict[str, str]) -> list[str]:
         "/components/<uuid>/temporal.csv": [f"/components/{found['uuid']}/temporal.csv"],
         "/movies/<slug>/annotations/<int:set_id>.csv": [f"/movies/{found['slug']}/annotations/{found['set_id']}.csv"],
         "/components/<uuid>/clusters.csv": [f"/components/{found['uuid']}/clusters.csv?threshold=1"],
-        "/terms/<term>/clusters.csv": [f"/terms/{found['term']}/clusters.csv",
-                                       f"/terms/{found['term']}/clusters.csv?map=mean"],
+        "/terms/<term>/clusters.csv": [
+            f"/terms/{found['term']}/clusters.csv",
+            f"/terms/{found['term']}/clusters.csv?map=mean",
+        ],
         "/movies/<movie>/<term>/clusters.csv": [f"/movies/{found['slug']}/{found['merged_term']}/clusters.csv"],
         "/decode/<token>/profile.csv": [f"/decode/{found['token']}/profile.csv"],
     }

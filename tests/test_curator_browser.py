@@ -2,6 +2,7 @@
 register, create a collection, confirm the license, upload with visible byte progress (the network is throttled
 so that progress is observable), watch processing progress, see the components; leaving during an upload asks
 first; deleting asks for confirmation."""
+
 from __future__ import annotations
 
 import logging
@@ -43,6 +44,8 @@ class MailLog(logging.Handler):
         found = re.findall(re.escape(prefix) + r"\S+", self.text)
         assert found, self.text
         return found[-1]
+
+
 N_MAPS = 25
 
 
@@ -115,10 +118,10 @@ def test_curator_journey(page, base_url, tmp_path):
     page.fill("#new-movie", "The Browser Movie")
     page.fill("#new-year", "1994")
     page.locator("#new-meta-groups button:has-text('Acquisition')").click()
-    page.fill("input[id*='\"field\":\"tr\"']", "two")
+    page.fill('input[id*=\'"field":"tr"\']', "two")
     page.click("#new-submit")
     page.wait_for_selector("#new-message:has-text('Repetition time (TR) must be a number (s)')")
-    page.fill("input[id*='\"field\":\"tr\"']", "2.0")
+    page.fill('input[id*=\'"field":"tr"\']', "2.0")
     page.click("#new-submit")
     page.wait_for_url(re.compile(r".*/contribute/browser-collection$"))
 
@@ -143,8 +146,10 @@ def test_curator_journey(page, base_url, tmp_path):
     page.wait_for_function("() => !document.querySelector('#coll-choose').disabled || true")
     cdp = page.context.new_cdp_session(page)
     cdp.send("Network.enable")
-    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 5, "downloadThroughput": -1,
-                                                  "uploadThroughput": 3 * 1024 * 1024})
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 5, "downloadThroughput": -1, "uploadThroughput": 3 * 1024 * 1024},
+    )
     with page.expect_file_chooser() as chooser:
         page.click("#coll-choose")
     chooser.value.set_files([str(four_d), str(archive)])
@@ -174,8 +179,10 @@ def test_curator_journey(page, base_url, tmp_path):
     assert dialogs and "still uploading" in dialogs[0]
     assert page.url.endswith("/contribute/browser-collection")
     # Progress was seen; the rest of the upload may go at full speed.
-    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0, "downloadThroughput": -1,
-                                                  "uploadThroughput": -1})
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
+    )
 
     page.wait_for_selector(".incdb-upload-row[data-file='extra_maps.zip'][data-state='done']")
     log = page.evaluate("window.incdbUploadLog")

@@ -5,6 +5,7 @@ or a term map is set to 0. The expected values below therefore come from np.corr
 np.nan_to_num(..., nan=0, posinf=0, neginf=0); a term map with zero variance has r = 0 with every component
 (np.corrcoef would give NaN there).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,10 +36,10 @@ def expected_r(components: np.ndarray, terms: np.ndarray) -> np.ndarray:
     x, y = finite(components), finite(terms)
     with np.errstate(invalid="ignore", divide="ignore"):
         full = np.corrcoef(np.vstack([x, y]))
-    r = full[: len(x), len(x):]
+    r = full[: len(x), len(x) :]
     constant = np.r_[x.std(axis=1) == 0, y.std(axis=1) == 0]
     r[constant[: len(x)], :] = 0.0
-    r[:, constant[len(x):]] = 0.0
+    r[:, constant[len(x) :]] = 0.0
     return r
 
 
@@ -53,8 +54,8 @@ def with_non_finite(data: np.ndarray, rng: np.random.Generator, n: int = 300) ->
     out = data.astype(np.float32).copy()
     idx = rng.choice(np.flatnonzero(MASK.ravel()), 3 * n, replace=False)
     out.flat[idx[:n]] = np.nan
-    out.flat[idx[n:2 * n]] = np.inf
-    out.flat[idx[2 * n:]] = -np.inf
+    out.flat[idx[n : 2 * n]] = np.inf
+    out.flat[idx[2 * n :]] = -np.inf
     return out
 
 
@@ -294,8 +295,12 @@ def test_nonzero_mask_equals_corrcoef_over_the_non_zero_voxels(reference, term_m
     from pipeline.decoding.decode import decode_nonzero
 
     rng = np.random.default_rng(21)
-    maps = np.stack([thresholded(smooth_random(rng) + term_maps["blob"] / 2, 0.08),
-                     np.where(blob_map((30, 10, -10)) > 0.5, blob_map((30, 10, -10)), 0.0)]).astype(np.float32)
+    maps = np.stack(
+        [
+            thresholded(smooth_random(rng) + term_maps["blob"] / 2, 0.08),
+            np.where(blob_map((30, 10, -10)) > 0.5, blob_map((30, 10, -10)), 0.0),
+        ]
+    ).astype(np.float32)
     rows = masked(maps)
     r = decode_nonzero(rows, reference)
     names = list(term_maps)

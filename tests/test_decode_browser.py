@@ -1,6 +1,7 @@
 """The public decoder in a real browser (Playwright + Debian's Chromium), anonymously: choose a map on /decode, see
 the byte progress, land on its result with the profile and the similar components, open the best one, whose own
 page lists similar components too."""
+
 from __future__ import annotations
 
 import re
@@ -29,8 +30,9 @@ def test_decode_a_map_and_open_a_similar_component(base_url, tmp_path):
     from playwright.sync_api import sync_playwright
 
     with session_scope() as session:
-        comp = session.scalar(select(Component).join(Collection).where(Collection.visibility == "public")
-                              .order_by(Component.id))
+        comp = session.scalar(
+            select(Component).join(Collection).where(Collection.visibility == "public").order_by(Component.id)
+        )
         cuuid, key = comp.uuid, comp.storage_key
     path = tmp_path / "my-map.nii.gz"
     path.write_bytes(get_storage().read_bytes(key))

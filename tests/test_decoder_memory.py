@@ -2,6 +2,7 @@
 ingest): peak RSS of a real serving process is measured with the kernel's high-water mark (``VmHWM``, reset
 through ``/proc/<pid>/clear_refs``), a gzip bomb is not inflated past its header's byte count, and refused files
 count toward the sender's hourly cap."""
+
 from __future__ import annotations
 
 import gzip
@@ -24,8 +25,14 @@ from tests.services import running, service_env, start_embedded
 BOUND_MB = 300
 
 
-def _header_only(path: Path, shape: tuple[int, ...], dtype=np.float64, zooms=(2.0, 2.0, 2.0), data_mb: int = 0,
-                 compresslevel: int = 6) -> Path:
+def _header_only(
+    path: Path,
+    shape: tuple[int, ...],
+    dtype=np.float64,
+    zooms=(2.0, 2.0, 2.0),
+    data_mb: int = 0,
+    compresslevel: int = 6,
+) -> Path:
     """A gzipped NIfTI whose header claims ``shape`` of ``dtype``, followed by ``data_mb`` MB of zeros (not the
     whole claim): what a hostile visitor sends."""
     header = nib.Nifti1Header()
@@ -58,7 +65,7 @@ def _zeros_file(path: Path, shape: tuple[int, ...], dtype=np.float32, zooms=(3.0
         fh.write(header.binaryblock + b"\0" * 4)
         zeros = b"\0" * (4 * 1024 * 1024)
         while nbytes > 0:
-            fh.write(zeros[:min(nbytes, len(zeros))])
+            fh.write(zeros[: min(nbytes, len(zeros))])
             nbytes -= len(zeros)
     return path
 
@@ -75,8 +82,12 @@ def _reset_peak(pid: int) -> None:
 
 
 def _post(url: str, path: Path) -> requests.Response:
-    return requests.post(f"{url}/api/decode?name={path.name}", data=path.read_bytes(),
-                         headers={"Content-Type": "application/octet-stream"}, timeout=300)
+    return requests.post(
+        f"{url}/api/decode?name={path.name}",
+        data=path.read_bytes(),
+        headers={"Content-Type": "application/octet-stream"},
+        timeout=300,
+    )
 
 
 def _settle(url: str, token: str, timeout: float = 120) -> dict:
@@ -97,8 +108,13 @@ def test_hostile_headers_keep_the_decoder_within_its_memory_bound(data_dir, tmp_
     app = start_embedded(env, tmp_path / "app.log")
     with running(app):
         warm = tmp_path / "warm.nii.gz"
-        nib.save(nib.Nifti1Image(smooth_random(np.random.default_rng(3), shape=(61, 73, 61)),
-                                 np.array([[3, 0, 0, -90], [0, 3, 0, -126], [0, 0, 3, -72], [0, 0, 0, 1.0]])), warm)
+        nib.save(
+            nib.Nifti1Image(
+                smooth_random(np.random.default_rng(3), shape=(61, 73, 61)),
+                np.array([[3, 0, 0, -90], [0, 3, 0, -126], [0, 0, 3, -72], [0, 0, 0, 1.0]]),
+            ),
+            warm,
+        )
         r = _post(app.url, warm)
         assert r.status_code == 200 and r.json()["status"] == "done", r.text
         time.sleep(0.5)
@@ -229,9 +245,11 @@ def test_refused_files_count_toward_the_hourly_cap(web, tmp_path, monkeypatch):
     bad = tmp_path / "bad.nii.gz"
     bad.write_bytes(gzip.compress(b"not a nifti" + struct.pack("<i", 348)))
     for _ in range(3):
-        r = client.post(f"/api/decode?name={bad.name}", data=bad.read_bytes(),
-                        headers={"Content-Type": "application/octet-stream"})
+        r = client.post(
+            f"/api/decode?name={bad.name}", data=bad.read_bytes(), headers={"Content-Type": "application/octet-stream"}
+        )
         assert r.status_code == 422, r.text
-    r = client.post(f"/api/decode?name={bad.name}", data=bad.read_bytes(),
-                    headers={"Content-Type": "application/octet-stream"})
+    r = client.post(
+        f"/api/decode?name={bad.name}", data=bad.read_bytes(), headers={"Content-Type": "application/octet-stream"}
+    )
     assert r.status_code == 429, r.text

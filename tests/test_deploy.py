@@ -2,6 +2,7 @@
 with the example environment file (pointed at this machine's PostgreSQL and Redis), and check both serve. Then the
 nginx site, run as it is (on local ports, with a throw-away certificate and a stand-in app): the request body
 sizes it lets through on each location."""
+
 from __future__ import annotations
 
 import http.client
@@ -78,27 +79,45 @@ def redis_db():
 
 def test_units_start_web_and_worker(tmp_path, postgres_url, redis_db):
     port = free_port()
-    overrides = {"INCDB_DATA_DIR": str(tmp_path / "data"), "INCDB_DATABASE_URL": postgres_url,
-                 "INCDB_BROKER_URL": f"{REDIS_URL}/{redis_db}", "INCDB_RESULT_BACKEND": f"{REDIS_URL}/14",
-                 "INCDB_SECRET_KEY": "x" * 64, "PORT": str(port), "WEB_CONCURRENCY": "2",
-                 "INCDB_CELERY_CONCURRENCY": "1"}
+    overrides = {
+        "INCDB_DATA_DIR": str(tmp_path / "data"),
+        "INCDB_DATABASE_URL": postgres_url,
+        "INCDB_BROKER_URL": f"{REDIS_URL}/{redis_db}",
+        "INCDB_RESULT_BACKEND": f"{REDIS_URL}/14",
+        "INCDB_SECRET_KEY": "x" * 64,
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "2",
+        "INCDB_CELERY_CONCURRENCY": "1",
+    }
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("INCDB_")}, **example_environment(overrides)}
     # Section 4 and 5 of the guide: the check refuses nothing, then the schema and reference are created.
-    init = subprocess.run([sys.executable, "-m", "pipeline", "init"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
+    init = subprocess.run(
+        [sys.executable, "-m", "pipeline", "init"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert init.returncode == 0, init.stderr
-    check = subprocess.run([sys.executable, "-m", "pipeline", "check"], cwd=ROOT, env=env, capture_output=True,
-                           text=True, timeout=120)
+    check = subprocess.run(
+        [sys.executable, "-m", "pipeline", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert check.returncode == 0 and "refused" not in check.stdout, check.stdout + check.stderr
 
     logs = tmp_path / "logs"
     logs.mkdir()
-    web = subprocess.Popen(unit_command("incdb-web.service", env), cwd=ROOT, env=env, start_new_session=True,
-                           stdout=(logs / "web.log").open("wb"),  # noqa: SIM115 - the process's log
-                           stderr=subprocess.STDOUT)
-    worker = subprocess.Popen(unit_command("incdb-worker.service", env), cwd=ROOT, env=env, start_new_session=True,
-                              stdout=(logs / "worker.log").open("wb"),  # noqa: SIM115 - the process's log
-                              stderr=subprocess.STDOUT)
+    web = subprocess.Popen(
+        unit_command("incdb-web.service", env),
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=(logs / "web.log").open("wb"),  # noqa: SIM115 - the process's log
+        stderr=subprocess.STDOUT,
+    )
+    worker = subprocess.Popen(
+        unit_command("incdb-worker.service", env),
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=(logs / "worker.log").open("wb"),  # noqa: SIM115 - the process's log
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.time() + 120
         ok = False
@@ -115,13 +134,19 @@ def test_units_start_web_and_worker(tmp_path, postgres_url, redis_db):
             assert worker.poll() is None, (logs / "worker.log").read_text()[-3000:]
             time.sleep(1)
         assert b"ready." in (logs / "worker.log").read_bytes(), (logs / "worker.log").read_text()[-3000:]
-        ping = subprocess.run([str(Path(sys.executable).parent / "celery"), "-A", "app:celery_app", "inspect",
-                               "ping", "--timeout", "10"], cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=120)
+        ping = subprocess.run(
+            [str(Path(sys.executable).parent / "celery"), "-A", "app:celery_app", "inspect", "ping", "--timeout", "10"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert "pong" in ping.stdout, ping.stdout + ping.stderr
         # The daily sweep's exact command, against the same database and storage.
-        sweep = subprocess.run(unit_command("incdb-sweep.service", env), cwd=ROOT, env=env, capture_output=True,
-                               text=True, timeout=120)
+        sweep = subprocess.run(
+            unit_command("incdb-sweep.service", env), cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
         assert sweep.returncode == 0 and "unreferenced file(s)" in sweep.stdout, sweep.stdout + sweep.stderr
     finally:
         stop(web)
@@ -169,9 +194,26 @@ class _CountingApp(http.server.BaseHTTPRequestHandler):
 def _site_on_local_ports(tmp_path: Path, upstream: int) -> tuple[str, int]:
     """The site file on 127.0.0.1 (free ports for 80 and 443, no IPv6), a throw-away certificate, the stand-in
     upstream; (nginx.conf, the HTTPS port)."""
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-                    "/CN=incdb.example.org", "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=incdb.example.org",
+            "-keyout",
+            str(tmp_path / "key.pem"),
+            "-out",
+            str(tmp_path / "cert.pem"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     ports = {"80": free_port(), "443": free_port()}
     site = (ROOT / "deploy" / "nginx-incdb.conf").read_text()
     site = site.replace("/etc/letsencrypt/live/incdb.example.org/fullchain.pem", str(tmp_path / "cert.pem"))
@@ -180,11 +222,13 @@ def _site_on_local_ports(tmp_path: Path, upstream: int) -> tuple[str, int]:
     site = re.sub(r"^\s*listen\s+\[::\]:\d+[^;]*;\n", "", site, flags=re.M)
     site = re.sub(r"listen\s+(80|443)\b", lambda m: f"listen 127.0.0.1:{ports[m.group(1)]}", site)
     (tmp_path / "site.conf").write_text(site)
-    temp_paths = "".join(f"  {kind}_temp_path {tmp_path}/{kind};\n"
-                         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    temp_paths = "".join(
+        f"  {kind}_temp_path {tmp_path}/{kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
     (tmp_path / "nginx.conf").write_text(
         f"daemon off;\nmaster_process off;\npid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\n"
-        f"events {{}}\nhttp {{\n  access_log off;\n{temp_paths}  include {tmp_path}/site.conf;\n}}\n")
+        f"events {{}}\nhttp {{\n  access_log off;\n{temp_paths}  include {tmp_path}/site.conf;\n}}\n"
+    )
     return str(tmp_path / "nginx.conf"), ports["443"]
 
 
@@ -194,14 +238,18 @@ def _send(port: int, path: str, size: int, whole: bool) -> tuple[int, bytes]:
     context = ssl.create_default_context()
     context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
     method = "PUT" if "/resumable/" in path else "POST"
-    with socket.create_connection(("127.0.0.1", port), timeout=60 if whole else 10) as raw, \
-            context.wrap_socket(raw, server_hostname="incdb.example.org") as sock:
-        sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: incdb.example.org\r\nContent-Length: {size}\r\n"
-                     f"Connection: close\r\n\r\n".encode())
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=60 if whole else 10) as raw,
+        context.wrap_socket(raw, server_hostname="incdb.example.org") as sock,
+    ):
+        sock.sendall(
+            f"{method} {path} HTTP/1.1\r\nHost: incdb.example.org\r\nContent-Length: {size}\r\n"
+            f"Connection: close\r\n\r\n".encode()
+        )
         if whole:
             piece = b"x" * MIB
             for start in range(0, size, MIB):
-                sock.sendall(piece[:min(MIB, size - start)])
+                sock.sendall(piece[: min(MIB, size - start)])
         response = http.client.HTTPResponse(sock)
         response.begin()
         return response.status, response.read()
@@ -213,8 +261,12 @@ def test_nginx_limits_request_bodies_per_location(tmp_path):
     upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CountingApp)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     config, port = _site_on_local_ports(tmp_path, upstream.server_address[1])
-    proc = subprocess.Popen([nginx, "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", config],
-                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [nginx, "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", config],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 30
         while not port_open("127.0.0.1", port):

@@ -1,4 +1,5 @@
 """8-bit display encoding: accuracy, exact zeros, nibabel compatibility and size."""
+
 from __future__ import annotations
 
 import gzip

@@ -4,6 +4,7 @@
 The Markdown renderer (``web/docs.py``) is checked on the real files and on a hostile one: every text escaped, only
 safe link targets kept, only known names served.
 """
+
 from __future__ import annotations
 
 import json
@@ -125,8 +126,18 @@ def test_hostile_markdown_is_shown_as_text(web, tmp_path, monkeypatch) -> None:
     assert "<pre><code>&lt;script&gt;indented code&lt;/script&gt;</code></pre>" in body
 
 
-@pytest.mark.parametrize("path", ["/docs/nope", "/docs/README", "/docs/deploy.md", "/docs/.user-guide",
-                                  "/docs/images/nope.png", "/docs/images/home.PNG", "/docs/images/methods.md"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/docs/nope",
+        "/docs/README",
+        "/docs/deploy.md",
+        "/docs/.user-guide",
+        "/docs/images/nope.png",
+        "/docs/images/home.PNG",
+        "/docs/images/methods.md",
+    ],
+)
 def test_only_known_documents_are_served(web, path) -> None:
     client = Client(flask_app=web.server)
     assert client.get("/docs/methods").status_code == 200

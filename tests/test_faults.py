@@ -3,6 +3,7 @@
 Each job ends succeeded or failed with a message, rows and files agree afterwards (every row's file exists, no
 file lacks its row), and a retry succeeds with the state an undisturbed run gives.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -52,8 +53,10 @@ def assert_consistent(data_dir) -> None:
 
 def new_ingest_job(data_dir, terms=("visual", "auditory", "language"), seed=0) -> int:
     rng = np.random.default_rng(seed)
-    vols = np.stack([builtin_term_map(tuple(BUILTIN_PEAKS[t])) + rng.normal(0, 0.4, GRID_SHAPE) * brain_mask()
-                     for t in terms], axis=-1).astype(np.float32)
+    vols = np.stack(
+        [builtin_term_map(tuple(BUILTIN_PEAKS[t])) + rng.normal(0, 0.4, GRID_SHAPE) * brain_mask() for t in terms],
+        axis=-1,
+    ).astype(np.float32)
     path = data_dir.parent / f"ic-{seed}.nii.gz"
     path.write_bytes(gzip.compress(nib.Nifti1Image(vols, GRID_AFFINE).to_bytes()))
     with session_scope() as s:
@@ -65,8 +68,9 @@ def new_ingest_job(data_dir, terms=("visual", "auditory", "language"), seed=0) -
 
 def merged_state() -> list:
     with session_scope() as s:
-        return sorted((tm.movie_id or 0, tm.term_id, tm.n_components, tm.storage_key)
-                      for tm in s.scalars(select(TermMap)))
+        return sorted(
+            (tm.movie_id or 0, tm.term_id, tm.n_components, tm.storage_key) for tm in s.scalars(select(TermMap))
+        )
 
 
 def test_interrupted_merged_map_write(data_dir, monkeypatch):
@@ -128,8 +132,12 @@ def test_database_connection_dropped_during_job(tmp_path, reference_template, po
         if not dropped["done"]:
             dropped["done"] = True
             with admin.connect() as conn:
-                conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                     "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+                conn.execute(
+                    sa.text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                )
         return real(keys, out_key, backend)
 
     monkeypatch.setattr(termmaps, "_merge_to_storage", drop_then_merge)

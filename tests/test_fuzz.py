@@ -17,6 +17,7 @@ Four kinds of probes, on SQLite and on PostgreSQL:
 Routes, parameters, pages and callbacks are read from the app, so new ones are probed without changing this file.
 A failure lists each probe that got a 500 with the last line of its traceback.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -45,8 +46,18 @@ MAX_BIGINT = 2**63 - 1
 HOSTILE_TEXT = [str(MAX_BIGINT), "-1", "abc", "\x00", "x" * 10_000, "ü☃\u202e\U0001f600", "' OR 1=1 --"]
 # JSON values a forged callback request can carry in place of any property: wrong types, huge numbers, NUL, and
 # text of the right shape but too long for its column (an email of 306 characters, a 2,000-character URL).
-HOSTILE_JSON: list[Any] = [None, "abc", MAX_BIGINT, "x" * 10_000, {"a": 1}, ["a", 1], True,
-                           "a" * 294 + "@example.org", "fuzz\x00@example.org", "https://example.org/" + "a" * 2000]
+HOSTILE_JSON: list[Any] = [
+    None,
+    "abc",
+    MAX_BIGINT,
+    "x" * 10_000,
+    {"a": 1},
+    ["a", 1],
+    True,
+    "a" * 294 + "@example.org",
+    "fuzz\x00@example.org",
+    "https://example.org/" + "a" * 2000,
+]
 # Fewer for background callbacks: each start forks a job (refused at once, but still a process).
 HOSTILE_BACKGROUND: list[Any] = [None, "abc", {"token": "x", "nonce": ["a"]}, ["a", 1]]
 # Query parameters every route gets, besides those its module reads (``.get("name")`` in its source).
@@ -57,12 +68,22 @@ BACKGROUND_TIMEOUT_S = 20
 # behind it, the database included ("component id.property" -> value; "coll-id.data" is the curator's own
 # collection, filled in per site).
 FORM_DEFAULTS: dict[str, Any] = {
-    **{f"{form}-{field}.value": value for form in ("new", "edit")
-       for field, value in (("name", "Fuzz study"), ("movie", "Fuzz film"), ("license", "CC0-1.0"),
-                            ("visibility", "private"))},
-    "register-first-name.value": "Fuzz", "register-last-name.value": "Tester",
-    "register-password.value": "fuzz-register-password-1", "register-password2.value": "fuzz-register-password-1",
-    "profile-first-name.value": "Fuzz", "profile-last-name.value": "Tester",
+    **{
+        f"{form}-{field}.value": value
+        for form in ("new", "edit")
+        for field, value in (
+            ("name", "Fuzz study"),
+            ("movie", "Fuzz film"),
+            ("license", "CC0-1.0"),
+            ("visibility", "private"),
+        )
+    },
+    "register-first-name.value": "Fuzz",
+    "register-last-name.value": "Tester",
+    "register-password.value": "fuzz-register-password-1",
+    "register-password2.value": "fuzz-register-password-1",
+    "profile-first-name.value": "Fuzz",
+    "profile-last-name.value": "Tester",
 }
 
 
@@ -123,8 +144,9 @@ def _rows() -> None:
         set_active(session, reference)
         owner = create_user(session, "owner@example.org", PASSWORD)
         create_collection(session, owner, get_or_create_movie(session, "Open Film"), "Open collection")
-        create_collection(session, owner, get_or_create_movie(session, "Closed Film"), "Closed collection",
-                          visibility="private")
+        create_collection(
+            session, owner, get_or_create_movie(session, "Closed Film"), "Closed collection", visibility="private"
+        )
         create_user(session, CURATOR, PASSWORD)
 
 
@@ -141,8 +163,9 @@ def curator_collection() -> int:
         found = session.scalar(select(Collection.id).where(Collection.owner_id == owner.id).limit(1))
         if found is not None:
             return found
-        return create_collection(session, owner, get_or_create_movie(session, "Fuzz film"), "Fuzz study",
-                                 visibility="private").id
+        return create_collection(
+            session, owner, get_or_create_movie(session, "Fuzz film"), "Fuzz study", visibility="private"
+        ).id
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -172,8 +195,9 @@ def server(site):
     server.config["PROPAGATE_EXCEPTIONS"] = False
 
     def record(_sender, exception, **_extra):
-        site.failures.append("".join(traceback.format_exception(exception)[-1:]).strip() + " at "
-                             + _last_frame(exception))
+        site.failures.append(
+            "".join(traceback.format_exception(exception)[-1:]).strip() + " at " + _last_frame(exception)
+        )
 
     flask.got_request_exception.connect(record, server)
     yield server
@@ -230,7 +254,8 @@ class Probe:
         print(f"\n{self.site.backend}: {self.count} probes")
         assert self.count >= at_least, f"only {self.count} probes"
         assert not self.errors, f"{len(self.errors)} probe(s) answered 5xx:\n" + "\n".join(
-            _short(e) for e in self.errors)
+            _short(e) for e in self.errors
+        )
 
 
 def _short(text: str, limit: int = 400) -> str:
@@ -319,9 +344,16 @@ def page_paths() -> list[tuple[str, list[str], list[str]]]:
         template = page.get("path_template") or page["path"]
         variables = re.findall(r"<(\w+)>", template)
         layout = page["layout"]
-        names = [p for p in inspect.signature(layout).parameters if p not in variables
-                 and inspect.signature(layout).parameters[p].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD] \
-            if callable(layout) else []
+        names = (
+            [
+                p
+                for p in inspect.signature(layout).parameters
+                if p not in variables
+                and inspect.signature(layout).parameters[p].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+            ]
+            if callable(layout)
+            else []
+        )
         out.append((template, variables, names))
     return out
 
@@ -331,11 +363,16 @@ def _fill_page(template: str, value: str) -> str:
 
 
 def _router(client: Client, pathname: Any, search: Any):
-    body = {"output": ".._pages_content.children..._pages_store.data..",
-            "outputs": [{"id": "_pages_content", "property": "children"}, {"id": "_pages_store", "property": "data"}],
-            "inputs": [{"id": "_pages_location", "property": "pathname", "value": pathname},
-                       {"id": "_pages_location", "property": "search", "value": search}],
-            "state": [], "changedPropIds": ["_pages_location.pathname"]}
+    body = {
+        "output": ".._pages_content.children..._pages_store.data..",
+        "outputs": [{"id": "_pages_content", "property": "children"}, {"id": "_pages_store", "property": "data"}],
+        "inputs": [
+            {"id": "_pages_location", "property": "pathname", "value": pathname},
+            {"id": "_pages_location", "property": "search", "value": search},
+        ],
+        "state": [],
+        "changedPropIds": ["_pages_location.pathname"],
+    }
     return client.post(client._url(), json_body=body)
 
 
@@ -397,8 +434,11 @@ def _prop_id(ident: str | dict[str, Any], prop: str) -> str:
 
 def _outputs(spec: str, fill: Any) -> list[dict[str, Any]] | dict[str, Any]:
     def one(text: str) -> dict[str, Any] | list[dict[str, Any]]:
-        ident, prop = text.rsplit(".", 1) if not _is_pattern(text) else (text[:text.rindex("}") + 1],
-                                                                            text[text.rindex("}") + 2:])
+        ident, prop = (
+            text.rsplit(".", 1)
+            if not _is_pattern(text)
+            else (text[: text.rindex("}") + 1], text[text.rindex("}") + 2 :])
+        )
         item = {"id": concrete_id(ident, fill), "property": prop}
         return [item] if _all_pattern(ident) else item
 
@@ -431,9 +471,13 @@ def callback_body(dep: dict[str, Any], position: int, value: Any, collection_id:
         filled.append([entry] if _all_pattern(item["id"]) else entry)
     trigger = position if position < len(dep["inputs"]) else 0
     trigger_item = filled[trigger][0] if isinstance(filled[trigger], list) else filled[trigger]
-    return {"output": dep["output"], "outputs": _outputs(dep["output"], "fuzz"),
-            "inputs": filled[:len(dep["inputs"])], "state": filled[len(dep["inputs"]):],
-            "changedPropIds": [_prop_id(trigger_item["id"], trigger_item["property"])]}
+    return {
+        "output": dep["output"],
+        "outputs": _outputs(dep["output"], "fuzz"),
+        "inputs": filled[: len(dep["inputs"])],
+        "state": filled[len(dep["inputs"]) :],
+        "changedPropIds": [_prop_id(trigger_item["id"], trigger_item["property"])],
+    }
 
 
 def server_callbacks(client: Client) -> list[dict[str, Any]]:
@@ -454,8 +498,10 @@ def _run(client: Client, dep: dict[str, Any], body: dict[str, Any], probe: Probe
             entry["value"] = None
     deadline = time.monotonic() + BACKGROUND_TIMEOUT_S
     while time.monotonic() < deadline:
-        r = probe.check(what + " (result)", lambda: client.post(
-            client._url(cacheKey=handles["cacheKey"], job=handles["job"]), json_body=polled))
+        r = probe.check(
+            what + " (result)",
+            lambda: client.post(client._url(cacheKey=handles["cacheKey"], job=handles["job"]), json_body=polled),
+        )
         if r.status_code != 200 or "response" in r.json() or r.json().get("done"):
             return
         time.sleep(0.2)
@@ -507,8 +553,11 @@ def test_forged_table_state_draws_a_plain_first_page(site, server, clients) -> N
     client = clients["anonymous"]
     dep = next(d for d in server_callbacks(client) if "incdb-table-body" in d["output"])
     body = callback_body(dep, 2, "abc")  # the pagination's active_page
-    context = {"id": {"table": "terms", "type": "incdb-table-context"}, "property": "data",
-               "value": {"source": "terms", "per_page": MAX_BIGINT, "hide": "all", "term": ["x"]}}
+    context = {
+        "id": {"table": "terms", "type": "incdb-table-context"},
+        "property": "data",
+        "value": {"source": "terms", "per_page": MAX_BIGINT, "hide": "all", "term": ["x"]},
+    }
     body["state"] = [context]
     for item in body["inputs"]:
         item["id"]["table"] = "terms"
@@ -530,12 +579,25 @@ def test_forged_page_address_is_refused_with_a_message(site, server, clients) ->
 
 def test_malformed_callback_requests_are_refused(site, server, clients) -> None:
     """Bodies no renderer sends (Dash itself would fail on them) get a 400 with a message."""
-    nav = {"output": "nav-account.children", "outputs": {"id": "nav-account", "property": "children"},
-           "inputs": [{"id": "url", "property": "pathname", "value": "/"}], "changedPropIds": ["url.pathname"]}
+    nav = {
+        "output": "nav-account.children",
+        "outputs": {"id": "nav-account", "property": "children"},
+        "inputs": [{"id": "url", "property": "pathname", "value": "/"}],
+        "changedPropIds": ["url.pathname"],
+    }
     for who, client in clients.items():
-        for body in ({}, [], "x", {**nav, "output": 5}, {**nav, "outputs": "x"}, {**nav, "inputs": "x"},
-                     {**nav, "inputs": [5]}, {**nav, "state": {}}, {**nav, "changedPropIds": "url.pathname"},
-                     {**nav, "inputs": [{"id": "url", "property": "pathname", "value": ["/"]}]}):
+        for body in (
+            {},
+            [],
+            "x",
+            {**nav, "output": 5},
+            {**nav, "outputs": "x"},
+            {**nav, "inputs": "x"},
+            {**nav, "inputs": [5]},
+            {**nav, "state": {}},
+            {**nav, "changedPropIds": "url.pathname"},
+            {**nav, "inputs": [{"id": "url", "property": "pathname", "value": ["/"]}]},
+        ):
             response = client.post(client._url(), json_body=body)
             assert response.status_code == 400, (who, body)
             assert "Reload the page" in response.json()["error"]
@@ -550,8 +612,10 @@ def forged_shapes(dep: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     many, a wildcard's list where one value belongs (or the reverse), and outputs of the wrong number."""
     body = callback_body(dep, 0, None)
     extra = {"id": "fuzz-extra", "property": "value", "value": 1}
-    yield "unknown output", {**body, "output": "fuzz-nothere.children",
-                             "outputs": {"id": "fuzz-nothere", "property": "children"}}
+    yield (
+        "unknown output",
+        {**body, "output": "fuzz-nothere.children", "outputs": {"id": "fuzz-nothere", "property": "children"}},
+    )
     yield "renamed output", {**body, "output": body["output"] + "x"}
     yield "no inputs", {**body, "inputs": []}
     yield "an input missing", {**body, "inputs": body["inputs"][:-1]}
@@ -561,19 +625,37 @@ def forged_shapes(dep: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
         yield "no states", {**body, "state": []}
         yield "a state missing", {**body, "state": body["state"][:-1]}
     first = body["inputs"][0]
-    yield "first input reshaped", {**body, "inputs": [first[0] if isinstance(first, list) and first else [first]]
-                                   + body["inputs"][1:]}
+    yield (
+        "first input reshaped",
+        {**body, "inputs": [first[0] if isinstance(first, list) and first else [first]] + body["inputs"][1:]},
+    )
     if dep.get("no_output"):
         return  # Dash ignores the outputs such a request names
     outputs = body["outputs"]
     yield "outputs doubled", {**body, "outputs": (outputs * 2) if isinstance(outputs, list) else [outputs, outputs]}
     yield "outputs empty", {**body, "outputs": []}
-    yield "an output without an id", {**body, "outputs": [{"property": "children"}]
-                                      if isinstance(outputs, list) else {"property": "children"}}
-    yield "inputs of another id", {**body, "inputs": [{**(i[0] if isinstance(i, list) and i else i), "id": [1, 2]}
-                                                      if i else i for i in body["inputs"]]}
-    yield "inputs of another property", {**body, "inputs": [
-        {**(i[0] if isinstance(i, list) and i else i), "property": "fuzz"} if i else i for i in body["inputs"]]}
+    yield (
+        "an output without an id",
+        {**body, "outputs": [{"property": "children"}] if isinstance(outputs, list) else {"property": "children"}},
+    )
+    yield (
+        "inputs of another id",
+        {
+            **body,
+            "inputs": [
+                {**(i[0] if isinstance(i, list) and i else i), "id": [1, 2]} if i else i for i in body["inputs"]
+            ],
+        },
+    )
+    yield (
+        "inputs of another property",
+        {
+            **body,
+            "inputs": [
+                {**(i[0] if isinstance(i, list) and i else i), "property": "fuzz"} if i else i for i in body["inputs"]
+            ],
+        },
+    )
 
 
 def test_callbacks_of_a_forged_shape_are_refused(site, server, clients) -> None:
@@ -589,8 +671,7 @@ def test_callbacks_of_a_forged_shape_are_refused(site, server, clients) -> None:
         for name, body in forged_shapes(dep):
             what = f"{name}: {dep['output'][:70]}"
             response = probe.check(what, lambda: client.post(client._url(), json_body=body))
-            if (response.status_code != 400
-                                                    or "Reload the page" not in response.json().get("error", "")):
+            if response.status_code != 400 or "Reload the page" not in response.json().get("error", ""):
                 refused.append(f"{what} -> {response.status_code} {response.text[:100]}")
     probe.assert_clean(at_least=500)
     assert not refused, "not refused with a message:\n" + "\n".join(refused[:20])
@@ -599,18 +680,26 @@ def test_callbacks_of_a_forged_shape_are_refused(site, server, clients) -> None:
 def test_dash_script_routes_answer_404_for_what_they_do_not_serve(site, server, clients) -> None:
     probe = Probe(site)
     client = clients["anonymous"]
-    unknown = ["/_dash-component-suites/dash/nothere.js", "/_dash-component-suites/nopkg/x.js",
-               "/_dash-component-suites/dash/..%2F..%2Fsecret_key", "/_dash-component-suites/dash/dcc/nothere.js",
-               *(f"/_dash-component-suites/{quote(v, safe='')}/x.js" for v in HOSTILE_TEXT),
-               *(f"/_dash-component-suites/dash/{quote(v, safe='')}" for v in HOSTILE_TEXT)]
+    unknown = [
+        "/_dash-component-suites/dash/nothere.js",
+        "/_dash-component-suites/nopkg/x.js",
+        "/_dash-component-suites/dash/..%2F..%2Fsecret_key",
+        "/_dash-component-suites/dash/dcc/nothere.js",
+        *(f"/_dash-component-suites/{quote(v, safe='')}/x.js" for v in HOSTILE_TEXT),
+        *(f"/_dash-component-suites/dash/{quote(v, safe='')}" for v in HOSTILE_TEXT),
+    ]
     for url in unknown:
         response = probe.check(f"GET {_short(url, 120)}", lambda: client.get(url))
         assert response.status_code == 404, (url, response.status_code)
         assert response.json()["error"] == "no such script or style sheet"
     for value in HOSTILE_TEXT:  # Dash's other own routes
-        for url in (f"/assets/{quote(value, safe='')}", f"/_favicon.ico?v={quote(value)}",
-                    f"/_dash-layout?x={quote(value)}", f"/_dash-dependencies?x={quote(value)}",
-                    f"/_reload-hash?x={quote(value)}"):
+        for url in (
+            f"/assets/{quote(value, safe='')}",
+            f"/_favicon.ico?v={quote(value)}",
+            f"/_dash-layout?x={quote(value)}",
+            f"/_dash-dependencies?x={quote(value)}",
+            f"/_reload-hash?x={quote(value)}",
+        ):
             probe.check(f"GET {_short(url, 120)}", lambda: client.get(url))
     probe.assert_clean(at_least=len(unknown) + 5 * len(HOSTILE_TEXT))
     served = re.search(r'src="(/_dash-component-suites/dash/[^"]+\.js)"', client.get("/").text).group(1)

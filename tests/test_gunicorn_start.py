@@ -8,6 +8,7 @@ first-request set-up used to race under that burst (``dashboard.startup``).
 The reload test runs the web unit's own ``ExecStart`` and ``ExecReload`` lines (as ``systemctl reload`` would),
 with clients requesting pages in a loop all the while.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,9 +29,11 @@ from tests.test_deploy import unit_commands
 
 BURST = 32
 # Dash's own scripts, without fingerprint (Dash serves those too): the page stays blank when one fails.
-SCRIPTS = [f"/_dash-component-suites/dash/{path}" for path in
-           _dash_renderer._js_dist_dependencies[0]["relative_package_path"]["prod"]
-           + [_dash_renderer._js_dist[0]["relative_package_path"]]]
+SCRIPTS = [
+    f"/_dash-component-suites/dash/{path}"
+    for path in _dash_renderer._js_dist_dependencies[0]["relative_package_path"]["prod"]
+    + [_dash_renderer._js_dist[0]["relative_package_path"]]
+]
 ROUTES = [*SCRIPTS, "/_dash-dependencies", "/_dash-layout", "/", "/api/stats", "/api/terms"]
 
 
@@ -42,6 +45,7 @@ def web_env(data_dir: Path, port: int) -> dict[str, str]:
 def wait_for_port(service: Service, port: int, timeout: float = 60) -> None:
     """Until the port accepts connections: gunicorn's master listens before its workers have imported the app; the
     development server only once it is ready. The connection made to find out is closed unused."""
+
     def accepts() -> bool:
         service.check_alive()
         try:
@@ -79,8 +83,13 @@ def test_fresh_gunicorn_serves_a_burst_of_first_requests(data_dir, tmp_path):
     """Three starts of the real gunicorn configuration, each met by a burst of 32 requests: all answered."""
     for start in range(3):
         port = free_port()
-        web = Service("gunicorn", [str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py",
-                                   "app:server"], web_env(data_dir, port), ROOT, tmp_path / f"web{start}.log")
+        web = Service(
+            "gunicorn",
+            [str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py", "app:server"],
+            web_env(data_dir, port),
+            ROOT,
+            tmp_path / f"web{start}.log",
+        )
         with running(web):
             wait_for_port(web, port)
             base = f"http://127.0.0.1:{port}"
@@ -91,8 +100,13 @@ def test_fresh_development_server_serves_a_burst_of_first_requests(data_dir, tmp
     """``python app.py`` (werkzeug, a thread per request) likewise, three times."""
     for start in range(3):
         port = free_port()
-        web = Service("python app.py", [sys.executable, str(ROOT / "app.py")], web_env(data_dir, port), ROOT,
-                      tmp_path / f"app{start}.log")
+        web = Service(
+            "python app.py",
+            [sys.executable, str(ROOT / "app.py")],
+            web_env(data_dir, port),
+            ROOT,
+            tmp_path / f"app{start}.log",
+        )
         with running(web):
             wait_for_port(web, port, timeout=120)
             base = f"http://127.0.0.1:{port}"

@@ -4,6 +4,7 @@ and caching that cannot keep a map public after its collection became private.
 The last test loads pages in headless Chromium under the Content-Security-Policy and checks that nothing is
 refused: Dash renders, Plotly draws and the NiiVue viewer loads its maps.
 """
+
 from __future__ import annotations
 
 import base64
@@ -64,16 +65,23 @@ def public_component() -> tuple[str, str]:
     from store.models import Collection, Component
 
     with session_scope() as session:
-        uuid, slug = session.execute(select(Component.uuid, Collection.slug).join(Collection)
-                                     .where(Collection.visibility == "public").order_by(Component.uuid)
-                                     .limit(1)).one()
+        uuid, slug = session.execute(
+            select(Component.uuid, Collection.slug)
+            .join(Collection)
+            .where(Collection.visibility == "public")
+            .order_by(Component.uuid)
+            .limit(1)
+        ).one()
     return uuid, slug
 
 
 def policy(response) -> dict[str, str]:
     header = response.headers.get("Content-Security-Policy", "")
-    return {part.split(" ", 1)[0]: part.split(" ", 1)[1] if " " in part else ""
-            for part in (p.strip() for p in header.split(";")) if part}
+    return {
+        part.split(" ", 1)[0]: part.split(" ", 1)[1] if " " in part else ""
+        for part in (p.strip() for p in header.split(";"))
+        if part
+    }
 
 
 def assert_security_headers(response, what: str) -> None:
@@ -94,14 +102,32 @@ def assert_security_headers(response, what: str) -> None:
 def test_every_kind_of_response_has_the_security_headers(anon) -> None:
     uuid, slug = public_component()
     anon.open_page("/")
-    for path in ("/", "/terms/visual", "/no-such-page", "/api/", "/api/stats", "/api/no-such-route",
-                 f"/files/components/{uuid}.nii.gz", "/files/no-such-file", "/files/underlay.nii.gz",
-                 f"/components/{uuid}/decodings.csv", "/_dash-layout", "/_dash-dependencies",
-                 "/vendor/niivue.umd.js", "/assets/incdb.css"):
+    for path in (
+        "/",
+        "/terms/visual",
+        "/no-such-page",
+        "/api/",
+        "/api/stats",
+        "/api/no-such-route",
+        f"/files/components/{uuid}.nii.gz",
+        "/files/no-such-file",
+        "/files/underlay.nii.gz",
+        f"/components/{uuid}/decodings.csv",
+        "/_dash-layout",
+        "/_dash-dependencies",
+        "/vendor/niivue.umd.js",
+        "/assets/incdb.css",
+    ):
         assert_security_headers(anon.get(path), path)
-    callback = anon.post("/_dash-update-component", json_body={
-        "output": "nav-account.children", "outputs": {"id": "nav-account", "property": "children"},
-        "inputs": [{"id": "url", "property": "pathname", "value": "/"}], "changedPropIds": ["url.pathname"]})
+    callback = anon.post(
+        "/_dash-update-component",
+        json_body={
+            "output": "nav-account.children",
+            "outputs": {"id": "nav-account", "property": "children"},
+            "inputs": [{"id": "url", "property": "pathname", "value": "/"}],
+            "changedPropIds": ["url.pathname"],
+        },
+    )
     assert callback.status_code == 200
     assert_security_headers(callback, "a callback")
     assert_security_headers(anon.post("/api/stats"), "a refused method")
@@ -109,8 +135,11 @@ def test_every_kind_of_response_has_the_security_headers(anon) -> None:
 
 def assert_inline_scripts_admitted(response) -> None:
     html = re.sub(r"<!--.*?-->", "", response.text, flags=re.DOTALL)  # e.g. Dash's IE notice, never run
-    scripts = [body for attrs, body in re.findall(r"<script([^>]*)>(.*?)</script>", html, re.DOTALL)
-               if "src=" not in attrs and "application/json" not in attrs]
+    scripts = [
+        body
+        for attrs, body in re.findall(r"<script([^>]*)>(.*?)</script>", html, re.DOTALL)
+        if "src=" not in attrs and "application/json" not in attrs
+    ]
     assert len(scripts) >= 2  # clientside callbacks and the renderer's start
     allowed = set(policy(response)["script-src"].split())
     for body in scripts:
@@ -153,13 +182,18 @@ def test_unknown_api_paths_answer_json(anon) -> None:
 def test_refusals_in_front_of_dash_answer_json_with_the_security_headers(anon) -> None:
     """A script Dash does not serve (404), a callback request that is not the callback's (400), and a body over
     its limit (413): JSON with a message, never Dash's 500 page, and the headers of every other answer."""
-    nav = {"output": "nav-account.children", "outputs": {"id": "nav-account", "property": "children"},
-           "inputs": [{"id": "url", "property": "pathname", "value": "/"}], "changedPropIds": ["url.pathname"]}
+    nav = {
+        "output": "nav-account.children",
+        "outputs": {"id": "nav-account", "property": "children"},
+        "inputs": [{"id": "url", "property": "pathname", "value": "/"}],
+        "changedPropIds": ["url.pathname"],
+    }
     answers = {
         404: anon.get("/_dash-component-suites/dash/nothere.js"),
         400: anon.post("/_dash-update-component", json_body={**nav, "inputs": []}),
-        413: anon.post("/_dash-update-component", data=b" " * (24 * 1024**2 + 1),
-                       headers={"Content-Type": "application/json"}),
+        413: anon.post(
+            "/_dash-update-component", data=b" " * (24 * 1024**2 + 1), headers={"Content-Type": "application/json"}
+        ),
     }
     for status, response in answers.items():
         assert response.status_code == status
@@ -169,8 +203,12 @@ def test_refusals_in_front_of_dash_answer_json_with_the_security_headers(anon) -
 
 
 def test_unknown_file_paths_answer_a_plain_404(anon) -> None:
-    for path in ("/files/no-such-file", "/files/components/not-a-map", "/files/terms/a/b/c/d.nii.gz",
-                 "/files/components/00000000-0000-0000-0000-000000000000.nii.gz"):
+    for path in (
+        "/files/no-such-file",
+        "/files/components/not-a-map",
+        "/files/terms/a/b/c/d.nii.gz",
+        "/files/components/00000000-0000-0000-0000-000000000000.nii.gz",
+    ):
         response = anon.get(path)
         assert response.status_code == 404, path
         assert response.headers["Content-Type"].startswith("text/plain"), (path, response.headers["Content-Type"])
@@ -226,8 +264,12 @@ def test_term_and_merged_maps_stay_publicly_cacheable(anon) -> None:
     from store.models import Movie, Term, TermMap
 
     with session_scope() as session:
-        movie, term = session.execute(select(Movie.slug, Term.slug).join(TermMap, TermMap.movie_id == Movie.id)
-                                      .join(Term, TermMap.term_id == Term.id).limit(1)).one()
+        movie, term = session.execute(
+            select(Movie.slug, Term.slug)
+            .join(TermMap, TermMap.movie_id == Movie.id)
+            .join(Term, TermMap.term_id == Term.id)
+            .limit(1)
+        ).one()
     for url in (f"/files/terms/{term}.nii.gz", f"/files/movies/{movie}/{term}.nii.gz"):
         response = anon.get(url)
         assert response.status_code == 200 and "public" in _directives(response), url
@@ -262,12 +304,15 @@ def page(server) -> Iterator:
         browser.close()
 
 
-@pytest.mark.parametrize("path, ready", [
-    ("/", "#graph-heatmap .main-svg .hm"),
-    ("/terms/visual", '#viewer[data-loaded="true"][data-nvols="3"]'),
-    ("COMPONENT", '#viewer[data-loaded="true"][data-nvols="2"]'),
-    ("/movies/forrest-gump", "#movie-terms-table"),
-])
+@pytest.mark.parametrize(
+    "path, ready",
+    [
+        ("/", "#graph-heatmap .main-svg .hm"),
+        ("/terms/visual", '#viewer[data-loaded="true"][data-nvols="3"]'),
+        ("COMPONENT", '#viewer[data-loaded="true"][data-nvols="2"]'),
+        ("/movies/forrest-gump", "#movie-terms-table"),
+    ],
+)
 def test_pages_work_under_the_content_security_policy(page, path: str, ready: str) -> None:
     if path == "COMPONENT":
         path = f"/components/{public_component()[0]}"

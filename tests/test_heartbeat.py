@@ -4,6 +4,7 @@ its job before running it.
 
 The last test kills a real process in the middle of an ingest, as a server restart does to a diskcache job.
 """
+
 from __future__ import annotations
 
 import os
@@ -115,8 +116,9 @@ ingest(int(sys.argv[1]), progress=stuck)
 def test_a_killed_ingest_is_seen_as_stalled_and_can_be_processed_again(data_dir):
     job_id = new_ingest_job(data_dir)
     env = dict(os.environ, INCDB_DATA_DIR=str(data_dir), INCDB_JOB_HEARTBEAT_S="1")
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(job_id)], cwd=REPO_ROOT, env=env,
-                             stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(job_id)], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert child.stdout.readline().strip() == "stuck"
         deadline = time.monotonic() + 30
@@ -152,6 +154,7 @@ def test_a_killed_ingest_is_seen_as_stalled_and_can_be_processed_again(data_dir)
 
 
 # --- re-queue and claim ---------------------------------------------------------------------------------------
+
 
 class SentMessages(list):
     """Stands for the broker: the resume messages sent, as (task name, job id)."""

@@ -3,6 +3,7 @@
 Each one must end with a clear message naming the file, create no component, write nothing outside its own
 place, and leave every other collection exactly as it was.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -40,8 +41,9 @@ def nifti_bytes(data, affine=GRID_AFFINE, dtype=None, gz=True) -> bytes:
 
 def good_map(seed=0) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    return (builtin_term_map(tuple(BUILTIN_PEAKS["visual"])) + rng.normal(0, 0.5, GRID_SHAPE) * brain_mask()
-            ).astype(np.float32)
+    return (builtin_term_map(tuple(BUILTIN_PEAKS["visual"])) + rng.normal(0, 0.5, GRID_SHAPE) * brain_mask()).astype(
+        np.float32
+    )
 
 
 def small(value=None, shape=(46, 55, 46)) -> np.ndarray:
@@ -103,10 +105,16 @@ def zip_bomb() -> bytes:
 
 def png_bytes() -> bytes:
     raw = b"\x00\xff\x00\x00"
+
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)) + \
-        chunk(b"IDAT", __import__("zlib").compress(raw)) + chunk(b"IEND", b"")
+
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", __import__("zlib").compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 def wrong_magic() -> bytes:
@@ -157,15 +165,18 @@ CASES = {
     "flat_2d.nii.gz": (lambda: nifti_bytes(np.ones((20, 20), np.float32), SMALL_AFFINE), "2D"),
     "five_d.nii.gz": (five_d, "5D"),
     "complex.nii.gz": (lambda: nifti_bytes(small().astype(np.complex64), SMALL_AFFINE), "not supported"),
-    "rgb.nii": (lambda: nib.Nifti1Image(np.zeros((8, 8, 8), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")]),
-                                           SMALL_AFFINE).to_bytes(), "not supported"),  # uncompressed: refused
+    "rgb.nii": (
+        lambda: nib.Nifti1Image(
+            np.zeros((8, 8, 8), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")]), SMALL_AFFINE
+        ).to_bytes(),
+        "not supported",
+    ),  # uncompressed: refused
     "all_nan.nii.gz": (lambda: nifti_bytes(np.full(GRID_SHAPE, np.nan, np.float32)), "zero variance"),
     "all_inf.nii.gz": (lambda: nifti_bytes(np.full(GRID_SHAPE, np.inf, np.float32)), "zero variance"),
     "constant.nii.gz": (lambda: nifti_bytes(np.full(GRID_SHAPE, 3.0, np.float32)), "zero variance"),
     "zeros_int8.nii.gz": (lambda: nifti_bytes(np.zeros(GRID_SHAPE, np.int8)), "zero variance"),
     "nan_affine.nii": (nan_affine, "affine"),
-    "zero_voxel.nii": (lambda: header_with(pixdim=[1, 0, 0, 0, 1, 1, 1, 1], qform_code=1, sform_code=0),
-                       "voxel size"),
+    "zero_voxel.nii": (lambda: header_with(pixdim=[1, 0, 0, 0, 1, 1, 1, 1], qform_code=1, sform_code=0), "voxel size"),
     "far_away.nii.gz": (far_away_affine, "zero variance"),
     "empty.nii.gz": (lambda: b"", "empty"),
     "really_png.nii.gz": (png_bytes, "not gzip"),
@@ -177,29 +188,42 @@ CASES = {
     "absolute.zip": (lambda: zip_of({"/tmp/evil_abs.nii.gz": nifti_bytes(good_map())}), "absolute path"),
     "tarslip.tar.gz": (lambda: tar_of([("../evil_tar.nii.gz", nifti_bytes(good_map()))]), "outside the archive"),
     "symlink.tar.gz": (lambda: tar_of([link("maps/a.nii.gz", "/etc/passwd", tarfile.SYMTYPE)]), "link"),
-    "hardlink.tar.gz": (lambda: tar_of([("b.nii.gz", nifti_bytes(good_map())),
-                                        link("c.nii.gz", "b.nii.gz", tarfile.LNKTYPE)]), "link"),
+    "hardlink.tar.gz": (
+        lambda: tar_of([("b.nii.gz", nifti_bytes(good_map())), link("c.nii.gz", "b.nii.gz", tarfile.LNKTYPE)]),
+        "link",
+    ),
     "device.tar.gz": (lambda: tar_of([device("dev.nii")]), "device"),
     "bomb.zip": (zip_bomb, "unpacks to"),
     "too_many.zip": (too_many_files, "more than 2000"),
-    "only_junk.zip": (lambda: zip_of({"readme.txt": b"x", "__MACOSX/._a.nii.gz": b"x", ".hidden.nii": b"x"}),
-                      "no .nii"),
+    "only_junk.zip": (
+        lambda: zip_of({"readme.txt": b"x", "__MACOSX/._a.nii.gz": b"x", ".hidden.nii": b"x"}),
+        "no .nii",
+    ),
 }
 
 
 def tree_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and "cache" not in p.parts and p.suffix != ".sqlite3-wal"
-            and not p.name.startswith("incdb.sqlite3")}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+        and "cache" not in p.parts
+        and p.suffix != ".sqlite3-wal"
+        and not p.name.startswith("incdb.sqlite3")
+    }
 
 
 def db_digest() -> list:
     with session_scope() as s:
-        comps = [(c.uuid, c.best_term_id, round(c.best_r, 6), c.storage_key) for c in
-                 s.scalars(select(Component).order_by(Component.uuid))]
+        comps = [
+            (c.uuid, c.best_term_id, round(c.best_r, 6), c.storage_key)
+            for c in s.scalars(select(Component).order_by(Component.uuid))
+        ]
         decs = s.execute(select(Decoding.component_id, Decoding.term_id, Decoding.r).order_by(Decoding.id)).all()
-        maps = [(t.movie_id, t.term_id, t.n_components, t.storage_key) for t in
-                s.scalars(select(TermMap).order_by(TermMap.id))]
+        maps = [
+            (t.movie_id, t.term_id, t.n_components, t.storage_key)
+            for t in s.scalars(select(TermMap).order_by(TermMap.id))
+        ]
         cols = [(c.slug, c.status) for c in s.scalars(select(Collection).order_by(Collection.id))]
     return [comps, [tuple(d) for d in decs], maps, cols]
 
@@ -241,6 +265,7 @@ def site(data_dir, monkeypatch):
             job = s.get(Job, job_id)
             s.expunge(job)
             return job, col.id
+
     return run
 
 

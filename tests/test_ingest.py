@@ -1,5 +1,6 @@
 """Ingest: files in any grid and encoding -> components on the MNI 2 mm grid, decoded, stored and merged
 (DESIGN sections 2-5, 8)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -51,8 +52,11 @@ def blob_file(path: Path, voxel_mm: float, flip_lr: bool, peaks=PEAKS, **write_k
 # --- position is kept through reading and resampling -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("voxel_mm, flip_lr", [(1.0, False), (1.0, True), (3.0, False), (3.0, True), (2.0, False)],
-                         ids=["1mm-RAS", "1mm-LAS", "3mm-RAS", "3mm-LAS", "2mm-RAS"])
+@pytest.mark.parametrize(
+    "voxel_mm, flip_lr",
+    [(1.0, False), (1.0, True), (3.0, False), (3.0, True), (2.0, False)],
+    ids=["1mm-RAS", "1mm-LAS", "3mm-RAS", "3mm-LAS", "2mm-RAS"],
+)
 def test_blob_stays_at_its_mni_coordinate(tmp_path, voxel_mm, flip_lr):
     path = blob_file(tmp_path / "blobs.nii", voxel_mm, flip_lr)
     checked = check_nifti(path)
@@ -85,15 +89,20 @@ def test_a_wrongly_flipped_image_would_be_caught(tmp_path):
 # --- the full ingest ------------------------------------------------------------------------------------------
 
 
-def new_job(files: list[Path], movie: str = "Test Movie", name: str = "Test collection",
-            visibility: str = "public", email: str = "curator@example.org") -> int:
+def new_job(
+    files: list[Path],
+    movie: str = "Test Movie",
+    name: str = "Test collection",
+    visibility: str = "public",
+    email: str = "curator@example.org",
+) -> int:
     with session_scope() as session:
         from store.models import User
 
-        user = session.scalar(select(User).where(User.email == email)) or \
-            create_user(session, email, "a long enough password")
-        collection = create_collection(session, user, get_or_create_movie(session, movie), name,
-                                       visibility=visibility)
+        user = session.scalar(select(User).where(User.email == email)) or create_user(
+            session, email, "a long enough password"
+        )
+        collection = create_collection(session, user, get_or_create_movie(session, movie), name, visibility=visibility)
         for path in files:
             add_upload(session, collection, path, path.name)
         return create_job(session, "ingest", collection.id, user.id).id
@@ -109,8 +118,11 @@ def job_state(job_id: int) -> Job:
 def components_of(job_id: int) -> list[Component]:
     with session_scope() as session:
         collection_id = session.get(Job, job_id).collection_id
-        comps = session.scalars(select(Component).where(Component.collection_id == collection_id)
-                                .order_by(Component.source_file, Component.volume_index)).all()
+        comps = session.scalars(
+            select(Component)
+            .where(Component.collection_id == collection_id)
+            .order_by(Component.source_file, Component.volume_index)
+        ).all()
         for c in comps:
             session.expunge(c)
         return comps
@@ -154,8 +166,9 @@ def test_4d_file_becomes_one_component_per_volume(data_dir, tmp_path):
         names = {t.id: t.name for t in terms}
         assert session.get(Collection, comps[0].collection_id).status == "ready"
         for comp in comps:
-            decodings = session.scalars(select(Decoding).where(Decoding.component_id == comp.id)
-                                        .order_by(Decoding.rank)).all()
+            decodings = session.scalars(
+                select(Decoding).where(Decoding.component_id == comp.id).order_by(Decoding.rank)
+            ).all()
             assert len(decodings) == min(TOP_DECODINGS, len(terms))
             assert [d.rank for d in decodings] == list(range(1, len(decodings) + 1))
             rs = [d.r for d in decodings]
@@ -173,8 +186,9 @@ def test_4d_file_becomes_one_component_per_volume(data_dir, tmp_path):
         # Merged maps exist for every best term, for the movie and across movies.
         best = {c.best_term_id for c in comps}
         maps_rows = session.scalars(select(TermMap)).all()
-        assert {(tm.term_id, tm.movie_id is None) for tm in maps_rows} == \
-            {(t, scope) for t in best for scope in (True, False)}
+        assert {(tm.term_id, tm.movie_id is None) for tm in maps_rows} == {
+            (t, scope) for t in best for scope in (True, False)
+        }
         for tm in maps_rows:
             members = [c for c in comps if c.best_term_id == tm.term_id]
             assert tm.n_components == len(members)
@@ -261,8 +275,11 @@ def test_float64_int16_and_big_endian_decode_like_float32(tmp_path):
     resampling is included) decodes to the same r values."""
     rng = np.random.default_rng(4)
     affine, shape = mni_affine(3.0, flip_lr=True)
-    data = (gaussian_blob(affine, shape, PEAKS[0], peak=8.0) - gaussian_blob(affine, shape, PEAKS[1], peak=4.0)
-            + 0.5 * smooth_random(rng, shape, 1.5)).astype(np.float64) + 20.0
+    data = (
+        gaussian_blob(affine, shape, PEAKS[0], peak=8.0)
+        - gaussian_blob(affine, shape, PEAKS[1], peak=4.0)
+        + 0.5 * smooth_random(rng, shape, 1.5)
+    ).astype(np.float64) + 20.0
     files = {
         "float32": write(tmp_path / "f32.nii.gz", data.astype(np.float32), affine),
         "float64": write(tmp_path / "f64.nii.gz", data, affine),
@@ -270,8 +287,9 @@ def test_float64_int16_and_big_endian_decode_like_float32(tmp_path):
         # nibabel picks scl_slope/scl_inter to use the full int16 range: quantisation is about 3e-4 of it.
         "int16": write(tmp_path / "i16.nii.gz", data, affine, dtype=np.int16),
     }
-    terms = np.stack([smooth_random(rng) for _ in range(6)]
-                     + [gaussian_blob(GRID_AFFINE, GRID_SHAPE, p) for p in PEAKS])
+    terms = np.stack(
+        [smooth_random(rng) for _ in range(6)] + [gaussian_blob(GRID_AFFINE, GRID_SHAPE, p) for p in PEAKS]
+    )
     matrix = normalise_rows(masked(terms)).T.copy()
     r = {}
     for name, path in files.items():
@@ -293,25 +311,44 @@ def test_float64_int16_and_big_endian_decode_like_float32(tmp_path):
 def db_listing(collection_id: int) -> dict:
     with session_scope() as session:
         term_names = dict(session.execute(select(Term.id, Term.name)).all())
-        comps = session.scalars(select(Component).where(Component.collection_id == collection_id)
-                                .order_by(Component.uuid)).all()
+        comps = session.scalars(
+            select(Component).where(Component.collection_id == collection_id).order_by(Component.uuid)
+        ).all()
         movies = dict(session.execute(select(Movie.id, Movie.slug)).all())
         return {
-            "components": [(c.uuid, c.source_file, c.volume_index, c.storage_key, c.decodings_key,
-                            term_names.get(c.best_term_id), c.best_r, tuple(c.qc_warnings), c.upload_id)
-                           for c in comps],
+            "components": [
+                (
+                    c.uuid,
+                    c.source_file,
+                    c.volume_index,
+                    c.storage_key,
+                    c.decodings_key,
+                    term_names.get(c.best_term_id),
+                    c.best_r,
+                    tuple(c.qc_warnings),
+                    c.upload_id,
+                )
+                for c in comps
+            ],
             "decodings": sorted((c.uuid, term_names[d.term_id], d.r, d.rank) for c in comps for d in c.decodings),
-            "term_maps": sorted((movies.get(tm.movie_id) or "", term_names[tm.term_id], tm.storage_key, tm.n_components)
-                                for tm in session.scalars(select(TermMap))),
-            "counts": {model.__name__: session.scalar(select(func.count()).select_from(model))
-                       for model in (Component, Decoding, TermMap, Upload, Collection, Job)},
+            "term_maps": sorted(
+                (movies.get(tm.movie_id) or "", term_names[tm.term_id], tm.storage_key, tm.n_components)
+                for tm in session.scalars(select(TermMap))
+            ),
+            "counts": {
+                model.__name__: session.scalar(select(func.count()).select_from(model))
+                for model in (Component, Decoding, TermMap, Upload, Collection, Job)
+            },
         }
 
 
 def file_listing(data_dir: Path) -> dict[str, str]:
     root = data_dir / "files"
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_ingest_twice_leaves_the_same_rows_and_files(data_dir, tmp_path):
@@ -319,8 +356,13 @@ def test_ingest_twice_leaves_the_same_rows_and_files(data_dir, tmp_path):
     mask = brain_mask()
     maps = np.stack([np.where(mask, smooth_random(rng), 0) for _ in range(3)], axis=-1).astype(np.float32)
     single = np.where(mask, smooth_random(rng), 0).astype(np.float32)
-    job_id = new_job([write(tmp_path / "ica.nii.gz", maps), blob_file(tmp_path / "blobs.nii", 3.0, False),
-                      write(tmp_path / "single.nii.gz", single)])
+    job_id = new_job(
+        [
+            write(tmp_path / "ica.nii.gz", maps),
+            blob_file(tmp_path / "blobs.nii", 3.0, False),
+            write(tmp_path / "single.nii.gz", single),
+        ]
+    )
     collection_id = job_state(job_id).collection_id
     ingest(job_id)
     first_rows, first_files = db_listing(collection_id), file_listing(data_dir)

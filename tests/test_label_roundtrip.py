@@ -1,6 +1,7 @@
 """Every annotation label's text survives the trip through the app's links (issue 22, item 1): the label page,
 opened at the path the app's own links give (Dash pages hand it over still percent-encoded), shows the label and
 its components; the page's title, its JSON and map links and the API give the same label back."""
+
 from __future__ import annotations
 
 import json
@@ -14,9 +15,25 @@ from store.db import session_scope
 from store.models import AnnotationSet, Component, TemporalDecoding
 from tests.services import Client, component_maps, write_nifti
 
-LABELS = ("FORREST (V.O.)", "LT. DAN", "embattled jungle", "Bubba's mother's dining room", "AC/DC", "#1 fan",
-          "why?", "100% cotton", "50%25 off", "Q&A", "C++", "a+b=c", "Лейтенант Дэн", "フォレスト", "1994",
-          "trailing/", "x?y=1&z=2#top")
+LABELS = (
+    "FORREST (V.O.)",
+    "LT. DAN",
+    "embattled jungle",
+    "Bubba's mother's dining room",
+    "AC/DC",
+    "#1 fan",
+    "why?",
+    "100% cotton",
+    "50%25 off",
+    "Q&A",
+    "C++",
+    "a+b=c",
+    "Лейтенант Дэн",
+    "フォレスト",
+    "1994",
+    "trailing/",
+    "x?y=1&z=2#top",
+)
 
 
 def _texts(node: Any) -> list[str]:
@@ -75,8 +92,9 @@ def labelled(web, tmp_path) -> str:
         comp = session.scalar(select(Component).where(Component.collection_id == collection_id))
         set_id = session.scalar(select(AnnotationSet.id))
         for rank, label in enumerate(LABELS, start=1):
-            session.add(TemporalDecoding(component_id=comp.id, set_id=set_id, label=label, r=0.5, p=0.001,
-                                         q=0.01, rank=rank))
+            session.add(
+                TemporalDecoding(component_id=comp.id, set_id=set_id, label=label, r=0.5, p=0.001, q=0.01, rank=rank)
+            )
         return comp.uuid
 
 
@@ -93,7 +111,7 @@ def _label_page_links(web, uuid: str) -> dict[str, str]:
     links: dict[str, set[str]] = {}
     for place in (temporal_table(rows, limit=len(LABELS)), cards):
         for href in (h for h in _hrefs(place) if h.startswith("/labels/")):
-            links.setdefault(unquote(href[len("/labels/"):]), set()).add(href)
+            links.setdefault(unquote(href[len("/labels/") :]), set()).add(href)
     assert set(links) == set(LABELS) and all(len(v) == 1 for v in links.values()), links
     return {label: v.pop() for label, v in links.items()}
 
@@ -107,7 +125,7 @@ def test_every_label_round_trips_through_its_links_the_page_and_the_api(web, lab
         assert urlsplit(href).path == href, href  # nothing of the label leaks into a query or fragment
         layout = json.loads(client.page_layout(href))
         texts = _texts(layout)
-        heading = "".join(texts[texts.index("Label "):texts.index("Label ") + 2])
+        heading = "".join(texts[texts.index("Label ") : texts.index("Label ") + 2])
         assert heading == f"Label {label}", (href, heading)
         rows = _find(layout, "id", "label-components")
         assert rows and f"/components/{labelled}" in _hrefs(rows), (label, "no component listed")

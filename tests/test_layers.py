@@ -6,6 +6,7 @@ Each package may import only the packages below it; ``pipeline/``, ``accounts/``
 nor Flask; every Dash callback is registered in ``callbacks/`` and none in ``dashboard/``; ``app.py`` imports the
 ``callbacks`` package once, and that registers everything.
 """
+
 from __future__ import annotations
 
 import ast
@@ -74,8 +75,12 @@ def _registrations(path: Path) -> list[int]:
 
 
 def test_callbacks_live_in_callbacks_and_nowhere_else():
-    outside = [f"{p.relative_to(ROOT)}:{line}" for pkg in ("dashboard", "web", "pipeline", "accounts", "store", "app")
-               for p in _modules(pkg) for line in _registrations(p)]
+    outside = [
+        f"{p.relative_to(ROOT)}:{line}"
+        for pkg in ("dashboard", "web", "pipeline", "accounts", "store", "app")
+        for p in _modules(pkg)
+        for line in _registrations(p)
+    ]
     assert not outside, "Dash callbacks outside callbacks/:\n" + "\n".join(outside)
     inside = [p for p in _modules("callbacks") if _registrations(p)]
     assert len(inside) >= 10, "callbacks/ should hold the app's callbacks, one module per page or concern"

@@ -5,6 +5,7 @@
 - Redis killed and restarted while a job runs: the job ends succeeded or failed with a message, rows and files
   agree, and a retry succeeds.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,8 +56,9 @@ def _start_job(client: Client, collection_id: int) -> None:
     """Press "Process" and start the background callback, without waiting for it (the Job row is the truth)."""
     nonce = uuid.uuid4().hex
     request = client.start_processing(collection_id, nonce)
-    body = client._body("proc-result.children", {"proc-request.data": request, "proc-nonce.data": nonce},
-                        ["proc-request.data"])
+    body = client._body(
+        "proc-result.children", {"proc-request.data": request, "proc-nonce.data": nonce}, ["proc-request.data"]
+    )
     first = client.post(client._url(), json_body=body)
     assert first.status_code == 200, first.text[:1000]
 
@@ -78,8 +80,9 @@ def test_fifty_clients_while_a_collection_is_processed(tmp_path, reference_templ
             use_environment(data_dir, postgres_url)
             _curator("busy@example.org")
             client = Client(web.url)
-            slug, cid = _prepare(client, "busy@example.org", "Under load", "Loaded Movie",
-                                 _files(tmp_path / "in", n_4d=12, voxel_mm=3))
+            slug, cid = _prepare(
+                client, "busy@example.org", "Under load", "Loaded Movie", _files(tmp_path / "in", n_4d=12, voxel_mm=3)
+            )
             _start_job(client, cid)
             files = ["/files/underlay.nii.gz", "/files/terms/visual.nii.gz?display=1"]
             # The browse benchmark's routes, on this test's movie instead of the demo's.
@@ -98,9 +101,12 @@ def test_fifty_clients_while_a_collection_is_processed(tmp_path, reference_templ
                     pick = rng.random()
                     try:
                         if pick < 0.4:
-                            r = session.post(web.url + "/_dash-update-component", timeout=60,
-                                             data=json.dumps(page_payload(rng.choice(pages))),
-                                             headers={"Content-Type": "application/json"})
+                            r = session.post(
+                                web.url + "/_dash-update-component",
+                                timeout=60,
+                                data=json.dumps(page_payload(rng.choice(pages))),
+                                headers={"Content-Type": "application/json"},
+                            )
                         elif pick < 0.85:
                             r = session.get(web.url + rng.choice(api), timeout=60)
                         else:
@@ -127,8 +133,13 @@ def test_fifty_clients_while_a_collection_is_processed(tmp_path, reference_templ
 
 
 def _redis_server(port: int, log: Path) -> Service:
-    service = Service("redis-server", ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                       "--appendonly", "no"], dict(os.environ), log.parent, log)
+    service = Service(
+        "redis-server",
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        dict(os.environ),
+        log.parent,
+        log,
+    )
 
     def up():
         service.check_alive()
@@ -159,8 +170,13 @@ def test_redis_restarted_during_a_job(tmp_path, reference_template, postgres_url
             use_environment(data_dir, postgres_url)
             _curator("flaky@example.org")
             client = Client(web.url)
-            slug, cid = _prepare(client, "flaky@example.org", "Broker trouble", "Flaky Movie",
-                                 _files(tmp_path / "in", n_4d=16, voxel_mm=3))
+            slug, cid = _prepare(
+                client,
+                "flaky@example.org",
+                "Broker trouble",
+                "Flaky Movie",
+                _files(tmp_path / "in", n_4d=16, voxel_mm=3),
+            )
             _start_job(client, cid)
             wait_until(lambda: _job_state(cid)[1] >= 1, 120, "the job to make progress")
             broker_service.stop()  # Redis dies mid-job (it keeps nothing on disk: queued messages are gone)
@@ -178,8 +194,9 @@ def test_redis_restarted_during_a_job(tmp_path, reference_template, postgres_url
             # The worker is still connected: a second collection goes through after the restart.
             _curator("after@example.org")
             client2 = Client(web.url)
-            slug2, cid2 = _prepare(client2, "after@example.org", "After restart", "Flaky Movie",
-                                   _files(tmp_path / "in2", n_4d=2, seed=5))
+            slug2, cid2 = _prepare(
+                client2, "after@example.org", "After restart", "Flaky Movie", _files(tmp_path / "in2", n_4d=2, seed=5)
+            )
             _start_job(client2, cid2)
             wait_until(lambda: _job_state(cid2)[0] == "succeeded", 240, "a job after the restart")
             on_disk = {k for k in stored_keys(data_dir) if not k.startswith("check/")}

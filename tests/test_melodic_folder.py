@@ -1,6 +1,7 @@
 """A whole FSL MELODIC output folder, zipped (issue 22, item 5): only ``melodic_IC`` gives components; MELODIC's
 mask, mean image, stats, report and the rest are skipped and said so in one line, and the verdict at upload
 confirms which map the time courses were matched to."""
+
 from __future__ import annotations
 
 import tarfile
@@ -18,10 +19,20 @@ from tests.test_timeline import TIMING, new_collection, speech_course
 GICA = "forrest_groupICA.gica"
 ICA = f"{GICA}/groupmelodic.ica"
 # What MELODIC writes besides melodic_IC and its time courses (a group run puts a report and a log around it).
-HELPERS = (f"{ICA}/mask.nii.gz", f"{ICA}/mean.nii.gz", f"{ICA}/melodic_oIC.nii.gz", f"{ICA}/melodic_unmix",
-           f"{ICA}/melodic_ICstats", f"{ICA}/log.txt", f"{ICA}/stats/thresh_zstat1.nii.gz",
-           f"{ICA}/stats/probmap_1.nii.gz", f"{ICA}/report/00index.html", f"{ICA}/report/IC_1_thresh.png",
-           f"{GICA}/report.html", f"{GICA}/log.txt")
+HELPERS = (
+    f"{ICA}/mask.nii.gz",
+    f"{ICA}/mean.nii.gz",
+    f"{ICA}/melodic_oIC.nii.gz",
+    f"{ICA}/melodic_unmix",
+    f"{ICA}/melodic_ICstats",
+    f"{ICA}/log.txt",
+    f"{ICA}/stats/thresh_zstat1.nii.gz",
+    f"{ICA}/stats/probmap_1.nii.gz",
+    f"{ICA}/report/00index.html",
+    f"{ICA}/report/IC_1_thresh.png",
+    f"{GICA}/report.html",
+    f"{GICA}/log.txt",
+)
 
 
 def melodic_folder(tmp_path: Path, extra: dict[str, Path] | None = None, kind: str = "zip") -> Path:
@@ -56,8 +67,9 @@ def test_only_melodic_ic_and_its_time_courses_come_out_of_a_melodic_folder(data_
     archive = melodic_folder(tmp_path, kind=kind)
     warnings: list[str] = []
     notes: list[str] = []
-    members = list(iter_niftis(archive, archive.name, tmp_path / "work", warnings, include_timecourses=True,
-                               notes=notes))
+    members = list(
+        iter_niftis(archive, archive.name, tmp_path / "work", warnings, include_timecourses=True, notes=notes)
+    )
     assert sorted(m.name.split("/")[-1] for m in members) == ["melodic_FTmix", "melodic_IC.nii.gz", "melodic_mix"]
     assert warnings == []
     assert notes == [f"skipped: MELODIC's brain mask and mean image, 10 other MELODIC files (in {archive.name})"]
@@ -70,15 +82,18 @@ def test_a_foreign_file_in_a_melodic_folder_is_a_warning_and_a_map_outside_it_is
     other = write_nifti(tmp_path / "task.nii.gz", component_maps(1, seed=9)[0])
     notes_txt = tmp_path / "notes.txt"
     notes_txt.write_text("my notes\n")
-    archive = melodic_folder(tmp_path, extra={f"{ICA}/my_task_map.nii.gz": other, f"{ICA}/notes.txt": notes_txt,
-                                              "task/zstat1.nii.gz": other})
+    archive = melodic_folder(
+        tmp_path, extra={f"{ICA}/my_task_map.nii.gz": other, f"{ICA}/notes.txt": notes_txt, "task/zstat1.nii.gz": other}
+    )
     warnings: list[str] = []
     notes: list[str] = []
     members = list(iter_niftis(archive, archive.name, tmp_path / "work", warnings, notes=notes))
     assert sorted(m.name.split("/", 1)[1] for m in members) == [f"{ICA}/melodic_IC.nii.gz", "task/zstat1.nii.gz"]
     assert warnings == [
         f"{archive.name}: skipped {ICA}/my_task_map.nii.gz (in MELODIC's output folder only melodic_IC holds "
-        "components)", f"{archive.name}: skipped {ICA}/notes.txt (not a .nii or .nii.gz file)"]
+        "components)",
+        f"{archive.name}: skipped {ICA}/notes.txt (not a .nii or .nii.gz file)",
+    ]
     assert notes == [f"skipped: MELODIC's brain mask and mean image, 10 other MELODIC files (in {archive.name})"]
 
 
@@ -112,4 +127,5 @@ def test_ingesting_a_zipped_gica_folder_makes_only_the_melodic_components(data_d
     result = ingest(job_id)
     assert result.components == 4 and not result.errors, result.errors
     assert [w for w in result.warnings if "MELODIC" in w] == [
-        f"skipped: MELODIC's brain mask and mean image, 10 other MELODIC files (in {GICA}.zip)"]
+        f"skipped: MELODIC's brain mask and mean image, 10 other MELODIC files (in {GICA}.zip)"
+    ]

@@ -1,5 +1,6 @@
 """Merging components with AFNI's semantics (DESIGN section 5): the voxelwise mean over all inputs, zeros included,
 exactly what ``3dmerge -doall -prefix OUT IN1 IN2 ...`` computes with its default -gmean."""
+
 from __future__ import annotations
 
 import json
@@ -70,8 +71,9 @@ def test_merge_files_numpy_writes_the_mean_on_the_grid(tmp_path):
     np.testing.assert_array_equal(img.affine, GRID_AFFINE)
     assert img.header.get_data_dtype() == np.float32
     assert int(img.header["sform_code"]) == 4
-    np.testing.assert_allclose(img.get_fdata(), np.mean(np.stack(maps).astype(np.float64), axis=0),
-                               atol=1e-6, rtol=1e-6)
+    np.testing.assert_allclose(
+        img.get_fdata(), np.mean(np.stack(maps).astype(np.float64), axis=0), atol=1e-6, rtol=1e-6
+    )
     assert sorted(p.name for p in out.parent.iterdir()) == ["merged.nii.gz"]  # no temporary left behind
 
 
@@ -226,15 +228,17 @@ def test_term_wide_maps_follow_a_running_sum(data_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(termmaps, "RUNNING_SUM_MIN", 2)
     with session_scope() as session:
         create_user(session, "ann@example.org", "a long enough password")
-    ids = [ingest_collection(tmp_path, "ann@example.org", f"Movie {i}", f"Part {i}", "public", PEAKS)
-           for i in range(3)]
+    ids = [ingest_collection(tmp_path, "ann@example.org", f"Movie {i}", f"Part {i}", "public", PEAKS) for i in range(3)]
 
     def assert_maps_are_means() -> int:
         with session_scope() as session:
             rows = session.scalars(select(TermMap).where(TermMap.movie_id.is_(None))).all()
             for tm in rows:
-                keys = session.scalars(select(Component.storage_key).join(Collection).where(
-                    Component.best_term_id == tm.term_id, Collection.visibility == "public")).all()
+                keys = session.scalars(
+                    select(Component.storage_key)
+                    .join(Collection)
+                    .where(Component.best_term_id == tm.term_id, Collection.visibility == "public")
+                ).all()
                 want = np.mean([load_map(k).astype(np.float64) for k in keys], axis=0)
                 assert tm.n_components == len(keys)
                 assert np.abs(load_map(tm.storage_key) - want).max() < 1e-6
@@ -248,8 +252,9 @@ def test_term_wide_maps_follow_a_running_sum(data_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(termmaps, "_finite", lambda key: read.append(key) or original(key))
     ingest_collection(tmp_path, "ann@example.org", "Movie 3", "Part 3", "public", PEAKS)
     with session_scope() as session:
-        new_keys = set(session.scalars(select(Component.storage_key).join(Collection).where(
-            Collection.name == "Part 3")))
+        new_keys = set(
+            session.scalars(select(Component.storage_key).join(Collection).where(Collection.name == "Part 3"))
+        )
     assert read and set(read) <= new_keys  # only the new components' maps were read for the sums
     assert_maps_are_means()
     read.clear()

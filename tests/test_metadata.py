@@ -1,4 +1,5 @@
 """Collection metadata (DESIGN section 1): numbers validated as numbers with their units, text kept as text."""
+
 from __future__ import annotations
 
 import json
@@ -19,18 +20,34 @@ def only_error(raw) -> str:
 def test_groups_match_the_design():
     assert set(GROUPS) == {"presentation", "participants", "design", "acquisition"}
     names = {f.name for _, fields in GROUPS.values() for f in fields}
-    for required in ("times_viewed", "visual_angle", "number", "age_min", "age_max", "handedness", "imaging_runs",
-                     "run_length", "field_strength", "tr", "te", "flip_angle", "slice_thickness", "orientation"):
+    for required in (
+        "times_viewed",
+        "visual_angle",
+        "number",
+        "age_min",
+        "age_max",
+        "handedness",
+        "imaging_runs",
+        "run_length",
+        "field_strength",
+        "tr",
+        "te",
+        "flip_angle",
+        "slice_thickness",
+        "orientation",
+    ):
         assert required in names
 
 
 def test_numbers_are_coerced():
-    clean, errors = validate_metadata({
-        "acquisition": {"tr": "2.5", "te": " 30 ", "field_strength": 3, "flip_angle": "90.0"},
-        "participants": {"number": "20", "age_min": "18", "age_max": 35.5},
-        "design": {"imaging_runs": "8.0", "run_length": "15"},
-        "presentation": {"times_viewed": 1},
-    })
+    clean, errors = validate_metadata(
+        {
+            "acquisition": {"tr": "2.5", "te": " 30 ", "field_strength": 3, "flip_angle": "90.0"},
+            "participants": {"number": "20", "age_min": "18", "age_max": 35.5},
+            "design": {"imaging_runs": "8.0", "run_length": "15"},
+            "presentation": {"times_viewed": 1},
+        }
+    )
     assert errors == []
     assert clean["acquisition"] == {"tr": 2.5, "te": 30.0, "field_strength": 3.0, "flip_angle": 90.0}
     assert clean["participants"] == {"number": 20, "age_min": 18.0, "age_max": 35.5}
@@ -93,8 +110,19 @@ def test_choice_fields():
         assert choice in message
 
 
-@pytest.mark.parametrize("value, expected", [("yes", True), ("True", True), ("1", True), (True, True),
-                                             ("no", False), ("false", False), ("0", False), (False, False)])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("yes", True),
+        ("True", True),
+        ("1", True),
+        (True, True),
+        ("no", False),
+        ("false", False),
+        ("0", False),
+        (False, False),
+    ],
+)
 def test_bool_fields(value, expected):
     clean, errors = validate_metadata({"presentation": {"triggered": value}})
     assert errors == [] and clean["presentation"]["triggered"] is expected
@@ -105,22 +133,32 @@ def test_bool_field_rejects_other_words():
 
 
 def test_text_stays_text_and_unknown_or_empty_values_are_dropped():
-    clean, errors = validate_metadata({
-        "participants": {"handedness": "  right-handed ", "native_languages": "German, English", "vision": "",
-                         "hearing": None, "shoe_size": "44"},
-        "acquisition": {"scanner": "Siemens Prisma", "matrix_size": 64, "tr": "   "},
-        "unknown group": {"x": "y"},
-    })
+    clean, errors = validate_metadata(
+        {
+            "participants": {
+                "handedness": "  right-handed ",
+                "native_languages": "German, English",
+                "vision": "",
+                "hearing": None,
+                "shoe_size": "44",
+            },
+            "acquisition": {"scanner": "Siemens Prisma", "matrix_size": 64, "tr": "   "},
+            "unknown group": {"x": "y"},
+        }
+    )
     assert errors == []
-    assert clean == {"participants": {"handedness": "right-handed", "native_languages": "German, English"},
-                     "acquisition": {"scanner": "Siemens Prisma", "matrix_size": "64"}}
+    assert clean == {
+        "participants": {"handedness": "right-handed", "native_languages": "German, English"},
+        "acquisition": {"scanner": "Siemens Prisma", "matrix_size": "64"},
+    }
     assert validate_metadata({}) == ({}, [])
     assert validate_metadata(None) == ({}, [])
     assert "longer than 1000" in only_error({"participants": {"inclusion_criteria": "x" * 1001}})
 
 
 def test_several_errors_are_all_reported():
-    clean, errors = validate_metadata({"acquisition": {"tr": "fast", "te": "-1", "scanner": "3T"},
-                                       "participants": {"number": "0"}})
+    clean, errors = validate_metadata(
+        {"acquisition": {"tr": "fast", "te": "-1", "scanner": "3T"}, "participants": {"number": "0"}}
+    )
     assert len(errors) == 3
     assert clean == {"acquisition": {"scanner": "3T"}}

@@ -1,5 +1,6 @@
 """Schema changes go through Alembic (DESIGN section 7): upgrade on SQLite and PostgreSQL, idempotent, and the ORM
 models match the migrations (a model change without a migration fails here)."""
+
 from __future__ import annotations
 
 import pytest
@@ -48,11 +49,19 @@ def table_names() -> set[str]:
 
 def round_trip() -> None:
     with session_scope() as session:
-        user = create_user(session, "Curator@Example.org", "correct horse battery", role="admin",
-                           first_name="Ada", affiliation="Lab")
+        user = create_user(
+            session, "Curator@Example.org", "correct horse battery", role="admin", first_name="Ada", affiliation="Lab"
+        )
         movie = get_or_create_movie(session, "  Forrest   Gump ", 1994)
-        create_collection(session, user, movie, "Forrest Gump ICA", visibility="private", license="CC-BY-4.0",
-                          metadata_={"acquisition": {"tr": 2.0}, "participants": {"number": 15}})
+        create_collection(
+            session,
+            user,
+            movie,
+            "Forrest Gump ICA",
+            visibility="private",
+            license="CC-BY-4.0",
+            metadata_={"acquisition": {"tr": 2.0}, "participants": {"number": 15}},
+        )
     dispose_engine()  # read back through a new connection
     with session_scope() as session:
         user = session.scalar(select(User))

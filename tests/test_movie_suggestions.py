@@ -3,6 +3,7 @@
 A movie that only a private collection of another curator has is private too: its title must not appear in the
 form of an unrelated curator, while its owner and an administrator still get it suggested.
 """
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """Neurosynth v7 loader and association-test maps, checked against independent brute-force computations."""
+
 from __future__ import annotations
 
 import gzip
@@ -50,20 +51,37 @@ def _make_studies(seed: int = 7) -> list[dict]:
 
     studies = []
     for s in range(12):
-        studies.append({"id": f"{10000 + s}", "peaks": [jitter(OCCIPITAL), jitter(OCCIPITAL)] + elsewhere(2),
-                        "terms": {"visual": float(rng.uniform(0.01, 0.2)), "memory": 0.02 * (s % 3 == 0)}})
+        studies.append(
+            {
+                "id": f"{10000 + s}",
+                "peaks": [jitter(OCCIPITAL), jitter(OCCIPITAL)] + elsewhere(2),
+                "terms": {"visual": float(rng.uniform(0.01, 0.2)), "memory": 0.02 * (s % 3 == 0)},
+            }
+        )
     for s in range(12):
-        studies.append({"id": f"{20000 + s}", "peaks": [jitter(LEFT_IFG)] + elsewhere(3),
-                        "terms": {"language": float(rng.uniform(0.01, 0.2)), "working memory": 0.05 * (s % 2)}})
+        studies.append(
+            {
+                "id": f"{20000 + s}",
+                "peaks": [jitter(LEFT_IFG)] + elsewhere(3),
+                "terms": {"language": float(rng.uniform(0.01, 0.2)), "working memory": 0.05 * (s % 2)},
+            }
+        )
     for s in range(16):
         terms = {"memory": 0.03} if s % 4 == 0 else {}
         if s in (1, 2):
             terms["visual"] = 0.0005  # below the 0.001 threshold: these do not "have" the term
-        studies.append({"id": f"{30000 + s}", "peaks": elsewhere(int(rng.integers(1, 6))), "terms": terms,
-                        "space": "TAL" if s in (3, 4, 5) else "MNI"})
+        studies.append(
+            {
+                "id": f"{30000 + s}",
+                "peaks": elsewhere(int(rng.integers(1, 6))),
+                "terms": terms,
+                "space": "TAL" if s in (3, 4, 5) else "MNI",
+            }
+        )
     # One visual study reported in Talairach space, with a DOI-like id.
-    studies.append({"id": "10.1016/j.synthetic.2018.01", "peaks": [jitter(OCCIPITAL)], "space": "TAL",
-                    "terms": {"visual": 0.05}})
+    studies.append(
+        {"id": "10.1016/j.synthetic.2018.01", "peaks": [jitter(OCCIPITAL)], "space": "TAL", "terms": {"visual": 0.05}}
+    )
     return studies
 
 
@@ -118,8 +136,10 @@ def test_round_trip(fixture_dir):
 
 
 def test_talairach_peaks_are_moved(tmp_path):
-    studies = [{"id": "1", "peaks": [tuple(OCCIPITAL)], "space": "MNI"},
-               {"id": "2", "peaks": [tuple(OCCIPITAL)], "space": "TAL"}]
+    studies = [
+        {"id": "1", "peaks": [tuple(OCCIPITAL)], "space": "MNI"},
+        {"id": "2", "peaks": [tuple(OCCIPITAL)], "space": "TAL"},
+    ]
     write_neurosynth_v7(tmp_path, studies, ["visual"])
     data = ns.load_neurosynth_v7(tmp_path)
     mni, tal = data.peaks_mni[data.peak_study == 0][0], data.peaks_mni[data.peak_study == 1][0]
@@ -185,8 +205,9 @@ def test_z_equals_scipy_chi_square_at_voxels(fixture_dir, maps):
             assert mask[ijk]
             centre = coords[ijk].astype(float)
             active = np.array([any(np.linalg.norm(p - centre) <= 10.0 + 1e-6 for p in ps) for ps in snapped])
-            table = np.array([[np.sum(has & active), np.sum(has & ~active)],
-                              [np.sum(~has & active), np.sum(~has & ~active)]])
+            table = np.array(
+                [[np.sum(has & active), np.sum(has & ~active)], [np.sum(~has & active), np.sum(~has & ~active)]]
+            )
             if (table.sum(axis=0) == 0).any() or (table.sum(axis=1) == 0).any():
                 assert maps[term][ijk] == 0.0
                 continue
@@ -264,8 +285,14 @@ def test_terms_no_study_has_are_left_out_and_named(tmp_path, capsys):
     from store.models import ReferenceSet
     from tests.conftest import use_environment
 
-    studies = [{"id": str(i), "peaks": [tuple(OCCIPITAL) if i % 2 else tuple(LEFT_IFG)],
-                "terms": {"visual": 0.1 * (i % 2), "everywhere": 0.2}} for i in range(10)]
+    studies = [
+        {
+            "id": str(i),
+            "peaks": [tuple(OCCIPITAL) if i % 2 else tuple(LEFT_IFG)],
+            "terms": {"visual": 0.1 * (i % 2), "everywhere": 0.2},
+        }
+        for i in range(10)
+    ]
     folder = tmp_path / "ns"
     write_neurosynth_v7(folder, studies, ["visual", "never used", "everywhere", "also unused"])
     data = ns.load_neurosynth_v7(folder)

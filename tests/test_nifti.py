@@ -1,4 +1,5 @@
 """NIfTI checks before data is read (DESIGN sections 3 and 11), reading in every encoding, resampling and QC."""
+
 from __future__ import annotations
 
 import gzip
@@ -120,8 +121,9 @@ def test_5d_with_singleton_fifth_dimension_is_a_4d_map(tmp_path):
     np.testing.assert_array_equal(checked.volumes(), data[..., 0])
 
 
-@pytest.mark.parametrize("dtype, label", [(np.complex64, "complex64"),
-                                          (np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")]), "RGB")])
+@pytest.mark.parametrize(
+    "dtype, label", [(np.complex64, "complex64"), (np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")]), "RGB")]
+)
 def test_unsupported_datatypes(tmp_path, dtype, label):
     path = write(tmp_path / "odd.nii", np.zeros((6, 6, 6), dtype=dtype), SMALL_AFFINE)
     assert nib.load(str(path)).get_data_dtype() == np.dtype(dtype)
@@ -249,14 +251,21 @@ def test_resample_matches_nilearn_where_the_field_of_view_ends_inside_the_grid(o
     affine[:3, 3] = (-31.3, -47.6, -12.2)  # ends near x = 34.7, y = 30.4, z = 47.8: inside the grid
     if oblique:
         angle = np.deg2rad(7.0)
-        rotation = np.array([[np.cos(angle), -np.sin(angle), 0.0], [np.sin(angle), np.cos(angle), 0.0],
-                             [0.0, 0.0, 1.0]])
+        rotation = np.array(
+            [[np.cos(angle), -np.sin(angle), 0.0], [np.sin(angle), np.cos(angle), 0.0], [0.0, 0.0, 1.0]]
+        )
         affine[:3, :3] = rotation @ affine[:3, :3]
     rng = np.random.default_rng(31)
     data = (smooth_random(rng, shape, 1.0) + 4.0).astype(np.float32)  # no zeros inside: every edge shows
     ours = resample_to_grid(data, affine)[0]
-    theirs = resample_img(nib.Nifti1Image(data, affine), target_affine=GRID_AFFINE, target_shape=GRID_SHAPE,
-                          interpolation="linear", force_resample=True, copy_header=True).get_fdata()
+    theirs = resample_img(
+        nib.Nifti1Image(data, affine),
+        target_affine=GRID_AFFINE,
+        target_shape=GRID_SHAPE,
+        interpolation="linear",
+        force_resample=True,
+        copy_header=True,
+    ).get_fdata()
     np.testing.assert_allclose(ours, theirs, atol=1e-5, rtol=0)
     assert np.count_nonzero(ours) == np.count_nonzero(theirs) > 10_000
     assert np.count_nonzero(ours) < ours.size / 4  # the field of view does end inside the grid

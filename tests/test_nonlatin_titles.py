@@ -1,5 +1,6 @@
 """Movies whose titles are not in Latin letters (issue 22, item 9): the command line ingests them on local storage
 and on S3, and every storage key the pipeline makes from their slugs (merged term maps) is accepted and stored."""
+
 from __future__ import annotations
 
 import os
@@ -47,8 +48,7 @@ def ingest_titles(data, tmp_path, capsys) -> None:
     path = write_nifti(tmp_path / "map.nii.gz", component_maps(2, seed=4))
     for i, title in enumerate(TITLES):
         capsys.readouterr()
-        code = main(["ingest", str(path), "--movie", title, "--collection", f"x{i}", "--owner",
-                     "owner@example.org"])
+        code = main(["ingest", str(path), "--movie", title, "--collection", f"x{i}", "--owner", "owner@example.org"])
         out = capsys.readouterr()
         assert code == 0, out.err
         assert out.out.strip().endswith("2 component(s)") and "error" not in out.err, out.err

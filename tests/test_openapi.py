@@ -10,6 +10,7 @@
   anonymously and signed in as a curator (session cookie and CSRF header). Each answer must be no server error,
   have a status the document lists, and match the schema listed for it. The seed is fixed, so a failure repeats.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -43,10 +44,18 @@ def test_every_api_route_is_an_operation_of_the_valid_document(web):
     document = openapi_document()
     validate(document)  # OpenAPI 3.1, path parameters declared for every {name} of a path
     rules = [r for r in web.server.url_map.iter_rules() if r.rule.startswith("/api/")]
-    served = {(openapi_path(r.rule), method.lower()): r.endpoint for r in rules if r.rule not in UNDOCUMENTED
-              for method in r.methods - {"HEAD", "OPTIONS"}}
-    documented = {(path, method): operation["operationId"] for path, spec in document["paths"].items()
-                  for method, operation in spec.items() if method in METHODS}
+    served = {
+        (openapi_path(r.rule), method.lower()): r.endpoint
+        for r in rules
+        if r.rule not in UNDOCUMENTED
+        for method in r.methods - {"HEAD", "OPTIONS"}
+    }
+    documented = {
+        (path, method): operation["operationId"]
+        for path, spec in document["paths"].items()
+        for method, operation in spec.items()
+        if method in METHODS
+    }
     assert sorted(set(served) - set(documented)) == [], "routes missing from web/openapi.py"
     assert sorted(set(documented) - set(served)) == [], "operations of web/openapi.py the app does not serve"
     assert served == documented, "each operationId must be the endpoint of its rule"
@@ -86,8 +95,9 @@ def _curator_with_a_private_collection() -> None:
 
     with session_scope() as session:
         owner = create_user(session, CURATOR, CURATOR_PASSWORD, first_name="Open", last_name="Api")
-        create_collection(session, owner, get_or_create_movie(session, "Forrest Gump"), "OpenAPI private study",
-                          visibility="private")
+        create_collection(
+            session, owner, get_or_create_movie(session, "Forrest Gump"), "OpenAPI private study", visibility="private"
+        )
 
 
 def _operations() -> int:
@@ -99,9 +109,28 @@ def _operations() -> int:
 def _schemathesis(url: str, workdir: Path, phases: str, headers: dict[str, str] | None = None) -> str:
     """Run ``st run`` on the served document; its output, with the run's failures if any."""
     workdir.mkdir()
-    cmd = [str(BIN / "st"), "run", f"{url}/api/openapi.json", "--url", url, "--checks", CHECKS,
-           "--phases", phases, "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED),
-           "--generation-database", "none", "--request-timeout", "60", "--no-color", "--workers", "2"]
+    cmd = [
+        str(BIN / "st"),
+        "run",
+        f"{url}/api/openapi.json",
+        "--url",
+        url,
+        "--checks",
+        CHECKS,
+        "--phases",
+        phases,
+        "--max-examples",
+        str(MAX_EXAMPLES),
+        "--seed",
+        str(SEED),
+        "--generation-database",
+        "none",
+        "--request-timeout",
+        "60",
+        "--no-color",
+        "--workers",
+        "2",
+    ]
     for name, value in (headers or {}).items():
         cmd += ["--header", f"{name}: {value}"]
     # In its own folder: schemathesis keeps state in the working directory.
@@ -135,8 +164,9 @@ def _decode_round_trip(url: str, tmp_path: Path) -> None:
     checks = [not_a_server_error, status_code_conformance, response_schema_conformance]
     schema = schemathesis.openapi.from_url(f"{url}/api/openapi.json")
     body = write_nifti(tmp_path / "map.nii.gz", component_maps(1)[0]).read_bytes()
-    sent = schema["/api/decode"]["POST"].Case(query={"name": "map.nii.gz"}, body=body,
-                                              media_type="application/octet-stream")
+    sent = schema["/api/decode"]["POST"].Case(
+        query={"name": "map.nii.gz"}, body=body, media_type="application/octet-stream"
+    )
     answer = sent.call_and_validate(base_url=url, checks=checks)
     assert answer.status_code == 200, answer.text
     token = answer.json()["id"]
@@ -160,6 +190,5 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_document(demo_
         curator.sign_in(CURATOR, CURATOR_PASSWORD)
         assert curator.get("/api/system").status_code == 403, "the curator is not signed in"
         cookies = "; ".join(f"{name}={curator.cookie(name)}" for name in ("session", "_csrf_token"))
-        _schemathesis(web.url, tmp_path / "curator", "examples,fuzzing",
-                      {"Cookie": cookies, **curator.csrf_headers()})
+        _schemathesis(web.url, tmp_path / "curator", "examples,fuzzing", {"Cookie": cookies, **curator.csrf_headers()})
     assert "Traceback" not in web.text(), web.text()[-4000:]

@@ -4,6 +4,7 @@ The Bootstrap theme comes from a CDN that test machines cannot reach; set ``INCD
 of the Flatly ``bootstrap.min.css`` to get styled screenshots (without it the request fails fast and the pages
 are checked unstyled, which changes nothing the tests assert).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -66,14 +67,17 @@ def _theme(route) -> None:
 
 @pytest.fixture
 def page(browser, base_url):
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, device_scale_factor=1,
-                                  base_url=base_url)
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, device_scale_factor=1, base_url=base_url)
     context.route(re.compile(r"^https://(cdn\.jsdelivr\.net|fonts\.googleapis\.com|fonts\.gstatic\.com)/"), _theme)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error"
-            and "Failed to load resource" not in msg.text else None)
+    page.on(
+        "console",
+        lambda msg: (
+            errors.append(msg.text) if msg.type == "error" and "Failed to load resource" not in msg.text else None
+        ),
+    )
     yield page
     context.close()
     assert not errors, f"JavaScript errors: {errors}"
@@ -86,8 +90,9 @@ def open_page(page, path: str) -> None:
 
 
 def settle(page) -> None:
-    page.wait_for_function("() => !document.querySelector('._dash-loading, [data-dash-is-loading=\"true\"]')",
-                           timeout=LOAD_TIMEOUT_MS)
+    page.wait_for_function(
+        "() => !document.querySelector('._dash-loading, [data-dash-is-loading=\"true\"]')", timeout=LOAD_TIMEOUT_MS
+    )
 
 
 def wait_viewer(page, nvols: int) -> None:
@@ -125,8 +130,9 @@ def wait_for_change(page, before: Pixels, min_pixels: int = 200) -> Pixels:
 
 def wait_query(page, fragment: str, present: bool = True) -> None:
     """The address bar follows table and tab state (written by a clientside callback after the update)."""
-    page.wait_for_function("([f, present]) => location.search.includes(f) === present", arg=[fragment, present],
-                           timeout=15_000)
+    page.wait_for_function(
+        "([f, present]) => location.search.includes(f) === present", arg=[fragment, present], timeout=15_000
+    )
 
 
 def table_rows(page, table_id: str) -> list[str]:
@@ -167,8 +173,9 @@ def test_home_page(page, artifacts) -> None:
     assert len(recent) == 4 and recent[0].startswith("The Grand Budapest Hotel")  # the last demo collection added
     assert "Not sure where to start?" in page.inner_text("body")
     page.wait_for_selector("#graph-heatmap .main-svg .hm", timeout=LOAD_TIMEOUT_MS)
-    cells = page.evaluate("() => document.querySelector('#graph-heatmap .js-plotly-plot').data[0].z.flat()"
-                          ".filter(Boolean).length")
+    cells = page.evaluate(
+        "() => document.querySelector('#graph-heatmap .js-plotly-plot').data[0].z.flat().filter(Boolean).length"
+    )
     assert cells >= 20
     screenshot(page, artifacts, "page-home.png")
 
@@ -352,13 +359,16 @@ def test_component_page(page, artifacts) -> None:
 # ----------------------------------------------------------------------------------------------- not found
 
 
-@pytest.mark.parametrize("path, text", [
-    ("/nope", "Page not found"),
-    ("/components/not-a-uuid", "Component “not-a-uuid” was not found"),
-    ("/movies/nope", "Movie “nope” was not found"),
-    ("/movies/forrest-gump/nope", "Term “nope” was not found"),
-    ("/terms/nope", "Term “nope” was not found"),
-])
+@pytest.mark.parametrize(
+    "path, text",
+    [
+        ("/nope", "Page not found"),
+        ("/components/not-a-uuid", "Component “not-a-uuid” was not found"),
+        ("/movies/nope", "Movie “nope” was not found"),
+        ("/movies/forrest-gump/nope", "Term “nope” was not found"),
+        ("/terms/nope", "Term “nope” was not found"),
+    ],
+)
 def test_not_found_pages(page, path: str, text: str) -> None:
     open_page(page, path)
     page.wait_for_selector("#not-found")

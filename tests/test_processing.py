@@ -11,6 +11,7 @@
   rows and files equal those of an undisturbed run; no half-written component is ever visible.
 - cancel: the job row says cancelled and the collection is usable again.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -62,6 +63,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # --- fixtures -------------------------------------------------------------------------------------------------
 
+
 def _copy_template(reference_template: Path, dest: Path) -> Path:
     shutil.copytree(reference_template, dest)
     return dest
@@ -72,10 +74,11 @@ def _clone_reference_into(data_dir: Path, database_url: str) -> None:
     use_environment(data_dir)
     with session_scope() as session:
         ref = session.scalar(select(ReferenceSet).where(ReferenceSet.active.is_(True)))
-        ref_row = {c: getattr(ref, c) for c in ("name", "description", "source", "voxel_count", "active",
-                                                "matrix_key")}
-        term_rows = [{"name": t.name, "slug": t.slug, "column": t.column, "storage_key": t.storage_key}
-                     for t in session.scalars(select(Term).where(Term.reference_set_id == ref.id))]
+        ref_row = {c: getattr(ref, c) for c in ("name", "description", "source", "voxel_count", "active", "matrix_key")}
+        term_rows = [
+            {"name": t.name, "slug": t.slug, "column": t.column, "storage_key": t.storage_key}
+            for t in session.scalars(select(Term).where(Term.reference_set_id == ref.id))
+        ]
         ref_id = ref.id
     dispose_engine()
     use_environment(data_dir, database_url)
@@ -178,10 +181,12 @@ def _check_published(client: Client, slug: str, movie_slug: str, n_components: i
     page = client.page_layout(f"/components/{first['uuid']}")
     assert detail["best_term"] in page and first["source_file"] in page
     assert slug in client.page_layout(f"/movies/{movie_slug}") or "made by a test" in client.page_layout(
-        f"/movies/{movie_slug}")
+        f"/movies/{movie_slug}"
+    )
 
 
 # --- gunicorn + Celery + PostgreSQL -----------------------------------------------------------------------------
+
 
 def test_upload_and_process_on_the_celery_worker(celery_stack, tmp_path):
     _use(celery_stack)
@@ -232,9 +237,12 @@ def test_chunked_upload_is_capped_while_streaming(celery_stack, tmp_path):
 
     started = time.monotonic()
     try:
-        r = client._session.post(f"{client.base}/upload/{slug}?name=huge.nii", data=body(),
-                                 headers={**client.csrf_headers(), "Content-Type": "application/octet-stream"},
-                                 timeout=120)
+        r = client._session.post(
+            f"{client.base}/upload/{slug}?name=huge.nii",
+            data=body(),
+            headers={**client.csrf_headers(), "Content-Type": "application/octet-stream"},
+            timeout=120,
+        )
         status, text = r.status_code, r.text
     except requests.ConnectionError:  # the server may close the connection once it refused the body
         status, text = 413, "connection closed by the server"
@@ -258,14 +266,25 @@ def _snapshot(collection_id: int) -> dict:
         comps = session.scalars(select(Component).where(Component.collection_id == collection_id)).all()
         out = {}
         for c in comps:
-            decodings = session.execute(select(Term.name, Decoding.rank, Decoding.r).join(Term)
-                                        .where(Decoding.component_id == c.id).order_by(Decoding.rank)).all()
+            decodings = session.execute(
+                select(Term.name, Decoding.rank, Decoding.r)
+                .join(Term)
+                .where(Decoding.component_id == c.id)
+                .order_by(Decoding.rank)
+            ).all()
             out[(c.source_file, c.volume_index)] = (
-                c.best_term.name, round(c.best_r, 6), tuple(c.qc_warnings or []), digest(c.storage_key),
-                digest(c.decodings_key), tuple((t, k, round(r, 6)) for t, k, r in decodings))
+                c.best_term.name,
+                round(c.best_r, 6),
+                tuple(c.qc_warnings or []),
+                digest(c.storage_key),
+                digest(c.decodings_key),
+                tuple((t, k, round(r, 6)) for t, k, r in decodings),
+            )
         collection = session.get(Collection, collection_id)
-        maps = {session.get(Term, tm.term_id).name: (tm.n_components, digest(tm.storage_key))
-                for tm in session.scalars(select(TermMap).where(TermMap.movie_id == collection.movie_id))}
+        maps = {
+            session.get(Term, tm.term_id).name: (tm.n_components, digest(tm.storage_key))
+            for tm in session.scalars(select(TermMap).where(TermMap.movie_id == collection.movie_id))
+        }
         return {"components": out, "term_maps": maps}
 
 
@@ -334,8 +353,11 @@ def test_sigkill_of_the_worker_child_redelivers_and_ends_like_an_undisturbed_run
 
     with session_scope() as session:
         keys = set(session.scalars(select(Component.storage_key)))
-    stored = {f"components/{p.name}" for p in (celery_stack["data_dir"] / "files" / "components").iterdir()
-              if not p.name.startswith(".")}
+    stored = {
+        f"components/{p.name}"
+        for p in (celery_stack["data_dir"] / "files" / "components").iterdir()
+        if not p.name.startswith(".")
+    }
     assert stored == keys | {thumbnail_key(k) for k in keys}
     for key in keys:
         assert load_map(key).shape == (91, 109, 91)
@@ -346,20 +368,31 @@ def test_cancel_marks_the_job_and_frees_the_collection(celery_stack, tmp_path):
     _use(celery_stack)
     _curator("cancel@example.org")
     client = Client(celery_stack["web"].url)
-    _, cid = _prepare(client, "cancel@example.org", "Cancelled run", "Cancel movie",
-                         _files(tmp_path / "in", n_4d=24, voxel_mm=3, seed=7))
+    _, cid = _prepare(
+        client,
+        "cancel@example.org",
+        "Cancelled run",
+        "Cancel movie",
+        _files(tmp_path / "in", n_4d=24, voxel_mm=3, seed=7),
+    )
     nonce = uuid.uuid4().hex
     request = client.start_processing(cid, nonce)
-    body = client._body("proc-result.children", {"proc-request.data": request, "proc-nonce.data": nonce},
-                        ["proc-request.data"])
+    body = client._body(
+        "proc-result.children", {"proc-request.data": request, "proc-nonce.data": nonce}, ["proc-request.data"]
+    )
     handles = client.post(client._url(), json_body=body).json()
     wait_until(lambda: _job(cid).status == "running", 60, "the job to start", interval=0.05)
     # what the Cancel button sends: Dash's own cancel (kills the task) and ours (marks the Job)
-    out = client.callback("proc-cancel-message.children", {"proc-cancel.n_clicks": 1, "proc-request.data": request},
-                          ["proc-cancel.n_clicks"])
+    out = client.callback(
+        "proc-cancel-message.children",
+        {"proc-cancel.n_clicks": 1, "proc-request.data": request},
+        ["proc-cancel.n_clicks"],
+    )
     assert "Cancelled" in json.dumps(out)
-    client.post(client._url(cancelJob=handles["job"]), json_body=client._body(
-        "proc-cancel.id", {"proc-cancel.n_clicks": 1}, ["proc-cancel.n_clicks"]))
+    client.post(
+        client._url(cancelJob=handles["job"]),
+        json_body=client._body("proc-cancel.id", {"proc-cancel.n_clicks": 1}, ["proc-cancel.n_clicks"]),
+    )
     job = _job(cid)
     assert job.status == "cancelled"
     with session_scope() as session:
@@ -372,6 +405,7 @@ def test_cancel_marks_the_job_and_frees_the_collection(celery_stack, tmp_path):
 
 
 # --- the original bug: another working directory, the same relative environment, SQLite ---------------------
+
 
 def test_worker_in_another_directory_shares_the_sqlite_database(tmp_path, reference_template):
     need_service(redis_available(), "Redis on 127.0.0.1:6379")
@@ -402,6 +436,7 @@ def test_worker_in_another_directory_shares_the_sqlite_database(tmp_path, refere
 
 # --- the embedded default -------------------------------------------------------------------------------------
 
+
 def test_embedded_default_processes_with_diskcache(tmp_path, reference_template):
     data_dir = _copy_template(reference_template, tmp_path / "data")
     env = service_env(data_dir)
@@ -411,8 +446,9 @@ def test_embedded_default_processes_with_diskcache(tmp_path, reference_template)
     web = start_embedded(env, tmp_path / "app.log")
     with running(web):
         client = Client(web.url)
-        slug, cid = _prepare(client, "embedded@example.org", "Embedded run", "Partly Cloudy",
-                             _files(tmp_path / "in", 3))
+        slug, cid = _prepare(
+            client, "embedded@example.org", "Embedded run", "Partly Cloudy", _files(tmp_path / "in", 3)
+        )
         _, _, result = _process(client, cid)
         assert "Processing finished" in json.dumps(result), result
         job = _job(cid)
@@ -426,6 +462,7 @@ def test_embedded_default_processes_with_diskcache(tmp_path, reference_template)
 
 
 # --- in this process (diskcache): errors, restarts, re-decoding, deletion ---------------------------------------
+
 
 def _in_process_collection(web, tmp_path, email: str, maps, visibility: str = "public") -> tuple[Client, str, int]:
     _curator(email)
@@ -448,9 +485,12 @@ def test_errors_are_recorded_on_the_job_and_shown(web, tmp_path):
     assert "Processing failed" in text and "variance" in text.lower(), text
     job = _job(cid)
     assert job.status == "failed" and job.error
-    page = client.callback("..coll-status.children...coll-uploads.children...coll-components.children"
-                           "...coll-poll.interval...coll-process.disabled...coll-choose.disabled..",
-                           {"coll-id.data": cid, "coll-poll.n_intervals": 1}, ["coll-poll.n_intervals"])
+    page = client.callback(
+        "..coll-status.children...coll-uploads.children...coll-components.children"
+        "...coll-poll.interval...coll-process.disabled...coll-choose.disabled..",
+        {"coll-id.data": cid, "coll-poll.n_intervals": 1},
+        ["coll-poll.n_intervals"],
+    )
     assert "coll-job-errors" in json.dumps(page) and job.error.splitlines()[0][:40] in json.dumps(page)
     # an unexpected failure (here: no active reference set) is caught into the Job row as well
     with session_scope() as session:
@@ -466,18 +506,29 @@ def test_reprocess_link_starts_processing_on_page_load(web, tmp_path):
     client, slug, cid = _in_process_collection(web, tmp_path, "again@example.org", component_maps(1, seed=2))
     assert '"coll-autostart"' in client.page_layout(f"/contribute/{slug}", "?process=1")
     client.open_page(f"/contribute/{slug}?process=1")
-    out = client.callback("..proc-request.data...coll-start-message.children..",
-                          {"coll-id.data": cid, "proc-nonce.data": "n", "coll-autostart.data": True}, [])
+    out = client.callback(
+        "..proc-request.data...coll-start-message.children..",
+        {"coll-id.data": cid, "proc-nonce.data": "n", "coll-autostart.data": True},
+        [],
+    )
     token = out["proc-request"]["data"]["token"]
     assert _job(cid).token == token and _job(cid).status == "queued"
     # a second start finds the queued job and reuses it instead of doubling it
-    again = client.callback("..proc-request.data...coll-start-message.children..",
-                            {"coll-id.data": cid, "proc-nonce.data": "m", "coll-process.n_clicks": 1},
-                            ["coll-process.n_clicks"])
+    again = client.callback(
+        "..proc-request.data...coll-start-message.children..",
+        {"coll-id.data": cid, "proc-nonce.data": "m", "coll-process.n_clicks": 1},
+        ["coll-process.n_clicks"],
+    )
     assert again["proc-request"]["data"]["token"] == token
     # without ?process=1 the page load starts nothing
-    assert client.callback("..proc-request.data...coll-start-message.children..",
-                           {"coll-id.data": cid, "proc-nonce.data": "n", "coll-autostart.data": False}, []) is None
+    assert (
+        client.callback(
+            "..proc-request.data...coll-start-message.children..",
+            {"coll-id.data": cid, "proc-nonce.data": "n", "coll-autostart.data": False},
+            [],
+        )
+        is None
+    )
 
 
 def test_admin_switches_the_reference_set_and_everything_is_redecoded(web, tmp_path):
@@ -494,12 +545,18 @@ def test_admin_switches_the_reference_set_and_everything_is_redecoded(web, tmp_p
     admin.sign_in("boss@example.org", PASSWORD)
     admin.open_page("/admin")
     ident = {"type": "admin-ref", "rid": other_id}
-    out = admin.callback("..adminjob-request.data...admin-ref-message.children...admin-refresh.data..",
-                         {"adminjob-nonce.data": "nonce"}, [Client.pattern_prop(ident)],
-                         patterns={"admin-ref": [(ident, 1)]})
+    out = admin.callback(
+        "..adminjob-request.data...admin-ref-message.children...admin-refresh.data..",
+        {"adminjob-nonce.data": "nonce"},
+        [Client.pattern_prop(ident)],
+        patterns={"admin-ref": [(ident, 1)]},
+    )
     request = out["adminjob-request"]["data"]
-    result = admin.background("adminjob-result.children", {"adminjob-request.data": request,
-                                                           "adminjob-nonce.data": "nonce"}, ["adminjob-request.data"])
+    result = admin.background(
+        "adminjob-result.children",
+        {"adminjob-request.data": request, "adminjob-nonce.data": "nonce"},
+        ["adminjob-request.data"],
+    )
     assert "Re-decoding finished" in json.dumps(result), result
     with session_scope() as session:
         assert session.get(ReferenceSet, other_id).active
@@ -522,12 +579,16 @@ def test_delete_removes_rows_files_and_merged_maps(web, tmp_path, data_dir):
         uploads = list(session.scalars(select(Upload.storage_key).where(Upload.collection_id == cid)))
         movie_id = session.get(Collection, cid).movie_id
         assert session.scalar(select(sa.func.count(TermMap.id)).where(TermMap.movie_id == movie_id))
-        before = {tm.term_id: tm.n_components for tm in
-                  session.scalars(select(TermMap).where(TermMap.movie_id.is_(None)))}
+        before = {
+            tm.term_id: tm.n_components for tm in session.scalars(select(TermMap).where(TermMap.movie_id.is_(None)))
+        }
     client.open_page(f"/contribute/{slug}?delete=1")
     assert '"is_open": true' in client.page_layout(f"/contribute/{slug}", "?delete=1")
-    out = client.callback("..coll-delete-message.children...coll-go.href..",
-                          {"coll-delete-confirm.n_clicks": 1, "coll-id.data": cid}, ["coll-delete-confirm.n_clicks"])
+    out = client.callback(
+        "..coll-delete-message.children...coll-go.href..",
+        {"coll-delete-confirm.n_clicks": 1, "coll-id.data": cid},
+        ["coll-delete-confirm.n_clicks"],
+    )
     assert out["coll-go"]["href"] == "/contribute?deleted=1"
     storage = get_storage()
     with session_scope() as session:
@@ -535,8 +596,9 @@ def test_delete_removes_rows_files_and_merged_maps(web, tmp_path, data_dir):
         assert not session.scalars(select(Component).where(Component.collection_id == cid)).all()
         assert not session.scalars(select(Job).where(Job.collection_id == cid)).all()
         assert not session.scalar(select(sa.func.count(TermMap.id)).where(TermMap.movie_id == movie_id))
-        after = {tm.term_id: tm.n_components for tm in
-                 session.scalars(select(TermMap).where(TermMap.movie_id.is_(None)))}
+        after = {
+            tm.term_id: tm.n_components for tm in session.scalars(select(TermMap).where(TermMap.movie_id.is_(None)))
+        }
         assert sum(after.values()) == sum(before.values()) - 3  # the across-movies maps lost exactly these
         assert session.get(Collection, keep_id) is not None
     assert not any(storage.exists(k) for k in keys + uploads)

@@ -1,6 +1,7 @@
 """The production shape: storage on a local S3-compatible server, PostgreSQL, Redis, gunicorn and TWO Celery
 worker processes (each with its own data directory, as on two machines). Two curators upload and start processing
 at the same moment; each job runs once, on a worker; both collections finish; the merged maps hold both."""
+
 from __future__ import annotations
 
 import re
@@ -43,8 +44,7 @@ def s3_env():
     server.stop()
 
 
-def test_two_workers_two_collections_on_object_storage(tmp_path, reference_template, postgres_url, s3_env,
-                                                       monkeypatch):
+def test_two_workers_two_collections_on_object_storage(tmp_path, reference_template, postgres_url, s3_env, monkeypatch):
     import shutil
 
     from tests.conftest import need_service
@@ -67,8 +67,10 @@ def test_two_workers_two_collections_on_object_storage(tmp_path, reference_templ
 
     broker = flush_redis_db(8)
     extra = {"INCDB_STORAGE_URL": storage_url, **s3_env.environment()}
-    workers = [start_celery(service_env(tmp_path / f"worker{i}", postgres_url, broker, **extra),
-                            tmp_path / f"worker{i}.log") for i in (1, 2)]
+    workers = [
+        start_celery(service_env(tmp_path / f"worker{i}", postgres_url, broker, **extra), tmp_path / f"worker{i}.log")
+        for i in (1, 2)
+    ]
     with running(*workers):
         web = start_gunicorn(service_env(web_dir, postgres_url, broker, **extra), tmp_path / "web.log")
         with running(web):
@@ -77,8 +79,13 @@ def test_two_workers_two_collections_on_object_storage(tmp_path, reference_templ
                 email = f"prod{n}@example.org"
                 _curator(email)
                 client = Client(web.url)
-                slug, cid = _prepare(client, email, f"Production run {n}", "Shared Movie",
-                                     _files(tmp_path / f"in{n}", seed=movie_terms_seed))
+                slug, cid = _prepare(
+                    client,
+                    email,
+                    f"Production run {n}",
+                    "Shared Movie",
+                    _files(tmp_path / f"in{n}", seed=movie_terms_seed),
+                )
                 prepared.append((client, slug, cid))
             results: dict[int, object] = {}
 

@@ -1,5 +1,6 @@
 """QC: a structural (anatomical) image uploaded as a component is flagged, but kept and decoded; component and
 statistical maps, positive-only ones included, are not flagged."""
+
 from __future__ import annotations
 
 import json
@@ -79,8 +80,10 @@ def test_mni152_t1_template_through_ingest_is_flagged_kept_and_decoded(data_dir,
         nib.save(datasets.load_mni152_template(resolution=resolution), path)
         files.append(path)
     control = tmp_path / "ica_component.nii.gz"
-    nib.save(nib.Nifti1Image(np.where(MASK, smooth_random(np.random.default_rng(0)), 0).astype(np.float32),
-                             GRID_AFFINE), control)
+    nib.save(
+        nib.Nifti1Image(np.where(MASK, smooth_random(np.random.default_rng(0)), 0).astype(np.float32), GRID_AFFINE),
+        control,
+    )
     job_id = new_job(files + [control])
     result = ingest(job_id)
     assert result.components == 3 and result.errors == []
@@ -179,14 +182,18 @@ def typical_maps() -> list[tuple[str, np.ndarray]]:
     z = np.where(MASK, smooth_random(rng), 0).astype(np.float32)
     smooth = np.where(MASK, smooth_random(rng, sigma_vox=4.0), 0).astype(np.float32)
     terms = [builtin_term_map(tuple(peaks)) for peaks in BUILTIN_PEAKS.values()]
-    blobs = (gaussian_blob(GRID_AFFINE, GRID_SHAPE, (-40.0, -20.0, 50.0))
-             + gaussian_blob(GRID_AFFINE, GRID_SHAPE, (30.0, 10.0, -10.0)))
-    maps = [("unthresholded z map", z), ("thresholded z map (5%)", thresholded(z, 0.05)),
-            ("thresholded-positive z map", np.maximum(z, 0)),
-            ("positive-only smooth map without zeros", np.where(MASK, z - z[MASK].min() + 0.1, 0)),
-            ("|z| of a very smooth map", np.abs(smooth)),
-            ("sum of association maps (meta-analysis-like, positive, few zeros)", np.sum(terms, axis=0)),
-            ("two Gaussian blobs", blobs)]
+    blobs = gaussian_blob(GRID_AFFINE, GRID_SHAPE, (-40.0, -20.0, 50.0)) + gaussian_blob(
+        GRID_AFFINE, GRID_SHAPE, (30.0, 10.0, -10.0)
+    )
+    maps = [
+        ("unthresholded z map", z),
+        ("thresholded z map (5%)", thresholded(z, 0.05)),
+        ("thresholded-positive z map", np.maximum(z, 0)),
+        ("positive-only smooth map without zeros", np.where(MASK, z - z[MASK].min() + 0.1, 0)),
+        ("|z| of a very smooth map", np.abs(smooth)),
+        ("sum of association maps (meta-analysis-like, positive, few zeros)", np.sum(terms, axis=0)),
+        ("two Gaussian blobs", blobs),
+    ]
     maps += [(f"Neurosynth-like association map: {term}", m) for term, m in zip(BUILTIN_PEAKS, terms)]
     return [(name, np.asarray(m, np.float32)) for name, m in maps]
 

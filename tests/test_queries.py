@@ -4,6 +4,7 @@ The expected numbers are computed here with plain SQL over the tables, independe
 One module-wide copy of the demo data set is used (the tests only read, except the users made once below); an
 extra private collection of a movie that has no public collection is added, so a movie itself can be private.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -48,18 +49,33 @@ def build_world(path: Path) -> World:
         movie = get_or_create_movie(session, HIDDEN_MOVIE, 2001)
         hidden = create_collection(session, owner, movie, "Hidden film pilot", visibility="private", is_demo=True)
         hidden.slug = HIDDEN_COLLECTION
-        session.add(Component(collection=hidden, source_file="hidden.nii.gz", volume_index=0,
-                              storage_key=template.storage_key, best_term_id=template.best_term_id, best_r=0.5,
-                              decodings_key=template.decodings_key, qc_warnings=["looks thresholded"]))
+        session.add(
+            Component(
+                collection=hidden,
+                source_file="hidden.nii.gz",
+                volume_index=0,
+                storage_key=template.storage_key,
+                best_term_id=template.best_term_id,
+                best_r=0.5,
+                decodings_key=template.decodings_key,
+                qc_warnings=["looks thresholded"],
+            )
+        )
         session.flush()
         ids = (owner.id, admin.id, stranger.id)
     with session_scope() as session:
-        rows = session.execute(text(
-            "SELECT c.uuid, col.visibility FROM components c JOIN collections col ON col.id = c.collection_id"))
+        rows = session.execute(
+            text("SELECT c.uuid, col.visibility FROM components c JOIN collections col ON col.id = c.collection_id")
+        )
         private_uuids = frozenset(u for u, v in rows if v == "private")
-        public_uuids = frozenset(session.scalars(text(
-            "SELECT c.uuid FROM components c JOIN collections col ON col.id = c.collection_id "
-            "WHERE col.visibility = 'public'")))
+        public_uuids = frozenset(
+            session.scalars(
+                text(
+                    "SELECT c.uuid FROM components c JOIN collections col ON col.id = c.collection_id "
+                    "WHERE col.visibility = 'public'"
+                )
+            )
+        )
     return World(path, *ids, private_uuids, public_uuids)
 
 
@@ -108,10 +124,13 @@ def public_counts() -> dict[str, int]:
     return {
         "movies": sql(f"SELECT COUNT(DISTINCT col.movie_id) {pub}")[0][0],
         "collections": sql(f"SELECT COUNT(*) {pub}")[0][0],
-        "components": sql("SELECT COUNT(*) FROM components c JOIN collections col ON col.id = c.collection_id "
-                          "WHERE col.visibility = 'public'")[0][0],
-        "terms": sql("SELECT COUNT(*) FROM terms t JOIN reference_sets r ON r.id = t.reference_set_id "
-                     "WHERE r.active")[0][0],
+        "components": sql(
+            "SELECT COUNT(*) FROM components c JOIN collections col ON col.id = c.collection_id "
+            "WHERE col.visibility = 'public'"
+        )[0][0],
+        "terms": sql("SELECT COUNT(*) FROM terms t JOIN reference_sets r ON r.id = t.reference_set_id WHERE r.active")[
+            0
+        ][0],
     }
 
 
@@ -162,9 +181,13 @@ def test_list_terms_sort_and_search(world) -> None:
     by_components = q(queries.list_terms, None, sort="components", descending=True, per_page=100).items
     counts = [t["n_components"] for t in by_components]
     assert counts == sorted(counts, reverse=True) and counts[0] > 0
-    expected = dict(sql("SELECT t.slug, COUNT(c.id) FROM terms t JOIN components c ON c.best_term_id = t.id "
-                        "JOIN collections col ON col.id = c.collection_id WHERE col.visibility = 'public' "
-                        "GROUP BY t.slug"))
+    expected = dict(
+        sql(
+            "SELECT t.slug, COUNT(c.id) FROM terms t JOIN components c ON c.best_term_id = t.id "
+            "JOIN collections col ON col.id = c.collection_id WHERE col.visibility = 'public' "
+            "GROUP BY t.slug"
+        )
+    )
     assert {t["slug"]: t["n_components"] for t in by_components if t["n_components"]} == expected
     assert [t["name"] for t in q(queries.list_terms, None, search="MEMO").items] == ["memory", "working memory"]
     assert q(queries.list_terms, None, search="no such term").total == 0
@@ -175,9 +198,11 @@ def test_term_detail_hides_private_components(world) -> None:
 
     public = q(queries.term_detail, None, "memory")
     owner = q(queries.term_detail, user(world.owner_id), "memory")
-    expected = sql("SELECT COUNT(*) FROM components c JOIN terms t ON t.id = c.best_term_id "
-                   "JOIN collections col ON col.id = c.collection_id WHERE t.slug = 'memory' "
-                   "AND col.visibility = 'public'")[0][0]
+    expected = sql(
+        "SELECT COUNT(*) FROM components c JOIN terms t ON t.id = c.best_term_id "
+        "JOIN collections col ON col.id = c.collection_id WHERE t.slug = 'memory' "
+        "AND col.visibility = 'public'"
+    )[0][0]
     assert sum(m["n_components"] for m in public["movies"]) == expected
     assert sum(m["n_components"] for m in owner["movies"]) > expected
     assert HIDDEN_MOVIE not in [m["title"] for m in public["movies"]]
@@ -193,12 +218,18 @@ def test_list_movies_sorts(world) -> None:
     titles = [m["title"] for m in q(queries.list_movies, None, sort="title").items]
     assert titles == sorted(titles, key=str.lower) and HIDDEN_MOVIE not in titles
     by_components = q(queries.list_movies, None, sort="components").items
-    assert [m["n_components"] for m in by_components] == sorted((m["n_components"] for m in by_components),
-                                                                reverse=True)
+    assert [m["n_components"] for m in by_components] == sorted(
+        (m["n_components"] for m in by_components), reverse=True
+    )
     assert by_components[0]["title"] == "Forrest Gump" and by_components[0]["n_components"] == 22
     newest = [m["slug"] for m in q(queries.list_movies, None, sort="newest").items]
-    expected = [s for s, in sql("SELECT m.slug FROM movies m JOIN collections col ON col.movie_id = m.id "
-                                "WHERE col.visibility = 'public' GROUP BY m.id ORDER BY MAX(col.created) DESC")]
+    expected = [
+        s
+        for (s,) in sql(
+            "SELECT m.slug FROM movies m JOIN collections col ON col.movie_id = m.id "
+            "WHERE col.visibility = 'public' GROUP BY m.id ORDER BY MAX(col.created) DESC"
+        )
+    ]
     assert newest == expected
     assert [m["slug"] for m in q(queries.recent_movies, None, 2)] == expected[:2]
     assert q(queries.list_movies, user(world.owner_id), sort="newest").items[0]["slug"] == HIDDEN_MOVIE_SLUG
@@ -281,8 +312,9 @@ def test_list_components_filters_and_sort(world) -> None:
     rs = [c["best_r"] for c in page.items]
     assert rs == sorted(rs, reverse=True)
     by_file = q(queries.list_components, None, movie_slug="forrest-gump", sort="file", per_page=100).items
-    assert [(c["source_file"], c["volume"]) for c in by_file] == sorted((c["source_file"], c["volume"])
-                                                                       for c in by_file)
+    assert [(c["source_file"], c["volume"]) for c in by_file] == sorted(
+        (c["source_file"], c["volume"]) for c in by_file
+    )
     assert {c["movie_slug"] for c in by_file} == {"forrest-gump"} and len(by_file) == 22
 
 
@@ -328,8 +360,9 @@ def test_search(world) -> None:
     assert q(queries.search, None, "v") == []  # one letter suggests nothing
     hits = q(queries.search, None, "vi")
     assert hits[0] == {"kind": "term", "label": "visual", "href": "/terms/visual"}
-    assert q(queries.search, None, "forr") == [{"kind": "movie", "label": "Forrest Gump",
-                                                "href": "/movies/forrest-gump"}]
+    assert q(queries.search, None, "forr") == [
+        {"kind": "movie", "label": "Forrest Gump", "href": "/movies/forrest-gump"}
+    ]
     assert q(queries.search, None, "nobody") == []
     assert q(queries.search, user(world.owner_id), "nobody")[0]["href"] == f"/movies/{HIDDEN_MOVIE_SLUG}"
     assert q(queries.search, None, "%") == [] and q(queries.search, None, "__") == []

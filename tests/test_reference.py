@@ -1,5 +1,6 @@
 """Reference sets (DESIGN section 6): the built-in demo reference, importing a folder of NIfTI term maps, and the
 rules for creating and activating sets."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,8 +32,20 @@ from store.db import session_scope
 from store.models import ReferenceSet, Term
 from tests.niftis import gaussian_blob, mni_affine, smooth_random, write
 
-REQUIRED_TERMS = ("emotion", "language", "memory", "pain", "visual", "attention", "sensory", "auditory", "motor",
-                  "faces", "reward", "social")
+REQUIRED_TERMS = (
+    "emotion",
+    "language",
+    "memory",
+    "pain",
+    "visual",
+    "attention",
+    "sensory",
+    "auditory",
+    "motor",
+    "faces",
+    "reward",
+    "social",
+)
 
 
 def test_builtin_table_covers_the_required_terms():
@@ -164,8 +177,7 @@ def test_create_reference_set_rules(data_dir):
 def test_only_one_set_is_active(data_dir):
     rng = np.random.default_rng(3)
     with session_scope() as session:
-        new = create_reference_set(session, "New", "nifti-folder", iter([("gamma", smooth_random(rng))]),
-                                   activate=True)
+        new = create_reference_set(session, "New", "nifti-folder", iter([("gamma", smooth_random(rng))]), activate=True)
         assert active_reference(session).id == new.id
     with session_scope() as session:
         active = session.scalars(select(ReferenceSet).where(ReferenceSet.active.is_(True))).all()
@@ -173,8 +185,9 @@ def test_only_one_set_is_active(data_dir):
         builtin = session.scalar(select(ReferenceSet).where(ReferenceSet.name == BUILTIN_NAME))
         set_active(session, builtin)
     with session_scope() as session:
-        assert [a.name for a in session.scalars(select(ReferenceSet).where(ReferenceSet.active.is_(True)))] == \
-            [BUILTIN_NAME]
+        assert [a.name for a in session.scalars(select(ReferenceSet).where(ReferenceSet.active.is_(True)))] == [
+            BUILTIN_NAME
+        ]
 
 
 def test_refused_reference_set_leaves_no_files(data_dir):

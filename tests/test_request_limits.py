@@ -6,6 +6,7 @@ set) must stay far below the body's size. The Flask test client checks the rest:
 refuses bodies over ``INCDB_MAX_REQUEST_BYTES``, and a callback body may be larger (up to
 ``INCDB_MAX_CALLBACK_BYTES``) only in text, as the events file of the annotation page's drop zone is.
 """
+
 from __future__ import annotations
 
 import base64
@@ -32,9 +33,15 @@ CALLBACK = "/_dash-update-component"
 def noop_body(value_json: bytes = b"null") -> tuple[bytes, bytes]:
     """The JSON of a request for the app's no-op callback (which answers with its input), cut around the value."""
     marker = "VALUE"
-    text = json.dumps({"output": "noop-out.data", "outputs": {"id": "noop-out", "property": "data"},
-                       "inputs": [{"id": "noop-in", "property": "data", "value": marker}], "state": [],
-                       "changedPropIds": ["noop-in.data"]}).encode()
+    text = json.dumps(
+        {
+            "output": "noop-out.data",
+            "outputs": {"id": "noop-out", "property": "data"},
+            "inputs": [{"id": "noop-in", "property": "data", "value": marker}],
+            "state": [],
+            "changedPropIds": ["noop-in.data"],
+        }
+    ).encode()
     head, tail = text.split(json.dumps(marker).encode())
     return head, tail
 
@@ -50,7 +57,7 @@ def list_of_zeros(size: int) -> tuple[int, Iterator[bytes]]:
         block, left = b"0," * (MIB // 2), count - 1
         while left:
             n = min(left, MIB // 2)
-            yield block[:2 * n]
+            yield block[: 2 * n]
             left -= n
         yield b"0]" + tail
 
@@ -58,6 +65,7 @@ def list_of_zeros(size: int) -> tuple[int, Iterator[bytes]]:
 
 
 # --- a real worker ------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def data_path(tmp_path_factory, reference_template) -> Path:
@@ -93,8 +101,10 @@ def post(url: str, pieces: Iterator[bytes], length: int | None) -> tuple[int, by
     parts = urlsplit(url)
     framing = f"Content-Length: {length}" if length is not None else "Transfer-Encoding: chunked"
     with socket.create_connection((parts.hostname, parts.port), timeout=120) as sock:
-        sock.sendall(f"POST {CALLBACK} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\n"
-                     f"{framing}\r\n\r\n".encode())
+        sock.sendall(
+            f"POST {CALLBACK} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\n"
+            f"{framing}\r\n\r\n".encode()
+        )
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             for piece in pieces:
                 sock.sendall(piece if length is not None else b"%x\r\n%s\r\n" % (len(piece), piece))
@@ -110,8 +120,10 @@ def warm_up(url: str) -> None:
     client = Client(url)
     assert client.get("/").status_code == 200
     head, tail = noop_body(b"[1, 2, 3]")
-    assert client.post(CALLBACK, data=head + b"[1, 2, 3]" + tail,
-                       headers={"Content-Type": "application/json"}).status_code == 200
+    assert (
+        client.post(CALLBACK, data=head + b"[1, 2, 3]" + tail, headers={"Content-Type": "application/json"}).status_code
+        == 200
+    )
 
 
 @pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
@@ -132,6 +144,7 @@ def test_a_100_mb_callback_body_is_refused_without_the_memory_it_would_take(work
 
 
 # --- the rules, through the test client ---------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def server(data_path):
@@ -172,16 +185,18 @@ def test_a_larger_callback_body_is_accepted_only_as_text(server) -> None:
     head, tail = noop_body()
     dropped = 2 * get_settings().annotation_max_bytes
     events = "data:text/tab-separated-values;base64," + base64.b64encode(b"\t" * dropped).decode()
-    response = client.post(CALLBACK, data=head + json.dumps(events).encode() + tail,
-                           headers={"Content-Type": "application/json"})
+    response = client.post(
+        CALLBACK, data=head + json.dumps(events).encode() + tail, headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 200
     assert response.json()["response"]["noop-out"]["data"] == events
 
     values = b"".join(list_of_zeros(len(events))[1])
     response = client.post(CALLBACK, data=values, headers={"Content-Type": "application/json"})
     assert response.status_code == 413
-    assert response.json()["error"] == ("The callback request, without its text, is larger than the 4.0 MiB "
-                                        "this address accepts.")
+    assert response.json()["error"] == (
+        "The callback request, without its text, is larger than the 4.0 MiB this address accepts."
+    )
     too_long = head + json.dumps("x" * 24 * MIB).encode() + tail
     response = client.post(CALLBACK, data=too_long, headers={"Content-Type": "application/json"})
     assert response.status_code == 413

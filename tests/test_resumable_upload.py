@@ -4,6 +4,7 @@ answers like a single upload; a chunk at another offset than the one the server 
 bytes that arrived and the upload goes on from them; chunks hold the upload slots and the upload's lock; partial
 uploads are removed after ``INCDB_UPLOAD_RESUME_HOURS``. The browser side (a restart during an upload) is in
 ``test_resumable_upload_browser.py``."""
+
 from __future__ import annotations
 
 import hashlib
@@ -50,8 +51,10 @@ def _client(email: str = "a@example.org", base_url: str | None = None) -> Client
 
 
 def _start(client: Client, slug: str, size: int, name: str = "melodic_IC.nii.gz", **headers: str):
-    return client._flask.post(f"/upload/{slug}/resumable?name={name}",
-                              headers={**client.csrf_headers(), "Upload-Length": str(size), **headers})
+    return client._flask.post(
+        f"/upload/{slug}/resumable?name={name}",
+        headers={**client.csrf_headers(), "Upload-Length": str(size), **headers},
+    )
 
 
 def _put(client: Client, url: str, offset: int, data: bytes, csrf: bool = True, **kwargs):
@@ -81,7 +84,7 @@ def test_a_file_sent_in_chunks_is_stored_byte_for_byte(web, site):
         status = client._flask.get(url)
         assert status.json["offset"] == end and status.headers["Upload-Offset"] == str(end)
         assert client._flask.head(url).headers["Upload-Offset"] == str(end)
-    last = _put(client, url, cuts[2], raw[cuts[2]:])
+    last = _put(client, url, cuts[2], raw[cuts[2] :])
     assert last.status_code == 200, last.text
     assert last.json["maps"] == 3 and last.json["upload"]["filename"] == "melodic_IC.nii.gz"
     with session_scope() as session:
@@ -103,7 +106,7 @@ def test_a_chunk_at_another_offset_is_refused_with_the_held_one(web, site):
     url = _start(client, site["slug"], len(raw)).json["url"]
     assert _put(client, url, 0, raw[:1000]).json["offset"] == 1000
     for wrong in (0, 500, 2000):
-        r = _put(client, url, wrong, raw[wrong:wrong + 1000])
+        r = _put(client, url, wrong, raw[wrong : wrong + 1000])
         assert r.status_code == 409, r.text
         assert r.json["offset"] == 1000 and r.headers["Upload-Offset"] == "1000"
         assert "holds 1000 bytes" in r.json["error"]
@@ -124,9 +127,12 @@ def test_a_chunk_past_the_size_cap_is_refused(web, site, monkeypatch):
     declared = _put(client, url, 60000, b"\0" * 40001)
     assert declared.status_code == 413 and "past the file's size (100000 bytes" in declared.json["error"]
     # A body without Content-Length is cut off where it passes the size, and what it added is dropped.
-    streamed = client._flask.put(url, input_stream=io.BytesIO(b"\1" * 50000),
-                                 headers={**client.csrf_headers(), "Upload-Offset": "60000"},
-                                 environ_overrides={"wsgi.input_terminated": True})
+    streamed = client._flask.put(
+        url,
+        input_stream=io.BytesIO(b"\1" * 50000),
+        headers={**client.csrf_headers(), "Upload-Offset": "60000"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
     assert streamed.status_code == 413, streamed.text
     assert client._flask.get(url).json["offset"] == 60000
     assert (_partial_folder(url) / "partial").read_bytes() == b"\0" * 60000
@@ -138,8 +144,9 @@ def test_a_stale_partial_is_removed_after_its_deadline(web, site, monkeypatch):
     monkeypatch.setenv("INCDB_UPLOAD_RESUME_HOURS", "2")
     reset_settings()
     client, raw = _client(), site["bytes"]
-    old, busy, fresh = (_start(client, site["slug"], len(raw), name=f"{n}.nii.gz").json["url"]
-                        for n in ("old", "busy", "fresh"))
+    old, busy, fresh = (
+        _start(client, site["slug"], len(raw), name=f"{n}.nii.gz").json["url"] for n in ("old", "busy", "fresh")
+    )
     for url in (old, busy, fresh):
         assert _put(client, url, 0, raw[:1000]).status_code == 200
     three_hours_ago = time.time() - 3 * 3600
@@ -195,29 +202,34 @@ def test_an_interrupted_chunk_keeps_what_arrived_and_the_upload_goes_on(data_dir
     raw = big.read_bytes()
     with serve_wsgi_in_thread(app_module.server) as base:
         client = _client(base_url=base)
-        r = client._session.post(f"{base}/upload/{site['slug']}/resumable?name=big.nii",
-                                 headers={**client.csrf_headers(), "Upload-Length": str(len(raw))})
+        r = client._session.post(
+            f"{base}/upload/{site['slug']}/resumable?name=big.nii",
+            headers={**client.csrf_headers(), "Upload-Length": str(len(raw))},
+        )
         url = r.json()["url"]
         host, port = base.rsplit("//", 1)[1].split(":")
         cookies = "; ".join(f"{c.name}={c.value}" for c in client._session.cookies)
-        head = (f"PUT {url} HTTP/1.1\r\nHost: {host}:{port}\r\nCookie: {cookies}\r\n"
-                f"X-CSRFToken: {client.csrf_headers()['X-CSRFToken']}\r\nUpload-Offset: 0\r\n"
-                f"Content-Type: application/octet-stream\r\nContent-Length: {len(raw)}\r\n\r\n").encode()
+        head = (
+            f"PUT {url} HTTP/1.1\r\nHost: {host}:{port}\r\nCookie: {cookies}\r\n"
+            f"X-CSRFToken: {client.csrf_headers()['X-CSRFToken']}\r\nUpload-Offset: 0\r\n"
+            f"Content-Type: application/octet-stream\r\nContent-Length: {len(raw)}\r\n\r\n"
+        ).encode()
         sent = 1_000_000
         with socket.create_connection((host, int(port))) as sock:
             sock.sendall(head + raw[:sent])
             time.sleep(0.5)
+
         # Once the server has noticed the break, the upload is unlocked and holds a prefix of what was sent.
         def settled():
-            answer = client._session.put(base + url, data=b"", headers={**client.csrf_headers(),
-                                                                        "Upload-Offset": "0"})
+            answer = client._session.put(base + url, data=b"", headers={**client.csrf_headers(), "Upload-Offset": "0"})
             return answer.json() if answer.status_code == 409 else None
 
         held = wait_until(settled, 20, "the server to end the broken chunk")["offset"]
         assert 0 < held <= sent
         assert (_partial_folder(url) / "partial").read_bytes() == raw[:held]
-        done = client._session.put(base + url, data=raw[held:], headers={**client.csrf_headers(),
-                                                                          "Upload-Offset": str(held)})
+        done = client._session.put(
+            base + url, data=raw[held:], headers={**client.csrf_headers(), "Upload-Offset": str(held)}
+        )
         assert done.status_code == 200 and done.json()["maps"] == 1, done.text
     with session_scope() as session:
         assert get_storage().read_bytes(session.scalar(select(Upload.storage_key))) == raw

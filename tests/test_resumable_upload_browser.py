@@ -4,6 +4,7 @@ Debian's /usr/bin/chromium) sends a 40 MB archive in chunks to the real app unde
 off the request in flight) and started again. The panel notices, waits, asks for the offset the server holds and
 goes on from there by itself; the stored file equals the source byte for byte. The server side of resumable
 uploads is in ``test_resumable_upload.py``."""
+
 from __future__ import annotations
 
 import os
@@ -49,8 +50,20 @@ ROW_STATES = """() => {
 def _gunicorn(env: dict[str, str], log: Path) -> Service:
     """``gunicorn -c gunicorn.conf.py app:server``, started (the caller waits for it with ``_up``)."""
     # A short graceful timeout, as when a deploy's stop timeout passes: requests still running are cut off.
-    service = Service("gunicorn", [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"),
-                                   "--graceful-timeout", str(GRACEFUL_S), "app:server"], env, ROOT, log)
+    service = Service(
+        "gunicorn",
+        [
+            str(BIN / "gunicorn"),
+            "-c",
+            str(ROOT / "gunicorn.conf.py"),
+            "--graceful-timeout",
+            str(GRACEFUL_S),
+            "app:server",
+        ],
+        env,
+        ROOT,
+        log,
+    )
     service.url = f"http://127.0.0.1:{env['PORT']}"
     return service
 
@@ -106,8 +119,10 @@ def test_a_restart_during_an_upload_does_not_make_the_curator_start_again(data_d
             page.evaluate(ROW_STATES)
             cdp = page.context.new_cdp_session(page)
             cdp.send("Network.enable")
-            cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 5, "downloadThroughput": -1,
-                                                          "uploadThroughput": 4 * 1024 * 1024})
+            cdp.send(
+                "Network.emulateNetworkConditions",
+                {"offline": False, "latency": 5, "downloadThroughput": -1, "uploadThroughput": 4 * 1024 * 1024},
+            )
             with page.expect_file_chooser() as chooser:
                 page.click("#coll-choose")
             chooser.value.set_files(str(source))
@@ -119,12 +134,16 @@ def test_a_restart_during_an_upload_does_not_make_the_curator_start_again(data_d
             held = _held(data_dir)
             services.append(_gunicorn(env, tmp_path / "gunicorn-2.log"))
             _up(services[1])
-            cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0, "downloadThroughput": -1,
-                                                          "uploadThroughput": -1})
+            cdp.send(
+                "Network.emulateNetworkConditions",
+                {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
+            )
 
-            row = page.wait_for_selector(".incdb-upload-row[data-file='big.zip'][data-state='done'], "
-                                         ".incdb-upload-row[data-file='big.zip'][data-state='error']",
-                                         timeout=120_000)
+            row = page.wait_for_selector(
+                ".incdb-upload-row[data-file='big.zip'][data-state='done'], "
+                ".incdb-upload-row[data-file='big.zip'][data-state='error']",
+                timeout=120_000,
+            )
             assert row.get_attribute("data-state") == "done", row.inner_text()
             assert "reconnecting" in page.evaluate("window.incdbRowStates")
             resumes = page.evaluate("window.incdbUploadResumes")

@@ -1,5 +1,6 @@
 """Search matches ``%``, ``_`` and ``\\`` as themselves (they are LIKE's wildcards and escape character), on SQLite
 (FTS5 trigram table) and PostgreSQL (pg_trgm index), in the movie and term lists and the search box."""
+
 from __future__ import annotations
 
 import pytest
@@ -53,12 +54,11 @@ def test_wildcards_are_matched_as_themselves(catalogue):
     with session_scope() as session:
         assert queries.search(session, None, "%%") == []
         assert [h["label"] for h in queries.search(session, None, "0%")] == ["face_100%", "50% Off"]
-        assert [t["name"] for t in queries.list_terms(session, None, search="_1", per_page=100).items] == \
-            ["face_100%"]
+        assert [t["name"] for t in queries.list_terms(session, None, search="_1", per_page=100).items] == ["face_100%"]
         assert queries.list_terms(session, None, search="%", per_page=100).total == 1
         if catalogue == "postgresql":  # the escaped pattern still uses the pg_trgm index
             session.execute(text("SET LOCAL enable_seqscan = off"))
-            plan = session.execute(text("EXPLAIN SELECT id FROM movies WHERE lower(title) LIKE :p"),
-                                   {"p": queries._like("50% o_f")}).all()
+            plan = session.execute(
+                text("EXPLAIN SELECT id FROM movies WHERE lower(title) LIKE :p"), {"p": queries._like("50% o_f")}
+            ).all()
             assert "ix_movies_title_trgm" in "\n".join(row[0] for row in plan)
-

@@ -1,6 +1,7 @@
 """What a browser shows of two attacks (Playwright + Debian's Chromium on the embedded app): a ``next=`` link
 that a browser would read as another site sends the curator nowhere else after sign-in, and a cross-site
 navigation to /account/sign-out signs nobody out (signing out is a button that posts with the CSRF token)."""
+
 from __future__ import annotations
 
 import pytest
@@ -54,8 +55,9 @@ def _sign_in(page, base_url: str, query: str = "") -> None:
     page.click("#signin-submit")
 
 
-@pytest.mark.parametrize("query", ["?next=/%09%5Cevil.example/phish", "?next=/%0D%5Cevil.example/phish",
-                                   "?next=%09/%5C/evil.example/phish"])
+@pytest.mark.parametrize(
+    "query", ["?next=/%09%5Cevil.example/phish", "?next=/%0D%5Cevil.example/phish", "?next=%09/%5C/evil.example/phish"]
+)
 def test_sign_in_does_not_redirect_to_another_site(page, base_url, query):
     _sign_in(page, base_url, query)
     page.wait_for_url(base_url + "/contribute")

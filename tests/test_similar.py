@@ -1,6 +1,7 @@
 """Similar components (pipeline.decoding.similar): exact r, visibility, the index kept in step with ingest and
 removal, the
 rebuild, and the API route."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,8 +24,7 @@ def corrcoef(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def component_rows(session, *uuids: str) -> list[np.ndarray]:
-    keys = dict(session.execute(select(Component.uuid, Component.storage_key)
-                                .where(Component.uuid.in_(uuids))).all())
+    keys = dict(session.execute(select(Component.uuid, Component.storage_key).where(Component.uuid.in_(uuids))).all())
     return [masked(load_map(keys[u]))[0] for u in uuids]
 
 
@@ -49,15 +49,29 @@ def test_search_returns_the_exact_best_with_exact_r(noise):
     vectors -= vectors.mean(axis=1, keepdims=True)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     reduced = (vectors @ basis).astype(np.float32)
-    index = similar.IndexView(1, "", np.arange(n), np.arange(n) % 7, reduced,
-                              np.sqrt(np.clip(1 - (reduced.astype(np.float64) ** 2).sum(1), 0, 1)).astype(np.float32))
+    index = similar.IndexView(
+        1,
+        "",
+        np.arange(n),
+        np.arange(n) % 7,
+        reduced,
+        np.sqrt(np.clip(1 - (reduced.astype(np.float64) ** 2).sum(1), 0, 1)).astype(np.float32),
+    )
     query = vectors[11] + 0.8 * vectors[12] + noise * rng.standard_normal(space)
     query -= query.mean()
     query /= np.linalg.norm(query)
     allowed = index.collection_ids != 3
     stats = similar.SearchStats()
-    found = similar.search(index, query, (query @ basis).astype(np.float32), allowed, 10,
-                           lambda ids: [vectors[i] for i in ids], max_exact=3000, stats=stats)
+    found = similar.search(
+        index,
+        query,
+        (query @ basis).astype(np.float32),
+        allowed,
+        10,
+        lambda ids: [vectors[i] for i in ids],
+        max_exact=3000,
+        stats=stats,
+    )
     exact = vectors @ query
     exact[~allowed] = -np.inf
     best = np.argsort(-exact)[:10]
@@ -87,8 +101,9 @@ def test_every_demo_component_is_indexed_and_its_neighbours_have_exact_r(demo_di
         n = session.scalar(select(func.count(Component.id)))
         assert session.scalar(select(func.count(ComponentVector.id))) == n == 60
         assert session.scalar(select(func.count(SimilarityBasis.id)).where(SimilarityBasis.active)) == 1
-        comp = session.scalar(select(Component).join(Collection).where(Collection.visibility == "public")
-                              .order_by(Component.id))
+        comp = session.scalar(
+            select(Component).join(Collection).where(Collection.visibility == "public").order_by(Component.id)
+        )
         found = similar.similar_to_component(session, Anonymous(), comp, limit=10)
         assert len(found) == 10 and comp.uuid not in {f["uuid"] for f in found}
         assert [f["r"] for f in found] == sorted((f["r"] for f in found), reverse=True)
@@ -97,9 +112,19 @@ def test_every_demo_component_is_indexed_and_its_neighbours_have_exact_r(demo_di
             assert f["r"] == pytest.approx(corrcoef(own, row), abs=1e-5)
             assert f["movie"] and f["collection_slug"] and f["best_term"]
         # Every other public component scores at most the tenth's r: the list is the true top 10.
-        rest = session.execute(select(Component.uuid).join(Collection).where(
-            Collection.visibility == "public", Component.id != comp.id,
-            Component.uuid.not_in([f["uuid"] for f in found]))).scalars().all()
+        rest = (
+            session.execute(
+                select(Component.uuid)
+                .join(Collection)
+                .where(
+                    Collection.visibility == "public",
+                    Component.id != comp.id,
+                    Component.uuid.not_in([f["uuid"] for f in found]),
+                )
+            )
+            .scalars()
+            .all()
+        )
         worst = min(f["r"] for f in found)
         assert max(corrcoef(own, row) for row in component_rows(session, *rest)) <= worst + 1e-6
         other = similar.similar_to_component(session, Anonymous(), comp, limit=10, other_collections_only=True)
@@ -116,11 +141,14 @@ def test_a_private_component_is_only_in_its_owners_and_admins_lists(demo_dir):
     with session_scope() as session:
         admin_id = create_user(session, "root@example.org", "correct horse battery", role="admin").id
     with session_scope() as session:
-        private = session.scalars(select(Component).join(Collection)
-                                  .where(Collection.visibility == "private")).all()
+        private = session.scalars(select(Component).join(Collection).where(Collection.visibility == "private")).all()
         private_uuids = {c.uuid for c in private}
-        viewers = {"anonymous": Anonymous(), "curator": user(session, DEMO_OWNER),
-                   "owner": user(session, DEMO_PRIVATE_OWNER), "admin": session.get(User, admin_id)}
+        viewers = {
+            "anonymous": Anonymous(),
+            "curator": user(session, DEMO_OWNER),
+            "owner": user(session, DEMO_PRIVATE_OWNER),
+            "admin": session.get(User, admin_id),
+        }
         for comp in private[:3]:
             unit = similar.load_exact(comp.uuid)
             for name, viewer in viewers.items():
@@ -139,8 +167,9 @@ def test_the_index_follows_deletion_reprocessing_and_rebuild(demo_dir, capsys):
 
     similar.forget_index()
     with session_scope() as session:
-        public = session.scalars(select(Collection).where(Collection.visibility == "public")
-                                 .order_by(Collection.id)).all()
+        public = session.scalars(
+            select(Collection).where(Collection.visibility == "public").order_by(Collection.id)
+        ).all()
         gone, again = public[0], public[1]
         gone_ids = {c.id for c in gone.components}
         gone_id, again_id = gone.id, again.id

@@ -4,6 +4,7 @@ at once; a user's upload beyond INCDB_UPLOADS_PER_USER is refused (429); an uplo
 INCDB_UPLOAD_MIN_RATE, or passes INCDB_UPLOAD_DEADLINE_S, is refused with its message, and nothing of it is kept.
 Then the upload slots when a process dies or a request hangs, the cap per web process, and the nginx site's rules
 for slow bodies, forwarded headers and unknown hosts."""
+
 from __future__ import annotations
 
 import json
@@ -64,15 +65,18 @@ class RawUpload(threading.Thread):
     """POST /upload/<slug> over a plain socket, sending ``piece`` bytes every ``interval`` seconds until the server
     answers; ``status`` and ``body`` hold the answer, ``seconds`` how long it took from the headers on."""
 
-    def __init__(self, url: str, client: Client, slug: str, name: str, piece: int, interval: float,
-                 length: int = 1_000_000):
+    def __init__(
+        self, url: str, client: Client, slug: str, name: str, piece: int, interval: float, length: int = 1_000_000
+    ):
         super().__init__(daemon=True)
         self.host, port = url.rsplit("//", 1)[1].split(":")
         self.port = int(port)
         cookies = "; ".join(f"{c.name}={c.value}" for c in client._session.cookies)
-        self.head = (f"POST /upload/{slug}?name={name} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-                     f"Cookie: {cookies}\r\nX-CSRFToken: {client.csrf_headers()['X-CSRFToken']}\r\n"
-                     f"Content-Type: application/octet-stream\r\nContent-Length: {length}\r\n\r\n").encode()
+        self.head = (
+            f"POST /upload/{slug}?name={name} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"Cookie: {cookies}\r\nX-CSRFToken: {client.csrf_headers()['X-CSRFToken']}\r\n"
+            f"Content-Type: application/octet-stream\r\nContent-Length: {length}\r\n\r\n"
+        ).encode()
         self.piece, self.interval, self.length = piece, interval, length
         self.status: int | None = None
         self.body: dict = {}
@@ -120,13 +124,25 @@ class RawUpload(threading.Thread):
 @pytest.fixture
 def server(data_dir, tmp_path):
     """gunicorn -c gunicorn.conf.py app:server, 2 workers and the file's own thread count, small upload limits."""
-    env = service_env(data_dir, WEB_CONCURRENCY="2", HOST="127.0.0.1", PORT=str(free_port()),
-                      INCDB_UPLOAD_MIN_RATE=str(MIN_RATE), INCDB_UPLOAD_RATE_WINDOW_S=str(WINDOW_S),
-                      INCDB_UPLOAD_DEADLINE_S=str(DEADLINE_S), INCDB_UPLOADS_PER_USER=str(PER_USER))
+    env = service_env(
+        data_dir,
+        WEB_CONCURRENCY="2",
+        HOST="127.0.0.1",
+        PORT=str(free_port()),
+        INCDB_UPLOAD_MIN_RATE=str(MIN_RATE),
+        INCDB_UPLOAD_RATE_WINDOW_S=str(WINDOW_S),
+        INCDB_UPLOAD_DEADLINE_S=str(DEADLINE_S),
+        INCDB_UPLOADS_PER_USER=str(PER_USER),
+    )
     for key in ("GUNICORN_THREADS", "GUNICORN_BIND", "GUNICORN_TIMEOUT"):
         env.pop(key, None)
-    service = Service("gunicorn", [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "app:server"],
-                      env, ROOT, tmp_path / "gunicorn.log")
+    service = Service(
+        "gunicorn",
+        [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "app:server"],
+        env,
+        ROOT,
+        tmp_path / "gunicorn.log",
+    )
     service.url = f"http://127.0.0.1:{env['PORT']}"
     with running(service):
         _wait_http(service, service.url + "/api/stats", 90)
@@ -146,8 +162,11 @@ def test_slow_uploads_keep_neither_the_server_nor_their_slots(server, data_dir, 
         return len(list(temp.iterdir())) if temp.is_dir() else 0
 
     # Three users, two uploads each, at 2000 bytes/s: four times the minimum rate, so they stay until the deadline.
-    holders = [RawUpload(server.url, clients[u], curators[u][1], f"hold-{u}-{i}.nii", piece=200, interval=0.1)
-               for u in range(3) for i in range(PER_USER)]
+    holders = [
+        RawUpload(server.url, clients[u], curators[u][1], f"hold-{u}-{i}.nii", piece=200, interval=0.1)
+        for u in range(3)
+        for i in range(PER_USER)
+    ]
     for upload in holders:
         upload.start()
     try:
@@ -186,8 +205,10 @@ def test_slow_uploads_keep_neither_the_server_nor_their_slots(server, data_dir, 
     assert in_progress() == 0
     with session_scope() as session:
         assert session.scalar(sql_select(Upload.id)) is None
-    files = [write_nifti(tmp_path / f"real{i}.nii", np.random.default_rng(i).standard_normal((91, 109, 91)))
-             for i in range(PER_USER)]
+    files = [
+        write_nifti(tmp_path / f"real{i}.nii", np.random.default_rng(i).standard_normal((91, 109, 91)))
+        for i in range(PER_USER)
+    ]
     answers: list = [None] * PER_USER
 
     def send(i: int) -> None:
@@ -203,11 +224,13 @@ def test_slow_uploads_keep_neither_the_server_nor_their_slots(server, data_dir, 
 
 
 def _hold_slot_in_child(data_dir: Path, user_id: int) -> subprocess.Popen:
-    code = ("import sys, time\n"
-            "from web.upload import user_upload_slot\n"
-            f"with user_upload_slot({user_id}, 5, 3600):\n"
-            "    print('held', flush=True)\n"
-            "    time.sleep(120)\n")
+    code = (
+        "import sys, time\n"
+        "from web.upload import user_upload_slot\n"
+        f"with user_upload_slot({user_id}, 5, 3600):\n"
+        "    print('held', flush=True)\n"
+        "    time.sleep(120)\n"
+    )
     env = {**os.environ, "INCDB_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT)}
     child = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert child.stdout.readline().strip() == "held"
@@ -255,7 +278,7 @@ def test_uploads_per_process_leave_threads_for_the_rest(data_dir, monkeypatch, t
 
     monkeypatch.setenv("INCDB_UPLOADS_PER_PROCESS", "1")
     reset_settings()
-    (email, slug), = _curators(1)
+    ((email, slug),) = _curators(1)
     client = Client(flask_app=app_module.server)
     client.sign_in(email, PASSWORD)
     path = write_nifti(tmp_path / "one.nii", np.random.default_rng(0).standard_normal((91, 109, 91)))
@@ -267,6 +290,7 @@ def test_uploads_per_process_leave_threads_for_the_rest(data_dir, monkeypatch, t
 
 
 # --- the nginx site --------------------------------------------------------------------------------------------
+
 
 def _server_blocks(text: str) -> list[str]:
     """The top-level ``server { ... }`` blocks of an nginx file, comments removed."""
@@ -280,7 +304,7 @@ def _server_blocks(text: str) -> list[str]:
         else:
             depth -= 1
             if depth == 0 and start is not None:
-                blocks.append(text[start:match.end()])
+                blocks.append(text[start : match.end()])
                 start = None
     return blocks
 
@@ -311,18 +335,40 @@ def test_nginx_accepts_the_site(tmp_path):
     """``nginx -t`` on the site with a throw-away certificate (where nginx is installed)."""
     nginx = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
     need_service(nginx is not None, "nginx (apt-get install nginx)")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-                    "/CN=incdb.example.org", "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=incdb.example.org",
+            "-keyout",
+            str(tmp_path / "key.pem"),
+            "-out",
+            str(tmp_path / "cert.pem"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     site = NGINX_SITE.read_text()
     site = site.replace("/etc/letsencrypt/live/incdb.example.org/fullchain.pem", str(tmp_path / "cert.pem"))
     site = site.replace("/etc/letsencrypt/live/incdb.example.org/privkey.pem", str(tmp_path / "key.pem"))
     (tmp_path / "site.conf").write_text(site)
-    temp_paths = "".join(f"  {kind}_temp_path {tmp_path}/{kind};\n"
-                         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    temp_paths = "".join(
+        f"  {kind}_temp_path {tmp_path}/{kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
     (tmp_path / "nginx.conf").write_text(
         f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
-        f"http {{\n  access_log off;\n{temp_paths}  include {tmp_path}/site.conf;\n}}\n")
-    result = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c",
-                             str(tmp_path / "nginx.conf")], capture_output=True, text=True)
+        f"http {{\n  access_log off;\n{temp_paths}  include {tmp_path}/site.conf;\n}}\n"
+    )
+    result = subprocess.run(
+        [nginx, "-t", "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(tmp_path / "nginx.conf")],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr

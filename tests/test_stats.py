@@ -1,6 +1,7 @@
 """Derived counts (store.stats, DESIGN section 16): after every kind of change they equal a recomputation from the
 base tables, on SQLite and PostgreSQL; a private collection's numbers reach only its owner and admins; the CLI's
 ``stats check`` finds a wrong number and ``stats rebuild`` repairs it."""
+
 from __future__ import annotations
 
 import threading
@@ -57,8 +58,7 @@ def blob_file(path: Path, peaks) -> Path:
 def ingest_collection(tmp_path: Path, owner: str, movie: str, name: str, visibility: str, peaks) -> int:
     with session_scope() as session:
         user = session.scalar(select(User).where(User.email == owner))
-        collection = create_collection(session, user, get_or_create_movie(session, movie), name,
-                                       visibility=visibility)
+        collection = create_collection(session, user, get_or_create_movie(session, movie), name, visibility=visibility)
         path = blob_file(tmp_path / f"{collection.slug}.nii.gz", peaks)
         add_upload(session, collection, path, path.name)
         job_id = create_job(session, "ingest", collection.id, user.id).id
@@ -86,14 +86,22 @@ def direct_counts(who: User | None) -> dict[str, int]:
         where = f"(col.visibility = 'public' OR col.owner_id = {int(who.id)})"
     with session_scope() as session:
         one = lambda sql: session.execute(text(sql)).scalar()  # noqa: E731
-        return {"movies": one(f"SELECT COUNT(DISTINCT col.movie_id) FROM collections col WHERE {where}"),
-                "collections": one(f"SELECT COUNT(*) FROM collections col WHERE {where}"),
-                "components": one("SELECT COUNT(*) FROM components c JOIN collections col ON col.id = "
-                                  f"c.collection_id WHERE {where}"),
-                "per_term": dict(session.execute(text(
-                    "SELECT t.slug, COUNT(*) FROM components c JOIN collections col ON col.id = c.collection_id "
-                    "JOIN terms t ON t.id = c.best_term_id JOIN reference_sets r ON r.id = t.reference_set_id "
-                    f"WHERE r.active AND {where} GROUP BY t.slug")).all())}
+        return {
+            "movies": one(f"SELECT COUNT(DISTINCT col.movie_id) FROM collections col WHERE {where}"),
+            "collections": one(f"SELECT COUNT(*) FROM collections col WHERE {where}"),
+            "components": one(
+                f"SELECT COUNT(*) FROM components c JOIN collections col ON col.id = c.collection_id WHERE {where}"
+            ),
+            "per_term": dict(
+                session.execute(
+                    text(
+                        "SELECT t.slug, COUNT(*) FROM components c JOIN collections col ON col.id = c.collection_id "
+                        "JOIN terms t ON t.id = c.best_term_id JOIN reference_sets r ON r.id = t.reference_set_id "
+                        f"WHERE r.active AND {where} GROUP BY t.slug"
+                    )
+                ).all()
+            ),
+        }
 
 
 def assert_everyone_sees_their_own_numbers() -> None:
@@ -103,8 +111,9 @@ def assert_everyone_sees_their_own_numbers() -> None:
             got = queries.counts(session, who)
             terms = queries.list_terms(session, who, per_page=100)
             heat = queries.heatmap(session, who, terms=100, movies=100)
-        assert {k: got[k] for k in ("movies", "collections", "components")} == \
-            {k: want[k] for k in ("movies", "collections", "components")}, name
+        assert {k: got[k] for k in ("movies", "collections", "components")} == {
+            k: want[k] for k in ("movies", "collections", "components")
+        }, name
         assert {t["slug"]: t["n_components"] for t in terms.items if t["n_components"]} == want["per_term"], name
         assert sum(map(sum, heat["count"])) == want["components"], name
 
@@ -135,8 +144,7 @@ def test_derived_counts_follow_every_kind_of_change(database, tmp_path):
         assert_consistent()
         assert_everyone_sees_their_own_numbers()
     with session_scope() as session:
-        update_collection(session, session.get(Collection, private),
-                          movie=get_or_create_movie(session, "Shared Movie"))
+        update_collection(session, session.get(Collection, private), movie=get_or_create_movie(session, "Shared Movie"))
     assert_consistent()
     assert_everyone_sees_their_own_numbers()
 
@@ -144,8 +152,9 @@ def test_derived_counts_follow_every_kind_of_change(database, tmp_path):
     rng = np.random.default_rng(7)
     with session_scope() as session:
         admin = session.scalar(select(User).where(User.email == "root@example.org"))
-        create_reference_set(session, "Switched", "nifti-folder",
-                             iter([(f"t{i}", smooth_random(rng)) for i in range(3)]), activate=True)
+        create_reference_set(
+            session, "Switched", "nifti-folder", iter([(f"t{i}", smooth_random(rng)) for i in range(3)]), activate=True
+        )
         job_id = create_job(session, "redecode", None, admin.id).id
     redecode(job_id)
     assert_consistent()
@@ -171,8 +180,9 @@ def test_check_finds_a_wrong_number_and_rebuild_repairs_it(database, tmp_path, c
     ingest_collection(tmp_path, "ann@example.org", "Shared Movie", "Ann public", "public", PEAKS)
     assert cli(["stats", "check"]) == 0
     with session_scope() as session:
-        session.execute(update(TermStats).where(TermStats.scope == "public")
-                        .values(n_components=TermStats.n_components + 1))
+        session.execute(
+            update(TermStats).where(TermStats.scope == "public").values(n_components=TermStats.n_components + 1)
+        )
     assert cli(["stats", "check"]) == 1
     assert "differ from a recomputation" in capsys.readouterr().err
     assert cli(["stats", "rebuild"]) == 0
@@ -191,8 +201,12 @@ def test_concurrent_changes_to_one_movie_keep_the_counts(tmp_path, postgres_url)
         owner = create_user(session, "ann@example.org", "a long enough password")
         movie = get_or_create_movie(session, "Busy Movie")
         ids = [create_collection(session, owner, movie, f"Part {i}").id for i in range(2)]
-        term_id = session.scalar(text("SELECT t.id FROM terms t JOIN reference_sets r ON r.id = t.reference_set_id "
-                                      "WHERE r.active ORDER BY t.id LIMIT 1"))
+        term_id = session.scalar(
+            text(
+                "SELECT t.id FROM terms t JOIN reference_sets r ON r.id = t.reference_set_id "
+                "WHERE r.active ORDER BY t.id LIMIT 1"
+            )
+        )
     barrier = threading.Barrier(2)
     errors: list[BaseException] = []
 
@@ -200,8 +214,16 @@ def test_concurrent_changes_to_one_movie_keep_the_counts(tmp_path, postgres_url)
         try:
             with session_scope() as session:
                 for k in range(5):
-                    session.add(Component(collection_id=collection_id, source_file=f"f{k}.nii", volume_index=k,
-                                          storage_key="x", best_term_id=term_id, best_r=0.1 * k))
+                    session.add(
+                        Component(
+                            collection_id=collection_id,
+                            source_file=f"f{k}.nii",
+                            volume_index=k,
+                            storage_key="x",
+                            best_term_id=term_id,
+                            best_r=0.1 * k,
+                        )
+                    )
                 session.flush()
                 barrier.wait(timeout=30)
         except BaseException as exc:  # noqa: BLE001  (reported below)

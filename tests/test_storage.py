@@ -1,4 +1,5 @@
 """Storage backends: keys, atomic writes, and the S3 backend against a local S3-compatible server."""
+
 from __future__ import annotations
 
 import os
@@ -11,10 +12,28 @@ from store.storage import LocalStorage, S3Storage, check_key, get_storage
 from tests.conftest import need_service, use_environment
 
 
-@pytest.mark.parametrize("key", ["../x", "/abs", "a/../b", "a//b", "", "a/.hidden/../x", "a\\b",
-                                 # keys take the letters and digits of every script (slugs), nothing more:
-                                 "a b", "a\u200bb", "a\u0301", "ｆ／x", "\u2024", "a\u202eb", "сталкер\n",
-                                 "e\u0301", "x/" + "ж" * 128])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "../x",
+        "/abs",
+        "a/../b",
+        "a//b",
+        "",
+        "a/.hidden/../x",
+        "a\\b",
+        # keys take the letters and digits of every script (slugs), nothing more:
+        "a b",
+        "a\u200bb",
+        "a\u0301",
+        "ｆ／x",
+        "\u2024",
+        "a\u202eb",
+        "сталкер\n",
+        "e\u0301",
+        "x/" + "ж" * 128,
+    ],
+)
 def test_bad_keys_are_refused(key):
     with pytest.raises(ValueError):
         check_key(key)
@@ -168,8 +187,13 @@ def test_ingest_and_file_routes_on_s3(s3, tmp_path, reference_template):
     shutil.rmtree(data / "cache", ignore_errors=True)  # the matrix must be rebuilt from the bucket
     upgrade_database()
     rng = np.random.default_rng(3)
-    vols = np.stack([builtin_term_map(tuple(BUILTIN_PEAKS[t])) + rng.normal(0, 0.3, (91, 109, 91)) * brain_mask()
-                     for t in ("visual", "auditory")], axis=-1).astype(np.float32)
+    vols = np.stack(
+        [
+            builtin_term_map(tuple(BUILTIN_PEAKS[t])) + rng.normal(0, 0.3, (91, 109, 91)) * brain_mask()
+            for t in ("visual", "auditory")
+        ],
+        axis=-1,
+    ).astype(np.float32)
     f = tmp_path / "ic.nii.gz"
     nib.save(nib.Nifti1Image(vols, GRID_AFFINE), f)
     with session_scope() as session:

@@ -1,4 +1,5 @@
 """Storage sweep: files no row refers to (left by killed jobs) go; referenced, young and foreign files stay."""
+
 from __future__ import annotations
 
 import os
@@ -28,8 +29,12 @@ def test_sweep_removes_old_unreferenced_files_only(data_dir):
     ingest(new_ingest_job(data_dir))
     referenced = referenced_keys()
     storage = get_storage()
-    old_orphans = ["components/orphan.nii.gz", "decodings/orphan.npy", "uploads/999/lost.nii.gz",
-                   "termmaps/1/movies/gone/visual-0123456789ab.nii.gz"]
+    old_orphans = [
+        "components/orphan.nii.gz",
+        "decodings/orphan.npy",
+        "uploads/999/lost.nii.gz",
+        "termmaps/1/movies/gone/visual-0123456789ab.nii.gz",
+    ]
     for key in old_orphans + ["components/young.nii.gz", "check/probe-1"]:
         storage.put_bytes(key, b"x")
         age(data_dir, key, 3 * DAY)

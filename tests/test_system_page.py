@@ -5,6 +5,7 @@ on the collection page, in the job runner, on the annotations page after a reloa
 System page lists a real Celery worker while it runs and none after it stopped. Who may see the page and the API
 is in ``tests/test_authz.py``.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,15 +62,23 @@ def _queued_jobs(curator_id: int) -> dict:
         temporal.movie_id = movie.id
         for job in (ingest, temporal):
             job.created = five_min_ago
-        return {"collection": collection.id, "movie": movie.slug, "ingest": ingest.id, "token": ingest.token,
-                "temporal": temporal.id}
+        return {
+            "collection": collection.id,
+            "movie": movie.slug,
+            "ingest": ingest.id,
+            "token": ingest.token,
+            "temporal": temporal.id,
+        }
 
 
 def _collection_status(client: Client, collection_id: int) -> str:
     client.open_page("/contribute")
-    out = client.callback("..coll-status.children...coll-uploads.children...coll-components.children..."
-                          "coll-poll.interval...coll-process.disabled...coll-choose.disabled..",
-                          {"coll-id.data": collection_id, "coll-poll.n_intervals": 1}, ["coll-poll.n_intervals"])
+    out = client.callback(
+        "..coll-status.children...coll-uploads.children...coll-components.children..."
+        "coll-poll.interval...coll-process.disabled...coll-choose.disabled..",
+        {"coll-id.data": collection_id, "coll-poll.n_intervals": 1},
+        ["coll-poll.n_intervals"],
+    )
     return json.dumps(out["coll-status"])
 
 
@@ -86,9 +95,11 @@ def test_a_job_no_worker_takes_says_it_waits_for_a_worker(web, broker, curator, 
     assert WAITING in _collection_status(cora, jobs["collection"])
     # The job runner of the page that started it (the progress bar alone would say "starting…" forever).
     cora.open_page("/contribute")
-    out = cora.callback("..proc-status.children...proc-poll.disabled..",
-                        {"proc-request.data": {"token": jobs["token"], "nonce": "n"}, "proc-poll.n_intervals": 1},
-                        ["proc-request.data"])
+    out = cora.callback(
+        "..proc-status.children...proc-poll.disabled..",
+        {"proc-request.data": {"token": jobs["token"], "nonce": "n"}, "proc-poll.n_intervals": 1},
+        ["proc-request.data"],
+    )
     assert WAITING in json.dumps(out["proc-status"]) and out["proc-poll"]["disabled"] is False
     # The annotations page after a reload: the queued job is shown, not nothing.
     page = cora.page_layout(f"/movies/{jobs['movie']}/annotations")

@@ -3,6 +3,7 @@ finds a planted label and not a shuffled one, and BH q values match a hand compu
 
 Inputs are built here with numpy (runs as ``(start_s, volumes)`` pairs), so these tests need no other module.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -44,8 +45,12 @@ def nilearn_direct(triple: tuple[np.ndarray, ...], frame_times: np.ndarray) -> n
     keep = onsets + durations >= frame_times[0] + MIN_ONSET
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # onsets before the grid: nilearn clamps them and says so
-        regressor, _ = compute_regressor(exp_condition=np.vstack([onsets[keep], durations[keep], amplitudes[keep]]),
-                                         hrf_model="spm", frame_times=frame_times, oversampling=OVERSAMPLING)
+        regressor, _ = compute_regressor(
+            exp_condition=np.vstack([onsets[keep], durations[keep], amplitudes[keep]]),
+            hrf_model="spm",
+            frame_times=frame_times,
+            oversampling=OVERSAMPLING,
+        )
     return regressor[:, 0]
 
 
@@ -85,16 +90,20 @@ def test_regressors_are_nilearn_compute_regressor_run_by_run(runs):
     events = random_events(rng, 4, movie_s)
     # One event straddles the second run's grid start, one ends long before it: both edge cases of the selection.
     grid_start = runs[1][0] + MIN_ONSET
-    events["edge"] = (np.array([grid_start - 3.0, grid_start - 40.0, runs[1][0] + 6.0]),
-                      np.array([10.0, 2.0, 4.0]), np.array([1.0, 3.0, 1.5]))
+    events["edge"] = (
+        np.array([grid_start - 3.0, grid_start - 40.0, runs[1][0] + 6.0]),
+        np.array([10.0, 2.0, 4.0]),
+        np.array([1.0, 3.0, 1.5]),
+    )
     labels, regressors = label_regressors(events, TR, runs)
 
     assert labels == sorted(events)
     assert regressors.shape == (sum(n for _, n in runs), len(events))
     assert regressors.dtype == np.float64
     frame_times = run_frame_times(TR, runs)
-    expected = np.column_stack([np.concatenate([nilearn_direct(events[label], t) for t in frame_times])
-                                for label in labels])
+    expected = np.column_stack(
+        [np.concatenate([nilearn_direct(events[label], t) for t in frame_times]) for label in labels]
+    )
     np.testing.assert_allclose(regressors, expected, rtol=1e-10, atol=1e-12)
     assert np.ptp(regressors, axis=0).min() > 0  # every label reaches the runs: the comparison is not of zeros
 
@@ -110,14 +119,16 @@ def test_events_long_before_a_run_are_left_out_without_a_warning():
         warnings.simplefilter("error")
         _, regressors = label_regressors({"speech": (onsets, durations, np.ones(onsets.size))}, TR, runs)
     frame_times = run_frame_times(TR, runs)[0]
-    only_late, _ = compute_regressor(np.vstack([late, [5.0, 5.0], [1.0, 1.0]]), "spm", frame_times,
-                                     oversampling=OVERSAMPLING)
+    only_late, _ = compute_regressor(
+        np.vstack([late, [5.0, 5.0], [1.0, 1.0]]), "spm", frame_times, oversampling=OVERSAMPLING
+    )
     np.testing.assert_allclose(regressors[:, 0], only_late[:, 0], rtol=1e-10, atol=1e-12)
 
 
 def test_a_run_no_event_reaches_has_zeros():
-    _, regressors = label_regressors({"a": (np.array([10.0]), np.array([2.0]), np.array([1.0]))}, TR,
-                                     [(0.0, 20), (300.0, 20)])
+    _, regressors = label_regressors(
+        {"a": (np.array([10.0]), np.array([2.0]), np.array([1.0]))}, TR, [(0.0, 20), (300.0, 20)]
+    )
     assert np.ptp(regressors[:20, 0]) > 0
     np.testing.assert_array_equal(regressors[20:, 0], 0.0)
 
@@ -128,7 +139,7 @@ def test_r_is_pearson_over_all_rows_with_the_regressor_repeated_per_subject():
     rows = sum(lengths)
     y = rng.standard_normal((rows, 6)) + np.linspace(0.0, 2.0, rows)[:, np.newaxis]
     # Components share some signal with the regressors, have offsets and float32 storage, as MELODIC's do.
-    x = (np.tile(y[:, :4], (subjects, 1)) + 2.0 * rng.standard_normal((rows * subjects, 4)) + 50.0)
+    x = np.tile(y[:, :4], (subjects, 1)) + 2.0 * rng.standard_normal((rows * subjects, 4)) + 50.0
     x = x.astype(np.float32)
     result = temporal_decode(x, y, lengths, subjects, n_shifts=50)
     assert result.r.shape == result.p.shape == result.q.shape == (4, 6)
@@ -150,7 +161,7 @@ def test_null_draws_are_the_naive_shifted_product():
     count = np.zeros((2, 3))
     starts = np.cumsum([0, *lengths[:-1]])
     for draw in circular_shifts(lengths, n_shifts, seed=9):
-        shifted = np.concatenate([np.roll(y[s:s + n], d, axis=0) for s, n, d in zip(starts, lengths, draw)])
+        shifted = np.concatenate([np.roll(y[s : s + n], d, axis=0) for s, n, d in zip(starts, lengths, draw)])
         count += np.abs(xc.T @ np.tile(shifted, (subjects, 1))) >= observed * (1 - 1e-12)
     np.testing.assert_array_equal(result.p, (1 + count) / (1 + n_shifts))
 

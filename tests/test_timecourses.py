@@ -1,4 +1,5 @@
 """Time courses of 4D maps, the collection's movie timing and movie annotations (pipeline.temporal.timecourses)."""
+
 from __future__ import annotations
 
 import json
@@ -70,27 +71,30 @@ def test_decimal_starts_and_tr_and_run_objects_are_accepted():
     assert Timing.parse(2, "0:5,").run_lengths == (5,)  # a trailing comma is not an empty run
 
 
-@pytest.mark.parametrize(("tr", "runs", "subjects", "patterns"), [
-    ("abc", "0:10", 1, ["The TR must be a number of seconds", '"abc"']),
-    (0, "0:10", 1, ["The TR", "greater than 0", "not 0"]),
-    (61, "0:10", 1, ["The TR", "at most 60"]),
-    ("nan", "0:10", 1, ["The TR"]),
-    (2, "0:10,abc:10", 1, ['Run 2 ("abc:10"): the movie time must be a number of seconds.']),
-    (2, "0:10,-5:10", 1, ['Run 2 ("-5:10")', ">= 0", "not -5"]),
-    (2, "0:0", 1, ['Run 1 ("0:0")', "number of volumes", ">= 1", "not 0"]),
-    (2, "0:ten", 1, ['Run 1 ("0:ten")', "number of volumes must be a whole number"]),
-    (2, "0:10.5", 1, ['Run 1 ("0:10.5")', "whole number"]),
-    (2, "0:10,451", 1, ['Run 2 ("451")', "START:N"]),
-    (2, "0:15:00:450", 1, ['Run 1 ("0:15:00:450")', "in seconds", "h:mm:ss"]),
-    (2, "", 1, ["at least one run"]),
-    (2, [], 1, ["at least one run"]),
-    (2, [[0, 10], ["x", 3]], 1, ['Run 2 ("x:3"): the movie time must be a number of seconds.']),
-    (2, [[0, 10, 3]], 1, ["Run 1", "pair"]),
-    (2, "0:10", 0, ["number of subjects", "1 to 1000", "not 0"]),
-    (2, "0:10", 1001, ["number of subjects", "not 1001"]),
-    (2, "0:10", "two", ["number of subjects", '"two"']),
-    (0.5, "0:5000000,0:5000001", 1, ["10,000,001 rows", "more than the 10,000,000"]),
-])
+@pytest.mark.parametrize(
+    ("tr", "runs", "subjects", "patterns"),
+    [
+        ("abc", "0:10", 1, ["The TR must be a number of seconds", '"abc"']),
+        (0, "0:10", 1, ["The TR", "greater than 0", "not 0"]),
+        (61, "0:10", 1, ["The TR", "at most 60"]),
+        ("nan", "0:10", 1, ["The TR"]),
+        (2, "0:10,abc:10", 1, ['Run 2 ("abc:10"): the movie time must be a number of seconds.']),
+        (2, "0:10,-5:10", 1, ['Run 2 ("-5:10")', ">= 0", "not -5"]),
+        (2, "0:0", 1, ['Run 1 ("0:0")', "number of volumes", ">= 1", "not 0"]),
+        (2, "0:ten", 1, ['Run 1 ("0:ten")', "number of volumes must be a whole number"]),
+        (2, "0:10.5", 1, ['Run 1 ("0:10.5")', "whole number"]),
+        (2, "0:10,451", 1, ['Run 2 ("451")', "START:N"]),
+        (2, "0:15:00:450", 1, ['Run 1 ("0:15:00:450")', "in seconds", "h:mm:ss"]),
+        (2, "", 1, ["at least one run"]),
+        (2, [], 1, ["at least one run"]),
+        (2, [[0, 10], ["x", 3]], 1, ['Run 2 ("x:3"): the movie time must be a number of seconds.']),
+        (2, [[0, 10, 3]], 1, ["Run 1", "pair"]),
+        (2, "0:10", 0, ["number of subjects", "1 to 1000", "not 0"]),
+        (2, "0:10", 1001, ["number of subjects", "not 1001"]),
+        (2, "0:10", "two", ["number of subjects", '"two"']),
+        (0.5, "0:5000000,0:5000001", 1, ["10,000,001 rows", "more than the 10,000,000"]),
+    ],
+)
 def test_timing_parse_refusals(tr, runs, subjects, patterns):
     refused(Timing.parse, tr, runs, subjects, patterns=patterns)
 
@@ -114,7 +118,8 @@ def test_to_dict_from_dict_round_trip_through_json():
 
 def test_describe_and_movie_time_format():
     assert Timing.parse(2, "0:150,300:150,600:150", 2).describe() == (
-        "3 runs, 450 volumes per subject x 2 subjects = 900 rows; movie time 0:00:00-0:15:00 (TR 2 s)")
+        "3 runs, 450 volumes per subject x 2 subjects = 900 rows; movie time 0:00:00-0:15:00 (TR 2 s)"
+    )
     assert Timing.parse(0.8, "60:10").describe() == "1 run, 10 volumes; movie time 0:01:00-0:01:08 (TR 0.8 s)"
     assert "10 s gap before run 2" in Timing.parse(2, "0:5,20:5").describe()
     assert format_movie_time(0) == "0:00:00"
@@ -157,8 +162,13 @@ def test_read_ftmix(tmp_path):
 def test_non_numeric_melodic_mix_names_line_and_column(tmp_path):
     path = tmp_path / "melodic_mix"
     path.write_text("1.0  2.0\n3.0  4.0\n5.0  oops\n")
-    refused(read_melodic_mix, path, "group.ica/melodic_mix", starts="group.ica/melodic_mix, line 3, column 2",
-            patterns=["'oops' is not a number"])
+    refused(
+        read_melodic_mix,
+        path,
+        "group.ica/melodic_mix",
+        starts="group.ica/melodic_mix, line 3, column 2",
+        patterns=["'oops' is not a number"],
+    )
     path.write_text("IC1  IC2\n1  2\n")  # a header MELODIC never writes
     refused(read_melodic_mix, path, "melodic_mix", patterns=["line 1, column 1", "'IC1'", "no header"])
 
@@ -166,15 +176,15 @@ def test_non_numeric_melodic_mix_names_line_and_column(tmp_path):
 def test_ragged_melodic_mix(tmp_path):
     path = tmp_path / "melodic_mix"
     path.write_text("1  2  3\n4  5  6\n7  8\n")
-    refused(read_melodic_mix, path, "melodic_mix", starts="melodic_mix, line 3",
-            patterns=["2 values", "line 1 has 3"])
+    refused(read_melodic_mix, path, "melodic_mix", starts="melodic_mix, line 3", patterns=["2 values", "line 1 has 3"])
 
 
 def test_nan_and_overflow_in_melodic_mix(tmp_path):
     path = tmp_path / "melodic_mix"
     path.write_text("1  2\n\n3  nan\n")  # the blank line counts for the line number
-    refused(read_melodic_mix, path, "melodic_mix", starts="melodic_mix, line 3, column 2",
-            patterns=["not a finite number"])
+    refused(
+        read_melodic_mix, path, "melodic_mix", starts="melodic_mix, line 3, column 2", patterns=["not a finite number"]
+    )
     path.write_text("1  2\n3  1e39\n")  # finite as float64, inf as float32
     refused(read_melodic_mix, path, "melodic_mix", starts="melodic_mix, line 2, column 2")
 
@@ -202,11 +212,21 @@ def test_read_timecourse_table(tmp_path):
 def test_timecourse_table_refusals(tmp_path):
     path = tmp_path / "zmap_timecourses.tsv"
     path.write_text("vol1\tvol2\n1\t2\n3\tn/a\n")
-    refused(read_timecourse_table, path, "zmap_timecourses.tsv",
-            starts="zmap_timecourses.tsv, line 3, column 2 (vol2)", patterns=["'n/a' is not a number"])
+    refused(
+        read_timecourse_table,
+        path,
+        "zmap_timecourses.tsv",
+        starts="zmap_timecourses.tsv, line 3, column 2 (vol2)",
+        patterns=["'n/a' is not a number"],
+    )
     path.write_text("vol1\tvol2\n1\t2\t3\n")
-    refused(read_timecourse_table, path, "zmap_timecourses.tsv", starts="zmap_timecourses.tsv, line 2",
-            patterns=["3 values", "the header (line 1) names 2"])
+    refused(
+        read_timecourse_table,
+        path,
+        "zmap_timecourses.tsv",
+        starts="zmap_timecourses.tsv, line 2",
+        patterns=["3 values", "the header (line 1) names 2"],
+    )
     path.write_text("vol1,vol2\n1,2\n")
     refused(read_timecourse_table, path, "zmap_timecourses.tsv", patterns=["comma-separated"])
     path.write_text("1\t2\n3\t4\n")
@@ -220,74 +240,158 @@ def test_timecourse_table_refusals(tmp_path):
 
 def test_columns_must_match_the_maps_volumes():
     values = np.zeros((900, 12), np.float32)
-    message = refused(check_timecourses, values, 20, None, "melodic_mix", "melodic_IC.nii.gz",
-                      starts="melodic_mix has 12 columns but melodic_IC.nii.gz has 20 volumes (one column per "
-                             "component).")
+    message = refused(
+        check_timecourses,
+        values,
+        20,
+        None,
+        "melodic_mix",
+        "melodic_IC.nii.gz",
+        starts="melodic_mix has 12 columns but melodic_IC.nii.gz has 20 volumes (one column per component).",
+    )
     assert "transposed" not in message
-    refused(check_timecourses, np.zeros((20, 900)), 20, None, "melodic_mix", "melodic_IC.nii.gz",
-            patterns=["900 columns", "20 volumes", "transposed"])
-    refused(check_timecourses, np.zeros((5, 3)), 4, None, "zmap_timecourses.tsv", "zmap.nii.gz",
-            patterns=["3 columns", "zmap.nii.gz has 4 volumes", "one column per volume"])
+    refused(
+        check_timecourses,
+        np.zeros((20, 900)),
+        20,
+        None,
+        "melodic_mix",
+        "melodic_IC.nii.gz",
+        patterns=["900 columns", "20 volumes", "transposed"],
+    )
+    refused(
+        check_timecourses,
+        np.zeros((5, 3)),
+        4,
+        None,
+        "zmap_timecourses.tsv",
+        "zmap.nii.gz",
+        patterns=["3 columns", "zmap.nii.gz has 4 volumes", "one column per volume"],
+    )
 
 
 def test_rows_must_match_the_timing():
     timing = Timing.parse(2, "0:150,300:150,600:150", 2)
     check_timecourses(np.zeros((900, 20), np.float32), 20, timing, "melodic_mix", "melodic_IC.nii.gz")
     check_timecourses(np.zeros((900, 20), np.float32), 20, None, "melodic_mix", "melodic_IC.nii.gz")
-    refused(check_timecourses, np.zeros((450, 20)), 20, timing, "melodic_mix", "melodic_IC.nii.gz",
-            starts="melodic_mix has 450 rows but the collection's timing gives 450 volumes per subject x 2 subjects "
-                   "= 900 rows", patterns=["matches 1 subject of 450 volumes", "number of subjects to 1"])
-    refused(check_timecourses, np.zeros((1350, 20)), 20, timing, "melodic_mix", "melodic_IC.nii.gz",
-            patterns=["1,350 rows", "= 900 rows", "matches 3 subjects", "number of subjects to 3"])
-    refused(check_timecourses, np.zeros((880, 20)), 20, timing, "melodic_mix", "melodic_IC.nii.gz",
-            patterns=["880 rows", "= 900 rows", "440 rows per subject", "number of volumes"])
+    refused(
+        check_timecourses,
+        np.zeros((450, 20)),
+        20,
+        timing,
+        "melodic_mix",
+        "melodic_IC.nii.gz",
+        starts="melodic_mix has 450 rows but the collection's timing gives 450 volumes per subject x 2 subjects "
+        "= 900 rows",
+        patterns=["matches 1 subject of 450 volumes", "number of subjects to 1"],
+    )
+    refused(
+        check_timecourses,
+        np.zeros((1350, 20)),
+        20,
+        timing,
+        "melodic_mix",
+        "melodic_IC.nii.gz",
+        patterns=["1,350 rows", "= 900 rows", "matches 3 subjects", "number of subjects to 3"],
+    )
+    refused(
+        check_timecourses,
+        np.zeros((880, 20)),
+        20,
+        timing,
+        "melodic_mix",
+        "melodic_IC.nii.gz",
+        patterns=["880 rows", "= 900 rows", "440 rows per subject", "number of volumes"],
+    )
     single = Timing.parse(2, "0:10")
-    refused(check_timecourses, np.zeros((7, 3)), 3, single, "zmap_timecourses.tsv", "zmap.nii.gz",
-            patterns=["7 rows", "gives 10 volumes"])
+    refused(
+        check_timecourses,
+        np.zeros((7, 3)),
+        3,
+        single,
+        "zmap_timecourses.tsv",
+        "zmap.nii.gz",
+        patterns=["7 rows", "gives 10 volumes"],
+    )
     # melodic_FTmix rows are frequencies: never checked against the timing, but its columns are
     check_timecourses(np.zeros((225, 20)), 20, timing, "group.ica/melodic_FTmix", "melodic_IC.nii.gz")
-    refused(check_timecourses, np.zeros((225, 19)), 20, timing, "melodic_FTmix", "melodic_IC.nii.gz",
-            patterns=["19 columns", "20 volumes"])
+    refused(
+        check_timecourses,
+        np.zeros((225, 19)),
+        20,
+        timing,
+        "melodic_FTmix",
+        "melodic_IC.nii.gz",
+        patterns=["19 columns", "20 volumes"],
+    )
 
 
 # --- which files belong to which map --------------------------------------------------------------------------
 
 
 def test_timecourse_names():
-    for name in ("melodic_mix", "melodic_FTmix", "melodic_mix.txt", "a/b.ica/melodic_FTmix.txt",
-                 "zmap_timecourses.tsv", "dir\\zmap_TIMECOURSES.TSV"):
+    for name in (
+        "melodic_mix",
+        "melodic_FTmix",
+        "melodic_mix.txt",
+        "a/b.ica/melodic_FTmix.txt",
+        "zmap_timecourses.tsv",
+        "dir\\zmap_TIMECOURSES.TSV",
+    ):
         assert is_timecourse_name(name), name
-    for name in ("melodic_IC.nii.gz", "MELODIC_MIX", "melodic_mix.tsv", "_timecourses.tsv", "timecourses.tsv",
-                 "melodic_Tmodes", "report.html"):
+    for name in (
+        "melodic_IC.nii.gz",
+        "MELODIC_MIX",
+        "melodic_mix.tsv",
+        "_timecourses.tsv",
+        "timecourses.tsv",
+        "melodic_Tmodes",
+        "report.html",
+    ):
         assert not is_timecourse_name(name), name
 
 
 def test_match_in_a_nested_ica_folder_of_an_archive():
-    names = ["upload.zip/sub/group.ica/melodic_IC.nii.gz", "upload.zip/sub/group.ica/melodic_mix",
-             "upload.zip/sub/group.ica/melodic_FTmix", "upload.zip/sub/group.ica/report/00index.html",
-             "upload.zip/sub/other.ica/melodic_IC.nii.gz", "upload.zip/sub/melodic_mix",
-             "upload.zip/__MACOSX/sub/group.ica/melodic_mix"]
+    names = [
+        "upload.zip/sub/group.ica/melodic_IC.nii.gz",
+        "upload.zip/sub/group.ica/melodic_mix",
+        "upload.zip/sub/group.ica/melodic_FTmix",
+        "upload.zip/sub/group.ica/report/00index.html",
+        "upload.zip/sub/other.ica/melodic_IC.nii.gz",
+        "upload.zip/sub/melodic_mix",
+        "upload.zip/__MACOSX/sub/group.ica/melodic_mix",
+    ]
     assert match_timecourse_files(names) == {
-        "upload.zip/sub/group.ica/melodic_IC.nii.gz": {"mix": "upload.zip/sub/group.ica/melodic_mix",
-                                                       "ftmix": "upload.zip/sub/group.ica/melodic_FTmix"}}
+        "upload.zip/sub/group.ica/melodic_IC.nii.gz": {
+            "mix": "upload.zip/sub/group.ica/melodic_mix",
+            "ftmix": "upload.zip/sub/group.ica/melodic_FTmix",
+        }
+    }
     # melodic_mix one folder up belongs to no map (other.ica has none of its own); __MACOSX is ignored
     assert unmatched_timecourse_files(names) == ["upload.zip/sub/melodic_mix"]
 
 
 def test_match_separately_uploaded_files():
     names = ["melodic_FTmix.txt", "melodic_IC.nii", "melodic_mix.txt", "zmap.nii.gz"]
-    assert match_timecourse_files(names) == {"melodic_IC.nii": {"mix": "melodic_mix.txt",
-                                                                "ftmix": "melodic_FTmix.txt"}}
+    assert match_timecourse_files(names) == {"melodic_IC.nii": {"mix": "melodic_mix.txt", "ftmix": "melodic_FTmix.txt"}}
     assert unmatched_timecourse_files(names) == []
     assert match_timecourse_files(["melodic_mix"]) == {}
     assert unmatched_timecourse_files(["melodic_mix", "melodic_FTmix"]) == ["melodic_mix", "melodic_FTmix"]
 
 
 def test_match_named_timecourse_tables():
-    names = ["maps/zmap.nii.gz", "maps/zmap_timecourses.tsv", "maps/tmap.nii", "maps/tmap_timecourses.tsv",
-             "zmap_timecourses.tsv", "maps/beta_timecourses.tsv"]
-    assert match_timecourse_files(names) == {"maps/zmap.nii.gz": {"mix": "maps/zmap_timecourses.tsv"},
-                                             "maps/tmap.nii": {"mix": "maps/tmap_timecourses.tsv"}}
+    names = [
+        "maps/zmap.nii.gz",
+        "maps/zmap_timecourses.tsv",
+        "maps/tmap.nii",
+        "maps/tmap_timecourses.tsv",
+        "zmap_timecourses.tsv",
+        "maps/beta_timecourses.tsv",
+    ]
+    assert match_timecourse_files(names) == {
+        "maps/zmap.nii.gz": {"mix": "maps/zmap_timecourses.tsv"},
+        "maps/tmap.nii": {"mix": "maps/tmap_timecourses.tsv"},
+    }
     # a table in another folder, or with no map of its name, is listed
     assert unmatched_timecourse_files(names) == ["zmap_timecourses.tsv", "maps/beta_timecourses.tsv"]
 
@@ -324,22 +428,35 @@ def test_events_with_label_and_value_columns_and_na_amplitude():
 def test_events_refusals_name_the_file_and_the_line():
     header = "onset\tduration\ttrial_type\n"
     rows = "".join(f"{i}\t1\tspeech\n" for i in range(5))
-    refused(read_events, header + rows + "6\t-2\tspeech\n", "speech.tsv",
-            starts="speech.tsv, line 7: the duration must be a number of seconds >= 0, not '-2'.")
+    refused(
+        read_events,
+        header + rows + "6\t-2\tspeech\n",
+        "speech.tsv",
+        starts="speech.tsv, line 7: the duration must be a number of seconds >= 0, not '-2'.",
+    )
     refused(read_events, header + "-1\t1\tspeech\n", "speech.tsv", starts="speech.tsv, line 2: the onset")
     refused(read_events, header + "n/a\t1\tspeech\n", "speech.tsv", patterns=["line 2", "onset", "'n/a'"])
     refused(read_events, header + "1\tlong\tspeech\n", "speech.tsv", patterns=["line 2", "duration", "'long'"])
     refused(read_events, header + "1\t1\tn/a\n", "speech.tsv", patterns=["line 2", "trial_type is missing"])
     refused(read_events, header + "1\t1\t" + "x" * 201 + "\n", "speech.tsv", patterns=["line 2", "201 characters"])
     refused(read_events, header + "1\t1\tbad\x07label\n", "speech.tsv", patterns=["line 2", "control characters"])
-    refused(read_events, "onset\tduration\ttrial_type\tamplitude\n1\t1\ts\tloud\n", "speech.tsv",
-            patterns=["line 2", "amplitude must be a number", "'loud'"])
+    refused(
+        read_events,
+        "onset\tduration\ttrial_type\tamplitude\n1\t1\ts\tloud\n",
+        "speech.tsv",
+        patterns=["line 2", "amplitude must be a number", "'loud'"],
+    )
     refused(read_events, header + "1\t1\n", "speech.tsv", patterns=["line 2", "2 tab-separated fields", "has 3"])
 
 
 def test_events_missing_column_and_empty_file():
-    refused(read_events, "duration\ttrial_type\n1\tspeech\n", "speech.tsv",
-            starts="speech.tsv, line 1: no onset column", patterns=["duration, trial_type"])
+    refused(
+        read_events,
+        "duration\ttrial_type\n1\tspeech\n",
+        "speech.tsv",
+        starts="speech.tsv, line 1: no onset column",
+        patterns=["duration, trial_type"],
+    )
     refused(read_events, "onset,duration,trial_type\n1,1,speech\n", "speech.csv", patterns=["comma-separated"])
     refused(read_events, b"", "speech.tsv", starts="speech.tsv: the file is empty")
     refused(read_events, "\ufeff\r\n", "speech.tsv", starts="speech.tsv: the file is empty")

@@ -1,6 +1,7 @@
 """The movie as time, end to end: MELODIC time courses through ingest (archives and separate files), the
 collection's timing, annotation sets, temporal decoding stored and served (API, CSV), the label page's data, the
 command line, and the demo's designed links recovered."""
+
 from __future__ import annotations
 
 import json
@@ -29,17 +30,28 @@ from tests.services import component_maps, write_nifti
 
 TIMING = Timing.parse(2.0, "0:60,116:60", 2)  # two runs overlapping by 4 s, two subjects: 240 rows
 EVENTS = "onset\tduration\ttrial_type\n" + "".join(
-    f"{t}\t{d}\t{label}\n" for t, d, label in [(10, 8, "speech"), (40, 6, "speech"), (70, 10, "speech"),
-                                               (130, 8, "speech"), (170, 6, "speech"), (200, 8, "speech"),
-                                               (25, 4, "faces"), (95, 5, "faces"), (150, 4, "faces"),
-                                               (215, 6, "faces")])
+    f"{t}\t{d}\t{label}\n"
+    for t, d, label in [
+        (10, 8, "speech"),
+        (40, 6, "speech"),
+        (70, 10, "speech"),
+        (130, 8, "speech"),
+        (170, 6, "speech"),
+        (200, 8, "speech"),
+        (25, 4, "faces"),
+        (95, 5, "faces"),
+        (150, 4, "faces"),
+        (215, 6, "faces"),
+    ]
+)
 
 
 def speech_course(n_components: int, seed: int = 3) -> np.ndarray:
     """(rows, components): component 0 follows 'speech' through the HRF (plus noise), the rest are noise."""
     rng = np.random.default_rng(seed)
-    names, x = label_regressors(events_by_label(read_events(EVENTS, "e")), TIMING.tr,
-                                [(r.start_s, r.volumes) for r in TIMING.runs])
+    names, x = label_regressors(
+        events_by_label(read_events(EVENTS, "e")), TIMING.tr, [(r.start_s, r.volumes) for r in TIMING.runs]
+    )
     speech = x[:, names.index("speech")]
     courses = rng.standard_normal((TIMING.rows, n_components)).astype(np.float32)
     courses[:, 0] += np.tile((speech - speech.mean()) / speech.std(), TIMING.subjects) * 1.5
@@ -60,8 +72,9 @@ def melodic_zip(tmp_path: Path, n: int = 4, mix: np.ndarray | None = None, ftmix
     return path
 
 
-def new_collection(files: list[Path], timing: Timing | None = TIMING, movie: str = "Time Movie",
-                   annotations: str | None = EVENTS) -> tuple[int, int]:
+def new_collection(
+    files: list[Path], timing: Timing | None = TIMING, movie: str = "Time Movie", annotations: str | None = EVENTS
+) -> tuple[int, int]:
     """(collection id, ingest job id) of a new collection with these uploads (and the movie's annotations)."""
     with session_scope() as session:
         user = create_user(session, f"tc{np.random.default_rng().integers(1e9)}@example.org", "a long password 1")
@@ -83,15 +96,20 @@ def test_a_melodic_archive_gives_linked_time_courses_and_temporal_decodings(data
         course = session.scalar(select(TimeCourse).where(TimeCourse.collection_id == collection_id))
         assert (course.rows, course.columns, course.mix_file) == (240, 4, "group.zip/study/groupICA.ica/melodic_mix")
         assert course.spectra_key is not None
-        comps = session.scalars(select(Component).where(Component.collection_id == collection_id)
-                                .order_by(Component.volume_index)).all()
+        comps = session.scalars(
+            select(Component).where(Component.collection_id == collection_id).order_by(Component.volume_index)
+        ).all()
         assert all(c.timecourse_id == course.id for c in comps)
         first = comps[0]
-        top = session.scalars(select(TemporalDecoding).where(TemporalDecoding.component_id == first.id)
-                              .order_by(TemporalDecoding.rank)).all()
+        top = session.scalars(
+            select(TemporalDecoding).where(TemporalDecoding.component_id == first.id).order_by(TemporalDecoding.rank)
+        ).all()
         assert [t.label for t in top] == ["speech", "faces"] and top[0].q < 0.05 and top[0].r > 0.3
-        others = session.scalars(select(TemporalDecoding).where(TemporalDecoding.component_id.in_(
-            [c.id for c in comps[1:]]), TemporalDecoding.label == "speech")).all()
+        others = session.scalars(
+            select(TemporalDecoding).where(
+                TemporalDecoding.component_id.in_([c.id for c in comps[1:]]), TemporalDecoding.label == "speech"
+            )
+        ).all()
         assert max(t.r for t in others) < top[0].r
         uuid = first.uuid
 
@@ -122,8 +140,14 @@ def test_separately_uploaded_files_and_a_table_are_matched(data_dir, tmp_path):
     result = ingest(job_id)
     assert not result.errors, result.errors
     with session_scope() as session:
-        assert session.scalar(select(func.count(Component.id)).where(Component.collection_id == collection_id,
-                                                                     Component.timecourse_id.is_not(None))) == 3
+        assert (
+            session.scalar(
+                select(func.count(Component.id)).where(
+                    Component.collection_id == collection_id, Component.timecourse_id.is_not(None)
+                )
+            )
+            == 3
+        )
 
 
 def test_mismatched_columns_are_refused_by_name_and_change_nothing(data_dir, tmp_path):
@@ -174,11 +198,14 @@ def test_a_non_numeric_melodic_mix_is_refused_at_upload(data_dir, tmp_path):
     assert "240 rows" in json.dumps(response.json()["warnings"])
 
 
-@pytest.mark.parametrize("tsv, fragment", [
-    ("onset\tduration\ttrial_type\n1\t-2\tspeech\n", "line 2"),
-    ("duration\ttrial_type\n1\tspeech\n", "onset"),
-    ("", "empty"),
-])
+@pytest.mark.parametrize(
+    "tsv, fragment",
+    [
+        ("onset\tduration\ttrial_type\n1\t-2\tspeech\n", "line 2"),
+        ("duration\ttrial_type\n1\tspeech\n", "onset"),
+        ("", "empty"),
+    ],
+)
 def test_bad_annotation_files_get_messages_and_change_nothing(data_dir, tsv, fragment):
     with session_scope() as session:
         movie = get_or_create_movie(session, "Annotated")
@@ -215,12 +242,14 @@ def test_the_demo_recovers_its_designed_links(demo_dir):
     specs = {s.slug: s for s in DEMO_COLLECTIONS}
     recovered = missed = false_hits = unlinked = 0
     with session_scope() as session:
-        for comp_id, slug, volume in session.execute(select(Component.id, Collection.slug, Component.volume_index)
-                                                     .join(Collection)):
+        for comp_id, slug, volume in session.execute(
+            select(Component.id, Collection.slug, Component.volume_index).join(Collection)
+        ):
             spec = specs[slug]
             wanted = DEMO_LINKS.get(spec.terms[volume % len(spec.terms)])
-            top = session.scalar(select(TemporalDecoding).where(TemporalDecoding.component_id == comp_id,
-                                                                TemporalDecoding.rank == 1))
+            top = session.scalar(
+                select(TemporalDecoding).where(TemporalDecoding.component_id == comp_id, TemporalDecoding.rank == 1)
+            )
             if wanted:
                 recovered += top.label == wanted and top.q < 0.05
                 missed += not (top.label == wanted and top.q < 0.05)
@@ -237,20 +266,37 @@ def test_command_line_timing_and_annotations(tmp_path, reference_template):
     data = tmp_path / "data"
     shutil.copytree(reference_template, data)
     use_environment(data)
-    env = {**{k: v for k, v in __import__("os").environ.items() if not k.startswith("INCDB_")},
-           "INCDB_DATA_DIR": str(data), "INCDB_PASSWORD": "a long password 1"}
+    env = {
+        **{k: v for k, v in __import__("os").environ.items() if not k.startswith("INCDB_")},
+        "INCDB_DATA_DIR": str(data),
+        "INCDB_PASSWORD": "a long password 1",
+    }
 
     def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=ROOT, env=env, capture_output=True,
-                              text=True, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "pipeline", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+        )
 
     assert cli("user", "create", "admin@example.org", "--admin").returncode == 0
     archive = melodic_zip(tmp_path)
-    refused = cli("ingest", str(archive), "--movie", "Cli Movie", "--collection", "C", "--tr", "2",
-                  "--runs", "0:60,abc:60")
+    refused = cli(
+        "ingest", str(archive), "--movie", "Cli Movie", "--collection", "C", "--tr", "2", "--runs", "0:60,abc:60"
+    )
     assert refused.returncode == 1 and "Run 2" in refused.stderr
-    done = cli("ingest", str(archive), "--movie", "Cli Movie", "--collection", "C", "--tr", "2", "--runs",
-               "0:60,116:60", "--subjects", "2")
+    done = cli(
+        "ingest",
+        str(archive),
+        "--movie",
+        "Cli Movie",
+        "--collection",
+        "C",
+        "--tr",
+        "2",
+        "--runs",
+        "0:60,116:60",
+        "--subjects",
+        "2",
+    )
     assert done.returncode == 0, done.stderr
     events = tmp_path / "events.tsv"
     events.write_text(EVENTS)

@@ -1,6 +1,7 @@
 """The timeline in headless Chromium on the demo data: the movie page's Timeline tab draws the annotation tracks
 and the heatmap of component time courses, and hovering gives the time; the component page's Time course panel
 draws the course, the spectrum and the decoding table, and choosing a label overlays its regressor."""
+
 from __future__ import annotations
 
 import shutil
@@ -78,10 +79,13 @@ def test_movie_timeline_tab(page):
 
 def test_component_time_course_panel(page):
     with session_scope() as session:
-        uuid = session.scalar(select(Component.uuid).join(Collection).join(
-            TemporalDecoding, TemporalDecoding.component_id == Component.id)
+        uuid = session.scalar(
+            select(Component.uuid)
+            .join(Collection)
+            .join(TemporalDecoding, TemporalDecoding.component_id == Component.id)
             .where(Collection.visibility == "public", TemporalDecoding.rank == 1, TemporalDecoding.q < 0.05)
-            .order_by(Component.id))
+            .order_by(Component.id)
+        )
     page.goto(f"/components/{uuid}")
     page.wait_for_selector("#course-panel .js-plotly-plot")
     course = page.locator("#course-panel .js-plotly-plot").first
@@ -92,7 +96,8 @@ def test_component_time_course_panel(page):
     page.click("#course-label")
     page.locator("[role=listbox] [role=option]").first.click()  # in a popover outside the dropdown
     page.wait_for_function(
-        f"document.querySelectorAll('#course-panel .js-plotly-plot .scatterlayer .trace').length > {before}")
+        f"document.querySelectorAll('#course-panel .js-plotly-plot .scatterlayer .trace').length > {before}"
+    )
     box = course.locator(".nsewdrag").first.bounding_box()
     page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.5)
     page.wait_for_selector(".hoverlayer .hovertext")

@@ -1,5 +1,6 @@
 """The streamed upload endpoint: who may upload, CSRF, the license confirmation, size caps (declared and while
 streaming), clear per-file errors for unsupported, corrupt and unsafe files, duplicates, and raw downloads."""
+
 from __future__ import annotations
 
 import gzip
@@ -81,8 +82,10 @@ def test_upload_is_stored_with_its_digest_and_duplicates_are_refused(web, setup,
 
 def test_archives_are_checked_member_by_member(web, setup, tmp_path):
     a = _signed_in(web, "a@example.org")
-    zipped = zip_of(tmp_path / "maps.zip", {"run1/melodic_IC.nii.gz": setup["4d"], "run1/notes.txt": setup["3d"],
-                                            "__MACOSX/._x.nii": setup["3d"]})
+    zipped = zip_of(
+        tmp_path / "maps.zip",
+        {"run1/melodic_IC.nii.gz": setup["4d"], "run1/notes.txt": setup["3d"], "__MACOSX/._x.nii": setup["3d"]},
+    )
     r = a.upload(setup["public"], zipped)
     assert r.status_code == 200, r.text
     assert r.json()["maps"] == 3 and any("notes.txt" in w for w in r.json()["warnings"])
@@ -93,13 +96,16 @@ def test_archives_are_checked_member_by_member(web, setup, tmp_path):
     assert r.status_code == 200 and r.json()["maps"] == 1
 
 
-@pytest.mark.parametrize("name,content,status,message", [
-    ("notes.txt", b"hello", 415, "unsupported file type"),
-    ("map.nii.gz", b"\x1f\x8b" + b"garbage" * 100, 422, "map.nii.gz"),
-    ("map.nii", b"x" * 400, 422, "not a readable NIfTI"),
-    ("empty.nii", b"", 400, "empty"),
-    ("maps.zip", b"PK\x03\x04 not really", 422, "not a valid zip"),
-])
+@pytest.mark.parametrize(
+    "name,content,status,message",
+    [
+        ("notes.txt", b"hello", 415, "unsupported file type"),
+        ("map.nii.gz", b"\x1f\x8b" + b"garbage" * 100, 422, "map.nii.gz"),
+        ("map.nii", b"x" * 400, 422, "not a readable NIfTI"),
+        ("empty.nii", b"", 400, "empty"),
+        ("maps.zip", b"PK\x03\x04 not really", 422, "not a valid zip"),
+    ],
+)
 def test_bad_files_get_a_clear_message(web, setup, tmp_path, name, content, status, message):
     a = _signed_in(web, "a@example.org")
     path = tmp_path / "bad"
@@ -200,7 +206,8 @@ def test_upload_page_widget_and_confirmation(web, setup):
     refused = a.callback(
         "..coll-license.children...coll-upload-wrap.className..",
         {"coll-license-confirm.n_clicks": 1, "coll-id.data": cid, "coll-license-check.value": False},
-        ["coll-license-confirm.n_clicks"])
+        ["coll-license-confirm.n_clicks"],
+    )
     assert "Tick the box" in str(refused)
     out = a.confirm_license(cid)
     assert out["coll-upload-wrap"]["className"] == ""

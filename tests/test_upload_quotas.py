@@ -1,6 +1,7 @@
 """Per-user upload quotas (files per hour, bytes per 24 hours, counted from the Upload rows; administrators exempt)
 and the file names an upload may have (no control characters, at most 255 characters), on SQLite and on
 PostgreSQL, through the upload endpoint on Flask's test client."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -91,15 +92,17 @@ def test_bytes_per_day(site, monkeypatch):
     r = cur.upload(slug, files[1])  # refused by its declared length, before any of it is stored
     assert r.status_code == 429, r.text
     error = r.json()["error"]
-    assert error.startswith("map1.nii (3.4 MiB) would take your uploads of the last 24 hours to 6.9 MiB, over the "
-                            "limit of 5.2 MiB per day"), error
+    assert error.startswith(
+        "map1.nii (3.4 MiB) would take your uploads of the last 24 hours to 6.9 MiB, over the limit of 5.2 MiB per day"
+    ), error
     assert "Try again later" in error
     assert _count() == 1 and not any(site["temp"].iterdir())
 
     _limits(monkeypatch, INCDB_UPLOAD_BYTES_PER_DAY=size)
     r = cur.upload(slug, files[1])
     assert r.status_code == 429 and r.json()["error"].startswith(
-        "You have uploaded 3.4 MiB in the last 24 hours; the limit is 3.4 MiB per day. Try again later.")
+        "You have uploaded 3.4 MiB in the last 24 hours; the limit is 3.4 MiB per day. Try again later."
+    )
 
     root = site["client"]("root@example.org")
     assert [root.upload(site["slugs"]["admin"], f).status_code for f in files[:2]] == [200, 200]
@@ -108,15 +111,18 @@ def test_bytes_per_day(site, monkeypatch):
     assert cur.upload(slug, files[1]).status_code == 200
 
 
-@pytest.mark.parametrize("name,code", [
-    ("map\x00.nii", "U+0000"),
-    ("bad\x1b[31mname.nii", "U+001B"),
-    ("two\nlines.nii", "U+000A"),
-    ("tab\there.nii", "U+0009"),
-    ("del\x7f.nii", "U+007F"),
-    ("c1\x85.nii", "U+0085"),
-    ("evil\u202egpj.nii", "U+202E"),
-])
+@pytest.mark.parametrize(
+    "name,code",
+    [
+        ("map\x00.nii", "U+0000"),
+        ("bad\x1b[31mname.nii", "U+001B"),
+        ("two\nlines.nii", "U+000A"),
+        ("tab\there.nii", "U+0009"),
+        ("del\x7f.nii", "U+007F"),
+        ("c1\x85.nii", "U+0085"),
+        ("evil\u202egpj.nii", "U+202E"),
+    ],
+)
 def test_control_characters_in_file_names_are_refused(site, name, code):
     cur = site["client"]("cur@example.org")
     r = cur.upload(site["slugs"]["curator"], site["files"][0], name=quote(name))

@@ -3,6 +3,7 @@
 A small Dash app is built here from ``dashboard.viewer`` with two synthetic maps on the MNI grid (the second is
 4D) and the real underlay, served by a Flask route of the test.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -43,8 +44,9 @@ def synthetic_maps() -> dict[str, np.ndarray]:
     # smooth noise of a real component, which makes its display copy a predicted one (pipeline/maps/display.py).
     noise = gaussian_filter(np.random.default_rng(0).standard_normal(mask.shape), 2.0)
     positive = 6.0 * blob((0, -18, 18), 14) - 4.0 * blob((30, -60, 0), 10) + 0.4 * noise / noise.std()
-    second = np.stack([5.0 * blob((-30, 10, 30), 12), 5.0 * blob((30, 10, 30), 12) + 0.4 * noise / noise.std()],
-                      axis=-1)
+    second = np.stack(
+        [5.0 * blob((-30, 10, 30), 12), 5.0 * blob((30, 10, 30), 12) + 0.4 * noise / noise.std()], axis=-1
+    )
     return {
         "positive": np.where(mask, positive, 0).astype(np.float32),
         "second": np.where(mask[..., None], second, 0).astype(np.float32),
@@ -92,10 +94,17 @@ def build_app():
 
     def layout_viewer():
         layers = [
-            LayerSpec(url="/files/positive-display.nii.gz", name="Map A", download_url="/files/positive.nii.gz",
-                      key="map-a"),
-            LayerSpec(url="/files/second-display.nii.gz", name="Map B", download_url="/files/second.nii.gz",
-                      colormap="viridis", colormap_negative="", key="map-b"),
+            LayerSpec(
+                url="/files/positive-display.nii.gz", name="Map A", download_url="/files/positive.nii.gz", key="map-a"
+            ),
+            LayerSpec(
+                url="/files/second-display.nii.gz",
+                name="Map B",
+                download_url="/files/second.nii.gz",
+                colormap="viridis",
+                colormap_negative="",
+                key="map-b",
+            ),
         ]
         return viewer(layers, id=ROOT, height=420)
 
@@ -302,8 +311,11 @@ def test_viewer_holds_exactly_the_display_codes(page) -> None:
 
     files = build_files()
     # The maps (with noise) must be predicted or the test would prove nothing; the underlay compresses better plain.
-    for key, name, predicted in (("underlay", "underlay.nii.gz", False), ("map-a", "positive-display.nii.gz", True),
-                                 ("map-b", "second-display.nii.gz", True)):
+    for key, name, predicted in (
+        ("underlay", "underlay.nii.gz", False),
+        ("map-a", "positive-display.nii.gz", True),
+        ("map-b", "second-display.nii.gz", True),
+    ):
         raw = gzip.decompress(files[name])
         assert (raw[328:344].rstrip(b"\0") == PREDICTED_INTENT) == predicted, name
         expected = np.asarray(decode_display(files[name]).dataobj.get_unscaled()).ravel(order="F")
@@ -322,9 +334,7 @@ def test_viewer_holds_exactly_the_display_codes(page) -> None:
 
 def test_threshold_slider_changes_pixels(page) -> None:
     layer_row(page, "Map A").get_by_role("button", name="Select layer Map A").click()
-    page.wait_for_function(
-        f"() => document.querySelector('#{ROOT} .incdb-layer.active')?.dataset.layer === 'map-a'"
-    )
+    page.wait_for_function(f"() => document.querySelector('#{ROOT} .incdb-layer.active')?.dataset.layer === 'map-a'")
     before = canvas_pixels(page)
     handle = page.locator(f"#{ROOT} .incdb-viewer-settings [role=slider]").first
     handle.focus()

@@ -1,6 +1,7 @@
 """The public decoder (``POST /api/decode``, ``GET``/``DELETE /api/decode/<id>``): the same r as the command line,
 the non-zero mask, similar components, the curator upload's messages for hostile files, caps, CSRF, background
 jobs for 4D files, privacy and retention."""
+
 from __future__ import annotations
 
 import gzip
@@ -34,8 +35,9 @@ from tests.services import Client, component_maps, write_nifti
 def send(client, path: Path, name: str | None = None, **params) -> tuple[int, dict]:
     """The page's way: the raw body, options in the query string."""
     query = "&".join(f"{k}={v}" for k, v in {"name": name or path.name, **params}.items())
-    r = client.post(f"/api/decode?{query}", data=path.read_bytes(),
-                    headers={"Content-Type": "application/octet-stream"})
+    r = client.post(
+        f"/api/decode?{query}", data=path.read_bytes(), headers={"Content-Type": "application/octet-stream"}
+    )
     return r.status_code, r.json()
 
 
@@ -93,8 +95,9 @@ def test_the_decoder_equals_the_command_line(web, visitor, tmp_path, capsys):
 def test_a_demo_components_own_file_finds_it_first(web, demo_dir, tmp_path):
     visitor = Client(flask_app=web.server)
     with session_scope() as session:
-        comp = session.scalar(select(Component).join(Collection).where(Collection.visibility == "public")
-                              .order_by(Component.id.desc()))
+        comp = session.scalar(
+            select(Component).join(Collection).where(Collection.visibility == "public").order_by(Component.id.desc())
+        )
         cuuid = comp.uuid
     path = tmp_path / "component.nii.gz"
     path.write_bytes(visitor.get(f"/files/components/{cuuid}.nii.gz").content)
@@ -121,8 +124,9 @@ def test_nonzero_mask_is_corrcoef_over_the_non_zero_voxels(web, visitor, tmp_pat
     with session_scope() as session:
         matrix, terms = load_matrix(session, active_reference(session))
         for column, term in enumerate(terms):
-            expected = np.corrcoef(row[support].astype(np.float64),
-                                   np.asarray(matrix[:, column], dtype=np.float64)[support])[0, 1]
+            expected = np.corrcoef(
+                row[support].astype(np.float64), np.asarray(matrix[:, column], dtype=np.float64)[support]
+            )[0, 1]
             assert got[term.name] == pytest.approx(expected, abs=2e-6), term.name
     brain = visitor.get(f"/api/decode/{send(visitor, path)[1]['id']}").json()["volumes"][0]["terms"]
     assert max(abs(got[t["term"]] - t["r"]) for t in brain) > 0.05  # the mask matters for this map
@@ -239,8 +243,10 @@ def test_a_visitors_map_never_shows_private_components_to_others(web, demo_dir, 
     with session_scope() as session:
         comp = session.scalar(select(Component).join(Collection).where(Collection.visibility == "private"))
         private_uuid, key = comp.uuid, comp.storage_key
-        private_ids = {c.uuid for c in session.scalars(select(Component).join(Collection)
-                                                       .where(Collection.visibility == "private"))}
+        private_ids = {
+            c.uuid
+            for c in session.scalars(select(Component).join(Collection).where(Collection.visibility == "private"))
+        }
         owner = session.scalar(select(User).where(User.email == DEMO_PRIVATE_OWNER))
         session.expunge(owner)
     path = tmp_path / "private.nii.gz"

@@ -7,6 +7,7 @@ down: its message stays unacknowledged in Redis for the visibility timeout, hour
 nobody else does anything: the new worker notices the silent job, re-queues it once, runs it, and the collection
 ends with the same rows and files as an undisturbed run of the same upload, with nothing left behind.
 """
+
 from __future__ import annotations
 
 import os
@@ -40,8 +41,9 @@ REDIS_DB = 12
 
 def _start_background_callback(client: Client, request: dict, nonce: str) -> None:
     """The browser's first request of the background callback (which queues its Celery task); nobody polls it."""
-    body = client._body("proc-result.children", {"proc-request.data": request, "proc-nonce.data": nonce},
-                        ["proc-request.data"])
+    body = client._body(
+        "proc-result.children", {"proc-request.data": request, "proc-nonce.data": nonce}, ["proc-request.data"]
+    )
     r = client.post(client._url(), json_body=body)
     assert r.status_code == 200, r.text[:2000]
 
@@ -57,8 +59,9 @@ def test_a_job_whose_worker_is_killed_is_finished_by_the_next_worker(tmp_path, r
     need_service(redis_available(), "Redis on 127.0.0.1:6379")
     data_dir = _copy_template(reference_template, tmp_path / "data")
     _clone_reference_into(data_dir, postgres_url)
-    env = service_env(data_dir, postgres_url, flush_redis_db(REDIS_DB), INCDB_JOB_HEARTBEAT_S="1",
-                      INCDB_JOB_STALE_AFTER_S="3")
+    env = service_env(
+        data_dir, postgres_url, flush_redis_db(REDIS_DB), INCDB_JOB_HEARTBEAT_S="1", INCDB_JOB_STALE_AFTER_S="3"
+    )
     use_environment(data_dir, postgres_url)
     first = start_celery(env, tmp_path / "worker-1.log")
     with running(first):

@@ -9,6 +9,7 @@ pattern, the pattern's keys, and its values where it has no wildcard), and a lis
 an ``ALL`` or ``ALLSMALLER`` wildcard. An address under ``/_dash-component-suites/`` that Dash does not serve is a
 404 (JSON).
 """
+
 from __future__ import annotations
 
 import json
@@ -58,6 +59,7 @@ def register_dash(app: dash.Dash) -> None:
 def _missing_as_404(serve: Callable[..., Any]) -> Callable[..., Any]:
     """Dash's script route, answering 404 for a package or path it does not serve (Dash raises), or a file of a
     registered path that is not there."""
+
     def serve_or_404(package_name: str, fingerprinted_path: str):
         try:
             return serve(package_name, fingerprinted_path)
@@ -80,8 +82,12 @@ def _callback_problem(body: Any) -> str | None:
     is checked here; the values a callback reads are checked by the callback."""
     if not isinstance(body, dict) or not isinstance(body.get("output"), str):
         return "the request names no output"
-    if not isinstance(body.get("outputs"), dict | list) or not isinstance(body.get("inputs"), list) \
-            or not isinstance(body.get("state", []), list) or not isinstance(body.get("changedPropIds", []), list):
+    if (
+        not isinstance(body.get("outputs"), dict | list)
+        or not isinstance(body.get("inputs"), list)
+        or not isinstance(body.get("state", []), list)
+        or not isinstance(body.get("changedPropIds", []), list)
+    ):
         return "outputs, inputs, state or changedPropIds have the wrong form"
     for item in _items(body):
         if not isinstance(item, dict) or "id" not in item or not isinstance(item.get("property"), str):
@@ -89,8 +95,11 @@ def _callback_problem(body: Any) -> str | None:
         value = item.get("value")
         if item["property"] in LOCATION_PROPERTIES and value is not None and not isinstance(value, str):
             return f"{item['property']} must be text"
-        if item["id"] == PAGES_LOCATION and item["property"] == "pathname" \
-                and not (isinstance(value, str) and value.startswith("/")):
+        if (
+            item["id"] == PAGES_LOCATION
+            and item["property"] == "pathname"
+            and not (isinstance(value, str) and value.startswith("/"))
+        ):
             return "the page address must start with /"
     return None
 
@@ -115,14 +124,20 @@ def _names(ident: str, prop: str, item: Any) -> bool:
         return False
     pattern = _pattern(ident)
     for one in item if isinstance(item, list) else [item]:
-        if not isinstance(one, dict) or not isinstance(one.get("property"), str) \
-                or one["property"].split("@")[0] != prop:
+        if (
+            not isinstance(one, dict)
+            or not isinstance(one.get("property"), str)
+            or one["property"].split("@")[0] != prop
+        ):
             return False
         sent = one.get("id")
         if pattern is None and sent != ident:
             return False
-        if pattern is not None and not (isinstance(sent, dict) and sent.keys() == pattern.keys() and all(
-                isinstance(value, list) or sent[key] == value for key, value in pattern.items())):
+        if pattern is not None and not (
+            isinstance(sent, dict)
+            and sent.keys() == pattern.keys()
+            and all(isinstance(value, list) or sent[key] == value for key, value in pattern.items())
+        ):
             return False
     return True
 
@@ -136,13 +151,13 @@ def _mismatch(callback: dict[str, Any] | None, body: dict[str, Any]) -> str | No
         spec = callback["output"]
         outputs = [o.to_dict() for o in (spec if isinstance(spec, list | tuple) else [spec])]
         sent = body["outputs"] if isinstance(spec, list | tuple) else [body["outputs"]]
-        if len(sent) != len(outputs) or not all(_names(o["id"], o["property"], item)
-                                                for o, item in zip(outputs, sent)):
+        if len(sent) != len(outputs) or not all(_names(o["id"], o["property"], item) for o, item in zip(outputs, sent)):
             return "the outputs are not the callback's"
     for key, what in (("inputs", "inputs"), ("state", "states")):
         expected, sent = callback.get(key) or [], body.get(key) or []
-        if len(sent) != len(expected) or not all(_names(i["id"], i["property"], item)
-                                                  for i, item in zip(expected, sent)):
+        if len(sent) != len(expected) or not all(
+            _names(i["id"], i["property"], item) for i, item in zip(expected, sent)
+        ):
             return f"the {what} are not the callback's"
     return None
 
@@ -154,5 +169,6 @@ def _refuse_malformed_callback(callback_map: dict[str, Any]) -> flask.Response |
     problem = _callback_problem(body) or _mismatch(callback_map.get(body["output"]), body)
     if problem is None:
         return None
-    return flask.make_response(flask.jsonify({"error": f"Malformed callback request: {problem}. Reload the page."}),
-                               400)
+    return flask.make_response(
+        flask.jsonify({"error": f"Malformed callback request: {problem}. Reload the page."}), 400
+    )

@@ -4,6 +4,7 @@ every map kind as JSON and CSV.
 The maps are found with the file routes' own lookups (``web.files``), so a cluster table is visible exactly when
 its map is, and answers 404 otherwise. Bad parameters answer 400 with a message.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,8 +37,14 @@ MAX_COORDINATE = 1e6
 def atlas_source(atlas: str) -> dict[str, Any]:
     """Name, license and citation of an atlas, as the API and the pages show them."""
     info = ATLASES[atlas]
-    return {"id": info.id, "name": info.name, "probabilistic": info.probabilistic, "license": info.license,
-            "license_url": info.license_url, "citation": info.citation}
+    return {
+        "id": info.id,
+        "name": info.name,
+        "probabilistic": info.probabilistic,
+        "license": info.license,
+        "license_url": info.license_url,
+        "citation": info.citation,
+    }
 
 
 def _error(message: str, status: int = 400) -> flask.Response:
@@ -70,16 +77,25 @@ def atlas_lookup():
         return _error(str(exc))
     voxel = grid_voxel(x, y, z)
     centre = [float(v) for v in voxel_to_mni(voxel)] if voxel is not None else None
-    return json_response({"x": x, "y": y, "z": z, "voxel": list(voxel) if voxel else None, "voxel_mm": centre,
-                          "labels": labels, "sources": {e["atlas"]: atlas_source(e["atlas"]) for e in labels}})
+    return json_response(
+        {
+            "x": x,
+            "y": y,
+            "z": z,
+            "voxel": list(voxel) if voxel else None,
+            "voxel_mm": centre,
+            "labels": labels,
+            "sources": {e["atlas"]: atlas_source(e["atlas"]) for e in labels},
+        }
+    )
 
 
 # --- cluster tables ----------------------------------------------------------------------------------------------
 
+
 def map_finder(kind: str) -> Callable[..., str | None]:
     """The lookup of a map kind's storage key: ``component``, ``term`` (reference map), ``mean`` or ``merged``."""
-    return {"component": component_map_key, "term": term_map_key, "mean": term_mean_key,
-            "merged": merged_map_key}[kind]
+    return {"component": component_map_key, "term": term_map_key, "mean": term_mean_key, "merged": merged_map_key}[kind]
 
 
 def clusters_of(kind: str, *names: str, args: Any = None) -> tuple[dict[str, Any] | None, str | None]:
@@ -87,8 +103,13 @@ def clusters_of(kind: str, *names: str, args: Any = None) -> tuple[dict[str, Any
     map is not visible. ``args`` holds ``threshold``, ``threshold_negative``, ``min_voxels`` and ``atlas``."""
     args = args if args is not None else {}
     try:
-        settings = check_settings(args.get("threshold"), args.get("threshold_negative"), args.get("min_voxels"),
-                                  args.get("atlas"), default_threshold=DEFAULT_THRESHOLDS[kind])
+        settings = check_settings(
+            args.get("threshold"),
+            args.get("threshold_negative"),
+            args.get("min_voxels"),
+            args.get("atlas"),
+            default_threshold=DEFAULT_THRESHOLDS[kind],
+        )
     except ClusterError as exc:
         return None, str(exc)
     with session_scope() as session:
@@ -100,9 +121,15 @@ def clusters_of(kind: str, *names: str, args: Any = None) -> tuple[dict[str, Any
     except KeyError:
         return None, None
     rows = cluster_table(data, settings)
-    return {"threshold": settings.threshold, "threshold_negative": settings.threshold_negative,
-            "min_voxels": settings.min_voxels, "atlas": settings.atlas, "source": atlas_source(settings.atlas),
-            "items": rows, "total": len(rows)}, None
+    return {
+        "threshold": settings.threshold,
+        "threshold_negative": settings.threshold_negative,
+        "min_voxels": settings.min_voxels,
+        "atlas": settings.atlas,
+        "source": atlas_source(settings.atlas),
+        "items": rows,
+        "total": len(rows),
+    }, None
 
 
 def _json_clusters(kind: str, *names: str) -> flask.Response:
@@ -117,10 +144,11 @@ def _json_clusters(kind: str, *names: str) -> flask.Response:
 def _preamble(payload: dict[str, Any]) -> tuple[str, str]:
     """The ``#`` lines of a cluster table's CSV: the settings, and the atlas's license and citation."""
     source = payload["source"]
-    return (f"threshold={payload['threshold']:g} threshold_negative={payload['threshold_negative']:g} "
-            f"min_voxels={payload['min_voxels']} face-connected clusters",
-            f"atlas: {source['name']}; license: {source['license']} ({source['license_url']}); "
-            f"cite: {source['citation']}")
+    return (
+        f"threshold={payload['threshold']:g} threshold_negative={payload['threshold_negative']:g} "
+        f"min_voxels={payload['min_voxels']} face-connected clusters",
+        f"atlas: {source['name']}; license: {source['license']} ({source['license_url']}); cite: {source['citation']}",
+    )
 
 
 def clusters_csv_text(payload: dict[str, Any]) -> str:
@@ -135,8 +163,13 @@ def _csv_clusters(kind: str, filename: str, cache_control: str, *names: str) -> 
         return flask.Response(error + "\n", status=400, mimetype="text/plain")
     if payload is None:
         return flask.Response("Not found\n", status=404, mimetype="text/plain")
-    return csv_response(CSV_COLUMNS, (csv_row(row) for row in payload["items"]), f"{filename}-clusters.csv",
-                        cache_control, preamble=_preamble(payload))
+    return csv_response(
+        CSV_COLUMNS,
+        (csv_row(row) for row in payload["items"]),
+        f"{filename}-clusters.csv",
+        cache_control,
+        preamble=_preamble(payload),
+    )
 
 
 @blueprint.get("/api/components/<uuid>/clusters")

@@ -1,4 +1,5 @@
 """Read-only JSON API under /api/ (paginated; the same visibility rules as the pages)."""
+
 from __future__ import annotations
 
 import flask
@@ -77,8 +78,14 @@ def heatmap():
     """The home page's term x movie heatmap: ``?terms=N&movies=M`` most used terms and movies (each 1..100)."""
     a = flask.request.args
     with session_scope() as session:
-        return json_response(queries.heatmap(session, viewer(), a.get("terms", queries.DEFAULT_HEATMAP_TERMS),
-                                             a.get("movies", queries.DEFAULT_HEATMAP_MOVIES)))
+        return json_response(
+            queries.heatmap(
+                session,
+                viewer(),
+                a.get("terms", queries.DEFAULT_HEATMAP_TERMS),
+                a.get("movies", queries.DEFAULT_HEATMAP_MOVIES),
+            )
+        )
 
 
 @blueprint.get("/search")
@@ -91,8 +98,14 @@ def search():
 def terms():
     a = flask.request.args
     with session_scope() as session:
-        page = queries.list_terms(session, viewer(), search=a.get("search", ""), sort=a.get("sort", "name"),
-                                  descending=a.get("order") == "desc", **_args())
+        page = queries.list_terms(
+            session,
+            viewer(),
+            search=a.get("search", ""),
+            sort=a.get("sort", "name"),
+            descending=a.get("order") == "desc",
+            **_args(),
+        )
         return json_response(page.to_dict())
 
 
@@ -107,8 +120,9 @@ def term(slug: str):
 def movies():
     a = flask.request.args
     with session_scope() as session:
-        page = queries.list_movies(session, viewer(), search=a.get("search", ""), sort=a.get("sort", "title"),
-                                   **_args())
+        page = queries.list_movies(
+            session, viewer(), search=a.get("search", ""), sort=a.get("sort", "title"), **_args()
+        )
         return json_response(page.to_dict())
 
 
@@ -130,8 +144,15 @@ def movie_term(slug: str, term: str):
 def components():
     a = flask.request.args
     with session_scope() as session:
-        page = queries.list_components(session, viewer(), term_slug=a.get("term"), movie_slug=a.get("movie"),
-                                       collection_slug=a.get("collection"), sort=a.get("sort", "r"), **_args())
+        page = queries.list_components(
+            session,
+            viewer(),
+            term_slug=a.get("term"),
+            movie_slug=a.get("movie"),
+            collection_slug=a.get("collection"),
+            sort=a.get("sort", "r"),
+            **_args(),
+        )
         return json_response(page.to_dict())
 
 
@@ -159,17 +180,25 @@ def component_similar(uuid: str):
             return _not_found("component")
         found = similar.similar_to_component(session, viewer(), comp, int(raw))
         if found is None:
-            return json_response({"error": "this component is not indexed yet (run `python -m pipeline similar "
-                                           "rebuild`)"}, 409)
+            return json_response(
+                {"error": "this component is not indexed yet (run `python -m pipeline similar rebuild`)"}, 409
+            )
         return json_response({"uuid": comp.uuid, "items": [similar_item(f) for f in found]})
 
 
 def similar_item(found: dict) -> dict:
     """A similar component as the API shows it."""
-    return {"uuid": found["uuid"], "r": round(found["r"], 6), "movie": found["movie"],
-            "movie_slug": found["movie_slug"], "collection": found["collection"],
-            "collection_slug": found["collection_slug"], "best_term": found["best_term"],
-            "best_term_slug": found["best_term_slug"], "is_demo": found["is_demo"]}
+    return {
+        "uuid": found["uuid"],
+        "r": round(found["r"], 6),
+        "movie": found["movie"],
+        "movie_slug": found["movie_slug"],
+        "collection": found["collection"],
+        "collection_slug": found["collection_slug"],
+        "best_term": found["best_term"],
+        "best_term_slug": found["best_term_slug"],
+        "is_demo": found["is_demo"],
+    }
 
 
 @blueprint.get("/collections")

@@ -12,6 +12,7 @@ the header and match the session (double submit, with the session as the referen
 no privileges; sign-in itself is a Dash callback, a JSON POST that a cross-site form cannot send (and SameSite=Lax
 keeps the session cookie off cross-site POSTs in any case).
 """
+
 from __future__ import annotations
 
 import hmac
@@ -130,7 +131,8 @@ def _check_csrf():
     if expected and sent and hmac.compare_digest(expected, sent):
         return None
     return flask.make_response(
-        flask.jsonify({"error": "Missing or wrong CSRF token: reload the page and try again."}), 403)
+        flask.jsonify({"error": "Missing or wrong CSRF token: reload the page and try again."}), 403
+    )
 
 
 def _set_csrf_cookie(response: flask.Response) -> flask.Response:
@@ -138,8 +140,9 @@ def _set_csrf_cookie(response: flask.Response) -> flask.Response:
     token = flask.session.get(CSRF_SESSION_KEY) or ("_user_id" in flask.session and csrf_token())
     if token and flask.request.cookies.get(CSRF_COOKIE) != token:
         # Readable by scripts on purpose (they copy it into the header); the session holds the reference value.
-        response.set_cookie(CSRF_COOKIE, token, httponly=False, samesite="Lax",
-                            secure=get_settings().env == "production", path="/")
+        response.set_cookie(
+            CSRF_COOKIE, token, httponly=False, samesite="Lax", secure=get_settings().env == "production", path="/"
+        )
     return response
 
 

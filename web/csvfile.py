@@ -11,6 +11,7 @@ Numbers stay numbers: an ``int`` or ``float`` cell is written as it is, and so i
 number (``-0.53``, ``+1e-06``: the way the routes format their floats), because a number cannot be a formula
 and a quote would turn every negative r into text. Only text is ever changed, and only at its start.
 """
+
 from __future__ import annotations
 
 import csv
@@ -70,8 +71,13 @@ def csv_text(header: Sequence[str], rows: Iterable[Iterable[Any]], preamble: Seq
     return out.getvalue()
 
 
-def csv_response(header: Sequence[str], rows: Iterable[Iterable[Any]], filename: str, cache_control: str,
-                 preamble: Sequence[str] = ()) -> flask.Response:
+def csv_response(
+    header: Sequence[str],
+    rows: Iterable[Iterable[Any]],
+    filename: str,
+    cache_control: str,
+    preamble: Sequence[str] = (),
+) -> flask.Response:
     """A CSV download (``text/csv``, an attachment named ``filename``) of :func:`csv_text`."""
     response = flask.Response(csv_text(header, rows, preamble), mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'

@@ -8,6 +8,7 @@ A file arrives either as the raw request body (``assets/upload.js`` on ``/decode
 large file holds one thread and never the decoder. No session cookie: no CSRF token is needed (the request carries
 no privilege); with a session cookie, the ``X-CSRFToken`` header must match it.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -94,8 +95,10 @@ def _csrf_with_a_session_cookie():
     sent = flask.request.headers.get(CSRF_HEADER, "")
     if expected and sent and hmac.compare_digest(expected, sent):
         return None
-    return _refusal(403, "Missing or wrong CSRF token: reload the page and try again (or send the request without "
-                         "the session cookie).")
+    return _refusal(
+        403,
+        "Missing or wrong CSRF token: reload the page and try again (or send the request without the session cookie).",
+    )
 
 
 def _sender_key(user, client: str) -> str:
@@ -122,8 +125,14 @@ def _receive(tmp: Path, user, name_hint: str | None) -> tuple[Path, str, dict[st
         if declared is not None and limits.max_bytes and declared > limits.max_bytes + MULTIPART_OVERHEAD:
             visitors.check_size(declared - MULTIPART_OVERHEAD, "The file", user)
     body = tmp / (f"received{visitors.check_kind(name)}" if name else "body")
-    transfer = Transfer(name or "the file", declared, settings.upload_min_rate, settings.upload_rate_window_s,
-                        settings.upload_deadline_s, _request_socket())
+    transfer = Transfer(
+        name or "the file",
+        declared,
+        settings.upload_min_rate,
+        settings.upload_rate_window_s,
+        settings.upload_deadline_s,
+        _request_socket(),
+    )
     limit = (limits.max_bytes + (MULTIPART_OVERHEAD if multipart else 0)) if limits.max_bytes else 2**62
     try:
         received, _sha = _stream_to(body, flask.request.stream, limit, transfer)
@@ -132,8 +141,9 @@ def _receive(tmp: Path, user, name_hint: str | None) -> tuple[Path, str, dict[st
             visitors.check_size(None, name or "The file", user, exceeded=True)
         raise
     except (ClientDisconnected, OSError):
-        raise UploadRefused(400, "The upload was interrupted (the connection ended before the whole file had "
-                                 "arrived).") from None
+        raise UploadRefused(
+            400, "The upload was interrupted (the connection ended before the whole file had arrived)."
+        ) from None
     if not multipart:
         if received == 0:
             raise UploadRefused(400, f"{name}: the file is empty.")
@@ -141,8 +151,9 @@ def _receive(tmp: Path, user, name_hint: str | None) -> tuple[Path, str, dict[st
     return _file_part(tmp, body, received, content_type, options)
 
 
-def _file_part(tmp: Path, body: Path, size: int, content_type: str,
-               options: dict[str, str]) -> tuple[Path, str, dict[str, str]]:
+def _file_part(
+    tmp: Path, body: Path, size: int, content_type: str, options: dict[str, str]
+) -> tuple[Path, str, dict[str, str]]:
     _, params = parse_options_header(content_type)
     boundary = params.get("boundary", "").encode()
     if not boundary:
@@ -200,14 +211,17 @@ def create():
         expire_after = (settings.upload_deadline_s or 24 * 3600) + SLOT_CHECK_ALLOWANCE_S
         # A sender's slots and the process's: sending holds a thread, so neither one sender nor all of them
         # together can take every thread of the web process.
-        with user_upload_slot(_sender_key(user, client), CONCURRENT_PER_SENDER, expire_after), \
-                process_uploads.place(settings.uploads_per_process):
+        with (
+            user_upload_slot(_sender_key(user, client), CONCURRENT_PER_SENDER, expire_after),
+            process_uploads.place(settings.uploads_per_process),
+        ):
             base = settings.data_dir / "tmp" / "uploads"
             base.mkdir(parents=True, exist_ok=True)
             tmp_dir = Path(tempfile.mkdtemp(prefix="decode-", dir=base))
             path, name, options = _receive(tmp_dir, user, flask.request.args.get("name"))
-            accepted = visitors.accept(path, name, path.stat().st_size, user, client, options.get("mask"),
-                                       options.get("reference"))
+            accepted = visitors.accept(
+                path, name, path.stat().st_size, user, client, options.get("mask"), options.get("reference")
+            )
             if accepted.inline:
                 # Still inside the sender's slot, and one in-request decoding per process at a time: neither
                 # one sender nor many can run more decodings at once than the process has room for.
@@ -221,13 +235,18 @@ def create():
         return json_response(body, 200 if accepted.inline else 202)
     except UploadRefused as exc:
         if exc.status == 429:  # only the sender's slots refuse with 429 here
-            return _refusal(429, f"{CONCURRENT_PER_SENDER} files are being sent to the decoder from here already; "
-                                 "wait until one has finished, then send this one again.", 60)
+            return _refusal(
+                429,
+                f"{CONCURRENT_PER_SENDER} files are being sent to the decoder from here already; "
+                "wait until one has finished, then send this one again.",
+                60,
+            )
         return _refusal(exc.status, exc.message, exc.retry_after)
     except visitors.DecodeRefused as exc:
         if exc.status != 429:  # a refused file still cost a check: it counts toward the sender's hourly cap
-            visitors.record_refusal(user, client, flask.request.args.get("name", ""), flask.request.content_length,
-                                    exc.message)
+            visitors.record_refusal(
+                user, client, flask.request.args.get("name", ""), flask.request.content_length, exc.message
+            )
         return _refusal(exc.status, exc.message, exc.retry_after)
     except Exception:
         log.exception("decoding an upload failed")
@@ -249,10 +268,15 @@ def result(token: str):
         payload = visitors.load_payload(row) if row.status in ("done", "failed") else None
         if payload is not None:
             for volume in visitors.shown_volumes(session, viewer(), payload):
-                body["volumes"].append({
-                    "volume": volume["volume"], "error": volume["error"], "warnings": volume["warnings"],
-                    "terms": [{"term": t["term"], "r": round(t["r"], 6)} for t in volume["terms"]],
-                    "similar": [similar_item(s) for s in volume["similar"]]})
+                body["volumes"].append(
+                    {
+                        "volume": volume["volume"],
+                        "error": volume["error"],
+                        "warnings": volume["warnings"],
+                        "terms": [{"term": t["term"], "r": round(t["r"], 6)} for t in volume["terms"]],
+                        "similar": [similar_item(s) for s in volume["similar"]],
+                    }
+                )
     response = json_response(body)
     response.headers["Cache-Control"] = "private, no-store"
     return response

@@ -11,6 +11,7 @@ a link to anything else (a file of the repository) is shown as its text. Images 
 only exceptions are a line that is exactly an anchor, ``<a id="name"></a>``, rebuilt from its checked id, and a
 line that is an HTML comment, left out as GitHub leaves it out.
 """
+
 from __future__ import annotations
 
 import html
@@ -43,8 +44,10 @@ _FENCE = re.compile(r"^ {0,3}(```|~~~)")
 _HEADING = re.compile(r"^(#{1,6}) +(.*?) *#* *$")
 _ITEM = re.compile(r"^( *)([-*+]|\d{1,9}[.)]) +(.*)$")
 _TABLE_RULE = re.compile(r"^ *\|? *:?-{3,}:? *(\| *:?-{3,}:? *)*\|? *$")
-_INLINE = re.compile(r"(?P<ticks>`+)(?P<code>.+?)(?P=ticks)"
-                     r"|(?P<image>!?)\[(?P<text>[^\]]*)\]\((?P<url>[^()\s]*)\)")
+_INLINE = re.compile(
+    r"(?P<ticks>`+)(?P<code>.+?)(?P=ticks)"
+    r"|(?P<image>!?)\[(?P<text>[^\]]*)\]\((?P<url>[^()\s]*)\)"
+)
 _STRONG = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*")
 _EMPHASIS = re.compile(r"(?<![\w*])\*(?=[^\s*])(.+?)(?<=[^\s*])\*(?![\w*])")
 _DOC_LINK = re.compile(r"(?:\./)?(?P<name>[a-z0-9-]+)\.md(?P<anchor>#[\w-]*)?")
@@ -93,14 +96,15 @@ def inline(text: str) -> str:
 
     out, pos = [], 0
     for m in _INLINE.finditer(text):
-        out.append(_e(text[pos:m.start()]))
+        out.append(_e(text[pos : m.start()]))
         pos = m.end()
         if m["ticks"]:
             out.append(hold(f"<code>{_e(m['code'].strip())}</code>"))
         elif m["image"]:
             image = _IMAGE_LINK.fullmatch(m["url"])
-            out.append(hold(f'<img src="/docs/images/{image["name"]}" alt="{_e(m["text"])}">' if image
-                            else _e(m["text"])))
+            out.append(
+                hold(f'<img src="/docs/images/{image["name"]}" alt="{_e(m["text"])}">' if image else _e(m["text"]))
+            )
         else:
             href, label = _href(m["url"]), inline(m["text"])
             out.append(hold(f'<a href="{_e(href)}">{label}</a>' if href else label))
@@ -117,7 +121,7 @@ def _cells(row: str) -> list[str]:
     i = 0
     while i < len(row):
         char = row[i]
-        if char == "\\" and row[i + 1:i + 2] == "|":
+        if char == "\\" and row[i + 1 : i + 2] == "|":
             current.append("|")
             i += 2
             continue
@@ -163,9 +167,13 @@ def _list(lines: list[str]) -> str:
     tag = "ol" if ordered else "ul"
     opening = f'<{tag} start="{start}">' if start != 1 else f"<{tag}>"
     body = "".join(
-        "<li>" + inline(" ".join(text)) + (_list(children) if children else "")
-        + (inline(" ".join(tail)) if tail else "") + "</li>"
-        for text, children, tail in items)
+        "<li>"
+        + inline(" ".join(text))
+        + (_list(children) if children else "")
+        + (inline(" ".join(tail)) if tail else "")
+        + "</li>"
+        for text, children, tail in items
+    )
     return f"{opening}{body}</{tag}>"
 
 
@@ -190,8 +198,13 @@ def _take_list(lines: list[str], i: int) -> int:
 
 def _starts_block(lines: list[str], i: int) -> bool:
     line = lines[i]
-    return bool(_HEADING.match(line) or _FENCE.match(line) or _ITEM.match(line) or line.startswith("    ")
-                or (line.lstrip().startswith("|") and i + 1 < len(lines) and _TABLE_RULE.match(lines[i + 1])))
+    return bool(
+        _HEADING.match(line)
+        or _FENCE.match(line)
+        or _ITEM.match(line)
+        or line.startswith("    ")
+        or (line.lstrip().startswith("|") and i + 1 < len(lines) and _TABLE_RULE.match(lines[i + 1]))
+    )
 
 
 def render(markdown: str) -> str:
@@ -210,7 +223,7 @@ def render(markdown: str) -> str:
             fence, j = _FENCE.match(line)[1], i + 1
             while j < n and not lines[j].lstrip().startswith(fence):
                 j += 1
-            out.append("<pre><code>" + _e("\n".join(lines[i + 1:j])) + "</code></pre>")
+            out.append("<pre><code>" + _e("\n".join(lines[i + 1 : j])) + "</code></pre>")
             i = j + 1
         elif heading := _HEADING.match(line):
             level, title = len(heading[1]), heading[2]
@@ -261,13 +274,18 @@ def page(name: str, body: str) -> str:
     """A whole HTML page: the navigation between the documents, then the rendered one."""
     title = re.search(r"<h1[^>]*>(.*?)</h1>", body)
     plain = re.sub(r"<[^>]+>", "", title[1]) if title else DOCS[name]
-    links = "".join(f'<a href="/docs/{key}"{" class=current" if key == name else ""}>{_e(label)}</a>'
-                    for key, label in DOCS.items() if (DOCS_DIR / f"{key}.md").is_file())
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{plain} · INcDb</title><style>{STYLE}</style></head><body>"
-            f'<header><a class="brand" href="/">INcDb</a>{links}<a href="/about">About</a></header>'
-            f"<main>{body}</main></body></html>")
+    links = "".join(
+        f'<a href="/docs/{key}"{" class=current" if key == name else ""}>{_e(label)}</a>'
+        for key, label in DOCS.items()
+        if (DOCS_DIR / f"{key}.md").is_file()
+    )
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{plain} · INcDb</title><style>{STYLE}</style></head><body>"
+        f'<header><a class="brand" href="/">INcDb</a>{links}<a href="/about">About</a></header>'
+        f"<main>{body}</main></body></html>"
+    )
 
 
 @blueprint.get("/docs/<name>")

@@ -10,6 +10,7 @@ Caching: a component belongs to one collection, which its owner can make private
 once). Term maps and merged maps are made from public data only and may be cached by anyone for a few minutes.
 A thumbnail follows the rules of its map.
 """
+
 from __future__ import annotations
 
 import io
@@ -71,8 +72,9 @@ def _send_map(key: str, filename: str, cache_control: str) -> flask.Response:
     else:
         local = storage.local_path(key)
         if local is not None:
-            response = flask.send_file(local, mimetype=NIFTI_GZ, conditional=True, etag=False,
-                                       download_name=filename, as_attachment=False)
+            response = flask.send_file(
+                local, mimetype=NIFTI_GZ, conditional=True, etag=False, download_name=filename, as_attachment=False
+            )
         else:  # pragma: no cover - object storage streams in chunks
             fh = storage.open(key)
             response = flask.Response(iter(lambda: fh.read(256 * 1024), b""), mimetype=NIFTI_GZ)
@@ -217,8 +219,12 @@ def decodings_csv(uuid: str):
         if comp is None:
             flask.abort(404)
         rows = queries.full_decoding_profile(session, comp)
-    return csv_response(["rank", "term", "r"], ([row["rank"], row["term"], f"{row['r']:.6f}"] for row in rows),
-                        f"component-{uuid}-decodings.csv", PRIVATE_CACHE)
+    return csv_response(
+        ["rank", "term", "r"],
+        ([row["rank"], row["term"], f"{row['r']:.6f}"] for row in rows),
+        f"component-{uuid}-decodings.csv",
+        PRIVATE_CACHE,
+    )
 
 
 class _ZipStream(io.RawIOBase):
@@ -259,10 +265,14 @@ def collection_zip(slug: str):
         collection = queries.get_visible_collection(session, viewer(), slug)
         if collection is None or not can_view(viewer(), collection):
             flask.abort(404)
-        members = [(f"{slug}/{c.source_file.replace('/', '_')}_vol{c.volume_index + 1:03d}_{c.uuid[:8]}.nii.gz",
-                    c.storage_key)
-                   for c in session.scalars(select(Component).where(Component.collection_id == collection.id)
-                                            .order_by(Component.source_file, Component.volume_index))]
+        members = [
+            (f"{slug}/{c.source_file.replace('/', '_')}_vol{c.volume_index + 1:03d}_{c.uuid[:8]}.nii.gz", c.storage_key)
+            for c in session.scalars(
+                select(Component)
+                .where(Component.collection_id == collection.id)
+                .order_by(Component.source_file, Component.volume_index)
+            )
+        ]
     if not members:
         flask.abort(404)
     response = flask.Response(flask.stream_with_context(zip_stream(members)), mimetype="application/zip")

@@ -9,6 +9,7 @@ imports its Lato font from Google Fonts, which is therefore the one other origin
 only). Images may be ``data:`` URLs, as NiiVue's built-in ones are (without, the viewer never finishes loading);
 its maps are fetched from this site and unpacked in the page, without workers or ``blob:`` URLs.
 """
+
 from __future__ import annotations
 
 import flask

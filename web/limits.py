@@ -22,6 +22,7 @@ Python objects (a hostile 100 MB list of small numbers took 0.7 GB, and Dash ech
 0 turns a limit off. nginx refuses larger bodies before they reach the app (``deploy/nginx-incdb.conf``, one
 ``client_max_body_size`` per location, with these values).
 """
+
 from __future__ import annotations
 
 import string
@@ -97,7 +98,8 @@ def _limit_body() -> flask.Response | None:
     limit = large if callback else small
     if limit is not None and declared > limit:
         return too_large(limit)
-    if callback and small is not None and declared > small \
-            and punctuation_bytes(request.get_data(cache=True)) > small:  # no more than the Content-Length is read
+    if (
+        callback and small is not None and declared > small and punctuation_bytes(request.get_data(cache=True)) > small
+    ):  # no more than the Content-Length is read
         return too_large(small, "The callback request, without its text,")
     return None

@@ -2,6 +2,7 @@
 
 Same visibility rules as the rest of the API; CSV downloads carry every row, the JSON the mean over subjects.
 """
+
 from __future__ import annotations
 
 import flask
@@ -53,8 +54,10 @@ def component_timecourse_csv(uuid: str):
         flask.abort(404)
     rows_per_subject = len(course["values"])
     every = course["all_rows"]
-    rows = [[i // rows_per_subject + 1, f"{t:.3f}", f"{v:.6g}"]
-            for i, (t, v) in enumerate(zip(every["movie_time_s"], every["values"]))]
+    rows = [
+        [i // rows_per_subject + 1, f"{t:.3f}", f"{v:.6g}"]
+        for i, (t, v) in enumerate(zip(every["movie_time_s"], every["values"]))
+    ]
     return _csv(rows, ["subject", "movie_time_s", "value"], f"{uuid}-timecourse.csv")
 
 
@@ -64,8 +67,11 @@ def component_temporal_csv(uuid: str):
         rows = timeline.component_temporal(session, viewer(), uuid)
     if rows is None:
         flask.abort(404)
-    return _csv([[r["rank"], r["annotation"], r["label"], f"{r['r']:.6f}", f"{r['p']:.6g}", f"{r['q']:.6g}"]
-                 for r in rows], ["rank", "annotation", "label", "r", "p", "q"], f"{uuid}-temporal.csv")
+    return _csv(
+        [[r["rank"], r["annotation"], r["label"], f"{r['r']:.6f}", f"{r['p']:.6g}", f"{r['q']:.6g}"] for r in rows],
+        ["rank", "annotation", "label", "r", "p", "q"],
+        f"{uuid}-temporal.csv",
+    )
 
 
 @blueprint.get("/api/movies/<slug>/annotations")
@@ -87,8 +93,11 @@ def annotation_events(slug: str, set_id: int):
     args = flask.request.args
     with session_scope() as session:
         movie = get_visible_movie(session, viewer(), slug)
-        found = timeline.annotation_events(session, movie, set_id, args.get("page"), args.get("per_page")) \
-            if movie is not None else None
+        found = (
+            timeline.annotation_events(session, movie, set_id, args.get("page"), args.get("per_page"))
+            if movie is not None
+            else None
+        )
     if found is None:
         return json_response({"error": "annotation set not found"}, 404)
     return json_response(found.to_dict())
@@ -101,8 +110,11 @@ def annotation_csv(slug: str, set_id: int):
         rows = timeline.annotation_rows(session, movie, set_id) if movie is not None else None
     if rows is None:
         flask.abort(404)
-    return _csv([[f"{onset:g}", f"{duration:g}", label, f"{amp:g}"] for onset, duration, label, amp in rows],
-                ["onset", "duration", "trial_type", "amplitude"], f"{slug}-annotations-{set_id}.csv")
+    return _csv(
+        [[f"{onset:g}", f"{duration:g}", label, f"{amp:g}"] for onset, duration, label, amp in rows],
+        ["onset", "duration", "trial_type", "amplitude"],
+        f"{slug}-annotations-{set_id}.csv",
+    )
 
 
 @blueprint.get("/api/labels/<path:label>")
@@ -126,8 +138,11 @@ def label_map(label: str):
         data = load_map(row["storage_key"])
         total = data.astype(np.float64) if total is None else total + data
     mean = (total / len(rows)).astype(np.float32)
-    body = (encode_for_display(mean, GRID_AFFINE) if flask.request.args.get("display") == "1"
-            else nifti_bytes(to_image(mean)))
+    body = (
+        encode_for_display(mean, GRID_AFFINE)
+        if flask.request.args.get("display") == "1"
+        else nifti_bytes(to_image(mean))
+    )
     response = flask.Response(body, mimetype="application/gzip")
     response.headers["Content-Disposition"] = f'attachment; filename="label-{len(rows)}-components.nii.gz"'
     response.headers["Cache-Control"] = "private, no-cache"

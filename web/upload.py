@@ -41,6 +41,7 @@ their last byte.
 
 ``GET /upload/<slug>/raw.zip`` streams a collection's uploads as received (owners and admins only).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -155,8 +156,16 @@ class Transfer:
     ``received`` counts what the server's reader handed over; up to ``slack`` more bytes may sit in the reader's
     buffer, so a window passes when ``received`` plus ``slack`` reaches the minimum."""
 
-    def __init__(self, name: str, declared: int | None, min_rate: int, window_s: int, deadline_s: int,
-                 sock: socket.socket | None = None, slack: int = 0):
+    def __init__(
+        self,
+        name: str,
+        declared: int | None,
+        min_rate: int,
+        window_s: int,
+        deadline_s: int,
+        sock: socket.socket | None = None,
+        slack: int = 0,
+    ):
         self.name, self.declared, self.sock, self.slack = name, declared, sock, slack
         self.min_rate, self.window_s, self.deadline_s = min_rate, window_s, deadline_s
         self.started = self.mark_time = time.monotonic()
@@ -177,17 +186,21 @@ class Transfer:
             elapsed = now - self.started
             if self.deadline_s and elapsed > self.deadline_s:
                 got = human_bytes(self.received) + (f" of {human_bytes(self.declared)}" if self.declared else "")
-                self.refusal = (f"{self.name}: the upload did not finish within {human_duration(self.deadline_s)}, "
-                                f"the longest one file may take here ({got} had arrived). Upload it over a faster "
-                                "connection, or split the data into smaller files (one run per file).")
+                self.refusal = (
+                    f"{self.name}: the upload did not finish within {human_duration(self.deadline_s)}, "
+                    f"the longest one file may take here ({got} had arrived). Upload it over a faster "
+                    "connection, or split the data into smaller files (one run per file)."
+                )
             elif self.min_rate and now - self.mark_time >= self.window_s:
                 span = now - self.mark_time
                 arrived = self.received - self.mark_bytes
                 if arrived + self.slack < self.min_rate * span:
-                    self.refusal = (f"{self.name}: the upload was too slow ({human_bytes(arrived / span)}/s over "
-                                    f"the last {span:.0f} s; the server needs at least "
-                                    f"{human_bytes(self.min_rate)}/s). Check the connection and upload the file "
-                                    "again.")
+                    self.refusal = (
+                        f"{self.name}: the upload was too slow ({human_bytes(arrived / span)}/s over "
+                        f"the last {span:.0f} s; the server needs at least "
+                        f"{human_bytes(self.min_rate)}/s). Check the connection and upload the file "
+                        "again."
+                    )
                 else:
                     self.mark_time, self.mark_bytes = now, self.received
             refusal = self.refusal
@@ -253,8 +266,9 @@ def _request_socket() -> socket.socket | None:
     return sock if isinstance(sock, socket.socket) else None
 
 
-def _stream_to(path: Path, stream: IO[bytes], limit: int, transfer: Transfer | None = None,
-               append: bool = False) -> tuple[int, str]:
+def _stream_to(
+    path: Path, stream: IO[bytes], limit: int, transfer: Transfer | None = None, append: bool = False
+) -> tuple[int, str]:
     """Copy the request body to ``path``; refuse as soon as it passes ``limit``, or when ``transfer`` finds it too
     slow or too long. Returns (bytes, sha256 of these bytes).
 
@@ -262,8 +276,11 @@ def _stream_to(path: Path, stream: IO[bytes], limit: int, transfer: Transfer | N
     when the body is refused or cut short, so that every byte that arrived is kept for the next chunk."""
     digest = hashlib.sha256()
     # Reads return only when full: small enough that a slow but acceptable client shows progress every window.
-    size = CHUNK if transfer is None or not transfer.min_rate else \
-        max(256, min(CHUNK, transfer.min_rate * transfer.window_s // 4))
+    size = (
+        CHUNK
+        if transfer is None or not transfer.min_rate
+        else max(256, min(CHUNK, transfer.min_rate * transfer.window_s // 4))
+    )
     if transfer is not None:
         transfer.slack = size
         _watchdog.add(transfer)
@@ -353,10 +370,13 @@ def user_upload_slot(user_id: int | str, limit: int, expire_after_s: float) -> I
         fcntl.flock(guard, fcntl.LOCK_EX)  # one count-and-take at a time for this user
         held = held_slots(user_id, expire_after_s)
         if held >= limit:
-            raise UploadRefused(429, f"You have {held} uploads running already, the most one curator may send "
-                                     f"at the same time ({limit}). Wait until one of them has finished (another "
-                                     "browser tab or window may be sending it), then upload this file again.",
-                                retry_after=60)
+            raise UploadRefused(
+                429,
+                f"You have {held} uploads running already, the most one curator may send "
+                f"at the same time ({limit}). Wait until one of them has finished (another "
+                "browser tab or window may be sending it), then upload this file again.",
+                retry_after=60,
+            )
         path = folder / f"slot-{uuid.uuid4().hex}"
         slot = open(path, "wb")  # noqa: SIM115 - held for the whole upload, closed below
         fcntl.flock(slot, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -378,8 +398,12 @@ class _ProcessUploads:
     def place(self, limit: int) -> Iterator[None]:
         with self._lock:
             if limit and self.count >= limit:
-                raise UploadRefused(503, "The server is receiving as many uploads as it can at the moment. Upload "
-                                         "this file again in a minute.", retry_after=60)
+                raise UploadRefused(
+                    503,
+                    "The server is receiving as many uploads as it can at the moment. Upload "
+                    "this file again in a minute.",
+                    retry_after=60,
+                )
             self.count += 1
         try:
             yield
@@ -392,6 +416,7 @@ process_uploads = _ProcessUploads()
 
 
 # --- quotas ------------------------------------------------------------------------------------------------------
+
 
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)  # SQLite drops the zone
@@ -406,25 +431,44 @@ def check_quotas(session: Session, user: User, incoming: int = 0, name: str = ""
     now = utcnow()
     mine = (Upload.collection_id == Collection.id, Collection.owner_id == user.id)
     if settings.uploads_per_hour:
-        count, oldest = session.execute(select(func.count(Upload.id), func.min(Upload.created))
-                                        .where(*mine, Upload.created > now - timedelta(hours=1))).one()
+        count, oldest = session.execute(
+            select(func.count(Upload.id), func.min(Upload.created)).where(
+                *mine, Upload.created > now - timedelta(hours=1)
+            )
+        ).one()
         if count >= settings.uploads_per_hour:
             wait = (_aware(oldest) + timedelta(hours=1) - now).total_seconds() if oldest else 3600
-            raise UploadRefused(429, f"You have uploaded {count} files in the last hour; the limit is "
-                                     f"{settings.uploads_per_hour}. Try again later (in about "
-                                     f"{human_duration(max(wait, 60))}).", retry_after=int(max(wait, 1)))
+            raise UploadRefused(
+                429,
+                f"You have uploaded {count} files in the last hour; the limit is "
+                f"{settings.uploads_per_hour}. Try again later (in about "
+                f"{human_duration(max(wait, 60))}).",
+                retry_after=int(max(wait, 1)),
+            )
     if settings.upload_bytes_per_day:
         limit = settings.upload_bytes_per_day
-        used = session.scalar(select(func.coalesce(func.sum(Upload.size), 0))
-                              .where(*mine, Upload.created > now - timedelta(hours=24))) or 0
+        used = (
+            session.scalar(
+                select(func.coalesce(func.sum(Upload.size), 0)).where(*mine, Upload.created > now - timedelta(hours=24))
+            )
+            or 0
+        )
         if used >= limit:
-            raise UploadRefused(429, f"You have uploaded {human_bytes(used)} in the last 24 hours; the limit is "
-                                     f"{human_bytes(limit)} per day. Try again later.", retry_after=3600)
+            raise UploadRefused(
+                429,
+                f"You have uploaded {human_bytes(used)} in the last 24 hours; the limit is "
+                f"{human_bytes(limit)} per day. Try again later.",
+                retry_after=3600,
+            )
         if used + incoming > limit:
-            raise UploadRefused(429, f"{name} ({human_bytes(incoming)}) would take your uploads of the last 24 "
-                                     f"hours to {human_bytes(used + incoming)}, over the limit of "
-                                     f"{human_bytes(limit)} per day ({human_bytes(limit - used)} left). Try again "
-                                     "later, or upload a smaller file.", retry_after=3600)
+            raise UploadRefused(
+                429,
+                f"{name} ({human_bytes(incoming)}) would take your uploads of the last 24 "
+                f"hours to {human_bytes(used + incoming)}, over the limit of "
+                f"{human_bytes(limit)} per day ({human_bytes(limit - used)} left). Try again "
+                "later, or upload a smaller file.",
+                retry_after=3600,
+            )
 
 
 def _file_name() -> str:
@@ -454,13 +498,14 @@ def _upload_slots(user_id: int) -> Iterator[None]:
     """One of the user's concurrent upload slots and one of this process's, for one request (429, 503)."""
     settings = get_settings()
     expire_after = (settings.upload_deadline_s or 24 * 3600) + SLOT_CHECK_ALLOWANCE_S
-    with user_upload_slot(user_id, settings.uploads_per_user, expire_after), \
-            process_uploads.place(settings.uploads_per_process):
+    with (
+        user_upload_slot(user_id, settings.uploads_per_user, expire_after),
+        process_uploads.place(settings.uploads_per_process),
+    ):
         yield
 
 
-def _check_and_store(path: Path, name: str, workdir: Path, collection_id: int, user: User, sha: str,
-                     size: int) -> dict:
+def _check_and_store(path: Path, name: str, workdir: Path, collection_id: int, user: User, sha: str, size: int) -> dict:
     """Check a complete received file and keep it as an Upload of the collection; returns the JSON answer.
 
     Refused (UploadRefused) when the file gives no map (422), was uploaded already (409), the collection is gone
@@ -482,8 +527,13 @@ def _check_and_store(path: Path, name: str, workdir: Path, collection_id: int, u
         # Again with the real size (a chunked body declares none) and the uploads that ended meanwhile.
         check_quotas(session, user, size, name)
         row = add_upload(session, collection, path, name, sha256=sha)
-        return {"ok": True, "upload": {"id": row.id, "filename": row.filename, "size": row.size},
-                "maps": report.maps, "warnings": report.warnings, "notes": report.notes}
+        return {
+            "ok": True,
+            "upload": {"id": row.id, "filename": row.filename, "size": row.size},
+            "maps": report.maps,
+            "warnings": report.warnings,
+            "notes": report.notes,
+        }
 
 
 @blueprint.post("/upload/<slug>")
@@ -508,16 +558,24 @@ def upload(slug: str):
             remove_stale_temp_files()
             tmp_dir = Path(tempfile.mkdtemp(prefix="upload-", dir=base))
             path = tmp_dir / f"received{storage_suffix(name)}"
-            transfer = Transfer(name, declared, settings.upload_min_rate, settings.upload_rate_window_s,
-                                settings.upload_deadline_s, _request_socket())
+            transfer = Transfer(
+                name,
+                declared,
+                settings.upload_min_rate,
+                settings.upload_rate_window_s,
+                settings.upload_deadline_s,
+                _request_socket(),
+            )
             try:
                 received, sha = _stream_to(path, flask.request.stream, limit, transfer)
             except UploadRefused as exc:
-                raise UploadRefused(exc.status, f"{name}: {exc.message}" if exc.status == 413 else exc.message) \
-                    from None
+                raise UploadRefused(
+                    exc.status, f"{name}: {exc.message}" if exc.status == 413 else exc.message
+                ) from None
             except ClientDisconnected:
-                raise UploadRefused(400, f"{name}: the upload was interrupted (the connection ended before the "
-                                         "whole file had arrived).") from None
+                raise UploadRefused(
+                    400, f"{name}: the upload was interrupted (the connection ended before the whole file had arrived)."
+                ) from None
             except OSError as exc:  # the client went away, or the disk is full
                 raise UploadRefused(400, f"{name}: the upload was interrupted ({exc})") from None
             if received == 0:
@@ -556,9 +614,12 @@ def _header_bytes(header: str, what: str) -> int:
 def _own_partial(token: str, user: User) -> PartialUpload:
     partial = open_partial(token, user.id)
     if partial is None:
-        raise UploadRefused(404, f"This upload is no longer on the server (unfinished uploads are kept for "
-                                 f"{get_settings().upload_resume_hours} hours after their last byte). Upload the "
-                                 "file again.")
+        raise UploadRefused(
+            404,
+            f"This upload is no longer on the server (unfinished uploads are kept for "
+            f"{get_settings().upload_resume_hours} hours after their last byte). Upload the "
+            "file again.",
+        )
     return partial
 
 
@@ -606,11 +667,23 @@ def resumable_status(slug: str, token: str):
         partial = _own_partial(token, user)
         stored = partial.result()
         if stored is not None:
-            return _json(200, {"ok": True, "done": True, "status": stored[0], "result": stored[1],
-                               "size": partial.size}, offset=partial.size)
+            return _json(
+                200,
+                {"ok": True, "done": True, "status": stored[0], "result": stored[1], "size": partial.size},
+                offset=partial.size,
+            )
         _same_collection(slug, user, partial)
-        return _json(200, {"ok": True, "done": False, "size": partial.size, "name": partial.name,
-                           "chunk_bytes": RESUMABLE_CHUNK_BYTES}, offset=partial.held())
+        return _json(
+            200,
+            {
+                "ok": True,
+                "done": False,
+                "size": partial.size,
+                "name": partial.name,
+                "chunk_bytes": RESUMABLE_CHUNK_BYTES,
+            },
+            offset=partial.held(),
+        )
     except UploadRefused as exc:
         return _error(exc.status, exc.message, exc.retry_after)
 
@@ -642,9 +715,15 @@ def resumable_chunk(slug: str, token: str):
                 return _json(*stored)
             held = partial.held()
             if offset != held:
-                return _json(409, {"ok": False, "error": f"{partial.name}: the server holds {held} bytes of this "
-                                                         f"file, not {offset}; send the rest from byte {held}."},
-                             offset=held)
+                return _json(
+                    409,
+                    {
+                        "ok": False,
+                        "error": f"{partial.name}: the server holds {held} bytes of this "
+                        f"file, not {offset}; send the rest from byte {held}.",
+                    },
+                    offset=held,
+                )
             if held < partial.size:
                 held += _receive_chunk(partial, held, declared)
             if held < partial.size:
@@ -653,9 +732,16 @@ def resumable_chunk(slug: str, token: str):
     except UploadRefused as exc:
         return _error(exc.status, exc.message, exc.retry_after)
     except PartialBusy:
-        return _json(423, {"ok": False, "error": "An earlier request is still sending to this upload; the server "
-                                                 "ends it when no more bytes arrive. Send again in a few seconds."},
-                     retry_after=BUSY_RETRY_S, offset=partial.held())
+        return _json(
+            423,
+            {
+                "ok": False,
+                "error": "An earlier request is still sending to this upload; the server "
+                "ends it when no more bytes arrive. Send again in a few seconds.",
+            },
+            retry_after=BUSY_RETRY_S,
+            offset=partial.held(),
+        )
     except PartialGone:
         return _error(404, "This upload is no longer on the server. Upload the file again.")
     except Exception:
@@ -665,27 +751,39 @@ def resumable_chunk(slug: str, token: str):
 
 def _past_the_end(partial: PartialUpload, end: int | None = None) -> str:
     what = f"would take the file to {end} bytes" if end is not None else "goes on"
-    return (f"{partial.name}: this chunk {what}, past the file's size ({partial.size} bytes, as declared when the "
-            "upload started).")
+    return (
+        f"{partial.name}: this chunk {what}, past the file's size ({partial.size} bytes, as declared when the "
+        "upload started)."
+    )
 
 
 def _receive_chunk(partial: PartialUpload, held: int, declared: int | None) -> int:
     """Append the request body to the partial file; returns the bytes appended. The bytes of a body that breaks
     off or is too slow are kept (the client goes on from them); a body past the file's end is dropped (413)."""
     settings = get_settings()
-    transfer = Transfer(partial.name, declared, settings.upload_min_rate, settings.upload_rate_window_s,
-                        settings.upload_deadline_s, _request_socket())
+    transfer = Transfer(
+        partial.name,
+        declared,
+        settings.upload_min_rate,
+        settings.upload_rate_window_s,
+        settings.upload_deadline_s,
+        _request_socket(),
+    )
     try:
-        received, _sha = _stream_to(partial.partial_path, flask.request.stream, partial.size - held, transfer,
-                                    append=True)
+        received, _sha = _stream_to(
+            partial.partial_path, flask.request.stream, partial.size - held, transfer, append=True
+        )
     except UploadRefused as exc:
         if exc.status == 413:
             partial.truncate(held)
             raise UploadRefused(413, _past_the_end(partial)) from None
         raise
     except ClientDisconnected:
-        raise UploadRefused(400, f"{partial.name}: the chunk was interrupted (the connection ended before all of "
-                                 "it had arrived); the bytes that arrived are kept.") from None
+        raise UploadRefused(
+            400,
+            f"{partial.name}: the chunk was interrupted (the connection ended before all of "
+            "it had arrived); the bytes that arrived are kept.",
+        ) from None
     except OSError as exc:  # the client went away, or the disk is full
         raise UploadRefused(400, f"{partial.name}: the chunk was interrupted ({exc})") from None
     if declared is not None and received != declared:
@@ -703,8 +801,15 @@ def _finish(partial: PartialUpload, user: User) -> dict:
         for block in iter(lambda: fh.read(CHUNK), b""):
             digest.update(block)
     try:
-        payload = _check_and_store(path, partial.name, partial.folder / "members", partial.collection_id, user,
-                                   digest.hexdigest(), partial.size)
+        payload = _check_and_store(
+            path,
+            partial.name,
+            partial.folder / "members",
+            partial.collection_id,
+            user,
+            digest.hexdigest(),
+            partial.size,
+        )
     except UploadRefused as exc:
         partial.finish(exc.status, {"ok": False, "error": exc.message})
         raise
@@ -722,8 +827,10 @@ def raw_uploads(slug: str):
         # 404 also for collections the user may see but not edit: raw uploads are the owner's, not public data.
         if collection is None or not can_edit(user, collection):
             flask.abort(404)
-        members = [(f"{slug}/{u.id:05d}-{u.filename}", u.storage_key) for u in
-                   session.scalars(select(Upload).where(Upload.collection_id == collection.id).order_by(Upload.id))]
+        members = [
+            (f"{slug}/{u.id:05d}-{u.filename}", u.storage_key)
+            for u in session.scalars(select(Upload).where(Upload.collection_id == collection.id).order_by(Upload.id))
+        ]
     if not members:
         flask.abort(404)
     response = flask.Response(flask.stream_with_context(zip_stream(members)), mimetype="application/zip")

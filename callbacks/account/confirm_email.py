@@ -1,4 +1,5 @@
 """Callbacks of ``dashboard.pages.account.confirm_email``: finish a registration from the mailed link (``?token=``)."""
+
 from __future__ import annotations
 
 import dash
@@ -15,9 +16,12 @@ from web.auth import sign_in
 
 
 @dash.callback(
-    Output("confirm-message", "children"), Output("confirm-go", "href"),
-    Input("confirm-submit", "n_clicks"), State("confirm-token", "data"),
-    State("confirm-password", "value"), State("confirm-password2", "value"),
+    Output("confirm-message", "children"),
+    Output("confirm-go", "href"),
+    Input("confirm-submit", "n_clicks"),
+    State("confirm-token", "data"),
+    State("confirm-password", "value"),
+    State("confirm-password2", "value"),
     prevent_initial_call=True,
 )
 def _confirm(_n, token, password, repeat):

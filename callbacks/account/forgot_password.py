@@ -1,4 +1,5 @@
 """Callbacks of ``dashboard.pages.account.forgot_password``: ask for a password reset link."""
+
 from __future__ import annotations
 
 import dash
@@ -16,7 +17,8 @@ from web.auth import client_address
 
 
 @dash.callback(
-    Output("forgot-message", "children"), Output("forgot-form", "className"),
+    Output("forgot-message", "children"),
+    Output("forgot-form", "className"),
     Input("forgot-form", "n_submit"),
     State("forgot-email", "value"),
     prevent_initial_call=True,

@@ -1,4 +1,5 @@
 """Callbacks of ``dashboard.pages.account.password``: change one's password."""
+
 from __future__ import annotations
 
 import dash
@@ -16,9 +17,12 @@ from web.auth import sign_in, signed_in_user
 
 
 @dash.callback(
-    Output("password-message", "children"), Output("password-form", "className"),
+    Output("password-message", "children"),
+    Output("password-form", "className"),
     Input("password-form", "n_submit"),
-    State("password-current", "value"), State("password-new", "value"), State("password-new2", "value"),
+    State("password-current", "value"),
+    State("password-new", "value"),
+    State("password-new2", "value"),
     prevent_initial_call=True,
 )
 def _change_password(_n, current, new, repeat):

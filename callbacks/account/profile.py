@@ -1,4 +1,5 @@
 """Callbacks of ``dashboard.pages.account.profile``: edit one's own profile."""
+
 from __future__ import annotations
 
 import dash
@@ -23,14 +24,17 @@ def _sign_out_elsewhere(_n):
     if signed_in_user() is None:
         return alert("Your session has ended; sign in again.")
     sign_out_elsewhere()
-    return alert("Every other session of your account is signed out. This one stays signed in.", "success",
-                 duration=6000)
+    return alert(
+        "Every other session of your account is signed out. This one stays signed in.", "success", duration=6000
+    )
 
 
 @dash.callback(
     Output("profile-message", "children"),
     Input("profile-form", "n_submit"),
-    State("profile-title", "value"), State("profile-first-name", "value"), State("profile-last-name", "value"),
+    State("profile-title", "value"),
+    State("profile-first-name", "value"),
+    State("profile-last-name", "value"),
     State("profile-affiliation", "value"),
     prevent_initial_call=True,
 )
@@ -40,8 +44,14 @@ def _save_profile(_n, title, first, last, affiliation):
         return alert("Your session has ended; sign in again.")
     with session_scope() as session:
         try:
-            update_profile(session, u.id, title=text_value(title), first_name=text_value(first),
-                           last_name=text_value(last), affiliation=text_value(affiliation))
+            update_profile(
+                session,
+                u.id,
+                title=text_value(title),
+                first_name=text_value(first),
+                last_name=text_value(last),
+                affiliation=text_value(affiliation),
+            )
         except AccountError as exc:
             return alert(exc.messages)
     return alert("Profile saved.", "success", duration=4000)

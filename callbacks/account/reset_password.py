@@ -1,4 +1,5 @@
 """Callbacks of ``dashboard.pages.account.reset_password``: choose a new password from a reset link (``?token=``)."""
+
 from __future__ import annotations
 
 import dash
@@ -15,9 +16,12 @@ from web.auth import sign_in
 
 
 @dash.callback(
-    Output("reset-message", "children"), Output("reset-go", "href"),
+    Output("reset-message", "children"),
+    Output("reset-go", "href"),
     Input("reset-form", "n_submit"),
-    State("reset-token", "data"), State("reset-password", "value"), State("reset-password2", "value"),
+    State("reset-token", "data"),
+    State("reset-password", "value"),
+    State("reset-password2", "value"),
     prevent_initial_call=True,
 )
 def _reset(_n, token, new, repeat):

@@ -1,4 +1,5 @@
 """Callbacks of ``dashboard.pages.account.sign_in``: sign in."""
+
 from __future__ import annotations
 
 import dash
@@ -15,9 +16,12 @@ from web.auth import client_address, safe_next, sign_in
 
 
 @dash.callback(
-    Output("signin-message", "children"), Output("signin-go", "href"),
+    Output("signin-message", "children"),
+    Output("signin-go", "href"),
     Input("signin-form", "n_submit"),
-    State("signin-email", "value"), State("signin-password", "value"), State("signin-next", "data"),
+    State("signin-email", "value"),
+    State("signin-password", "value"),
+    State("signin-next", "data"),
     prevent_initial_call=True,
 )
 def _sign_in(_n, email, password, nxt):

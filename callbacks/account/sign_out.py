@@ -1,5 +1,6 @@
 """Callbacks of ``dashboard.pages.account.sign_out``: sign out: a button, because signing out changes state and so
 must be a request with the CSRF token (a link."""
+
 from __future__ import annotations
 
 import dash
@@ -9,7 +10,8 @@ from web.auth import sign_out, signed_in_user
 
 
 @dash.callback(
-    Output("signout-go", "href"), Output("signout-message", "children"),
+    Output("signout-go", "href"),
+    Output("signout-message", "children"),
     Input("signout-submit", "n_clicks"),
     prevent_initial_call=True,
 )

@@ -1,5 +1,6 @@
 """Callbacks of ``dashboard.components.charts``: plotly figures: the term x movie heatmap and a component's decoding
 profile."""
+
 from __future__ import annotations
 
 import dash

@@ -1,5 +1,6 @@
 """Callbacks of ``dashboard.components.clusters``: the cluster table under a map page's viewer: clusters above the
 viewer's current threshold."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -33,8 +34,12 @@ def _update_clusters(settings: Any, min_voxels: Any, context: Any):
     names = tuple(_text(context.get(n)) for n in needs)
     if not all(names):
         return empty_state("This page has no such map."), "", ""
-    query = {"threshold": settings.get("threshold"), "threshold_negative": settings.get("threshold_negative"),
-             "min_voxels": min_voxels, "atlas": settings.get("atlas")}
+    query = {
+        "threshold": settings.get("threshold"),
+        "threshold_negative": settings.get("threshold_negative"),
+        "min_voxels": min_voxels,
+        "atlas": settings.get("atlas"),
+    }
     if not all(v is None or isinstance(v, int | float | str) and not isinstance(v, bool) for v in query.values()):
         return empty_state("These settings cannot be used."), "", ""
     payload, error = clusters_of(kind, *names, args=query)
@@ -42,8 +47,12 @@ def _update_clusters(settings: Any, min_voxels: Any, context: Any):
         return empty_state("These settings cannot be used.", error), "", ""
     if payload is None:
         return empty_state("The map is not available."), "", ""
-    shown = {"threshold": payload["threshold"], "threshold_negative": payload["threshold_negative"],
-             "min_voxels": payload["min_voxels"], "atlas": payload["atlas"]}
+    shown = {
+        "threshold": payload["threshold"],
+        "threshold_negative": payload["threshold_negative"],
+        "min_voxels": payload["min_voxels"],
+        "atlas": payload["atlas"],
+    }
     return cluster_table(payload["items"]), csv_href(kind, names, shown), _source_line(payload["source"])
 
 

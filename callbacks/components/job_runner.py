@@ -1,5 +1,6 @@
 """Callbacks of ``dashboard.components.job_runner``: running jobs from a page: one background callback per page that
 runs jobs (DESIGN section 8)."""
+
 from __future__ import annotations
 
 import dash
@@ -22,8 +23,10 @@ def register_runner(prefix: str) -> None:
         background=True,
         progress=[Output(f"{prefix}-bar", "value"), Output(f"{prefix}-bar", "label")],
         progress_default=[0, "starting…"],
-        running=[(Output(f"{prefix}-cancel", "disabled"), False, True),
-                 (Output(f"{prefix}-live", "style"), SHOWN, HIDDEN)],
+        running=[
+            (Output(f"{prefix}-cancel", "disabled"), False, True),
+            (Output(f"{prefix}-live", "style"), SHOWN, HIDDEN),
+        ],
         cancel=[Input(f"{prefix}-cancel", "n_clicks")],
         # Poll for progress every 0.4 s (Dash's default is 1 s): a job of a dozen maps takes only a few seconds,
         # and a bar that jumps from 0 to done tells the curator nothing.
@@ -43,8 +46,10 @@ def register_runner(prefix: str) -> None:
         return cancel_from_page(as_dict(request).get("token"))
 
     @dash.callback(
-        Output(f"{prefix}-status", "children"), Output(f"{prefix}-poll", "disabled"),
-        Input(f"{prefix}-poll", "n_intervals"), Input(f"{prefix}-request", "data"),
+        Output(f"{prefix}-status", "children"),
+        Output(f"{prefix}-poll", "disabled"),
+        Input(f"{prefix}-poll", "n_intervals"),
+        Input(f"{prefix}-request", "data"),
         State(f"{prefix}-watch", "data"),
         prevent_initial_call=True,
     )

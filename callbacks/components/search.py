@@ -1,5 +1,6 @@
 """Callbacks of ``dashboard.components.search``: the search box: suggestions (terms and movies) as you type; choosing
 one, or Enter, opens it."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,5 +1,6 @@
 """Callbacks of ``dashboard.components.similar``: the "Similar components" section: the catalogue's components that
 correlate best with a map (exact spatial r."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -19,6 +20,9 @@ def _fill(others_only: Any, uuid: Any):
         raise PreventUpdate
     found = read(_found, uuid, others_only is True)
     if found is None:
-        return empty_state("Not indexed yet.", "This component was stored before the similarity index existed; an "
-                                               "administrator builds it with `python -m pipeline similar rebuild`.")
+        return empty_state(
+            "Not indexed yet.",
+            "This component was stored before the similarity index existed; an "
+            "administrator builds it with `python -m pipeline similar rebuild`.",
+        )
     return similar_table(found)

@@ -1,5 +1,6 @@
 """Callbacks of ``dashboard.components.tables``: tables with links, and paged tables (search, sort, pages) kept in the
 query string."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -33,12 +34,20 @@ def _update_table(search: Any, sort: Any, page: Any, context: Any):
     trigger = ctx.triggered_id if isinstance(ctx.triggered_id, dict) else {}
     restart = trigger.get("type") in (PREFIX + "search", PREFIX + "sort")
     sorts = [v for v, _ in source.sorts]
-    state = TableState(search=queries.search_text(search) if source.searchable else "",
-                       sort=sort if isinstance(sort, str) and sort in sorts else (sorts[0] if sorts else ""),
-                       page=1 if restart else queries.clamp_page(page, None)[0])
+    state = TableState(
+        search=queries.search_text(search) if source.searchable else "",
+        sort=sort if isinstance(sort, str) and sort in sorts else (sorts[0] if sorts else ""),
+        page=1 if restart else queries.clamp_page(page, None)[0],
+    )
     data = _draw(source, context, state)
-    return (data.content, _summary(data), data.pages, data.page,
-            None if data.pages > 1 else {"display": "none"}, _params(source, state, context.get("prefix", "")))
+    return (
+        data.content,
+        _summary(data),
+        data.pages,
+        data.page,
+        None if data.pages > 1 else {"display": "none"},
+        _params(source, state, context.get("prefix", "")),
+    )
 
 
 dash.clientside_callback(

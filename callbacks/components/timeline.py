@@ -1,5 +1,6 @@
 """Callbacks of ``dashboard.components.timeline``: figures and panels of the movie's timeline: annotation tracks,
 component time courses, power spectra and the."""
+
 from __future__ import annotations
 
 import dash
@@ -11,7 +12,8 @@ from dashboard.components.timeline import COURSE, COURSE_DATA, COURSE_LABEL, cou
 
 @dash.callback(
     Output({"type": GRAPH, "graph": COURSE}, "figure"),
-    Input(COURSE_LABEL, "value"), State(COURSE_DATA, "data"),
+    Input(COURSE_LABEL, "value"),
+    State(COURSE_DATA, "data"),
     prevent_initial_call=True,
 )
 def _overlay(choice, data):

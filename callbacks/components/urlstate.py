@@ -1,4 +1,5 @@
 """Callbacks of ``dashboard.components.urlstate``: page state in the query string without re-rendering the page."""
+
 from __future__ import annotations
 
 import dash

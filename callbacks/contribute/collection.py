@@ -1,5 +1,6 @@
 """Callbacks of ``dashboard.pages.contribute.collection``: one of the curator's collections (``/contribute/<slug>``):
 details, license, uploads, processing, deletion."""
+
 from __future__ import annotations
 
 import time
@@ -49,10 +50,20 @@ def _save(_n, collection_id, *args):
             collection = _editable(session, collection_id)
             license_before = collection.license
             movie = get_or_create_movie(session, clean["movie"], clean["year"])
-            update_collection(session, collection, name=clean["name"], movie=movie, visibility=clean["visibility"],
-                              license=clean["license"], metadata=clean["metadata"],
-                              description=clean["description"], dataset_url=clean["dataset_url"],
-                              doi=clean["doi"], contributors=clean["contributors"], timing=clean["timing"])
+            update_collection(
+                session,
+                collection,
+                name=clean["name"],
+                movie=movie,
+                visibility=clean["visibility"],
+                license=clean["license"],
+                metadata=clean["metadata"],
+                description=clean["description"],
+                dataset_url=clean["dataset_url"],
+                doi=clean["doi"],
+                contributors=clean["contributors"],
+                timing=clean["timing"],
+            )
             relicensed = license_before != collection.license
     except (PermissionError, ValueError) as exc:
         return alert(str(exc)), no_update
@@ -61,9 +72,12 @@ def _save(_n, collection_id, *args):
 
 
 @dash.callback(
-    Output("coll-license", "children"), Output("coll-upload-wrap", "className"),
-    Input("coll-license-confirm", "n_clicks"), Input("coll-refresh", "data"),
-    State("coll-id", "data"), State("coll-license-check", "value"),
+    Output("coll-license", "children"),
+    Output("coll-upload-wrap", "className"),
+    Input("coll-license-confirm", "n_clicks"),
+    Input("coll-refresh", "data"),
+    State("coll-id", "data"),
+    State("coll-license-check", "value"),
     prevent_initial_call=True,
 )
 def _license(n_clicks, _refresh, collection_id, checked):
@@ -83,9 +97,15 @@ def _license(n_clicks, _refresh, collection_id, checked):
 
 
 @dash.callback(
-    Output("coll-status", "children"), Output("coll-uploads", "children"), Output("coll-components", "children"),
-    Output("coll-poll", "interval"), Output("coll-process", "disabled"), Output("coll-choose", "disabled"),
-    Input("coll-poll", "n_intervals"), Input("coll-refresh", "data"), Input("coll-uploaded", "data"),
+    Output("coll-status", "children"),
+    Output("coll-uploads", "children"),
+    Output("coll-components", "children"),
+    Output("coll-poll", "interval"),
+    Output("coll-process", "disabled"),
+    Output("coll-choose", "disabled"),
+    Input("coll-poll", "n_intervals"),
+    Input("coll-refresh", "data"),
+    Input("coll-uploaded", "data"),
     Input(f"{RUNNER}-request", "data"),
     State("coll-id", "data"),
 )
@@ -101,15 +121,21 @@ def _poll(_n, _refresh, _uploaded, request, collection_id):
             busy = job is not None and job.status in ACTIVE_JOB_STATUSES
             own = as_dict(request).get("token")
             comps = collection_components(session, collection.id)
-            return (status_panel(collection, job, own, len(uploads)), uploads_table(uploads, busy),
-                    components_table(comps), POLL_ACTIVE_MS if busy else POLL_IDLE_MS,
-                    busy or not uploads or collection.license_confirmed_at is None, busy)
+            return (
+                status_panel(collection, job, own, len(uploads)),
+                uploads_table(uploads, busy),
+                components_table(comps),
+                POLL_ACTIVE_MS if busy else POLL_IDLE_MS,
+                busy or not uploads or collection.license_confirmed_at is None,
+                busy,
+            )
     except PermissionError as exc:
         return alert(str(exc)), no_update, no_update, POLL_IDLE_MS, True, True
 
 
 @dash.callback(
-    Output("coll-refresh", "data", allow_duplicate=True), Output("coll-action-message", "children"),
+    Output("coll-refresh", "data", allow_duplicate=True),
+    Output("coll-action-message", "children"),
     Input({"type": "upload-remove", "upload": ALL}, "n_clicks"),
     State("coll-id", "data"),
     prevent_initial_call=True,
@@ -124,13 +150,14 @@ def _remove_upload(clicks, collection_id):
     except (PermissionError, ValueError) as exc:
         return no_update, alert(str(exc))
     get_storage().delete(key)
-    return time.time(), alert("File removed. Process the collection again to update its components.", "info",
-                              duration=6000)
+    return time.time(), alert(
+        "File removed. Process the collection again to update its components.", "info", duration=6000
+    )
 
 
 @dash.callback(
-    Output("coll-refresh", "data", allow_duplicate=True), Output("coll-action-message", "children",
-                                                                 allow_duplicate=True),
+    Output("coll-refresh", "data", allow_duplicate=True),
+    Output("coll-action-message", "children", allow_duplicate=True),
     Input({"type": "job-stop", "job": ALL}, "n_clicks"),
     prevent_initial_call=True,
 )
@@ -148,9 +175,13 @@ def _stop(clicks):
 
 
 @dash.callback(
-    Output(f"{RUNNER}-request", "data"), Output("coll-start-message", "children"),
-    Input("coll-process", "n_clicks"), Input("coll-uploaded", "data"), Input("coll-autostart", "data"),
-    State("coll-id", "data"), State(f"{RUNNER}-nonce", "data"),
+    Output(f"{RUNNER}-request", "data"),
+    Output("coll-start-message", "children"),
+    Input("coll-process", "n_clicks"),
+    Input("coll-uploaded", "data"),
+    Input("coll-autostart", "data"),
+    State("coll-id", "data"),
+    State(f"{RUNNER}-nonce", "data"),
 )
 def _start(_clicks, uploaded, autostart, collection_id, nonce):
     trigger = callback_context.triggered_id
@@ -173,7 +204,8 @@ def _start(_clicks, uploaded, autostart, collection_id, nonce):
 
 @dash.callback(
     Output("coll-delete-modal", "is_open"),
-    Input("coll-delete", "n_clicks"), Input("coll-delete-cancel", "n_clicks"),
+    Input("coll-delete", "n_clicks"),
+    Input("coll-delete-cancel", "n_clicks"),
     prevent_initial_call=True,
 )
 def _toggle_delete(_open, _close):
@@ -181,7 +213,8 @@ def _toggle_delete(_open, _close):
 
 
 @dash.callback(
-    Output("coll-delete-message", "children"), Output("coll-go", "href"),
+    Output("coll-delete-message", "children"),
+    Output("coll-go", "href"),
     Input("coll-delete-confirm", "n_clicks"),
     State("coll-id", "data"),
     prevent_initial_call=True,

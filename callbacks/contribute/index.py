@@ -1,5 +1,6 @@
 """Callbacks of ``dashboard.pages.contribute.index``: my collections (``/contribute``): status, components, warnings,
 and what can be done with each."""
+
 from __future__ import annotations
 
 import dash
@@ -10,8 +11,12 @@ from dashboard.pages.contribute.index import rows_for_current_user, table
 from web.auth import signed_in_user as user
 
 
-@dash.callback(Output("mine-list", "children"), Output("mine-poll", "interval"),
-               Input("mine-poll", "n_intervals"), prevent_initial_call=True)
+@dash.callback(
+    Output("mine-list", "children"),
+    Output("mine-poll", "interval"),
+    Input("mine-poll", "n_intervals"),
+    prevent_initial_call=True,
+)
 def _refresh(_n):
     if user() is None:
         return sign_in_prompt("/contribute", "your collections"), 60000

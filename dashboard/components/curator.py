@@ -1,5 +1,6 @@
 """Layout pieces of the curator pages (accounts, contributing, administration): messages, the sign-in prompt,
 form rows and status badges."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -25,27 +26,48 @@ def alert(messages: str | list[str] | None, color: str = "danger", **kwargs) -> 
 def sign_in_prompt(path: str, what: str = "this page") -> dbc.Card:
     """What a signed-out visitor sees on a curator page: sign in (and come back to ``path``) or register."""
     nxt = quote(path or "/contribute", safe="/")
-    return dbc.Card(dbc.CardBody([
-        html.H1("Sign in", className="h4"),
-        html.P(f"Sign in with your curator account to see {what}."),
-        dbc.Button("Sign in", href=f"/account/sign-in?next={nxt}", color="primary", className="me-2",
-                   external_link=True),
-        dbc.Button("Register", href="/account/register", color="secondary", outline=True, external_link=True),
-    ]), className="mx-auto", style={"maxWidth": "560px"})
+    return dbc.Card(
+        dbc.CardBody(
+            [
+                html.H1("Sign in", className="h4"),
+                html.P(f"Sign in with your curator account to see {what}."),
+                dbc.Button(
+                    "Sign in",
+                    href=f"/account/sign-in?next={nxt}",
+                    color="primary",
+                    className="me-2",
+                    external_link=True,
+                ),
+                dbc.Button("Register", href="/account/register", color="secondary", outline=True, external_link=True),
+            ]
+        ),
+        className="mx-auto",
+        style={"maxWidth": "560px"},
+    )
 
 
 def form_row(label: str, control, help_text: str | None = None, width: int = 12) -> dbc.Col:
-    parts = [dbc.Label(label, html_for=getattr(control, "id", None) if isinstance(getattr(control, "id", None),
-                                                                                      str) else None), control]
+    parts = [
+        dbc.Label(
+            label, html_for=getattr(control, "id", None) if isinstance(getattr(control, "id", None), str) else None
+        ),
+        control,
+    ]
     if help_text:
         parts.append(dbc.FormText(help_text))
     return dbc.Col(html.Div(parts, className="mb-3"), md=width)
 
 
-STATUS_COLORS = {CollectionStatus.EMPTY: "secondary", CollectionStatus.PROCESSING: "info",
-                 CollectionStatus.READY: "success", CollectionStatus.FAILED: "danger",
-                 JobStatus.QUEUED: "secondary", JobStatus.RUNNING: "info", JobStatus.SUCCEEDED: "success",
-                 JobStatus.CANCELLED: "warning"}
+STATUS_COLORS = {
+    CollectionStatus.EMPTY: "secondary",
+    CollectionStatus.PROCESSING: "info",
+    CollectionStatus.READY: "success",
+    CollectionStatus.FAILED: "danger",
+    JobStatus.QUEUED: "secondary",
+    JobStatus.RUNNING: "info",
+    JobStatus.SUCCEEDED: "success",
+    JobStatus.CANCELLED: "warning",
+}
 
 
 def badge(status: str) -> dbc.Badge:

@@ -3,6 +3,7 @@
 Every page and callback asks through here so the visibility rules of ``store.access`` always get the user of the
 request (``web.auth.viewer()``), never a user passed around from the browser.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -61,8 +62,7 @@ def row_id(value: Any) -> int | None:
 
 def clicked(clicks: Any) -> bool:
     """Whether the ``n_clicks`` of a pattern-matching (ALL) input hold a click."""
-    return isinstance(clicks, list) and any(isinstance(n, int) and not isinstance(n, bool) and n > 0
-                                            for n in clicks)
+    return isinstance(clicks, list) and any(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in clicks)
 
 
 def as_dict(value: Any) -> dict[str, Any]:

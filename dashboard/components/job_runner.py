@@ -20,6 +20,7 @@ shows "Waiting for a background worker …" (``pipeline.jobs.system.waiting_note
 found active when it was loaded (``watch``): after a reload the runner has no token, and it shows that job's
 status from its row instead of nothing.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -47,8 +48,13 @@ _registered: set[str] = set()
 SHOWN = {"display": "flex"}
 HIDDEN = {"display": "none"}
 POLL_MS = 3000  # how often an active job's row is read for its status (one small query)
-KIND_LABELS = {"ingest": "Processing", "redecode": "Re-decoding", "merge": "Merging", "temporal": "Decoding in time",
-               "decode": "Decoding"}
+KIND_LABELS = {
+    "ingest": "Processing",
+    "redecode": "Re-decoding",
+    "merge": "Merging",
+    "temporal": "Decoding in time",
+    "decode": "Decoding",
+}
 
 
 def job_runner(prefix: str, watch: dict | None = None) -> html.Div:
@@ -64,43 +70,64 @@ def job_runner(prefix: str, watch: dict | None = None) -> html.Div:
         ends; None when there is none (or the viewer may not see it).
     """
     active = watch is not None and watch.get("status") in ACTIVE_JOB_STATUSES
-    return html.Div([
-        dcc.Store(id=f"{prefix}-nonce", data=uuid.uuid4().hex),
-        dcc.Store(id=f"{prefix}-request"),
-        dcc.Store(id=f"{prefix}-watch", data=watch["id"] if active else None),
-        dcc.Interval(id=f"{prefix}-poll", interval=POLL_MS, disabled=not active),
-        html.Div(watched_status(watch) if active else None, id=f"{prefix}-status"),
-        html.Div([
-            dbc.Progress(id=f"{prefix}-bar", value=0, label="", striped=True, animated=True,
-                         style={"height": "1.4rem", "flexGrow": 1}, className="me-3"),
-            dbc.Button("Cancel", id=f"{prefix}-cancel", color="warning", outline=True, size="sm", disabled=True),
-        ], id=f"{prefix}-live", className="align-items-center my-2", style=HIDDEN),
-        html.Div(id=f"{prefix}-cancel-message"),
-        html.Div(id=f"{prefix}-result"),
-    ], id=f"{prefix}-runner")
+    return html.Div(
+        [
+            dcc.Store(id=f"{prefix}-nonce", data=uuid.uuid4().hex),
+            dcc.Store(id=f"{prefix}-request"),
+            dcc.Store(id=f"{prefix}-watch", data=watch["id"] if active else None),
+            dcc.Interval(id=f"{prefix}-poll", interval=POLL_MS, disabled=not active),
+            html.Div(watched_status(watch) if active else None, id=f"{prefix}-status"),
+            html.Div(
+                [
+                    dbc.Progress(
+                        id=f"{prefix}-bar",
+                        value=0,
+                        label="",
+                        striped=True,
+                        animated=True,
+                        style={"height": "1.4rem", "flexGrow": 1},
+                        className="me-3",
+                    ),
+                    dbc.Button(
+                        "Cancel", id=f"{prefix}-cancel", color="warning", outline=True, size="sm", disabled=True
+                    ),
+                ],
+                id=f"{prefix}-live",
+                className="align-items-center my-2",
+                style=HIDDEN,
+            ),
+            html.Div(id=f"{prefix}-cancel-message"),
+            html.Div(id=f"{prefix}-result"),
+        ],
+        id=f"{prefix}-runner",
+    )
 
 
 def outcome(summary: dict) -> dbc.Alert:
     status = summary.get("status")
     color = {"succeeded": "success", "failed": "danger", "cancelled": "warning"}.get(status, "info")
-    text = {"succeeded": "Processing finished", "failed": "Processing failed", "cancelled": "Processing cancelled"
-            }.get(status, f"Job {status}")
+    text = {"succeeded": "Processing finished", "failed": "Processing failed", "cancelled": "Processing cancelled"}.get(
+        status, f"Job {status}"
+    )
     if summary.get("kind") == "redecode":
         text = text.replace("Processing", "Re-decoding")
-    parts = [html.Strong(text + (f": {summary['message']}" if summary.get("message") else ".")),
-             html.Span(f" job #{summary['id']}", className="text-muted small")]
+    parts = [
+        html.Strong(text + (f": {summary['message']}" if summary.get("message") else ".")),
+        html.Span(f" job #{summary['id']}", className="text-muted small"),
+    ]
     if summary.get("error"):
         parts.append(html.Pre(summary["error"], className="mb-0 mt-2 small text-wrap job-error"))
     return dbc.Alert(parts, color=color, className="mt-2", id={"type": "job-outcome", "job": summary["id"]})
 
 
-
-
 def watched_status(view: dict) -> html.Div:
     """A job the page did not start (or started before a reload): what it is, its status line."""
     label = KIND_LABELS.get(view.get("kind"), "Job")
-    return html.Div([html.Span(f"{label} job #{view['id']}: ", className="small"), job_line(view)],
-                    className="my-2", id={"type": "job-watched", "job": view["id"]})
+    return html.Div(
+        [html.Span(f"{label} job #{view['id']}: ", className="small"), job_line(view)],
+        className="my-2",
+        id={"type": "job-watched", "job": view["id"]},
+    )
 
 
 def may_watch(session: Session, viewer: Any, job: Job) -> bool:
@@ -113,8 +140,12 @@ def may_watch(session: Session, viewer: Any, job: Job) -> bool:
     if job.collection_id is not None:
         return can_edit(viewer, session.get(Collection, job.collection_id))
     if job.kind == "temporal" and job.movie_id is not None:
-        return session.scalar(select(Collection.id).where(Collection.movie_id == job.movie_id,
-                                                          visible_collections(viewer)).limit(1)) is not None
+        return (
+            session.scalar(
+                select(Collection.id).where(Collection.movie_id == job.movie_id, visible_collections(viewer)).limit(1)
+            )
+            is not None
+        )
     return False
 
 
@@ -132,15 +163,19 @@ def job_status(token: Any, watch: Any) -> tuple[Any, bool]:
     if token is None and watched is None:
         return None, True
     with session_scope() as session:
-        job = (session.scalar(select(Job).where(Job.token == token)) if token is not None
-               else session.get(Job, watched))
+        job = session.scalar(select(Job).where(Job.token == token)) if token is not None else session.get(Job, watched)
         if job is None or not may_watch(session, user(), job):
             return None, True
         view = job_view(session, job)
     active = view["status"] in ACTIVE_JOB_STATUSES
     if token is not None:
-        waiting = dbc.Alert(waiting_line(view["waiting"]), color="warning", className="mt-2 py-2",
-                            id=f"job-waiting-{view['id']}") if view["waiting"] else None
+        waiting = (
+            dbc.Alert(
+                waiting_line(view["waiting"]), color="warning", className="mt-2 py-2", id=f"job-waiting-{view['id']}"
+            )
+            if view["waiting"]
+            else None
+        )
         return waiting, not active
     return watched_status(view), not active
 
@@ -187,5 +222,4 @@ def cancel_from_page(token: Any):
         except JobRefused as exc:
             return alert(str(exc))
         status = job.status
-    return alert("Cancelled." if status == "cancelled" else f"The job had {status} already.", "warning",
-                 duration=5000)
+    return alert("Cancelled." if status == "cancelled" else f"The job had {status} already.", "warning", duration=5000)

@@ -5,6 +5,7 @@ On a component's page the list is filled by a callback after the page has loaded
 the search), and a switch keeps only other collections. The visitor decoder's result page shows a list it has
 already, through :func:`similar_table`.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -28,8 +29,11 @@ def similar_table(items: list[dict[str, Any]], table_id: str = "similar-table") 
     if not items:
         return empty_state("No similar component.", "Nothing you can see in the catalogue correlates with this map.")
     columns = [
-        Column("Component", lambda c: link(c.get("best_term") or "component", f"/components/{c['uuid']}",
-                                           stretched=True), "incdb-col-main"),
+        Column(
+            "Component",
+            lambda c: link(c.get("best_term") or "component", f"/components/{c['uuid']}", stretched=True),
+            "incdb-col-main",
+        ),
         Column("Movie", lambda c: c["movie"]),
         Column("Collection", lambda c: [c["collection"], *row_badges(c)]),
         Column("Best term", lambda c: c.get("best_term") or "—"),
@@ -40,12 +44,17 @@ def similar_table(items: list[dict[str, Any]], table_id: str = "similar-table") 
 
 def similar_section(uuid: str) -> html.Section:
     """The section of a component's page; its list comes from :func:`_fill` once the page is shown."""
-    return section(["Similar components ",
-                    html.Span("spatial r over the brain mask, across movies", className="incdb-section-link")], [
-        dcc.Store(id=OWN_UUID, data=uuid),
-        dbc.Switch(id=OTHERS_ONLY, label="Only other collections", value=False, className="mb-2"),
-        dcc.Loading(html.Div(id=BODY), type="dot"),
-    ])
+    return section(
+        [
+            "Similar components ",
+            html.Span("spatial r over the brain mask, across movies", className="incdb-section-link"),
+        ],
+        [
+            dcc.Store(id=OWN_UUID, data=uuid),
+            dbc.Switch(id=OTHERS_ONLY, label="Only other collections", value=False, className="mb-2"),
+            dcc.Loading(html.Div(id=BODY), type="dot"),
+        ],
+    )
 
 
 def _found(session, user, uuid: str, others_only: bool) -> list[dict[str, Any]] | None:
@@ -53,5 +62,3 @@ def _found(session, user, uuid: str, others_only: bool) -> list[dict[str, Any]] 
     if comp is None:
         return []
     return similar.similar_to_component(session, user, comp, SHOWN, other_collections_only=others_only)
-
-

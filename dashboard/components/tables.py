@@ -5,6 +5,7 @@ table. The layout draws the first page on the server (so a shared URL shows the 
 pattern-matching callback redraws only the table body when the search, sort or page changes, and writes them to
 the address bar (``urlstate``), so the rest of the page, a viewer included, stays untouched.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
@@ -46,14 +47,21 @@ class Column:
     key: str = ""  # lets a page hide a column, e.g. "movie" on a movie's own page
 
 
-def data_table(columns: Sequence[Column], rows: Sequence[dict[str, Any]], row_links: bool = True,
-               table_id_: str | None = None) -> dbc.Table:
+def data_table(
+    columns: Sequence[Column], rows: Sequence[dict[str, Any]], row_links: bool = True, table_id_: str | None = None
+) -> dbc.Table:
     """A responsive table; with ``row_links`` the first column's stretched link makes each row clickable."""
     head = html.Thead(html.Tr([html.Th(c.header, className=c.class_name or None, scope="col") for c in columns]))
-    body = html.Tbody([html.Tr([html.Td(c.cell(row), className=c.class_name or None) for c in columns])
-                       for row in rows])
-    return dbc.Table([head, body], hover=True, responsive=True, id=table_id_ or None,
-                     class_name="incdb-table" + (" incdb-row-links" if row_links else ""))
+    body = html.Tbody(
+        [html.Tr([html.Td(c.cell(row), className=c.class_name or None) for c in columns]) for row in rows]
+    )
+    return dbc.Table(
+        [head, body],
+        hover=True,
+        responsive=True,
+        id=table_id_ or None,
+        class_name="incdb-table" + (" incdb-row-links" if row_links else ""),
+    )
 
 
 @dataclass
@@ -88,8 +96,11 @@ SOURCES: dict[str, Source] = {}
 
 
 def _no_match(search: str, noun: str) -> Child:
-    return empty_state(f"No {noun} match “{search}”.", "Check the spelling or try a shorter part of the name.",
-                       class_name="incdb-no-results")
+    return empty_state(
+        f"No {noun} match “{search}”.",
+        "Check the spelling or try a shorter part of the name.",
+        class_name="incdb-no-results",
+    )
 
 
 def _draw(source: Source, context: Mapping[str, Any], state: TableState) -> TableData:
@@ -117,48 +128,83 @@ def _summary(data: TableData) -> str:
 def _params(source: Source, state: TableState, prefix: str) -> dict[str, str | None]:
     """The table's query parameters; defaults are left out so plain URLs stay plain."""
     default_sort = source.sorts[0][0] if source.sorts else ""
-    return {f"{prefix}q": state.search.strip() or None,
-            f"{prefix}sort": state.sort if state.sort and state.sort != default_sort else None,
-            f"{prefix}page": str(state.page) if state.page > 1 else None}
+    return {
+        f"{prefix}q": state.search.strip() or None,
+        f"{prefix}sort": state.sort if state.sort and state.sort != default_sort else None,
+        f"{prefix}page": str(state.page) if state.page > 1 else None,
+    }
 
 
-def paged_table(name: str, source_name: str, query: Mapping[str, Any], context: Mapping[str, Any] | None = None,
-                prefix: str = "") -> html.Div:
+def paged_table(
+    name: str, source_name: str, query: Mapping[str, Any], context: Mapping[str, Any] | None = None, prefix: str = ""
+) -> html.Div:
     """A paged table named ``name`` (unique on its page); its state is read from ``query`` (``q``, ``sort``,
     ``page``, each with ``prefix``)."""
     source = SOURCES[source_name]
     sort_values = [v for v, _ in source.sorts]
     sort = arg(query, prefix + "sort")
-    state = TableState(search=arg(query, prefix + "q")[:200] if source.searchable else "",
-                       sort=sort if sort in sort_values else (sort_values[0] if sort_values else ""),
-                       page=int_arg(query, prefix + "page"))
+    state = TableState(
+        search=arg(query, prefix + "q")[:200] if source.searchable else "",
+        sort=sort if sort in sort_values else (sort_values[0] if sort_values else ""),
+        page=int_arg(query, prefix + "page"),
+    )
     context = dict(context or {})
     data = _draw(source, context, state)
     controls = []
     # Hidden rather than absent: the pattern-matching callback needs every input to exist.
-    controls.append(dbc.Input(
-        id=table_id("search", name), type="search", value=state.search, debounce=250, autocomplete="off",
-        placeholder=source.search_placeholder, className="incdb-table-search",
-        style=None if source.searchable else {"display": "none"}))
-    controls.append(dbc.InputGroup([
-        group_label("Sort by", table_id("sort", name)),
-        dbc.Select(id=table_id("sort", name), value=state.sort,
-                   options=[{"label": label, "value": value} for value, label in source.sorts]),
-    ], className="incdb-table-sort", style=None if len(source.sorts) > 1 else {"display": "none"}))
-    return html.Div([
-        html.Div(controls, className="incdb-table-controls"),
-        html.Div(_summary(data), id=table_id("summary", name), className="incdb-table-summary",
-                 **{"aria-live": "polite"}),
-        dcc.Loading(html.Div(data.content, id=table_id("body", name), className="incdb-table-body"),
-                    delay_show=300, type="dot"),
-        dbc.Pagination(id=table_id("pagination", name), active_page=data.page, max_value=data.pages,
-                       fully_expanded=False, previous_next=True, first_last=True,
-                       class_name="incdb-pagination", style=None if data.pages > 1 else {"display": "none"}),
-        dcc.Store(id=table_id("context", name), data={"source": source_name, "prefix": prefix, **context}),
-        dcc.Store(id=table_id("query", name), data=None),
-    ], className="incdb-paged-table", id=f"table-{name}")
-
-
+    controls.append(
+        dbc.Input(
+            id=table_id("search", name),
+            type="search",
+            value=state.search,
+            debounce=250,
+            autocomplete="off",
+            placeholder=source.search_placeholder,
+            className="incdb-table-search",
+            style=None if source.searchable else {"display": "none"},
+        )
+    )
+    controls.append(
+        dbc.InputGroup(
+            [
+                group_label("Sort by", table_id("sort", name)),
+                dbc.Select(
+                    id=table_id("sort", name),
+                    value=state.sort,
+                    options=[{"label": label, "value": value} for value, label in source.sorts],
+                ),
+            ],
+            className="incdb-table-sort",
+            style=None if len(source.sorts) > 1 else {"display": "none"},
+        )
+    )
+    return html.Div(
+        [
+            html.Div(controls, className="incdb-table-controls"),
+            html.Div(
+                _summary(data), id=table_id("summary", name), className="incdb-table-summary", **{"aria-live": "polite"}
+            ),
+            dcc.Loading(
+                html.Div(data.content, id=table_id("body", name), className="incdb-table-body"),
+                delay_show=300,
+                type="dot",
+            ),
+            dbc.Pagination(
+                id=table_id("pagination", name),
+                active_page=data.page,
+                max_value=data.pages,
+                fully_expanded=False,
+                previous_next=True,
+                first_last=True,
+                class_name="incdb-pagination",
+                style=None if data.pages > 1 else {"display": "none"},
+            ),
+            dcc.Store(id=table_id("context", name), data={"source": source_name, "prefix": prefix, **context}),
+            dcc.Store(id=table_id("query", name), data=None),
+        ],
+        className="incdb-paged-table",
+        id=f"table-{name}",
+    )
 
 
 # What a table's context Store may hold (see paged_table): the browser sends it back with every change, so a
@@ -180,9 +226,8 @@ def clean_context(context: Any) -> dict[str, Any] | None:
     return clean
 
 
-
-
 # ----------------------------------------------------------------------------------------------- sources
+
 
 def _hidden(context: Mapping[str, Any]) -> set[str]:
     return set(context.get("hide") or ())
@@ -202,25 +247,47 @@ TERM_SORTS = {"name": ("name", False), "components": ("components", True), "movi
 
 def draw_terms(session: Session, user: Any, context: Mapping[str, Any], state: TableState) -> TableData:
     key, descending = TERM_SORTS.get(state.sort, TERM_SORTS["name"])
-    page = queries.list_terms(session, user, search=state.search, sort=key, descending=descending,
-                              page=state.page, per_page=context.get("per_page", queries.DEFAULT_PER_PAGE))
+    page = queries.list_terms(
+        session,
+        user,
+        search=state.search,
+        sort=key,
+        descending=descending,
+        page=state.page,
+        per_page=context.get("per_page", queries.DEFAULT_PER_PAGE),
+    )
     columns = [
-        Column("Term", lambda t: with_thumbnail(term_thumbnail(t), link(t["name"], f"/terms/{t['slug']}",
-                                                                        stretched=True)), "incdb-col-main"),
+        Column(
+            "Term",
+            lambda t: with_thumbnail(term_thumbnail(t), link(t["name"], f"/terms/{t['slug']}", stretched=True)),
+            "incdb-col-main",
+        ),
         Column("Movies", lambda t: _number(t["n_movies"]), "text-end"),
         Column("Components", lambda t: _number(t["n_components"]), "text-end"),
         Column("Mean r", lambda t: fmt_r(t["mean_r"]), "text-end incdb-num"),
     ]
-    return TableData(data_table(columns, page.items, table_id_="terms-table"), page.total, page.page, page.pages,
-                     page.per_page, "term")
+    return TableData(
+        data_table(columns, page.items, table_id_="terms-table"),
+        page.total,
+        page.page,
+        page.pages,
+        page.per_page,
+        "term",
+    )
 
 
 MOVIE_SORTS = ("title", "newest", "components")
 
 
 def draw_movies(session: Session, user: Any, context: Mapping[str, Any], state: TableState) -> TableData:
-    page = queries.list_movies(session, user, search=state.search, sort=state.sort or "title", page=state.page,
-                               per_page=context.get("per_page", queries.DEFAULT_PER_PAGE))
+    page = queries.list_movies(
+        session,
+        user,
+        search=state.search,
+        sort=state.sort or "title",
+        page=state.page,
+        per_page=context.get("per_page", queries.DEFAULT_PER_PAGE),
+    )
     columns = [
         Column("Movie", lambda m: link(m["title"], f"/movies/{m['slug']}", stretched=True), "incdb-col-main"),
         Column("Year", lambda m: m["year"] or "–", "text-end"),
@@ -228,8 +295,14 @@ def draw_movies(session: Session, user: Any, context: Mapping[str, Any], state: 
         Column("Components", lambda m: _number(m["n_components"]), "text-end"),
         Column("Last added", lambda m: fmt_date(m["latest"]), "text-end text-nowrap"),
     ]
-    return TableData(data_table(columns, page.items, table_id_="movies-table"), page.total, page.page,
-                     page.pages, page.per_page, "movie")
+    return TableData(
+        data_table(columns, page.items, table_id_="movies-table"),
+        page.total,
+        page.page,
+        page.pages,
+        page.per_page,
+        "movie",
+    )
 
 
 def component_name(source_file: str, volume: int) -> str:
@@ -252,29 +325,46 @@ def _qc(c: dict[str, Any]) -> Child:
     warnings = c.get("qc_warnings") or []
     if not warnings:
         return html.Span("ok", className="text-success small")
-    return dbc.Badge(plural(len(warnings), "warning"), color="warning", text_color="dark",
-                     title="; ".join(warnings))
+    return dbc.Badge(plural(len(warnings), "warning"), color="warning", text_color="dark", title="; ".join(warnings))
 
 
 COMPONENT_COLUMNS = (
     Column("Component", lambda c: with_thumbnail(component_thumbnail(c), _component_name(c)), "incdb-col-main"),
     Column("Movie", lambda c: link(c["movie"], f"/movies/{c['movie_slug']}"), key="movie"),
     Column("Collection", lambda c: c["collection"], "incdb-col-muted", key="collection"),
-    Column("Best term", lambda c: link(c["best_term"], f"/terms/{c['best_term_slug']}") if c.get("best_term_slug")
-           else (c["best_term"] or "–"),
-           key="term"),
+    Column(
+        "Best term",
+        lambda c: (
+            link(c["best_term"], f"/terms/{c['best_term_slug']}")
+            if c.get("best_term_slug")
+            else (c["best_term"] or "–")
+        ),
+        key="term",
+    ),
     Column("r", lambda c: fmt_r(c["best_r"]), "text-end incdb-num"),
     Column("QC", _qc, "text-end"),
 )
 
 
 def draw_components(session: Session, user: Any, context: Mapping[str, Any], state: TableState) -> TableData:
-    page = queries.list_components(session, user, term_slug=context.get("term"), movie_slug=context.get("movie"),
-                                   collection_slug=context.get("collection"), sort=state.sort or "r",
-                                   page=state.page, per_page=context.get("per_page", queries.DEFAULT_PER_PAGE))
-    return TableData(data_table(_visible_columns(COMPONENT_COLUMNS, context), page.items,
-                                table_id_="components-table"),
-                     page.total, page.page, page.pages, page.per_page, "component")
+    page = queries.list_components(
+        session,
+        user,
+        term_slug=context.get("term"),
+        movie_slug=context.get("movie"),
+        collection_slug=context.get("collection"),
+        sort=state.sort or "r",
+        page=state.page,
+        per_page=context.get("per_page", queries.DEFAULT_PER_PAGE),
+    )
+    return TableData(
+        data_table(_visible_columns(COMPONENT_COLUMNS, context), page.items, table_id_="components-table"),
+        page.total,
+        page.page,
+        page.pages,
+        page.per_page,
+        "component",
+    )
 
 
 DECODING_SORTS = ("rank", "abs", "name")
@@ -282,11 +372,16 @@ DECODING_SORTS = ("rank", "abs", "name")
 
 def _r_bar(r: float) -> Child:
     width = f"{min(1.0, abs(r)) * 100:.1f}%"
-    return html.Div([
-        html.Span(fmt_r(r), className="incdb-num"),
-        html.Span(html.Span(className="incdb-rbar-fill" + (" negative" if r < 0 else ""), style={"width": width}),
-                  className="incdb-rbar"),
-    ], className="incdb-rcell")
+    return html.Div(
+        [
+            html.Span(fmt_r(r), className="incdb-num"),
+            html.Span(
+                html.Span(className="incdb-rbar-fill" + (" negative" if r < 0 else ""), style={"width": width}),
+                className="incdb-rbar",
+            ),
+        ],
+        className="incdb-rcell",
+    )
 
 
 def draw_decodings(session: Session, user: Any, context: Mapping[str, Any], state: TableState) -> TableData:
@@ -300,39 +395,64 @@ def draw_decodings(session: Session, user: Any, context: Mapping[str, Any], stat
     elif state.sort == "name":
         rows = sorted(rows, key=lambda r: r["term"].lower())
     page, per_page = queries.clamp_page(state.page, context.get("per_page", queries.DEFAULT_PER_PAGE))
-    result = queries.Page(rows[(page - 1) * per_page: page * per_page], page, per_page, len(rows))
+    result = queries.Page(rows[(page - 1) * per_page : page * per_page], page, per_page, len(rows))
     columns = [
         Column("Rank", lambda d: d["rank"], "text-end incdb-col-rank"),
-        Column("Term", lambda d: link(d["term"], f"/terms/{d['slug']}", stretched=True) if d.get("slug")
-               else d["term"], "incdb-col-main"),
+        Column(
+            "Term",
+            lambda d: link(d["term"], f"/terms/{d['slug']}", stretched=True) if d.get("slug") else d["term"],
+            "incdb-col-main",
+        ),
         Column("r", lambda d: _r_bar(d["r"]), "incdb-col-r"),
     ]
-    return TableData(data_table(columns, result.items, table_id_="decodings-table"), result.total, result.page,
-                     result.pages, result.per_page, "term")
+    return TableData(
+        data_table(columns, result.items, table_id_="decodings-table"),
+        result.total,
+        result.page,
+        result.pages,
+        result.per_page,
+        "term",
+    )
 
 
 def _no_components(context: Mapping[str, Any]) -> Child:
-    return empty_state("No components yet.",
-                       "Nothing you can see has been decoded here so far. Contributors can upload ICA components "
-                       "of a movie and INcDb decodes them automatically.",
-                       links=(("Contribute data", "/contribute"), ("Browse movies", "/movies")))
+    return empty_state(
+        "No components yet.",
+        "Nothing you can see has been decoded here so far. Contributors can upload ICA components "
+        "of a movie and INcDb decodes them automatically.",
+        links=(("Contribute data", "/contribute"), ("Browse movies", "/movies")),
+    )
 
 
-SOURCES.update({
-    "terms": Source(draw_terms, sorts=(("name", "Name (A–Z)"), ("components", "Most components"),
-                                       ("movies", "Most movies")),
-                    searchable=True, search_placeholder="Filter terms, e.g. visual",
-                    empty=lambda context: empty_state("No terms yet.", "No reference set is active.")),
-    "movies": Source(draw_movies, sorts=(("title", "Title (A–Z)"), ("newest", "Newest"),
-                                         ("components", "Most components")),
-                     searchable=True, search_placeholder="Filter movies by title",
-                     empty=lambda context: empty_state(
-                         "No movies yet.", "Movies appear here once a contributor has uploaded a collection.",
-                         links=(("Contribute data", "/contribute"),))),
-    "components": Source(draw_components, sorts=(("r", "Highest r"), ("file", "File and volume")),
-                         empty=_no_components),
-    "decodings": Source(draw_decodings, sorts=(("rank", "Highest r"), ("abs", "Strongest |r|"),
-                                               ("name", "Term (A–Z)")),
-                        searchable=True, search_placeholder="Find a term in the profile",
-                        empty=lambda context: empty_state("This component has not been decoded yet.")),
-})
+SOURCES.update(
+    {
+        "terms": Source(
+            draw_terms,
+            sorts=(("name", "Name (A–Z)"), ("components", "Most components"), ("movies", "Most movies")),
+            searchable=True,
+            search_placeholder="Filter terms, e.g. visual",
+            empty=lambda context: empty_state("No terms yet.", "No reference set is active."),
+        ),
+        "movies": Source(
+            draw_movies,
+            sorts=(("title", "Title (A–Z)"), ("newest", "Newest"), ("components", "Most components")),
+            searchable=True,
+            search_placeholder="Filter movies by title",
+            empty=lambda context: empty_state(
+                "No movies yet.",
+                "Movies appear here once a contributor has uploaded a collection.",
+                links=(("Contribute data", "/contribute"),),
+            ),
+        ),
+        "components": Source(
+            draw_components, sorts=(("r", "Highest r"), ("file", "File and volume")), empty=_no_components
+        ),
+        "decodings": Source(
+            draw_decodings,
+            sorts=(("rank", "Highest r"), ("abs", "Strongest |r|"), ("name", "Term (A–Z)")),
+            searchable=True,
+            search_placeholder="Find a term in the profile",
+            empty=lambda context: empty_state("This component has not been decoded yet."),
+        ),
+    }
+)

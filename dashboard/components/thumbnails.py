@@ -4,6 +4,7 @@ Each helper takes a row as the browse queries return it and gives the ``<img>`` 
 the file routes (``web.files``) with the map's own visibility and caching. They are about 3 KB each and tables
 are paged, so a table costs a few small requests (revalidated with ETags).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -19,8 +20,9 @@ SHOWN_HEIGHT = 36
 
 def thumbnail(src: str, alt: str, height: int = SHOWN_HEIGHT) -> html.Img:
     """A thumbnail image at ``height`` CSS pixels (the width follows the picture's proportions)."""
-    return html.Img(src=src, alt=alt, title=alt, className="incdb-thumb", height=height,
-                    width=round(height * WIDTH / HEIGHT))
+    return html.Img(
+        src=src, alt=alt, title=alt, className="incdb-thumb", height=height, width=round(height * WIDTH / HEIGHT)
+    )
 
 
 def with_thumbnail(image: Child, content: Child) -> html.Span:
@@ -46,5 +48,5 @@ def suggestion_thumbnail(item: dict[str, str]) -> Child:
     """The thumbnail of a search suggestion that names a map (terms: their reference map), else None."""
     if item.get("kind") != "term" or not item.get("href", "").startswith("/terms/"):
         return None
-    slug = item["href"][len("/terms/"):]
+    slug = item["href"][len("/terms/") :]
     return thumbnail(f"/files/terms/{quote(slug)}.png", f"Glass brain of {item.get('label', '')}", height=24)

@@ -1,6 +1,7 @@
 """Figures and panels of the movie's timeline: annotation tracks, component time courses, power spectra and the
 temporal decoding table. Every label and name from a file or a person is escaped before it reaches Plotly (which
 renders a subset of HTML in labels and hover text)."""
+
 from __future__ import annotations
 
 import html as html_text
@@ -68,11 +69,19 @@ def _tracks(annotations: list[dict[str, Any]]) -> list[tuple[str, list[dict[str,
 def _track_traces(tracks: list, yaxis: str = "y") -> list[go.Bar]:
     traces = []
     for i, (name, events) in enumerate(tracks):
-        traces.append(go.Bar(
-            base=[e["onset"] for e in events], x=[max(e["duration"], 0.5) for e in events], y=[esc(name)] * len(events),
-            orientation="h", marker={"color": TRACK_COLORS[i % len(TRACK_COLORS)]}, yaxis=yaxis, showlegend=False,
-            customdata=[[movie_clock(e["onset"]), f"{e['duration']:g}"] for e in events],
-            hovertemplate="%{y}<br>%{customdata[0]}, %{customdata[1]} s<extra></extra>"))
+        traces.append(
+            go.Bar(
+                base=[e["onset"] for e in events],
+                x=[max(e["duration"], 0.5) for e in events],
+                y=[esc(name)] * len(events),
+                orientation="h",
+                marker={"color": TRACK_COLORS[i % len(TRACK_COLORS)]},
+                yaxis=yaxis,
+                showlegend=False,
+                customdata=[[movie_clock(e["onset"]), f"{e['duration']:g}"] for e in events],
+                hovertemplate="%{y}<br>%{customdata[0]}, %{customdata[1]} s<extra></extra>",
+            )
+        )
     return traces
 
 
@@ -131,43 +140,72 @@ def timeline_figure(annotations: list[dict[str, Any]], courses: list[dict[str, A
         z = np.vstack([np.interp(grid, c["movie_time_s"], c["z"], left=np.nan, right=np.nan) for c in courses])
         # One text per time (clock and labels), so each cell carries two strings as before.
         at = [f"movie time {movie_clock(t)}<br>{a}" for t, a in zip(grid, _active_labels(tracks, grid))]
-        fig.add_trace(go.Heatmap(
-            x=grid, y=row_names(courses), z=z, colorscale="RdBu_r", zmid=0, zmin=-3, zmax=3, yaxis="y",
-            colorbar={"title": "z", "len": 0.55, "y": 0.28},
-            customdata=[[[_origin(c), a] for a in at] for c in courses],
-            hovertemplate="%{y}<br>%{customdata[0]}<br>%{customdata[1]}<br>z = %{z:.2f}<extra></extra>"))
+        fig.add_trace(
+            go.Heatmap(
+                x=grid,
+                y=row_names(courses),
+                z=z,
+                colorscale="RdBu_r",
+                zmid=0,
+                zmin=-3,
+                zmax=3,
+                yaxis="y",
+                colorbar={"title": "z", "len": 0.55, "y": 0.28},
+                customdata=[[[_origin(c), a] for a in at] for c in courses],
+                hovertemplate="%{y}<br>%{customdata[0]}<br>%{customdata[1]}<br>z = %{z:.2f}<extra></extra>",
+            )
+        )
     track_share = 0.4 if courses and tracks else (1.0 if tracks else 0.0)
     fig.update_layout(
-        font=FONT, barmode="overlay", hovermode="closest", margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        font=FONT,
+        barmode="overlay",
+        hovermode="closest",
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
         height=max(360, 24 * len(tracks) + (16 * len(courses) if courses else 0) + 160),
         xaxis={**_time_axis(span), "rangeslider": {"visible": True, "thickness": 0.06}, "range": list(span)},
-        yaxis={"domain": [0, max(0.05, 1 - track_share - 0.04)] if courses else [0, 0.01], "automargin": True,
-               "autorange": "reversed", "showticklabels": bool(courses)},
-        yaxis2={"domain": [1 - track_share, 1] if tracks else [0.99, 1], "automargin": True,
-                "autorange": "reversed"},
-        paper_bgcolor="white", plot_bgcolor="white")
+        yaxis={
+            "domain": [0, max(0.05, 1 - track_share - 0.04)] if courses else [0, 0.01],
+            "automargin": True,
+            "autorange": "reversed",
+            "showticklabels": bool(courses),
+        },
+        yaxis2={"domain": [1 - track_share, 1] if tracks else [0.99, 1], "automargin": True, "autorange": "reversed"},
+        paper_bgcolor="white",
+        plot_bgcolor="white",
+    )
     return fig
 
 
 def timeline_panel(annotations: list[dict[str, Any]], courses: list[dict[str, Any]], movie_slug: str) -> html.Div:
     """The movie page's Timeline tab."""
     if not annotations and not courses:
-        return empty_state("No timeline yet", "This movie has no annotations and no component time courses. "
-                           "Curators add annotation sets (events over movie time) and upload MELODIC time courses.",
-                           links=(("Annotations", f"/movies/{movie_slug}/annotations"),))
+        return empty_state(
+            "No timeline yet",
+            "This movie has no annotations and no component time courses. "
+            "Curators add annotation sets (events over movie time) and upload MELODIC time courses.",
+            links=(("Annotations", f"/movies/{movie_slug}/annotations"),),
+        )
     links = {link_key(None, row): f"/components/{c['uuid']}" for row, c in zip(row_names(courses), courses)}
-    note = [f"{len(courses)} component time courses (mean over subjects, z-scored); ",
-            html.A("annotation sets", href=f"/movies/{movie_slug}/annotations"),
-            ". Click a component's row to open it; drag the slider below to zoom."]
-    return html.Div([html.P(note, className="text-muted small"),
-                     nav_graph("timeline", timeline_figure(annotations, courses), links, by_y=True,
-                               class_name="incdb-timeline")], id="movie-timeline")
+    note = [
+        f"{len(courses)} component time courses (mean over subjects, z-scored); ",
+        html.A("annotation sets", href=f"/movies/{movie_slug}/annotations"),
+        ". Click a component's row to open it; drag the slider below to zoom.",
+    ]
+    return html.Div(
+        [
+            html.P(note, className="text-muted small"),
+            nav_graph("timeline", timeline_figure(annotations, courses), links, by_y=True, class_name="incdb-timeline"),
+        ],
+        id="movie-timeline",
+    )
 
 
 # --- one component ---------------------------------------------------------------------------------------------
 
-def course_figure(course: dict[str, Any], annotations: list[dict[str, Any]],
-                  overlay: dict[str, Any] | None = None) -> go.Figure:
+
+def course_figure(
+    course: dict[str, Any], annotations: list[dict[str, Any]], overlay: dict[str, Any] | None = None
+) -> go.Figure:
     """The component's mean time course on the movie-time axis (with the spread across subjects as a band),
     a segment per run with its start marked, the annotation tracks below, and optionally a label's regressor."""
     times = np.asarray(course["movie_time_s"])
@@ -177,31 +215,60 @@ def course_figure(course: dict[str, Any], annotations: list[dict[str, Any]],
     fig = go.Figure()
     start = 0
     for run, (run_start, n) in enumerate(course["runs"]):
-        t, v = downsample(times[start:start + n], values[start:start + n])
+        t, v = downsample(times[start : start + n], values[start : start + n])
         if sd is not None:
-            _, s = downsample(times[start:start + n], sd[start:start + n])
-            fig.add_trace(go.Scatter(x=np.concatenate([t, t[::-1]]), y=np.concatenate([v + s, (v - s)[::-1]]),
-                                     fill="toself", line={"width": 0}, fillcolor="rgba(46,134,222,0.18)",
-                                     hoverinfo="skip", showlegend=False))
-        fig.add_trace(go.Scatter(x=t, y=v, mode="lines", line={"color": "#2e86de", "width": 1.5},
-                                 name="time course" if run == 0 else None, showlegend=run == 0,
-                                 legendgroup="course", hovertemplate="movie time %{x:.0f} s<br>%{y:.2f}"
-                                                                     f"<extra>run {run + 1}</extra>"))
+            _, s = downsample(times[start : start + n], sd[start : start + n])
+            fig.add_trace(
+                go.Scatter(
+                    x=np.concatenate([t, t[::-1]]),
+                    y=np.concatenate([v + s, (v - s)[::-1]]),
+                    fill="toself",
+                    line={"width": 0},
+                    fillcolor="rgba(46,134,222,0.18)",
+                    hoverinfo="skip",
+                    showlegend=False,
+                )
+            )
+        fig.add_trace(
+            go.Scatter(
+                x=t,
+                y=v,
+                mode="lines",
+                line={"color": "#2e86de", "width": 1.5},
+                name="time course" if run == 0 else None,
+                showlegend=run == 0,
+                legendgroup="course",
+                hovertemplate=f"movie time %{{x:.0f}} s<br>%{{y:.2f}}<extra>run {run + 1}</extra>",
+            )
+        )
         fig.add_vline(x=run_start, line={"color": "#95a5a6", "dash": "dot", "width": 1})
         start += n
     if overlay:
-        fig.add_trace(go.Scatter(x=overlay["movie_time_s"], y=overlay["values"], mode="lines",
-                                 line={"color": "#e4572e", "width": 1.5}, name=esc(overlay["label"]),
-                                 hovertemplate="%{y:.2f}<extra>regressor</extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=overlay["movie_time_s"],
+                y=overlay["values"],
+                mode="lines",
+                line={"color": "#e4572e", "width": 1.5},
+                name=esc(overlay["label"]),
+                hovertemplate="%{y:.2f}<extra>regressor</extra>",
+            )
+        )
     for trace in _track_traces(tracks, "y2"):
         fig.add_trace(trace)
     end = float(times.max()) + course["tr"] if len(times) else 60.0
     fig.update_layout(
-        font=FONT, margin={"l": 10, "r": 10, "t": 10, "b": 10}, height=320 + 22 * len(tracks), hovermode="closest",
+        font=FONT,
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        height=320 + 22 * len(tracks),
+        hovermode="closest",
         xaxis={**_time_axis((0.0, end)), "rangeslider": {"visible": True, "thickness": 0.06}},
         yaxis={"domain": [0.45 if tracks else 0, 1], "title": "signal"},
         yaxis2={"domain": [0, 0.38], "automargin": True, "autorange": "reversed"} if tracks else {},
-        legend={"orientation": "h", "y": 1.08}, paper_bgcolor="white", plot_bgcolor="white")
+        legend={"orientation": "h", "y": 1.08},
+        paper_bgcolor="white",
+        plot_bgcolor="white",
+    )
     return fig
 
 
@@ -209,70 +276,156 @@ SPECTRUM_HEIGHT = 220  # px
 
 
 def spectrum_figure(spectrum: dict[str, Any]) -> go.Figure:
-    fig = go.Figure(go.Scatter(x=spectrum["frequency_hz"], y=spectrum["power"], mode="lines",
-                               line={"color": "#17b890"}, hovertemplate="%{x:.3f} Hz<br>%{y:.3g}<extra></extra>"))
-    fig.update_layout(font=FONT, margin={"l": 10, "r": 10, "t": 10, "b": 10}, height=SPECTRUM_HEIGHT,
-                      xaxis={"title": "frequency (Hz)"}, yaxis={"title": "power"}, paper_bgcolor="white",
-                      plot_bgcolor="white")
+    fig = go.Figure(
+        go.Scatter(
+            x=spectrum["frequency_hz"],
+            y=spectrum["power"],
+            mode="lines",
+            line={"color": "#17b890"},
+            hovertemplate="%{x:.3f} Hz<br>%{y:.3g}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        font=FONT,
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        height=SPECTRUM_HEIGHT,
+        xaxis={"title": "frequency (Hz)"},
+        yaxis={"title": "power"},
+        paper_bgcolor="white",
+        plot_bgcolor="white",
+    )
     return fig
 
 
 def temporal_table(rows: list[dict[str, Any]], limit: int = 25) -> html.Div:
     if not rows:
         return empty_state("No temporal decoding", "The movie has no annotation sets yet.")
-    body = [html.Tr([html.Td(r["annotation"]),
-                     html.Td(dcc.Link(r["label"], href=label_href(r["label"]))),
-                     html.Td(f"{r['r']:+.3f}"),
-                     html.Td(f"{r['p']:.3g}"), html.Td(f"{r['q']:.3g}",
-                                                        className="fw-bold" if r["q"] < 0.05 else None)])
-            for r in rows[:limit]]
-    return html.Div([
-        dbc.Table([html.Thead(html.Tr([html.Th(h) for h in ("Annotation set", "Label", "r", "p", "q")])),
-                   html.Tbody(body)], size="sm", hover=True, responsive=True, className="incdb-table"),
-        html.P(f"{len(rows)} labels; p from 1,000+ circular shifts of the regressor within each run, q by "
-               "Benjamini-Hochberg over this component's labels." + (f" The best {limit} are shown." if len(rows) >
-                                                                     limit else ""), className="text-muted small"),
-    ], id="temporal-table")
+    body = [
+        html.Tr(
+            [
+                html.Td(r["annotation"]),
+                html.Td(dcc.Link(r["label"], href=label_href(r["label"]))),
+                html.Td(f"{r['r']:+.3f}"),
+                html.Td(f"{r['p']:.3g}"),
+                html.Td(f"{r['q']:.3g}", className="fw-bold" if r["q"] < 0.05 else None),
+            ]
+        )
+        for r in rows[:limit]
+    ]
+    return html.Div(
+        [
+            dbc.Table(
+                [
+                    html.Thead(html.Tr([html.Th(h) for h in ("Annotation set", "Label", "r", "p", "q")])),
+                    html.Tbody(body),
+                ],
+                size="sm",
+                hover=True,
+                responsive=True,
+                className="incdb-table",
+            ),
+            html.P(
+                f"{len(rows)} labels; p from 1,000+ circular shifts of the regressor within each run, q by "
+                "Benjamini-Hochberg over this component's labels."
+                + (f" The best {limit} are shown." if len(rows) > limit else ""),
+                className="text-muted small",
+            ),
+        ],
+        id="temporal-table",
+    )
 
 
-def course_panel(course: dict[str, Any], annotations: list[dict[str, Any]], rows: list[dict[str, Any]],
-                 uuid: str) -> html.Div:
+def course_panel(
+    course: dict[str, Any], annotations: list[dict[str, Any]], rows: list[dict[str, Any]], uuid: str
+) -> html.Div:
     """The component page's Time course panel: the course, its spectrum, the decoding table and a label chooser
     that overlays the label's regressor."""
-    options = [{"label": f"{r['annotation']}: {r['label']} (r {r['r']:+.2f})", "value": f"{r['annotation_id']}|"
-                f"{r['label']}"} for r in rows[:50]]
-    return html.Div([
-        dbc.Row([
-            dbc.Col(dcc.Dropdown(id=COURSE_LABEL, options=options, placeholder="Overlay a label's regressor…",
-                                 clearable=True), md=6),
-            dbc.Col(html.A("download the time course (CSV, every row)", href=f"/components/{uuid}/timecourse.csv",
-                           download="", className="small"), md=6, className="text-md-end align-self-center"),
-        ], className="mb-2 g-2"),
-        dcc.Store(id=COURSE_DATA, data={"course": {k: course[k] for k in ("movie_time_s", "values", "sd", "runs",
-                                                                           "tr")},
-                                        "annotations": annotations,
-                                        "signs": {f"{r['annotation_id']}|{r['label']}": 1 if r["r"] >= 0 else -1
-                                                  for r in rows[:50]}}),
-        dcc.Graph(id={"type": GRAPH, "graph": COURSE}, figure=course_figure(course, annotations),
-                  config={"displayModeBar": False, "responsive": True}, className="incdb-graph"),
-        dbc.Row([
-            dbc.Col([html.H3("Power spectrum", className="h6 mt-3"),
-                     # A responsive dcc.Graph fills its container's height, and this column stretches to the
-                     # decoding table beside it: the height is fixed here, the width still follows the column.
-                     dcc.Graph(id="course-spectrum", figure=spectrum_figure(course["spectrum"]),
-                               config={"displayModeBar": False, "responsive": True},
-                               style={"height": f"{SPECTRUM_HEIGHT}px"})], lg=5),
-            dbc.Col([html.H3(["Temporal decoding ", html.A("download CSV", href=f"/components/{uuid}/temporal.csv",
-                                                           download="", className="incdb-section-link")],
-                             className="h6 mt-3"), temporal_table(rows)], lg=7),
-        ], className="g-4"),
-    ], id="course-panel")
+    options = [
+        {"label": f"{r['annotation']}: {r['label']} (r {r['r']:+.2f})", "value": f"{r['annotation_id']}|{r['label']}"}
+        for r in rows[:50]
+    ]
+    return html.Div(
+        [
+            dbc.Row(
+                [
+                    dbc.Col(
+                        dcc.Dropdown(
+                            id=COURSE_LABEL, options=options, placeholder="Overlay a label's regressor…", clearable=True
+                        ),
+                        md=6,
+                    ),
+                    dbc.Col(
+                        html.A(
+                            "download the time course (CSV, every row)",
+                            href=f"/components/{uuid}/timecourse.csv",
+                            download="",
+                            className="small",
+                        ),
+                        md=6,
+                        className="text-md-end align-self-center",
+                    ),
+                ],
+                className="mb-2 g-2",
+            ),
+            dcc.Store(
+                id=COURSE_DATA,
+                data={
+                    "course": {k: course[k] for k in ("movie_time_s", "values", "sd", "runs", "tr")},
+                    "annotations": annotations,
+                    "signs": {f"{r['annotation_id']}|{r['label']}": 1 if r["r"] >= 0 else -1 for r in rows[:50]},
+                },
+            ),
+            dcc.Graph(
+                id={"type": GRAPH, "graph": COURSE},
+                figure=course_figure(course, annotations),
+                config={"displayModeBar": False, "responsive": True},
+                className="incdb-graph",
+            ),
+            dbc.Row(
+                [
+                    dbc.Col(
+                        [
+                            html.H3("Power spectrum", className="h6 mt-3"),
+                            # A responsive dcc.Graph fills its container's height, and this column stretches to the
+                            # decoding table beside it: the height is fixed here, the width still follows the column.
+                            dcc.Graph(
+                                id="course-spectrum",
+                                figure=spectrum_figure(course["spectrum"]),
+                                config={"displayModeBar": False, "responsive": True},
+                                style={"height": f"{SPECTRUM_HEIGHT}px"},
+                            ),
+                        ],
+                        lg=5,
+                    ),
+                    dbc.Col(
+                        [
+                            html.H3(
+                                [
+                                    "Temporal decoding ",
+                                    html.A(
+                                        "download CSV",
+                                        href=f"/components/{uuid}/temporal.csv",
+                                        download="",
+                                        className="incdb-section-link",
+                                    ),
+                                ],
+                                className="h6 mt-3",
+                            ),
+                            temporal_table(rows),
+                        ],
+                        lg=7,
+                    ),
+                ],
+                className="g-4",
+            ),
+        ],
+        id="course-panel",
+    )
 
 
-
-
-def label_overlay(course: dict[str, Any], annotations: list[dict[str, Any]], choice: Any,
-                  sign: Any) -> dict[str, Any] | None:
+def label_overlay(
+    course: dict[str, Any], annotations: list[dict[str, Any]], choice: Any, sign: Any
+) -> dict[str, Any] | None:
     """The chosen label's HRF-convolved regressor on the course's rows (one subject), scaled like the course so
     the two compare by eye and signed like their r; None for no choice or a label without events."""
     if not isinstance(choice, str) or "|" not in choice:
@@ -282,8 +435,9 @@ def label_overlay(course: dict[str, Any], annotations: list[dict[str, Any]], cho
     values = np.asarray(course["values"], dtype=float)
     if sum(n for _, n in runs) != len(values):  # the runs must describe exactly the rows of this course
         return None
-    events = [e for a in annotations if str(a.get("id")) == set_id for e in a.get("events", [])
-              if e.get("label") == label]
+    events = [
+        e for a in annotations if str(a.get("id")) == set_id for e in a.get("events", []) if e.get("label") == label
+    ]
     if not events:
         return None
     triple = tuple(np.array([e[k] for e in events], dtype=float) for k in ("onset", "duration", "amplitude"))

@@ -1,4 +1,5 @@
 """One component: its map, its decoding profile (chart and full ranked table) and where it came from."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -42,44 +43,75 @@ def _time(session, user, uuid: str) -> dict[str, Any] | None:
         return None
     comp = queries.get_visible_component(session, user, uuid)
     rows = timeline.component_temporal(session, user, uuid) or []
-    annotations = timeline.movie_annotations(session, comp.collection.movie,
-                                             include=[(r["annotation_id"], r["label"]) for r in rows[:50]])
+    annotations = timeline.movie_annotations(
+        session, comp.collection.movie, include=[(r["annotation_id"], r["label"]) for r in rows[:50]]
+    )
     return {"course": course, "rows": rows, "annotations": annotations}
 
 
 def layout(uuid: str | None = None, **query: Any) -> html.Div:
     detail = read(queries.component_detail, (uuid or "")[:64])
     if detail is None:
-        return not_found("Component", uuid, links=(("Browse movies", "/movies"), ("Browse terms", "/terms"),
-                                                  ("Home", "/")))
+        return not_found(
+            "Component", uuid, links=(("Browse movies", "/movies"), ("Browse terms", "/terms"), ("Home", "/"))
+        )
     profile = read(_profile, detail["uuid"])
     name = component_name(detail["source_file"], detail["volume"])
-    chart = (nav_graph("profile", decoding_figure(profile), profile_links(profile), by_y=True) if profile
-             else empty_state("This component has not been decoded yet."))
-    best = (f"Best term: {detail['best_term']} (r = {fmt_r(detail['best_r'])})" if detail["best_term"]
-            else "Not decoded yet")
-    return html.Div([
-        page_header(["Component ", html.Span(name, className="incdb-title-muted", title=detail["source_file"])],
-                    [best, " · ", detail["movie"]],
-                    crumbs=(("Home", "/"), ("Movies", "/movies"), (detail["movie"], f"/movies/{detail['movie_slug']}"),
-                            ("Component", None)),
-                    badges=row_badges(detail)),
-        demo_alert(detail["is_demo"]),
-        qc_alert(detail["qc_warnings"]),
-        map_viewer(component_layers(detail["uuid"], name),
-                   "Thresholded at |z| > 2.5 to start with; change it in the settings panel. Negative values are "
-                   "drawn in cool colours.", query),
-        cluster_panel(component=detail["uuid"]),
-        dbc.Row([
-            dbc.Col(section("Decoding profile", chart), lg=7),
-            dbc.Col(section("About this component", component_facts(detail)), lg=5),
-        ], className="g-4"),
-        _time_section(detail["uuid"]),
-        section(["All terms, ranked ", html.A("download CSV", href=f"/components/{detail['uuid']}/decodings.csv",
-                                              className="incdb-section-link", download="")],
-                paged_table("decodings", "decodings", query, context={"uuid": detail["uuid"]})),
-        similar_section(detail["uuid"]),
-    ])
+    chart = (
+        nav_graph("profile", decoding_figure(profile), profile_links(profile), by_y=True)
+        if profile
+        else empty_state("This component has not been decoded yet.")
+    )
+    best = (
+        f"Best term: {detail['best_term']} (r = {fmt_r(detail['best_r'])})"
+        if detail["best_term"]
+        else "Not decoded yet"
+    )
+    return html.Div(
+        [
+            page_header(
+                ["Component ", html.Span(name, className="incdb-title-muted", title=detail["source_file"])],
+                [best, " · ", detail["movie"]],
+                crumbs=(
+                    ("Home", "/"),
+                    ("Movies", "/movies"),
+                    (detail["movie"], f"/movies/{detail['movie_slug']}"),
+                    ("Component", None),
+                ),
+                badges=row_badges(detail),
+            ),
+            demo_alert(detail["is_demo"]),
+            qc_alert(detail["qc_warnings"]),
+            map_viewer(
+                component_layers(detail["uuid"], name),
+                "Thresholded at |z| > 2.5 to start with; change it in the settings panel. Negative values are "
+                "drawn in cool colours.",
+                query,
+            ),
+            cluster_panel(component=detail["uuid"]),
+            dbc.Row(
+                [
+                    dbc.Col(section("Decoding profile", chart), lg=7),
+                    dbc.Col(section("About this component", component_facts(detail)), lg=5),
+                ],
+                className="g-4",
+            ),
+            _time_section(detail["uuid"]),
+            section(
+                [
+                    "All terms, ranked ",
+                    html.A(
+                        "download CSV",
+                        href=f"/components/{detail['uuid']}/decodings.csv",
+                        className="incdb-section-link",
+                        download="",
+                    ),
+                ],
+                paged_table("decodings", "decodings", query, context={"uuid": detail["uuid"]}),
+            ),
+            similar_section(detail["uuid"]),
+        ]
+    )
 
 
 def _time_section(uuid: str) -> html.Section | None:

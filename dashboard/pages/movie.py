@@ -1,4 +1,5 @@
 """One movie: the terms its components decode to, the components, and the collections with their metadata."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -31,17 +32,20 @@ def _timeline(session, user, slug: str) -> html.Div | None:
     found = queries.get_visible_movie(session, user, slug)
     if found is None:
         return None
-    return timeline_panel(timeline.movie_annotations(session, found), timeline.movie_courses(session, user, found),
-                          slug)
+    return timeline_panel(
+        timeline.movie_annotations(session, found), timeline.movie_courses(session, user, found), slug
+    )
 
 
 def _timeline_tab(slug: str, active: bool) -> html.Div:
     """The Timeline tab reads every time course of the movie: made when the tab is opened, not on every visit."""
     body = read(_timeline, slug) if active else dbc.Spinner(color="secondary", size="sm")
-    return html.Div([dcc.Store(id="movie-timeline-slug", data=slug),
-                     html.Div(body, id="movie-timeline-body", **{"data-loaded": "1" if active else "0"})])
-
-
+    return html.Div(
+        [
+            dcc.Store(id="movie-timeline-slug", data=slug),
+            html.Div(body, id="movie-timeline-body", **{"data-loaded": "1" if active else "0"}),
+        ]
+    )
 
 
 def layout(movie: str | None = None, **query: Any) -> html.Div:
@@ -51,24 +55,61 @@ def layout(movie: str | None = None, **query: Any) -> html.Div:
     collections = detail["collections"]
     all_demo = bool(collections) and all(c["is_demo"] for c in collections)
     name = f"{detail['title']} ({detail['year']})" if detail.get("year") else detail["title"]
-    return html.Div([
-        page_header(name, f"{plural(detail['n_components'], 'component')} in "
-                    f"{plural(detail['n_collections'], 'collection')}, "
-                    f"decoded to {plural(detail['n_terms'], 'term')}",
-                    crumbs=(("Home", "/"), ("Movies", "/movies"), (detail["title"], None)),
-                    badges=[demo_badge()] if all_demo else []),
-        url_tabs("movie", [
-            ("terms", f"Terms ({detail['n_terms']})", html.Div([
-                movie_terms_table(detail),
-                html.P(f"The {len(detail['terms'])} best-scoring of {detail['n_terms']} terms.",
-                       className="text-muted") if detail["n_terms"] > len(detail["terms"]) else None])),
-            ("components", f"Components ({detail['n_components']})",
-             paged_table("components", "components", query, context={"movie": detail["slug"], "hide": ["movie"]})),
-            ("collections", f"Collections ({detail['n_collections']})",
-             html.Div([collection_list(collections),
-                       html.P(f"The oldest {len(collections)} of {detail['n_collections']} collections are listed; "
-                              "every component is in the Components tab.", className="text-muted")
-                       if detail["n_collections"] > len(collections) else None])),
-            ("timeline", "Timeline", _timeline_tab(detail["slug"], arg(query, "tab") == "timeline")),
-        ], arg(query, "tab")),
-    ])
+    return html.Div(
+        [
+            page_header(
+                name,
+                f"{plural(detail['n_components'], 'component')} in "
+                f"{plural(detail['n_collections'], 'collection')}, "
+                f"decoded to {plural(detail['n_terms'], 'term')}",
+                crumbs=(("Home", "/"), ("Movies", "/movies"), (detail["title"], None)),
+                badges=[demo_badge()] if all_demo else [],
+            ),
+            url_tabs(
+                "movie",
+                [
+                    (
+                        "terms",
+                        f"Terms ({detail['n_terms']})",
+                        html.Div(
+                            [
+                                movie_terms_table(detail),
+                                html.P(
+                                    f"The {len(detail['terms'])} best-scoring of {detail['n_terms']} terms.",
+                                    className="text-muted",
+                                )
+                                if detail["n_terms"] > len(detail["terms"])
+                                else None,
+                            ]
+                        ),
+                    ),
+                    (
+                        "components",
+                        f"Components ({detail['n_components']})",
+                        paged_table(
+                            "components", "components", query, context={"movie": detail["slug"], "hide": ["movie"]}
+                        ),
+                    ),
+                    (
+                        "collections",
+                        f"Collections ({detail['n_collections']})",
+                        html.Div(
+                            [
+                                collection_list(collections),
+                                html.P(
+                                    f"The oldest {len(collections)} of {detail['n_collections']} "
+                                    "collections are listed; "
+                                    "every component is in the Components tab.",
+                                    className="text-muted",
+                                )
+                                if detail["n_collections"] > len(collections)
+                                else None,
+                            ]
+                        ),
+                    ),
+                    ("timeline", "Timeline", _timeline_tab(detail["slug"], arg(query, "tab") == "timeline")),
+                ],
+                arg(query, "tab"),
+            ),
+        ]
+    )

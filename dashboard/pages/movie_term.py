@@ -1,4 +1,5 @@
 """One movie x one term: the merged map of the movie's components decoded to the term, and those components."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -26,32 +27,63 @@ def layout(movie: str | None = None, term: str | None = None, **query: Any) -> h
     detail = read(queries.movie_term, movie or "", term or "")
     if detail is None:
         what = "Movie" if read(queries.get_visible_movie, movie or "") is None else "Term"
-        return not_found(what, movie if what == "Movie" else term,
-                         links=(("All movies", "/movies"), ("All terms", "/terms"), ("Home", "/")))
+        return not_found(
+            what,
+            movie if what == "Movie" else term,
+            links=(("All movies", "/movies"), ("All terms", "/terms"), ("Home", "/")),
+        )
     has_merged = detail["has_merged_map"]
-    caption = (f"The voxelwise mean of the {detail['n_merged']} public components of {detail['movie']} decoded to "
-               f"“{detail['term']}”. The term's reference map is in the layer list (hidden); show it to compare."
-               if has_merged else
-               f"No merged map yet, so the viewer shows the reference map of “{detail['term']}”.")
-    components = (paged_table("components", "components", query,
-                              context={"movie": detail["movie_slug"], "term": detail["term_slug"],
-                                       "hide": ["movie", "term"]})
-                  if detail["n_components"] else
-                  empty_state("No components yet.", f"No component of {detail['movie']} you can see has been "
-                              f"decoded to “{detail['term']}”.",
-                              links=((f"All terms of {detail['movie']}", f"/movies/{detail['movie_slug']}"),
-                                     (f"“{detail['term']}” in other movies", f"/terms/{detail['term_slug']}"))))
+    caption = (
+        f"The voxelwise mean of the {detail['n_merged']} public components of {detail['movie']} decoded to "
+        f"“{detail['term']}”. The term's reference map is in the layer list (hidden); show it to compare."
+        if has_merged
+        else f"No merged map yet, so the viewer shows the reference map of “{detail['term']}”."
+    )
+    components = (
+        paged_table(
+            "components",
+            "components",
+            query,
+            context={"movie": detail["movie_slug"], "term": detail["term_slug"], "hide": ["movie", "term"]},
+        )
+        if detail["n_components"]
+        else empty_state(
+            "No components yet.",
+            f"No component of {detail['movie']} you can see has been decoded to “{detail['term']}”.",
+            links=(
+                (f"All terms of {detail['movie']}", f"/movies/{detail['movie_slug']}"),
+                (f"“{detail['term']}” in other movies", f"/terms/{detail['term_slug']}"),
+            ),
+        )
+    )
     private = [c for c in detail["components"] if c.get("visibility") == "private"]
-    note = (html.P(f"{plural(len(private), 'private component')} (yours, or visible to you as an administrator) "
-                   f"{'is' if len(private) == 1 else 'are'} listed but not part of the public merged map.",
-                   className="text-muted") if private and has_merged else None)
-    return html.Div([
-        page_header([detail["term"], html.Span(" in ", className="incdb-title-join"), detail["movie"]],
-                    f"Merged map of {plural(detail['n_merged'], 'component')}" if has_merged else "No merged map yet",
-                    crumbs=(("Home", "/"), ("Movies", "/movies"), (detail["movie"], f"/movies/{detail['movie_slug']}"),
-                            (detail["term"], None))),
-        map_viewer(merged_layers(detail["movie_slug"], detail["term_slug"], detail["term"], detail["movie"],
-                                 has_merged), caption, query),
-        cluster_panel(movie=detail["movie_slug"], term=detail["term_slug"]),
-        section("Components that were merged" if has_merged else "Components", [note, components]),
-    ])
+    note = (
+        html.P(
+            f"{plural(len(private), 'private component')} (yours, or visible to you as an administrator) "
+            f"{'is' if len(private) == 1 else 'are'} listed but not part of the public merged map.",
+            className="text-muted",
+        )
+        if private and has_merged
+        else None
+    )
+    return html.Div(
+        [
+            page_header(
+                [detail["term"], html.Span(" in ", className="incdb-title-join"), detail["movie"]],
+                f"Merged map of {plural(detail['n_merged'], 'component')}" if has_merged else "No merged map yet",
+                crumbs=(
+                    ("Home", "/"),
+                    ("Movies", "/movies"),
+                    (detail["movie"], f"/movies/{detail['movie_slug']}"),
+                    (detail["term"], None),
+                ),
+            ),
+            map_viewer(
+                merged_layers(detail["movie_slug"], detail["term_slug"], detail["term"], detail["movie"], has_merged),
+                caption,
+                query,
+            ),
+            cluster_panel(movie=detail["movie_slug"], term=detail["term_slug"]),
+            section("Components that were merged" if has_merged else "Components", [note, components]),
+        ]
+    )

@@ -1,4 +1,5 @@
 """All movies with at least one collection the user may see."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -13,8 +14,13 @@ dash.register_page(__name__, path="/movies", order=3, title="Movies · INcDb")
 
 
 def layout(**query: Any) -> html.Div:
-    return html.Div([
-        page_header("Movies", "Films that participants watched in the scanner, with the components recorded "
-                    "during them.", crumbs=(("Home", "/"), ("Movies", None))),
-        paged_table("movies", "movies", query),
-    ])
+    return html.Div(
+        [
+            page_header(
+                "Movies",
+                "Films that participants watched in the scanner, with the components recorded during them.",
+                crumbs=(("Home", "/"), ("Movies", None)),
+            ),
+            paged_table("movies", "movies", query),
+        ]
+    )

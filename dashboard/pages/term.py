@@ -1,4 +1,5 @@
 """One term: its reference map and the mean of every component decoded to it, the movies and the components."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -30,24 +31,57 @@ def layout(term: str | None = None, **query: Any) -> html.Div:
     if detail is None:
         return not_found_panel("Term", term, links=(("All terms", "/terms"), ("Home", "/")))
     n_components = detail["n_components"]
-    caption = (f"Green: the {detail['reference_set']} map of “{detail['name']}”. "
-               + (f"Warm/cool: the mean of the {detail['n_components_mean_map']} public components decoded to it, "
-                  "across all movies. " if detail["has_mean_map"] else "No mean map yet: no public component "
-                  "has been decoded to this term. ")
-               + "Use the layer list to hide, reorder or download maps.")
-    return html.Div([
-        page_header(detail["name"], f"{plural(n_components, 'component')} in {plural(detail['n_movies'], 'movie')}"
-                    f" decoded to this term · reference set: {detail['reference_set']}",
-                    crumbs=(("Home", "/"), ("Terms", "/terms"), (detail["name"], None))),
-        map_viewer(term_layers(detail["slug"], detail["name"], detail["has_mean_map"],
-                               detail["n_components_mean_map"]), caption, query),
-        cluster_panel(term=detail["slug"]),
-        url_tabs("term", [
-            ("movies", f"Movies ({detail['n_movies']})", html.Div([
-                term_movies_table(detail),
-                html.P(f"The {len(detail['movies'])} of {detail['n_movies']} movies with most components.",
-                       className="text-muted") if detail["n_movies"] > len(detail["movies"]) else None])),
-            ("components", f"Components ({n_components})",
-             paged_table("components", "components", query, context={"term": detail["slug"], "hide": ["term"]})),
-        ], arg(query, "tab")),
-    ])
+    caption = (
+        f"Green: the {detail['reference_set']} map of “{detail['name']}”. "
+        + (
+            f"Warm/cool: the mean of the {detail['n_components_mean_map']} public components decoded to it, "
+            "across all movies. "
+            if detail["has_mean_map"]
+            else "No mean map yet: no public component has been decoded to this term. "
+        )
+        + "Use the layer list to hide, reorder or download maps."
+    )
+    return html.Div(
+        [
+            page_header(
+                detail["name"],
+                f"{plural(n_components, 'component')} in {plural(detail['n_movies'], 'movie')}"
+                f" decoded to this term · reference set: {detail['reference_set']}",
+                crumbs=(("Home", "/"), ("Terms", "/terms"), (detail["name"], None)),
+            ),
+            map_viewer(
+                term_layers(detail["slug"], detail["name"], detail["has_mean_map"], detail["n_components_mean_map"]),
+                caption,
+                query,
+            ),
+            cluster_panel(term=detail["slug"]),
+            url_tabs(
+                "term",
+                [
+                    (
+                        "movies",
+                        f"Movies ({detail['n_movies']})",
+                        html.Div(
+                            [
+                                term_movies_table(detail),
+                                html.P(
+                                    f"The {len(detail['movies'])} of {detail['n_movies']} movies with most components.",
+                                    className="text-muted",
+                                )
+                                if detail["n_movies"] > len(detail["movies"])
+                                else None,
+                            ]
+                        ),
+                    ),
+                    (
+                        "components",
+                        f"Components ({n_components})",
+                        paged_table(
+                            "components", "components", query, context={"term": detail["slug"], "hide": ["term"]}
+                        ),
+                    ),
+                ],
+                arg(query, "tab"),
+            ),
+        ]
+    )

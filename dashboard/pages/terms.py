@@ -1,4 +1,5 @@
 """All terms of the active reference set, with how many movies and components were decoded to each."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -13,8 +14,14 @@ dash.register_page(__name__, path="/terms", order=1, title="Terms · INcDb")
 
 
 def layout(**query: Any) -> html.Div:
-    return html.Div([
-        page_header("Terms", "Each term is a reference map of one brain function. Components are decoded to the "
-                    "term whose map they correlate with best.", crumbs=(("Home", "/"), ("Terms", None))),
-        paged_table("terms", "terms", query),
-    ])
+    return html.Div(
+        [
+            page_header(
+                "Terms",
+                "Each term is a reference map of one brain function. Components are decoded to the "
+                "term whose map they correlate with best.",
+                crumbs=(("Home", "/"), ("Terms", None)),
+            ),
+            paged_table("terms", "terms", query),
+        ]
+    )

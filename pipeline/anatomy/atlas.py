@@ -17,6 +17,7 @@ A voxel has no region (``"label": None``) where a label image holds 0 (its backg
 Destrieux call it ``Unknown``, the Talairach atlases ``Background``) or a value its table does not name, and where
 every probability of a probabilistic atlas is 0.
 """
+
 from __future__ import annotations
 
 import csv
@@ -58,46 +59,95 @@ class AtlasInfo:
 
 
 _FSL_LICENSE = ("FSL licence (free for non-commercial use)", "https://fsl.fmrib.ox.ac.uk/fsl/fslwiki/Licence")
-_FREESURFER_LICENSE = ("FreeSurfer software license (registration required)",
-                       "https://surfer.nmr.mgh.harvard.edu/fswiki/FreeSurferSoftwareLicense")
+_FREESURFER_LICENSE = (
+    "FreeSurfer software license (registration required)",
+    "https://surfer.nmr.mgh.harvard.edu/fswiki/FreeSurferSoftwareLicense",
+)
 
 # Names, licenses and references as the package's data README gives them (abridged to one reference each).
-ATLASES: dict[str, AtlasInfo] = {a.id: a for a in (
-    AtlasInfo("harvard_oxford", "Harvard-Oxford cortical and subcortical (probabilistic)", True, *_FSL_LICENSE,
-              "Makris et al. (2006), Schizophr Res 83:155-171; Frazier et al. (2005), Am J Psychiatry "
-              "162:1256-1265; Desikan et al. (2006), NeuroImage 31:968-980; Goldstein et al. (2007), Biol "
-              "Psychiatry 61:935-945"),
-    AtlasInfo("juelich", "Juelich histological (probabilistic)", True, *_FSL_LICENSE,
-              "Eickhoff et al. (2005), NeuroImage 25:1325-1335; (2006) NeuroImage 32:570-582; (2007) NeuroImage "
-              "36:511-521"),
-    AtlasInfo("aal", "AAL2 (Automated Anatomical Labeling)", False,
-              "Unknown (distributed by GIN Bordeaux as copyright freeware under the GNU GPL)",
-              "https://www.gin.cnrs.fr/en/tools/aal/",
-              "Tzourio-Mazoyer et al. (2002), NeuroImage 15:273-289; Rolls, Joliot & Tzourio-Mazoyer (2015), "
-              "NeuroImage 122:1-5"),
-    AtlasInfo("aicha", "AICHA (Atlas of Intrinsic Connectivity of Homotopic Areas)", False,
-              "Copyright; free for non-profit research use when the reference is cited",
-              "https://www.gin.cnrs.fr/en/tools/aicha/",
-              "Joliot et al. (2015), J Neurosci Methods 254:46-59"),
-    AtlasInfo("desikan_killiany", "Desikan-Killiany (FreeSurfer aparc+aseg)", False, *_FREESURFER_LICENSE,
-              "Desikan et al. (2006), NeuroImage 31:968-980; Fischl et al. (2004), Cereb Cortex 14:11-22"),
-    AtlasInfo("destrieux", "Destrieux 2009 (FreeSurfer aparc.a2009s+aseg)", False, *_FREESURFER_LICENSE,
-              "Destrieux et al. (2009), NeuroImage 47:S151; Fischl et al. (2004), Cereb Cortex 14:11-22"),
-    AtlasInfo("marsatlas", "MarsAtlas (Colin27, MNI)", False, "See the MarsAtlas page",
-              "https://meca-brain.org/software/marsatlas-colin27/",
-              "See https://meca-brain.org/software/marsatlas-colin27/"),
-    AtlasInfo("neuromorphometrics", "Neuromorphometrics (SPM12)", False,
-              "CC BY-NC (MICCAI 2012 labels; SPM12 under the GNU GPL)",
-              "http://www.neuromorphometrics.com/wp-content/uploads/2013/06/NVM_Demo_License2013_v1.txt",
-              "MRI scans from the OASIS project; labels provided by Neuromorphometrics, Inc. under academic "
-              "subscription"),
-    AtlasInfo("talairach_ba", "Talairach (Brodmann areas and cell types)", False, *_FSL_LICENSE,
-              "Lancaster et al. (2000), Hum Brain Mapp 10:120-131; Lancaster et al. (2007), Hum Brain Mapp "
-              "28:1194-1205"),
-    AtlasInfo("talairach_gyrus", "Talairach (gyri)", False, *_FSL_LICENSE,
-              "Lancaster et al. (2000), Hum Brain Mapp 10:120-131; Lancaster et al. (2007), Hum Brain Mapp "
-              "28:1194-1205"),
-)}
+ATLASES: dict[str, AtlasInfo] = {
+    a.id: a
+    for a in (
+        AtlasInfo(
+            "harvard_oxford",
+            "Harvard-Oxford cortical and subcortical (probabilistic)",
+            True,
+            *_FSL_LICENSE,
+            "Makris et al. (2006), Schizophr Res 83:155-171; Frazier et al. (2005), Am J Psychiatry "
+            "162:1256-1265; Desikan et al. (2006), NeuroImage 31:968-980; Goldstein et al. (2007), Biol "
+            "Psychiatry 61:935-945",
+        ),
+        AtlasInfo(
+            "juelich",
+            "Juelich histological (probabilistic)",
+            True,
+            *_FSL_LICENSE,
+            "Eickhoff et al. (2005), NeuroImage 25:1325-1335; (2006) NeuroImage 32:570-582; (2007) NeuroImage "
+            "36:511-521",
+        ),
+        AtlasInfo(
+            "aal",
+            "AAL2 (Automated Anatomical Labeling)",
+            False,
+            "Unknown (distributed by GIN Bordeaux as copyright freeware under the GNU GPL)",
+            "https://www.gin.cnrs.fr/en/tools/aal/",
+            "Tzourio-Mazoyer et al. (2002), NeuroImage 15:273-289; Rolls, Joliot & Tzourio-Mazoyer (2015), "
+            "NeuroImage 122:1-5",
+        ),
+        AtlasInfo(
+            "aicha",
+            "AICHA (Atlas of Intrinsic Connectivity of Homotopic Areas)",
+            False,
+            "Copyright; free for non-profit research use when the reference is cited",
+            "https://www.gin.cnrs.fr/en/tools/aicha/",
+            "Joliot et al. (2015), J Neurosci Methods 254:46-59",
+        ),
+        AtlasInfo(
+            "desikan_killiany",
+            "Desikan-Killiany (FreeSurfer aparc+aseg)",
+            False,
+            *_FREESURFER_LICENSE,
+            "Desikan et al. (2006), NeuroImage 31:968-980; Fischl et al. (2004), Cereb Cortex 14:11-22",
+        ),
+        AtlasInfo(
+            "destrieux",
+            "Destrieux 2009 (FreeSurfer aparc.a2009s+aseg)",
+            False,
+            *_FREESURFER_LICENSE,
+            "Destrieux et al. (2009), NeuroImage 47:S151; Fischl et al. (2004), Cereb Cortex 14:11-22",
+        ),
+        AtlasInfo(
+            "marsatlas",
+            "MarsAtlas (Colin27, MNI)",
+            False,
+            "See the MarsAtlas page",
+            "https://meca-brain.org/software/marsatlas-colin27/",
+            "See https://meca-brain.org/software/marsatlas-colin27/",
+        ),
+        AtlasInfo(
+            "neuromorphometrics",
+            "Neuromorphometrics (SPM12)",
+            False,
+            "CC BY-NC (MICCAI 2012 labels; SPM12 under the GNU GPL)",
+            "http://www.neuromorphometrics.com/wp-content/uploads/2013/06/NVM_Demo_License2013_v1.txt",
+            "MRI scans from the OASIS project; labels provided by Neuromorphometrics, Inc. under academic subscription",
+        ),
+        AtlasInfo(
+            "talairach_ba",
+            "Talairach (Brodmann areas and cell types)",
+            False,
+            *_FSL_LICENSE,
+            "Lancaster et al. (2000), Hum Brain Mapp 10:120-131; Lancaster et al. (2007), Hum Brain Mapp 28:1194-1205",
+        ),
+        AtlasInfo(
+            "talairach_gyrus",
+            "Talairach (gyri)",
+            False,
+            *_FSL_LICENSE,
+            "Lancaster et al. (2000), Hum Brain Mapp 10:120-131; Lancaster et al. (2007), Hum Brain Mapp 28:1194-1205",
+        ),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -211,8 +261,9 @@ def _most_probable(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np
     else:
         labels = range(data.shape[3])
     for label in labels:
-        values = map_coordinates(data[..., label], points, order=1, mode="constant", cval=0.0, output=np.float64,
-                                 prefilter=False)
+        values = map_coordinates(
+            data[..., label], points, order=1, mode="constant", cval=0.0, output=np.float64, prefilter=False
+        )
         better = values > best  # strictly: a tie keeps the lower label index
         best[better] = values[better]
         index[better] = label
@@ -229,8 +280,13 @@ def _package_version() -> str:
 
 def cache_path(atlas: str) -> Path:
     """Where the resampled atlas is cached in the data directory (the file need not exist)."""
-    return (get_settings().data_dir / "cache" / "atlases" / f"{PACKAGE}-{_package_version()}"
-            / f"{check_atlas(atlas)}-v{_CACHE_FORMAT}.npz")
+    return (
+        get_settings().data_dir
+        / "cache"
+        / "atlases"
+        / f"{PACKAGE}-{_package_version()}"
+        / f"{check_atlas(atlas)}-v{_CACHE_FORMAT}.npz"
+    )
 
 
 def _resample(atlas: str) -> tuple[np.ndarray, np.ndarray | None]:

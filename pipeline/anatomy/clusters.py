@@ -10,6 +10,7 @@ absolute peak value.
 
 Nothing here knows where a map comes from, so a visitor's uploaded map can be reported with the same code.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,8 +38,20 @@ MAX_REGIONS = 8  # regions listed per cluster (the rest are summed as "other")
 VOXEL_MM3 = float(abs(np.linalg.det(GRID_AFFINE[:3, :3])))
 FACES = ndimage.generate_binary_structure(3, 1)  # neighbours share a face: 6-connectivity
 
-CSV_COLUMNS = ("cluster", "sign", "peak_x", "peak_y", "peak_z", "peak_value", "voxels", "volume_mm3", "atlas",
-               "peak_label", "peak_probability", "regions")
+CSV_COLUMNS = (
+    "cluster",
+    "sign",
+    "peak_x",
+    "peak_y",
+    "peak_z",
+    "peak_value",
+    "voxels",
+    "volume_mm3",
+    "atlas",
+    "peak_label",
+    "peak_probability",
+    "regions",
+)
 
 
 class ClusterError(ValueError):
@@ -69,8 +82,13 @@ def _number(value: Any, name: str, default: float | None) -> float | None:
     return number
 
 
-def check_settings(threshold: Any = None, threshold_negative: Any = None, min_voxels: Any = None,
-                   atlas: Any = None, default_threshold: float = 0.0) -> ClusterSettings:
+def check_settings(
+    threshold: Any = None,
+    threshold_negative: Any = None,
+    min_voxels: Any = None,
+    atlas: Any = None,
+    default_threshold: float = 0.0,
+) -> ClusterSettings:
     """Settings from untrusted values (query parameters, a browser's store).
 
     Parameters
@@ -133,8 +151,7 @@ def _row(data: np.ndarray, members: np.ndarray, sign: int, atlas: str) -> dict[s
     x, y, z = (float(v) for v in voxel_to_mni(ijk))
     grid = grid_atlas(atlas)
     index = int(grid.index[ijk])
-    probability = (round(float(grid.probability[ijk]), 4)
-                   if grid.probability is not None and index >= 0 else None)
+    probability = round(float(grid.probability[ijk]), 4) if grid.probability is not None and index >= 0 else None
     shares = region_shares(members, atlas)
     regions = [{"label": label, "share": round(share, 4)} for label, share in shares[:MAX_REGIONS]]
     rest = sum(share for _, share in shares[MAX_REGIONS:])
@@ -142,8 +159,12 @@ def _row(data: np.ndarray, members: np.ndarray, sign: int, atlas: str) -> dict[s
         regions.append({"label": "other regions", "share": round(rest, 4)})
     return {
         "sign": "positive" if sign > 0 else "negative",
-        "peak_x": x, "peak_y": y, "peak_z": z,
-        "peak_i": ijk[0], "peak_j": ijk[1], "peak_k": ijk[2],
+        "peak_x": x,
+        "peak_y": y,
+        "peak_z": z,
+        "peak_i": ijk[0],
+        "peak_j": ijk[1],
+        "peak_k": ijk[2],
         "peak_value": float(data[ijk]),
         "voxels": int(members.size),
         "volume_mm3": round(members.size * VOXEL_MM3, 3),
@@ -193,7 +214,7 @@ def cluster_table(data: np.ndarray, settings: ClusterSettings) -> list[dict[str,
         order = inside[by_cluster]  # voxels grouped by cluster, ascending flat index within each
         bounds = np.searchsorted(flat[inside][by_cluster], np.arange(flat.max() + 2))
         for number in kept:
-            members = order[bounds[number]:bounds[number + 1]]
+            members = order[bounds[number] : bounds[number + 1]]
             peak = float(np.max(data.ravel()[members] * sign))
             found.append((members.size, peak, members, sign))
     found.sort(key=lambda item: (-item[0], -item[1]))
@@ -207,9 +228,20 @@ def csv_row(row: dict[str, Any]) -> list[str]:
     """One cluster as the cells of :data:`CSV_COLUMNS` (regions as ``label share%; ...``)."""
     regions = "; ".join(f"{r['label'] or 'no region'} {r['share'] * 100:.1f}%" for r in row["regions"])
     probability = "" if row["peak_probability"] is None else f"{row['peak_probability']:.2f}"
-    return [str(row["cluster"]), row["sign"], f"{row['peak_x']:g}", f"{row['peak_y']:g}", f"{row['peak_z']:g}",
-            f"{row['peak_value']:.6g}", str(row["voxels"]), f"{row['volume_mm3']:g}", row["atlas"],
-            row["peak_label"] or "", probability, regions]
+    return [
+        str(row["cluster"]),
+        row["sign"],
+        f"{row['peak_x']:g}",
+        f"{row['peak_y']:g}",
+        f"{row['peak_z']:g}",
+        f"{row['peak_value']:.6g}",
+        str(row["voxels"]),
+        f"{row['volume_mm3']:g}",
+        row["atlas"],
+        row["peak_label"] or "",
+        probability,
+        regions,
+    ]
 
 
 _maps: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()

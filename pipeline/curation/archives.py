@@ -10,6 +10,7 @@ An archive may hold a whole FSL MELODIC output folder (a ``.ica`` folder, or a g
 warning per file; a NIfTI file MELODIC does not write is skipped there too, with a warning that names it. A MELODIC
 folder is recognised by the ``melodic_IC.nii(.gz)`` in it.
 """
+
 from __future__ import annotations
 
 import posixpath
@@ -69,8 +70,10 @@ def file_kind(name: str) -> str:
         return "zip"
     if low.endswith((".tar.gz", ".tgz", ".tar")):
         return "tar"
-    raise ArchiveError(f"{name}: unsupported file type; upload .nii, .nii.gz, .zip, .tar.gz or .tgz files, or "
-                       "time courses (melodic_mix, melodic_FTmix, <map>_timecourses.tsv)")
+    raise ArchiveError(
+        f"{name}: unsupported file type; upload .nii, .nii.gz, .zip, .tar.gz or .tgz files, or "
+        "time courses (melodic_mix, melodic_FTmix, <map>_timecourses.tsv)"
+    )
 
 
 def storage_suffix(name: str) -> str:
@@ -121,9 +124,16 @@ def _safe_member_name(archive: str, name: str) -> str:
     return norm
 
 
-def iter_niftis(path: Path, display_name: str, workdir: Path, warnings: list[str],
-                max_members: int | None = None, max_bytes: int | None = None,
-                include_timecourses: bool = False, notes: list[str] | None = None) -> Iterator[Member]:
+def iter_niftis(
+    path: Path,
+    display_name: str,
+    workdir: Path,
+    warnings: list[str],
+    max_members: int | None = None,
+    max_bytes: int | None = None,
+    include_timecourses: bool = False,
+    notes: list[str] | None = None,
+) -> Iterator[Member]:
     """Yield the NIfTI files of an upload (itself, or the members of an archive extracted into workdir).
 
     A NIfTI upload is yielded as it is, without a copy. An archive is checked and all of its NIfTI members are
@@ -220,7 +230,7 @@ def _melodic_subfolders(name: str, folders: set[str]) -> tuple[str, ...] | None:
     holders = [f for f in folders if folder == f or f == "" or folder.startswith(f + "/")]
     if not holders:
         return None
-    below = folder[len(max(holders, key=len)):].strip("/")
+    below = folder[len(max(holders, key=len)) :].strip("/")
     return tuple(below.split("/")) if below else ()
 
 
@@ -235,8 +245,12 @@ def _melodic_role(name: str, folders: set[str]) -> str | None:
     if base in MELODIC_COMPONENTS and not below:
         return None
     stem = _stem(base)
-    if stem in MELODIC_IMAGES or stem.startswith("melodic_") or base in MELODIC_FILES or below[:1] in (
-            ("stats",), ("report",)):
+    if (
+        stem in MELODIC_IMAGES
+        or stem.startswith("melodic_")
+        or base in MELODIC_FILES
+        or below[:1] in (("stats",), ("report",))
+    ):
         return "known"
     return "other" if is_nifti_name(name) else None
 
@@ -261,8 +275,9 @@ def melodic_note(display_name: str, skipped: list[str]) -> str:
     parts = []
     if images:
         names = sorted(set(images), key=list(MELODIC_IMAGES.values()).index)
-        parts.append("MELODIC's " + (" and ".join(names) if len(names) < 3 else
-                                     ", ".join(names[:-1]) + " and " + names[-1]))
+        parts.append(
+            "MELODIC's " + (" and ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + " and " + names[-1])
+        )
     if others:
         parts.append(f"{others:,} {'other ' if images else ''}MELODIC file{'s' if others != 1 else ''}")
     return f"skipped: {', '.join(parts)} (in {display_name})"
@@ -276,8 +291,9 @@ def _stem(name: str) -> str:
     return base
 
 
-def _plan(display_name: str, names: list[str], warnings: list[str], max_members: int,
-          notes: list[str]) -> dict[int, str]:
+def _plan(
+    display_name: str, names: list[str], warnings: list[str], max_members: int, notes: list[str]
+) -> dict[int, str]:
     """Position in ``names`` -> safe relative output name, for the NIfTI members only. Keyed by position, not
     name: an archive can hold two members with the same name, and only the first of them is kept."""
     if len(names) > max_members:
@@ -295,8 +311,9 @@ def _plan(display_name: str, names: list[str], warnings: list[str], max_members:
             skipped_melodic.append(safe)
             continue
         if role == "other":
-            warnings.append(f"{display_name}: skipped {safe} (in MELODIC's output folder only melodic_IC holds "
-                            "components)")
+            warnings.append(
+                f"{display_name}: skipped {safe} (in MELODIC's output folder only melodic_IC holds components)"
+            )
             continue
         if not is_nifti_name(safe) and not is_timecourse_name(safe):
             warnings.append(f"{display_name}: skipped {safe} (not a .nii or .nii.gz file)")
@@ -320,8 +337,10 @@ def _copy_limited(src, dest: Path, budget: list[int], display_name: str, limit: 
                 break
             budget[0] -= len(chunk)
             if budget[0] < 0:
-                raise ArchiveError(f"{display_name}: the archive unpacks to more than the allowed size "
-                                   f"({human_bytes(limit)}); refusing it")
+                raise ArchiveError(
+                    f"{display_name}: the archive unpacks to more than the allowed size "
+                    f"({human_bytes(limit)}); refusing it"
+                )
             out.write(chunk)
 
 
@@ -341,14 +360,17 @@ def _zip_members(path, display_name, workdir, warnings, max_members, max_bytes, 
         for info in infos:
             mode = (info.external_attr >> 16) & 0o170000
             if mode in (0o120000, 0o020000, 0o060000, 0o010000, 0o140000):
-                raise ArchiveError(f"{display_name}: member {info.filename!r} is a link or device; refusing "
-                                   "the archive")
+                raise ArchiveError(
+                    f"{display_name}: member {info.filename!r} is a link or device; refusing the archive"
+                )
         plan = _plan(display_name, [i.filename for i in infos], warnings, max_members, notes)
         chosen = [(infos[position], safe) for position, safe in plan.items()]
         declared = sum(info.file_size for info, _ in chosen)
         if declared > max_bytes:
-            raise ArchiveError(f"{display_name}: the archive unpacks to {human_bytes(declared)}, more than "
-                               f"allowed ({human_bytes(max_bytes)}); refusing it")
+            raise ArchiveError(
+                f"{display_name}: the archive unpacks to {human_bytes(declared)}, more than "
+                f"allowed ({human_bytes(max_bytes)}); refusing it"
+            )
         budget = [max_bytes]
         for index, (info, safe) in enumerate(chosen):
             dest = _out_path(workdir, index, safe)
@@ -377,15 +399,18 @@ def _tar_members(path, display_name, workdir, warnings, max_members, max_bytes, 
             if info.issym() or info.islnk():
                 raise ArchiveError(f"{display_name}: member {info.name!r} is a link; refusing the archive")
             if not info.isfile():
-                raise ArchiveError(f"{display_name}: member {info.name!r} is a device or special file; refusing "
-                                   "the archive")
+                raise ArchiveError(
+                    f"{display_name}: member {info.name!r} is a device or special file; refusing the archive"
+                )
             files.append(info)
         plan = _plan(display_name, [i.name for i in files], warnings, max_members, notes)
         chosen = [(files[position], safe) for position, safe in plan.items()]
         declared = sum(info.size for info, _ in chosen)
         if declared > max_bytes:
-            raise ArchiveError(f"{display_name}: the archive unpacks to {human_bytes(declared)}, more than "
-                               f"allowed ({human_bytes(max_bytes)}); refusing it")
+            raise ArchiveError(
+                f"{display_name}: the archive unpacks to {human_bytes(declared)}, more than "
+                f"allowed ({human_bytes(max_bytes)}); refusing it"
+            )
         budget = [max_bytes]
         for index, (info, safe) in enumerate(chosen):
             dest = _out_path(workdir, index, safe)

@@ -1,4 +1,5 @@
 """Creating movies, collections, uploads and users: the validated entry points the web app and CLI share."""
+
 from __future__ import annotations
 
 import hashlib
@@ -48,8 +49,7 @@ def get_or_create_movie(session: Session, title: str, year: int | None = None) -
     if base != SLUG_FALLBACK:
         movie = session.scalar(select(Movie).where(Movie.slug == base))
     else:
-        movie = session.scalar(select(Movie).where(Movie.title == title,
-                                                   Movie.slug.like(f"{SLUG_FALLBACK}%")))
+        movie = session.scalar(select(Movie).where(Movie.title == title, Movie.slug.like(f"{SLUG_FALLBACK}%")))
     if movie is None:
         movie = Movie(title=title, slug=_free_slug(session, Movie, base), year=year)
         session.add(movie)
@@ -88,21 +88,36 @@ def check_collection_quota(session: Session, owner: User) -> None:
         return
     have = session.scalar(select(func.count(Collection.id)).where(Collection.owner_id == owner.id)) or 0
     if have >= limit:
-        raise QuotaExceeded(f"You have {have} collections, the most one curator may have here ({limit}). Delete "
-                            "one you no longer need, or ask an administrator to raise the limit.")
+        raise QuotaExceeded(
+            f"You have {have} collections, the most one curator may have here ({limit}). Delete "
+            "one you no longer need, or ask an administrator to raise the limit."
+        )
 
 
-def create_collection(session: Session, owner: User, movie: Movie, name: str, visibility: str = "public",
-                      license: str = "CC0-1.0", **fields) -> Collection:
+def create_collection(
+    session: Session,
+    owner: User,
+    movie: Movie,
+    name: str,
+    visibility: str = "public",
+    license: str = "CC0-1.0",
+    **fields,
+) -> Collection:
     name = " ".join(name.split())
     if not name:
         raise ValueError("the collection needs a name")
     check_choice(visibility, VISIBILITIES, "visibility")
     check_choice(license, LICENSES, "license")
     check_collection_quota(session, owner)
-    collection = Collection(owner_id=owner.id, movie_id=movie.id, name=name,
-                            slug=unique_collection_slug(session, name), visibility=visibility, license=license,
-                            **fields)
+    collection = Collection(
+        owner_id=owner.id,
+        movie_id=movie.id,
+        name=name,
+        slug=unique_collection_slug(session, name),
+        visibility=visibility,
+        license=license,
+        **fields,
+    )
     session.add(collection)
     session.flush()
     return collection
@@ -112,8 +127,9 @@ def upload_key(collection_id: int, upload_uuid: str, filename: str) -> str:
     return f"uploads/{collection_id}/{upload_uuid}{storage_suffix(filename)}"
 
 
-def add_upload(session: Session, collection: Collection, path: Path, filename: str,
-               sha256: str | None = None) -> Upload:
+def add_upload(
+    session: Session, collection: Collection, path: Path, filename: str, sha256: str | None = None
+) -> Upload:
     """Keep an uploaded file (already on local disk) in storage and record it on the collection.
     ``sha256``: the digest when the caller computed it already (the upload endpoint does, while streaming)."""
     filename = check_file_name(filename)  # the upload route's rule: no control characters, at most 255
@@ -127,8 +143,9 @@ def add_upload(session: Session, collection: Collection, path: Path, filename: s
         sha256 = digest.hexdigest()
     key = upload_key(collection.id, str(uuid.uuid4()), filename)
     get_storage().put_file(key, path)
-    upload = Upload(collection_id=collection.id, filename=filename, storage_key=key,
-                    size=path.stat().st_size, sha256=sha256)
+    upload = Upload(
+        collection_id=collection.id, filename=filename, storage_key=key, size=path.stat().st_size, sha256=sha256
+    )
     session.add(upload)
     session.flush()
     return upload
@@ -137,9 +154,18 @@ def add_upload(session: Session, collection: Collection, path: Path, filename: s
 EDITABLE_TEXT_FIELDS = {name: TEXT_LIMITS[name] for name in ("description", "dataset_url", "doi", "contributors")}
 
 
-def update_collection(session: Session, collection: Collection, *, name: str | None = None,
-                      movie: Movie | None = None, visibility: str | None = None, license: str | None = None,
-                      metadata: dict | None = None, timing: dict | None | bool = False, **fields: str) -> Collection:
+def update_collection(
+    session: Session,
+    collection: Collection,
+    *,
+    name: str | None = None,
+    movie: Movie | None = None,
+    visibility: str | None = None,
+    license: str | None = None,
+    metadata: dict | None = None,
+    timing: dict | None | bool = False,
+    **fields: str,
+) -> Collection:
     """Change a collection's description and metadata. The slug stays (links keep working). Merged maps hold
     public components only, so a change of visibility or movie rebuilds the maps of the collection's terms."""
     if name is not None:
@@ -171,8 +197,13 @@ def update_collection(session: Session, collection: Collection, *, name: str | N
         movies.add(movie.id)
     session.flush()
     if remerge:
-        terms = set(session.scalars(select(Component.best_term_id).where(
-            Component.collection_id == collection.id, Component.best_term_id.is_not(None))))
+        terms = set(
+            session.scalars(
+                select(Component.best_term_id).where(
+                    Component.collection_id == collection.id, Component.best_term_id.is_not(None)
+                )
+            )
+        )
         reference = active_reference(session)
         if terms and reference is not None:
             rebuild_term_maps(session, reference, terms, movie_ids=movies)
@@ -233,9 +264,14 @@ def delete_collection(collection_id: int) -> int:
 
 _DOI_PREFIXES = ("https://doi.org/", "http://doi.org/", "https://dx.doi.org/", "http://dx.doi.org/", "doi:")
 # form field -> (what the messages call it, its key in store.validation.TEXT_LIMITS)
-_FORM_TEXT = {"name": ("name", "collection_name"), "movie": ("movie title", "movie_title"),
-              "contributors": ("contributors", "contributors"), "description": ("description", "description"),
-              "dataset_url": ("dataset URL", "dataset_url"), "doi": ("DOI", "doi")}
+_FORM_TEXT = {
+    "name": ("name", "collection_name"),
+    "movie": ("movie title", "movie_title"),
+    "contributors": ("contributors", "contributors"),
+    "description": ("description", "description"),
+    "dataset_url": ("dataset URL", "dataset_url"),
+    "doi": ("DOI", "doi"),
+}
 
 
 def validate_collection_form(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -267,7 +303,7 @@ def validate_collection_form(raw: dict[str, Any]) -> tuple[dict[str, Any], list[
     doi = clean["doi"]
     for prefix in _DOI_PREFIXES:
         if doi.lower().startswith(prefix):
-            doi = doi[len(prefix):]
+            doi = doi[len(prefix) :]
     if doi and not re.match(r"^10\.\d{4,9}/\S+$", doi):
         errors.append("The DOI must look like 10.1234/abcd (a doi.org link is fine too).")
     clean["doi"] = doi
@@ -292,8 +328,9 @@ def _form_timing(raw: dict[str, Any], metadata: dict[str, Any], errors: list[str
         return None
     tr = (metadata.get("acquisition") or {}).get("tr")
     if tr is None:
-        errors.append("Give the repetition time (TR) under Acquisition: the runs' volumes are placed on the movie "
-                      "with it.")
+        errors.append(
+            "Give the repetition time (TR) under Acquisition: the runs' volumes are placed on the movie with it."
+        )
         return None
     subjects = raw.get("subjects") if isinstance(raw.get("subjects"), str | int) else 1
     try:

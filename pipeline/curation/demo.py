@@ -8,6 +8,7 @@ next to its map) on a timing of two overlapping runs and two concatenated subjec
 linked to an event type (``DEMO_LINKS``) follow that label's HRF-convolved regressor, the rest are autocorrelated
 noise, so temporal decoding has known answers. Everything is labelled synthetic.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -54,19 +55,63 @@ class DemoCollection:
 
 
 DEMO_COLLECTIONS = (
-    DemoCollection("demo-forrest-gump-audiovisual", "Forrest Gump audio-visual ICA (demo)", "Forrest Gump", 1994,
-                   12, ("auditory", "visual", "language", "emotion", "faces", "motion"), participants=15),
-    DemoCollection("demo-forrest-gump-3t-replication", "Forrest Gump 3 mm replication (demo)", "Forrest Gump", 1994,
-                   10, ("language", "auditory", "memory", "social", "visual"), voxel_mm=3, participants=20),
-    DemoCollection("demo-sherlock-episode", "Sherlock episode viewing (demo)", "Sherlock: A Study in Pink", 2010,
-                   10, ("default mode", "memory", "social", "language", "visual"), participants=17),
-    DemoCollection("demo-partly-cloudy-children", "Partly Cloudy in children (demo)", "Partly Cloudy", 2009,
-                   10, ("social", "emotion", "visual", "faces", "pain"), participants=122),
-    DemoCollection("demo-grand-budapest", "Grand Budapest Hotel ICA (demo)", "The Grand Budapest Hotel", 2014,
-                   10, ("visual", "scenes", "motion", "attention", "reward"), participants=25),
-    DemoCollection("demo-sherlock-private", "Sherlock pilot, unpublished (demo, private)", "Sherlock: A Study in Pink",
-                   2010, 8, ("memory", "emotion", "default mode", "language"), visibility="private",
-                   owner=DEMO_PRIVATE_OWNER, participants=8),
+    DemoCollection(
+        "demo-forrest-gump-audiovisual",
+        "Forrest Gump audio-visual ICA (demo)",
+        "Forrest Gump",
+        1994,
+        12,
+        ("auditory", "visual", "language", "emotion", "faces", "motion"),
+        participants=15,
+    ),
+    DemoCollection(
+        "demo-forrest-gump-3t-replication",
+        "Forrest Gump 3 mm replication (demo)",
+        "Forrest Gump",
+        1994,
+        10,
+        ("language", "auditory", "memory", "social", "visual"),
+        voxel_mm=3,
+        participants=20,
+    ),
+    DemoCollection(
+        "demo-sherlock-episode",
+        "Sherlock episode viewing (demo)",
+        "Sherlock: A Study in Pink",
+        2010,
+        10,
+        ("default mode", "memory", "social", "language", "visual"),
+        participants=17,
+    ),
+    DemoCollection(
+        "demo-partly-cloudy-children",
+        "Partly Cloudy in children (demo)",
+        "Partly Cloudy",
+        2009,
+        10,
+        ("social", "emotion", "visual", "faces", "pain"),
+        participants=122,
+    ),
+    DemoCollection(
+        "demo-grand-budapest",
+        "Grand Budapest Hotel ICA (demo)",
+        "The Grand Budapest Hotel",
+        2014,
+        10,
+        ("visual", "scenes", "motion", "attention", "reward"),
+        participants=25,
+    ),
+    DemoCollection(
+        "demo-sherlock-private",
+        "Sherlock pilot, unpublished (demo, private)",
+        "Sherlock: A Study in Pink",
+        2010,
+        8,
+        ("memory", "emotion", "default mode", "language"),
+        visibility="private",
+        owner=DEMO_PRIVATE_OWNER,
+        participants=8,
+    ),
 )
 
 
@@ -75,8 +120,16 @@ DEMO_COLLECTIONS = (
 DEMO_TIMING = Timing.parse(2.0, "0:150,296:150", 2)
 DEMO_LABELS = ("speech", "faces", "music", "scene cut")
 # The event type a network follows in the demo; networks not named here follow none.
-DEMO_LINKS = {"auditory": "speech", "language": "speech", "faces": "faces", "social": "faces",
-              "emotion": "music", "reward": "music", "scenes": "scene cut", "motion": "scene cut"}
+DEMO_LINKS = {
+    "auditory": "speech",
+    "language": "speech",
+    "faces": "faces",
+    "social": "faces",
+    "emotion": "music",
+    "reward": "music",
+    "scenes": "scene cut",
+    "motion": "scene cut",
+}
 DEMO_ANNOTATIONS = "Synthetic events (demo)"
 
 
@@ -86,8 +139,9 @@ def demo_events_tsv(movie_title: str) -> str:
     rng = np.random.default_rng(sum(movie_title.encode()))
     end = DEMO_TIMING.movie_times().max()
     lines = ["onset\tduration\ttrial_type"]
-    for label, (rate, shortest, longest) in zip(DEMO_LABELS, ((1 / 25, 3, 12), (1 / 30, 2, 8), (1 / 60, 10, 30),
-                                                              (1 / 20, 0, 0)), strict=True):
+    for label, (rate, shortest, longest) in zip(
+        DEMO_LABELS, ((1 / 25, 3, 12), (1 / 30, 2, 8), (1 / 60, 10, 30), (1 / 20, 0, 0)), strict=True
+    ):
         t = float(rng.uniform(0, 10))
         while t < end:
             lines.append(f"{t:.1f}\t{rng.uniform(shortest, longest):.1f}\t{label}")
@@ -99,8 +153,11 @@ def demo_timecourses(spec: DemoCollection, events_tsv: str, seed: int) -> np.nda
     """(rows, components) float32 time courses for one demo collection on ``DEMO_TIMING``: a linked network's
     course is its label's regressor plus noise (different in each subject), the others autocorrelated noise."""
     rng = np.random.default_rng(1000 + seed)
-    names, regressors = label_regressors(events_by_label(read_events(events_tsv, "demo events")), DEMO_TIMING.tr,
-                                         [(r.start_s, r.volumes) for r in DEMO_TIMING.runs])
+    names, regressors = label_regressors(
+        events_by_label(read_events(events_tsv, "demo events")),
+        DEMO_TIMING.tr,
+        [(r.start_s, r.volumes) for r in DEMO_TIMING.runs],
+    )
     per_subject = DEMO_TIMING.rows_per_subject
     courses = np.empty((DEMO_TIMING.rows, spec.n_components), dtype=np.float32)
     for i in range(spec.n_components):
@@ -115,18 +172,29 @@ def demo_timecourses(spec: DemoCollection, events_tsv: str, seed: int) -> np.nda
                 x = regressors[:, names.index(label)]
                 signal = (x - x.mean()) / x.std() * 0.8
             block = signal + noise
-            courses[s * per_subject:(s + 1) * per_subject, i] = (block - block.mean()) / block.std()
+            courses[s * per_subject : (s + 1) * per_subject, i] = (block - block.mean()) / block.std()
     return courses
 
 
 def _ensure_annotations(session: Session, movie: Movie) -> str:
     """The movie's demo annotation set, made if missing; returns its events file."""
     events = demo_events_tsv(movie.title)
-    if session.scalar(select(AnnotationSet.id).where(AnnotationSet.movie_id == movie.id,
-                                                     AnnotationSet.name == DEMO_ANNOTATIONS)) is None:
-        add_annotation_set(session, None, movie, DEMO_ANNOTATIONS, events, "demo-events.tsv",
-                           description=f"{DEMO_NOTE} Events placed at random; some demo components follow them.",
-                           is_demo=True)
+    if (
+        session.scalar(
+            select(AnnotationSet.id).where(AnnotationSet.movie_id == movie.id, AnnotationSet.name == DEMO_ANNOTATIONS)
+        )
+        is None
+    ):
+        add_annotation_set(
+            session,
+            None,
+            movie,
+            DEMO_ANNOTATIONS,
+            events,
+            "demo-events.tsv",
+            description=f"{DEMO_NOTE} Events placed at random; some demo components follow them.",
+            is_demo=True,
+        )
     return events
 
 
@@ -185,15 +253,21 @@ def _as_file(spec: DemoCollection, maps: np.ndarray, directory: Path) -> Path:
 
 def _resample_to(data: np.ndarray, src_affine: np.ndarray, dst_affine: np.ndarray, shape) -> np.ndarray:
     transform = np.linalg.inv(src_affine) @ dst_affine
-    return np.stack([affine_transform(data[..., v], transform[:3, :3], transform[:3, 3], output_shape=shape,
-                                      order=1) for v in range(data.shape[-1])], axis=-1)
+    return np.stack(
+        [
+            affine_transform(data[..., v], transform[:3, :3], transform[:3, 3], output_shape=shape, order=1)
+            for v in range(data.shape[-1])
+        ],
+        axis=-1,
+    )
 
 
 def _demo_user(session: Session, email: str) -> User:
     user = session.scalar(select(User).where(User.email == email))
     if user is None:  # no password: demo accounts cannot sign in
-        user = create_user(session, email, None, first_name="Demo", last_name="Curator",
-                           affiliation="INcDb synthetic demo data")
+        user = create_user(
+            session, email, None, first_name="Demo", last_name="Curator", affiliation="INcDb synthetic demo data"
+        )
     return user
 
 
@@ -224,12 +298,19 @@ def load_demo(progress=print) -> int:
             owner = _demo_user(session, spec.owner)
             movie = get_or_create_movie(session, spec.movie, spec.year)
             collection = create_collection(
-                session, owner, movie, spec.name, visibility=spec.visibility,
+                session,
+                owner,
+                movie,
+                spec.name,
+                visibility=spec.visibility,
                 description=f"{DEMO_NOTE} {spec.n_components} ICA-like components.",
-                contributors="INcDb demo generator", is_demo=True,
-                metadata_={"participants": {"number": spec.participants},
-                           "acquisition": {"field_strength": 3.0, "tr": 2.0, "te": 30.0},
-                           "design": {"imaging_runs": 8}},
+                contributors="INcDb demo generator",
+                is_demo=True,
+                metadata_={
+                    "participants": {"number": spec.participants},
+                    "acquisition": {"field_strength": 3.0, "tr": 2.0, "te": 30.0},
+                    "design": {"imaging_runs": 8},
+                },
             )
             collection.slug = spec.slug
             collection.timing = DEMO_TIMING.to_dict()

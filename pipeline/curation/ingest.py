@@ -4,6 +4,7 @@ Every step is idempotent: a component's uuid and storage keys are derived from t
 the volume index, rows are replaced rather than added, and merged maps are rebuilt from scratch. A job redelivered
 after its worker died therefore ends with the same rows and files as an undisturbed run.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -84,8 +85,10 @@ def ingest(job_id: int, progress: Progress | None = None, merge: bool = True) ->
         if job.kind != "ingest" or job.collection_id is None:
             raise ValueError(f"job {job_id} is not an ingest job")
         collection_id = job.collection_id
-        uploads = [(u.id, u.filename, u.storage_key, u.sha256) for u in
-                   session.scalars(select(Upload).where(Upload.collection_id == collection_id).order_by(Upload.id))]
+        uploads = [
+            (u.id, u.filename, u.storage_key, u.sha256)
+            for u in session.scalars(select(Upload).where(Upload.collection_id == collection_id).order_by(Upload.id))
+        ]
     result = IngestResult()
     with running_job(job_id) as run:
         run.warnings, run.errors = result.warnings, result.errors  # filled as the run goes
@@ -99,8 +102,9 @@ def ingest(job_id: int, progress: Progress | None = None, merge: bool = True) ->
     return result
 
 
-def _ingest_uploads(job_id: int, collection_id: int, uploads: list, result: IngestResult,
-                    progress: Progress | None, merge: bool) -> list[tuple[int, str, str, int]]:
+def _ingest_uploads(
+    job_id: int, collection_id: int, uploads: list, result: IngestResult, progress: Progress | None, merge: bool
+) -> list[tuple[int, str, str, int]]:
     """Decode and store the uploads' maps; returns (upload id, sha256, member name, volumes) of each map read."""
     with session_scope() as session:
         reference = require_active_reference(session)
@@ -130,8 +134,9 @@ def _ingest_uploads(job_id: int, collection_id: int, uploads: list, result: Inge
 INGEST_PREFIXES = ("components/", "decodings/", "similar/vectors/", "timecourses/")
 
 
-def remove_stopped_run_leftovers(collection_id: int, images: list[tuple[int, str, str, int]],
-                                 started: datetime) -> list[str]:
+def remove_stopped_run_leftovers(
+    collection_id: int, images: list[tuple[int, str, str, int]], started: datetime
+) -> list[str]:
     """After a run that replaces one that stopped (its worker died), remove what only the stopped run wrote.
 
     Keys are derived from the upload, member and volume, so this run overwrote every file it wrote again. Left are
@@ -158,15 +163,25 @@ def remove_stopped_run_leftovers(collection_id: int, images: list[tuple[int, str
     storage = get_storage()
     with session_scope() as session:
         kept = set(session.scalars(select(Component.uuid).where(Component.collection_id == collection_id)))
-        courses = {k for row in session.execute(select(TimeCourse.storage_key, TimeCourse.spectra_key)
-                                                .where(TimeCourse.collection_id == collection_id)) for k in row if k}
+        courses = {
+            k
+            for row in session.execute(
+                select(TimeCourse.storage_key, TimeCourse.spectra_key).where(TimeCourse.collection_id == collection_id)
+            )
+            for k in row
+            if k
+        }
     removed: list[str] = []
     for upload_id, sha, member_name, n_volumes in images:
         for volume in range(n_volumes):
             cuuid = component_uuid(sha, upload_id, member_name, volume)
             if cuuid not in kept:
-                removed += [component_key(cuuid), thumbnail_key(component_key(cuuid)), decodings_key(cuuid),
-                            similarity_vector_key(cuuid)]
+                removed += [
+                    component_key(cuuid),
+                    thumbnail_key(component_key(cuuid)),
+                    decodings_key(cuuid),
+                    similarity_vector_key(cuuid),
+                ]
         course = timecourse_key(str(uuid.uuid5(COMPONENT_NAMESPACE, f"timecourse:{upload_id}:{member_name}")))
         removed += [k for k in (course, course.replace(".npy", "-spectra.npy")) if k not in courses]
     for key in removed:
@@ -182,8 +197,9 @@ def remove_stopped_run_leftovers(collection_id: int, images: list[tuple[int, str
     return removed
 
 
-def _read_timecourses(checked: list, files: dict[str, tuple[int, Path]], timing_dict: dict | None,
-                      result: IngestResult) -> dict[tuple[int, str], dict]:
+def _read_timecourses(
+    checked: list, files: dict[str, tuple[int, Path]], timing_dict: dict | None, result: IngestResult
+) -> dict[tuple[int, str], dict]:
     """The time courses of the checked maps, stored as artifacts: (upload id, map name) -> TimeCourse fields.
     A file that does not fit its map or the collection's timing is left out with a message in ``result.errors``;
     the map itself is still used."""
@@ -208,18 +224,27 @@ def _read_timecourses(checked: list, files: dict[str, tuple[int, Path]], timing_
     return courses
 
 
-def _timecourse_fields(upload_id: int, map_name: str, n_volumes: int, found: dict[str, str],
-                       files: dict[str, tuple[int, Path]], timing: Timing | None) -> dict:
+def _timecourse_fields(
+    upload_id: int,
+    map_name: str,
+    n_volumes: int,
+    found: dict[str, str],
+    files: dict[str, tuple[int, Path]],
+    timing: Timing | None,
+) -> dict:
     mix_name = found["mix"]
     if timing is None:
-        raise TimeCourseError(f"{mix_name}: the collection has no timing yet (TR, runs and subjects); describe it "
-                              "on the collection's page, then process the collection again")
+        raise TimeCourseError(
+            f"{mix_name}: the collection has no timing yet (TR, runs and subjects); describe it "
+            "on the collection's page, then process the collection again"
+        )
     _, values = read_timecourse_file(files[mix_name][1], mix_name)
     check_timecourses(values, n_volumes, timing, mix_name, map_name)
     key = timecourse_key(str(uuid.uuid5(COMPONENT_NAMESPACE, f"timecourse:{upload_id}:{map_name}")))
     save_vector(key, values)
-    fields = dict(mix_file=mix_name, storage_key=key, spectra_key=None, rows=int(values.shape[0]),
-                  columns=int(values.shape[1]))
+    fields = dict(
+        mix_file=mix_name, storage_key=key, spectra_key=None, rows=int(values.shape[0]), columns=int(values.shape[1])
+    )
     if "ftmix" in found:
         _, spectra = read_timecourse_file(files[found["ftmix"]][1], found["ftmix"])
         check_timecourses(spectra, n_volumes, None, found["ftmix"], map_name)
@@ -245,8 +270,9 @@ class _Counter:
                 self.progress(self.done, self.total)
 
 
-def _check_uploads(uploads: list, tmp: Path, open_files: ExitStack,
-                   result: IngestResult) -> tuple[list, dict[str, tuple[int, Path]]]:
+def _check_uploads(
+    uploads: list, tmp: Path, open_files: ExitStack, result: IngestResult
+) -> tuple[list, dict[str, tuple[int, Path]]]:
     """(upload id, sha256, member name, checked image) of every NIfTI in the uploads, and the time-course files
     (member name -> (upload id, local path)); what cannot be used goes to ``result.errors``."""
     checked = []
@@ -269,8 +295,16 @@ def _check_uploads(uploads: list, tmp: Path, open_files: ExitStack,
     return checked, timecourse_files
 
 
-def _decode_image(upload_id: int, sha: str, member_name: str, image, matrix, result: IngestResult,
-                  counter: _Counter, similarity: tuple = (None, None)) -> list[dict]:
+def _decode_image(
+    upload_id: int,
+    sha: str,
+    member_name: str,
+    image,
+    matrix,
+    result: IngestResult,
+    counter: _Counter,
+    similarity: tuple = (None, None),
+) -> list[dict]:
     """Resample, check, store and decode the volumes of one image; the component rows of those kept, with their
     reduced vectors for the similarity index (``similarity``: the active basis's id and matrix, or Nones).
 
@@ -282,8 +316,9 @@ def _decode_image(upload_id: int, sha: str, member_name: str, image, matrix, res
         for start, block in image.volume_chunks():
             on_grid = resample_to_grid(block, image.affine)
             del block
-            new_rows += _decode_volumes(upload_id, sha, member_name, image.n_volumes, start, on_grid, matrix,
-                                        result, counter, similarity)
+            new_rows += _decode_volumes(
+                upload_id, sha, member_name, image.n_volumes, start, on_grid, matrix, result, counter, similarity
+            )
             done = start + len(on_grid)
     except NiftiError as exc:
         result.errors.append(str(exc))
@@ -293,8 +328,18 @@ def _decode_image(upload_id: int, sha: str, member_name: str, image, matrix, res
     return new_rows
 
 
-def _decode_volumes(upload_id: int, sha: str, member_name: str, n_volumes: int, start: int, on_grid: np.ndarray,
-                    matrix, result: IngestResult, counter: _Counter, similarity: tuple) -> list[dict]:
+def _decode_volumes(
+    upload_id: int,
+    sha: str,
+    member_name: str,
+    n_volumes: int,
+    start: int,
+    on_grid: np.ndarray,
+    matrix,
+    result: IngestResult,
+    counter: _Counter,
+    similarity: tuple,
+) -> list[dict]:
     """:func:`_decode_image` for volumes ``start ..`` of an image, already on the grid."""
     rows = masked(on_grid)
     keep, qc = _quality_checked(on_grid, rows, member_name, result, start, n_volumes)
@@ -313,8 +358,18 @@ def _decode_volumes(upload_id: int, sha: str, member_name: str, n_volumes: int, 
     new_rows = []
     for row, (cuuid, v) in enumerate(zip(uuids, keep)):
         save_vector(decodings_key(cuuid), r_all[row])
-        new_rows.append(dict(uuid=cuuid, upload_id=upload_id, source_file=member_name, volume_index=start + v,
-                             r=r_all[row], qc=qc[v], reduced=reduced[row], basis_id=basis_id))
+        new_rows.append(
+            dict(
+                uuid=cuuid,
+                upload_id=upload_id,
+                source_file=member_name,
+                volume_index=start + v,
+                r=r_all[row],
+                qc=qc[v],
+                reduced=reduced[row],
+                basis_id=basis_id,
+            )
+        )
         result.components += 1
         counter.add(1)
     counter.add(len(on_grid) - len(keep), report=False)
@@ -327,8 +382,14 @@ def save_component_map(cuuid: str, data: np.ndarray) -> None:
     save_thumbnail(component_key(cuuid), data)
 
 
-def _quality_checked(on_grid: np.ndarray, rows: np.ndarray, member_name: str, result: IngestResult,
-                     start: int = 0, n_volumes: int | None = None) -> tuple[list[int], dict[int, list[str]]]:
+def _quality_checked(
+    on_grid: np.ndarray,
+    rows: np.ndarray,
+    member_name: str,
+    result: IngestResult,
+    start: int = 0,
+    n_volumes: int | None = None,
+) -> tuple[list[int], dict[int, list[str]]]:
     """The volumes (indices into ``on_grid``, which holds volumes ``start ..`` of an image of ``n_volumes``) that
     pass QC, and each one's warnings; rejections go to ``result.errors``."""
     n_volumes = len(on_grid) if n_volumes is None else n_volumes
@@ -357,12 +418,24 @@ def write_decodings(session, decoded: list[tuple[int, np.ndarray, np.ndarray]], 
     if not decoded:
         return
     session.execute(delete(Decoding).where(Decoding.component_id.in_([cid for cid, _, _ in decoded])))
-    session.execute(insert(Decoding), [dict(component_id=cid, term_id=term_ids[i], r=float(r[i]), rank=rank + 1)
-                                       for cid, r, order in decoded for rank, i in enumerate(order)])
+    session.execute(
+        insert(Decoding),
+        [
+            dict(component_id=cid, term_id=term_ids[i], r=float(r[i]), rank=rank + 1)
+            for cid, r, order in decoded
+            for rank, i in enumerate(order)
+        ],
+    )
 
 
-def _store_components(collection_id: int, reference_id: int, term_ids: list[int], rows: list[dict],
-                      merge: bool = True, courses: dict[tuple[int, str], dict] | None = None) -> None:
+def _store_components(
+    collection_id: int,
+    reference_id: int,
+    term_ids: list[int],
+    rows: list[dict],
+    merge: bool = True,
+    courses: dict[tuple[int, str], dict] | None = None,
+) -> None:
     """Replace the collection's components by ``rows`` in one transaction, then rebuild affected merged maps.
 
     Files of removed components are deleted only after the commit, and files written for components that never
@@ -386,9 +459,11 @@ def _store_components(collection_id: int, reference_id: int, term_ids: list[int]
                     session.delete(comp)
             session.flush()
             course_ids, old_course_keys = _replace_timecourses(session, collection_id, courses or {})
-            removed_keys += [k for k in old_course_keys
-                             if k not in {v for c in (courses or {}).values() for v in (c["storage_key"],
-                                                                                        c["spectra_key"]) if v}]
+            removed_keys += [
+                k
+                for k in old_course_keys
+                if k not in {v for c in (courses or {}).values() for v in (c["storage_key"], c["spectra_key"]) if v}
+            ]
             by_uuid = {c.uuid: c for c in old if c.uuid in keep_uuids}
             stored: list[tuple[Component, np.ndarray, np.ndarray]] = []
             for row in rows:
@@ -410,8 +485,13 @@ def _store_components(collection_id: int, reference_id: int, term_ids: list[int]
                 affected.add(comp.best_term_id)
             session.flush()  # one flush for all components: their ids for the decoding rows
             write_decodings(session, [(comp.id, r, order) for comp, r, order in stored], term_ids)
-            store_vectors(session, [NewVector(comp.id, collection_id, comp.uuid, row["reduced"], row["basis_id"])
-                                    for (comp, _, _), row in zip(stored, rows)])
+            store_vectors(
+                session,
+                [
+                    NewVector(comp.id, collection_id, comp.uuid, row["reduced"], row["basis_id"])
+                    for (comp, _, _), row in zip(stored, rows)
+                ],
+            )
     except BaseException:
         for row in rows:
             if row["uuid"] not in old_uuids:
@@ -432,8 +512,9 @@ def _store_components(collection_id: int, reference_id: int, term_ids: list[int]
             storage.delete(key)
 
 
-def _replace_timecourses(session, collection_id: int,
-                         courses: dict[tuple[int, str], dict]) -> tuple[dict[tuple[int, str], int], list[str]]:
+def _replace_timecourses(
+    session, collection_id: int, courses: dict[tuple[int, str], dict]
+) -> tuple[dict[tuple[int, str], int], list[str]]:
     """Replace the collection's TimeCourse rows; returns (upload id, map name) -> new row id, and the storage keys
     of the old rows (removed after the commit unless a new row uses them again)."""
     old = session.scalars(select(TimeCourse).where(TimeCourse.collection_id == collection_id)).all()

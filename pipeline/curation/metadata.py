@@ -2,6 +2,7 @@
 
 One definition serves validation, the form and the pages that display a collection.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,49 +22,65 @@ class Field:
 
 
 GROUPS: dict[str, tuple[str, tuple[Field, ...]]] = {
-    "presentation": ("Movie presentation", (
-        Field("times_viewed", "Times viewed", "integer", minimum=1, maximum=100),
-        Field("presentation_method", "Presentation method"),
-        Field("audio_method", "Audio method"),
-        Field("window_size", "Window size"),
-        Field("visual_angle", "Visual angle", "number", "degrees", minimum=0, maximum=180),
-        Field("triggered", "Triggered by scanner", "bool"),
-        Field("video_resolution", "Video resolution"),
-        Field("video_codec", "Video codec"),
-        Field("audio_quality", "Audio quality"),
-        Field("audio_codec", "Audio codec"),
-    )),
-    "participants": ("Participants", (
-        Field("number", "Number of participants", "integer", minimum=1, maximum=100000),
-        Field("age_min", "Youngest age", "number", "years", minimum=0, maximum=120),
-        Field("age_max", "Oldest age", "number", "years", minimum=0, maximum=120),
-        Field("handedness", "Handedness"),
-        Field("inclusion_criteria", "Inclusion criteria"),
-        Field("vision", "Vision"),
-        Field("hearing", "Hearing"),
-        Field("native_languages", "Native languages"),
-        Field("language_proficiency", "Language proficiency"),
-    )),
-    "design": ("Design", (
-        Field("imaging_runs", "Imaging runs", "integer", minimum=1, maximum=1000),
-        Field("run_length", "Length of runs", "number", "minutes", minimum=0, maximum=600),
-    )),
-    "acquisition": ("Acquisition", (
-        Field("scanner", "Scanner make and model"),
-        Field("field_strength", "Field strength", "number", "T", minimum=0.1, maximum=20),
-        Field("pulse_sequence", "Pulse sequence"),
-        Field("parallel_imaging", "Parallel imaging"),
-        Field("field_of_view", "Field of view", "number", "mm", minimum=1, maximum=1000),
-        Field("matrix_size", "Matrix size"),
-        Field("slice_thickness", "Slice thickness", "number", "mm", minimum=0.1, maximum=20),
-        Field("skip_distance", "Skip distance", "number", "mm", minimum=0, maximum=20),
-        Field("orientation", "Orientation", "choice", choices=("axial", "sagittal", "coronal", "oblique")),
-        Field("slice_order", "Slice order", "choice",
-              choices=("ascending", "descending", "interleaved", "multiband", "other")),
-        Field("tr", "Repetition time (TR)", "number", "s", minimum=0.05, maximum=30),
-        Field("te", "Echo time (TE)", "number", "ms", minimum=0.1, maximum=500),
-        Field("flip_angle", "Flip angle", "number", "degrees", minimum=0, maximum=180),
-    )),
+    "presentation": (
+        "Movie presentation",
+        (
+            Field("times_viewed", "Times viewed", "integer", minimum=1, maximum=100),
+            Field("presentation_method", "Presentation method"),
+            Field("audio_method", "Audio method"),
+            Field("window_size", "Window size"),
+            Field("visual_angle", "Visual angle", "number", "degrees", minimum=0, maximum=180),
+            Field("triggered", "Triggered by scanner", "bool"),
+            Field("video_resolution", "Video resolution"),
+            Field("video_codec", "Video codec"),
+            Field("audio_quality", "Audio quality"),
+            Field("audio_codec", "Audio codec"),
+        ),
+    ),
+    "participants": (
+        "Participants",
+        (
+            Field("number", "Number of participants", "integer", minimum=1, maximum=100000),
+            Field("age_min", "Youngest age", "number", "years", minimum=0, maximum=120),
+            Field("age_max", "Oldest age", "number", "years", minimum=0, maximum=120),
+            Field("handedness", "Handedness"),
+            Field("inclusion_criteria", "Inclusion criteria"),
+            Field("vision", "Vision"),
+            Field("hearing", "Hearing"),
+            Field("native_languages", "Native languages"),
+            Field("language_proficiency", "Language proficiency"),
+        ),
+    ),
+    "design": (
+        "Design",
+        (
+            Field("imaging_runs", "Imaging runs", "integer", minimum=1, maximum=1000),
+            Field("run_length", "Length of runs", "number", "minutes", minimum=0, maximum=600),
+        ),
+    ),
+    "acquisition": (
+        "Acquisition",
+        (
+            Field("scanner", "Scanner make and model"),
+            Field("field_strength", "Field strength", "number", "T", minimum=0.1, maximum=20),
+            Field("pulse_sequence", "Pulse sequence"),
+            Field("parallel_imaging", "Parallel imaging"),
+            Field("field_of_view", "Field of view", "number", "mm", minimum=1, maximum=1000),
+            Field("matrix_size", "Matrix size"),
+            Field("slice_thickness", "Slice thickness", "number", "mm", minimum=0.1, maximum=20),
+            Field("skip_distance", "Skip distance", "number", "mm", minimum=0, maximum=20),
+            Field("orientation", "Orientation", "choice", choices=("axial", "sagittal", "coronal", "oblique")),
+            Field(
+                "slice_order",
+                "Slice order",
+                "choice",
+                choices=("ascending", "descending", "interleaved", "multiband", "other"),
+            ),
+            Field("tr", "Repetition time (TR)", "number", "s", minimum=0.05, maximum=30),
+            Field("te", "Echo time (TE)", "number", "ms", minimum=0.1, maximum=500),
+            Field("flip_angle", "Flip angle", "number", "degrees", minimum=0, maximum=180),
+        ),
+    ),
 }
 
 

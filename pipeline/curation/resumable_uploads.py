@@ -22,6 +22,7 @@ An upload is removed once ``INCDB_UPLOAD_RESUME_HOURS`` (default 24) have passed
 (its last byte, or its answer), and when its owner starts more than :data:`PARTIALS_PER_USER` uploads (finished
 ones first, then the one untouched longest), so abandoned uploads cannot fill the disk.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -199,9 +200,18 @@ def create_partial(owner: int, collection_id: int, name: str, size: int) -> Part
     folder.mkdir()
     upload = PartialUpload(folder, int(owner), int(collection_id), name, int(size))
     upload.partial_path.touch()
-    _write_atomically(folder / "upload.json", json.dumps({
-        "owner": upload.owner, "collection_id": upload.collection_id, "name": name, "size": upload.size,
-        "created": time.time()}))
+    _write_atomically(
+        folder / "upload.json",
+        json.dumps(
+            {
+                "owner": upload.owner,
+                "collection_id": upload.collection_id,
+                "name": name,
+                "size": upload.size,
+                "created": time.time(),
+            }
+        ),
+    )
     return upload
 
 
@@ -252,14 +262,16 @@ def _remove_unless_busy(folder: Path) -> bool:
 def _evict(mine: Path, keep: int) -> None:
     """Leave at most ``keep`` uploads in a user's folder: finished ones go first (they only keep an answer), then
     the unfinished ones untouched longest."""
-    folders = sorted((f for f in mine.iterdir() if f.is_dir()),
-                     key=lambda f: (not (f / "result.json").exists(), _last_written(f)))
-    for folder in folders[:max(0, len(folders) - keep)]:
+    folders = sorted(
+        (f for f in mine.iterdir() if f.is_dir()), key=lambda f: (not (f / "result.json").exists(), _last_written(f))
+    )
+    for folder in folders[: max(0, len(folders) - keep)]:
         _remove_unless_busy(folder)
 
 
-def remove_stale_partials(max_age_s: float | None = None, now: float | None = None,
-                          dry_run: bool = False) -> list[Path]:
+def remove_stale_partials(
+    max_age_s: float | None = None, now: float | None = None, dry_run: bool = False
+) -> list[Path]:
     """Remove the resumable uploads nothing was written to for ``max_age_s``.
 
     Uploads a request is writing to right now are kept, however old. The upload endpoint calls this whenever a

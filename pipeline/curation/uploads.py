@@ -7,6 +7,7 @@ ingest judge a file by the same rules. The verdict (:class:`UploadReport`) keeps
 (``warnings``) apart from what is expected and only confirmed (``notes``): MELODIC's own helper files skipped, in
 one line, and which map each time-course file of an archive was matched to.
 """
+
 from __future__ import annotations
 
 import unicodedata
@@ -57,13 +58,17 @@ def check_file_name(raw: str) -> str:
     bad = next((ch for ch in name if _is_bad_character(ch)), None)
     if bad is not None:
         shown = "".join(f"\\u{ord(ch):04x}" if _is_bad_character(ch) else ch for ch in name)[:80]
-        raise ValueError(f"The file name \"{shown}\" contains the control character U+{ord(bad):04X}. Rename the "
-                         "file (letters, digits, spaces, dots and dashes are safe) and upload it again.")
+        raise ValueError(
+            f'The file name "{shown}" contains the control character U+{ord(bad):04X}. Rename the '
+            "file (letters, digits, spaces, dots and dashes are safe) and upload it again."
+        )
     if not name or name in (".", ".."):
         raise ValueError("The upload has no file name.")
     if len(name) > MAX_NAME_LENGTH:
-        raise ValueError(f"The file name is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}. Rename "
-                         f"the file ({name[:40]}…) and upload it again.")
+        raise ValueError(
+            f"The file name is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}. Rename "
+            f"the file ({name[:40]}…) and upload it again."
+        )
     return name
 
 
@@ -83,8 +88,10 @@ def _check_gzip_stream(path: Path, name: str, data_end: int) -> None:
             while chunk := fh.read(min(CHUNK, limit + 1 - total)):
                 total += len(chunk)
                 if total > limit:
-                    raise NiftiError(f"{name}: the gzip stream holds more data than the header describes "
-                                     f"({data_end:,} bytes); it was not read further")
+                    raise NiftiError(
+                        f"{name}: the gzip stream holds more data than the header describes "
+                        f"({data_end:,} bytes); it was not read further"
+                    )
     except EOFError:
         raise NiftiError(f"{name}: the file is truncated (the gzip stream ends early)") from None
     except (OSError, zlib.error, ValueError) as exc:
@@ -113,9 +120,11 @@ def check_nifti_file(path: Path, name: str, max_data_bytes: int = 0) -> int:
     """
     image = check_nifti(path, name)
     if max_data_bytes and image.data_bytes > max_data_bytes:
-        raise NiftiError(f"{name}: its header describes {human_bytes(image.data_bytes)} of voxel data "
-                         f"({' x '.join(str(s) for s in image.shape)} {image.dtype.name}); the limit here is "
-                         f"{human_bytes(max_data_bytes)}. Send fewer volumes, or a float32 map.")
+        raise NiftiError(
+            f"{name}: its header describes {human_bytes(image.data_bytes)} of voxel data "
+            f"({' x '.join(str(s) for s in image.shape)} {image.dtype.name}); the limit here is "
+            f"{human_bytes(max_data_bytes)}. Send fewer volumes, or a float32 map."
+        )
     if name.lower().endswith(".gz"):
         _check_gzip_stream(path, name, image.data_end)
     return image.n_volumes
@@ -161,8 +170,10 @@ def check_upload(path: Path, name: str, workdir: Path, timing: Timing | None = N
     if file_kind(name) == "timecourse":
         kind, values = read_timecourse_file(path, name)
         what = "power spectra" if kind == "ftmix" else "time courses"
-        report.warnings.append(f"{name}: {what} of {values.shape[1]} components, {values.shape[0]} rows; they are "
-                               "matched with their map (same folder) when the collection is processed")
+        report.warnings.append(
+            f"{name}: {what} of {values.shape[1]} components, {values.shape[0]} rows; they are "
+            "matched with their map (same folder) when the collection is processed"
+        )
         return report
     if file_kind(name) == "nifti":
         report.maps = check_nifti_file(path, name)
@@ -188,8 +199,9 @@ def check_upload(path: Path, name: str, workdir: Path, timing: Timing | None = N
     return report
 
 
-def _match_courses(volumes: dict[str, int], courses: dict[str, np.ndarray], timing: Timing | None,
-                   report: UploadReport) -> None:
+def _match_courses(
+    volumes: dict[str, int], courses: dict[str, np.ndarray], timing: Timing | None, report: UploadReport
+) -> None:
     """Say which map each time-course file of an archive goes with (a note), or why it will not be used (a
     warning), by the rules ingest applies (``pipeline.temporal.timecourses``)."""
     names = list(volumes) + list(courses)

@@ -18,6 +18,7 @@ kernel, which adds the products one after the other into each output, and drifte
 * a map whose voxels are mostly exactly 0 (a thresholded map) is scaled but not shifted: since every term column
   sums to 0, ``sum((x - c) * y) = sum(x * y)`` for any constant c, and then its zeros add nothing at all.
 """
+
 from __future__ import annotations
 
 import os
@@ -58,12 +59,12 @@ def normalise_rows(x: np.ndarray, chunk: int = 8) -> np.ndarray:
     x = np.asarray(x)
     out = np.empty(x.shape, dtype=np.float32)
     for start in range(0, len(x), chunk):
-        block = x[start:start + chunk].astype(np.float64)
+        block = x[start : start + chunk].astype(np.float64)
         block -= block.mean(axis=1, keepdims=True)
         norm = np.sqrt(np.einsum("ij,ij->i", block, block))[:, np.newaxis]
         np.divide(block, norm, out=block, where=norm > 0)
         block[(norm == 0)[:, 0]] = 0.0
-        out[start:start + chunk] = block
+        out[start : start + chunk] = block
     return out
 
 
@@ -176,7 +177,7 @@ def decoding_rows(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x)
     out = np.empty(x.shape, dtype=np.float32)
     for start in range(0, len(x), 8):
-        block = x[start:start + 8].astype(np.float64)
+        block = x[start : start + 8].astype(np.float64)
         sparse_rows = np.count_nonzero(block, axis=1) * 2 <= block.shape[1]
         mean = block.mean(axis=1, keepdims=True)
         block -= mean
@@ -185,7 +186,7 @@ def decoding_rows(x: np.ndarray) -> np.ndarray:
             block[sparse_rows] += mean[sparse_rows]
         np.divide(block, norm, out=block, where=norm > 0)
         block[(norm == 0)[:, 0]] = 0.0
-        out[start:start + 8] = block
+        out[start : start + 8] = block
     return out
 
 
@@ -240,7 +241,7 @@ def decode(components: np.ndarray, matrix: np.ndarray, batch: int = BATCH) -> np
     rows = components if components.ndim == 2 and components.shape[1] == matrix.shape[0] else masked(components)
     out = np.empty((len(rows), matrix.shape[1]), dtype=np.float32)
     for start in range(0, len(rows), batch):
-        out[start:start + batch] = correlate(decoding_rows(rows[start:start + batch]), matrix)
+        out[start : start + batch] = correlate(decoding_rows(rows[start : start + batch]), matrix)
     np.clip(out, -1.0, 1.0, out=out)
     return out
 
@@ -283,10 +284,10 @@ def decode_nonzero(components: np.ndarray, matrix: np.ndarray) -> np.ndarray:
         squares = np.zeros(matrix.shape[1])
         dots = np.zeros(matrix.shape[1])
         for start in range(0, len(support), ACCUMULATE_ROWS):
-            y = np.asarray(matrix[support[start:start + ACCUMULATE_ROWS]], dtype=np.float64) - first
+            y = np.asarray(matrix[support[start : start + ACCUMULATE_ROWS]], dtype=np.float64) - first
             sums += y.sum(axis=0)
             squares += np.einsum("ij,ij->j", y, y)
-            dots += x[start:start + ACCUMULATE_ROWS] @ y  # = sum(x * y) for the shifted y too: x sums to 0
+            dots += x[start : start + ACCUMULATE_ROWS] @ y  # = sum(x * y) for the shifted y too: x sums to 0
         spread = squares - sums * sums / len(support)
         usable = spread > squares * 1e-12
         r = np.zeros(matrix.shape[1])

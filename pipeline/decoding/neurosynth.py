@@ -59,6 +59,7 @@ Method (choices made explicit)
   of the real size (14,000 studies, 500,000 peaks) it held 134 M entries (0.7 GB), built in about 10 s, and
   a term took about 70 ms per 700 studies that have it.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -104,6 +105,7 @@ DEFAULT_BATCH = 32
 _CHUNK_ENTRIES = 1 << 22
 # Studies marked together in one dense boolean block while building A (64 x ~235k voxels = 15 MB).
 _STUDIES_PER_BLOCK = 64
+
 
 @dataclass(frozen=True, eq=False)
 class NeurosynthData:
@@ -258,7 +260,9 @@ def load_neurosynth_v7(directory: str | Path) -> NeurosynthData:
         raise ValueError(f"{meta_name} repeats study id(s) {', '.join(dupes)}: one row per study expected")
 
     coords = pd.read_csv(
-        paths["coordinates"], sep="\t", dtype={"id": str, "space": str},
+        paths["coordinates"],
+        sep="\t",
+        dtype={"id": str, "space": str},
         usecols=lambda c: c in ("id", "x", "y", "z", "space"),
     )
     _require_columns(coords, ["id", "x", "y", "z"], coord_name)
@@ -420,7 +424,7 @@ def study_activation_matrix(data: NeurosynthData, radius_mm: float = DEFAULT_RAD
             hits = np.flatnonzero(scratch[: n * width])
             scratch[hits] = False
             counts = np.diff(np.searchsorted(hits, np.arange(1, n + 1) * width), prepend=0)
-            indices[filled: filled + len(hits)] = hits - np.repeat(np.arange(n, dtype=np.int64) * width, counts)
+            indices[filled : filled + len(hits)] = hits - np.repeat(np.arange(n, dtype=np.int64) * width, counts)
             row_nnz[s0:s1] = counts
             filled += len(hits)
         s0 = s1
@@ -436,7 +440,7 @@ def _column_counts(indices: np.ndarray, n_cols: int) -> np.ndarray:
     total = np.zeros(n_cols, dtype=np.int64)
     for lo in range(0, len(indices), _CHUNK_ENTRIES):
         # bincount is several times slower on int32 input than on intp: widen the chunk first.
-        total += np.bincount(indices[lo: lo + _CHUNK_ENTRIES].astype(np.intp), minlength=n_cols)
+        total += np.bincount(indices[lo : lo + _CHUNK_ENTRIES].astype(np.intp), minlength=n_cols)
     return total
 
 
@@ -459,9 +463,7 @@ def _term_activation_counts(act: sparse.csr_matrix, rows: np.ndarray, out: np.nd
         lo = hi
 
 
-def association_z(
-    term_active: np.ndarray, n_term: np.ndarray, n_active: np.ndarray, n_studies: int
-) -> np.ndarray:
+def association_z(term_active: np.ndarray, n_term: np.ndarray, n_active: np.ndarray, n_studies: int) -> np.ndarray:
     """Signed z of the 2x2 chi-square test of independence, vectorised.
 
     Parameters
@@ -567,8 +569,15 @@ def association_z_maps(
         raise ValueError(f"radius_mm must be a finite number > 0, got {radius_mm!r}")
     if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
         raise ValueError(f"batch must be a positive integer, got {batch!r}")
-    return _iter_z_maps(data, selected, float(tfidf_threshold), float(radius_mm), int(batch), progress,
-                        left_out if left_out is not None else [])
+    return _iter_z_maps(
+        data,
+        selected,
+        float(tfidf_threshold),
+        float(radius_mm),
+        int(batch),
+        progress,
+        left_out if left_out is not None else [],
+    )
 
 
 def _iter_z_maps(
@@ -594,7 +603,7 @@ def _iter_z_maps(
     done = 0
     counts = np.empty((batch, n_vox), dtype=np.int64)
     for lo in range(0, total, batch):
-        names = selected[lo: lo + batch]
+        names = selected[lo : lo + batch]
         n_term = np.empty(len(names), dtype=np.int64)
         for b, name in enumerate(names):
             col = data.term_index(name)

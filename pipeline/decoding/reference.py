@@ -1,4 +1,5 @@
 """Reference sets: the term maps components are decoded against (DESIGN section 6)."""
+
 from __future__ import annotations
 
 import os
@@ -30,28 +31,28 @@ BUILTIN_DESCRIPTION = (
 
 # Canonical MNI peaks (mm) per term, as commonly reported for each function.
 BUILTIN_PEAKS: dict[str, list[tuple[int, int, int]]] = {
-    "visual": [(-12, -96, 2), (14, -94, 2), (0, -84, 4)],            # occipital pole, calcarine
-    "auditory": [(-50, -22, 8), (52, -18, 6)],                        # Heschl's gyri
-    "language": [(-48, 20, 10), (-56, -42, 6)],                       # left IFG, left posterior STG/STS
-    "emotion": [(-22, -4, -18), (22, -4, -18)],                       # amygdalae
-    "memory": [(-26, -24, -14), (26, -24, -14)],                      # hippocampi
-    "pain": [(-38, -16, 12), (40, -14, 10), (10, -18, 8)],            # posterior insulae, thalamus
-    "attention": [(-28, -60, 50), (30, -58, 50)],                     # intraparietal sulci
-    "sensory": [(-52, -24, 20), (54, -22, 22)],                       # secondary somatosensory cortex
-    "motor": [(-38, -22, 58), (-2, -6, 56)],                          # left M1 hand area, SMA
-    "faces": [(-40, -52, -20), (42, -52, -20)],                       # fusiform face areas
-    "reward": [(-10, 10, -8), (10, 10, -8), (0, 44, -10)],            # ventral striatum, vmPFC
-    "social": [(-50, -60, 24), (52, -56, 22), (0, 52, 20)],           # TPJ, dorsomedial PFC
-    "working memory": [(-44, 30, 28), (44, 32, 30)],                  # dorsolateral PFC
-    "default mode": [(0, -54, 28), (-44, -70, 36), (46, -66, 36)],    # precuneus/PCC, angular gyri
-    "reading": [(-44, -58, -12)],                                     # visual word form area
-    "motion": [(-44, -70, 2), (46, -66, 2)],                          # MT+/V5
-    "interoception": [(-34, 20, -2), (36, 22, -2)],                   # anterior insulae
-    "music": [(58, 0, -4), (-56, -4, -4)],                            # anterior STG
-    "scenes": [(-26, -42, -10), (28, -40, -10)],                      # parahippocampal place areas
-    "cognitive control": [(0, 24, 40)],                               # dorsal ACC / pre-SMA
-    "timing": [(-24, -62, -28), (26, -62, -28)],                      # cerebellum lobule VI
-    "eye movements": [(-26, -2, 52), (28, -2, 52)],                   # frontal eye fields
+    "visual": [(-12, -96, 2), (14, -94, 2), (0, -84, 4)],  # occipital pole, calcarine
+    "auditory": [(-50, -22, 8), (52, -18, 6)],  # Heschl's gyri
+    "language": [(-48, 20, 10), (-56, -42, 6)],  # left IFG, left posterior STG/STS
+    "emotion": [(-22, -4, -18), (22, -4, -18)],  # amygdalae
+    "memory": [(-26, -24, -14), (26, -24, -14)],  # hippocampi
+    "pain": [(-38, -16, 12), (40, -14, 10), (10, -18, 8)],  # posterior insulae, thalamus
+    "attention": [(-28, -60, 50), (30, -58, 50)],  # intraparietal sulci
+    "sensory": [(-52, -24, 20), (54, -22, 22)],  # secondary somatosensory cortex
+    "motor": [(-38, -22, 58), (-2, -6, 56)],  # left M1 hand area, SMA
+    "faces": [(-40, -52, -20), (42, -52, -20)],  # fusiform face areas
+    "reward": [(-10, 10, -8), (10, 10, -8), (0, 44, -10)],  # ventral striatum, vmPFC
+    "social": [(-50, -60, 24), (52, -56, 22), (0, 52, 20)],  # TPJ, dorsomedial PFC
+    "working memory": [(-44, 30, 28), (44, 32, 30)],  # dorsolateral PFC
+    "default mode": [(0, -54, 28), (-44, -70, 36), (46, -66, 36)],  # precuneus/PCC, angular gyri
+    "reading": [(-44, -58, -12)],  # visual word form area
+    "motion": [(-44, -70, 2), (46, -66, 2)],  # MT+/V5
+    "interoception": [(-34, 20, -2), (36, 22, -2)],  # anterior insulae
+    "music": [(58, 0, -4), (-56, -4, -4)],  # anterior STG
+    "scenes": [(-26, -42, -10), (28, -40, -10)],  # parahippocampal place areas
+    "cognitive control": [(0, 24, 40)],  # dorsal ACC / pre-SMA
+    "timing": [(-24, -62, -28), (26, -62, -28)],  # cerebellum lobule VI
+    "eye movements": [(-26, -2, 52), (28, -2, 52)],  # frontal eye fields
 }
 
 SPHERE_RADIUS_MM = 10.0
@@ -152,8 +153,9 @@ def create_reference_set(
     """
     if session.scalar(select(ReferenceSet).where(ReferenceSet.name == name)) is not None:
         raise ValueError(f"a reference set named {name!r} already exists")
-    reference = ReferenceSet(name=name, source=source, description=description, active=False,
-                             voxel_count=int(brain_mask().sum()))
+    reference = ReferenceSet(
+        name=name, source=source, description=description, active=False, voxel_count=int(brain_mask().sum())
+    )
     session.add(reference)
     session.flush()
     ref_id, ref_matrix = reference.id, matrix_path(reference)
@@ -176,8 +178,7 @@ def create_reference_set(
         key = term_key(reference.id, slug)
         save_map(key, data)
         save_thumbnail(key, data)
-        session.add(Term(reference_set_id=reference.id, name=term_name, slug=slug, column=len(names),
-                         storage_key=key))
+        session.add(Term(reference_set_id=reference.id, name=term_name, slug=slug, column=len(names), storage_key=key))
         names.append(term_name)
         if progress:
             progress(len(names), 0)
@@ -296,8 +297,11 @@ def load_matrix(session: Session, reference: ReferenceSet) -> tuple[np.ndarray, 
     ValueError
         When the matrix file does not fit the current brain mask.
     """
-    terms = session.execute(select(Term.id, Term.name, Term.slug, Term.storage_key)
-                            .where(Term.reference_set_id == reference.id).order_by(Term.column)).all()
+    terms = session.execute(
+        select(Term.id, Term.name, Term.slug, Term.storage_key)
+        .where(Term.reference_set_id == reference.id)
+        .order_by(Term.column)
+    ).all()
     path = matrix_path(reference)
     with _matrix_lock:
         if not path.exists():
@@ -339,8 +343,9 @@ def ensure_builtin_reference(session: Session) -> ReferenceSet:
     """
     ref = session.scalar(select(ReferenceSet).where(ReferenceSet.name == BUILTIN_NAME))
     if ref is None:
-        ref = create_reference_set(session, BUILTIN_NAME, "builtin", builtin_term_maps(),
-                                   description=BUILTIN_DESCRIPTION)
+        ref = create_reference_set(
+            session, BUILTIN_NAME, "builtin", builtin_term_maps(), description=BUILTIN_DESCRIPTION
+        )
     if active_reference(session) is None:
         set_active(session, ref)
     return ref
@@ -379,8 +384,14 @@ def nifti_folder_term_maps(directory: Path) -> Iterator[tuple[str, np.ndarray]]:
         raise ValueError(f"{directory} contains no .nii or .nii.gz files")
     for path in files:
         stem = path.name[: -len(".nii.gz")] if path.name.lower().endswith(".nii.gz") else path.name[:-4]
-        for suffix in ("_association-test_z", "_uniformity-test_z", "_pAgF_z_FDR_0.01", "_pFgA_z_FDR_0.01",
-                       "_association-test_z_FDR_0.01", "_z"):
+        for suffix in (
+            "_association-test_z",
+            "_uniformity-test_z",
+            "_pAgF_z_FDR_0.01",
+            "_pFgA_z_FDR_0.01",
+            "_association-test_z_FDR_0.01",
+            "_z",
+        ):
             if stem.endswith(suffix):
                 stem = stem[: -len(suffix)]
                 break

@@ -30,6 +30,7 @@ replaced, never updated, so new rows have larger ids), and drops removed ones wh
 worker that dies leaves either all of an ingest's rows or none (same transaction). ``python -m pipeline similar
 rebuild`` fits a new basis, fills its rows, then switches to it in one transaction.
 """
+
 from __future__ import annotations
 
 import io
@@ -222,8 +223,9 @@ def lock_index(session: Session) -> None:
 
 def active_basis(session: Session) -> SimilarityBasis | None:
     """The basis searches use, or None before the first component was stored."""
-    return session.scalar(select(SimilarityBasis).where(SimilarityBasis.active.is_(True))
-                          .order_by(SimilarityBasis.id.desc()))
+    return session.scalar(
+        select(SimilarityBasis).where(SimilarityBasis.active.is_(True)).order_by(SimilarityBasis.id.desc())
+    )
 
 
 def _term_rows(session: Session, limit: int = FIT_TERMS) -> np.ndarray:
@@ -299,10 +301,19 @@ def store_vectors(session: Session, vectors: list[NewVector]) -> None:
             v.reduced, v.basis_id = z, basis_row.id
     ids = [v.component_id for v in vectors]
     session.execute(delete(ComponentVector).where(ComponentVector.component_id.in_(ids)))
-    session.execute(insert(ComponentVector), [
-        dict(basis_id=basis_row.id, component_id=v.component_id, collection_id=v.collection_id,
-             vector=np.asarray(v.reduced, dtype=np.float32).tobytes(), captured=_captured(v.reduced))
-        for v in vectors])
+    session.execute(
+        insert(ComponentVector),
+        [
+            dict(
+                basis_id=basis_row.id,
+                component_id=v.component_id,
+                collection_id=v.collection_id,
+                vector=np.asarray(v.reduced, dtype=np.float32).tobytes(),
+                captured=_captured(v.reduced),
+            )
+            for v in vectors
+        ],
+    )
 
 
 def _captured(reduced: np.ndarray) -> float:
@@ -378,8 +389,14 @@ class _Index:
         """The rows as they are now. Later refreshes write only past ``size`` or into new arrays, so a view
         stays valid (and unchanged) while a search reads it without the lock."""
         n = self.size
-        return IndexView(self.basis_id, self.basis_key, self.component_ids[:n], self.collection_ids[:n],
-                         self.vectors[:n], self.spare[:n])
+        return IndexView(
+            self.basis_id,
+            self.basis_key,
+            self.component_ids[:n],
+            self.collection_ids[:n],
+            self.vectors[:n],
+            self.spare[:n],
+        )
 
 
 @dataclass(frozen=True)
@@ -407,10 +424,17 @@ def _load_rows(session: Session, basis_id: int, after_id: int) -> list:
     rows: list = []
     while True:
         chunk = session.execute(
-            select(ComponentVector.id, ComponentVector.component_id, ComponentVector.collection_id,
-                   ComponentVector.vector, ComponentVector.captured)
+            select(
+                ComponentVector.id,
+                ComponentVector.component_id,
+                ComponentVector.collection_id,
+                ComponentVector.vector,
+                ComponentVector.captured,
+            )
             .where(ComponentVector.basis_id == basis_id, ComponentVector.id > after_id)
-            .order_by(ComponentVector.id).limit(LOAD_CHUNK)).all()
+            .order_by(ComponentVector.id)
+            .limit(LOAD_CHUNK)
+        ).all()
         rows += chunk
         if len(chunk) < LOAD_CHUNK:
             return rows
@@ -437,13 +461,17 @@ def current_index(session: Session, max_age_s: float = REFRESH_S) -> IndexView |
             return None
         if basis.id != _index.basis_id or _index.database != database:
             _index = _Index(database=database, basis_id=basis.id, basis_key=basis.storage_key)
-        top, count = session.execute(select(func.max(ComponentVector.id), func.count(ComponentVector.id))
-                                     .where(ComponentVector.basis_id == basis.id)).one()
+        top, count = session.execute(
+            select(func.max(ComponentVector.id), func.count(ComponentVector.id)).where(
+                ComponentVector.basis_id == basis.id
+            )
+        ).one()
         if (top or 0) > _index.max_row_id:
             _index.append(_load_rows(session, basis.id, _index.max_row_id))
         if _index.size != count:
-            alive = np.fromiter(session.scalars(select(ComponentVector.id)
-                                                .where(ComponentVector.basis_id == basis.id)), dtype=np.int64)
+            alive = np.fromiter(
+                session.scalars(select(ComponentVector.id).where(ComponentVector.basis_id == basis.id)), dtype=np.int64
+            )
             _index.keep(alive)
         _index.checked = now
         return _index.view()
@@ -471,9 +499,16 @@ class SearchStats:
     certain: bool = False  # the list is provably the n best (the bound stopped the search)
 
 
-def search(index: IndexView, unit: np.ndarray, reduced: np.ndarray, allowed: np.ndarray, limit: int,
-           exact: Callable[[list[int]], list[np.ndarray | None]], max_exact: int = MAX_EXACT,
-           stats: SearchStats | None = None) -> list[Match]:
+def search(
+    index: IndexView,
+    unit: np.ndarray,
+    reduced: np.ndarray,
+    allowed: np.ndarray,
+    limit: int,
+    exact: Callable[[list[int]], list[np.ndarray | None]],
+    max_exact: int = MAX_EXACT,
+    stats: SearchStats | None = None,
+) -> list[Match]:
     """The ``limit`` best components among the rows ``allowed``, with exact r, best first.
 
     Parameters
@@ -519,7 +554,7 @@ def search(index: IndexView, unit: np.ndarray, reduced: np.ndarray, allowed: np.
     for start in range(0, len(top), EXACT_BATCH):
         if read >= max_exact:
             break
-        rows = top[start:min(start + EXACT_BATCH, start + max_exact - read)]
+        rows = top[start : min(start + EXACT_BATCH, start + max_exact - read)]
         ids = [int(index.component_ids[i]) for i in rows]
         vectors = exact(ids)
         read += len(rows)
@@ -540,10 +575,12 @@ def search(index: IndexView, unit: np.ndarray, reduced: np.ndarray, allowed: np.
 
 def _exact_from_storage(session: Session) -> Callable[[list[int]], list[np.ndarray | None]]:
     """Reads the exact vectors of components by id (their uuids in one query per batch; files by threads)."""
+
     def read(ids: list[int]) -> list[np.ndarray | None]:
         uuids = dict(session.execute(select(Component.id, Component.uuid).where(Component.id.in_(ids))).all())
         with ThreadPoolExecutor(max_workers=4, thread_name_prefix="incdb-similar") as pool:
             return list(pool.map(lambda cid: load_exact(uuids[cid]) if cid in uuids else None, ids))
+
     return read
 
 
@@ -552,10 +589,18 @@ def visible_collection_ids(session: Session, user: Any) -> np.ndarray:
     return np.fromiter(session.scalars(select(Collection.id).where(visible_collections(user))), dtype=np.int64)
 
 
-def similar_components(session: Session, user: Any, unit: np.ndarray, limit: int = DEFAULT_LIMIT, *,
-                       of_component: int | None = None, exclude_component_id: int | None = None,
-                       exclude_collection_id: int | None = None, stats: SearchStats | None = None,
-                       exact: Callable[[list[int]], list[np.ndarray | None]] | None = None) -> list[dict]:
+def similar_components(
+    session: Session,
+    user: Any,
+    unit: np.ndarray,
+    limit: int = DEFAULT_LIMIT,
+    *,
+    of_component: int | None = None,
+    exclude_component_id: int | None = None,
+    exclude_collection_id: int | None = None,
+    stats: SearchStats | None = None,
+    exact: Callable[[list[int]], list[np.ndarray | None]] | None = None,
+) -> list[dict]:
     """The components ``user`` may see that correlate best with a map, best first.
 
     Parameters
@@ -594,8 +639,11 @@ def similar_components(session: Session, user: Any, unit: np.ndarray, limit: int
     unit /= norm
     reduced = None
     if of_component is not None:
-        raw = session.scalar(select(ComponentVector.vector).where(ComponentVector.component_id == of_component,
-                                                                  ComponentVector.basis_id == index.basis_id))
+        raw = session.scalar(
+            select(ComponentVector.vector).where(
+                ComponentVector.component_id == of_component, ComponentVector.basis_id == index.basis_id
+            )
+        )
         reduced = np.frombuffer(raw, dtype=np.float32) if raw else None
     if reduced is None:
         reduced = project(load_basis(index.basis_key), unit[np.newaxis])[0]
@@ -630,11 +678,23 @@ def describe(session: Session, user: Any, matches: list[Match]) -> list[dict]:
         return []
     ids = [m.component_id for m in matches]
     rows = session.execute(
-        select(Component.id, Component.uuid, Movie.title, Movie.slug, Collection.name, Collection.slug,
-               Collection.is_demo, Collection.visibility, Term.name, Term.slug)
-        .join(Collection, Component.collection_id == Collection.id).join(Movie, Collection.movie_id == Movie.id)
+        select(
+            Component.id,
+            Component.uuid,
+            Movie.title,
+            Movie.slug,
+            Collection.name,
+            Collection.slug,
+            Collection.is_demo,
+            Collection.visibility,
+            Term.name,
+            Term.slug,
+        )
+        .join(Collection, Component.collection_id == Collection.id)
+        .join(Movie, Collection.movie_id == Movie.id)
         .outerjoin(Term, Component.best_term_id == Term.id)
-        .where(Component.id.in_(ids), visible_collections(user))).all()
+        .where(Component.id.in_(ids), visible_collections(user))
+    ).all()
     by_id = {row[0]: row for row in rows}
     out = []
     for m in matches:
@@ -642,14 +702,26 @@ def describe(session: Session, user: Any, matches: list[Match]) -> list[dict]:
         if row is None:
             continue
         _, cuuid, movie, movie_slug, collection, collection_slug, is_demo, visibility, term, term_slug = row
-        out.append({"uuid": cuuid, "r": m.r, "movie": movie, "movie_slug": movie_slug, "collection": collection,
-                    "collection_slug": collection_slug, "best_term": term, "best_term_slug": term_slug,
-                    "is_demo": bool(is_demo), "visibility": visibility})
+        out.append(
+            {
+                "uuid": cuuid,
+                "r": m.r,
+                "movie": movie,
+                "movie_slug": movie_slug,
+                "collection": collection,
+                "collection_slug": collection_slug,
+                "best_term": term,
+                "best_term_slug": term_slug,
+                "is_demo": bool(is_demo),
+                "visibility": visibility,
+            }
+        )
     return out
 
 
-def similar_to_component(session: Session, user: Any, component: Component, limit: int = DEFAULT_LIMIT,
-                         other_collections_only: bool = False) -> list[dict] | None:
+def similar_to_component(
+    session: Session, user: Any, component: Component, limit: int = DEFAULT_LIMIT, other_collections_only: bool = False
+) -> list[dict] | None:
     """The components most similar to a catalogue component, itself left out.
 
     Parameters
@@ -675,8 +747,14 @@ def similar_to_component(session: Session, user: Any, component: Component, limi
     if unit is None:
         return None
     return similar_components(
-        session, user, unit, limit, of_component=component.id, exclude_component_id=component.id,
-        exclude_collection_id=component.collection_id if other_collections_only else None)
+        session,
+        user,
+        unit,
+        limit,
+        of_component=component.id,
+        exclude_component_id=component.id,
+        exclude_collection_id=component.collection_id if other_collections_only else None,
+    )
 
 
 # --- rebuilding --------------------------------------------------------------------------------------------------
@@ -702,8 +780,9 @@ def _unit_of(comp_uuid: str, storage_key: str, written: list[int]) -> np.ndarray
     return unit
 
 
-def rebuild_index(progress: Callable[[int, int], None] | None = None, sample: int = FIT_COMPONENTS,
-                  batch: int = 64, seed: int = 0) -> RebuildResult:
+def rebuild_index(
+    progress: Callable[[int, int], None] | None = None, sample: int = FIT_COMPONENTS, batch: int = 64, seed: int = 0
+) -> RebuildResult:
     """Fit a new basis on a sample of the catalogue (and the term maps), fill its rows, then switch to it.
 
     Components without an exact vector get one from their map. The switch is one transaction under the lock:
@@ -717,8 +796,9 @@ def rebuild_index(progress: Callable[[int, int], None] | None = None, sample: in
         The new basis and what was done.
     """
     with session_scope() as session:
-        comps = session.execute(select(Component.id, Component.uuid, Component.storage_key,
-                                       Component.collection_id).order_by(Component.id)).all()
+        comps = session.execute(
+            select(Component.id, Component.uuid, Component.storage_key, Component.collection_id).order_by(Component.id)
+        ).all()
     written: list[int] = []
     rng = np.random.default_rng(seed)
     picked = sorted(rng.choice(len(comps), size=min(sample, len(comps)), replace=False)) if comps else []
@@ -730,16 +810,20 @@ def rebuild_index(progress: Callable[[int, int], None] | None = None, sample: in
     del units
     basis = load_basis(key)
     for start in range(0, len(comps), batch):
-        part = comps[start:start + batch]
+        part = comps[start : start + batch]
         _store_batch(basis_id, basis, part, written)
         if progress:
             progress(min(start + batch, len(comps)), len(comps))
     with session_scope() as session:
         lock_index(session)
-        have = set(session.scalars(select(ComponentVector.component_id)
-                                   .where(ComponentVector.basis_id == basis_id)))
-        missing = [c for c in session.execute(select(Component.id, Component.uuid, Component.storage_key,
-                                                     Component.collection_id)).all() if c.id not in have]
+        have = set(session.scalars(select(ComponentVector.component_id).where(ComponentVector.basis_id == basis_id)))
+        missing = [
+            c
+            for c in session.execute(
+                select(Component.id, Component.uuid, Component.storage_key, Component.collection_id)
+            ).all()
+            if c.id not in have
+        ]
         _insert_rows(session, basis_id, basis, missing, written)
         old = session.scalars(select(SimilarityBasis).where(SimilarityBasis.id != basis_id)).all()
         old_keys = [b.storage_key for b in old]
@@ -754,8 +838,7 @@ def rebuild_index(progress: Callable[[int, int], None] | None = None, sample: in
         get_storage().delete(old_key)
         _basis_cache_path(old_key).unlink(missing_ok=True)
     forget_index()
-    return RebuildResult(basis_id=basis_id, dims=dims, components=total, fitted_on=fitted,
-                         exact_written=len(written))
+    return RebuildResult(basis_id=basis_id, dims=dims, components=total, fitted_on=fitted, exact_written=len(written))
 
 
 def _store_batch(basis_id: int, basis: np.ndarray, part: Iterable, written: list[int]) -> None:
@@ -768,9 +851,21 @@ def _insert_rows(session: Session, basis_id: int, basis: np.ndarray, part: list,
         return
     units = np.stack([_unit_of(c.uuid, c.storage_key, written) for c in part])
     reduced = project(basis, units)
-    session.execute(delete(ComponentVector).where(ComponentVector.basis_id == basis_id,
-                                                  ComponentVector.component_id.in_([c.id for c in part])))
-    session.execute(insert(ComponentVector), [
-        dict(basis_id=basis_id, component_id=c.id, collection_id=c.collection_id, vector=z.tobytes(),
-             captured=_captured(z))
-        for c, z in zip(part, reduced)])
+    session.execute(
+        delete(ComponentVector).where(
+            ComponentVector.basis_id == basis_id, ComponentVector.component_id.in_([c.id for c in part])
+        )
+    )
+    session.execute(
+        insert(ComponentVector),
+        [
+            dict(
+                basis_id=basis_id,
+                component_id=c.id,
+                collection_id=c.collection_id,
+                vector=z.tobytes(),
+                captured=_captured(z),
+            )
+            for c, z in zip(part, reduced)
+        ],
+    )

@@ -15,6 +15,7 @@ reading only those; the cost of an ingest then does not grow with the catalogue.
 left component's map is gone, or most inputs changed, the map is merged from scratch (streamed, one map at a time).
 A sum kept this way can differ from a fresh one by rounding (float64), far below float32's precision.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -142,8 +143,13 @@ def _lock_merges(session: Session) -> None:
         session.execute(text("UPDATE reference_sets SET active = active WHERE 1 = 0"))
 
 
-def rebuild_term_maps(session: Session, reference: ReferenceSet, term_ids: Iterable[int] | None = None,
-                      backend: str | None = None, movie_ids: Iterable[int] | None = None) -> int:
+def rebuild_term_maps(
+    session: Session,
+    reference: ReferenceSet,
+    term_ids: Iterable[int] | None = None,
+    backend: str | None = None,
+    movie_ids: Iterable[int] | None = None,
+) -> int:
     """Rebuild the merged maps of the given terms (all terms of the reference when None). Returns maps written.
 
     For every term, one map per movie with public components decoded to it, plus one across all movies; maps

@@ -14,6 +14,7 @@ its volumes and files per hour (``store.config``). Small maps are decoded in the
 than ``INCDB_DECODE_INLINE_VOLUMES`` runs as a ``decode`` job on the shared job lifecycle (``pipeline.jobs.lifecycle``),
 which a Celery worker or a thread of the web process picks up.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -76,10 +77,20 @@ def limits_for(user: Any) -> Limits:
     """The limits of a signed-in account, or of an anonymous client address (``user`` None or anonymous)."""
     settings = get_settings()
     if signed_in(user) is not None:
-        return Limits(settings.decode_max_bytes_account, settings.decode_max_volumes_account,
-                      settings.decode_per_hour_account, "your account", settings.decode_max_data_bytes_account)
-    return Limits(settings.decode_max_bytes_anonymous, settings.decode_max_volumes_anonymous,
-                  settings.decode_per_hour_anonymous, "this address", settings.decode_max_data_bytes_anonymous)
+        return Limits(
+            settings.decode_max_bytes_account,
+            settings.decode_max_volumes_account,
+            settings.decode_per_hour_account,
+            "your account",
+            settings.decode_max_data_bytes_account,
+        )
+    return Limits(
+        settings.decode_max_bytes_anonymous,
+        settings.decode_max_volumes_anonymous,
+        settings.decode_per_hour_anonymous,
+        "this address",
+        settings.decode_max_data_bytes_anonymous,
+    )
 
 
 def client_hash(address: str) -> str:
@@ -100,14 +111,19 @@ def check_rate(session: Session, user: Any, client: str) -> None:
     since = utcnow() - timedelta(hours=1)
     u = signed_in(user)
     mine = DecodeResult.owner_id == u.id if u is not None else DecodeResult.client_hash == client
-    count, oldest = session.execute(select(func.count(DecodeResult.id), func.min(DecodeResult.created))
-                                    .where(mine, DecodeResult.created > since)).one()
+    count, oldest = session.execute(
+        select(func.count(DecodeResult.id), func.min(DecodeResult.created)).where(mine, DecodeResult.created > since)
+    ).one()
     if count >= limits.per_hour:
         wait = max(60, int((_aware(oldest) + timedelta(hours=1) - utcnow()).total_seconds())) if oldest else 3600
         extra = "" if u is not None else " Signed-in curators may decode more."
-        raise DecodeRefused(429, f"{limits.who.capitalize()} has decoded {count} maps in the last hour, the most "
-                                 f"the decoder takes ({limits.per_hour} per hour). Try again in about "
-                                 f"{round(wait / 60)} minutes.{extra}", retry_after=wait)
+        raise DecodeRefused(
+            429,
+            f"{limits.who.capitalize()} has decoded {count} maps in the last hour, the most "
+            f"the decoder takes ({limits.per_hour} per hour). Try again in about "
+            f"{round(wait / 60)} minutes.{extra}",
+            retry_after=wait,
+        )
 
 
 def check_size(size: int | None, name: str, user: Any, exceeded: bool = False) -> None:
@@ -117,8 +133,11 @@ def check_size(size: int | None, name: str, user: Any, exceeded: bool = False) -
     if exceeded or (size is not None and limits.max_bytes and size > limits.max_bytes):
         extra = "" if signed_in(user) is not None else " Signed-in curators may send larger files."
         shown = f"{name} ({human_bytes(size)})" if size is not None else name
-        raise DecodeRefused(413, f"{shown} is larger than the decoder takes from {limits.who} "
-                                 f"({human_bytes(limits.max_bytes)} per file).{extra}")
+        raise DecodeRefused(
+            413,
+            f"{shown} is larger than the decoder takes from {limits.who} "
+            f"({human_bytes(limits.max_bytes)} per file).{extra}",
+        )
 
 
 def resolve_reference(session: Session, name: str | None) -> ReferenceSet:
@@ -147,15 +166,20 @@ def check_kind(name: str) -> str:
             return _suffix(name)
     except ArchiveError:
         pass
-    raise DecodeRefused(415, f"{name}: unsupported file type; the decoder takes one .nii or .nii.gz map (3D, or "
-                             "4D: every volume is decoded).")
+    raise DecodeRefused(
+        415,
+        f"{name}: unsupported file type; the decoder takes one .nii or .nii.gz map (3D, or "
+        "4D: every volume is decoded).",
+    )
 
 
 def check_mask(mask: str | None) -> str:
     mask = (mask or "brain").strip().lower()
     if mask not in DECODE_MASKS:
-        raise DecodeRefused(400, "The mask must be 'brain' (the whole brain mask) or 'nonzero' (only the voxels "
-                                 "where the map is not 0).")
+        raise DecodeRefused(
+            400,
+            "The mask must be 'brain' (the whole brain mask) or 'nonzero' (only the voxels where the map is not 0).",
+        )
     return mask
 
 
@@ -172,8 +196,9 @@ class Accepted:
     job_id: int | None
 
 
-def accept(path: Path, name: str, size: int, user: Any, client: str, mask: str | None = None,
-           reference: str | None = None) -> Accepted:
+def accept(
+    path: Path, name: str, size: int, user: Any, client: str, mask: str | None = None, reference: str | None = None
+) -> Accepted:
     """Check a received file and record it for decoding (the decoding itself is :func:`run_decode`).
 
     Parameters
@@ -211,9 +236,12 @@ def accept(path: Path, name: str, size: int, user: Any, client: str, mask: str |
     try:
         volumes = check_nifti(path, name).n_volumes
         if limits.max_volumes and volumes > limits.max_volumes:
-            raise DecodeRefused(422, f"{name} has {volumes} volumes; the decoder takes up to {limits.max_volumes} "
-                                     f"per file from {limits.who}. Split the file, or decode a selection of "
-                                     "volumes.")
+            raise DecodeRefused(
+                422,
+                f"{name} has {volumes} volumes; the decoder takes up to {limits.max_volumes} "
+                f"per file from {limits.who}. Split the file, or decode a selection of "
+                "volumes.",
+            )
         check_nifti_file(path, name, limits.max_data_bytes)  # the header's claim first, then the stream
     except NiftiError as exc:
         raise DecodeRefused(422, str(exc)) from None
@@ -225,10 +253,21 @@ def accept(path: Path, name: str, size: int, user: Any, client: str, mask: str |
         u = signed_in(user)
         inline = volumes <= max(1, settings.decode_inline_volumes)
         job_id = None if inline else create_job(session, "decode", None, u.id if u else None).id
-        row = DecodeResult(token=token, owner_id=u.id if u else None, client_hash=client, reference_set_id=ref.id,
-                           reference_name=ref.name, mask=mask, filename=name[:255], size=size, volumes=volumes,
-                           status="queued", storage_prefix=decode_prefix(token), job_id=job_id,
-                           expires=utcnow() + timedelta(days=settings.decode_retention_days))
+        row = DecodeResult(
+            token=token,
+            owner_id=u.id if u else None,
+            client_hash=client,
+            reference_set_id=ref.id,
+            reference_name=ref.name,
+            mask=mask,
+            filename=name[:255],
+            size=size,
+            volumes=volumes,
+            status="queued",
+            storage_prefix=decode_prefix(token),
+            job_id=job_id,
+            expires=utcnow() + timedelta(days=settings.decode_retention_days),
+        )
         session.add(row)
         session.flush()
         result_id = row.id
@@ -242,10 +281,21 @@ def record_refusal(user: Any, client: str, name: str, size: int | None, message:
     is given, and goes with the hourly window's expiry (the sweep removes it)."""
     u = signed_in(user)
     with session_scope() as session:
-        session.add(DecodeResult(token=secrets.token_urlsafe(TOKEN_BYTES), owner_id=u.id if u else None,
-                                 client_hash=client, filename=(name or "")[:255], size=size or 0, volumes=0,
-                                 status="refused", error=message[:4000], storage_prefix="", finished=utcnow(),
-                                 expires=utcnow() + timedelta(hours=1)))
+        session.add(
+            DecodeResult(
+                token=secrets.token_urlsafe(TOKEN_BYTES),
+                owner_id=u.id if u else None,
+                client_hash=client,
+                filename=(name or "")[:255],
+                size=size or 0,
+                volumes=0,
+                status="refused",
+                error=message[:4000],
+                storage_prefix="",
+                finished=utcnow(),
+                expires=utcnow() + timedelta(hours=1),
+            )
+        )
 
 
 def upload_key(token: str, name: str) -> str:
@@ -294,15 +344,22 @@ def run_decode(result_id: int, progress: Callable[[int, int], None] | None = Non
         _finish(result_id, "failed", error=str(exc) or type(exc).__name__)
         return
     except BaseException:
-        _finish(result_id, "failed", error="The decoder failed on this file (an internal error; the server log "
-                                           "has details).")
+        _finish(
+            result_id,
+            "failed",
+            error="The decoder failed on this file (an internal error; the server log has details).",
+        )
         raise
     finally:
         get_storage().delete(upload_key(token, name))
     warnings = [w for v in payload["volumes"] for w in v["warnings"]]
     failed = all(v["error"] for v in payload["volumes"])
-    _finish(result_id, "failed" if failed else "done", warnings=warnings[:200],
-            error="; ".join(v["error"] for v in payload["volumes"] if v["error"])[:4000] if failed else "")
+    _finish(
+        result_id,
+        "failed" if failed else "done",
+        warnings=warnings[:200],
+        error="; ".join(v["error"] for v in payload["volumes"] if v["error"])[:4000] if failed else "",
+    )
 
 
 def _finish(result_id: int, status: str, **values: Any) -> None:
@@ -315,8 +372,15 @@ def _finish(result_id: int, status: str, **values: Any) -> None:
             setattr(row, key, value)
 
 
-def _decode_file(result_id: int, token: str, name: str, mask: str, owner_id: int | None,
-                 reference_id: int | None, progress: Callable[[int, int], None] | None) -> dict[str, Any]:
+def _decode_file(
+    result_id: int,
+    token: str,
+    name: str,
+    mask: str,
+    owner_id: int | None,
+    reference_id: int | None,
+    progress: Callable[[int, int], None] | None,
+) -> dict[str, Any]:
     with session_scope() as session:
         reference = session.get(ReferenceSet, reference_id) if reference_id else None
         if reference is None:
@@ -337,8 +401,13 @@ def _decode_file(result_id: int, token: str, name: str, mask: str, owner_id: int
             volumes_out += _decode_volumes(token, name, total, start, on_grid, matrix, mask, owner)
             del on_grid
             _progress(result_id, len(volumes_out), total, progress)
-    return {"terms": [t.name for t in terms], "slugs": [t.slug for t in terms], "reference": reference.name,
-            "mask": mask, "volumes": volumes_out}
+    return {
+        "terms": [t.name for t in terms],
+        "slugs": [t.slug for t in terms],
+        "reference": reference.name,
+        "mask": mask,
+        "volumes": volumes_out,
+    }
 
 
 def _progress(result_id: int, done: int, total: int, progress: Callable[[int, int], None] | None) -> None:
@@ -350,16 +419,22 @@ def _progress(result_id: int, done: int, total: int, progress: Callable[[int, in
         progress(done, total)
 
 
-def _decode_volumes(token: str, name: str, total: int, start: int, on_grid: np.ndarray, matrix: np.ndarray,
-                    mask: str, owner: Any) -> list[dict[str, Any]]:
+def _decode_volumes(
+    token: str, name: str, total: int, start: int, on_grid: np.ndarray, matrix: np.ndarray, mask: str, owner: Any
+) -> list[dict[str, Any]]:
     rows = masked(on_grid)
     out = []
     for i in range(len(on_grid)):
         number = start + i + 1
         label = name if total == 1 else f"{name} volume {number}"
         check = quality_check(on_grid[i], inside=rows[i])
-        entry: dict[str, Any] = {"volume": number, "warnings": [f"{label}: {w}" for w in check.warnings],
-                                 "error": None, "r": None, "similar": []}
+        entry: dict[str, Any] = {
+            "volume": number,
+            "warnings": [f"{label}: {w}" for w in check.warnings],
+            "error": None,
+            "r": None,
+            "similar": [],
+        }
         if check.rejected:
             entry["error"] = f"{label}: {check.rejected}"
             out.append(entry)
@@ -368,13 +443,14 @@ def _decode_volumes(token: str, name: str, total: int, start: int, on_grid: np.n
             entry["error"] = f"{label}: fewer than 3 non-zero voxels inside the brain mask"
             out.append(entry)
             continue
-        r = decode_nonzero(rows[i:i + 1], matrix)[0] if mask == "nonzero" else decode(rows[i:i + 1], matrix)[0]
+        r = decode_nonzero(rows[i : i + 1], matrix)[0] if mask == "nonzero" else decode(rows[i : i + 1], matrix)[0]
         if mask == "nonzero" and not np.any(r):
-            entry["warnings"].append(f"{label}: the map is constant over its non-zero voxels, so no term "
-                                     "correlates with it there")
+            entry["warnings"].append(
+                f"{label}: the map is constant over its non-zero voxels, so no term correlates with it there"
+            )
         save_map(volume_key(token, number), on_grid[i])
         with session_scope() as session:
-            found = similar_components(session, owner, unit_rows(rows[i:i + 1])[0], SIMILAR_KEPT)
+            found = similar_components(session, owner, unit_rows(rows[i : i + 1])[0], SIMILAR_KEPT)
         entry["r"] = [round(float(v), 7) for v in r]
         entry["similar"] = [{"uuid": f["uuid"], "r": f["r"]} for f in found]
         # Where the viewer starts to colour the map: its scale is the visitor's, so take it from the data.
@@ -425,8 +501,12 @@ def find(session: Session, token: Any) -> DecodeResult | None:
     DecodeResult or None
         None also for an expired result (the sweep removes it later).
     """
-    if not isinstance(token, str) or not 16 <= len(token) <= 64 or not token.replace("-", "").replace("_", "") \
-            .isalnum() or not token.isascii():
+    if (
+        not isinstance(token, str)
+        or not 16 <= len(token) <= 64
+        or not token.replace("-", "").replace("_", "").isalnum()
+        or not token.isascii()
+    ):
         return None
     row = session.scalar(select(DecodeResult).where(DecodeResult.token == token))
     if row is None or row.status == "refused" or _aware(row.expires) <= utcnow():
@@ -468,10 +548,19 @@ def can_delete(user: Any, row: DecodeResult) -> bool:
 
 
 def summary(row: DecodeResult) -> dict[str, Any]:
-    return {"id": row.token, "url": f"/decode/{row.token}", "status": row.status, "error": row.error or None,
-            "filename": row.filename, "mask": row.mask, "reference": row.reference_name, "volumes": row.volumes,
-            "done": row.progress_done, "warnings": list(row.warnings or []),
-            "expires": _aware(row.expires).isoformat()}
+    return {
+        "id": row.token,
+        "url": f"/decode/{row.token}",
+        "status": row.status,
+        "error": row.error or None,
+        "filename": row.filename,
+        "mask": row.mask,
+        "reference": row.reference_name,
+        "volumes": row.volumes,
+        "done": row.progress_done,
+        "warnings": list(row.warnings or []),
+        "expires": _aware(row.expires).isoformat(),
+    }
 
 
 def shown_volumes(session: Session, user: Any, payload: dict[str, Any], limit: int = SIMILAR_SHOWN) -> list[dict]:
@@ -500,8 +589,11 @@ def shown_volumes(session: Session, user: Any, payload: dict[str, Any], limit: i
 
     names, slugs = payload["terms"], payload["slugs"]
     uuids = {s["uuid"] for entry in payload["volumes"] for s in entry["similar"]}
-    ids = dict(session.execute(select(Component.uuid, Component.id).where(Component.uuid.in_(uuids))).all()) \
-        if uuids else {}
+    ids = (
+        dict(session.execute(select(Component.uuid, Component.id).where(Component.uuid.in_(uuids))).all())
+        if uuids
+        else {}
+    )
     out = []
     for entry in payload["volumes"]:
         terms: list[dict[str, Any]] = []
@@ -510,9 +602,16 @@ def shown_volumes(session: Session, user: Any, payload: dict[str, Any], limit: i
             order = np.argsort(-r, kind="stable")
             terms = [{"term": names[i], "slug": slugs[i], "r": float(r[i])} for i in order]
         matches = [Match(ids[s["uuid"]], s["r"]) for s in entry["similar"] if s["uuid"] in ids]
-        out.append({"volume": entry["volume"], "terms": terms, "similar": describe(session, user, matches)[:limit],
-                    "warnings": entry["warnings"], "error": entry["error"],
-                    "threshold": entry.get("threshold", 0.0)})
+        out.append(
+            {
+                "volume": entry["volume"],
+                "terms": terms,
+                "similar": describe(session, user, matches)[:limit],
+                "warnings": entry["warnings"],
+                "error": entry["error"],
+                "threshold": entry.get("threshold", 0.0),
+            }
+        )
     return out
 
 
@@ -549,8 +648,9 @@ def sweep_expired(now: datetime | None = None, dry_run: bool = False) -> list[st
     """
     now = now or utcnow()
     with session_scope() as session:
-        rows = session.scalars(select(DecodeResult).where(
-            or_(DecodeResult.expires <= now, DecodeResult.expires.is_(None)))).all()
+        rows = session.scalars(
+            select(DecodeResult).where(or_(DecodeResult.expires <= now, DecodeResult.expires.is_(None)))
+        ).all()
         prefixes = [r.storage_prefix for r in rows if r.storage_prefix]  # refused attempts hold no files
         if not dry_run:
             for row in rows:

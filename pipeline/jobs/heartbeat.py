@@ -16,6 +16,7 @@ time). A message that comes back while the row still names a runner may take the
 known to be gone (:func:`runner_is_gone`): a process of this machine and namespace that no longer exists, which is
 what a pool child killed under a Celery task leaves. A runner elsewhere is judged by its heartbeat alone.
 """
+
 from __future__ import annotations
 
 import logging

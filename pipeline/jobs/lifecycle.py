@@ -23,6 +23,7 @@ Jobs started from the web: the web process checks the permission and creates the
 the job's token and the user id (from Dash's ``hooks.custom_data``) and checks both again in the database
 (``authorize``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -98,23 +99,34 @@ def settle_stalled_jobs(session: Session, now: datetime | None = None) -> list[i
     now = now or utcnow()
     last_sign = func.coalesce(Job.heartbeat, Job.started, Job.created)
     silent = last_sign < now - stale_after()
-    stalled = session.execute(select(Job.id, Job.attempts, Job.collection_id, last_sign)
-                              .where(Job.status == JobStatus.RUNNING, silent)).all()
+    stalled = session.execute(
+        select(Job.id, Job.attempts, Job.collection_id, last_sign).where(Job.status == JobStatus.RUNNING, silent)
+    ).all()
     requeue = get_settings().broker_url is not None
     settled, resumed = [], []
     for job_id, attempts, collection_id, seen in stalled:
         same_run = (Job.id == job_id, Job.status == JobStatus.RUNNING, Job.attempts == attempts, silent)
         if requeue and attempts < max_attempts():
-            values: dict[str, Any] = dict(status=JobStatus.QUEUED, runner=None, message=(
-                f"re-queued: the worker running it stopped (last sign of life {seen:%Y-%m-%d %H:%M:%S} UTC)"))
+            values: dict[str, Any] = dict(
+                status=JobStatus.QUEUED,
+                runner=None,
+                message=(f"re-queued: the worker running it stopped (last sign of life {seen:%Y-%m-%d %H:%M:%S} UTC)"),
+            )
             changed = session.execute(update(Job).where(*same_run).values(**values)).rowcount
             if changed:
                 resumed.append(job_id)
                 log.warning("job %s re-queued: no heartbeat since %s (started %s time(s))", job_id, seen, attempts)
         else:
-            changed = session.execute(update(Job).where(*same_run).values(
-                status=JobStatus.FAILED, finished=now, runner=None,
-                error=_stalled_message(seen, attempts, requeue, collection_id))).rowcount
+            changed = session.execute(
+                update(Job)
+                .where(*same_run)
+                .values(
+                    status=JobStatus.FAILED,
+                    finished=now,
+                    runner=None,
+                    error=_stalled_message(seen, attempts, requeue, collection_id),
+                )
+            ).rowcount
             if changed:
                 if collection_id is not None:
                     _free_collection(session, collection_id)
@@ -131,13 +143,20 @@ def settle_stalled_jobs(session: Session, now: datetime | None = None) -> list[i
 
 def _stalled_message(seen: datetime, attempts: int, requeued: bool, collection_id: int | None) -> str:
     if requeued:
-        why = (f"The worker running this job stopped {attempts} times (last sign of life {seen:%Y-%m-%d %H:%M} "
-               "UTC), so it is not started again. ")
+        why = (
+            f"The worker running this job stopped {attempts} times (last sign of life {seen:%Y-%m-%d %H:%M} "
+            "UTC), so it is not started again. "
+        )
     else:
-        why = (f"The process running this job stopped (last sign of life {seen:%Y-%m-%d %H:%M} UTC), for example "
-               "because the server restarted. ")
-    return why + ("The collection keeps the components of its last finished run: process it again."
-                  if collection_id is not None else "Start it again.")
+        why = (
+            f"The process running this job stopped (last sign of life {seen:%Y-%m-%d %H:%M} UTC), for example "
+            "because the server restarted. "
+        )
+    return why + (
+        "The collection keeps the components of its last finished run: process it again."
+        if collection_id is not None
+        else "Start it again."
+    )
 
 
 def _send_after_commit(session: Session, job_ids: list[int]) -> None:
@@ -152,8 +171,11 @@ def _send_after_commit(session: Session, job_ids: list[int]) -> None:
             except Exception:  # the broker is down: leave the job to the next noticer
                 log.exception("job %s: the resume message could not be sent", job_id)
                 with session_scope() as other:
-                    other.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.QUEUED)
-                                  .values(status=JobStatus.RUNNING))
+                    other.execute(
+                        update(Job)
+                        .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
+                        .values(status=JobStatus.RUNNING)
+                    )
 
     event.listen(session, "after_commit", send, once=True)
 
@@ -190,9 +212,15 @@ def claim_job(job_id: int) -> bool:
         True: this process runs the job now (the row says running, with this process as its runner).
     """
     with session_scope() as session:
-        row = session.execute(select(Job.status, Job.runner, Job.attempts, Job.collection_id,
-                                     func.coalesce(Job.heartbeat, Job.started, Job.created))
-                              .where(Job.id == job_id)).first()
+        row = session.execute(
+            select(
+                Job.status,
+                Job.runner,
+                Job.attempts,
+                Job.collection_id,
+                func.coalesce(Job.heartbeat, Job.started, Job.created),
+            ).where(Job.id == job_id)
+        ).first()
         if row is None:
             return False
         status, runner, attempts, collection_id, seen = row
@@ -201,17 +229,29 @@ def claim_job(job_id: int) -> bool:
         elif status == JobStatus.RUNNING and runner_is_gone(runner):
             same = (Job.status == JobStatus.RUNNING, Job.runner == runner)
             if attempts >= max_attempts():
-                failed = session.execute(update(Job).where(Job.id == job_id, *same).values(
-                    status=JobStatus.FAILED, finished=utcnow(), runner=None,
-                    error=_stalled_message(seen, attempts, True, collection_id))).rowcount
+                failed = session.execute(
+                    update(Job)
+                    .where(Job.id == job_id, *same)
+                    .values(
+                        status=JobStatus.FAILED,
+                        finished=utcnow(),
+                        runner=None,
+                        error=_stalled_message(seen, attempts, True, collection_id),
+                    )
+                ).rowcount
                 if failed and collection_id is not None:
                     _free_collection(session, collection_id)
                 log.warning("job %s marked failed: its runner stopped %s time(s)", job_id, attempts)
                 return False
         else:
             return False
-        return bool(session.execute(update(Job).where(Job.id == job_id, *same).values(
-            status=JobStatus.RUNNING, runner=process_identity(), heartbeat=utcnow())).rowcount)
+        return bool(
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id, *same)
+                .values(status=JobStatus.RUNNING, runner=process_identity(), heartbeat=utcnow())
+            ).rowcount
+        )
 
 
 def _free_collection(session: Session, collection_id: int) -> None:
@@ -233,8 +273,11 @@ def create_job(session: Session, kind: str, collection_id: int | None = None, us
 def active_job(session: Session, collection_id: int) -> Job | None:
     """The queued or running job of a collection, if any (a stalled one is settled first)."""
     settle_stalled_jobs(session)
-    return session.scalar(select(Job).where(Job.collection_id == collection_id,
-                                            Job.status.in_(ACTIVE_JOB_STATUSES)).order_by(Job.id.desc()))
+    return session.scalar(
+        select(Job)
+        .where(Job.collection_id == collection_id, Job.status.in_(ACTIVE_JOB_STATUSES))
+        .order_by(Job.id.desc())
+    )
 
 
 def update_job(job_id: int, **values: Any) -> None:
@@ -295,8 +338,13 @@ def running_job(job_id: int) -> Iterator[JobRun]:
         raise
     # error is always written: a run that outlived a long lock wait may have been taken for dead meanwhile
     # (pipeline.jobs.heartbeat), and finishing clears that message.
-    _finish(job_id, JobStatus.FAILED if run.failed else JobStatus.SUCCEEDED, message=run.message,
-            error="\n".join(run.errors), warnings=run.warnings)
+    _finish(
+        job_id,
+        JobStatus.FAILED if run.failed else JobStatus.SUCCEEDED,
+        message=run.message,
+        error="\n".join(run.errors),
+        warnings=run.warnings,
+    )
 
 
 def fail_job(job_id: int, exc: BaseException, warnings: list[str] | None = None) -> None:
@@ -327,8 +375,9 @@ def _finish(job_id: int, status: JobStatus, **values: Any) -> None:
             if job.status == JobStatus.CANCELLED:
                 settle_cancelled_collection(session, job)
             else:
-                collection.status = (CollectionStatus.READY if job.status == JobStatus.SUCCEEDED
-                                     else CollectionStatus.FAILED)
+                collection.status = (
+                    CollectionStatus.READY if job.status == JobStatus.SUCCEEDED else CollectionStatus.FAILED
+                )
 
 
 def settle_cancelled_collection(session: Session, job: Job) -> None:
@@ -343,6 +392,7 @@ def settle_cancelled_collection(session: Session, job: Job) -> None:
 
 
 # --- who may run what ------------------------------------------------------------------------------------------
+
 
 def start_ingest_job(session: Session, user: Any, collection: Collection) -> Job:
     """Create the ingest job for a collection after checking, in the web process, that ``user`` may run it.
@@ -372,8 +422,9 @@ def start_redecode_job(session: Session, user: Any) -> Job:
     if not (getattr(user, "is_authenticated", False) and getattr(user, "is_admin", False)):
         raise JobRefused("Only administrators re-decode the database.")
     settle_stalled_jobs(session)
-    current = session.scalar(select(Job).where(Job.kind.in_(("redecode", "merge")),
-                                               Job.status.in_(ACTIVE_JOB_STATUSES)))
+    current = session.scalar(
+        select(Job).where(Job.kind.in_(("redecode", "merge")), Job.status.in_(ACTIVE_JOB_STATUSES))
+    )
     if current is not None:
         if current.status == JobStatus.QUEUED:
             return current

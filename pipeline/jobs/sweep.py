@@ -12,6 +12,7 @@ a job that is writing files right now never loses one to the sweep.
 Visitors' decoded maps (``pipeline.decoding.visitors``) are removed here too once they expire
 (``INCDB_DECODE_RETENTION_DAYS``): their rows and their folders, whatever the grace period.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -55,8 +56,14 @@ def referenced_keys(session) -> set[str]:
         The non-empty keys.
     """
     keys: set[str] = set()
-    for column in (Component.storage_key, Component.decodings_key, TermMap.storage_key, Term.storage_key,
-                   Upload.storage_key, SimilarityBasis.storage_key):
+    for column in (
+        Component.storage_key,
+        Component.decodings_key,
+        TermMap.storage_key,
+        Term.storage_key,
+        Upload.storage_key,
+        SimilarityBasis.storage_key,
+    ):
         keys.update(k for k in session.scalars(select(column)) if k)
     keys.update(sum_key(k) for k in session.scalars(select(TermMap.storage_key)) if k)  # running sums
     for column in (Component.storage_key, TermMap.storage_key, Term.storage_key):  # maps: their thumbnails too
@@ -65,8 +72,7 @@ def referenced_keys(session) -> set[str]:
     return keys
 
 
-def sweep_storage(grace: timedelta = DEFAULT_GRACE, dry_run: bool = False,
-                  now: datetime | None = None) -> SweepResult:
+def sweep_storage(grace: timedelta = DEFAULT_GRACE, dry_run: bool = False, now: datetime | None = None) -> SweepResult:
     """Remove unreferenced files older than ``grace`` and than every running job's start.
 
     Only keys under :data:`SWEPT_PREFIXES` are considered. Running jobs without a heartbeat are settled first

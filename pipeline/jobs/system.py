@@ -14,6 +14,7 @@ polling, and the Job row stays queued. Two things here make that visible.
   recent failures and the configuration findings of ``pipeline.check``. Every call to the broker has a short
   timeout and runs in a daemon thread with a deadline, so the report never hangs when the broker is down.
 """
+
 from __future__ import annotations
 
 import threading
@@ -89,6 +90,7 @@ def job_view(session: Session, job: Job) -> dict[str, Any]:
 
 # --- the administrators' report --------------------------------------------------------------------------------
 
+
 def _with_deadline(fn: Callable[[], T], seconds: float) -> T:
     """``fn()``, or TimeoutError when it has not returned after ``seconds`` (it then finishes in the background:
     a client library blocked on a dead broker cannot be interrupted from outside)."""
@@ -122,8 +124,9 @@ def ping_workers(broker_url: str, timeout: float = BROKER_TIMEOUT_S) -> list[str
 
     def ping() -> list[str]:
         probe = Celery("incdb-system", broker=broker_url, set_as_current=False)
-        probe.conf.update(broker_connection_timeout=timeout, broker_connection_retry=False,
-                          broker_connection_max_retries=0)
+        probe.conf.update(
+            broker_connection_timeout=timeout, broker_connection_retry=False, broker_connection_max_retries=0
+        )
         try:
             with probe.connection_for_write() as conn:
                 conn.ensure_connection(max_retries=0, timeout=timeout)
@@ -163,12 +166,20 @@ def queue_lengths(broker_url: str, timeout: float = BROKER_TIMEOUT_S) -> dict[st
 
 def _job_row(job: Job, now: datetime, taken: datetime | None, threshold_s: int) -> dict[str, Any]:
     seen = job.heartbeat or job.started
-    return {"id": job.id, "kind": job.kind, "status": str(job.status), "collection_id": job.collection_id,
-            "created": _utc(job.created).isoformat() if job.created else None,
-            "last_sign_of_life": _utc(seen).isoformat() if seen else None,
-            "waiting": (waiting_text(job.created, taken, now, threshold_s)
-                        if job.status == JobStatus.QUEUED and job.created else None),
-            "error": (job.error or "").splitlines()[0][:300] if job.error else ""}
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "status": str(job.status),
+        "collection_id": job.collection_id,
+        "created": _utc(job.created).isoformat() if job.created else None,
+        "last_sign_of_life": _utc(seen).isoformat() if seen else None,
+        "waiting": (
+            waiting_text(job.created, taken, now, threshold_s)
+            if job.status == JobStatus.QUEUED and job.created
+            else None
+        ),
+        "error": (job.error or "").splitlines()[0][:300] if job.error else "",
+    }
 
 
 def jobs_report(session: Session, settings: Settings, now: datetime | None = None) -> dict[str, Any]:
@@ -182,13 +193,18 @@ def jobs_report(session: Session, settings: Settings, now: datetime | None = Non
     oldest = session.scalar(select(Job).where(Job.status == JobStatus.QUEUED).order_by(Job.created, Job.id).limit(1))
     quiet = now - timedelta(seconds=3 * beat_interval())
     last_sign = func.coalesce(Job.heartbeat, Job.started, Job.created)
-    stalled = session.scalars(select(Job).where(Job.status == JobStatus.RUNNING, last_sign < quiet)
-                              .order_by(Job.id).limit(MAX_LISTED))
-    failed = session.scalars(select(Job).where(Job.status == JobStatus.FAILED,
-                                               func.coalesce(Job.finished, Job.created) >= now - RECENT_FAILURES)
-                             .order_by(Job.id.desc()).limit(MAX_LISTED))
+    stalled = session.scalars(
+        select(Job).where(Job.status == JobStatus.RUNNING, last_sign < quiet).order_by(Job.id).limit(MAX_LISTED)
+    )
+    failed = session.scalars(
+        select(Job)
+        .where(Job.status == JobStatus.FAILED, func.coalesce(Job.finished, Job.created) >= now - RECENT_FAILURES)
+        .order_by(Job.id.desc())
+        .limit(MAX_LISTED)
+    )
     return {
-        "queued": int(counts.get(JobStatus.QUEUED, 0)), "running": int(counts.get(JobStatus.RUNNING, 0)),
+        "queued": int(counts.get(JobStatus.QUEUED, 0)),
+        "running": int(counts.get(JobStatus.RUNNING, 0)),
         "last_taken": taken.isoformat() if taken else None,
         "oldest_queued": _job_row(oldest, now, taken, threshold) if oldest else None,
         "stalled": [_job_row(j, now, taken, threshold) for j in stalled],
@@ -200,10 +216,22 @@ def jobs_report(session: Session, settings: Settings, now: datetime | None = Non
 def workers_report(settings: Settings) -> dict[str, Any]:
     """The background mode, the Celery workers that answer and the queue lengths (errors as text, never raised)."""
     if not settings.broker_url:
-        return {"mode": "embedded", "detail": "embedded: jobs run in the web process (no INCDB_BROKER_URL)",
-                "workers": None, "workers_error": None, "queues": None, "queues_error": None}
-    report: dict[str, Any] = {"mode": "celery", "detail": "Celery workers take jobs from the broker",
-                              "workers": None, "workers_error": None, "queues": None, "queues_error": None}
+        return {
+            "mode": "embedded",
+            "detail": "embedded: jobs run in the web process (no INCDB_BROKER_URL)",
+            "workers": None,
+            "workers_error": None,
+            "queues": None,
+            "queues_error": None,
+        }
+    report: dict[str, Any] = {
+        "mode": "celery",
+        "detail": "Celery workers take jobs from the broker",
+        "workers": None,
+        "workers_error": None,
+        "queues": None,
+        "queues_error": None,
+    }
     try:
         report["workers"] = ping_workers(settings.broker_url)
     except Exception as exc:  # noqa: BLE001 - shown to the administrator
@@ -223,6 +251,9 @@ def system_report(session: Session) -> dict[str, Any]:
         "background": workers_report(settings),
         "jobs": jobs_report(session, settings),
         "queue_warn_s": settings.queue_warn_s,
-        "settings": {"refused": production_problems(settings), "warnings": production_warnings(settings),
-                     "mail": settings.smtp.host or None},
+        "settings": {
+            "refused": production_problems(settings),
+            "warnings": production_warnings(settings),
+            "mail": settings.smtp.host or None,
+        },
     }

@@ -10,6 +10,7 @@ background callbacks call: it checks the permission again where the job runs, cl
 the same job does not run it again) and turns a cancellation into a clean stop. ``resume_job`` is what a worker
 runs for a job re-queued after the worker running it stopped (``pipeline.jobs.lifecycle.settle_stalled_jobs``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -79,12 +80,13 @@ def _redecode_all(job_id: int, progress: Progress | None) -> int:
         matrix, terms = load_matrix(session, reference)
         term_ids = [t.id for t in terms]
         reference_id = reference.id
-        comps = session.execute(select(Component.id, Component.uuid, Component.storage_key)
-                                .order_by(Component.id)).all()
+        comps = session.execute(
+            select(Component.id, Component.uuid, Component.storage_key).order_by(Component.id)
+        ).all()
     total = len(comps)
     update_job(job_id, progress_total=total, progress_done=0)
     for start in range(0, total, REDECODE_BATCH):
-        batch = comps[start:start + REDECODE_BATCH]
+        batch = comps[start : start + REDECODE_BATCH]
         r_all = decode(masked(np.stack([load_map(key) for _, _, key in batch])), matrix)
         now = utcnow()
         with session_scope() as session:

@@ -19,6 +19,7 @@ the whole background. Exactness is arranged in float32, the precision of the hea
 shader: the slope keeps 16 significant bits, so ``slope * code`` for any 8-bit code is an exact float32 and
 ``inter = -slope * zero_code`` cancels it exactly, in the shader, in NiiVue's readout and in nibabel.
 """
+
 from __future__ import annotations
 
 import gzip

@@ -1,4 +1,5 @@
 """Maps on the standard grid in storage: gzip NIfTI bytes, atomic save and load (keys: ``store.artifacts``)."""
+
 from __future__ import annotations
 
 import gzip

@@ -1,4 +1,5 @@
 """The standard space every derived map lives in: the FSL MNI152 2 mm grid (Neurosynth, MELODIC ``*_2mm``)."""
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -7,9 +8,7 @@ import nibabel as nib
 import numpy as np
 
 GRID_SHAPE: tuple[int, int, int] = (91, 109, 91)
-GRID_AFFINE = np.array(
-    [[-2.0, 0.0, 0.0, 90.0], [0.0, 2.0, 0.0, -126.0], [0.0, 0.0, 2.0, -72.0], [0.0, 0.0, 0.0, 1.0]]
-)
+GRID_AFFINE = np.array([[-2.0, 0.0, 0.0, 90.0], [0.0, 2.0, 0.0, -126.0], [0.0, 0.0, 2.0, -72.0], [0.0, 0.0, 0.0, 1.0]])
 GRID_AFFINE.setflags(write=False)
 
 
@@ -106,8 +105,12 @@ def underlay() -> np.ndarray:
 
     template = datasets.load_mni152_template(resolution=2)
     res = image.resample_img(
-        template, target_affine=GRID_AFFINE, target_shape=GRID_SHAPE, interpolation="continuous",
-        force_resample=True, copy_header=True,
+        template,
+        target_affine=GRID_AFFINE,
+        target_shape=GRID_SHAPE,
+        interpolation="continuous",
+        force_resample=True,
+        copy_header=True,
     )
     data = np.asarray(res.get_fdata(), dtype=np.float32)
     data[~np.isfinite(data)] = 0
@@ -128,8 +131,12 @@ def brain_mask() -> np.ndarray:
 
     mask = datasets.load_mni152_brain_mask(resolution=2)
     res = image.resample_img(
-        mask, target_affine=GRID_AFFINE, target_shape=GRID_SHAPE, interpolation="nearest",
-        force_resample=True, copy_header=True,
+        mask,
+        target_affine=GRID_AFFINE,
+        target_shape=GRID_SHAPE,
+        interpolation="nearest",
+        force_resample=True,
+        copy_header=True,
     )
     data = np.asarray(res.get_fdata()) > 0.5
     data.setflags(write=False)

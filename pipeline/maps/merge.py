@@ -4,6 +4,7 @@
 inputs, zeros included. The ``numpy`` backend computes the same in-process; the ``afni`` backend runs 3dmerge
 through nipype when AFNI is installed.
 """
+
 from __future__ import annotations
 
 import os
@@ -49,7 +50,6 @@ def resolve_backend(name: str | None = None) -> str:
         When ``"afni"`` is asked for and ``3dmerge`` is not on PATH.
     """
     if name is None:
-
         name = get_settings().merge_backend
     name = name.lower()
     if name not in BACKENDS:
@@ -106,12 +106,10 @@ def afni_merge_interface(in_files: Sequence[str | os.PathLike], out_file: str | 
     """
     from nipype.interfaces import afni  # lazy: nipype takes seconds to import, and only the AFNI backend needs it
 
-    return afni.Merge(in_files=[str(p) for p in in_files], doall=True, out_file=str(out_file),
-                      outputtype="NIFTI_GZ")
+    return afni.Merge(in_files=[str(p) for p in in_files], doall=True, out_file=str(out_file), outputtype="NIFTI_GZ")
 
 
-def merge_files(out_file: str | os.PathLike, in_files: Sequence[str | os.PathLike],
-                backend: str | None = None) -> str:
+def merge_files(out_file: str | os.PathLike, in_files: Sequence[str | os.PathLike], backend: str | None = None) -> str:
     """Merge NIfTI files into ``out_file`` (written atomically). Returns the backend used.
 
     Parameters

@@ -1,4 +1,5 @@
 """Reading, checking and resampling NIfTI maps onto the standard grid (DESIGN sections 2 and 3)."""
+
 from __future__ import annotations
 
 import gzip
@@ -151,7 +152,7 @@ def _open_data(path: Path, offset: int) -> Iterator[BinaryIO]:
     faster than zlib, DESIGN section 12), never whole."""
     with open(path, "rb") as fh:
         gzipped = fh.read(2) == b"\x1f\x8b"
-    with (igzip.open(path, "rb") if gzipped else open(path, "rb")) as fh:
+    with igzip.open(path, "rb") if gzipped else open(path, "rb") as fh:
         skipped = 0
         while skipped < offset:  # a gzip stream cannot seek cheaply; the offset is a few hundred bytes
             got = len(fh.read(min(offset - skipped, READ_SLAB_BYTES)))
@@ -171,7 +172,7 @@ def _read_into(fh: BinaryIO, out: np.ndarray, dtype: np.dtype, slope: float, int
         if len(raw) < n * dtype.itemsize:
             raise EOFError(f"the data ends after {done + len(raw) // dtype.itemsize} of {out.size} values")
         values = np.frombuffer(raw, dtype=dtype)
-        target = out[done:done + n]
+        target = out[done : done + n]
         if slope != 1.0 or inter != 0.0:
             target[...] = values.astype(np.float64) * slope + inter
         else:
@@ -240,8 +241,9 @@ def check_nifti(path: str | os.PathLike, display_name: str | None = None) -> Che
     zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
     if abs(np.linalg.det(affine[:3, :3])) < 1e-6 or np.any(zooms < MIN_VOXEL_MM) or np.any(zooms > MAX_VOXEL_MM):
         raise NiftiError(f"{name}: voxel size {np.round(zooms, 3).tolist()} mm is not plausible for a brain map")
-    return CheckedImage(path=path, name=name, image=img, shape=shape, n_volumes=n_volumes, affine=np.asarray(affine),
-                        dtype=dtype)
+    return CheckedImage(
+        path=path, name=name, image=img, shape=shape, n_volumes=n_volumes, affine=np.asarray(affine), dtype=dtype
+    )
 
 
 def _data_offset(img: nib.Nifti1Image) -> int:
@@ -268,8 +270,10 @@ def _checked_layout(img: nib.Nifti1Image, name: str) -> tuple[tuple[int, ...], i
     n_volumes = shape[3] if len(shape) >= 4 else 1
     per_volume = int(np.prod(shape[:3], dtype=np.int64))
     if per_volume > MAX_VOLUME_VOXELS:
-        raise NiftiError(f"{name}: spatial shape {shape[:3]} has {per_volume:,} voxels per volume, more than the "
-                         f"{MAX_VOLUME_VOXELS:,} accepted (a 0.5 mm MNI volume has 58 million)")
+        raise NiftiError(
+            f"{name}: spatial shape {shape[:3]} has {per_volume:,} voxels per volume, more than the "
+            f"{MAX_VOLUME_VOXELS:,} accepted (a 0.5 mm MNI volume has 58 million)"
+        )
     if n_volumes < 1 or n_volumes > MAX_VOLUMES:
         raise NiftiError(f"{name}: has {n_volumes} volumes; between 1 and {MAX_VOLUMES} are accepted")
     nbytes = int(np.prod(shape[:3], dtype=np.int64)) * n_volumes * dtype.itemsize
@@ -282,7 +286,7 @@ def _check_raw_voxel_size(path: Path, name: str, gzipped: bool) -> None:
     """Refuse zero/negative voxel sizes when no sform defines the grid. nibabel's loader silently turns them into
     1 mm, and a map placed on a guessed grid would decode as plausible-looking garbage."""
     try:
-        with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as fh:
+        with gzip.open(path, "rb") if gzipped else open(path, "rb") as fh:
             raw = fh.read(348)
         if len(raw) < 348 or raw[344:347] not in (b"n+1", b"ni1"):
             return  # NIfTI-2 or not NIfTI-1: nibabel's own checks apply
@@ -371,8 +375,9 @@ def _interpolation_matrix(shape: tuple[int, int, int], affine_bytes: bytes) -> s
         inside &= weight > 0
         cols[:, corner] = np.where(inside, column, 0)
         vals[:, corner] = np.where(inside, weight, 0)
-    matrix = sparse.csr_matrix((vals.ravel(), cols.ravel(), np.arange(0, 8 * n_target + 1, 8)),
-                               shape=(n_target, int(np.prod(shape))))
+    matrix = sparse.csr_matrix(
+        (vals.ravel(), cols.ravel(), np.arange(0, 8 * n_target + 1, 8)), shape=(n_target, int(np.prod(shape)))
+    )
     matrix.eliminate_zeros()
     return matrix
 
@@ -455,8 +460,12 @@ def _anatomical_templates() -> tuple[tuple[str, ...], np.ndarray]:
     from nilearn import datasets, image  # lazy: nilearn takes about a second to import
 
     grey = image.resample_img(
-        datasets.load_mni152_gm_template(resolution=2), target_affine=GRID_AFFINE, target_shape=GRID_SHAPE,
-        interpolation="continuous", force_resample=True, copy_header=True,
+        datasets.load_mni152_gm_template(resolution=2),
+        target_affine=GRID_AFFINE,
+        target_shape=GRID_SHAPE,
+        interpolation="continuous",
+        force_resample=True,
+        copy_header=True,
     )
     mask = brain_mask()
     rows = np.stack([underlay()[mask], np.asarray(grey.get_fdata())[mask]]).astype(np.float64)
@@ -505,11 +514,16 @@ def _structural_warning(inside: np.ndarray) -> str | None:
     match = template_match(inside)
     if match.r < STRUCTURAL_MIN_R:
         return None
-    negatives = ("no negative values" if negative == 0
-                 else f"almost no negative values ({negative} of {inside.size} in-brain voxels)")
-    return (f"looks like a structural (anatomical) image, not a statistical or component map: it correlates "
-            f"r={match.r:.2f} with the {match.template} and has {negatives}. Decoding treats it as a brain map; "
-            "keep it only if that is intended")
+    negatives = (
+        "no negative values"
+        if negative == 0
+        else f"almost no negative values ({negative} of {inside.size} in-brain voxels)"
+    )
+    return (
+        f"looks like a structural (anatomical) image, not a statistical or component map: it correlates "
+        f"r={match.r:.2f} with the {match.template} and has {negatives}. Decoding treats it as a brain map; "
+        "keep it only if that is intended"
+    )
 
 
 def quality_check(data: np.ndarray, inside: np.ndarray | None = None) -> QCResult:

@@ -9,6 +9,7 @@ Each pixel shows the voxel of largest absolute value along its ray: warm colours
 for negative values, from a quarter of the map's largest absolute value (transparent below) to that value. The
 projections are numpy reductions and the PNG is written with zlib (no plotting library), about 5 ms per map.
 """
+
 from __future__ import annotations
 
 import struct
@@ -51,7 +52,7 @@ def _layout(images: list[np.ndarray], fill) -> np.ndarray:
     left = 0
     for img in images:
         top = (height - img.shape[0]) // 2
-        canvas[top:top + img.shape[0], left:left + img.shape[1]] = img
+        canvas[top : top + img.shape[0], left : left + img.shape[1]] = img
         left += img.shape[1] + GAP
     return canvas
 
@@ -100,8 +101,12 @@ def png_bytes(rgb: np.ndarray) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw.tobytes(), _ZLIB_LEVEL))
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw.tobytes(), _ZLIB_LEVEL))
+        + chunk(b"IEND", b"")
+    )
 
 
 def render_thumbnail(data: np.ndarray) -> bytes:
@@ -182,8 +187,9 @@ def stored_map_keys(session) -> list[str]:
     return keys
 
 
-def make_missing_thumbnails(map_keys: list[str], force: bool = False,
-                            progress: Callable[[int, int], None] | None = None) -> int:
+def make_missing_thumbnails(
+    map_keys: list[str], force: bool = False, progress: Callable[[int, int], None] | None = None
+) -> int:
     """Make the thumbnails that are missing (all of them with ``force``) for stored maps.
 
     Parameters

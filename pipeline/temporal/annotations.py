@@ -7,6 +7,7 @@ over the component's labels); the ranked list is stored as TemporalDecoding rows
 its ingest stores time courses; a whole movie again when one of its sets is added or removed (a ``temporal``
 job, on the shared job lifecycle of ``pipeline.jobs.lifecycle``).
 """
+
 from __future__ import annotations
 
 import re
@@ -59,9 +60,18 @@ class AnnotationError(ValueError):
 
 # --- annotation sets ------------------------------------------------------------------------------------------
 
-def add_annotation_set(session: Session, user: User | None, movie: Movie, name: str, data: bytes | str,
-                       filename: str, description: str = "", source_url: str = "", is_demo: bool = False
-                       ) -> AnnotationSet:
+
+def add_annotation_set(
+    session: Session,
+    user: User | None,
+    movie: Movie,
+    name: str,
+    data: bytes | str,
+    filename: str,
+    description: str = "",
+    source_url: str = "",
+    is_demo: bool = False,
+) -> AnnotationSet:
     """Check an events file and keep it as a new annotation set of ``movie``.
 
     Parameters
@@ -92,8 +102,13 @@ def add_annotation_set(session: Session, user: User | None, movie: Movie, name: 
     source_url = str(source_url or "").strip()
     if source_url and (len(source_url) > SOURCE_URL_MAX or not re.match(r"^https?://[^\s/]+\.[^\s]+$", source_url)):
         problems.append("The source URL must be a web address starting with https:// (or http://).")
-    if name and session.scalar(select(AnnotationSet.id).where(AnnotationSet.movie_id == movie.id,
-                                                             AnnotationSet.name == name)) is not None:
+    if (
+        name
+        and session.scalar(
+            select(AnnotationSet.id).where(AnnotationSet.movie_id == movie.id, AnnotationSet.name == name)
+        )
+        is not None
+    ):
         problems.append(f"{movie.title} has an annotation set named “{name}” already; choose another name.")
     problems += _quota_problems(session, user, movie)
     filename = filename or "events.tsv"
@@ -107,12 +122,23 @@ def add_annotation_set(session: Session, user: User | None, movie: Movie, name: 
     problems += too_large + _label_problems(events, filename)
     if problems:
         raise AnnotationError("; ".join(problems))
-    annotation = AnnotationSet(movie_id=movie.id, owner_id=user.id if user is not None else None, name=name,
-                               description=description, source_url=source_url, is_demo=is_demo)
+    annotation = AnnotationSet(
+        movie_id=movie.id,
+        owner_id=user.id if user is not None else None,
+        name=name,
+        description=description,
+        source_url=source_url,
+        is_demo=is_demo,
+    )
     session.add(annotation)
     session.flush()
-    session.execute(insert(AnnotationEvent), [dict(set_id=annotation.id, onset=e.onset, duration=e.duration,
-                                                   label=e.label, amplitude=e.amplitude) for e in events])
+    session.execute(
+        insert(AnnotationEvent),
+        [
+            dict(set_id=annotation.id, onset=e.onset, duration=e.duration, label=e.label, amplitude=e.amplitude)
+            for e in events
+        ],
+    )
     return annotation
 
 
@@ -121,15 +147,24 @@ def _quota_problems(session: Session, user: User | None, movie: Movie) -> list[s
     settings = get_settings()
     problems = []
     per_movie = settings.annotation_sets_per_movie
-    if per_movie and session.scalar(select(func.count(AnnotationSet.id))
-                                    .where(AnnotationSet.movie_id == movie.id)) >= per_movie:
-        problems.append(f"{movie.title} has {per_movie} annotation sets, the most a movie may have; ask its curators "
-                        "or an administrator to remove one first.")
+    if (
+        per_movie
+        and session.scalar(select(func.count(AnnotationSet.id)).where(AnnotationSet.movie_id == movie.id)) >= per_movie
+    ):
+        problems.append(
+            f"{movie.title} has {per_movie} annotation sets, the most a movie may have; ask its curators "
+            "or an administrator to remove one first."
+        )
     per_user = settings.annotation_sets_per_user
-    if per_user and user is not None and not user.is_admin and session.scalar(
-            select(func.count(AnnotationSet.id)).where(AnnotationSet.owner_id == user.id)) >= per_user:
-        problems.append(f"You have {per_user} annotation sets, the most one curator may have; delete one you no "
-                        "longer need first.")
+    if (
+        per_user
+        and user is not None
+        and not user.is_admin
+        and session.scalar(select(func.count(AnnotationSet.id)).where(AnnotationSet.owner_id == user.id)) >= per_user
+    ):
+        problems.append(
+            f"You have {per_user} annotation sets, the most one curator may have; delete one you no longer need first."
+        )
     return problems
 
 
@@ -139,12 +174,16 @@ def _size_problems(data: bytes | str, filename: str) -> list[str]:
     size = len(data.encode("utf-8", "replace")) if isinstance(data, str) else len(data)
     cap = settings.annotation_max_bytes
     if cap and size > cap:
-        return [f"{filename}: the file is {human_bytes(size)}, more than the {human_bytes(cap)} an annotation set "
-                "may have; split it into several sets."]
+        return [
+            f"{filename}: the file is {human_bytes(size)}, more than the {human_bytes(cap)} an annotation set "
+            "may have; split it into several sets."
+        ]
     events = sum(1 for line in data.splitlines() if line.strip()) - 1  # the first line is the header
     if settings.annotation_max_events and events > settings.annotation_max_events:
-        return [f"{filename}: {events:,} events, more than the {settings.annotation_max_events:,} an annotation set "
-                "may have; split it into several sets."]
+        return [
+            f"{filename}: {events:,} events, more than the {settings.annotation_max_events:,} an annotation set "
+            "may have; split it into several sets."
+        ]
     return []
 
 
@@ -153,8 +192,10 @@ def _label_problems(events: list[Event], filename: str) -> list[str]:
     cap = get_settings().annotation_max_labels
     labels = len({e.label for e in events})
     if cap and labels > cap:
-        return [f"{filename}: {labels:,} different labels, more than the {cap:,} an annotation set may have; merge "
-                "rare labels or split the file into several sets."]
+        return [
+            f"{filename}: {labels:,} different labels, more than the {cap:,} an annotation set may have; merge "
+            "rare labels or split the file into several sets."
+        ]
     return []
 
 
@@ -199,8 +240,9 @@ def start_temporal_job(session: Session, user: Any, movie: Movie) -> Job | None:
         raise JobRefused("Sign in to change annotations.")
     if not _has_timecourses(session, movie.id):
         return None
-    current = session.scalar(select(Job).where(Job.kind == "temporal", Job.movie_id == movie.id,
-                                               Job.status.in_(ACTIVE_JOB_STATUSES)))
+    current = session.scalar(
+        select(Job).where(Job.kind == "temporal", Job.movie_id == movie.id, Job.status.in_(ACTIVE_JOB_STATUSES))
+    )
     if current is not None and current.status == JobStatus.QUEUED:
         return current
     job = create_job(session, "temporal", None, user.id)
@@ -209,18 +251,27 @@ def start_temporal_job(session: Session, user: Any, movie: Movie) -> Job | None:
 
 
 def _has_timecourses(session: Session, movie_id: int) -> bool:
-    return session.scalar(select(Component.id).join(Collection).where(
-        Collection.movie_id == movie_id, Component.timecourse_id.is_not(None)).limit(1)) is not None
+    return (
+        session.scalar(
+            select(Component.id)
+            .join(Collection)
+            .where(Collection.movie_id == movie_id, Component.timecourse_id.is_not(None))
+            .limit(1)
+        )
+        is not None
+    )
 
 
 # --- temporal decoding ----------------------------------------------------------------------------------------
+
 
 def temporal_job(job_id: int) -> int:
     """Run a ``temporal`` job: decode every collection of the job's movie again; returns the components done."""
     with session_scope() as session:
         movie_id = session.get(Job, job_id).movie_id
-        collections = list(session.scalars(select(Collection.id).where(Collection.movie_id == movie_id)
-                                           .order_by(Collection.id)))
+        collections = list(
+            session.scalars(select(Collection.id).where(Collection.movie_id == movie_id).order_by(Collection.id))
+        )
     with running_job(job_id) as run:
         done = 0
         update_job(job_id, progress_total=len(collections), progress_done=0)
@@ -239,27 +290,45 @@ def decode_collection_in_time(collection_id: int, n_shifts: int | None = None) -
         collection = session.get(Collection, collection_id)
         if collection is None:
             return 0
-        comps = session.execute(select(Component.id, Component.timecourse_id, Component.volume_index)
-                                .where(Component.collection_id == collection_id,
-                                       Component.timecourse_id.is_not(None)).order_by(Component.id)).all()
-        session.execute(delete(TemporalDecoding).where(TemporalDecoding.component_id.in_(
-            select(Component.id).where(Component.collection_id == collection_id))))
+        comps = session.execute(
+            select(Component.id, Component.timecourse_id, Component.volume_index)
+            .where(Component.collection_id == collection_id, Component.timecourse_id.is_not(None))
+            .order_by(Component.id)
+        ).all()
+        session.execute(
+            delete(TemporalDecoding).where(
+                TemporalDecoding.component_id.in_(select(Component.id).where(Component.collection_id == collection_id))
+            )
+        )
         labels = _movie_labels(session, collection.movie_id)
         if not comps or not labels or not collection.timing:
             return 0
         timing = Timing.from_dict(collection.timing)
-        keys = dict(session.execute(select(TimeCourse.id, TimeCourse.storage_key)
-                                    .where(TimeCourse.collection_id == collection_id)).all())
+        keys = dict(
+            session.execute(
+                select(TimeCourse.id, TimeCourse.storage_key).where(TimeCourse.collection_id == collection_id)
+            ).all()
+        )
     courses = _component_courses(comps, keys)
     regressors, label_keys = _regressors(labels, timing)
-    result = temporal_decode(courses, regressors, timing.run_lengths, timing.subjects,
-                             n_shifts=n_shifts or shifts_for(len(label_keys)))
+    result = temporal_decode(
+        courses, regressors, timing.run_lengths, timing.subjects, n_shifts=n_shifts or shifts_for(len(label_keys))
+    )
     rows = []
     for i, (comp_id, _, _) in enumerate(comps):
         order = np.lexsort((-np.abs(result.r[i]), result.p[i], result.q[i]))
-        rows += [dict(component_id=comp_id, set_id=label_keys[j][0], label=label_keys[j][1],
-                      r=float(result.r[i, j]), p=float(result.p[i, j]), q=float(result.q[i, j]), rank=rank + 1)
-                 for rank, j in enumerate(order)]
+        rows += [
+            dict(
+                component_id=comp_id,
+                set_id=label_keys[j][0],
+                label=label_keys[j][1],
+                r=float(result.r[i, j]),
+                p=float(result.p[i, j]),
+                q=float(result.q[i, j]),
+                rank=rank + 1,
+            )
+            for rank, j in enumerate(order)
+        ]
     with session_scope() as session:
         session.execute(delete(TemporalDecoding).where(TemporalDecoding.component_id.in_([c[0] for c in comps])))
         session.execute(insert(TemporalDecoding), rows)
@@ -270,9 +339,17 @@ def _movie_labels(session: Session, movie_id: int) -> dict[tuple[int, str], list
     """(set id, label) -> events, for every annotation set of the movie."""
     found: dict[tuple[int, str], list[Event]] = {}
     for set_id, onset, duration, label, amplitude in session.execute(
-            select(AnnotationEvent.set_id, AnnotationEvent.onset, AnnotationEvent.duration, AnnotationEvent.label,
-                   AnnotationEvent.amplitude).join(AnnotationSet)
-            .where(AnnotationSet.movie_id == movie_id).order_by(AnnotationEvent.set_id, AnnotationEvent.id)):
+        select(
+            AnnotationEvent.set_id,
+            AnnotationEvent.onset,
+            AnnotationEvent.duration,
+            AnnotationEvent.label,
+            AnnotationEvent.amplitude,
+        )
+        .join(AnnotationSet)
+        .where(AnnotationSet.movie_id == movie_id)
+        .order_by(AnnotationEvent.set_id, AnnotationEvent.id)
+    ):
         found.setdefault((set_id, label), []).append(Event(onset, duration, label, amplitude))
     return found
 

@@ -27,6 +27,7 @@ Memory: the cross-correlation tables hold ``rows per subject x components x labe
 many labels at a time as fit in :data:`TABLE_BYTES`; the FFT products are made for a few components at a time
 (:data:`FFT_BYTES`) and the null is summed for a chunk of draws at a time (:data:`NULL_BYTES`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -102,12 +103,12 @@ def run_frame_times(tr: float, runs: Sequence[tuple[float, int]]) -> list[np.nda
     """
     if not (np.isfinite(tr) and tr > 0):
         raise ValueError(f"TR must be a positive number of seconds, got {tr!r}")
-    return [start + tr * np.arange(volumes, dtype=np.float64)
-            for start, volumes in map(_start_and_volumes, runs)]
+    return [start + tr * np.arange(volumes, dtype=np.float64) for start, volumes in map(_start_and_volumes, runs)]
 
 
-def _run_regressor(onsets: np.ndarray, durations: np.ndarray, amplitudes: np.ndarray,
-                   frame_times: np.ndarray) -> np.ndarray:
+def _run_regressor(
+    onsets: np.ndarray, durations: np.ndarray, amplitudes: np.ndarray, frame_times: np.ndarray
+) -> np.ndarray:
     """One label's regressor at one run's frame times.
 
     nilearn builds the run's grid from ``frame_times[0] + MIN_ONSET``. An event that ends before that start still
@@ -123,8 +124,13 @@ def _run_regressor(onsets: np.ndarray, durations: np.ndarray, amplitudes: np.nda
         return np.zeros(len(frame_times))
     starts = np.maximum(onsets[keep], grid_start)
     condition = np.vstack([starts, ends[keep] - starts, amplitudes[keep]])
-    regressor, _ = compute_regressor(exp_condition=condition, hrf_model="spm", frame_times=frame_times,
-                                     oversampling=OVERSAMPLING, min_onset=MIN_ONSET)
+    regressor, _ = compute_regressor(
+        exp_condition=condition,
+        hrf_model="spm",
+        frame_times=frame_times,
+        oversampling=OVERSAMPLING,
+        min_onset=MIN_ONSET,
+    )
     return regressor[:, 0]
 
 
@@ -138,8 +144,9 @@ def _event_arrays(label: str, triple: tuple[np.ndarray, np.ndarray, np.ndarray])
     return arrays
 
 
-def label_regressors(events: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]], tr: float,
-                     runs: Sequence[tuple[float, int]]) -> tuple[list[str], np.ndarray]:
+def label_regressors(
+    events: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]], tr: float, runs: Sequence[tuple[float, int]]
+) -> tuple[list[str], np.ndarray]:
     """HRF-convolved regressors of movie annotations, run by run, for one subject's concatenated runs.
 
     Parameters
@@ -218,8 +225,9 @@ def circular_shifts(run_lengths: Sequence[int], n_shifts: int, seed: int = 0) ->
     return shifts
 
 
-def _checked(timecourses: np.ndarray, regressors: np.ndarray, run_lengths: Sequence[int],
-             subjects: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _checked(
+    timecourses: np.ndarray, regressors: np.ndarray, run_lengths: Sequence[int], subjects: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Inputs of :func:`temporal_decode` checked: (time courses as given, regressors float64, run lengths)."""
     x = np.asarray(timecourses)
     y = np.asarray(regressors, dtype=np.float64)
@@ -252,7 +260,7 @@ def _summed_centred_blocks(x: np.ndarray, subjects: int) -> tuple[np.ndarray, np
     summed = np.zeros((per_subject, x.shape[1]))
     squares = np.zeros(x.shape[1])
     for s in range(subjects):
-        block = x[s * per_subject:(s + 1) * per_subject].astype(np.float64) - mean
+        block = x[s * per_subject : (s + 1) * per_subject].astype(np.float64) - mean
         block[:, constant] = 0.0
         summed += block
         squares += np.einsum("ij,ij->j", block, block)
@@ -269,12 +277,12 @@ def _cross_correlations(summed: np.ndarray, yc: np.ndarray, lengths: np.ndarray)
     table = np.empty((len(summed), summed.shape[1], yc.shape[1]))
     start = 0
     for n in map(int, lengths):
-        b = scipy.fft.rfft(summed[start:start + n], axis=0, workers=-1)
-        y = np.conj(scipy.fft.rfft(yc[start:start + n], axis=0, workers=-1))
+        b = scipy.fft.rfft(summed[start : start + n], axis=0, workers=-1)
+        y = np.conj(scipy.fft.rfft(yc[start : start + n], axis=0, workers=-1))
         step = max(1, FFT_BYTES // (16 * y.size))
         for c in range(0, b.shape[1], step):
-            product = b[:, c:c + step, np.newaxis] * y[:, np.newaxis, :]
-            table[start:start + n, c:c + step] = scipy.fft.irfft(product, n=n, axis=0, workers=-1)
+            product = b[:, c : c + step, np.newaxis] * y[:, np.newaxis, :]
+            table[start : start + n, c : c + step] = scipy.fft.irfft(product, n=n, axis=0, workers=-1)
         start += n
     return table
 
@@ -291,7 +299,7 @@ def _exceedances(table: np.ndarray, lengths: np.ndarray, shifts: np.ndarray) -> 
     null = np.empty((min(chunk, len(rows)), *observed.shape))
     part = np.empty_like(null)
     for first in range(0, len(rows), chunk):
-        draws = rows[first:first + chunk]
+        draws = rows[first : first + chunk]
         m = len(draws)
         np.take(table, draws[:, 0], axis=0, out=null[:m], mode="clip")
         for k in range(1, draws.shape[1]):
@@ -301,8 +309,14 @@ def _exceedances(table: np.ndarray, lengths: np.ndarray, shifts: np.ndarray) -> 
     return count
 
 
-def temporal_decode(timecourses: np.ndarray, regressors: np.ndarray, run_lengths: Sequence[int], subjects: int,
-                    n_shifts: int = 1000, seed: int = 0) -> TemporalResult:
+def temporal_decode(
+    timecourses: np.ndarray,
+    regressors: np.ndarray,
+    run_lengths: Sequence[int],
+    subjects: int,
+    n_shifts: int = 1000,
+    seed: int = 0,
+) -> TemporalResult:
     """Correlate every component's time course with every label's regressor; circular-shift p and BH q values.
 
     Parameters

@@ -1,6 +1,7 @@
 """Movie annotations: BIDS-style events files (onset and duration in seconds of movie time, a label, an optional
 amplitude), read with a message naming the line of every problem. Nothing here imports Dash or Flask.
 """
+
 from __future__ import annotations
 
 import math
@@ -62,20 +63,28 @@ def _event_header(line: str, name: str) -> tuple[list[str], int, int, int, int |
     """(header fields, onset, duration, label and amplitude column indices) from an events file's first line."""
     where = f"{name}, line 1"
     if not line.strip():
-        raise TimeCourseError(f"{where}: the header row is empty; an events file starts with a tab-separated header "
-                              "naming onset, duration and trial_type (or label).")
+        raise TimeCourseError(
+            f"{where}: the header row is empty; an events file starts with a tab-separated header "
+            "naming onset, duration and trial_type (or label)."
+        )
     header = [field.strip() for field in line.split("\t")]
     comma = len(header) == 1 and ("," in line or ";" in line)
     onset = _column(header, where, "onset")
     duration = _column(header, where, "duration")
     label = _column(header, where, "trial_type", "label")
     amplitude = _column(header, where, "amplitude", "value")
-    missing = [what for what, index in (("onset", onset), ("duration", duration), ("trial_type (or label)", label))
-               if index is None]
+    missing = [
+        what
+        for what, index in (("onset", onset), ("duration", duration), ("trial_type (or label)", label))
+        if index is None
+    ]
     if missing:
         found = ", ".join(h for h in header if h) or "nothing"
-        advice = (" The file looks comma-separated; save it as tab-separated values (.tsv)." if comma else
-                  " Name the columns in the first line, separated by tabs.")
+        advice = (
+            " The file looks comma-separated; save it as tab-separated values (.tsv)."
+            if comma
+            else " Name the columns in the first line, separated by tabs."
+        )
         raise TimeCourseError(f"{where}: no {' or '.join(missing)} column (the header has {found}).{advice}")
     assert onset is not None and duration is not None and label is not None  # for type checkers; checked above
     return header, onset, duration, label, amplitude
@@ -92,8 +101,9 @@ def _event_label(text: str, where: str, column: str) -> str:
     if not text or text == _MISSING:
         raise TimeCourseError(f"{where}: the {column} is missing ({_bad_token(text)}); every event needs a label.")
     if len(text) > MAX_LABEL_CHARS:
-        raise TimeCourseError(f"{where}: the {column} has {len(text)} characters, more than {MAX_LABEL_CHARS}; use "
-                              "a shorter label.")
+        raise TimeCourseError(
+            f"{where}: the {column} has {len(text)} characters, more than {MAX_LABEL_CHARS}; use a shorter label."
+        )
     if any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in text):
         raise TimeCourseError(f"{where}: the {column} {_bad_token(text)} contains control characters; remove them.")
     return text
@@ -110,8 +120,10 @@ def _event_amplitude(text: str, where: str, column: str) -> float:
 
 def _events_text(data: bytes | str, name: str) -> str:
     if len(data) > MAX_EVENTS_BYTES:
-        raise TimeCourseError(f"{name}: the file is {human_bytes(len(data))}, more than the "
-                              f"{human_bytes(MAX_EVENTS_BYTES)} accepted for an events file.")
+        raise TimeCourseError(
+            f"{name}: the file is {human_bytes(len(data))}, more than the "
+            f"{human_bytes(MAX_EVENTS_BYTES)} accepted for an events file."
+        )
     if isinstance(data, str):
         return data.removeprefix("\ufeff")
     return _decode(data, name, "an events file (tab-separated text)")
@@ -146,8 +158,10 @@ def read_events(data: bytes | str, name: str) -> list[Event]:
     """
     lines = _lines(_events_text(data, name))
     if not any(line.strip() for line in lines):
-        raise TimeCourseError(f"{name}: the file is empty; an events file needs a tab-separated header naming onset, "
-                              "duration and trial_type (or label), then one line per event.")
+        raise TimeCourseError(
+            f"{name}: the file is empty; an events file needs a tab-separated header naming onset, "
+            "duration and trial_type (or label), then one line per event."
+        )
     header, onset_i, duration_i, label_i, amplitude_i = _event_header(lines[0], name)
     label_column, amplitude_column = header[label_i], header[amplitude_i] if amplitude_i is not None else ""
     needed = max(i for i in (onset_i, duration_i, label_i, amplitude_i) if i is not None) + 1
@@ -158,16 +172,23 @@ def read_events(data: bytes | str, name: str) -> list[Event]:
         where = f"{name}, line {number}"
         fields = [field.strip() for field in line.split("\t")]
         if len(fields) < needed:
-            raise TimeCourseError(f"{where}: {len(fields)} tab-separated fields, but the header (line 1) has "
-                                  f"{len(header)}; separate the values with tabs and fill empty ones with n/a.")
+            raise TimeCourseError(
+                f"{where}: {len(fields)} tab-separated fields, but the header (line 1) has "
+                f"{len(header)}; separate the values with tabs and fill empty ones with n/a."
+            )
         if len(events) == MAX_EVENTS:
-            raise TimeCourseError(f"{where}: more than {MAX_EVENTS:,} events; split the annotations into several "
-                                  "files.")
+            raise TimeCourseError(
+                f"{where}: more than {MAX_EVENTS:,} events; split the annotations into several files."
+            )
         amplitude = 1.0 if amplitude_i is None else _event_amplitude(fields[amplitude_i], where, amplitude_column)
-        events.append(Event(onset=_event_seconds(fields[onset_i], where, "onset"),
-                            duration=_event_seconds(fields[duration_i], where, "duration"),
-                            label=_event_label(fields[label_i], where, label_column),
-                            amplitude=amplitude))
+        events.append(
+            Event(
+                onset=_event_seconds(fields[onset_i], where, "onset"),
+                duration=_event_seconds(fields[duration_i], where, "duration"),
+                label=_event_label(fields[label_i], where, label_column),
+                amplitude=amplitude,
+            )
+        )
     if not events:
         raise TimeCourseError(f"{name}: the file has a header but no events; add one line per event below it.")
     return events
@@ -190,7 +211,11 @@ def events_by_label(events: Sequence[Event]) -> dict[str, tuple[np.ndarray, np.n
     grouped: dict[str, list[Event]] = {}
     for event in events:
         grouped.setdefault(event.label, []).append(event)
-    return {label: (np.array([e.onset for e in group], dtype=np.float64),
-                    np.array([e.duration for e in group], dtype=np.float64),
-                    np.array([e.amplitude for e in group], dtype=np.float64))
-            for label, group in grouped.items()}
+    return {
+        label: (
+            np.array([e.onset for e in group], dtype=np.float64),
+            np.array([e.duration for e in group], dtype=np.float64),
+            np.array([e.amplitude for e in group], dtype=np.float64),
+        )
+        for label, group in grouped.items()
+    }

@@ -6,6 +6,7 @@ FSL MELODIC writes ``melodic_mix`` (one row per analysed volume, one column per 
 :class:`pipeline.temporal.timing.Timing`. Everything refused raises :class:`TimeCourseError`, whose message names the
 file (and the line for text files). Nothing here imports Dash or Flask.
 """
+
 from __future__ import annotations
 
 import io
@@ -24,7 +25,6 @@ MIX_NAMES = ("melodic_mix", "melodic_mix.txt")
 FTMIX_NAMES = ("melodic_FTmix", "melodic_FTmix.txt")
 TABLE_SUFFIX = "_timecourses.tsv"
 MELODIC_MAP_STEM = "melodic_IC"
-
 
 
 # --- file names and matching ----------------------------------------------------------------------------------
@@ -184,8 +184,10 @@ def _read_text(path: Path, name: str, limit: int, what: str) -> str:
     except FileNotFoundError:
         raise TimeCourseError(f"{name}: file not found") from None
     if size > limit:
-        raise TimeCourseError(f"{name}: the file is {human_bytes(size)}, more than the {human_bytes(limit)} "
-                              f"accepted for {what}; upload fewer components or a shorter recording.")
+        raise TimeCourseError(
+            f"{name}: the file is {human_bytes(size)}, more than the {human_bytes(limit)} "
+            f"accepted for {what}; upload fewer components or a shorter recording."
+        )
     data = path.read_bytes()
     return _decode(data, name, what)
 
@@ -197,8 +199,9 @@ def _decode(data: bytes, name: str, what: str) -> str:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise TimeCourseError(f"{name}, line {line}: not plain text (byte 0x{data[exc.start]:02x} is not UTF-8); "
-                              f"is this really {what}?") from None
+        raise TimeCourseError(
+            f"{name}, line {line}: not plain text (byte 0x{data[exc.start]:02x} is not UTF-8); is this really {what}?"
+        ) from None
     return text.removeprefix("\ufeff")
 
 
@@ -213,8 +216,9 @@ def _bad_token(token: str) -> str:
     return repr(shown)
 
 
-def _diagnose_matrix(lines: list[str], first_line: int, name: str, delimiter: str | None,
-                     columns: list[str] | None, hint: str) -> TimeCourseError | None:
+def _diagnose_matrix(
+    lines: list[str], first_line: int, name: str, delimiter: str | None, columns: list[str] | None, hint: str
+) -> TimeCourseError | None:
     """The first problem of a numeric table, with its line and column, or None if none is found.
 
     Only run once NumPy's fast parser has refused the text, to say where and why. ``first_line`` is the 1-based
@@ -228,8 +232,10 @@ def _diagnose_matrix(lines: list[str], first_line: int, name: str, delimiter: st
         if expected is None:
             expected = (len(tokens), f"line {number} has")
         elif len(tokens) != expected[0]:
-            return TimeCourseError(f"{name}, line {number}: {_plural(len(tokens), 'value')}, but {expected[1]} "
-                                   f"{expected[0]}; every row needs the same number of values ({hint}).")
+            return TimeCourseError(
+                f"{name}, line {number}: {_plural(len(tokens), 'value')}, but {expected[1]} "
+                f"{expected[0]}; every row needs the same number of values ({hint})."
+            )
         try:
             list(map(float, tokens))  # fast for the many good lines; the regex below only runs on a bad one
         except ValueError:
@@ -239,36 +245,42 @@ def _diagnose_matrix(lines: list[str], first_line: int, name: str, delimiter: st
         for column, token in enumerate(tokens, start=1):
             if _NUMBER.fullmatch(token.strip()) is None and token.strip().lower() not in ("nan", "inf", "-inf"):
                 header = f" ({columns[column - 1]})" if columns and column <= len(columns) else ""
-                return TimeCourseError(f"{name}, line {number}, column {column}{header}: {_bad_token(token)} is "
-                                       f"not a number; {hint}.")
+                return TimeCourseError(
+                    f"{name}, line {number}, column {column}{header}: {_bad_token(token)} is not a number; {hint}."
+                )
     return None
 
 
-def _parse_matrix(lines: list[str], first_line: int, name: str, delimiter: str | None,
-                  columns: list[str] | None, hint: str) -> np.ndarray:
+def _parse_matrix(
+    lines: list[str], first_line: int, name: str, delimiter: str | None, columns: list[str] | None, hint: str
+) -> np.ndarray:
     """Numbers of ``lines`` as float32 (rows, columns), refusing text, ragged rows and NaN/inf with the line."""
     if not any(line.strip() for line in lines):
         what = "no rows below the header" if columns is not None else "no numbers"
         raise TimeCourseError(f"{name}: the file is empty ({what}); {hint}.")
     try:
         # NumPy's C parser reads 200 MB in seconds; only if it refuses do we walk the lines to say where.
-        values = np.loadtxt(io.StringIO("\n".join(lines)), dtype=np.float64, delimiter=delimiter, comments=None,
-                            ndmin=2)
+        values = np.loadtxt(
+            io.StringIO("\n".join(lines)), dtype=np.float64, delimiter=delimiter, comments=None, ndmin=2
+        )
     except ValueError as exc:
         problem = _diagnose_matrix(lines, first_line, name, delimiter, columns, hint)
         raise (problem or TimeCourseError(f"{name}: cannot be read as a table of numbers ({exc}).")) from None
     if columns is not None and values.shape[1] != len(columns):
         raise _diagnose_matrix(lines, first_line, name, delimiter, columns, hint) or TimeCourseError(
-            f"{name}: {values.shape[1]} values per row but the header names {len(columns)} columns.")
+            f"{name}: {values.shape[1]} values per row but the header names {len(columns)} columns."
+        )
     with np.errstate(over="ignore"):
         values32 = values.astype(np.float32)  # a value beyond float32's range becomes inf and is refused below
     bad = np.argwhere(~np.isfinite(values32))
     if bad.size:
         row, column = (int(i) for i in bad[0])
         line = _line_of_row(lines, row) + first_line
-        raise TimeCourseError(f"{name}, line {line}, column {column + 1}: {values[row, column]!r} is not a finite "
-                              f"number ({len(bad):,} such values in all); time courses must be finite numbers "
-                              "within float32's range.")
+        raise TimeCourseError(
+            f"{name}, line {line}, column {column + 1}: {values[row, column]!r} is not a finite "
+            f"number ({len(bad):,} such values in all); time courses must be finite numbers "
+            "within float32's range."
+        )
     return values32
 
 
@@ -310,9 +322,13 @@ def read_melodic_mix(path: Path, name: str) -> np.ndarray:
         When the file is missing, empty, over :data:`MAX_TEXT_BYTES`, not UTF-8 text (or gzipped), has a value that
         is not a number (the message gives line and column), rows of different lengths, or NaN/inf.
     """
-    return _read_whitespace_matrix(path, name, "MELODIC's melodic_mix",
-                                   "melodic_mix holds whitespace-separated numbers, one column per component and "
-                                   "no header; upload the file MELODIC wrote, unedited")
+    return _read_whitespace_matrix(
+        path,
+        name,
+        "MELODIC's melodic_mix",
+        "melodic_mix holds whitespace-separated numbers, one column per component and "
+        "no header; upload the file MELODIC wrote, unedited",
+    )
 
 
 def read_ftmix(path: Path, name: str) -> np.ndarray:
@@ -335,9 +351,13 @@ def read_ftmix(path: Path, name: str) -> np.ndarray:
     TimeCourseError
         As :func:`read_melodic_mix`.
     """
-    return _read_whitespace_matrix(path, name, "MELODIC's melodic_FTmix",
-                                   "melodic_FTmix holds whitespace-separated numbers, one column per component and "
-                                   "no header; upload the file MELODIC wrote, unedited")
+    return _read_whitespace_matrix(
+        path,
+        name,
+        "MELODIC's melodic_FTmix",
+        "melodic_FTmix holds whitespace-separated numbers, one column per component and "
+        "no header; upload the file MELODIC wrote, unedited",
+    )
 
 
 def read_timecourse_table(path: Path, name: str) -> np.ndarray:
@@ -362,19 +382,25 @@ def read_timecourse_table(path: Path, name: str) -> np.ndarray:
         whose number of values differs from the header's, a value that is not a number (line and column given), or
         NaN/inf.
     """
-    hint = ("the table needs a header row, then one tab-separated number per volume of the map on each line, one "
-            "line per time point")
+    hint = (
+        "the table needs a header row, then one tab-separated number per volume of the map on each line, one "
+        "line per time point"
+    )
     lines = _lines(_read_text(Path(path), name, MAX_TEXT_BYTES, "a time-course table"))
     header = lines[0]
     if not header.strip():
         raise TimeCourseError(f"{name}, line 1: the header row is empty or missing; {hint}.")
     if "\t" not in header and ("," in header or ";" in header):
-        raise TimeCourseError(f"{name}, line 1: no tabs in the header; the file looks comma-separated. Save it as "
-                              "tab-separated values (.tsv).")
+        raise TimeCourseError(
+            f"{name}, line 1: no tabs in the header; the file looks comma-separated. Save it as "
+            "tab-separated values (.tsv)."
+        )
     columns = [field.strip() for field in header.split("\t")]
     if _NUMBER.fullmatch(columns[0]) and all(_NUMBER.fullmatch(c) for c in columns):
-        raise TimeCourseError(f"{name}, line 1: the first line holds numbers, not a header; add a header row "
-                              "naming the columns (e.g. volume_1, volume_2, ...).")
+        raise TimeCourseError(
+            f"{name}, line 1: the first line holds numbers, not a header; add a header row "
+            "naming the columns (e.g. volume_1, volume_2, ...)."
+        )
     return _parse_matrix(lines[1:], 2, name, "\t", columns, hint)
 
 
@@ -411,15 +437,22 @@ def check_timecourses(values: np.ndarray, n_volumes: int, timing: Timing | None,
     unit = "component" if _is_melodic(name) else "volume"
     if columns != n_volumes:
         transposed = " It looks transposed: put one column per " + unit + "." if rows == n_volumes else ""
-        advice = (f"Upload the {_split_name(name)[1]} from the same MELODIC output folder as {map_name}."
-                  if unit == "component" else f"Give {name} one column per volume of {map_name}, in the same order.")
-        raise TimeCourseError(f"{name} has {columns} columns but {map_name} has {n_volumes} volumes (one column per "
-                              f"{unit}).{transposed} {advice}")
+        advice = (
+            f"Upload the {_split_name(name)[1]} from the same MELODIC output folder as {map_name}."
+            if unit == "component"
+            else f"Give {name} one column per volume of {map_name}, in the same order."
+        )
+        raise TimeCourseError(
+            f"{name} has {columns} columns but {map_name} has {n_volumes} volumes (one column per "
+            f"{unit}).{transposed} {advice}"
+        )
     if timing is None or _kind(_split_name(name)[1]) == "ftmix":
         return
     if rows != timing.rows:
-        raise TimeCourseError(f"{name} has {rows:,} rows but the collection's timing gives {_timing_rows(timing)}; "
-                              f"{_rows_advice(rows, timing)}")
+        raise TimeCourseError(
+            f"{name} has {rows:,} rows but the collection's timing gives {_timing_rows(timing)}; "
+            f"{_rows_advice(rows, timing)}"
+        )
 
 
 def match_message(name: str, shape: tuple[int, int], map_name: str, timing: Timing | None = None) -> str:
@@ -461,18 +494,26 @@ def match_message(name: str, shape: tuple[int, int], map_name: str, timing: Timi
 def _timing_rows(timing: Timing) -> str:
     if timing.subjects == 1:
         return f"{timing.rows:,} volumes ({_plural(len(timing.runs), 'run')})"
-    return (f"{timing.rows_per_subject:,} volumes per subject x {timing.subjects} subjects = {timing.rows:,} rows "
-            f"({_plural(len(timing.runs), 'run')} per subject)")
+    return (
+        f"{timing.rows_per_subject:,} volumes per subject x {timing.subjects} subjects = {timing.rows:,} rows "
+        f"({_plural(len(timing.runs), 'run')} per subject)"
+    )
 
 
 def _rows_advice(rows: int, timing: Timing) -> str:
     """What the curator should change, guessed from how the numbers relate."""
     if rows % timing.rows_per_subject == 0:
         subjects = rows // timing.rows_per_subject
-        return (f"that matches {_plural(subjects, 'subject')} of {timing.rows_per_subject:,} volumes: set the "
-                f"collection's number of subjects to {subjects}, or upload the time courses of the whole group.")
+        return (
+            f"that matches {_plural(subjects, 'subject')} of {timing.rows_per_subject:,} volumes: set the "
+            f"collection's number of subjects to {subjects}, or upload the time courses of the whole group."
+        )
     if rows % timing.subjects == 0 and timing.subjects > 1:
-        return (f"that is {rows // timing.subjects:,} rows per subject: check each run's number of volumes "
-                "(count only the volumes that went into the analysis, after any that were dropped).")
-    return ("check each run's number of volumes (count only the volumes that went into the analysis) and the number "
-            "of subjects concatenated.")
+        return (
+            f"that is {rows // timing.subjects:,} rows per subject: check each run's number of volumes "
+            "(count only the volumes that went into the analysis, after any that were dropped)."
+        )
+    return (
+        "check each run's number of volumes (count only the volumes that went into the analysis) and the number "
+        "of subjects concatenated."
+    )

@@ -5,6 +5,7 @@ volumes; runs may leave gaps or overlap) and how many subjects a group temporal-
 refused raises :class:`TimeCourseError`, whose message says what is wrong with numbers and what to do. Nothing here
 imports Dash or Flask.
 """
+
 from __future__ import annotations
 
 import math
@@ -153,11 +154,15 @@ def _parse_run(index: int, item: Any) -> Run:
     if isinstance(item, str):
         text = item.strip()
         if text.count(":") > 1:
-            raise TimeCourseError(f'Run {index} ("{text}"): write the movie time in seconds (e.g. 902.5:451), not '
-                                  "as h:mm:ss; the only colon separates the start from the number of volumes.")
+            raise TimeCourseError(
+                f'Run {index} ("{text}"): write the movie time in seconds (e.g. 902.5:451), not '
+                "as h:mm:ss; the only colon separates the start from the number of volumes."
+            )
         if ":" not in text:
-            raise TimeCourseError(f'Run {index} ("{text}"): write it as START:N, the movie time in seconds of its '
-                                  "first kept volume and its number of volumes, e.g. 0:451.")
+            raise TimeCourseError(
+                f'Run {index} ("{text}"): write it as START:N, the movie time in seconds of its '
+                "first kept volume and its number of volumes, e.g. 0:451."
+            )
         start_text, volumes_text = (part.strip() for part in text.split(":"))
         start, volumes, shown = _parse_number(start_text), _as_int(volumes_text), text
     elif isinstance(item, Sequence) and len(item) == 2:
@@ -208,12 +213,14 @@ class Timing:
     def __post_init__(self) -> None:
         tr = _as_float(self.tr) if not isinstance(self.tr, str) else None
         if tr is None or not 0 < tr <= MAX_TR_S:
-            raise TimeCourseError(f"The TR must be a number of seconds greater than 0 and at most {_num(MAX_TR_S)}, "
-                                  f"not {self.tr!r}.")
+            raise TimeCourseError(
+                f"The TR must be a number of seconds greater than 0 and at most {_num(MAX_TR_S)}, not {self.tr!r}."
+            )
         subjects = _as_int(self.subjects) if not isinstance(self.subjects, str) else None
         if subjects is None or not 1 <= subjects <= MAX_SUBJECTS:
-            raise TimeCourseError(f"The number of subjects must be a whole number from 1 to {MAX_SUBJECTS}, "
-                                  f"not {self.subjects!r}.")
+            raise TimeCourseError(
+                f"The number of subjects must be a whole number from 1 to {MAX_SUBJECTS}, not {self.subjects!r}."
+            )
         runs = tuple(self.runs)
         if not runs:
             raise TimeCourseError("The timing needs at least one run (START:N, e.g. 0:451).")
@@ -223,9 +230,11 @@ class Timing:
         object.__setattr__(self, "subjects", subjects)
         object.__setattr__(self, "runs", runs)
         if self.rows > MAX_ROWS:
-            raise TimeCourseError(f"The timing gives {self.rows:,} rows ({self.rows_per_subject:,} volumes per subject "
-                                  f"x {self.subjects} subjects), more than the {MAX_ROWS:,} accepted; check the "
-                                  "runs' numbers of volumes and the number of subjects.")
+            raise TimeCourseError(
+                f"The timing gives {self.rows:,} rows ({self.rows_per_subject:,} volumes per subject "
+                f"x {self.subjects} subjects), more than the {MAX_ROWS:,} accepted; check the "
+                "runs' numbers of volumes and the number of subjects."
+            )
 
     @classmethod
     def parse(cls, tr: Any, runs: Any, subjects: Any = 1) -> Timing:
@@ -258,23 +267,29 @@ class Timing:
         tr_value = _as_float(tr)
         if tr_value is None or not 0 < tr_value <= MAX_TR_S:
             shown = f'"{tr.strip()}"' if isinstance(tr, str) else repr(tr)
-            raise TimeCourseError(f"The TR must be a number of seconds greater than 0 and at most {_num(MAX_TR_S)}, "
-                                  f"not {shown}.")
+            raise TimeCourseError(
+                f"The TR must be a number of seconds greater than 0 and at most {_num(MAX_TR_S)}, not {shown}."
+            )
         subjects_value = _as_int(subjects)
         if subjects_value is None or not 1 <= subjects_value <= MAX_SUBJECTS:
             shown = f'"{subjects.strip()}"' if isinstance(subjects, str) else repr(subjects)
-            raise TimeCourseError(f"The number of subjects must be a whole number from 1 to {MAX_SUBJECTS}, "
-                                  f"not {shown}.")
+            raise TimeCourseError(
+                f"The number of subjects must be a whole number from 1 to {MAX_SUBJECTS}, not {shown}."
+            )
         if isinstance(runs, str):
             items: Sequence[Any] = _split_runs_text(runs)
         elif isinstance(runs, Sequence | np.ndarray):
             items = runs.tolist() if isinstance(runs, np.ndarray) else runs
         else:
-            raise TimeCourseError(f"The runs must be text such as 0:451,886:441 or a list of [start, volumes] "
-                                  f"pairs, not {type(runs).__name__}.")
+            raise TimeCourseError(
+                f"The runs must be text such as 0:451,886:441 or a list of [start, volumes] "
+                f"pairs, not {type(runs).__name__}."
+            )
         if not items:
-            raise TimeCourseError("The timing needs at least one run: give START:N for each run in the order they "
-                                  "were concatenated, e.g. 0:451,886:441.")
+            raise TimeCourseError(
+                "The timing needs at least one run: give START:N for each run in the order they "
+                "were concatenated, e.g. 0:451,886:441."
+            )
         parsed = tuple(_parse_run(i, item) for i, item in enumerate(items, start=1))
         return cls(tr_value, parsed, subjects_value)
 
@@ -301,8 +316,9 @@ class Timing:
             raise TimeCourseError(f"A stored timing must be a JSON object, not {type(d).__name__}.")
         missing = [key for key in ("tr", "runs") if key not in d]
         if missing:
-            raise TimeCourseError(f"The stored timing lacks {' and '.join(missing)}; set the collection's timing "
-                                  "again.")
+            raise TimeCourseError(
+                f"The stored timing lacks {' and '.join(missing)}; set the collection's timing again."
+            )
         if isinstance(d["runs"], str):  # stored JSON holds pairs; text here means someone wrote it by hand
             raise TimeCourseError("The stored timing's runs must be a list of [start_s, volumes] pairs.")
         return cls.parse(d["tr"], d["runs"], d.get("subjects", 1))
@@ -362,8 +378,9 @@ class Timing:
             float64, shape ``(rows,)``: for each subject block, run after run, ``start_s + TR * i`` for volume
             ``i`` of the run.
         """
-        per_subject = np.concatenate([run.start_s + self.tr * np.arange(run.volumes, dtype=np.float64)
-                                      for run in self.runs])
+        per_subject = np.concatenate(
+            [run.start_s + self.tr * np.arange(run.volumes, dtype=np.float64) for run in self.runs]
+        )
         return np.tile(per_subject, self.subjects)
 
     def run_index(self) -> np.ndarray:
@@ -414,8 +431,10 @@ class Timing:
             rows = _plural(self.rows, "volume")
         else:
             rows = f"{self.rows_per_subject:,} volumes per subject x {self.subjects} subjects = {self.rows:,} rows"
-        text = (f"{runs}, {rows}; movie time {format_movie_time(self.start_s)}-{format_movie_time(self.end_s)} "
-                f"(TR {_num(self.tr)} s)")
+        text = (
+            f"{runs}, {rows}; movie time {format_movie_time(self.start_s)}-{format_movie_time(self.end_s)} "
+            f"(TR {_num(self.tr)} s)"
+        )
         notes = self._junction_notes()
         if notes:
             text += "; " + "; ".join(notes[:3]) + ("; ..." if len(notes) > 3 else "")

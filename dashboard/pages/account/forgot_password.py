@@ -1,4 +1,5 @@
 """Ask for a password reset link."""
+
 from __future__ import annotations
 
 import dash
@@ -11,15 +12,18 @@ dash.register_page(__name__, path="/account/forgot-password", title="Reset passw
 
 
 def layout(**_query):
-    return narrow_card([
-        html.H1("Reset your password", className="h4"),
-        html.P("Enter the email address of your account; we send you a link to choose a new password."),
-        dbc.Form([
-            dbc.Label("Email", html_for="forgot-email"),
-            dbc.Input(id="forgot-email", type="email", autocomplete="username", className="mb-3"),
-            dbc.Button("Send the link", id="forgot-submit", type="submit", color="primary"),
-        ], id="forgot-form"),
-        html.Div(id="forgot-message"),
-    ])
-
-
+    return narrow_card(
+        [
+            html.H1("Reset your password", className="h4"),
+            html.P("Enter the email address of your account; we send you a link to choose a new password."),
+            dbc.Form(
+                [
+                    dbc.Label("Email", html_for="forgot-email"),
+                    dbc.Input(id="forgot-email", type="email", autocomplete="username", className="mb-3"),
+                    dbc.Button("Send the link", id="forgot-submit", type="submit", color="primary"),
+                ],
+                id="forgot-form",
+            ),
+            html.Div(id="forgot-message"),
+        ]
+    )

@@ -1,4 +1,5 @@
 """Choose a new password from a reset link (``?token=``)."""
+
 from __future__ import annotations
 
 import dash
@@ -20,18 +21,27 @@ def layout(token: str | None = None, **_query):
         with session_scope() as session:
             email = user_for_reset_token(session, token or "").email
     except AccountError as exc:
-        return dbc.Alert([exc.messages[0], " ", html.A("Ask for a new link", href="/account/forgot-password",
-                                                       className="alert-link")], color="warning")
-    return narrow_card([
-        html.H1("Choose a new password", className="h4"),
-        html.P(f"For {email}.", className="text-muted"),
-        dcc.Location(id="reset-go", refresh=True),
-        dcc.Store(id="reset-token", data=token),
-        dbc.Form([
-            *new_password_fields("reset-password", "reset-password2"),
-            dbc.Button("Set password", id="reset-submit", type="submit", color="primary"),
-        ], id="reset-form"),
-        html.Div(id="reset-message"),
-    ])
-
-
+        return dbc.Alert(
+            [
+                exc.messages[0],
+                " ",
+                html.A("Ask for a new link", href="/account/forgot-password", className="alert-link"),
+            ],
+            color="warning",
+        )
+    return narrow_card(
+        [
+            html.H1("Choose a new password", className="h4"),
+            html.P(f"For {email}.", className="text-muted"),
+            dcc.Location(id="reset-go", refresh=True),
+            dcc.Store(id="reset-token", data=token),
+            dbc.Form(
+                [
+                    *new_password_fields("reset-password", "reset-password2"),
+                    dbc.Button("Set password", id="reset-submit", type="submit", color="primary"),
+                ],
+                id="reset-form",
+            ),
+            html.Div(id="reset-message"),
+        ]
+    )
