@@ -29,6 +29,9 @@ process keeps a copy of the matrix in memory and reads only the rows added since
 replaced, never updated, so new rows have larger ids), and drops removed ones when the count tells it to. A
 worker that dies leaves either all of an ingest's rows or none (same transaction). ``python -m pipeline similar
 rebuild`` fits a new basis, fills its rows, then switches to it in one transaction.
+
+Over 500 lines on purpose: the index (basis, reduced rows, per-process copy) and the exact search with its
+Cauchy-Schwarz bound depend on each other's invariants, which this docstring states once for both.
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ Limits, per anonymous client address (a keyed hash of it is all that is stored) 
 its volumes and files per hour (``store.config``). Small maps are decoded in the request; a file with more volumes
 than ``INCDB_DECODE_INLINE_VOLUMES`` runs as a ``decode`` job on the shared job lifecycle (``pipeline.jobs.lifecycle``),
 which a Celery worker or a thread of the web process picks up.
+
+Over 500 lines on purpose: acceptance, decoding, results and retention of a visitor's map are one lifecycle on one
+row (``DecodeResult``), kept together so that its limits and its privacy rules are read in one place.
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""Reading, checking and resampling NIfTI maps onto the standard grid (DESIGN sections 2 and 3)."""
+"""Reading, checking and resampling NIfTI maps onto the standard grid (DESIGN sections 2 and 3).
+
+Over 500 lines on purpose: the header checks, the chunked reader and the resampling matrix share the header's
+layout (offset, data type, scaling, voxel order) and are checked together against nibabel and nilearn; split, each
+part would have to re-derive it. The QC checks at the end read the same grid.
+"""
 
 from __future__ import annotations
 
