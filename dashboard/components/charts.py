@@ -20,7 +20,7 @@ from typing import Any
 import plotly.graph_objects as go
 from dash import dcc, html
 
-from dashboard.components.common import fmt_r
+from dashboard.components.common import fmt_r, html_table
 
 GRAPH = "incdb-graph"
 GRAPH_NAV = "incdb-graph-nav"
@@ -104,18 +104,7 @@ def table_disclosure(figure: go.Figure, summary: str = "Show as table") -> html.
     return html.Details(
         [
             html.Summary(summary),
-            html.Div(
-                html.Table(
-                    [
-                        html.Thead(html.Tr([html.Th(h, scope="col") for h in header])),
-                        html.Tbody(
-                            [html.Tr([html.Th(row[0], scope="row"), *[html.Td(v) for v in row[1:]]]) for row in rows]
-                        ),
-                    ],
-                    className="table table-sm",
-                ),
-                className="incdb-figure-table-scroll",
-            ),
+            html.Div(html_table(header, rows, row_headers=True), className="incdb-figure-table-scroll"),
         ],
         className="incdb-figure-table",
     )

@@ -15,13 +15,15 @@ from urllib.parse import quote, urlencode
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
-from dashboard.components.common import Child, empty_state, group_label, section
+from dashboard.components.common import Child, empty_state, group_label, html_table, section
 from dashboard.components.maps import VIEWER_ID
 from pipeline.anatomy.clusters import DEFAULT_MIN_VOXELS, MAX_CLUSTERS, MAX_MIN_VOXELS
 
 PREFIX = "incdb-clusters-"
 PANEL = "clusters"  # one cluster table per page, under the page's one viewer
 SHOWN_REGIONS = 3
+# Rows drawn on the page (the largest first; the CSV has every one): the answer stays far under 100 KB.
+SHOWN_CLUSTERS = 50
 
 # The viewer's layer keys (dashboard/components/maps.py) -> map kind of web.anatomy and the context names it needs.
 LAYER_KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -117,58 +119,70 @@ def cluster_table(rows: list[dict[str, Any]]) -> Child:
             "No clusters at these settings.",
             "Lower the threshold in the viewer's settings or the smallest cluster size.",
         )
-    head = html.Thead(
-        html.Tr(
-            [
-                html.Th(h, scope="col")
-                for h in (
-                    "#",
-                    "Sign",
-                    "Peak x, y, z (mm)",
-                    "Peak value",
-                    "Voxels",
-                    "mm³",
-                    "Region at peak",
-                    "Regions in the cluster",
-                )
-            ]
-        )
-    )
     positive = sum(1 for row in rows if row["sign"] == "positive")
     capped = f" (the {MAX_CLUSTERS} largest)" if len(rows) >= MAX_CLUSTERS else ""
     summary = html.P(
         f"{len(rows):,} cluster{'s' if len(rows) != 1 else ''}: {positive:,} positive, "
-        f"{len(rows) - positive:,} negative{capped}",
+        f"{len(rows) - positive:,} negative{capped}"
+        + (
+            f"; the {SHOWN_CLUSTERS} largest are listed here, every one in the CSV"
+            if len(rows) > SHOWN_CLUSTERS
+            else ""
+        ),
         className="incdb-cluster-summary text-muted small",
         id="cluster-summary",
     )
-    body = []
-    for row in rows:
+    header = [
+        "#",
+        "Sign",
+        "Peak x, y, z (mm)",
+        "Peak value",
+        "Voxels",
+        "mm³",
+        "Region at peak",
+        "Regions in the cluster",
+    ]
+    cells, attrs = [], []
+    for row in rows[:SHOWN_CLUSTERS]:
         mm = f"{row['peak_x']:g},{row['peak_y']:g},{row['peak_z']:g}"
-        body.append(
-            html.Tr(
-                [
-                    html.Td(row["cluster"], className="text-end"),
-                    html.Td("+" if row["sign"] == "positive" else "−"),
-                    html.Td(mm.replace(",", ", ").replace("-", "−"), className="incdb-num text-nowrap"),
-                    html.Td(_number(row["peak_value"]), className="incdb-num text-end"),
-                    html.Td(f"{row['voxels']:,}", className="text-end"),
-                    html.Td(f"{row['volume_mm3']:,.0f}", className="text-end"),
-                    html.Td(_peak_region(row)),
-                    html.Td(_regions(row), className="incdb-cluster-regions"),
-                ],
-                className="incdb-cluster-row",
-                tabIndex=0,
-                title=f"Move the crosshair to the peak ({mm} mm)",
-                **{"data-mm": mm, "data-sign": row["sign"]},
-            )
+        cells.append(
+            [
+                row["cluster"],
+                "+" if row["sign"] == "positive" else "−",
+                mm.replace(",", ", ").replace("-", "−"),
+                _number(row["peak_value"]),
+                f"{row['voxels']:,}",
+                f"{row['volume_mm3']:,.0f}",
+                _peak_region(row),
+                _regions(row),
+            ]
         )
-    table = dbc.Table(
-        [head, html.Tbody(body)],
-        hover=True,
-        size="sm",
-        class_name="incdb-table incdb-cluster-table",
-        id="cluster-table",
+        attrs.append(
+            {
+                "class": "incdb-cluster-row",
+                "tabindex": "0",
+                "title": f"Move the crosshair to the peak ({mm} mm)",
+                "data-mm": mm,
+                "data-sign": row["sign"],
+            }
+        )
+    # One component for the whole table (see common.html_table): row clicks are handled by incdb-clusters.js.
+    table = html_table(
+        header,
+        cells,
+        class_name="table table-sm table-hover incdb-table incdb-cluster-table",
+        table_id="cluster-table",
+        row_attrs=attrs,
+        cell_classes=[
+            "text-end",
+            "",
+            "incdb-num text-nowrap",
+            "incdb-num text-end",
+            "text-end",
+            "text-end",
+            "",
+            "incdb-cluster-regions",
+        ],
     )
     return [summary, html.Div(table, className="incdb-cluster-scroll")]
 

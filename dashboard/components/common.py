@@ -209,3 +209,61 @@ def section(title: Child, children: Child, class_name: str = "") -> html.Section
     return html.Section(
         [html.H2(title, className="incdb-section-title"), *body], className=f"incdb-section {class_name}".strip()
     )
+
+
+def html_table(
+    header: list[str],
+    rows: list[list[Any]],
+    *,
+    class_name: str = "table table-sm",
+    table_id: str | None = None,
+    row_attrs: list[dict[str, str]] | None = None,
+    cell_classes: list[str] | None = None,
+    row_headers: bool = False,
+) -> dcc.Markdown:
+    """A table drawn as ONE Dash component (``dcc.Markdown`` holding escaped HTML), not one per cell.
+
+    Why: Dash 4's renderer subscribes every rendered component to its store, and each component mounting dispatches
+    an action that runs every subscriber's selector, so a page's cost grows with the square of its component count.
+    A 200-row table of html.Td cells (1,800 components) made the component page spend 20 s of browser CPU in the
+    renderer; as one component it costs what its HTML costs. Every text is escaped here, so no value can become
+    markup; only the attributes given (names of letters, digits and ``-``, never an ``on...`` handler) are written.
+
+    Parameters
+    ----------
+    header : list of str
+        Column headings (``<th scope="col">``).
+    rows : list of list
+        Cell values, shown with ``str``.
+    class_name, table_id : str
+        The table's class and id.
+    row_attrs : list of dict or None
+        Extra attributes per row (e.g. ``data-mm``, ``tabindex``, ``title``, ``class``).
+    cell_classes : list of str or None
+        A class per column for its cells.
+    row_headers : bool
+        True: the first cell of each row is a ``<th scope="row">``.
+    """
+    import html as _html
+    import re as _re
+
+    def attrs(pairs: dict[str, Any]) -> str:
+        return "".join(
+            f' {k}="{_html.escape(str(v), quote=True)}"'
+            for k, v in pairs.items()
+            if v is not None and _re.fullmatch(r"[a-zA-Z][a-zA-Z0-9-]*", k) and not k.lower().startswith("on")
+        )
+
+    out = [f"<table{attrs({'class': class_name, 'id': table_id})}><thead><tr>"]
+    out += [f'<th scope="col">{_html.escape(str(h))}</th>' for h in header]
+    out.append("</tr></thead><tbody>")
+    for i, row in enumerate(rows):
+        out.append(f"<tr{attrs(row_attrs[i] if row_attrs else {})}>")
+        for j, value in enumerate(row):
+            cls = attrs({"class": cell_classes[j]}) if cell_classes and cell_classes[j] else ""
+            tag = "th" if row_headers and j == 0 else "td"
+            scope = ' scope="row"' if tag == "th" else ""
+            out.append(f"<{tag}{scope}{cls}>{_html.escape(str(value))}</{tag}>")
+        out.append("</tr>")
+    out.append("</tbody></table>")
+    return dcc.Markdown("".join(out), dangerously_allow_html=True, className="incdb-html-table")
