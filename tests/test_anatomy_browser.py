@@ -152,9 +152,7 @@ def test_region_readout_clusters_and_a_shared_link_that_shows_the_same_picture(b
         return v.colormap === 'viridis' && v.cal_min > 3; }}""",
         timeout=10_000,
     )
-    page.wait_for_function(
-        f"(n) => {count_js} < n", arg=rows_before, timeout=20_000
-    )
+    page.wait_for_function(f"(n) => {count_js} < n", arg=rows_before, timeout=20_000)
     threshold = page.evaluate(f"() => window.incdbViewer.volume('{VIEWER}', 'component').cal_min")
     page.wait_for_timeout(500)
 
