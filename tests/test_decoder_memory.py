@@ -131,8 +131,10 @@ def test_hostile_headers_keep_the_decoder_within_its_memory_bound(data_dir, tmp_
             t.join()
         after_bombs = _rss_mb(app.pid, "VmHWM")
         assert after_bombs - idle < BOUND_MB, f"peak {after_bombs:.0f} MB, idle {idle:.0f} MB"
-        assert sorted(a.status_code for a in answers) == [422, 422, 422], [a.text for a in answers]
-        assert all("voxels per volume" in a.json()["error"] for a in answers)
+        # Each is refused from its header (422); one sent while the sender's two slots are taken waits for none (429).
+        assert {a.status_code for a in answers} <= {422, 429}, [a.text for a in answers]
+        refused = [a for a in answers if a.status_code == 422]
+        assert refused and all("voxels per volume" in a.json()["error"] for a in refused)
 
         many = _zeros_file(tmp_path / "many.nii.gz", (64, 76, 64, 100))  # 100 volumes, 125 MB claimed and present
         r = _post(app.url, many)
