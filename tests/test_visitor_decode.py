@@ -158,7 +158,11 @@ def test_hostile_files_get_the_curator_uploads_messages(web, visitor, tmp_path):
     status, body = send(visitor, zipped)
     assert status == 415 and "one .nii or .nii.gz map" in body["error"]
     with session_scope() as session:
-        assert session.scalar(select(DecodeResult.id)) is None  # nothing kept of a refused file
+        # Nothing kept of a refused file but a row that counts it toward the sender's hourly cap: no files, no address.
+        rows = session.scalars(select(DecodeResult)).all()
+        assert rows and all(r.status == "refused" and r.storage_prefix == "" for r in rows)
+        assert all(visitors.find(session, r.token) is None for r in rows)
+    assert not list(get_storage().list("decode/"))
 
 
 def test_caps_per_address_and_account(web, visitor, curator, tmp_path, monkeypatch):
@@ -166,7 +170,7 @@ def test_caps_per_address_and_account(web, visitor, curator, tmp_path, monkeypat
     four_d = write_nifti(tmp_path / "three.nii.gz", maps)
     monkeypatch.setenv("INCDB_DECODE_MAX_VOLUMES_ANONYMOUS", "2")
     monkeypatch.setenv("INCDB_DECODE_MAX_BYTES_ANONYMOUS", str(four_d.stat().st_size - 1))
-    monkeypatch.setenv("INCDB_DECODE_PER_HOUR_ANONYMOUS", "1")
+    monkeypatch.setenv("INCDB_DECODE_PER_HOUR_ANONYMOUS", "3")  # the two refused files count too
     reset_settings()
     status, body = send(visitor, four_d)
     assert status == 413 and "larger than the decoder takes from this address" in body["error"]
@@ -177,7 +181,7 @@ def test_caps_per_address_and_account(web, visitor, curator, tmp_path, monkeypat
     one = write_nifti(tmp_path / "one.nii.gz", maps[0])
     assert send(visitor, one)[0] == 200
     status, body = send(visitor, one)
-    assert status == 429 and "decoded 1 maps in the last hour" in body["error"]
+    assert status == 429 and "sent 3 maps to the decoder in the last hour" in body["error"]
     # A signed-in curator has the account's limits, and with a session cookie the CSRF token is required.
     cora = Client(flask_app=web.server)
     cora.sign_in("cora@example.org", CURATOR_PASSWORD)

@@ -122,8 +122,8 @@ def check_rate(session: Session, user: Any, client: str) -> None:
         extra = "" if u is not None else " Signed-in curators may decode more."
         raise DecodeRefused(
             429,
-            f"{limits.who.capitalize()} has decoded {count} maps in the last hour, the most "
-            f"the decoder takes ({limits.per_hour} per hour). Try again in about "
+            f"{limits.who.capitalize()} has sent {count} maps to the decoder in the last hour (refused ones count), "
+            f"the most it takes ({limits.per_hour} per hour). Try again in about "
             f"{round(wait / 60)} minutes.{extra}",
             retry_after=wait,
         )
