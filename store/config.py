@@ -19,6 +19,7 @@ DEFAULT_UPLOAD_BYTES_PER_DAY = 50 * 1024**3
 # The public decoder (/decode): what one anonymous client address, and one signed-in account, may send.
 DEFAULT_DECODE_MAX_BYTES_ANONYMOUS = 100 * 1024**2
 DEFAULT_DECODE_MAX_BYTES_ACCOUNT = 1024**3
+DEFAULT_MAX_REQUEST_BYTES = 4 * 1024**2  # any request body but uploads' and the decoder's (web.limits)
 DEFAULT_ANNOTATION_MAX_BYTES = 8 * 1024**2  # an events file: 20,000 events with long labels fit in 5 MB
 # Job heartbeats (pipeline.jobs.heartbeat): a running job beats this often, is taken for dead after this long without a
 # beat (at least three beats), and is re-queued at most until it has been started this many times.
@@ -98,6 +99,10 @@ class Settings:
     job_heartbeat_s: int = DEFAULT_JOB_HEARTBEAT_S
     job_stale_after_s: int = DEFAULT_JOB_STALE_AFTER_S
     job_max_attempts: int = DEFAULT_JOB_MAX_ATTEMPTS
+    # Request bodies (web.limits): every body but uploads' and the decoder's; the callback endpoint's, whose default
+    # (None) follows the annotation cap. 0 turns a limit off.
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    max_callback_bytes: int | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -196,6 +201,8 @@ def get_settings() -> Settings:
         decode_per_hour_account=_int_env("INCDB_DECODE_PER_HOUR_ACCOUNT", 200),
         decode_inline_volumes=_int_env("INCDB_DECODE_INLINE_VOLUMES", 4),
         annotation_max_bytes=_int_env("INCDB_ANNOTATION_MAX_BYTES", DEFAULT_ANNOTATION_MAX_BYTES),
+        max_request_bytes=_int_env("INCDB_MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES),
+        max_callback_bytes=_int_env("INCDB_MAX_CALLBACK_BYTES", -1) if _is_set("INCDB_MAX_CALLBACK_BYTES") else None,
         annotation_max_events=_int_env("INCDB_ANNOTATION_MAX_EVENTS", 20_000),
         annotation_max_labels=_int_env("INCDB_ANNOTATION_MAX_LABELS", 1000),
         annotation_sets_per_movie=_int_env("INCDB_ANNOTATION_SETS_PER_MOVIE", 50),
@@ -222,6 +229,10 @@ def _base_url() -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"http://{host}:{os.environ.get('PORT') or '8050'}"
+
+
+def _is_set(name: str) -> bool:
+    return bool((os.environ.get(name) or "").strip())
 
 
 def _int_env(name: str, default: int) -> int:

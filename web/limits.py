@@ -29,10 +29,9 @@ import string
 
 import flask
 
-from store.config import _int_env, get_settings
+from store.config import get_settings
 from store.units import human_bytes
 
-DEFAULT_MAX_REQUEST_BYTES = 4 * 1024**2
 DEFAULT_MAX_CALLBACK_BYTES = 24 * 1024**2  # the least; see default_callback_bytes
 CALLBACK_PATH = "/_dash-update-component"
 # The views that stream their bodies to disk under their own caps: a whole blueprint, and single views.
@@ -47,8 +46,10 @@ def init_limits(server: flask.Flask) -> None:
 
     Register this before any other ``before_request`` function, so that none reads a body first.
     """
-    server.config.setdefault(REQUEST_KEY, _int_env(REQUEST_KEY, DEFAULT_MAX_REQUEST_BYTES))
-    server.config.setdefault(CALLBACK_KEY, _int_env(CALLBACK_KEY, default_callback_bytes()))
+    settings = get_settings()
+    callback = settings.max_callback_bytes
+    server.config.setdefault(REQUEST_KEY, settings.max_request_bytes)
+    server.config.setdefault(CALLBACK_KEY, default_callback_bytes() if callback is None else callback)
     server.before_request(_limit_body)
 
 
