@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from html import escape
 from typing import Any
 
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
+_ATTRIBUTE_NAME = re.compile(r"[a-zA-Z][a-zA-Z0-9-]*")  # attribute names html_table writes
 Child = Any  # anything Dash renders: a component, a string, a number or a list of them
 
 BROWSE_LINKS: tuple[tuple[str, str], ...] = (("Home", "/"), ("Browse terms", "/terms"), ("Browse movies", "/movies"))
@@ -244,18 +247,16 @@ def html_table(
     row_headers : bool
         True: the first cell of each row is a ``<th scope="row">``.
     """
-    import html as _html
-    import re as _re
 
     def attrs(pairs: dict[str, Any]) -> str:
         return "".join(
-            f' {k}="{_html.escape(str(v), quote=True)}"'
+            f' {k}="{escape(str(v), quote=True)}"'
             for k, v in pairs.items()
-            if v is not None and _re.fullmatch(r"[a-zA-Z][a-zA-Z0-9-]*", k) and not k.lower().startswith("on")
+            if v is not None and _ATTRIBUTE_NAME.fullmatch(k) and not k.lower().startswith("on")
         )
 
     out = [f"<table{attrs({'class': class_name, 'id': table_id})}><thead><tr>"]
-    out += [f'<th scope="col">{_html.escape(str(h))}</th>' for h in header]
+    out += [f'<th scope="col">{escape(str(h))}</th>' for h in header]
     out.append("</tr></thead><tbody>")
     for i, row in enumerate(rows):
         out.append(f"<tr{attrs(row_attrs[i] if row_attrs else {})}>")
@@ -263,7 +264,7 @@ def html_table(
             cls = attrs({"class": cell_classes[j]}) if cell_classes and cell_classes[j] else ""
             tag = "th" if row_headers and j == 0 else "td"
             scope = ' scope="row"' if tag == "th" else ""
-            out.append(f"<{tag}{scope}{cls}>{_html.escape(str(value))}</{tag}>")
+            out.append(f"<{tag}{scope}{cls}>{escape(str(value))}</{tag}>")
         out.append("</tr>")
     out.append("</tbody></table>")
     return dcc.Markdown("".join(out), dangerously_allow_html=True, className="incdb-html-table")
