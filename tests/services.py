@@ -553,3 +553,48 @@ def zip_of(path: Path, members: dict[str, Path]) -> Path:
         for arcname, src in members.items():
             zf.write(src, arcname)
     return path
+
+
+# --- the deployment's nginx site, on this machine ---------------------------------------------------------------
+NGINX_SITE = ROOT / "deploy" / "nginx-incdb.conf"
+
+
+def nginx_binary() -> str | None:
+    """Debian's nginx, where installed (``nginx`` on PATH or /usr/sbin/nginx)."""
+    import shutil
+
+    return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
+
+
+def nginx_site_config(tmp_path: Path, upstream: int | None = None) -> tuple[Path, int | None]:
+    """``deploy/nginx-incdb.conf`` made runnable in ``tmp_path``: a throw-away certificate, temp paths inside
+    ``tmp_path``; with ``upstream``, also on free 127.0.0.1 ports (no IPv6), proxying to that port, in the
+    foreground. Returns (nginx.conf, the HTTPS port or None)."""
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=incdb.example.org"]
+        + ["-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
+        check=True,
+        capture_output=True,
+    )
+    site = NGINX_SITE.read_text()
+    site = site.replace("/etc/letsencrypt/live/incdb.example.org/fullchain.pem", str(tmp_path / "cert.pem"))
+    site = site.replace("/etc/letsencrypt/live/incdb.example.org/privkey.pem", str(tmp_path / "key.pem"))
+    https_port = None
+    head = ""
+    if upstream is not None:
+        ports = {"80": free_port(), "443": free_port()}
+        https_port = ports["443"]
+        site = site.replace("server 127.0.0.1:8050;", f"server 127.0.0.1:{upstream};")
+        site = re.sub(r"^\s*listen\s+\[::\]:\d+[^;]*;\n", "", site, flags=re.M)
+        site = re.sub(r"listen\s+(80|443)\b", lambda m: f"listen 127.0.0.1:{ports[m.group(1)]}", site)
+        head = "daemon off;\nmaster_process off;\n"
+    (tmp_path / "site.conf").write_text(site)
+    temp_paths = "".join(
+        f"  {kind}_temp_path {tmp_path}/{kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    config = tmp_path / "nginx.conf"
+    config.write_text(
+        f"{head}pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+        f"http {{\n  access_log off;\n{temp_paths}  include {tmp_path}/site.conf;\n}}\n"
+    )
+    return config, https_port

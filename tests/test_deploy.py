@@ -10,7 +10,6 @@ import http.server
 import os
 import re
 import shlex
-import shutil
 import signal
 import socket
 import ssl
@@ -25,6 +24,7 @@ import requests
 
 from tests.browser import free_port
 from tests.conftest import REDIS_URL, ROOT, need_service, port_open
+from tests.services import nginx_binary, nginx_site_config
 
 
 def unit_commands(unit: str, env: dict[str, str], key: str = "ExecStart") -> list[list[str]]:
@@ -191,47 +191,6 @@ class _CountingApp(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def _site_on_local_ports(tmp_path: Path, upstream: int) -> tuple[str, int]:
-    """The site file on 127.0.0.1 (free ports for 80 and 443, no IPv6), a throw-away certificate, the stand-in
-    upstream; (nginx.conf, the HTTPS port)."""
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=incdb.example.org",
-            "-keyout",
-            str(tmp_path / "key.pem"),
-            "-out",
-            str(tmp_path / "cert.pem"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    ports = {"80": free_port(), "443": free_port()}
-    site = (ROOT / "deploy" / "nginx-incdb.conf").read_text()
-    site = site.replace("/etc/letsencrypt/live/incdb.example.org/fullchain.pem", str(tmp_path / "cert.pem"))
-    site = site.replace("/etc/letsencrypt/live/incdb.example.org/privkey.pem", str(tmp_path / "key.pem"))
-    site = site.replace("server 127.0.0.1:8050;", f"server 127.0.0.1:{upstream};")
-    site = re.sub(r"^\s*listen\s+\[::\]:\d+[^;]*;\n", "", site, flags=re.M)
-    site = re.sub(r"listen\s+(80|443)\b", lambda m: f"listen 127.0.0.1:{ports[m.group(1)]}", site)
-    (tmp_path / "site.conf").write_text(site)
-    temp_paths = "".join(
-        f"  {kind}_temp_path {tmp_path}/{kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    (tmp_path / "nginx.conf").write_text(
-        f"daemon off;\nmaster_process off;\npid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\n"
-        f"events {{}}\nhttp {{\n  access_log off;\n{temp_paths}  include {tmp_path}/site.conf;\n}}\n"
-    )
-    return str(tmp_path / "nginx.conf"), ports["443"]
-
-
 def _send(port: int, path: str, size: int, whole: bool) -> tuple[int, bytes]:
     """A POST (a PUT for a resumable upload's chunk) of ``size`` bytes over TLS to incdb.example.org; the body is
     sent only when ``whole`` (otherwise nginx must answer from the headers, and soon)."""
@@ -256,13 +215,13 @@ def _send(port: int, path: str, size: int, whole: bool) -> tuple[int, bytes]:
 
 
 def test_nginx_limits_request_bodies_per_location(tmp_path):
-    nginx = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
+    nginx = nginx_binary()
     need_service(nginx is not None, "nginx (apt-get install nginx)")
     upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CountingApp)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
-    config, port = _site_on_local_ports(tmp_path, upstream.server_address[1])
+    config, port = nginx_site_config(tmp_path, upstream.server_address[1])
     proc = subprocess.Popen(
-        [nginx, "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", config],
+        [nginx, "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(config)],
         start_new_session=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -11,7 +11,6 @@ import json
 import os
 import re
 import select
-import shutil
 import socket
 import subprocess
 import sys
@@ -32,11 +31,14 @@ from store.models import Upload
 from tests.conftest import need_service
 from tests.services import (
     BIN,
+    NGINX_SITE,
     ROOT,
     Client,
     Service,
     _wait_http,
     free_port,
+    nginx_binary,
+    nginx_site_config,
     running,
     service_env,
     wait_until,
@@ -45,7 +47,6 @@ from tests.services import (
 
 PASSWORD = "correct horse battery"
 MIN_RATE, WINDOW_S, DEADLINE_S, PER_USER = 500, 3, 12, 2
-NGINX_SITE = ROOT / "deploy" / "nginx-incdb.conf"
 
 
 def _curators(n: int) -> list[tuple[str, str]]:
@@ -333,41 +334,11 @@ def test_nginx_site_refuses_unknown_hosts_and_slow_bodies():
 
 def test_nginx_accepts_the_site(tmp_path):
     """``nginx -t`` on the site with a throw-away certificate (where nginx is installed)."""
-    nginx = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
+    nginx = nginx_binary()
     need_service(nginx is not None, "nginx (apt-get install nginx)")
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=incdb.example.org",
-            "-keyout",
-            str(tmp_path / "key.pem"),
-            "-out",
-            str(tmp_path / "cert.pem"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    site = NGINX_SITE.read_text()
-    site = site.replace("/etc/letsencrypt/live/incdb.example.org/fullchain.pem", str(tmp_path / "cert.pem"))
-    site = site.replace("/etc/letsencrypt/live/incdb.example.org/privkey.pem", str(tmp_path / "key.pem"))
-    (tmp_path / "site.conf").write_text(site)
-    temp_paths = "".join(
-        f"  {kind}_temp_path {tmp_path}/{kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    (tmp_path / "nginx.conf").write_text(
-        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
-        f"http {{\n  access_log off;\n{temp_paths}  include {tmp_path}/site.conf;\n}}\n"
-    )
+    config, _ = nginx_site_config(tmp_path)
     result = subprocess.run(
-        [nginx, "-t", "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(tmp_path / "nginx.conf")],
+        [nginx, "-t", "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(config)],
         capture_output=True,
         text=True,
     )
