@@ -3,11 +3,12 @@ form rows and status badges."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import dash_bootstrap_components as dbc
-from dash import html
+from dash import dcc, html
 
 from accounts.passwords import PASSWORD_MIN_LENGTH
 from store.models import CollectionStatus, JobStatus
@@ -72,6 +73,28 @@ STATUS_COLORS = {
 
 def badge(status: str) -> dbc.Badge:
     return dbc.Badge(status, color=STATUS_COLORS.get(status, "secondary"), className="text-uppercase")
+
+
+@dataclass(frozen=True)
+class TokenFormIds:
+    """The component ids of a page that finishes an account action from a mailed link (``?token=``): the
+    confirmation of a new account and a password reset. The page and its callback both take them from here."""
+
+    prefix: str
+
+    def __getattr__(self, part: str) -> str:
+        if part not in {"message", "go", "token", "password", "password2", "submit", "form", "invalid"}:
+            raise AttributeError(part)
+        return f"{self.prefix}-{part}"
+
+
+CONFIRM_IDS = TokenFormIds("confirm")
+RESET_IDS = TokenFormIds("reset")
+
+
+def token_form_parts(ids: TokenFormIds, token: str | None) -> list:
+    """Where the callback sends the browser once signed in, and the token it reads."""
+    return [dcc.Location(id=ids.go, refresh=True), dcc.Store(id=ids.token, data=token)]
 
 
 def new_password_fields(first_id: str, second_id: str, label: str = "New password") -> list:

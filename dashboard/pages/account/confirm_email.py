@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import dcc, html
+from dash import html
 
-from accounts.passwords import PASSWORD_MIN_LENGTH
 from accounts.users import (
     AccountError,
     password_chosen_on_confirmation,
     user_for_confirm_token,
 )
-from dashboard.components.curator import narrow_card
+from dashboard.components.curator import CONFIRM_IDS as IDS
+from dashboard.components.curator import narrow_card, new_password_fields, token_form_parts
 from store.db import session_scope
 
 dash.register_page(__name__, path="/account/confirm-email", title="Confirm your email address · INcDb")
@@ -37,7 +37,7 @@ def layout(token: str | None = None, **_query):
                 html.A("Register", href="/account/register", className="alert-link"),
             ],
             color="warning",
-            id="confirm-invalid",
+            id=IDS.invalid,
         )
     # The password fields are always there (the callback reads them), shown only when the password is chosen here.
     password_fields = html.Div(
@@ -46,26 +46,7 @@ def layout(token: str | None = None, **_query):
                 "This address was registered more than once, so choose the password of your account here.",
                 className="small",
             ),
-            dbc.Row(
-                [
-                    dbc.Col(
-                        [
-                            dbc.Label("Password", html_for="confirm-password"),
-                            dbc.Input(id="confirm-password", type="password", autocomplete="new-password"),
-                            dbc.FormText(f"At least {PASSWORD_MIN_LENGTH} characters."),
-                        ],
-                        md=6,
-                    ),
-                    dbc.Col(
-                        [
-                            dbc.Label("Password again", html_for="confirm-password2"),
-                            dbc.Input(id="confirm-password2", type="password", autocomplete="new-password"),
-                        ],
-                        md=6,
-                    ),
-                ],
-                className="mb-3",
-            ),
+            *new_password_fields(IDS.password, IDS.password2, label="Password"),
         ],
         className="" if choose else "d-none",
     )
@@ -73,14 +54,13 @@ def layout(token: str | None = None, **_query):
         [
             html.H1("Confirm your email address", className="h4"),
             html.P(f"Finish creating the curator account for {email}.", className="text-muted"),
-            dcc.Location(id="confirm-go", refresh=True),
-            dcc.Store(id="confirm-token", data=token),
+            *token_form_parts(IDS, token),
             password_fields,
             dbc.Button(
                 "Choose the password and sign in" if choose else "Confirm and sign in",
-                id="confirm-submit",
+                id=IDS.submit,
                 color="primary",
             ),
-            html.Div(id="confirm-message"),
+            html.Div(id=IDS.message),
         ]
     )

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import dcc, html
+from dash import html
 
 from accounts.reset import user_for_reset_token
 from accounts.users import (
     AccountError,
 )
-from dashboard.components.curator import narrow_card, new_password_fields
+from dashboard.components.curator import RESET_IDS as IDS
+from dashboard.components.curator import narrow_card, new_password_fields, token_form_parts
 from store.db import session_scope
 
 dash.register_page(__name__, path="/account/reset-password", title="Choose a new password · INcDb")
@@ -33,15 +34,14 @@ def layout(token: str | None = None, **_query):
         [
             html.H1("Choose a new password", className="h4"),
             html.P(f"For {email}.", className="text-muted"),
-            dcc.Location(id="reset-go", refresh=True),
-            dcc.Store(id="reset-token", data=token),
+            *token_form_parts(IDS, token),
             dbc.Form(
                 [
-                    *new_password_fields("reset-password", "reset-password2"),
-                    dbc.Button("Set password", id="reset-submit", type="submit", color="primary"),
+                    *new_password_fields(IDS.password, IDS.password2),
+                    dbc.Button("Set password", id=IDS.submit, type="submit", color="primary"),
                 ],
-                id="reset-form",
+                id=IDS.form,
             ),
-            html.Div(id="reset-message"),
+            html.Div(id=IDS.message),
         ]
     )
