@@ -10,7 +10,7 @@ from dash import ALL, Input, Output, State, callback_context, no_update
 from dash.exceptions import PreventUpdate
 
 from callbacks.components.job_runner import register_runner
-from dashboard.components.collection_form import form_states, form_values
+from dashboard.components.collection_form import form_states, form_values, shared_fields
 from dashboard.components.curation import components_table, license_panel, status_panel, uploads_table
 from dashboard.components.curator import alert
 from dashboard.components.data import as_dict, clicked, trigger_id
@@ -55,14 +55,8 @@ def _save(_n, collection_id, *args):
                 collection,
                 name=clean["name"],
                 movie=movie,
-                visibility=clean["visibility"],
-                license=clean["license"],
                 metadata=clean["metadata"],
-                description=clean["description"],
-                dataset_url=clean["dataset_url"],
-                doi=clean["doi"],
-                contributors=clean["contributors"],
-                timing=clean["timing"],
+                **shared_fields(clean),
             )
             relicensed = license_before != collection.license
     except (PermissionError, ValueError) as exc:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dash
 from dash import Input, Output, no_update
 
-from dashboard.components.collection_form import form_states, form_values
+from dashboard.components.collection_form import form_states, form_values, shared_fields
 from dashboard.components.curator import alert
 from pipeline.curation.catalog import (
     QuotaExceeded,
@@ -46,14 +46,8 @@ def _create(_n, *args):
             owner,
             movie,
             clean["name"],
-            visibility=clean["visibility"],
-            license=clean["license"],
-            description=clean["description"],
-            dataset_url=clean["dataset_url"],
-            doi=clean["doi"],
-            contributors=clean["contributors"],
             metadata_=clean["metadata"],
-            timing=clean["timing"],
+            **shared_fields(clean),
         )
         slug = collection.slug
     return alert("Collection created.", "success"), f"/contribute/{slug}"

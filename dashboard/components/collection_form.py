@@ -61,6 +61,15 @@ def form_values(args: list[Any]) -> dict[str, Any]:
     return values
 
 
+# The fields a validated form gives to both creating and updating a collection (pipeline.curation.catalog).
+SHARED_FIELDS = ("visibility", "license", "description", "dataset_url", "doi", "contributors", "timing")
+
+
+def shared_fields(clean: dict[str, Any]) -> dict[str, Any]:
+    """Of ``validate_collection_form``'s cleaned values, those that create and update both take by name."""
+    return {name: clean[name] for name in SHARED_FIELDS}
+
+
 def _meta_control(prefix: str, group: str, f: Field, value: Any):
     ident = {"type": f"{prefix}-meta", "group": group, "field": f.name}
     if f.kind == "choice":
