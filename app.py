@@ -24,7 +24,7 @@ from dashboard.theme import register_theme_route
 from dashboard.viewer import register_viewer_routes
 from pipeline.check import production_problems
 from pipeline.curation.demo import load_demo
-from pipeline.decoding.reference import ensure_builtin_reference
+from pipeline.decoding.reference import active_reference, ensure_default_reference
 from pipeline.jobs.tasks import run_job
 from store.config import get_settings
 from store.db import session_scope, upgrade_database
@@ -91,10 +91,17 @@ callbacks.register(app)
 
 
 def prepare_embedded() -> None:
-    """Create/upgrade the database and load the demo data when the database holds no collection."""
+    """Create/upgrade the database, build the default reference when no set is active (Neurosynth v7 topics from
+    the shipped files, with progress in the log; ``pipeline init`` does the same and also switches a database
+    still on the built-in set) and load the demo data when the database holds no collection."""
     upgrade_database()
+    log = logging.getLogger("incdb")
     with session_scope() as session:
-        ensure_builtin_reference(session)
+        if active_reference(session) is None:
+            log.warning("no reference set: building the default one (about 20 s)")
+            ensure_default_reference(
+                session, progress=lambda done, total: done == total and log.warning("reference built: %d maps", total)
+            )
         empty = not session.scalar(select(func.count(Collection.id)))
     if empty and get_settings().demo:
         logging.getLogger("incdb").warning("empty database: loading the synthetic demo data (about 30 s)")

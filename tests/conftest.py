@@ -16,6 +16,9 @@ from store.db import dispose_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
+# `pipeline init` builds the synthetic 22-term reference in tests (seconds), not the shipped Neurosynth topics
+# (minutes); tests of the shipped default set INCDB_INIT_REFERENCE=neurosynth themselves.
+os.environ.setdefault("INCDB_INIT_REFERENCE", "builtin")
 POSTGRES_ADMIN_URL = os.environ.get("INCDB_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("INCDB_TEST_REDIS", "redis://127.0.0.1:6379")
 
@@ -66,6 +69,9 @@ _ENV_KEYS = (
     "INCDB_MAX_UPLOAD_BYTES",
     "INCDB_ENV",
     "INCDB_SECRET_KEY",
+    "INCDB_INIT_REFERENCE",
+    "INCDB_REFERENCE_DATA",
+    "INCDB_NEUROSYNTH_URL",
 )
 
 
@@ -85,10 +91,11 @@ def _restore_environment():
 @pytest.fixture(scope="session")
 def reference_template(tmp_path_factory) -> Path:
     """A data directory with an upgraded SQLite database and the built-in reference, built once per run."""
-    from pipeline.decoding.reference import ensure_builtin_reference
+    from pipeline.decoding.reference import INIT_REFERENCE_FILE, ensure_builtin_reference
     from store.db import session_scope, upgrade_database
 
     path = tmp_path_factory.mktemp("reference-template")
+    (path / INIT_REFERENCE_FILE).write_text("builtin\n")  # `pipeline init` run on a copy, in any environment
     use_environment(path)
     upgrade_database()
     with session_scope() as session:

@@ -113,3 +113,66 @@ def write_neurosynth_v7(directory: str | Path, studies: Sequence[Mapping[str, An
     )
     sparse.save_npz(directory / ns.NEUROSYNTH_V7_FILES["features"], features, compressed=True)
     (directory / ns.NEUROSYNTH_V7_FILES["vocabulary"]).write_text("\n".join(vocabulary), encoding="utf-8")
+
+
+SAMPLE_DIR = Path(__file__).resolve().parent / "data" / "neurosynth-sample"
+SAMPLE_PREFIX = "data-neurosynth_version-7"
+# A Talairach study of the sample (metadata space "TAL") and its first peak as the file gives it.
+SAMPLE_TAL_STUDY = "9185551"
+
+
+def write_neurosynth_repository(
+    directory: str | Path, topics: Sequence[int] = (50, 100), floor: float = 1e-3
+) -> dict[str, list[str]]:
+    """Lay NiMARE's bundled Neurosynth sample out as the ``neurosynth-data`` repository: the tf-idf terms as
+    shipped and, side by side, LDA vocabularies renamed from them.
+
+    A topic vocabulary ``LDA<n>`` takes the sample's first ``n`` tf-idf columns (the 100 of the sample repeat when
+    ``n`` is larger) plus ``floor``, each study's row scaled to sum to 1: like the release's topic weights, never 0
+    and summing to 1, so a low threshold gives every study every topic. Topic ``i`` is labelled
+    ``i_<term>_<term>_<term>`` in the vocabulary, and ``keys.tsv`` lists ``i``, a weight and its words.
+
+    Parameters
+    ----------
+    directory : str or pathlib.Path
+        Created if missing.
+    topics : sequence of int
+        Numbers of topics of the LDA vocabularies to write.
+    floor : float
+        Added to every tf-idf value before the rows are scaled.
+
+    Returns
+    -------
+    dict of str to list of str
+        Every vocabulary (``terms``, ``LDA50``, ...) with its labels as written in ``vocabulary.txt``.
+    """
+    import shutil
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for source in SAMPLE_DIR.glob(f"{SAMPLE_PREFIX}_*"):
+        shutil.copyfile(source, directory / source.name)
+    terms = (SAMPLE_DIR / f"{SAMPLE_PREFIX}_vocab-terms_vocabulary.txt").read_text(encoding="utf-8").split("\n")
+    terms = [t for t in terms if t]
+    tfidf = sparse.load_npz(SAMPLE_DIR / f"{SAMPLE_PREFIX}_vocab-terms_source-abstract_type-tfidf_features.npz")
+    dense = np.asarray(tfidf.todense(), dtype=np.float64)
+    written = {"terms": terms}
+    for n in topics:
+        columns = [i % dense.shape[1] for i in range(n)]
+        weights = dense[:, columns] + floor
+        weights /= weights.sum(axis=1, keepdims=True)
+        words = [[terms[(i + k) % len(terms)] for k in range(5)] for i in columns]
+        labels = [f"{i}_{'_'.join(w[:3])}" for i, w in enumerate(words)]
+        name = f"{SAMPLE_PREFIX}_vocab-LDA{n}"
+        sparse.save_npz(
+            directory / f"{name}_source-abstract_type-weight_features.npz", sparse.csc_matrix(weights), compressed=True
+        )
+        (directory / f"{name}_vocabulary.txt").write_text("\n".join(labels), encoding="utf-8")
+        (directory / f"{name}_keys.tsv").write_text(
+            "".join(f"{i}\t0.01\t{' '.join(w)}\n" for i, w in enumerate(words)), encoding="utf-8"
+        )
+        (directory / f"{name}_metadata.json").write_text(
+            f'{{"name": "sample-topics-{n}", "description": "test topics", "n_topics": {n}}}', encoding="utf-8"
+        )
+        written[f"LDA{n}"] = labels
+    return written

@@ -1,9 +1,16 @@
-"""Neurosynth-style association-test term maps built from the Neurosynth v7 data files.
+"""Neurosynth-style association-test term maps built from the Neurosynth data files.
 
 This is the "Build from Neurosynth v7 data files" reference-set source (DESIGN section 6). It reads the files of
-the ``neurosynth-data`` release as NiMARE's ``fetch_neurosynth(version="7")`` downloads them and computes, for
-every vocabulary term, Neurosynth's association test ("pFgA_z", the map the Neurosynth site calls
-"association test") on the standard grid of :mod:`pipeline.maps.grid`.
+the ``neurosynth-data`` release as NiMARE's ``fetch_neurosynth`` downloads them and computes, for every label of a
+vocabulary, Neurosynth's association test ("pFgA_z", the map the Neurosynth site calls "association test") on the
+standard grid of :mod:`pipeline.maps.grid`.
+
+Vocabularies: a folder laid out as the repository may hold several (:func:`find_vocabularies`), named
+``data-neurosynth_version-<3..7>_vocab-<terms|LDA50|LDA100|LDA200|LDA400>_source-abstract_type-<tfidf|weight>_
+features.npz`` with the version's coordinates and metadata and the vocabulary's ``vocabulary.txt`` (and, for
+topics, ``keys.tsv``). LDA topics are named ``<number> · <three top words>`` from ``keys.tsv``. The label threshold
+defaults to 0.001 for tf-idf and :data:`DEFAULT_TOPIC_THRESHOLD` for topic weights (never 0, summing to 1 per
+study); the Talairach transform is a choice (:data:`TAL2MNI_TRANSFORMS`).
 
 File formats relied on (checked against public sources, not against a downloaded copy of the release)
 -------------------------------------------------------------------------------------------------------------
@@ -29,10 +36,12 @@ File formats relied on (checked against public sources, not against a downloaded
 
 Method (choices made explicit)
 ------------------------------
-* A study *has* a term when its tf-idf is ``>= tfidf_threshold`` (0.001, Neurosynth's default frequency
-  threshold). The threshold must be positive, so studies without a stored value never have the term.
+* A study *has* a term when its feature value is ``>= tfidf_threshold`` (for tf-idf 0.001, Neurosynth's default
+  frequency threshold; for topic weights 0.05). The threshold must be positive, so studies without a stored value
+  never have the term.
 * Talairach peaks (space starting with ``TAL``, or ``T88``) are converted to MNI with the inverse of Lancaster et
-  al. (2007)'s ``icbm_spm2tal`` matrix, the same transform Neurosynth's own code applies (its ``t88_to_mni``).
+  al. (2007)'s ``icbm_spm2tal`` matrix by default, the same transform Neurosynth's own code applies (its
+  ``t88_to_mni``), or with the inverse of BrainMap's ``icbm_other`` as NiMARE does (``tal2mni="brainmap"``).
   Any other space value is taken as MNI, again as Neurosynth does.
 * Study activation (MKDA): a mask voxel is active when its centre lies within ``radius_mm`` of the centre of the
   grid voxel nearest to one of the study's peaks (Neurosynth also measures from the rounded peak voxel). Peaks
@@ -67,6 +76,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,10 +107,38 @@ LANCASTER_MNI_SPM_TO_TAL = np.array(
 )
 LANCASTER_MNI_SPM_TO_TAL.setflags(write=False)
 
+# Lancaster et al. (2007) icbm_other: MNI (other software) -> Talairach, as distributed by BrainMap
+# (tal2icbm_other / icbm_other2tal) and as NiMARE's ``nimare.utils.tal2mni`` inverts it.
+BRAINMAP_MNI_OTHER_TO_TAL = np.array(
+    [
+        [0.9357, 0.0029, -0.0072, -1.0423],
+        [-0.0065, 0.9396, -0.0726, -1.3940],
+        [0.0103, 0.0752, 0.8967, 3.6475],
+        [0.0, 0.0, 0.0, 1.0],
+    ]
+)
+BRAINMAP_MNI_OTHER_TO_TAL.setflags(write=False)
+
+# ``--tal2mni`` choices: the MNI -> Talairach matrix whose inverse maps Talairach peaks to MNI.
+TAL2MNI_TRANSFORMS: dict[str, np.ndarray] = {
+    "lancaster": LANCASTER_MNI_SPM_TO_TAL,  # Neurosynth's own (its t88_to_mni); the default
+    "brainmap": BRAINMAP_MNI_OTHER_TO_TAL,  # NiMARE's
+}
+DEFAULT_TAL2MNI = "lancaster"
+
+# A release file name: data-neurosynth_version-<N>_vocab-<name>_source-<source>_type-<type>_features.npz.
+_FEATURES_NAME = re.compile(
+    r"^data-neurosynth_version-(?P<version>\d+)_vocab-(?P<vocab>[A-Za-z0-9]+)_source-(?P<source>[A-Za-z0-9]+)"
+    r"_type-(?P<type>[A-Za-z0-9]+)_features\.npz$"
+)
+
 # Neurosynth clips p at 1e-240 before converting, which bounds |z| here.
 Z_MAX: float = float(-ndtri(1e-240))
 
 DEFAULT_TFIDF_THRESHOLD = 0.001
+# A study "has" an LDA topic when the topic's weight (its share of the abstract; a study's weights sum to 1) is
+# at least this. See docs/methods.md for the choice.
+DEFAULT_TOPIC_THRESHOLD = 0.05
 DEFAULT_RADIUS_MM = 10.0
 DEFAULT_BATCH = 32
 
@@ -127,9 +165,14 @@ class NeurosynthData:
     terms : list of str
         Vocabulary terms in column order of ``tfidf``.
     tfidf : scipy.sparse.csc_matrix
-        ``(n_studies, n_terms)`` float64 tf-idf values.
+        ``(n_studies, n_terms)`` float64 feature values: tf-idf for the ``terms`` vocabulary, topic weights for
+        the LDA vocabularies (the name is kept from when only tf-idf terms were read).
     n_dropped_peaks : int
         Coordinate rows ignored because their study id is not in the metadata or a coordinate is not finite.
+    vocabulary : Vocabulary or None
+        The vocabulary the features come from (None for hand-made data).
+    term_keys : dict of str to str
+        For topic vocabularies, every topic's top words from ``keys.tsv`` (space-separated, most probable first).
     """
 
     study_ids: list[str]
@@ -139,6 +182,8 @@ class NeurosynthData:
     terms: list[str]
     tfidf: sparse.csc_matrix
     n_dropped_peaks: int = 0
+    vocabulary: Vocabulary | None = None
+    term_keys: dict[str, str] = field(default_factory=dict)
     _term_index: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -176,23 +221,161 @@ class NeurosynthData:
         return self._term_index[term]
 
 
-def tal_to_mni(xyz: np.ndarray) -> np.ndarray:
-    """Convert Talairach coordinates to MNI with the inverse of Lancaster's ``icbm_spm2tal`` transform.
+@dataclass(frozen=True)
+class Vocabulary:
+    """One vocabulary of a Neurosynth release folder, as the repository names its files.
+
+    Attributes
+    ----------
+    version : int
+        Database version (3-7).
+    name : str
+        ``terms`` or ``LDA50``/``LDA100``/``LDA200``/``LDA400``.
+    kind : str
+        Feature type: ``tfidf`` (terms) or ``weight`` (LDA topics).
+    source : str
+        Text the features come from (``abstract``).
+    """
+
+    version: int
+    name: str
+    kind: str
+    source: str = "abstract"
+
+    @property
+    def is_topics(self) -> bool:
+        """True for LDA topic vocabularies (features are topic weights)."""
+        return self.kind == "weight" or self.name.upper().startswith("LDA")
+
+    @property
+    def prefix(self) -> str:
+        return f"data-neurosynth_version-{self.version}"
+
+    @property
+    def files(self) -> dict[str, str]:
+        """File names by role: coordinates, metadata, features, vocabulary, and keys (topics only)."""
+        names = {
+            "coordinates": f"{self.prefix}_coordinates.tsv.gz",
+            "metadata": f"{self.prefix}_metadata.tsv.gz",
+            "features": f"{self.prefix}_vocab-{self.name}_source-{self.source}_type-{self.kind}_features.npz",
+            "vocabulary": f"{self.prefix}_vocab-{self.name}_vocabulary.txt",
+        }
+        if self.is_topics:
+            names["keys"] = f"{self.prefix}_vocab-{self.name}_keys.tsv"
+        return names
+
+    @property
+    def label(self) -> str:
+        """``terms (v7)``, ``LDA50 (v7)``."""
+        return f"{self.name} (v{self.version})"
+
+    def default_threshold(self) -> float:
+        """:data:`DEFAULT_TOPIC_THRESHOLD` for topic weights, :data:`DEFAULT_TFIDF_THRESHOLD` for tf-idf."""
+        return DEFAULT_TOPIC_THRESHOLD if self.is_topics else DEFAULT_TFIDF_THRESHOLD
+
+
+def find_vocabularies(directory: str | Path) -> list[Vocabulary]:
+    """The vocabularies whose features file is in ``directory``, newest version first, then terms before topics.
+
+    Parameters
+    ----------
+    directory : str or pathlib.Path
+        A folder laid out as the ``neurosynth-data`` repository (only file names are looked at).
+
+    Returns
+    -------
+    list of Vocabulary
+        Possibly empty.
+    """
+    found = []
+    for path in Path(directory).iterdir():
+        match = _FEATURES_NAME.match(path.name)
+        if match and path.is_file():
+            found.append(Vocabulary(int(match["version"]), match["vocab"], match["type"], match["source"]))
+    order = {"terms": 0}
+    return sorted(found, key=lambda v: (-v.version, order.get(v.name, 1), int(re.sub(r"\D", "", v.name) or 0), v.name))
+
+
+def choose_vocabulary(directory: str | Path, vocab: str | None = None, version: int | None = None) -> Vocabulary:
+    """The vocabulary of ``directory`` that ``vocab`` / ``version`` name.
+
+    Parameters
+    ----------
+    directory : str or pathlib.Path
+        A folder laid out as the ``neurosynth-data`` repository.
+    vocab : str or None
+        ``terms``, ``LDA50``, ... (case-insensitive; a ``vocab-`` prefix or the rest of the repository's name,
+        e.g. ``vocab-LDA50_source-abstract_type-weight``, are accepted). None: the folder must hold one
+        vocabulary (of the chosen version).
+    version : int or None
+        Database version; None: the newest one that has the vocabulary.
+
+    Returns
+    -------
+    Vocabulary
+        The one chosen.
+
+    Raises
+    ------
+    ValueError
+        When the folder does not exist or holds no features file, when no vocabulary matches (the message lists
+        those found), or when ``vocab`` is None and there are several to choose from (listed).
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ValueError(f"Neurosynth data directory not found: {directory}")
+    found = find_vocabularies(directory)
+    if not found:
+        raise ValueError(
+            f"no Neurosynth features file in {directory} (expected names such as "
+            "data-neurosynth_version-7_vocab-LDA50_source-abstract_type-weight_features.npz or "
+            f"{NEUROSYNTH_V7_FILES['features']})"
+        )
+    listing = ", ".join(v.label for v in found)
+    candidates = [v for v in found if version is None or v.version == version]
+    if not candidates:
+        raise ValueError(f"no vocabulary of version {version} in {directory}; found: {listing}")
+    if vocab is None:
+        names = list(dict.fromkeys(v.name for v in candidates))
+        if len(names) > 1:
+            raise ValueError(f"{directory} holds several vocabularies; choose one with --vocab: {listing}")
+        return candidates[0]
+    wanted = vocab.strip()
+    wanted = wanted[len("vocab-") :] if wanted.lower().startswith("vocab-") else wanted
+    name = wanted.split("_", 1)[0].lower()
+    matches = [v for v in candidates if v.name.lower() == name]
+    if not matches:
+        raise ValueError(f"no vocabulary {vocab!r} in {directory}; found: {listing}")
+    return matches[0]
+
+
+def tal_to_mni(xyz: np.ndarray, transform: str = DEFAULT_TAL2MNI) -> np.ndarray:
+    """Convert Talairach coordinates to MNI with the inverse of one of Lancaster et al. (2007)'s transforms.
 
     Parameters
     ----------
     xyz : array_like
         ``(n, 3)`` or ``(3,)`` Talairach coordinates in mm.
+    transform : str
+        ``lancaster`` (inverse of ``icbm_spm2tal``, Neurosynth's own, the default) or ``brainmap`` (inverse of
+        ``icbm_other``, as NiMARE converts).
 
     Returns
     -------
     numpy.ndarray
         MNI coordinates in mm, float64, same shape as the input.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``transform``.
     """
+    if transform not in TAL2MNI_TRANSFORMS:
+        raise ValueError(f"unknown Talairach transform {transform!r}; choose one of {', '.join(TAL2MNI_TRANSFORMS)}")
     xyz = np.asarray(xyz, dtype=float)
     pts = np.atleast_2d(xyz)
     homog = np.c_[pts, np.ones(len(pts))]
-    mni = np.linalg.solve(LANCASTER_MNI_SPM_TO_TAL, homog.T).T[:, :3]
+    mni = np.linalg.solve(TAL2MNI_TRANSFORMS[transform], homog.T).T[:, :3]
     return mni.reshape(xyz.shape)
 
 
@@ -201,11 +384,35 @@ def _is_talairach(space: Any) -> bool:
     return label.startswith("TAL") or label == "T88"
 
 
-def _require_file(directory: Path, role: str) -> Path:
-    path = directory / NEUROSYNTH_V7_FILES[role]
+def _require_file(directory: Path, role: str, files: dict[str, str] | None = None, label: str = "v7") -> Path:
+    name = (files or NEUROSYNTH_V7_FILES)[role]
+    path = directory / name
     if not path.is_file():
-        raise ValueError(f"Neurosynth v7 {role} file not found: {NEUROSYNTH_V7_FILES[role]} (looked in {directory})")
+        raise ValueError(f"Neurosynth {label} {role} file not found: {name} (looked in {directory})")
     return path
+
+
+def _topic_names(labels: list[str], keys_path: Path | None) -> tuple[list[str], dict[str, str]]:
+    """``17 · motor cortex hand`` names for the topics of an LDA vocabulary, and each name's full key list.
+
+    The number is the topic's (the vocabulary label's leading number, e.g. ``17_motor_cortex_hand``); the words
+    are the first three of its line in ``keys.tsv`` (topic number, a weight, then the top words), or of the
+    vocabulary label when there is no keys file.
+    """
+    keys: dict[str, list[str]] = {}
+    if keys_path is not None:
+        for line in keys_path.read_text(encoding="utf-8").splitlines():
+            parts = line.split("\t")
+            if len(parts) >= 3 and parts[0].strip():
+                keys[parts[0].strip()] = parts[2].split()
+    names, full = [], {}
+    for label in labels:
+        number, _, rest = label.partition("_")
+        words = keys.get(number) or [w for w in rest.split("_") if w]
+        name = f"{number} · {' '.join(words[:3])}".strip()
+        names.append(name)
+        full[name] = " ".join(words)
+    return names, full
 
 
 def _require_columns(frame: pd.DataFrame, columns: Sequence[str], file_name: str) -> None:
@@ -228,13 +435,15 @@ def _read_vocabulary(path: Path) -> list[str]:
     return lines
 
 
-def load_neurosynth_v7(directory: str | Path) -> NeurosynthData:
-    """Read the four Neurosynth v7 files from ``directory``.
+def load_neurosynth_v7(directory: str | Path, tal2mni: str = DEFAULT_TAL2MNI) -> NeurosynthData:
+    """Read the four Neurosynth v7 tf-idf term files from ``directory``.
 
     Parameters
     ----------
     directory : str or pathlib.Path
         Folder holding the files named in :data:`NEUROSYNTH_V7_FILES` (other files are ignored).
+    tal2mni : str
+        Talairach-to-MNI transform (:data:`TAL2MNI_TRANSFORMS`).
 
     Returns
     -------
@@ -251,8 +460,48 @@ def load_neurosynth_v7(directory: str | Path) -> NeurosynthData:
     if not directory.is_dir():
         raise ValueError(f"Neurosynth v7 data directory not found: {directory}")
     paths = {role: _require_file(directory, role) for role in NEUROSYNTH_V7_FILES}
+    return _load(paths, dict(NEUROSYNTH_V7_FILES), Vocabulary(7, "terms", "tfidf"), tal2mni)
 
-    meta_name, coord_name = NEUROSYNTH_V7_FILES["metadata"], NEUROSYNTH_V7_FILES["coordinates"]
+
+def load_neurosynth(
+    directory: str | Path, vocab: str | None = None, version: int | None = None, tal2mni: str = DEFAULT_TAL2MNI
+) -> NeurosynthData:
+    """Read one vocabulary of a folder laid out as the ``neurosynth-data`` repository (any version 3-7).
+
+    Parameters
+    ----------
+    directory : str or pathlib.Path
+        The folder.
+    vocab, version
+        Which vocabulary (:func:`choose_vocabulary`).
+    tal2mni : str
+        Talairach-to-MNI transform (:data:`TAL2MNI_TRANSFORMS`).
+
+    Returns
+    -------
+    NeurosynthData
+        With ``vocabulary`` set; LDA topics are named ``<number> · <top three words>`` and their top words are
+        in ``term_keys``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`choose_vocabulary` and :func:`load_neurosynth_v7`.
+    """
+    directory = Path(directory)
+    chosen = choose_vocabulary(directory, vocab, version)
+    files = chosen.files
+    label = f"v{chosen.version} {chosen.name}"
+    paths = {role: _require_file(directory, role, files, label) for role in files if role != "keys"}
+    if "keys" in files and (directory / files["keys"]).is_file():
+        paths["keys"] = directory / files["keys"]
+    return _load(paths, files, chosen, tal2mni)
+
+
+def _load(paths: dict[str, Path], files: dict[str, str], vocabulary: Vocabulary, tal2mni: str) -> NeurosynthData:
+    if tal2mni not in TAL2MNI_TRANSFORMS:
+        raise ValueError(f"unknown Talairach transform {tal2mni!r}; choose one of {', '.join(TAL2MNI_TRANSFORMS)}")
+    meta_name, coord_name = files["metadata"], files["coordinates"]
     metadata = pd.read_csv(
         paths["metadata"], sep="\t", dtype={"id": str}, usecols=lambda c: c in ("id", "space"), keep_default_na=False
     )
@@ -289,21 +538,26 @@ def load_neurosynth_v7(directory: str | Path) -> NeurosynthData:
     xyz, talairach = xyz[keep], talairach[keep]
     peak_study_idx = peak_study[keep].to_numpy(dtype=np.int64)
     if talairach.any():
-        xyz[talairach] = tal_to_mni(xyz[talairach])
+        xyz[talairach] = tal_to_mni(xyz[talairach], tal2mni)
 
     terms = _read_vocabulary(paths["vocabulary"])
     if len(set(terms)) != len(terms):
         dupes = pd.Series(terms)[pd.Series(terms).duplicated()].unique()[:5]
-        raise ValueError(f"{NEUROSYNTH_V7_FILES['vocabulary']} repeats term(s) {', '.join(dupes)}")
+        raise ValueError(f"{files['vocabulary']} repeats term(s) {', '.join(dupes)}")
+    term_keys: dict[str, str] = {}
+    if vocabulary.is_topics:
+        terms, term_keys = _topic_names(terms, paths.get("keys"))
+        if len(set(terms)) != len(terms):
+            raise ValueError(f"{files['vocabulary']}: topic numbers repeat")
     try:
         tfidf = sparse.load_npz(paths["features"])
     except Exception as exc:  # a corrupt or non-sparse npz: say which file
-        raise ValueError(f"cannot read {NEUROSYNTH_V7_FILES['features']} as a scipy.sparse matrix: {exc}") from exc
+        raise ValueError(f"cannot read {files['features']} as a scipy.sparse matrix: {exc}") from exc
     tfidf = sparse.csc_matrix(tfidf, dtype=np.float64)
     if tfidf.shape != (len(study_ids), len(terms)):
         raise ValueError(
-            f"{NEUROSYNTH_V7_FILES['features']} is {tfidf.shape[0]} studies x {tfidf.shape[1]} terms, but "
-            f"{meta_name} has {len(study_ids)} studies and {NEUROSYNTH_V7_FILES['vocabulary']} {len(terms)} terms"
+            f"{files['features']} is {tfidf.shape[0]} studies x {tfidf.shape[1]} terms, but "
+            f"{meta_name} has {len(study_ids)} studies and {files['vocabulary']} {len(terms)} terms"
         )
     tfidf.sort_indices()
 
@@ -315,6 +569,8 @@ def load_neurosynth_v7(directory: str | Path) -> NeurosynthData:
         terms=terms,
         tfidf=tfidf,
         n_dropped_peaks=int((~keep).sum()),
+        vocabulary=vocabulary,
+        term_keys=term_keys,
     )
 
 
@@ -524,11 +780,12 @@ def _resolve_terms(data: NeurosynthData, terms: Sequence[str] | str | None) -> l
 def association_z_maps(
     data: NeurosynthData,
     terms: Sequence[str] | str | None = None,
-    tfidf_threshold: float = DEFAULT_TFIDF_THRESHOLD,
+    tfidf_threshold: float | None = None,
     radius_mm: float = DEFAULT_RADIUS_MM,
     batch: int = DEFAULT_BATCH,
     progress: Callable[[int, int], None] | None = None,
     left_out: list[str] | None = None,
+    study_counts: dict[str, int] | None = None,
 ) -> Iterator[tuple[str, np.ndarray]]:
     """Neurosynth association-test z maps, one term at a time; terms whose map would be all 0 are left out.
 
@@ -540,8 +797,9 @@ def association_z_maps(
         From :func:`load_neurosynth_v7`.
     terms : sequence of str, str or None
         Terms to map, in this order (repeats are dropped); None maps the whole vocabulary.
-    tfidf_threshold : float
-        A study has a term when its tf-idf is ``>=`` this (must be > 0).
+    tfidf_threshold : float or None
+        A study has a term when its feature value (tf-idf, or topic weight) is ``>=`` this (must be > 0). None:
+        the vocabulary's default (:meth:`Vocabulary.default_threshold`; 0.001 without a vocabulary).
     radius_mm : float
         MKDA sphere radius.
     batch : int
@@ -553,6 +811,8 @@ def association_z_maps(
     left_out : list of str, optional
         Receives, while iterating, the terms that are not yielded because no study has them, every study has
         them, or no study activates any voxel (their map would be 0 everywhere), in vocabulary order.
+    study_counts : dict, optional
+        Receives, while iterating, the number of studies that have each term (those a map rests on).
 
     Yields
     ------
@@ -566,6 +826,8 @@ def association_z_maps(
         For unknown terms (the message lists valid ones) or invalid parameters.
     """
     selected = _resolve_terms(data, terms)
+    if tfidf_threshold is None:
+        tfidf_threshold = data.vocabulary.default_threshold() if data.vocabulary else DEFAULT_TFIDF_THRESHOLD
     if not (tfidf_threshold > 0 and math.isfinite(tfidf_threshold)):
         raise ValueError(f"tfidf_threshold must be a finite number > 0, got {tfidf_threshold!r}")
     if not (radius_mm > 0 and math.isfinite(radius_mm)):
@@ -580,6 +842,7 @@ def association_z_maps(
         int(batch),
         progress,
         left_out if left_out is not None else [],
+        study_counts if study_counts is not None else {},
     )
 
 
@@ -591,6 +854,7 @@ def _iter_z_maps(
     batch: int,
     progress: Callable[[int, int], None] | None,
     left_out: list[str],
+    study_counts: dict[str, int],
 ) -> Iterator[tuple[str, np.ndarray]]:
     total = len(selected)
     if progress is not None:
@@ -613,6 +877,7 @@ def _iter_z_maps(
             span = slice(tfidf.indptr[col], tfidf.indptr[col + 1])
             rows = tfidf.indices[span][tfidf.data[span] >= tfidf_threshold]
             n_term[b] = len(rows)
+            study_counts[name] = len(rows)
             _term_activation_counts(act, rows, counts[b])
         z = association_z(counts[: len(names)], n_term, n_active, data.n_studies)
         for b, name in enumerate(names):

@@ -351,6 +351,215 @@ def ensure_builtin_reference(session: Session) -> ReferenceSet:
     return ref
 
 
+NEUROSYNTH_TOPICS_NAME = "Neurosynth v7 topics (LDA-50)"
+# The shipped Neurosynth v7 files (coordinates, metadata, LDA-50 topics; ODbL), built into the default reference.
+SHIPPED_NEUROSYNTH_DIR = Path(__file__).resolve().parents[2] / "reference" / "neurosynth-v7"
+# Which reference `pipeline init` builds: "neurosynth" (the shipped topics, default) or "builtin" (the synthetic
+# 22-term set: fast, for tests), from the environment or else from a one-word file in the data directory (so that a
+# test's data directory keeps saying it to commands run without the test's environment).
+# INCDB_REFERENCE_DATA points at another folder of Neurosynth files.
+INIT_REFERENCE_ENV = "INCDB_INIT_REFERENCE"
+INIT_REFERENCE_FILE = "init-reference.txt"
+REFERENCE_DATA_ENV = "INCDB_REFERENCE_DATA"
+_NOTES_HEADING = "Studies per map, and top words:"
+_NOTE_SEP = " | "
+
+
+def init_reference_kind() -> str:
+    """``neurosynth`` or ``builtin``: what :func:`ensure_default_reference` builds (:data:`INIT_REFERENCE_ENV`, else
+    the data directory's :data:`INIT_REFERENCE_FILE`, else ``neurosynth``).
+
+    Raises
+    ------
+    ValueError
+        For any other value.
+    """
+    kind, where = os.environ.get(INIT_REFERENCE_ENV, "").strip().lower(), INIT_REFERENCE_ENV
+    marker = get_settings().data_dir / INIT_REFERENCE_FILE
+    if not kind and marker.is_file():
+        kind, where = marker.read_text(encoding="utf-8").strip().lower(), str(marker)
+    kind = kind or "neurosynth"
+    if kind not in ("neurosynth", "builtin"):
+        raise ValueError(f"{where} must be 'neurosynth' or 'builtin', not {kind!r}")
+    return kind
+
+
+def shipped_reference_dir() -> Path:
+    """The folder of Neurosynth files the default reference is built from (:data:`REFERENCE_DATA_ENV` or
+    :data:`SHIPPED_NEUROSYNTH_DIR`)."""
+    configured = os.environ.get(REFERENCE_DATA_ENV, "").strip()
+    return Path(configured) if configured else SHIPPED_NEUROSYNTH_DIR
+
+
+def neurosynth_description(data, threshold: float, tal2mni: str, study_counts: dict[str, int]) -> str:
+    """The description of a set built from Neurosynth files: source, choices, licence, and one line per map with
+    the number of studies it rests on (and a topic's top words).
+
+    Parameters
+    ----------
+    data : pipeline.decoding.neurosynth.NeurosynthData
+        What was built from.
+    threshold : float
+        The label threshold used.
+    tal2mni : str
+        The Talairach transform used.
+    study_counts : dict of str to int
+        Studies that have each term kept (from :func:`pipeline.decoding.neurosynth.association_z_maps`).
+
+    Returns
+    -------
+    str
+        Plain text; :func:`reference_term_notes` reads the per-map lines back.
+    """
+    vocab = data.vocabulary
+    what = f"vocabulary {vocab.name} of Neurosynth v{vocab.version}" if vocab else "Neurosynth"
+    kind = "topic weight" if vocab is not None and vocab.is_topics else "tf-idf"
+    lines = [
+        f"Association-test z maps (MKDA chi-square, 10 mm spheres) built from the {what} "
+        f"({data.n_studies:,} studies, {data.n_peaks:,} peaks): a study has a label when its {kind} is >= "
+        f"{threshold:g}; Talairach peaks converted to MNI with the {tal2mni} transform. Data: Neurosynth "
+        "(neurosynth.org, github.com/neurosynth/neurosynth-data), Open Database License (ODbL 1.0); these derived "
+        "maps are under the same licence.",
+        "",
+        _NOTES_HEADING,
+    ]
+    for name, n in study_counts.items():
+        keys = data.term_keys.get(name, "")
+        lines.append(_NOTE_SEP.join([name, f"{n} studies"] + ([keys] if keys else [])))
+    return "\n".join(lines)
+
+
+def reference_term_notes(description: str) -> dict[str, tuple[int, str]]:
+    """Per-map notes of a set's description (:func:`neurosynth_description`): name -> (studies, top words).
+
+    Parameters
+    ----------
+    description : str
+        A reference set's description.
+
+    Returns
+    -------
+    dict of str to (int, str)
+        Empty when the description has no notes.
+    """
+    _, found, rest = description.partition(_NOTES_HEADING)
+    notes: dict[str, tuple[int, str]] = {}
+    if not found:
+        return notes
+    for line in rest.splitlines():
+        parts = line.split(_NOTE_SEP)
+        if len(parts) >= 2 and parts[1].endswith(" studies") and parts[1].split()[0].isdigit():
+            notes[parts[0]] = (int(parts[1].split()[0]), parts[2] if len(parts) > 2 else "")
+    return notes
+
+
+def build_neurosynth_reference(
+    session: Session,
+    name: str,
+    data,
+    threshold: float | None = None,
+    tal2mni: str = "lancaster",
+    terms=None,
+    description: str = "",
+    activate: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    left_out: list[str] | None = None,
+) -> ReferenceSet:
+    """Build and store the association-test maps of loaded Neurosynth data as a new reference set.
+
+    Parameters
+    ----------
+    session : sqlalchemy.orm.Session
+        Open session; the caller commits.
+    name : str
+        Name of the new set.
+    data : pipeline.decoding.neurosynth.NeurosynthData
+        From :func:`pipeline.decoding.neurosynth.load_neurosynth`.
+    threshold : float or None
+        Label threshold; None: the vocabulary's default.
+    tal2mni : str
+        The transform the data was loaded with (recorded in the description).
+    terms : sequence of str or None
+        Labels to map; None: all.
+    description : str
+        Put before the generated description.
+    activate : bool
+        Make it the active set (components are not re-decoded here).
+    progress : callable or None
+        ``progress(done, total)`` in labels.
+    left_out : list or None
+        Receives the labels left out (map 0 everywhere).
+
+    Returns
+    -------
+    ReferenceSet
+        The new set.
+
+    Raises
+    ------
+    ValueError
+        As :func:`create_reference_set` and :func:`pipeline.decoding.neurosynth.association_z_maps`.
+    """
+    from pipeline.decoding.neurosynth import association_z_maps
+
+    vocab = data.vocabulary
+    if threshold is None:
+        threshold = vocab.default_threshold() if vocab is not None else 0.001
+    counts: dict[str, int] = {}
+    maps = association_z_maps(
+        data, terms=terms, tfidf_threshold=threshold, progress=progress, left_out=left_out, study_counts=counts
+    )
+    ref = create_reference_set(session, name, "neurosynth-v7", maps, activate=activate)
+    kept_names = session.scalars(select(Term.name).where(Term.reference_set_id == ref.id).order_by(Term.column))
+    kept = {t: counts[t] for t in kept_names if t in counts}
+    generated = neurosynth_description(data, threshold, tal2mni, kept)
+    ref.description = f"{description.strip()}\n\n{generated}" if description.strip() else generated
+    return ref
+
+
+def ensure_default_reference(session: Session, progress: Callable[[int, int], None] | None = None) -> ReferenceSet:
+    """The reference ``pipeline init`` makes: :data:`NEUROSYNTH_TOPICS_NAME` from the shipped files (or the
+    built-in set when :func:`init_reference_kind` says ``builtin``), created if missing.
+
+    It is activated when no set is active or the active one is the built-in demo set.
+
+    Parameters
+    ----------
+    session : sqlalchemy.orm.Session
+        Open session; the caller commits.
+    progress : callable or None
+        ``progress(done, total)`` in topics while building.
+
+    Returns
+    -------
+    ReferenceSet
+        The default set.
+
+    Raises
+    ------
+    ValueError
+        When the shipped files are missing or unreadable.
+    """
+    if init_reference_kind() == "builtin":
+        return ensure_builtin_reference(session)
+    ref = session.scalar(select(ReferenceSet).where(ReferenceSet.name == NEUROSYNTH_TOPICS_NAME))
+    if ref is None:
+        from pipeline.decoding.neurosynth import load_neurosynth
+
+        try:
+            data = load_neurosynth(shipped_reference_dir(), vocab="LDA50", version=7)
+        except ValueError as exc:
+            raise ValueError(
+                f"{exc}; the default reference needs the shipped Neurosynth files (or set {INIT_REFERENCE_ENV}=builtin "
+                "for the synthetic demo reference)"
+            ) from None
+        ref = build_neurosynth_reference(session, NEUROSYNTH_TOPICS_NAME, data, progress=progress)
+    current = active_reference(session)
+    if current is None or (current.source == "builtin" and current.id != ref.id):
+        set_active(session, ref)
+    return ref
+
+
 def nifti_folder_term_maps(directory: Path) -> Iterator[tuple[str, np.ndarray]]:
     """Term maps from a folder of NIfTI files; the term is the file name without extension
     (``pain_association-test_z.nii.gz`` -> ``pain``; underscores in the remaining name become spaces).
@@ -399,3 +608,30 @@ def nifti_folder_term_maps(directory: Path) -> Iterator[tuple[str, np.ndarray]]:
         if checked.n_volumes != 1:
             raise ValueError(f"{path.name}: a term map must be 3D, this file has {checked.n_volumes} volumes")
         yield stem.replace("_", " ").strip(), resample_to_grid(checked.volumes(), checked.affine)[0]
+
+
+def term_note(session: Session, _user, slug: str) -> dict | None:
+    """What the active set's description says of one term: the studies its map rests on and its top words.
+
+    Parameters
+    ----------
+    session : sqlalchemy.orm.Session
+        Open session.
+    _user
+        Unused (the signature of the page readers).
+    slug : str
+        The term's slug in the active set.
+
+    Returns
+    -------
+    dict or None
+        ``{"studies": int, "keys": str}`` (``keys`` empty for tf-idf terms); None when the term or its note is
+        missing (e.g. sets not built from Neurosynth files).
+    """
+    from store.queries import get_term
+
+    term = get_term(session, slug)
+    if term is None:
+        return None
+    found = reference_term_notes(term.reference_set.description or "").get(term.name)
+    return None if found is None else {"studies": found[0], "keys": found[1]}
