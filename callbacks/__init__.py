@@ -28,6 +28,7 @@ def register(app: dash.Dash) -> None:
     import callbacks.components.clusters  # noqa: F401
     import callbacks.components.collection_form  # noqa: F401
     import callbacks.components.job_runner  # noqa: F401
+    import callbacks.components.lazy  # noqa: F401
     import callbacks.components.search  # noqa: F401
     import callbacks.components.similar  # noqa: F401
     import callbacks.components.tables  # noqa: F401
@@ -42,6 +43,7 @@ def register(app: dash.Dash) -> None:
     import callbacks.layout  # noqa: F401
     import callbacks.movie  # noqa: F401
     import callbacks.movie_annotations  # noqa: F401
+    import callbacks.synchrony  # noqa: F401
     import callbacks.system  # noqa: F401
     import callbacks.viewer  # noqa: F401
     from callbacks.viewer import register_viewer_callbacks

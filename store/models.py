@@ -73,7 +73,7 @@ class Base(DeclarativeBase):
 ROLES = ("curator", "admin")
 VISIBILITIES = ("public", "private")
 LICENSES = ("CC0-1.0", "CC-BY-4.0")
-JOB_KINDS = ("ingest", "redecode", "merge", "temporal", "decode")
+JOB_KINDS = ("ingest", "redecode", "merge", "temporal", "decode", "synchrony")
 
 
 class JobStatus(StrEnum):
@@ -564,3 +564,84 @@ class DecodeResult(Base):
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
     finished: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     expires: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+# --- synchrony (DESIGN section 18) --------------------------------------------------------------------------------
+# Inter-subject correlation of a collection's components, computed by ``pipeline.synchrony.jobs`` from the
+# subjects' blocks of the time courses. Arrays that pages draw whole (windowed ISC, ISFC) are float32 artifacts;
+# the rows hold what lists sort and filter on.
+
+
+class ComponentISC(Base):
+    """ISC of one component: leave-one-out (``isc``) and pairwise (``isc_pairwise``) Fisher-z means over subjects,
+    one-sided p from a phase-randomisation null, Benjamini-Hochberg q over the collection's components. Values the
+    data cannot give (one subject; two subjects have no leave-one-out ISC; a constant series) are NULL and ``note``
+    says why. ``subjects`` holds each subject's leave-one-out r (NULL where undefined)."""
+
+    __tablename__ = "component_isc"
+    __table_args__ = (Index("ix_component_isc_collection_isc", "collection_id", "isc"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    component_id: Mapped[int] = mapped_column(ForeignKey("components.id", ondelete="CASCADE"), unique=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    isc: Mapped[float | None] = mapped_column(Float, nullable=True)
+    isc_pairwise: Mapped[float | None] = mapped_column(Float, nullable=True)
+    p: Mapped[float | None] = mapped_column(Float, nullable=True)
+    q: Mapped[float | None] = mapped_column(Float, nullable=True)
+    n_subjects: Mapped[int] = mapped_column(Integer, default=0)
+    n_resamples: Mapped[int] = mapped_column(Integer, default=0)
+    note: Mapped[str] = mapped_column(Text, default="")
+    subjects: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # Column of this component in its collection's windowed-ISC artifact (CollectionSynchrony.windowed_key).
+    column: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+    component: Mapped[Component] = relationship()
+
+
+class CollectionSynchrony(Base):
+    """What a synchrony run computed for a whole collection: the order of its components in the artifacts, the
+    ISFC matrix (float32 components x components, ``isfc_key``) and the windowed leave-one-out ISC (float32
+    windows x (1 + components), ``windowed_key``: column 0 is the movie time in seconds of each window's centre)."""
+
+    __tablename__ = "collection_synchrony"
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True)
+    n_subjects: Mapped[int] = mapped_column(Integer, default=0)
+    n_resamples: Mapped[int] = mapped_column(Integer, default=0)
+    window_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    components: Mapped[list[Any]] = mapped_column(JSON, default=list)  # component uuids, artifact order
+    isfc_key: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    windowed_key: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    median_isc: Mapped[float | None] = mapped_column(Float, nullable=True)
+    note: Mapped[str] = mapped_column(Text, default="")
+    computed: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SynchronyMoment(Base):
+    """A moment of synchrony of one collection: a peak of the across-component mean of windowed ISC above its
+    phase-randomised 95th percentile, at the movie time of the window's centre, with the annotation labels of the
+    movie active then."""
+
+    __tablename__ = "synchrony_moments"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), index=True)
+    movie_id: Mapped[int] = mapped_column(ForeignKey("movies.id", ondelete="CASCADE"), index=True)
+    time_s: Mapped[float] = mapped_column(Float)
+    value: Mapped[float] = mapped_column(Float)
+    labels: Mapped[list[Any]] = mapped_column(JSON, default=list)
+
+
+class SynchronyLabel(Base):
+    """Windowed ISC of one component during the events of one annotation label (``inside``) and outside them,
+    with p from circular shifts of the events."""
+
+    __tablename__ = "synchrony_labels"
+    __table_args__ = (Index("ix_synchrony_labels_set_label", "set_id", "label"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    component_id: Mapped[int] = mapped_column(ForeignKey("components.id", ondelete="CASCADE"), index=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), index=True)
+    set_id: Mapped[int] = mapped_column(ForeignKey("annotation_sets.id", ondelete="CASCADE"))
+    label: Mapped[str] = mapped_column(String(200))
+    inside: Mapped[float] = mapped_column(Float)
+    outside: Mapped[float] = mapped_column(Float)
+    p: Mapped[float] = mapped_column(Float)
+
+    annotation_set: Mapped[AnnotationSet] = relationship()

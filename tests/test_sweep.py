@@ -86,7 +86,11 @@ def test_sweep_cleans_up_after_an_ingest_killed_before_it_stored_its_components(
     leftovers = stored_keys(data_dir) - referenced_keys()
     # Each of the 3 maps: its map, its thumbnail, its decodings and its exact vector for the similarity search.
     assert {k.split("/")[0] for k in leftovers} == {"components", "decodings", "similar"} and len(leftovers) == 12
-    later = datetime.now(UTC) + timedelta(days=2)  # the job's process is long gone by then
+    later = datetime.now(UTC) + timedelta(days=2)  # the job's process is long gone by then:
+    with session_scope() as s:  # it ran in this test's process, so name another, ended one as its runner
+        job = s.get(Job, job_id)
+        host, namespace, _pid, _started = job.runner.split("/")
+        job.runner = f"{host}/{namespace}/{2**22 + 1}/0.00"
     result = sweep_storage(now=later)
     assert sorted(result.removed) == sorted(leftovers)
     with session_scope() as s:
@@ -120,3 +124,30 @@ def test_a_dry_run_accepts_any_grace(data_dir, capsys):
     assert main(["sweep", "--dry-run", "--grace-hours", "-1"]) == 1
     assert "--grace-hours must be at least 1" in capsys.readouterr().err
     assert get_storage().exists("components/just-left.nii.gz")
+
+
+def test_synchrony_files_of_a_live_collection_are_kept_and_orphans_removed(data_dir):
+    """ISFC and windowed-ISC files belong to a collection's synchrony row: kept while it exists, swept after."""
+    from sqlalchemy import select
+
+    from pipeline.synchrony.jobs import isfc_key, windowed_key
+    from store.models import Collection, CollectionSynchrony
+
+    ingest(new_ingest_job(data_dir))
+    storage = get_storage()
+    with session_scope() as session:
+        collection_id = session.scalar(select(Collection.id))
+        session.add(
+            CollectionSynchrony(
+                collection_id=collection_id, isfc_key=isfc_key(collection_id), windowed_key=windowed_key(collection_id)
+            )
+        )
+    live = [isfc_key(collection_id), windowed_key(collection_id)]
+    orphans = [isfc_key(collection_id + 1000), windowed_key(collection_id + 1000)]
+    for key in live + orphans:
+        storage.put_bytes(key, b"x")
+        age(data_dir, key, 3 * DAY)
+    for key in referenced_keys():
+        age(data_dir, key, 30 * DAY)
+    assert sorted(sweep_storage().removed) == sorted(orphans)
+    assert all(storage.exists(k) for k in live) and not any(storage.exists(k) for k in orphans)

@@ -54,6 +54,7 @@ KIND_LABELS = {
     "merge": "Merging",
     "temporal": "Decoding in time",
     "decode": "Decoding",
+    "synchrony": "Inter-subject correlation",
 }
 
 

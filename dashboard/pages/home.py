@@ -1,4 +1,4 @@
-"""Home: search, counts, newest movies, where to start, and the term x movie heatmap."""
+"""Home: search, counts, newest movies, where to start, the most synchronising films and the term x movie heatmap."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from dashboard.components.common import demo_notice, empty_state, section, stat_
 from dashboard.components.data import read
 from dashboard.components.home import recent_movie_list, start_guide
 from dashboard.components.search import search_box
+from dashboard.components.synchrony import synchronising_list
+from pipeline.synchrony.reads import most_synchronising_movies
 from store import queries
 
 dash.register_page(__name__, path="/", order=0, title="INcDb: Internet Neurocinematics Database")
@@ -61,6 +63,20 @@ def _chooser(name: str, label: str, choices: tuple[int, ...], value: int) -> htm
     )
 
 
+def _synchronising() -> html.Section | None:
+    """The films whose components synchronise their viewers most (median ISC); nothing before any ISC exists."""
+    films = read(most_synchronising_movies, 5)
+    if not films:
+        return None
+    return section(
+        [
+            "Most synchronising films",
+            html.Small(" median inter-subject correlation of their components", className="text-muted"),
+        ],
+        synchronising_list(films),
+    )
+
+
 def layout(**_query: Any) -> html.Div:
     counts = read(queries.counts)
     heat = read(queries.heatmap)
@@ -104,6 +120,7 @@ def layout(**_query: Any) -> html.Div:
                 ],
                 className="g-4 mb-2",
             ),
+            _synchronising(),
             section(
                 [
                     "Terms × movies",

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from pipeline.maps.nifti import is_nifti_name
+from pipeline.synchrony.dual_regression import is_skipped_stage, is_stage1_name, skipped_stage_note
 from pipeline.temporal.timecourses import is_timecourse_name
 from store.units import human_bytes
 
@@ -64,7 +65,7 @@ def file_kind(name: str) -> str:
     low = name.lower()
     if is_nifti_name(low):
         return "nifti"
-    if is_timecourse_name(name):
+    if is_timecourse_name(name) or is_stage1_name(name):
         return "timecourse"
     if low.endswith(".zip"):
         return "zip"
@@ -99,7 +100,7 @@ def storage_suffix(name: str) -> str:
     for suffix in (".nii.gz", ".tar.gz", ".tgz", ".nii", ".zip", ".tar"):
         if low.endswith(suffix):
             return suffix
-    if is_timecourse_name(name):
+    if is_timecourse_name(name) or is_stage1_name(name):
         return ".tsv" if low.endswith(".tsv") else ".txt"
     raise ArchiveError(f"{name}: unsupported file type")
 
@@ -303,8 +304,12 @@ def _plan(
     chosen: dict[int, str] = {}
     seen: set[str] = set()
     skipped_melodic: list[str] = []
+    skipped_stages: list[str] = []  # dual_regression's stage-2 and stage-3 images: not components
     for position, safe in enumerate(safe_names):
         if _ignored(safe):
+            continue
+        if is_skipped_stage(safe):
+            skipped_stages.append(safe)
             continue
         role = _melodic_role(safe, melodic)
         if role == "known":
@@ -315,7 +320,7 @@ def _plan(
                 f"{display_name}: skipped {safe} (in MELODIC's output folder only melodic_IC holds components)"
             )
             continue
-        if not is_nifti_name(safe) and not is_timecourse_name(safe):
+        if not is_nifti_name(safe) and not is_timecourse_name(safe) and not is_stage1_name(safe):
             warnings.append(f"{display_name}: skipped {safe} (not a .nii or .nii.gz file)")
             continue
         if safe in seen:
@@ -325,6 +330,8 @@ def _plan(
         chosen[position] = safe
     if skipped_melodic:
         notes.append(melodic_note(display_name, skipped_melodic))
+    if skipped_stages:
+        notes.append(skipped_stage_note(display_name, skipped_stages))
     return chosen
 
 

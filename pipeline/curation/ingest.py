@@ -7,6 +7,7 @@ after its worker died therefore ends with the same rows and files as an undistur
 
 from __future__ import annotations
 
+import posixpath
 import tempfile
 import uuid
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from pipeline.jobs.lifecycle import running_job, update_job
 from pipeline.maps.files import save_map
 from pipeline.maps.nifti import NiftiError, check_nifti, quality_check, resample_to_grid
 from pipeline.maps.thumbnails import save_thumbnail
+from pipeline.synchrony.dual_regression import is_stage1_name, stage1_matrix, stage1_order
 from pipeline.temporal.annotations import decode_collection_in_time
 from pipeline.temporal.timecourses import (
     check_timecourses,
@@ -221,7 +223,61 @@ def _read_timecourses(
             result.errors.append(str(exc))
             continue
         courses[(upload_id, map_name)] = fields
+    stage1 = [name for name in files if is_stage1_name(name)]
+    if stage1:
+        try:
+            upload_id, map_name, fields = _stage1_fields(checked, stage1, files, courses, timing)
+        except TimeCourseError as exc:
+            result.errors.append(str(exc))
+        else:
+            courses[(upload_id, map_name)] = fields
     return courses
+
+
+def _stage1_fields(
+    checked: list,
+    stage1: list[str],
+    files: dict[str, tuple[int, Path]],
+    courses: dict[tuple[int, str], dict],
+    timing: Timing | None,
+) -> tuple[int, str, dict]:
+    """(upload id, map name, TimeCourse fields) of FSL dual_regression's stage-1 files: stacked in subject order
+    as one subject-major matrix (as ``melodic_mix``), for the group map in their folder, or the upload's only map."""
+    ordered = stage1_order(stage1)
+    first = ordered[0]
+    folder = posixpath.dirname(first.replace("\\", "/"))
+    maps = [c for c in checked if posixpath.dirname(c[2].replace("\\", "/")) == folder] or checked
+    if len(maps) != 1:
+        raise TimeCourseError(
+            f"{first}: {len(maps)} maps could take these dual_regression time courses; put the group map given to "
+            "dual_regression in the same folder as the dr_stage1_subjectNNNNN.txt files."
+        )
+    upload_id, _sha, map_name, image = maps[0]
+    if (upload_id, map_name) in courses:
+        raise TimeCourseError(
+            f"{map_name} has both a melodic_mix and dual_regression stage-1 files; upload one of them."
+        )
+    if timing is None:
+        raise TimeCourseError(
+            f"{first}: the collection has no timing yet (TR, runs and subjects); describe it on the collection's "
+            "page, then process the collection again"
+        )
+    if timing.subjects != len(ordered):
+        raise TimeCourseError(
+            f"{first}: {len(ordered)} dual_regression stage-1 files, but the collection's timing has "
+            f"{timing.subjects} subjects; set the timing's subjects to {len(ordered)} (one per file)."
+        )
+    values = stage1_matrix(
+        [(n, files[n][1]) for n in ordered], n_components=image.n_volumes, volumes_per_subject=timing.rows_per_subject
+    )
+    mix_name = f"{folder + '/' if folder else ''}dr_stage1_subject*.txt ({len(ordered)} files)"
+    check_timecourses(values, image.n_volumes, timing, mix_name, map_name)
+    key = timecourse_key(str(uuid.uuid5(COMPONENT_NAMESPACE, f"timecourse:{upload_id}:{map_name}")))
+    save_vector(key, values)
+    fields = dict(
+        mix_file=mix_name, storage_key=key, spectra_key=None, rows=int(values.shape[0]), columns=int(values.shape[1])
+    )
+    return upload_id, map_name, fields
 
 
 def _timecourse_fields(
@@ -283,7 +339,7 @@ def _check_uploads(
         try:
             path = open_files.enter_context(local_copy(key, suffix=storage_suffix(filename)))
             for member in list(iter_niftis(path, filename, workdir, result.warnings, include_timecourses=True)):
-                if is_timecourse_name(member.name):
+                if is_timecourse_name(member.name) or is_stage1_name(member.name):
                     timecourse_files[member.name] = (upload_id, member.path)
                     continue
                 try:

@@ -19,6 +19,7 @@ import numpy as np
 
 from pipeline.curation.archives import ArchiveError, file_kind, iter_niftis
 from pipeline.maps.nifti import NiftiError, check_nifti
+from pipeline.synchrony.dual_regression import is_stage1_name, read_stage1, stage1_order
 from pipeline.temporal.timecourses import (
     check_timecourses,
     is_timecourse_name,
@@ -167,6 +168,14 @@ def check_upload(path: Path, name: str, workdir: Path, timing: Timing | None = N
         An archive that is unsafe or holds no usable map.
     """
     report = UploadReport()
+    if file_kind(name) == "timecourse" and is_stage1_name(name):
+        values = read_stage1(path, name)
+        report.warnings.append(
+            f"{name}: one subject's dual_regression time courses, {values.shape[1]} components x "
+            f"{values.shape[0]} volumes; they are stacked in subject order and matched with the group map when the "
+            "collection is processed"
+        )
+        return report
     if file_kind(name) == "timecourse":
         kind, values = read_timecourse_file(path, name)
         what = "power spectra" if kind == "ftmix" else "time courses"
@@ -181,9 +190,13 @@ def check_upload(path: Path, name: str, workdir: Path, timing: Timing | None = N
     problems: list[str] = []
     volumes: dict[str, int] = {}  # map -> its volumes
     courses: dict[str, np.ndarray] = {}  # time-course file -> its values
+    stage1: list[str] = []  # dual_regression's per-subject time courses
     for member in iter_niftis(path, name, workdir, report.warnings, include_timecourses=True, notes=report.notes):
         try:
-            if is_timecourse_name(member.name):
+            if is_stage1_name(member.name):
+                read_stage1(member.path, member.name)  # checked now; stacked and matched at processing
+                stage1.append(member.name)
+            elif is_timecourse_name(member.name):
                 courses[member.name] = read_timecourse_file(member.path, member.name)[1]
             else:
                 volumes[member.name] = check_nifti_file(member.path, member.name)
@@ -195,6 +208,11 @@ def check_upload(path: Path, name: str, workdir: Path, timing: Timing | None = N
     if not report.maps:
         raise ArchiveError(f"{name}: no usable NIfTI map inside ({'; '.join(problems) or 'nothing found'})")
     report.warnings += [f"{p} (will be skipped)" for p in problems]
+    if stage1:
+        try:
+            report.notes.append(f"{name}: dual_regression time courses of {len(stage1_order(stage1))} subjects")
+        except TimeCourseError as exc:
+            report.warnings.append(f"{exc} (not used)")
     _match_courses(volumes, courses, timing, report)
     return report
 

@@ -26,11 +26,29 @@ from pipeline.decoding.visitors import live_prefixes, sweep_expired
 from pipeline.jobs.lifecycle import settle_stalled_jobs
 from store.artifacts import similarity_vector_key, thumbnail_key
 from store.db import session_scope
-from store.models import Component, Job, JobStatus, SimilarityBasis, Term, TermMap, Upload
+from store.models import (
+    CollectionSynchrony,
+    Component,
+    Job,
+    JobStatus,
+    SimilarityBasis,
+    Term,
+    TermMap,
+    Upload,
+)
 from store.storage import get_storage
 
 # Folders whose every object belongs to a row. Anything else in storage (e.g. ``check/`` probes) is left alone.
-SWEPT_PREFIXES = ("components/", "decodings/", "termmaps/", "uploads/", "reference/", "similar/", "decode/")
+SWEPT_PREFIXES = (
+    "components/",
+    "decodings/",
+    "termmaps/",
+    "uploads/",
+    "reference/",
+    "similar/",
+    "decode/",
+    "synchrony/",
+)
 DEFAULT_GRACE = timedelta(hours=24)
 
 
@@ -63,6 +81,8 @@ def referenced_keys(session) -> set[str]:
         Term.storage_key,
         Upload.storage_key,
         SimilarityBasis.storage_key,
+        CollectionSynchrony.isfc_key,
+        CollectionSynchrony.windowed_key,
     ):
         keys.update(k for k in session.scalars(select(column)) if k)
     keys.update(sum_key(k) for k in session.scalars(select(TermMap.storage_key)) if k)  # running sums

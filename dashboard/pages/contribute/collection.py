@@ -18,6 +18,7 @@ from dashboard.components.curation import license_panel
 from dashboard.components.curator import sign_in_prompt
 from dashboard.components.data import row_id
 from dashboard.components.job_runner import job_runner
+from dashboard.components.synchrony import isfc_section
 from pipeline.curation.archives import ACCEPTED_SUFFIXES
 from pipeline.temporal.timecourses import FTMIX_NAMES, MIX_NAMES, TABLE_SUFFIX
 from store.access import can_edit
@@ -200,6 +201,7 @@ def layout(slug: str | None = None, process: str | None = None, delete: str | No
                     ),
                 ]
             ),
+            isfc_section(key),
             dbc.Card(
                 [dbc.CardHeader("Details"), dbc.CardBody(collection_form("edit", values, "Save changes"))],
                 className="mb-4",
