@@ -1,8 +1,10 @@
 """A movie's annotation sets: their labels and counts, downloads, adding one (signed in) and deleting one's own.
 
-Adding or deleting a set starts the job that decodes the movie's components in time again
-(``pipeline.temporal.annotations``
-on the shared job runner), so the page shows its progress.
+Adding or deleting a set asks for the movie's components to be decoded in time again
+(``pipeline.temporal.annotations.request_recompute``): changes coalesce into one waiting recompute per movie, which
+starts when the running one ends. The page starts a recompute on the shared job runner only when none runs, and
+shows the state of the movie's recomputes (running, waiting, last finished) in a panel it polls. An events file
+with bad lines is refused with every bad line listed, and the curator may then import its valid lines.
 """
 
 from __future__ import annotations
@@ -21,10 +23,15 @@ from dashboard.components.common import not_found, page_header, plural
 from dashboard.components.data import read
 from dashboard.components.job_runner import job_runner, watchable
 from pipeline.jobs.lifecycle import JobRefused
+from pipeline.jobs.system import waiting_note
 from pipeline.temporal.annotations import (
+    AnnotationError,
+    Recompute,
     may_change,
-    start_temporal_job,
+    recompute_state,
+    request_recompute,
 )
+from pipeline.temporal.events import MAX_LISTED_BAD_LINES
 from store import queries, timeline
 from store.config import get_settings
 from store.models import ACTIVE_JOB_STATUSES, AnnotationSet, Job
@@ -32,6 +39,8 @@ from store.units import human_bytes
 from web.auth import signed_in_user
 
 RUNNER = "annotjob"
+RECOMPUTE_POLL_MS = 3000  # how often the recompute panel reads the movie's jobs while one is active
+HIDDEN = {"display": "none"}
 
 
 def title(movie: str | None = None, **_: Any) -> str:
@@ -165,6 +174,10 @@ def upload_form() -> Any:
                 ),
                 html.Div(id="annot-file-name", className="small text-muted mb-2"),
                 dbc.Button("Add", id="annot-submit", color="primary"),
+                # Shown after a file with bad lines was refused: add it again with the bad lines skipped.
+                dbc.Button(
+                    "", id="annot-skip", color="warning", outline=True, className="ms-2", style=HIDDEN, n_clicks=0
+                ),
             ]
         ),
         className="mb-4",
@@ -208,6 +221,7 @@ def layout(movie: str | None = None, **_query: Any) -> html.Div:
             dcc.Store(id="annot-movie", data=info["slug"]),
             upload_form(),
             html.Div(id="annot-message"),
+            *recompute_panel(info["slug"]),
             job_runner(RUNNER, watch=read(_active_job, info["slug"])),
             dcc.ConfirmDialog(id="annot-confirm", message=""),
             dcc.Store(id="annot-pending"),
@@ -216,12 +230,131 @@ def layout(movie: str | None = None, **_query: Any) -> html.Div:
     )
 
 
-def _start_job(session, user, movie) -> dict | Any:
+def _start_job(session, user, movie, started_token: str | None = None) -> tuple[dict | Any, Recompute | None]:
+    """The runner's request for the movie's recompute when this page should start it (else ``no_update``), and
+    the recompute (None when there is nothing to decode or the user may not ask)."""
     try:
-        job = start_temporal_job(session, user, movie)
+        found = request_recompute(session, user, movie, started_token)
     except JobRefused:
-        return no_update
-    return {"token": job.token, "nonce": None} if job is not None else no_update
+        return no_update, None
+    if found is None or not found.start:
+        return no_update, found
+    return {"token": found.job.token, "nonce": None}, found
+
+
+def recompute_note(found: Recompute | None) -> str:
+    """What a change did to the movie's recomputes, for the message after it."""
+    if found is None:
+        return ""
+    if found.start:
+        return " Decoding the movie's components against its annotations…"
+    if found.running is not None:
+        return (
+            f" A recompute (job #{found.running.id}) is running; this change waits in job #{found.job.id}, "
+            "which starts when it ends."
+        )
+    return f" The change joins the recompute waiting to start (job #{found.job.id})."
+
+
+def _state(session, user, slug: str) -> dict | None:
+    movie = queries.get_visible_movie(session, user, slug)
+    if movie is None or not getattr(user, "is_authenticated", False):
+        return None  # the jobs are shown to curators
+    state = recompute_state(session, movie.id)
+    if state["waiting"] is not None:
+        state["waiting"]["note"] = waiting_note(session, session.get(Job, state["waiting"]["id"]))
+    return state
+
+
+def _job_progress(job: dict) -> str:
+    return f" ({job['done']} of {job['total']} collections)" if job.get("total") else ""
+
+
+def recompute_status(slug: str) -> tuple[Any, bool]:
+    """The recompute panel's content for the movie, and whether a recompute is active (the panel polls then)."""
+    state = read(_state, slug)
+    if state is None:
+        return None, False
+    running, waiting, last = state["running"], state["waiting"], state["last"]
+    lines: list[Any] = []
+    if running is not None:
+        lines.append(f"Recomputing the temporal decoding: job #{running['id']} runs{_job_progress(running)}.")
+    if waiting is not None:
+        after = f" when job #{running['id']} ends" if running is not None else ""
+        lines.append(f"Later changes wait in job #{waiting['id']}; it starts{after}.")
+        if waiting.get("note"):
+            lines.append(waiting["note"])
+    if running is None and waiting is None and last is not None:
+        when = f" at {last['finished']:%Y-%m-%d %H:%M} UTC" if last.get("finished") else ""
+        if last["status"] == "succeeded":
+            lines.append(f"The temporal decoding is up to date: job #{last['id']} finished{when}.")
+        else:
+            error = (last.get("error") or "").splitlines()[:1]
+            lines.append(
+                f"The last recompute, job #{last['id']}, {last['status']}{when}"
+                + (f": {error[0][:200]}" if error else "")
+                + ". Add or delete a set to recompute."
+            )
+    if not lines:
+        return None, False
+    active = running is not None or waiting is not None
+    color = "info" if active else ("success" if last and last["status"] == "succeeded" else "warning")
+    body = html.Div([html.Div(line) for line in lines], className="small")
+    return dbc.Alert(body, color=color, className="mt-2 py-2", id="annot-recompute-state"), active
+
+
+def recompute_panel(slug: str) -> list:
+    """The panel with the state of the movie's recomputes, and the interval that refreshes it."""
+    content, active = recompute_status(slug)
+    return [
+        html.Div(content, id="annot-recompute"),
+        dcc.Interval(id="annot-recompute-poll", interval=RECOMPUTE_POLL_MS, disabled=not active),
+    ]
+
+
+def bad_lines_alert(exc: AnnotationError) -> Any:
+    """A refused events file with bad lines: every other problem, the bad lines (the first
+    :data:`MAX_LISTED_BAD_LINES`, the rest counted), and what the curator can do."""
+    others = exc.problems[:-1]  # the bad lines are the last problem (pipeline.temporal.annotations)
+    listed = [html.Li(str(line)) for line in exc.bad_lines[:MAX_LISTED_BAD_LINES]]
+    if exc.n_bad > len(listed):
+        listed.append(html.Li(f"and {exc.n_bad - len(listed):,} more"))
+    lines = "1 line" if exc.n_bad == 1 else f"{exc.n_bad:,} lines"
+    return dbc.Alert(
+        [
+            html.Ul([html.Li(p) for p in others], className="mb-2") if others else None,
+            html.Strong(f"{lines} of the events file cannot be read, so nothing was added:"),
+            html.Ul(listed, className="mb-2 small", id="annot-bad-lines"),
+            html.Div(
+                f"The other {exc.n_valid:,} events are valid. Fix the file and add it again, or import the valid "
+                "events with the bad lines skipped.",
+                className="small",
+            ),
+        ],
+        color="danger",
+        className="mt-3",
+    )
+
+
+def skip_button(exc: AnnotationError | None) -> tuple[Any, dict]:
+    """The label and style of the button that adds the set again with its bad lines skipped."""
+    if exc is None or not exc.n_valid:
+        return "", HIDDEN
+    return f"Import the {exc.n_valid:,} valid events, skipping {exc.n_bad:,} bad line(s)", {}
+
+
+def skipped_note(annotation: AnnotationSet, filename: str) -> list:
+    """The lines left out of an added set, for the message after it."""
+    skipped = [str(line) for line in getattr(annotation, "skipped_lines", [])[:MAX_LISTED_BAD_LINES]]
+    n = getattr(annotation, "n_skipped", 0)
+    if not n:
+        return []
+    if n > len(skipped):
+        skipped.append(f"and {n - len(skipped):,} more")
+    return [
+        html.Div(f"Skipped {n:,} bad line(s) of {filename}:", className="mt-2"),
+        html.Ul([html.Li(line) for line in skipped], className="mb-0 small", id="annot-skipped-lines"),
+    ]
 
 
 def _decode_upload(contents: Any) -> bytes | None:

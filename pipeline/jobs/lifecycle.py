@@ -11,7 +11,9 @@ A message runs a job only after claiming it (``claim_job``): one conditional UPD
 one whose runner is gone, so two deliveries of a job (a message the broker handed out again, a page that started
 the same queued job twice) never run it twice.
 
-A running job whose heartbeat stopped (``pipeline.jobs.heartbeat``) is settled here too (``settle_stalled_jobs``). With
+A running job whose heartbeat stopped (``pipeline.jobs.heartbeat``) is settled here too (``settle_stalled_jobs``),
+unless its runner is a process of this machine that still exists (``runner_is_alive``): a job is failed only when its
+process really died. With
 a broker, workers can run it again: it is put back to queued and a ``RESUME_TASK`` message is sent, until it has
 been started ``INCDB_JOB_MAX_ATTEMPTS`` times; then, and always without a broker (nothing would pick it up), it is
 marked failed with a message, and its collection is freed. Whoever notices does it: every Celery worker at start
@@ -34,6 +36,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
+import psutil
 from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session
 
@@ -71,6 +74,10 @@ class JobCancelled(BaseException):
 # The Celery task that runs a re-queued job (registered by ``dashboard.background`` on the workers).
 RESUME_TASK = "incdb.resume_job"
 
+# Job kinds that read a collection without changing its maps: they leave the collection's status as it is (a
+# failed synchrony run does not make a processed collection failed).
+READING_KINDS = ("synchrony",)
+
 
 def settle_stalled_jobs(session: Session, now: datetime | None = None) -> list[int]:
     """Re-queue, or mark failed, the running jobs without a recent heartbeat; returns their ids.
@@ -100,11 +107,15 @@ def settle_stalled_jobs(session: Session, now: datetime | None = None) -> list[i
     last_sign = func.coalesce(Job.heartbeat, Job.started, Job.created)
     silent = last_sign < now - stale_after()
     stalled = session.execute(
-        select(Job.id, Job.attempts, Job.collection_id, last_sign).where(Job.status == JobStatus.RUNNING, silent)
+        select(Job.id, Job.attempts, Job.collection_id, last_sign, Job.runner).where(
+            Job.status == JobStatus.RUNNING, silent
+        )
     ).all()
     requeue = get_settings().broker_url is not None
     settled, resumed = [], []
-    for job_id, attempts, collection_id, seen in stalled:
+    for job_id, attempts, collection_id, seen, runner in stalled:
+        if runner_is_alive(runner):  # silent (a long lock wait, a busy machine) but not dead: let it finish
+            continue
         same_run = (Job.id == job_id, Job.status == JobStatus.RUNNING, Job.attempts == attempts, silent)
         if requeue and attempts < max_attempts():
             values: dict[str, Any] = dict(
@@ -139,6 +150,21 @@ def settle_stalled_jobs(session: Session, now: datetime | None = None) -> list[i
     if resumed:
         _send_after_commit(session, resumed)
     return settled
+
+
+def runner_is_alive(runner: str | None) -> bool:
+    """Whether the process named by ``runner`` (a :func:`pipeline.jobs.heartbeat.process_identity`) certainly
+    still runs: a process of this machine and PID namespace with the same PID and start time, not a zombie.
+    A runner elsewhere (or an unreadable value) is not known to be alive; its heartbeat tells."""
+    try:
+        host, namespace, pid, started = (runner or "").split("/")
+        here_host, here_namespace = process_identity().split("/")[:2]
+        if (host, namespace) != (here_host, here_namespace):
+            return False
+        process = psutil.Process(int(pid))
+        return f"{process.create_time():.2f}" == started and process.status() != psutil.STATUS_ZOMBIE
+    except (ValueError, psutil.Error):
+        return False
 
 
 def _stalled_message(seen: datetime, attempts: int, requeued: bool, collection_id: int | None) -> str:
@@ -327,7 +353,7 @@ def running_job(job_id: int) -> Iterator[JobRun]:
         replaces = job.attempts > 0 and job.status in ACTIVE_JOB_STATUSES
         job.status, job.started, job.attempts = JobStatus.RUNNING, utcnow(), job.attempts + 1
         job.error, job.finished, job.runner = "", None, process_identity()
-        if job.collection_id is not None:
+        if job.collection_id is not None and job.kind not in READING_KINDS:
             session.get(Collection, job.collection_id).status = CollectionStatus.PROCESSING
         run = JobRun(job_id, replaces_stopped_run=replaces, started=job.started)
     try:
@@ -371,7 +397,11 @@ def _finish(job_id: int, status: JobStatus, **values: Any) -> None:
         job.finished = job.finished if job.status in FINISHED_JOB_STATUSES and job.finished else utcnow()
         for name, value in values.items():
             setattr(job, name, value)
-        if job.collection_id is not None and (collection := session.get(Collection, job.collection_id)):
+        if (
+            job.collection_id is not None
+            and job.kind not in READING_KINDS
+            and (collection := session.get(Collection, job.collection_id))
+        ):
             if job.status == JobStatus.CANCELLED:
                 settle_cancelled_collection(session, job)
             else:

@@ -3,7 +3,8 @@
 ``run_job`` dispatches by kind: ``ingest`` (``pipeline.curation.ingest``), ``redecode`` (every component against the
 active reference set, then every merged map), ``merge`` (merged maps only), ``temporal`` (a movie's components
 against its annotations, ``pipeline.temporal.annotations``) and ``decode`` (a visitor's map,
-``pipeline.decoding.visitors``). Each
+``pipeline.decoding.visitors``) and ``synchrony`` (a collection's inter-subject correlation,
+``pipeline.synchrony.jobs``, also run after an ingest). Each
 body runs inside ``pipeline.jobs.lifecycle.running_job``, which owns the Job row's lifecycle. ``run_authorized_job``
 is what
 background callbacks call: it checks the permission again where the job runs, claims the job (a second delivery of
@@ -37,6 +38,7 @@ from pipeline.jobs.lifecycle import (
     update_job,
 )
 from pipeline.maps.files import load_map
+from pipeline.synchrony.jobs import refresh_labels_after, run_after_ingest, synchrony_job
 from pipeline.temporal.annotations import temporal_job
 from store.artifacts import decodings_key, save_vector
 from store.db import session_scope
@@ -56,14 +58,18 @@ def run_job(job_id: int, progress: Progress | None = None) -> None:
         kind = job.kind
     if kind == "ingest":
         ingest(job_id, progress)
+        run_after_ingest(job_id)  # ISC of a collection with two or more subjects (pipeline.synchrony.jobs)
     elif kind == "redecode":
         redecode(job_id, progress)
     elif kind == "merge":
         remerge(job_id)
     elif kind == "temporal":
         temporal_job(job_id)
+        refresh_labels_after(job_id)  # ISC by annotation label, from the stored windowed ISC
     elif kind == "decode":
         decode_job(job_id, progress)
+    elif kind == "synchrony":
+        synchrony_job(job_id)
 
 
 def redecode(job_id: int, progress: Progress | None = None) -> int:

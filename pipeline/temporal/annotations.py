@@ -5,21 +5,26 @@ attached to a movie. Every component with a time course is decoded against every
 movie (``pipeline.temporal.decoding``: HRF-convolved regressors, Pearson r, a circular-shift null, Benjamini-Hochberg q
 over the component's labels); the ranked list is stored as TemporalDecoding rows. A collection is decoded when
 its ingest stores time courses; a whole movie again when one of its sets is added or removed (a ``temporal``
-job, on the shared job lifecycle of ``pipeline.jobs.lifecycle``).
+job, on the shared job lifecycle of ``pipeline.jobs.lifecycle``). Changes coalesce: a movie has at most one
+recompute running and one waiting, and the waiting one starts when the running one ends, in the same process
+(:func:`request_recompute`, :func:`temporal_job`).
 """
 
 from __future__ import annotations
 
+import logging
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from pipeline.jobs.lifecycle import JobRefused, create_job, running_job, update_job
+from pipeline.jobs.heartbeat import process_identity, runner_is_gone
+from pipeline.jobs.lifecycle import JobRefused, create_job, running_job, settle_stalled_jobs, update_job
 from pipeline.temporal.decoding import label_regressors, temporal_decode
-from pipeline.temporal.events import Event, events_by_label, read_events
+from pipeline.temporal.events import BadLine, BadLinesError, Event, events_by_label, read_events
 from pipeline.temporal.timing import TimeCourseError, Timing
 from store.artifacts import load_vector
 from store.config import get_settings
@@ -36,16 +41,21 @@ from store.models import (
     TemporalDecoding,
     TimeCourse,
     User,
+    utcnow,
 )
 from store.units import human_bytes
 from store.validation import has_control_characters
+
+log = logging.getLogger("incdb.jobs")
 
 MIN_SHIFTS, MAX_SHIFTS = 1000, 10000
 
 
 def shifts_for(n_labels: int) -> int:
-    """Circular shifts of the null: at least 1,000, and enough that Benjamini-Hochberg over ``n_labels`` labels
-    can reach q < 0.05 (the smallest p is 1/(shifts + 1), so q >= n_labels/(shifts + 1) for a single hit)."""
+    """Circular shifts of the null: at least 1,000, and 25 per label up to 10,000. The empirical p stops at
+    1/(shifts + 1); below the tenth largest null value p comes from the fitted tail
+    (``pipeline.temporal.decoding.tail_p``), so a single strong link among hundreds of labels still reaches a small
+    Benjamini-Hochberg q. More shifts place that switch further out."""
     return int(min(MAX_SHIFTS, max(MIN_SHIFTS, 25 * n_labels)))
 
 
@@ -55,7 +65,20 @@ SOURCE_URL_MAX = 1000
 
 
 class AnnotationError(ValueError):
-    """A refused annotation set, with the message for the person who sent it."""
+    """A refused annotation set, with the message for the person who sent it (``problems``: each problem on its
+    own, the message joins them with "; ").
+
+    ``bad_lines`` (the first bad lines of the events file, :class:`pipeline.temporal.events.BadLine`), ``n_bad``
+    and ``n_valid`` are set when the file has bad lines and valid events, so that the set can be added again
+    with ``skip_bad_lines=True``; otherwise they are empty and 0.
+    """
+
+    def __init__(
+        self, problems: list[str] | str, bad_lines: list[BadLine] | None = None, n_bad: int = 0, n_valid: int = 0
+    ):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self.problems))
+        self.bad_lines, self.n_bad, self.n_valid = list(bad_lines or []), n_bad, n_valid
 
 
 # --- annotation sets ------------------------------------------------------------------------------------------
@@ -71,6 +94,7 @@ def add_annotation_set(
     description: str = "",
     source_url: str = "",
     is_demo: bool = False,
+    skip_bad_lines: bool = False,
 ) -> AnnotationSet:
     """Check an events file and keep it as a new annotation set of ``movie``.
 
@@ -82,13 +106,24 @@ def add_annotation_set(
         The events TSV (``onset``, ``duration``, ``trial_type`` or ``label``, optional ``amplitude``/``value``).
     filename : str
         The file's name, for messages.
+    skip_bad_lines : bool
+        Keep the valid events of a file some of whose lines cannot be read; the returned set's
+        ``skipped_lines`` (a list of :class:`pipeline.temporal.events.BadLine`, the first
+        ``MAX_KEPT_BAD_LINES``) and ``n_skipped`` say which were left out. False: such a file is refused.
+
+    Returns
+    -------
+    AnnotationSet
+        The new set (flushed, not committed), with ``skipped_lines`` and ``n_skipped`` (empty and 0 when every line
+        was read).
 
     Raises
     ------
     AnnotationError
         A missing or taken name, a malformed source URL, an events file that cannot be read (the message
-        names the line), or one over the caps (``INCDB_ANNOTATION_*``: file size, events and labels per set,
-        sets per movie and per curator), which are checked before the file is parsed or stored.
+        lists every bad line; when valid events remain, the error's ``bad_lines``, ``n_bad`` and ``n_valid`` say
+        so), or one over the caps (``INCDB_ANNOTATION_*``: file size, events and labels per set, sets per
+        movie and per curator), which are checked before the file is parsed or stored. Nothing is stored.
     """
     name = " ".join(str(name or "").split())
     problems = []
@@ -114,14 +149,22 @@ def add_annotation_set(
     filename = filename or "events.tsv"
     too_large = _size_problems(data, filename)
     events: list[Event] = []
+    bad: BadLinesError | None = None
     if not too_large:  # only a file within the caps is parsed
         try:
             events = read_events(data, filename)
+        except BadLinesError as exc:
+            bad, events = exc, exc.events
         except TimeCourseError as exc:
             problems.append(str(exc))
     problems += too_large + _label_problems(events, filename)
+    skippable = bad is not None and bool(events) and not skip_bad_lines
+    if bad is not None and not (skip_bad_lines and events):
+        problems.append(str(bad))
     if problems:
-        raise AnnotationError("; ".join(problems))
+        if skippable:  # the curator may add the set again with the bad lines skipped
+            raise AnnotationError(problems, bad.bad_lines, bad.n_bad, len(events))
+        raise AnnotationError(problems)
     annotation = AnnotationSet(
         movie_id=movie.id,
         owner_id=user.id if user is not None else None,
@@ -139,6 +182,8 @@ def add_annotation_set(
             for e in events
         ],
     )
+    annotation.skipped_lines = list(bad.bad_lines) if bad is not None else []
+    annotation.n_skipped = bad.n_bad if bad is not None else 0
     return annotation
 
 
@@ -227,9 +272,47 @@ def may_change(user: Any, annotation: AnnotationSet) -> bool:
     return bool(getattr(user, "is_admin", False)) or annotation.owner_id == getattr(user, "id", None)
 
 
-def start_temporal_job(session: Session, user: Any, movie: Movie) -> Job | None:
-    """The job that decodes the movie's components in time again (a queued one is reused); None when the movie
-    has no component with a time course, so there is nothing to do.
+@dataclass
+class Recompute:
+    """A movie's pending recompute after a change of its annotations.
+
+    Attributes
+    ----------
+    job : Job
+        The queued ``temporal`` job that will decode the movie with its annotations as they are when it starts
+        (a queued one is reused: changes coalesce).
+    start : bool
+        Whether the caller should start it: no recompute of the movie is running and nobody else is known to be
+        starting this one. False while one runs: the process running it takes the queued job when it ends.
+    running : Job or None
+        The movie's recompute that runs now, if any.
+    """
+
+    job: Job
+    start: bool
+    running: Job | None
+
+
+def request_recompute(session: Session, user: Any, movie: Movie, started_token: str | None = None) -> Recompute | None:
+    """Ask for the movie's components to be decoded in time again, coalescing with what is queued or running.
+
+    At most one recompute of a movie runs and at most one waits. A change while none waits queues a new job; a
+    change while one waits reuses it (it reads the annotations when it starts). While one runs, nothing is
+    started: the running job's process takes the waiting one when it ends (:func:`temporal_job`), so recomputes
+    of a movie never overlap and no run is interrupted. The decision and the job are made under the movie's lock
+    (:func:`_lock_movie`), the same the running process takes to look for a waiting job, so a change is never left
+    waiting with no one to run it. Nothing is committed here: the caller's transaction (with the change) decides.
+
+    Parameters
+    ----------
+    started_token : str or None
+        The token of the job the caller last started (a page's runner): a waiting job it started already is not
+        started again (starting it again would stop the first start).
+
+    Returns
+    -------
+    Recompute or None
+        None when the movie has no component with a time course, so there is nothing to do.
 
     Raises
     ------
@@ -240,14 +323,96 @@ def start_temporal_job(session: Session, user: Any, movie: Movie) -> Job | None:
         raise JobRefused("Sign in to change annotations.")
     if not _has_timecourses(session, movie.id):
         return None
-    current = session.scalar(
-        select(Job).where(Job.kind == "temporal", Job.movie_id == movie.id, Job.status.in_(ACTIVE_JOB_STATUSES))
+    _lock_movie(session, movie.id)
+    settle_stalled_jobs(session)  # a recompute whose process died no longer counts as running
+    active = session.scalars(
+        select(Job)
+        .where(Job.kind == "temporal", Job.movie_id == movie.id, Job.status.in_(ACTIVE_JOB_STATUSES))
+        .order_by(Job.id)
+    ).all()
+    # A runner known to be gone (a process of this machine that no longer exists) runs nothing: it is settled
+    # once silent, and the change does not wait for it.
+    running = next((j for j in active if j.status == JobStatus.RUNNING and not runner_is_gone(j.runner)), None)
+    waiting = next((job for job in active if job.status == JobStatus.QUEUED), None)
+    if waiting is None:
+        waiting = create_job(session, "temporal", None, user.id)
+        waiting.movie_id = movie.id
+        return Recompute(waiting, running is None, running)
+    mine = waiting.created_by_id in (None, user.id) or bool(getattr(user, "is_admin", False))
+    return Recompute(waiting, running is None and mine and waiting.token != started_token, running)
+
+
+def start_temporal_job(session: Session, user: Any, movie: Movie) -> Job | None:
+    """The job that decodes the movie's components in time again (:func:`request_recompute`: a queued one is
+    reused); None when the movie has no component with a time course, so there is nothing to do.
+
+    Raises
+    ------
+    JobRefused
+        The user is not signed in.
+    """
+    found = request_recompute(session, user, movie)
+    return found.job if found is not None else None
+
+
+TEMPORAL_LOCK_ID = 7_240_118  # any constant: with a movie's id, names the advisory lock of its recomputes
+
+
+def _lock_movie(session: Session, movie_id: int) -> None:
+    """Serialise, until this transaction ends, the decisions about a movie's recomputes across processes.
+
+    PostgreSQL: a transaction-scoped advisory lock on (constant, movie id). SQLite: take the database write lock
+    now (a no-op UPDATE), so the reads that follow see every committed job.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": TEMPORAL_LOCK_ID, "b": movie_id})
+    else:
+        session.execute(text("UPDATE jobs SET id = id WHERE 1 = 0"))
+
+
+def _take_waiting(movie_id: int) -> int | None:
+    """Claim the movie's waiting recompute for this process (running, this process as its runner); its id, or
+    None when none waits. Called by a running recompute before it ends, under the movie's lock."""
+    with session_scope() as session:
+        _lock_movie(session, movie_id)
+        job_id = session.scalar(
+            select(Job.id)
+            .where(Job.kind == "temporal", Job.movie_id == movie_id, Job.status == JobStatus.QUEUED)
+            .order_by(Job.id)
+            .limit(1)
+        )
+        if job_id is None:
+            return None
+        taken = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
+            .values(status=JobStatus.RUNNING, runner=process_identity(), heartbeat=utcnow())
+        ).rowcount
+        return job_id if taken else None
+
+
+def recompute_state(session: Session, movie_id: int) -> dict[str, dict | None]:
+    """The state of a movie's recomputes for its annotations page: ``running`` and ``waiting`` (the active jobs'
+    summaries, or None) and ``last`` (the summary of the last one that ended, with its finish time, or None)."""
+    settle_stalled_jobs(session)
+    active = session.scalars(
+        select(Job)
+        .where(Job.kind == "temporal", Job.movie_id == movie_id, Job.status.in_(ACTIVE_JOB_STATUSES))
+        .order_by(Job.id)
+    ).all()
+    last = session.scalar(
+        select(Job)
+        .where(Job.kind == "temporal", Job.movie_id == movie_id, Job.status.not_in(ACTIVE_JOB_STATUSES))
+        .order_by(Job.id.desc())
+        .limit(1)
     )
-    if current is not None and current.status == JobStatus.QUEUED:
-        return current
-    job = create_job(session, "temporal", None, user.id)
-    job.movie_id = movie.id
-    return job
+    running = next((job for job in active if job.status == JobStatus.RUNNING), None)
+    waiting = next((job for job in active if job.status == JobStatus.QUEUED), None)
+    return {
+        "running": running.summary() if running else None,
+        "waiting": waiting.summary() if waiting else None,
+        "last": {**last.summary(), "finished": last.finished} if last else None,
+    }
 
 
 def _has_timecourses(session: Session, movie_id: int) -> bool:
@@ -266,7 +431,35 @@ def _has_timecourses(session: Session, movie_id: int) -> bool:
 
 
 def temporal_job(job_id: int) -> int:
-    """Run a ``temporal`` job: decode every collection of the job's movie again; returns the components done."""
+    """Run a ``temporal`` job: decode every collection of the job's movie again; then, in the same process, each
+    recompute of the movie that was queued meanwhile (:func:`request_recompute`), one after the other. Returns the
+    components decoded by all of them.
+
+    Raises
+    ------
+    Exception
+        What the first job raised (after the waiting recomputes ran); a waiting job's failure is on its own row.
+    """
+    failure: Exception | None = None
+    done, current = 0, job_id
+    while current is not None:
+        follow: list[int] = []
+        try:
+            done += _recompute(current, follow)
+        except Exception as exc:  # recorded on the job's row by running_job
+            if current == job_id:
+                failure = exc
+            else:
+                log.exception("temporal job %s failed", current)
+        current = follow[0] if follow else None
+    if failure is not None:
+        raise failure
+    return done
+
+
+def _recompute(job_id: int, follow: list[int]) -> int:
+    """One ``temporal`` job; before it ends (still running), the movie's waiting recompute is claimed into
+    ``follow``, so that a change made meanwhile always finds a recompute running or claimed."""
     with session_scope() as session:
         movie_id = session.get(Job, job_id).movie_id
         collections = list(
@@ -274,11 +467,16 @@ def temporal_job(job_id: int) -> int:
         )
     with running_job(job_id) as run:
         done = 0
-        update_job(job_id, progress_total=len(collections), progress_done=0)
-        for n, collection_id in enumerate(collections, start=1):
-            done += decode_collection_in_time(collection_id)
-            update_job(job_id, progress_done=n)
-        run.message = f"{done} component(s) decoded against the movie's annotations"
+        try:
+            update_job(job_id, progress_total=len(collections), progress_done=0)
+            for n, collection_id in enumerate(collections, start=1):
+                done += decode_collection_in_time(collection_id)
+                update_job(job_id, progress_done=n)
+            run.message = f"{done} component(s) decoded against the movie's annotations"
+        finally:
+            waiting = _take_waiting(movie_id)
+            if waiting is not None:
+                follow.append(waiting)
     return done
 
 

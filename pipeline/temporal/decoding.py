@@ -23,6 +23,14 @@ all components and labels at once. Two-sided: ``p = (1 + #{|r_null| >= |r|}) / (
 the autocorrelation of the HRF-smoothed regressor, which a row permutation would destroy (and so give p values
 that are too small).
 
+Far tail. That count cannot go below ``1 / (1 + n_shifts)``, too coarse for Benjamini-Hochberg over hundreds of
+labels (a single hit among ``m`` labels needs ``p < 0.05 / m``). Beyond the :data:`TAIL_EXCEEDANCES`-th largest null
+value ``t`` (where the count falls below it, as in Knijnenburg et al. 2009), p is the empirical p at ``t`` times the
+conditional tail of a normal distribution fitted to the Fisher z (``arctanh r``) of the null draws:
+``p = (1 + M) / (1 + n_shifts) * P(|Z| >= |z|) / P(|Z| >= z_t)``, ``Z ~ N(mean, sd)`` of the null z. It equals the
+empirical p at ``t``, falls monotonically beyond, and is used from :data:`TAIL_MIN_SHIFTS` draws on; elsewhere p
+is the empirical count.
+
 Memory: the cross-correlation tables hold ``rows per subject x components x labels`` float64 values, built for as
 many labels at a time as fit in :data:`TABLE_BYTES`; the FFT products are made for a few components at a time
 (:data:`FFT_BYTES`) and the null is summed for a chunk of draws at a time (:data:`NULL_BYTES`).
@@ -36,6 +44,7 @@ from typing import Any
 
 import numpy as np
 import scipy.fft
+import scipy.stats
 from nilearn.glm.first_level import compute_regressor
 
 # nilearn's defaults, named because the event selection below must use the same window nilearn builds: the
@@ -48,6 +57,9 @@ FFT_BYTES = 32 * 2**20  # complex products of one run for one chunk of component
 # Ties between a null draw and the observed value are equal in exact arithmetic but come from different sums of
 # rounded numbers; a relative tolerance (as scipy.stats.permutation_test uses) counts them as ties.
 _TIE_TOLERANCE = 100 * np.finfo(np.float64).eps
+TAIL_EXCEEDANCES = 10  # M: below this many null values at least as large, p comes from the fitted tail
+TAIL_MIN_SHIFTS = 1000  # fewer draws: the empirical p only (the fit needs draws)
+_R_LIMIT = 1.0 - 1e-12  # |r| is clipped below 1 so that arctanh stays finite
 
 
 @dataclass(frozen=True)
@@ -59,8 +71,9 @@ class TemporalResult:
     r : numpy.ndarray
         ``(n_components, n_labels)`` Pearson r over all rows; 0 where the time course or the regressor is constant.
     p : numpy.ndarray
-        ``(n_components, n_labels)`` two-sided circular-shift p values in ``[1 / (n_shifts + 1), 1]``; 1 where r is
-        0 because of a constant input.
+        ``(n_components, n_labels)`` two-sided circular-shift p values in ``(0, 1]``: the empirical count, and
+        beyond the null's :data:`TAIL_EXCEEDANCES`-th largest value the fitted tail (module docstring); 1 where r
+        is 0 because of a constant input.
     q : numpy.ndarray
         ``(n_components, n_labels)`` Benjamini-Hochberg q values across the labels of each component.
     """
@@ -287,9 +300,15 @@ def _cross_correlations(summed: np.ndarray, yc: np.ndarray, lengths: np.ndarray)
     return table
 
 
-def _exceedances(table: np.ndarray, lengths: np.ndarray, shifts: np.ndarray) -> np.ndarray:
-    """For each (component, label) of ``table``, how many draws give a cross product at least as large in size as
-    the observed one (all shifts 0)."""
+def _null_p(table: np.ndarray, lengths: np.ndarray, shifts: np.ndarray, scale: np.ndarray, tail: bool) -> np.ndarray:
+    """Two-sided p of each (component, label) of ``table`` against the draws ``shifts``: the empirical count and,
+    when ``tail``, the fitted far tail (:func:`tail_p`) where fewer than :data:`TAIL_EXCEEDANCES` draws reach the
+    observed value.
+
+    ``scale`` is ``1 / (||x|| sqrt(S) ||y_c||)`` per pair (0 for a constant input), which turns a cross product into
+    r. The count is summed for a chunk of draws at a time; the few pairs in the far tail are then drawn again
+    (:func:`_far_tail`).
+    """
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     rows = shifts + offsets  # a draw's row of the table, per run
     observed = np.abs(table[offsets].sum(axis=0))
@@ -306,7 +325,75 @@ def _exceedances(table: np.ndarray, lengths: np.ndarray, shifts: np.ndarray) -> 
             np.take(table, draws[:, k], axis=0, out=part[:m], mode="clip")
             null[:m] += part[:m]
         count += (np.abs(null[:m]) >= threshold).sum(axis=0)
-    return count
+    p = (1.0 + count) / (1.0 + len(rows))
+    if tail:
+        _far_tail(p, table, rows, observed, scale, np.argwhere((count < TAIL_EXCEEDANCES) & (scale > 0)))
+    return p
+
+
+def _far_tail(
+    p: np.ndarray, table: np.ndarray, rows: np.ndarray, observed: np.ndarray, scale: np.ndarray, far: np.ndarray
+) -> None:
+    """Replace in ``p`` the empirical p of the pairs ``far`` (``(n, 2)`` component and label indices) by the
+    fitted tail: their null drawn again (the same draws), its :data:`TAIL_EXCEEDANCES`-th largest ``|r|``, and
+    the mean and sd of its Fisher z. A few pairs at a time, within :data:`NULL_BYTES`."""
+    n = len(rows)
+    step = max(1, NULL_BYTES // (8 * n))
+    for first in range(0, len(far), step):
+        pairs = tuple(far[first : first + step].T)  # (component indices, label indices)
+        sub = table[(slice(None), *pairs)]  # (rows per subject, pairs)
+        null = sub[rows[:, 0]]
+        for k in range(1, rows.shape[1]):
+            null += sub[rows[:, k]]
+        null *= scale[pairs]  # r of every draw
+        z = np.arctanh(np.clip(null, -_R_LIMIT, _R_LIMIT))
+        switch = np.partition(np.abs(null), n - TAIL_EXCEEDANCES, axis=0)[n - TAIL_EXCEEDANCES]
+        r = observed[pairs] * scale[pairs]
+        p[pairs] = tail_p(p[pairs], r, switch, z.mean(axis=0), z.std(axis=0, ddof=1), n)
+
+
+def _log_two_sided_sf(z: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """``log P(|Z| >= z)`` for ``Z ~ N(mean, sd)`` and ``z >= 0``, accurate far into the tail."""
+    return np.logaddexp(scipy.stats.norm.logsf((z - mean) / sd), scipy.stats.norm.logsf((z + mean) / sd))
+
+
+def tail_p(
+    p: np.ndarray, r: np.ndarray, r_switch: np.ndarray, mean: np.ndarray, sd: np.ndarray, n_shifts: int
+) -> np.ndarray:
+    """Empirical p values with the far tail replaced by a normal fit to the Fisher z of the null.
+
+    Parameters
+    ----------
+    p : numpy.ndarray
+        Empirical p values ``(1 + count) / (1 + n_shifts)``.
+    r : numpy.ndarray
+        ``|r|`` observed, same shape.
+    r_switch : numpy.ndarray
+        ``|r|`` of the :data:`TAIL_EXCEEDANCES`-th largest null value, same shape: where the tail takes over.
+    mean, sd : numpy.ndarray
+        Mean and standard deviation of ``arctanh(r_null)`` over the draws, same shape.
+    n_shifts : int
+        Number of null draws.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``p`` where ``r < r_switch`` (or the fit is degenerate: zero spread, a constant input, too few draws);
+        elsewhere ``(1 + M) / (1 + n_shifts) * S(arctanh r) / S(arctanh r_switch)`` with ``S(z) = P(|Z| >= z)``,
+        ``Z ~ N(mean, sd)``, at least the smallest positive float64. At ``r = r_switch`` it equals the empirical p
+        just below (``M`` null values reach it), and it falls monotonically as ``r`` grows.
+    """
+    p = np.array(p, dtype=np.float64)
+    r, r_switch, mean, sd = np.broadcast_arrays(r, r_switch, mean, sd)
+    use = (r >= r_switch) & (r_switch > 0) & (sd > 0) & np.isfinite(r_switch)
+    if n_shifts < max(TAIL_MIN_SHIFTS, TAIL_EXCEEDANCES) or not use.any():
+        return p
+    z = np.arctanh(np.clip(r[use], 0.0, _R_LIMIT))
+    z_switch = np.arctanh(np.clip(r_switch[use], 0.0, _R_LIMIT))
+    log_ratio = _log_two_sided_sf(z, mean[use], sd[use]) - _log_two_sided_sf(z_switch, mean[use], sd[use])
+    at_switch = (1.0 + TAIL_EXCEEDANCES) / (1.0 + n_shifts)
+    p[use] = np.maximum(at_switch * np.exp(np.minimum(log_ratio, 0.0)), np.finfo(np.float64).tiny)
+    return p
 
 
 def temporal_decode(
@@ -316,6 +403,7 @@ def temporal_decode(
     subjects: int,
     n_shifts: int = 1000,
     seed: int = 0,
+    tail: bool = True,
 ) -> TemporalResult:
     """Correlate every component's time course with every label's regressor; circular-shift p and BH q values.
 
@@ -335,6 +423,9 @@ def temporal_decode(
         Null draws (:func:`circular_shifts`).
     seed : int
         Seed of the null draws.
+    tail : bool
+        Whether p beyond the null's :data:`TAIL_EXCEEDANCES`-th largest value comes from the fitted tail
+        (:func:`tail_p`; only from :data:`TAIL_MIN_SHIFTS` draws on). False: the empirical count only.
 
     Returns
     -------
@@ -342,8 +433,8 @@ def temporal_decode(
         ``r``, ``p``, ``q``, each ``(n_components, n_labels)`` float64. ``r`` is Pearson r over all rows with the
         regressor repeated for every subject (as ``np.corrcoef``). ``p = (1 + #{|r_null| >= |r|}) / (1 + n_shifts)``
         over the draws of :func:`circular_shifts`, each shifting the regressor within every run and the same for
-        every subject. A constant time course or regressor has ``r = 0`` and ``p = 1``. ``q`` is
-        :func:`benjamini_hochberg` of ``p`` across labels.
+        every subject, with the far tail from :func:`tail_p` when ``tail``. A constant time course or regressor
+        has ``r = 0`` and ``p = 1``. ``q`` is :func:`benjamini_hochberg` of ``p`` across labels.
 
     Raises
     ------
@@ -362,12 +453,14 @@ def temporal_decode(
     r = np.divide(summed.T @ yc, denominator, out=np.zeros(denominator.shape), where=denominator > 0)
 
     # Zero columns give zero cross products for every draw, which all tie with the observed 0: p = 1 by itself.
-    count = np.empty(r.shape, dtype=np.int64)
+    scale = np.divide(1.0, denominator, out=np.zeros(denominator.shape), where=denominator > 0)
+    fit_tail = bool(tail) and n_shifts >= max(TAIL_MIN_SHIFTS, TAIL_EXCEEDANCES)
+    p = np.empty(r.shape)
     labels_per_block = max(1, TABLE_BYTES // max(1, 8 * len(summed) * summed.shape[1]))
     for first in range(0, yc.shape[1], labels_per_block):
         block = slice(first, first + labels_per_block)
-        count[:, block] = _exceedances(_cross_correlations(summed, yc[:, block], lengths), lengths, shifts)
-    p = (1.0 + count) / (1.0 + n_shifts)
+        table = _cross_correlations(summed, yc[:, block], lengths)
+        p[:, block] = _null_p(table, lengths, shifts, scale[:, block], fit_tail)
     return TemporalResult(r=r, p=p, q=benjamini_hochberg(p))
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.temporal.timing import _NUMBER, TimeCourseError, Timing, _plural
+from pipeline.temporal.parsing import NUMBER, TimeCourseError, decode_text, plural, quoted, split_lines
+from pipeline.temporal.timing import Timing
 from store.units import human_bytes
 
 MAX_TEXT_BYTES = 200 * 1024**2  # a time-course file; 200 MB is about 15 million numbers in MELODIC's format
@@ -189,31 +190,7 @@ def _read_text(path: Path, name: str, limit: int, what: str) -> str:
             f"accepted for {what}; upload fewer components or a shorter recording."
         )
     data = path.read_bytes()
-    return _decode(data, name, what)
-
-
-def _decode(data: bytes, name: str, what: str) -> str:
-    if data[:2] == b"\x1f\x8b":
-        raise TimeCourseError(f"{name}: the file is gzip-compressed; upload the plain-text {what} uncompressed.")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise TimeCourseError(
-            f"{name}, line {line}: not plain text (byte 0x{data[exc.start]:02x} is not UTF-8); is this really {what}?"
-        ) from None
-    return text.removeprefix("\ufeff")
-
-
-def _lines(text: str) -> list[str]:
-    # Split on \n only (then drop \r): str.splitlines() also breaks at form feeds and other separators, which would
-    # make the line numbers in messages disagree with the curator's editor.
-    return [line.removesuffix("\r") for line in text.split("\n")]
-
-
-def _bad_token(token: str) -> str:
-    shown = token if len(token) <= 40 else token[:37] + "..."
-    return repr(shown)
+    return decode_text(data, name, what)
 
 
 def _diagnose_matrix(
@@ -233,7 +210,7 @@ def _diagnose_matrix(
             expected = (len(tokens), f"line {number} has")
         elif len(tokens) != expected[0]:
             return TimeCourseError(
-                f"{name}, line {number}: {_plural(len(tokens), 'value')}, but {expected[1]} "
+                f"{name}, line {number}: {plural(len(tokens), 'value')}, but {expected[1]} "
                 f"{expected[0]}; every row needs the same number of values ({hint})."
             )
         try:
@@ -243,10 +220,10 @@ def _diagnose_matrix(
         else:
             continue
         for column, token in enumerate(tokens, start=1):
-            if _NUMBER.fullmatch(token.strip()) is None and token.strip().lower() not in ("nan", "inf", "-inf"):
+            if NUMBER.fullmatch(token.strip()) is None and token.strip().lower() not in ("nan", "inf", "-inf"):
                 header = f" ({columns[column - 1]})" if columns and column <= len(columns) else ""
                 return TimeCourseError(
-                    f"{name}, line {number}, column {column}{header}: {_bad_token(token)} is not a number; {hint}."
+                    f"{name}, line {number}, column {column}{header}: {quoted(token)} is not a number; {hint}."
                 )
     return None
 
@@ -297,7 +274,7 @@ def _line_of_row(lines: list[str], row: int) -> int:
 
 def _read_whitespace_matrix(path: Path, name: str, what: str, hint: str) -> np.ndarray:
     text = _read_text(Path(path), name, MAX_TEXT_BYTES, what)
-    return _parse_matrix(_lines(text), 1, name, None, None, hint)
+    return _parse_matrix(split_lines(text), 1, name, None, None, hint)
 
 
 def read_melodic_mix(path: Path, name: str) -> np.ndarray:
@@ -386,7 +363,7 @@ def read_timecourse_table(path: Path, name: str) -> np.ndarray:
         "the table needs a header row, then one tab-separated number per volume of the map on each line, one "
         "line per time point"
     )
-    lines = _lines(_read_text(Path(path), name, MAX_TEXT_BYTES, "a time-course table"))
+    lines = split_lines(_read_text(Path(path), name, MAX_TEXT_BYTES, "a time-course table"))
     header = lines[0]
     if not header.strip():
         raise TimeCourseError(f"{name}, line 1: the header row is empty or missing; {hint}.")
@@ -396,7 +373,7 @@ def read_timecourse_table(path: Path, name: str) -> np.ndarray:
             "tab-separated values (.tsv)."
         )
     columns = [field.strip() for field in header.split("\t")]
-    if _NUMBER.fullmatch(columns[0]) and all(_NUMBER.fullmatch(c) for c in columns):
+    if NUMBER.fullmatch(columns[0]) and all(NUMBER.fullmatch(c) for c in columns):
         raise TimeCourseError(
             f"{name}, line 1: the first line holds numbers, not a header; add a header row "
             "naming the columns (e.g. volume_1, volume_2, ...)."
@@ -481,22 +458,22 @@ def match_message(name: str, shape: tuple[int, int], map_name: str, timing: Timi
     base, map_base = _split_name(name)[1], _split_name(map_name)[1]
     unit = "component" if _is_melodic(name) else "volume"
     if _kind(base) == "ftmix":
-        what = f"power spectra ({rows:,} frequencies x {_plural(columns, unit)})"
+        what = f"power spectra ({rows:,} frequencies x {plural(columns, unit)})"
     elif timing is not None and rows == timing.rows and timing.subjects > 1:
         what = f"{rows:,} rows = {timing.subjects} subjects x {timing.rows_per_subject:,} volumes"
     elif timing is not None and rows == timing.rows:
-        what = f"{_plural(rows, 'volume')} in {_plural(len(timing.runs), 'run')}"
+        what = f"{plural(rows, 'volume')} in {plural(len(timing.runs), 'run')}"
     else:
-        what = f"{rows:,} rows x {_plural(columns, unit)}"
+        what = f"{rows:,} rows x {plural(columns, unit)}"
     return f"{base}: {what}, matched to {map_base}"
 
 
 def _timing_rows(timing: Timing) -> str:
     if timing.subjects == 1:
-        return f"{timing.rows:,} volumes ({_plural(len(timing.runs), 'run')})"
+        return f"{timing.rows:,} volumes ({plural(len(timing.runs), 'run')})"
     return (
         f"{timing.rows_per_subject:,} volumes per subject x {timing.subjects} subjects = {timing.rows:,} rows "
-        f"({_plural(len(timing.runs), 'run')} per subject)"
+        f"({plural(len(timing.runs), 'run')} per subject)"
     )
 
 
@@ -505,7 +482,7 @@ def _rows_advice(rows: int, timing: Timing) -> str:
     if rows % timing.rows_per_subject == 0:
         subjects = rows // timing.rows_per_subject
         return (
-            f"that matches {_plural(subjects, 'subject')} of {timing.rows_per_subject:,} volumes: set the "
+            f"that matches {plural(subjects, 'subject')} of {timing.rows_per_subject:,} volumes: set the "
             f"collection's number of subjects to {subjects}, or upload the time courses of the whole group."
         )
     if rows % timing.subjects == 0 and timing.subjects > 1:

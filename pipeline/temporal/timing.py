@@ -16,19 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.temporal.parsing import INTEGER, TimeCourseError, parse_number, plural
+
 MAX_TR_S = 60.0
 MAX_SUBJECTS = 1000
 MAX_ROWS = 10_000_000
-
-
-# A plain decimal, optionally with an exponent. Python's float() would also take "nan", "inf" and "1_000", which
-# are not numbers a curator means to type.
-_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
-_INTEGER = re.compile(r"\+?\d+")
-
-
-class TimeCourseError(ValueError):
-    """Time courses, a timing or an events file that cannot be used; the message names the file and says why."""
 
 
 # --- timing ---------------------------------------------------------------------------------------------------
@@ -109,11 +101,6 @@ class Run:
             raise TimeCourseError(f"Run {_num(self.start_s)}:{self.volumes}: {problem}")
 
 
-def _parse_number(text: str) -> float | None:
-    text = text.strip()
-    return float(text) if _NUMBER.fullmatch(text) else None
-
-
 def _as_float(value: Any) -> float | None:
     """A finite float from a number or numeric text, else None (bools are not numbers here)."""
     if isinstance(value, bool):
@@ -122,7 +109,7 @@ def _as_float(value: Any) -> float | None:
         number = float(value)
         return number if math.isfinite(number) else None
     if isinstance(value, str):
-        return _parse_number(value)
+        return parse_number(value)
     return None
 
 
@@ -134,7 +121,7 @@ def _as_int(value: Any) -> int | None:
         return int(value)
     if isinstance(value, float | np.floating):
         return int(value) if math.isfinite(value) and float(value).is_integer() else None
-    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
+    if isinstance(value, str) and INTEGER.fullmatch(value.strip()):
         return int(value.strip())
     return None
 
@@ -164,7 +151,7 @@ def _parse_run(index: int, item: Any) -> Run:
                 "first kept volume and its number of volumes, e.g. 0:451."
             )
         start_text, volumes_text = (part.strip() for part in text.split(":"))
-        start, volumes, shown = _parse_number(start_text), _as_int(volumes_text), text
+        start, volumes, shown = parse_number(start_text), _as_int(volumes_text), text
     elif isinstance(item, Sequence) and len(item) == 2:
         start, volumes = _as_float(item[0]), _as_int(item[1])
         shown = f"{item[0]}:{item[1]}"
@@ -178,10 +165,6 @@ def _parse_run(index: int, item: Any) -> Run:
     if problem:
         raise TimeCourseError(f'Run {index} ("{shown}"): {problem}')
     return Run(start, volumes)
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
 
 
 @dataclass(frozen=True)
@@ -426,9 +409,9 @@ class Timing:
             For example ``"3 runs, 450 volumes per subject x 2 subjects = 900 rows; movie time 0:00:00-0:15:00
             (TR 2 s)"``, followed by the gaps and overlaps between runs, if any (the first three).
         """
-        runs = _plural(len(self.runs), "run")
+        runs = plural(len(self.runs), "run")
         if self.subjects == 1:
-            rows = _plural(self.rows, "volume")
+            rows = plural(self.rows, "volume")
         else:
             rows = f"{self.rows_per_subject:,} volumes per subject x {self.subjects} subjects = {self.rows:,} rows"
         text = (
