@@ -1,7 +1,8 @@
 /*
- * Cluster tables (dashboard/components/clusters.py): the viewer's selected map layer, its thresholds and the chosen
- * atlas go to the panel's settings store a moment after the last change (a slider drag would otherwise ask the
- * server for a table at every step), and a click on a row (or Enter) moves the viewer's crosshair to its peak.
+ * Cluster tables (dashboard/components/clusters.py): once the section has come into view, the viewer's selected map
+ * layer, its thresholds and the chosen atlas go to the panel's settings store a moment after the last change (a
+ * slider drag would otherwise ask the server for a table at every step), and a click on a row (or Enter) moves the
+ * viewer's crosshair to its peak.
  */
 (function () {
   "use strict";
@@ -25,18 +26,24 @@
 
   window.dash_clientside = window.dash_clientside || {};
   window.dash_clientside.incdbClusters = {
-    settings(layers, selected, atlas, current) {
+    settings(layers, selected, atlas, shown, current) {
+      if (shown !== true) return window.dash_clientside.no_update; // not in view yet (assets/incdb-lazy.js)
       const layer = mapLayer(layers, selected);
       if (!layer) return window.dash_clientside.no_update;
+      // The layer store may hold the negative threshold as null ("same as the positive one") until the viewer's
+      // settings panel writes it back as a number once the map has loaded: both mean the same table, so they are
+      // normalised here and the table is not asked for twice on load.
+      const threshold = number(layer.threshold);
+      const negative = number(layer.threshold_negative);
       const next = {
         layer: layer.key,
-        threshold: number(layer.threshold),
-        threshold_negative: number(layer.threshold_negative),
+        threshold,
+        threshold_negative: negative === null ? threshold : Math.abs(negative),
         atlas: typeof atlas === "string" ? atlas : null,
       };
       if (JSON.stringify(next) === JSON.stringify(current)) return window.dash_clientside.no_update;
       if (timer !== null) clearTimeout(timer);
-      if (!current) {
+      if (!current || !current.layer) {
         timer = null;
         return next; // the first table of the page at once
       }

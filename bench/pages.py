@@ -129,9 +129,13 @@ def measure(browser, url: str) -> dict[str, float]:
 
 def minimal_app(port: int) -> threading.Thread:
     """A Dash page with one Div that marks itself ready: what Dash costs by itself."""
+    import logging
+
     import dash
     from dash import html
     from werkzeug.serving import make_server
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request in the report
 
     app = dash.Dash(__name__)
     app.layout = html.Div("Minimal page", id="minimal")

@@ -6,7 +6,12 @@ never load an image.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import math
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -42,23 +47,102 @@ MAX_KEY_LENGTH = 255
 
 @dataclass
 class Page:
+    """One page of a listing. ``page`` is None for a page asked for by cursor; a listing with keyset paging sets
+    ``keyset`` and gives ``next_cursor`` (None on the last page)."""
+
     items: list[dict[str, Any]]
-    page: int
+    page: int | None
     per_page: int
     total: int
+    next_cursor: str | None = None
+    keyset: bool = False
 
     @property
     def pages(self) -> int:
         return max(1, -(-self.total // self.per_page))
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "items": self.items,
             "page": self.page,
             "per_page": self.per_page,
             "total": self.total,
             "pages": self.pages,
         }
+        if self.keyset:
+            out["next_cursor"] = self.next_cursor
+        return out
+
+
+# --- keyset paging ---------------------------------------------------------------------------------------------
+# A deep page by number costs an OFFSET of every row before it; a cursor names the last row shown (its sort key and
+# id), and the next page starts right after it along the same index. Cursors are opaque to clients: base64url of a
+# JSON list [listing, key..., id].
+
+MAX_CURSOR_LENGTH = 1000
+CURSOR_HELP = "use the next_cursor of an earlier answer of this listing, with the same sort"
+
+
+class CursorError(ValueError):
+    """A ``cursor`` that the listing did not give out (the API answers 400 with this message)."""
+
+
+def encode_cursor(listing: str, key: list[Any]) -> str:
+    raw = json.dumps([listing, *key], separators=(",", ":"), allow_nan=False)
+    return base64.urlsafe_b64encode(raw.encode()).decode("ascii").rstrip("=")
+
+
+def _cursor_value(value: Any, kind: str) -> Any:
+    """One value of a cursor's key, checked against what the listing stores (kind: id, text, real, real?, time)."""
+    if kind == "real?" and value is None:
+        return None
+    if kind in ("real", "real?"):
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        return float(value) if ok else None
+    if kind == "id":
+        ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 2**63 - 1
+        return value if ok else None
+    if kind == "text":
+        return value if isinstance(value, str) and len(value) <= MAX_KEY_LENGTH and "\x00" not in value else None
+    if kind == "time" and isinstance(value, str) and len(value) <= 64:
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
+def decode_cursor(cursor: Any, listing: str, kinds: tuple[str, ...]) -> list[Any]:
+    """The key of a cursor given out by ``listing``, or :class:`CursorError` with a message for anything else."""
+    if not isinstance(cursor, str) or not cursor or len(cursor) > MAX_CURSOR_LENGTH:
+        raise CursorError(f"cursor: not a cursor ({CURSOR_HELP})")
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8"))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise CursorError(f"cursor: not a cursor ({CURSOR_HELP})") from None
+    if not isinstance(data, list) or len(data) != len(kinds) + 1 or data[0] != listing:
+        raise CursorError(f"cursor: not a cursor of this listing ({CURSOR_HELP})")
+    key = []
+    for raw, kind in zip(data[1:], kinds):
+        value = _cursor_value(raw, kind)
+        if value is None and raw is not None or value is None and kind != "real?":
+            raise CursorError(f"cursor: a value of the cursor is not valid ({CURSOR_HELP})")
+        key.append(value)
+    return key
+
+
+def _nulls_first_descending(session: Session) -> bool:
+    """Whether ``ORDER BY x DESC`` puts NULLs first: PostgreSQL does (NULL is the largest), SQLite does not."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _after_descending(column, value: Any, id_column, last_id: int, nulls_first: bool) -> ColumnElement[bool]:
+    """Rows after (``value``, ``last_id``) in ``ORDER BY column DESC, id DESC``, for a column that may be NULL."""
+    if value is None:
+        after = and_(column.is_(None), id_column < last_id)
+        return or_(after, column.is_not(None)) if nulls_first else after
+    after = and_(column <= value, or_(column < value, id_column < last_id))
+    return after if nulls_first else or_(after, column.is_(None))
 
 
 def clamp_page(page: Any, per_page: Any) -> tuple[int, int]:
@@ -444,12 +528,18 @@ def list_components(
     sort: str = "r",
     page: int = 1,
     per_page: int = DEFAULT_PER_PAGE,
+    cursor: str | None = None,
 ) -> Page:
     """Visible components, best r first (or by file), optionally of one term, movie and/or collection.
 
     Rows come from an indexed ORDER BY ... LIMIT; the total from the derived counts (or, for one collection, a
-    count over that collection's rows)."""
+    count over that collection's rows). With ``cursor`` (a ``next_cursor`` given out before; ``page`` is then
+    ignored) the page starts after the row it names instead of at an OFFSET: :class:`CursorError` if it is not
+    one."""
     page, per_page = clamp_page(page, per_page)
+    by_file = sort == "file"
+    listing = "components.file" if by_file else "components.r"
+    after = decode_cursor(cursor, listing, ("text", "id", "id") if by_file else ("real?", "id")) if cursor else None
     stmt = (
         select(Component, Collection, Movie, Term.name, Term.slug)
         .join(Collection, Component.collection_id == Collection.id)
@@ -461,20 +551,48 @@ def list_components(
     movie = get_visible_movie(session, user, movie_slug) if movie_slug else None
     collection = get_visible_collection(session, user, collection_slug) if collection_slug else None
     if (term_slug and term is None) or (movie_slug and movie is None) or (collection_slug and collection is None):
-        return Page([], page, per_page, 0)
+        return Page([], None if after else page, per_page, 0, keyset=True)
     if term is not None:
         stmt = stmt.where(Component.best_term_id == term.id)
     if movie is not None:
         stmt = stmt.where(Collection.movie_id == movie.id)
     if collection is not None:
         stmt = stmt.where(Component.collection_id == collection.id)
-    if sort == "file":
+    total = _component_total(session, user, term, movie, collection, stmt)
+    if by_file:
         stmt = stmt.order_by(Component.source_file, Component.volume_index, Component.id)
     else:  # the order of the indexes (best_r) and (best_term_id, best_r), read backwards
         stmt = stmt.order_by(Component.best_r.desc(), Component.id.desc())
-    rows = session.execute(stmt.limit(per_page).offset((page - 1) * per_page)).all()
-    total = _component_total(session, user, term, movie, collection, stmt)
-    return Page([_component_row(c, col, m, t, ts) for c, col, m, t, ts in rows], page, per_page, total)
+    if after is None:
+        stmt = stmt.offset((page - 1) * per_page)
+    elif by_file:
+        name, volume, last_id = after
+        stmt = stmt.where(
+            or_(
+                Component.source_file > name,
+                and_(
+                    Component.source_file == name,
+                    or_(
+                        Component.volume_index > volume,
+                        and_(Component.volume_index == volume, Component.id > last_id),
+                    ),
+                ),
+            )
+        )
+    else:
+        best_r, last_id = after
+        stmt = stmt.where(
+            _after_descending(Component.best_r, best_r, Component.id, last_id, _nulls_first_descending(session))
+        )
+    rows = session.execute(stmt.limit(per_page + 1)).all()  # one more: is there a next page?
+    next_cursor = None
+    if len(rows) > per_page:
+        rows = rows[:per_page]
+        last = rows[-1][0]
+        key = [last.source_file, last.volume_index, last.id] if by_file else [last.best_r, last.id]
+        next_cursor = encode_cursor(listing, key)
+    items = [_component_row(c, col, m, t, ts) for c, col, m, t, ts in rows]
+    return Page(items, None if after else page, per_page, total, next_cursor, keyset=True)
 
 
 def _component_total(
@@ -664,16 +782,30 @@ def collection_dicts(session: Session, collections: list[Collection]) -> list[di
     return out
 
 
-def list_collections(session: Session, user: Any, page: int = 1, per_page: int = DEFAULT_PER_PAGE) -> Page:
+def list_collections(
+    session: Session, user: Any, page: int = 1, per_page: int = DEFAULT_PER_PAGE, cursor: str | None = None
+) -> Page:
+    """Visible collections, newest first; by page number or by ``cursor`` (see :func:`list_components`)."""
     page, per_page = clamp_page(page, per_page)
+    after = decode_cursor(cursor, "collections", ("time", "id")) if cursor else None
     stmt = (
         select(Collection)
         .options(joinedload(Collection.movie))
         .where(visible_collections(user))
         .order_by(Collection.created.desc(), Collection.id.desc())
     )
-    rows = session.scalars(stmt.limit(per_page).offset((page - 1) * per_page)).all()
-    return Page(collection_dicts(session, list(rows)), page, per_page, counts(session, user)["collections"])
+    if after is None:
+        stmt = stmt.offset((page - 1) * per_page)
+    else:
+        created, last_id = after  # created is never NULL
+        stmt = stmt.where(Collection.created <= created, or_(Collection.created < created, Collection.id < last_id))
+    rows = list(session.scalars(stmt.limit(per_page + 1)).unique().all())
+    next_cursor = None
+    if len(rows) > per_page:
+        rows = rows[:per_page]
+        next_cursor = encode_cursor("collections", [rows[-1].created.isoformat(), rows[-1].id])
+    total = counts(session, user)["collections"]
+    return Page(collection_dicts(session, rows), None if after else page, per_page, total, next_cursor, keyset=True)
 
 
 def get_visible_collection(session: Session, user: Any, slug: str) -> Collection | None:

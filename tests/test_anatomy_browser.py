@@ -60,7 +60,10 @@ def new_page(browser, base_url, errors: list[str]):
 
 def wait_viewer(page) -> None:
     page.wait_for_selector(f'#{VIEWER}[data-loaded="true"][data-nvols="2"]', timeout=LOAD_TIMEOUT_MS)
+    # The cluster table is a lazy section (drawn once in view): scroll to it, then back.
+    page.locator(".incdb-lazy:has(.incdb-clusters)").scroll_into_view_if_needed()
     page.wait_for_selector("#cluster-table", timeout=LOAD_TIMEOUT_MS)
+    page.evaluate("window.scrollTo(0, 0)")
     page.wait_for_function(
         "() => !document.querySelector('._dash-loading, [data-dash-is-loading=\"true\"]')", timeout=LOAD_TIMEOUT_MS
     )

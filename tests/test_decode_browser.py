@@ -58,7 +58,10 @@ def test_decode_a_map_and_open_a_similar_component(base_url, tmp_path):
             save_artifact("decode-result.png", page.screenshot(full_page=True))
             first.locator("a").first.click()
             page.wait_for_url(base_url + f"/components/{cuuid}")
-            page.wait_for_selector("#similar-table tbody tr")  # the component page's own similar section
+            # the component page's own similar section, a lazy section: drawn once scrolled to
+            page.wait_for_selector('.incdb-viewer[data-loaded="true"]')
+            page.locator(".incdb-lazy:has(#similar-body)").scroll_into_view_if_needed()
+            page.wait_for_selector("#similar-table tbody tr")
             assert errors == []
         finally:
             browser.close()

@@ -86,3 +86,29 @@ def test_the_component_page_layout_stays_under_its_bound(web, demo_dir):
     with web.server.test_request_context("/"):
         layout = page.layout(uuid=uuid)
     assert count(layout) <= PAGE_BOUND
+
+
+def test_the_component_page_draws_its_sections_below_the_fold_only_when_asked(web, demo_dir):
+    from sqlalchemy import select
+
+    from dashboard.components.lazy import load
+    from store.db import session_scope
+    from store.models import Component
+
+    with session_scope() as session:
+        uuid = session.scalar(select(Component.uuid).order_by(Component.id))
+    page = importlib.import_module("dashboard.pages.component")
+    with web.server.test_request_context("/"):
+        layout = str(page.layout(uuid=uuid, page="2"))
+        assert "decodings-table" not in layout and "incdb-lazy-load" in layout
+        assert "'section': 'component-decodings'" in layout and "'section': 'similar'" in layout
+        table = str(load("component-decodings", {"uuid": uuid, "query": {"page": "2"}}))
+        assert "decodings-table" in table and "active_page=2" in table
+        for key, args in (
+            ("component-decodings", {"uuid": 5}),
+            ("component-decodings", {"uuid": "no-such-component"}),
+            ("component-decodings", ["not", "a", "dict"]),
+            ("no-such-section", {"uuid": uuid}),
+            (["component-decodings"], {"uuid": uuid}),
+        ):
+            assert "cannot be shown" in str(load(key, args)), (key, args)

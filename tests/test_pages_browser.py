@@ -292,7 +292,8 @@ def test_term_page(page, artifacts) -> None:
     click_on(page, rows.first.locator("td").last)  # anywhere on the row opens the component
     page.wait_for_url(f"**{href}", timeout=15_000)
     wait_viewer(page, 2)
-    assert page.locator("#decodings-table").count() == 1
+    page.locator(".incdb-lazy", has_text="All terms, ranked").scroll_into_view_if_needed()  # a lazy section
+    page.wait_for_selector("#decodings-table", timeout=LOAD_TIMEOUT_MS)
 
 
 def test_movie_term_page(page, artifacts) -> None:
@@ -328,8 +329,10 @@ def test_component_page(page, artifacts) -> None:
     assert page.locator("#graph-profile .main-svg .bars path").count() == 20
     screenshot(page, artifacts, "page-component.png")
 
-    # The full ranked table pages without touching the viewer.
+    # The full ranked table (a lazy section: drawn once scrolled to) pages without touching the viewer.
     mark_canvas(page)
+    page.locator(".incdb-lazy", has_text="All terms, ranked").scroll_into_view_if_needed()
+    page.wait_for_selector("#decodings-table", timeout=LOAD_TIMEOUT_MS)
     assert len(table_rows(page, "decodings-table")) == 20
     page.locator(".incdb-pagination").get_by_text("2", exact=True).click()
     page.wait_for_function("() => document.querySelectorAll('#decodings-table tbody tr').length === 2")

@@ -1,4 +1,7 @@
-"""Read-only JSON API under /api/ (paginated; the same visibility rules as the pages)."""
+"""Read-only JSON API under /api/ (paginated; the same visibility rules as the pages).
+
+Lists that can be deep (components, collections) also page by ``cursor``: each answer's ``next_cursor`` names its
+last row, and the next page starts after it along the sort's index instead of skipping rows with an OFFSET."""
 
 from __future__ import annotations
 
@@ -7,9 +10,11 @@ from werkzeug.exceptions import HTTPException
 
 from pipeline.decoding import similar
 from pipeline.jobs.system import system_report
+from pipeline.synchrony import reads as synchrony
 from store import queries
 from store.db import session_scope
 from web.auth import viewer
+from web.csvfile import csv_response
 
 blueprint = flask.Blueprint("api", __name__, url_prefix="/api")
 
@@ -144,15 +149,19 @@ def movie_term(slug: str, term: str):
 def components():
     a = flask.request.args
     with session_scope() as session:
-        page = queries.list_components(
-            session,
-            viewer(),
-            term_slug=a.get("term"),
-            movie_slug=a.get("movie"),
-            collection_slug=a.get("collection"),
-            sort=a.get("sort", "r"),
-            **_args(),
-        )
+        try:
+            page = queries.list_components(
+                session,
+                viewer(),
+                term_slug=a.get("term"),
+                movie_slug=a.get("movie"),
+                collection_slug=a.get("collection"),
+                sort=a.get("sort", "r"),
+                cursor=a.get("cursor"),
+                **_args(),
+            )
+        except queries.CursorError as error:
+            return json_response({"error": str(error)}, 400)
         return json_response(page.to_dict())
 
 
@@ -204,7 +213,11 @@ def similar_item(found: dict) -> dict:
 @blueprint.get("/collections")
 def collections():
     with session_scope() as session:
-        return json_response(queries.list_collections(session, viewer(), **_args()).to_dict())
+        try:
+            page = queries.list_collections(session, viewer(), cursor=flask.request.args.get("cursor"), **_args())
+        except queries.CursorError as error:
+            return json_response({"error": str(error)}, 400)
+        return json_response(page.to_dict())
 
 
 @blueprint.get("/collections/<slug>")
@@ -212,3 +225,102 @@ def collection(slug: str):
     with session_scope() as session:
         c = queries.get_visible_collection(session, viewer(), slug)
         return json_response(queries.collection_dict(session, c)) if c else _not_found("collection")
+
+
+# --- synchrony (pipeline.synchrony) ---------------------------------------------------------------------------
+
+SYNCHRONY_CSV_CACHE = "private, no-cache"
+MOVIE_SYNCHRONY_COLUMNS = (
+    *("part", "collection", "movie_time_s", "value", "component", "best_term"),
+    *("annotation", "label", "inside", "outside", "p"),
+)
+
+
+def _ascii_name(text: str) -> str:
+    """A download's file name from a slug (letters of any script) as ASCII, for the Content-Disposition header."""
+    return "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_") else "_" for ch in text)[:100] or "download"
+
+
+def _cell(value: float | None) -> str:
+    return "" if value is None else f"{value:.6g}"
+
+
+@blueprint.get("/components/<uuid>/isc")
+def component_isc(uuid: str):
+    """ISC of a component: leave-one-out and pairwise, p, q, per-subject r and the windowed ISC over movie time."""
+    with session_scope() as session:
+        found = synchrony.component_isc(session, viewer(), uuid)
+    return json_response(found) if found is not None else _not_found("component")
+
+
+@blueprint.get("/components/<uuid>/isc.csv")
+def component_isc_csv(uuid: str):
+    """The ISC of a component as CSV: one row per subject, then one row per window (``part`` says which)."""
+    with session_scope() as session:
+        found = synchrony.component_isc(session, viewer(), uuid)
+    if found is None:
+        return _not_found("component")
+    preamble = [
+        f"component {found['uuid']}: isc {_cell(found['isc'])}, isc_pairwise {_cell(found['isc_pairwise'])}, "
+        f"p {_cell(found['p'])}, q {_cell(found['q'])}, {found['n_subjects']} subjects, "
+        f"{found['n_resamples']} resamples; window {_cell(found['window_s'])} s"
+    ]
+    if found["note"]:
+        preamble.append(found["note"])
+    rows = [["subject", i, "", _cell(r)] for i, r in enumerate(found["subjects"], start=1)]
+    windows = zip(found["movie_time_s"], found["windowed"])
+    rows += [["window", i, _cell(t), _cell(r)] for i, (t, r) in enumerate(windows, start=1)]
+    return csv_response(
+        ["part", "index", "movie_time_s", "r"], rows, f"{_ascii_name(uuid)}-isc.csv", SYNCHRONY_CSV_CACHE, preamble
+    )
+
+
+@blueprint.get("/collections/<slug>/isfc")
+def collection_isfc(slug: str):
+    """The ISFC matrix between a collection's components (rows and columns in the order of ``components``)."""
+    with session_scope() as session:
+        found = synchrony.collection_isfc(session, viewer(), slug)
+    return json_response(found) if found is not None else _not_found("collection")
+
+
+@blueprint.get("/collections/<slug>/isfc.csv")
+def collection_isfc_csv(slug: str):
+    """The ISFC matrix as CSV: a header row of component uuids, then one row per component."""
+    with session_scope() as session:
+        found = synchrony.collection_isfc(session, viewer(), slug)
+    if found is None:
+        return _not_found("collection")
+    rows = [[u, *(_cell(r) for r in row)] for u, row in zip(found["components"], found["matrix"])]
+    preamble = [found["note"]] if found["note"] else []
+    return csv_response(
+        ["component", *found["components"]], rows, f"{_ascii_name(slug)}-isfc.csv", SYNCHRONY_CSV_CACHE, preamble
+    )
+
+
+@blueprint.get("/movies/<slug>/synchrony")
+def movie_synchrony(slug: str):
+    """Moments of synchrony and ISC by annotation label of a movie's collections."""
+    with session_scope() as session:
+        found = synchrony.movie_synchrony(session, viewer(), slug)
+    return json_response(found) if found is not None else _not_found("movie")
+
+
+@blueprint.get("/movies/<slug>/synchrony.csv")
+def movie_synchrony_csv(slug: str):
+    """A movie's synchrony as CSV: the moments (``part`` = moment), then the rows by label (``part`` = label)."""
+    with session_scope() as session:
+        found = synchrony.movie_synchrony(session, viewer(), slug)
+    if found is None:
+        return _not_found("movie")
+    header = MOVIE_SYNCHRONY_COLUMNS
+    rows = [
+        ["moment", m["collection"], _cell(m["time_s"]), _cell(m["value"]), "", "", "", "; ".join(m["labels"])]
+        + ["", "", ""]
+        for m in found["moments"]
+    ]
+    rows += [
+        ["label", r["collection"], "", "", r["component"], r["best_term"], r["annotation"], r["label"]]
+        + [_cell(r["inside"]), _cell(r["outside"]), _cell(r["p"])]
+        for r in found["by_label"]
+    ]
+    return csv_response(header, rows, f"{_ascii_name(slug)}-synchrony.csv", SYNCHRONY_CSV_CACHE)

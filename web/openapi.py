@@ -49,7 +49,7 @@ UNDOCUMENTED = {
 DEMO_TERM = "visual"
 DEMO_MOVIE = "forrest-gump"
 DEMO_COLLECTION = "demo-grand-budapest"
-DEMO_COMPONENT = "34ace17d-dc7a-532b-9e8c-55f15a9e4a53"
+DEMO_COMPONENT = "0a74525a-c5c9-510c-b504-f88c09864c8d"
 DEMO_LABEL = "faces"
 DEMO_ANNOTATION_SET = 1
 
@@ -85,6 +85,24 @@ def _list(items: dict[str, Any]) -> dict[str, Any]:
 def _page(item: str, description: str) -> dict[str, Any]:
     """A page of a listing (``store.queries.Page.to_dict``)."""
     return _answer({"items": _list(ref(item)), "page": INT, "per_page": INT, "total": INT, "pages": INT}, description)
+
+
+def _keyset_page(item: str, description: str) -> dict[str, Any]:
+    """A page of a listing that also pages by cursor: ``page`` is null for a page asked for by cursor."""
+    return _answer(
+        {
+            "items": _list(ref(item)),
+            "page": {**_nullable(INT), "description": "The page number; null for a page asked for by cursor."},
+            "per_page": INT,
+            "total": INT,
+            "pages": INT,
+            "next_cursor": {
+                **_nullable(STR),
+                "description": "Pass as `cursor` for the next page; null on the last page.",
+            },
+        },
+        description,
+    )
 
 
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
@@ -452,7 +470,8 @@ for _name in ("Terms", "Movies", "Components", "Collections", "AnnotationEvents"
         "Collections": "Collection",
         "AnnotationEvents": "AnnotationEvent",
     }[_name]
-    SCHEMAS[_name] = _page(_item, f"A page of {_item} objects.")
+    _make = _keyset_page if _name in ("Components", "Collections") else _page
+    SCHEMAS[_name] = _make(_item, f"A page of {_item} objects.")
 
 
 # --- parameters and responses ------------------------------------------------------------------------------------
@@ -487,6 +506,11 @@ PER_PAGE = query(
     "per_page",
     "Items per page (bounded to the range; anything else gives the default).",
     {"type": "integer", "minimum": 1, "maximum": queries.MAX_PER_PAGE, "default": queries.DEFAULT_PER_PAGE},
+)
+CURSOR = query(
+    "cursor",
+    "The `next_cursor` of an earlier answer of this listing (same sort): the page after its last row, read along "
+    "the index however deep (`page` is then ignored). An unknown or altered cursor gives 400.",
 )
 SEARCH = query("search", "Keep the rows whose name contains this text (case-insensitive; % and _ match themselves).")
 UUID = path("uuid", "The component's id.", DEMO_COMPONENT)
@@ -547,6 +571,7 @@ def op(
 
 NOT_FOUND = err("Not found, or not visible to this viewer (private data is 404, not 403).")
 BAD = err("A parameter is not valid (the error says which).")
+BAD_CURSOR = err("The cursor is not one this listing gave out (for its sort).")
 
 
 # --- the operations ----------------------------------------------------------------------------------------------
@@ -647,7 +672,7 @@ def _catalog_paths() -> dict[str, Any]:
                 "api.components",
                 "catalog",
                 "List the visible components",
-                {"200": ok("Components")},
+                {"200": ok("Components"), "400": BAD_CURSOR},
                 [
                     query("term", "Only components whose best term has this slug."),
                     query("movie", "Only components of this movie (slug)."),
@@ -659,6 +684,7 @@ def _catalog_paths() -> dict[str, Any]:
                     ),
                     PAGE,
                     PER_PAGE,
+                    CURSOR,
                 ],
             )
         },
@@ -702,8 +728,8 @@ def _catalog_paths() -> dict[str, Any]:
                 "api.collections",
                 "catalog",
                 "List the visible collections, newest first",
-                {"200": ok("Collections")},
-                [PAGE, PER_PAGE],
+                {"200": ok("Collections"), "400": BAD_CURSOR},
+                [PAGE, PER_PAGE, CURSOR],
             )
         },
         "/api/collections/{slug}": {
@@ -943,9 +969,105 @@ def _decode_paths() -> dict[str, Any]:
     }
 
 
+def _csv(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/csv": {"schema": {"type": "string"}}}}
+
+
+COLLECTION_SLUG = path("slug", "The collection's slug.", DEMO_COLLECTION)
+SCHEMAS["ComponentISC"] = _answer(
+    {
+        "uuid": STR,
+        "isc": {**OPT_NUM, "description": "Leave-one-out ISC, Fisher-z mean over subjects (null under 3 subjects)."},
+        "isc_pairwise": {**OPT_NUM, "description": "Pairwise ISC, Fisher-z mean over subject pairs."},
+        "p": {**OPT_NUM, "description": "One-sided p from a phase-randomisation null done per run."},
+        "q": {**OPT_NUM, "description": "Benjamini-Hochberg q over the collection's components."},
+        "n_subjects": INT,
+        "n_resamples": INT,
+        "note": {**STR, "description": "Why a value is null (one subject, a constant series), else empty."},
+        "subjects": {**_list(OPT_NUM), "description": "Each subject's leave-one-out r."},
+        "window_s": {**OPT_NUM, "description": "Window of the windowed ISC, in seconds."},
+        "movie_time_s": {**_list(OPT_NUM), "description": "Movie time of each window's centre."},
+        "windowed": {**_list(OPT_NUM), "description": "Leave-one-out ISC in each window."},
+    },
+    "A component's inter-subject correlation (null values when the data cannot give them; never NaN).",
+)
+SCHEMAS["CollectionISFC"] = _answer(
+    {
+        "collection": STR,
+        "components": {**_list(STR), "description": "Component uuids, the order of the matrix's rows and columns."},
+        "best_terms": _list(OPT_STR),
+        "n_subjects": INT,
+        "note": STR,
+        "matrix": {**_list(_list(OPT_NUM)), "description": "Leave-one-out ISFC, symmetrised, Fisher-z mean."},
+    },
+    "The inter-subject functional correlation between a collection's components (empty before it is computed).",
+)
+SCHEMAS["MovieSynchrony"] = _answer(
+    {
+        "movie": STR,
+        "movie_slug": STR,
+        "moments": _list(_obj({"collection": STR, "time_s": OPT_NUM, "value": OPT_NUM, "labels": _list(STR)})),
+        "by_label": _list(
+            _obj(
+                {
+                    "collection": STR,
+                    "component": STR,
+                    "best_term": OPT_STR,
+                    "annotation": STR,
+                    "label": STR,
+                    "inside": OPT_NUM,
+                    "outside": OPT_NUM,
+                    "p": OPT_NUM,
+                }
+            )
+        ),
+    },
+    "Moments of synchrony (the across-component mean of windowed ISC above its null) and windowed ISC during "
+    "each annotation label against outside it, with p from circular shifts of the events.",
+)
+
+
+def _synchrony_paths() -> dict[str, Any]:
+    def get(endpoint: str, summary: str, answer: dict[str, Any], parameter: dict[str, Any]) -> dict[str, Any]:
+        return {"get": op(endpoint, "synchrony", summary, {"200": answer, "404": NOT_FOUND}, [parameter])}
+
+    return {
+        "/api/components/{uuid}/isc": get(
+            "api.component_isc", "A component's inter-subject correlation", ok("ComponentISC"), UUID
+        ),
+        "/api/components/{uuid}/isc.csv": get(
+            "api.component_isc_csv",
+            "A component's ISC as CSV (a row per subject, then a row per window)",
+            _csv("part (subject or window), index, movie_time_s, r"),
+            UUID,
+        ),
+        "/api/collections/{slug}/isfc": get(
+            "api.collection_isfc",
+            "The ISFC matrix between a collection's components",
+            ok("CollectionISFC"),
+            COLLECTION_SLUG,
+        ),
+        "/api/collections/{slug}/isfc.csv": get(
+            "api.collection_isfc_csv",
+            "The ISFC matrix as CSV",
+            _csv("A header of component uuids, then one row per component."),
+            COLLECTION_SLUG,
+        ),
+        "/api/movies/{slug}/synchrony": get(
+            "api.movie_synchrony", "A movie's moments of synchrony and ISC by label", ok("MovieSynchrony"), MOVIE_SLUG
+        ),
+        "/api/movies/{slug}/synchrony.csv": get(
+            "api.movie_synchrony_csv",
+            "A movie's synchrony as CSV",
+            _csv("The moments (part = moment), then the rows by label (part = label)."),
+            MOVIE_SLUG,
+        ),
+    }
+
+
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 document of the JSON API under /api/ (a new dict each call)."""
-    paths = {**_catalog_paths(), **_anatomy_paths(), **_timeline_paths(), **_decode_paths()}
+    paths = {**_catalog_paths(), **_anatomy_paths(), **_timeline_paths(), **_decode_paths(), **_synchrony_paths()}
     return copy.deepcopy(
         {
             "openapi": OPENAPI_VERSION,
@@ -962,6 +1084,7 @@ def openapi_document() -> dict[str, Any]:
                 {"name": "catalog"},
                 {"name": "anatomy"},
                 {"name": "timeline"},
+                {"name": "synchrony"},
                 {"name": "decoder"},
                 {"name": "system"},
             ],

@@ -1,5 +1,5 @@
 """Callbacks of ``dashboard.components.clusters``: the cluster table under a map page's viewer: clusters above the
-viewer's current threshold."""
+viewer's current threshold, asked for once the section has come into view."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from typing import Any
 import dash
 from dash import ClientsideFunction, Input, Output, State
 
-from dashboard.components.clusters import LAYER_KINDS, _source_line, _text, cluster_id, cluster_table, csv_href
+from dashboard.components.clusters import LAYER_KINDS, PANEL, _source_line, _text, cluster_id, cluster_table, csv_href
 from dashboard.components.common import empty_state
+from dashboard.components.lazy import lazy_id
 from dashboard.components.maps import VIEWER_ID
 from dashboard.viewer import component_id
 from web.anatomy import clusters_of
@@ -62,5 +63,6 @@ dash.clientside_callback(
     Input(component_id("layers", VIEWER_ID), "data"),
     Input(component_id("selected", VIEWER_ID), "data"),
     Input(component_id("atlas", VIEWER_ID), "value"),
+    Input(lazy_id("shown", PANEL), "data"),
     State(cluster_id("settings"), "data"),
 )

@@ -1,10 +1,11 @@
 """The cluster table under a map page's viewer: clusters above the viewer's current threshold.
 
-The table follows the viewer: a clientside callback (``assets/incdb-clusters.js``) copies the selected map layer's
-thresholds and the viewer's atlas into the panel's settings store, a moment after the last slider movement, and
-one server callback reads the map and draws the table (``pipeline.anatomy.clusters`` through ``web.anatomy``, so the map
-is found with the file routes' visibility rules). Clicking a row, or Enter on it, moves the viewer's crosshair to
-the cluster's peak. The CSV link carries the same settings.
+The table follows the viewer once the section has come into view: a clientside callback
+(``assets/incdb-clusters.js``) copies the selected map layer's thresholds and the viewer's atlas into the panel's
+settings store, a moment after the last slider movement, and one server callback reads the map and draws the table
+(``pipeline.anatomy.clusters`` through ``web.anatomy``, so the map is found with the file routes' visibility
+rules). Clicking a row, or Enter on it, moves the viewer's crosshair to the cluster's peak. The CSV link carries the
+same settings.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 from dashboard.components.common import Child, empty_state, group_label, html_table, section
+from dashboard.components.lazy import watch
 from dashboard.components.maps import VIEWER_ID
 from pipeline.anatomy.clusters import DEFAULT_MIN_VOXELS, MAX_CLUSTERS, MAX_MIN_VOXELS
 
@@ -38,8 +40,9 @@ def cluster_id(kind: str) -> dict[str, str]:
     return {"type": PREFIX + kind, "panel": PANEL}
 
 
-def cluster_panel(*, component: str | None = None, term: str | None = None, movie: str | None = None) -> html.Section:
-    """The cluster section of a map page; name the page's component, or its term (and movie)."""
+def cluster_panel(*, component: str | None = None, term: str | None = None, movie: str | None = None) -> html.Div:
+    """The cluster section of a map page; name the page's component, or its term (and movie). It is a lazy
+    section (``dashboard.components.lazy.watch``): no table is asked for before it comes into view."""
     context = {k: v for k, v in (("component", component), ("term", term), ("movie", movie)) if v}
     controls = html.Div(
         className="incdb-cluster-controls",
@@ -68,27 +71,31 @@ def cluster_panel(*, component: str | None = None, term: str | None = None, movi
             html.A("Download CSV", id=cluster_id("csv"), href="", download="", className="incdb-section-link"),
         ],
     )
-    return section(
-        "Clusters",
-        html.Div(
-            [
-                controls,
-                dcc.Store(id=cluster_id("context"), data={"viewer": VIEWER_ID, **context}),
-                dcc.Store(id=cluster_id("settings"), data=None),
-                dcc.Loading(
-                    html.Div(
-                        empty_state("Computing clusters…"),
-                        id=cluster_id("body"),
-                        className="incdb-cluster-body",
-                        **{"data-viewer": VIEWER_ID},
+    return watch(
+        PANEL,
+        section(
+            "Clusters",
+            html.Div(
+                [
+                    controls,
+                    dcc.Store(id=cluster_id("context"), data={"viewer": VIEWER_ID, **context}),
+                    # {} rather than None: a Store holding None sets it again on mounting, firing the table's callback
+                    dcc.Store(id=cluster_id("settings"), data={}),
+                    dcc.Loading(
+                        html.Div(
+                            empty_state("Computing clusters…"),
+                            id=cluster_id("body"),
+                            className="incdb-cluster-body",
+                            **{"data-viewer": VIEWER_ID},
+                        ),
+                        delay_show=400,
+                        type="dot",
                     ),
-                    delay_show=400,
-                    type="dot",
-                ),
-                html.P(id=cluster_id("source"), className="incdb-cluster-source"),
-            ]
+                    html.P(id=cluster_id("source"), className="incdb-cluster-source"),
+                ]
+            ),
+            class_name="incdb-clusters",
         ),
-        class_name="incdb-clusters",
     )
 
 

@@ -1,8 +1,8 @@
 """The "Similar components" section: the catalogue's components that correlate best with a map (exact spatial r
 over the brain mask, ``pipeline.decoding.similar``), each linking to its page.
 
-On a component's page the list is filled by a callback after the page has loaded (so the page does not wait for
-the search), and a switch keeps only other collections. The visitor decoder's result page shows a list it has
+On a component's page the list is filled by a callback once the section comes into view (so the page does not
+wait for the search), and a switch keeps only other collections. The visitor decoder's result page shows a list it has
 already, through :func:`similar_table`.
 """
 
@@ -14,6 +14,7 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 from dashboard.components.common import Child, empty_state, fmt_r, link, row_badges, section
+from dashboard.components.lazy import watch
 from dashboard.components.tables import Column, data_table
 from pipeline.decoding import similar
 from store import queries
@@ -22,6 +23,7 @@ SHOWN = 20
 OWN_UUID = "similar-uuid"
 OTHERS_ONLY = "similar-others-only"
 BODY = "similar-body"
+LAZY_KEY = "similar"
 
 
 def similar_table(items: list[dict[str, Any]], table_id: str = "similar-table") -> Child:
@@ -42,18 +44,22 @@ def similar_table(items: list[dict[str, Any]], table_id: str = "similar-table") 
     return data_table(columns, items, table_id_=table_id)
 
 
-def similar_section(uuid: str) -> html.Section:
-    """The section of a component's page; its list comes from :func:`_fill` once the page is shown."""
-    return section(
-        [
-            "Similar components ",
-            html.Span("spatial r over the brain mask, across movies", className="incdb-section-link"),
-        ],
-        [
-            dcc.Store(id=OWN_UUID, data=uuid),
-            dbc.Switch(id=OTHERS_ONLY, label="Only other collections", value=False, className="mb-2"),
-            dcc.Loading(html.Div(id=BODY), type="dot"),
-        ],
+def similar_section(uuid: str) -> html.Div:
+    """The section of a component's page; its list comes from ``callbacks.components.similar`` once the section has
+    come into view (a lazy section, ``dashboard.components.lazy.watch``)."""
+    return watch(
+        LAZY_KEY,
+        section(
+            [
+                "Similar components ",
+                html.Span("spatial r over the brain mask, across movies", className="incdb-section-link"),
+            ],
+            [
+                dcc.Store(id=OWN_UUID, data=uuid),
+                dbc.Switch(id=OTHERS_ONLY, label="Only other collections", value=False, className="mb-2"),
+                dcc.Loading(html.Div(html.P("Loading…", className="text-muted"), id=BODY), type="dot"),
+            ],
+        ),
     )
 
 

@@ -1,7 +1,12 @@
-"""One component: its map, its decoding profile (chart and full ranked table) and where it came from."""
+"""One component: its map, its decoding profile (chart and full ranked table) and where it came from.
+
+The header, the viewer and the decoding profile come with the page; the sections below them (clusters, time
+course, the ranked table of every term, similar components) are lazy sections (``dashboard.components.lazy``),
+drawn when they come into view, so that the page's first answer stays small and the viewer loads first."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import dash
@@ -10,14 +15,16 @@ from dash import html
 
 from dashboard.components.charts import decoding_figure, nav_graph, profile_links
 from dashboard.components.clusters import cluster_panel
-from dashboard.components.common import empty_state, fmt_r, not_found, page_header, row_badges, section
-from dashboard.components.data import read
+from dashboard.components.common import Child, empty_state, fmt_r, not_found, page_header, row_badges, section
+from dashboard.components.data import arg, read
 from dashboard.components.details import component_facts, demo_alert, qc_alert
+from dashboard.components.lazy import lazy_section, register_loader
 from dashboard.components.maps import component_layers, map_viewer
 from dashboard.components.similar import similar_section
+from dashboard.components.synchrony import component_isc_section
 from dashboard.components.tables import component_name, paged_table
-from dashboard.components.timeline import course_panel
-from store import queries, timeline
+from dashboard.components.timeline import course_section
+from store import queries
 
 
 def title(uuid: str | None = None, **_: Any) -> str:
@@ -35,18 +42,36 @@ def _profile(session, user, uuid: str) -> list[dict[str, Any]]:
     return queries.full_decoding_profile(session, comp) if comp is not None else []
 
 
-def _time(session, user, uuid: str) -> dict[str, Any] | None:
-    """The component's time course, its temporal decodings and its movie's annotations, or None without a time
-    course."""
-    course = timeline.component_course(session, user, uuid)
-    if course is None:
-        return None
+TABLE_ARGS = ("q", "sort", "page")  # the ranked table's state in the address
+
+
+def _has_time(session, user, uuid: str) -> bool:
     comp = queries.get_visible_component(session, user, uuid)
-    rows = timeline.component_temporal(session, user, uuid) or []
-    annotations = timeline.movie_annotations(
-        session, comp.collection.movie, include=[(r["annotation_id"], r["label"]) for r in rows[:50]]
-    )
-    return {"course": course, "rows": rows, "annotations": annotations}
+    return comp is not None and comp.timecourse_id is not None and bool(comp.collection.timing)
+
+
+def _uuid_arg(args: Mapping[str, Any]) -> str | None:
+    uuid = args.get("uuid")
+    return uuid if isinstance(uuid, str) and 0 < len(uuid) <= 64 else None
+
+
+def _load_time(args: Mapping[str, Any]) -> Child:
+    uuid = _uuid_arg(args)
+    found = read(course_section, uuid) if uuid else None
+    return empty_state("This component has no time course.") if found is None else found
+
+
+def _load_decodings(args: Mapping[str, Any]) -> Child:
+    uuid = _uuid_arg(args)
+    query = args.get("query") if isinstance(args.get("query"), dict) else {}
+    query = {k: v for k, v in query.items() if k in TABLE_ARGS and isinstance(v, str) and len(v) <= 200}
+    if uuid is None or read(queries.component_detail, uuid) is None:
+        return empty_state("This component cannot be shown.")
+    return paged_table("decodings", "decodings", query, context={"uuid": uuid})
+
+
+register_loader("component-time", _load_time)
+register_loader("component-decodings", _load_decodings)
 
 
 def layout(uuid: str | None = None, **query: Any) -> html.Div:
@@ -97,7 +122,9 @@ def layout(uuid: str | None = None, **query: Any) -> html.Div:
                 className="g-4",
             ),
             _time_section(detail["uuid"]),
-            section(
+            component_isc_section(detail["uuid"]),
+            lazy_section(
+                "component-decodings",
                 [
                     "All terms, ranked ",
                     html.A(
@@ -107,15 +134,14 @@ def layout(uuid: str | None = None, **query: Any) -> html.Div:
                         download="",
                     ),
                 ],
-                paged_table("decodings", "decodings", query, context={"uuid": detail["uuid"]}),
+                {"uuid": detail["uuid"], "query": {k: arg(query, k) for k in TABLE_ARGS if k in query}},
             ),
             similar_section(detail["uuid"]),
         ]
     )
 
 
-def _time_section(uuid: str) -> html.Section | None:
-    found = read(_time, uuid)
-    if found is None:
+def _time_section(uuid: str) -> html.Div | None:
+    if not read(_has_time, uuid):
         return None
-    return section("Time course", course_panel(found["course"], found["annotations"], found["rows"], uuid))
+    return lazy_section("component-time", "Time course", {"uuid": uuid})
