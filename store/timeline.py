@@ -32,9 +32,12 @@ from store.models import (
 from store.queries import Page, clamp_page, get_visible_component, lookup_key
 
 MAX_DISPLAY_POINTS = 2000  # per trace sent to a browser; downloads keep every row
-# The timeline of a page draws at most MAX_TRACKS (set, label) tracks and MAX_TIMELINE_EVENTS events: an annotation
-# set may hold tens of thousands of events, which a page must not read nor send whole (the API pages through them).
+MAX_COLUMNS = 2000  # time columns of a heatmap sent to a browser (a screen shows no more)
+# The timeline of a page draws at most MAX_TRACKS (set, label) tracks, DEFAULT_TRACKS of them until the visitor
+# chooses, each as merged intervals; an annotation set may hold tens of thousands of events, which a page must not
+# send whole (the API pages through them, the CSV has every one).
 MAX_TRACKS = 40
+DEFAULT_TRACKS = 12
 MAX_TIMELINE_EVENTS = 20_000
 DEFAULT_EVENTS_PER_PAGE = 1000
 MAX_EVENTS_PER_PAGE = 5000
@@ -292,7 +295,8 @@ def annotation_rows(session: Session, movie: Movie, set_id: int) -> list[tuple[f
 def movie_courses(session: Session, user: Any, movie: Movie) -> list[dict[str, Any]]:
     """The visible components of a movie that have time courses: uuid, best term, number in its file (``ic``:
     1 for the first volume, as MELODIC numbers its components), source file, collection and the z-scored mean
-    course over subjects on the movie-time axis (at most ``MAX_DISPLAY_POINTS`` points), grouped by best term."""
+    course over subjects at every row of one subject, ordered by movie time (overlapping runs repeat times),
+    grouped by best term. A page draws them through :func:`heatmap_columns`, never whole."""
     comps = session.execute(
         select(
             Component.uuid,
@@ -330,7 +334,6 @@ def movie_courses(session: Session, user: Any, movie: Movie) -> list[dict[str, A
         z = (mean - mean.mean()) / sd if sd > 0 else mean * 0
         times = movie_times(timing)[: len(z)]
         order = np.argsort(times, kind="stable")
-        times, z = downsample(times[order], z[order])
         out.append(
             {
                 "uuid": uuid,
@@ -338,19 +341,199 @@ def movie_courses(session: Session, user: Any, movie: Movie) -> list[dict[str, A
                 "ic": column + 1,
                 "source_file": source_file,
                 "collection": collection_name,
-                "movie_time_s": times.tolist(),
-                "z": z.tolist(),
+                "movie_time_s": times[order],
+                "z": z[order],
             }
         )
     return out
 
 
-def downsample(x: np.ndarray, y: np.ndarray, n: int = MAX_DISPLAY_POINTS) -> tuple[np.ndarray, np.ndarray]:
-    """At most ``n`` points of a trace for display: means of consecutive bins (downloads keep every row)."""
+def courses_span(courses: list[dict[str, Any]]) -> tuple[float, float] | None:
+    """First and last movie time of any of ``courses`` (None without courses)."""
+    ends = [(float(c["movie_time_s"][0]), float(c["movie_time_s"][-1])) for c in courses if len(c["movie_time_s"])]
+    return (min(s for s, _ in ends), max(e for _, e in ends)) if ends else None
+
+
+def heatmap_columns(
+    courses: list[dict[str, Any]], start: float, end: float, columns: int = MAX_COLUMNS
+) -> tuple[np.ndarray, np.ndarray]:
+    """The courses' samples between ``start`` and ``end`` as a heatmap of at most ``columns`` equal time bins.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        The bins' centres (s) and a (courses, bins) matrix: each course's mean over the samples in a bin; a bin
+        without a sample takes the value interpolated between its neighbours, NaN before a course's first sample
+        and after its last. There are no more bins than samples of the densest course in the range, so a range
+        narrower than ``columns`` samples gets one bin per sample.
+    """
+    if not courses or not end > start:
+        return np.zeros(0), np.zeros((len(courses), 0))
+    inside = [(c["movie_time_s"] >= start) & (c["movie_time_s"] <= end) for c in courses]
+    densest = max(len(np.unique(c["movie_time_s"][m])) for c, m in zip(courses, inside))
+    n = int(max(1, min(columns, densest)))
+    edges = np.linspace(start, end, n + 1)
+    centres = (edges[:-1] + edges[1:]) / 2
+    out = np.full((len(courses), n), np.nan)
+    for row, (c, m) in enumerate(zip(courses, inside)):
+        t, z = c["movie_time_s"][m], c["z"][m]
+        if not len(t):
+            continue
+        index = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, n - 1)
+        counts = np.bincount(index, minlength=n)
+        sums = np.bincount(index, weights=z, minlength=n)
+        full = counts > 0
+        means = sums[full] / counts[full]
+        out[row] = np.interp(centres, centres[full], means, left=np.nan, right=np.nan)
+        # The bins before the first sample and after the last stay empty only where the course has no data there.
+        first, last = np.flatnonzero(full)[[0, -1]]
+        if float(c["movie_time_s"][0]) < start:
+            out[row, :first] = means[0]
+        if float(c["movie_time_s"][-1]) > end:
+            out[row, last + 1 :] = means[-1]
+    return centres, out
+
+
+def decimate(x: np.ndarray, y: np.ndarray, n: int = MAX_DISPLAY_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``n`` points of a trace for display, keeping its shape: the points are split into ``n // 2`` bins
+    of consecutive points and each bin keeps its minimum and its maximum, in their order (so every peak and trough
+    of the trace is drawn; downloads keep every row)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if len(x) <= n:
         return x, y
-    edges = np.linspace(0, len(x), n + 1).astype(int)
-    return (np.add.reduceat(x, edges[:-1]) / np.diff(edges), np.add.reduceat(y, edges[:-1]) / np.diff(edges))
+    bins = max(1, n // 2)
+    edges = np.linspace(0, len(x), bins + 1).astype(int)
+    keep = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        segment = y[lo:hi]
+        pair = sorted({lo + int(np.argmin(segment)), lo + int(np.argmax(segment))})
+        keep += pair
+    index = np.asarray(keep)
+    return x[index], y[index]
+
+
+def envelope(
+    x: np.ndarray, low: np.ndarray, high: np.ndarray, n: int = MAX_DISPLAY_POINTS // 2
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A band between ``low`` and ``high`` at most ``n`` points wide: per bin of consecutive points, its mean
+    time, the lowest ``low`` and the highest ``high`` (the band drawn covers every point's band)."""
+    x, low, high = (np.asarray(a, dtype=float) for a in (x, low, high))
+    if len(x) <= n:
+        return x, low, high
+    edges = np.linspace(0, len(x), n + 1).astype(int)[:-1]
+    counts = np.diff(np.append(edges, len(x)))
+    return (np.add.reduceat(x, edges) / counts, np.minimum.reduceat(low, edges), np.maximum.reduceat(high, edges))
+
+
+# --- labels and tracks -------------------------------------------------------------------------------------------
+
+
+def label_choices(session: Session, user: Any, movie: Movie) -> list[dict[str, Any]]:
+    """Every label of the movie's annotation sets, by set name then label: ``{"set_id", "set", "label", "events",
+    "following"}`` (``following``: how many of the components the user may see follow it, q < 0.05)."""
+    counts = session.execute(
+        select(AnnotationSet.id, AnnotationSet.name, AnnotationEvent.label, func.count(AnnotationEvent.id))
+        .join(AnnotationSet, AnnotationEvent.set_id == AnnotationSet.id)
+        .where(AnnotationSet.movie_id == movie.id)
+        .group_by(AnnotationSet.id, AnnotationSet.name, AnnotationEvent.label)
+    ).all()
+    following = {
+        (set_id, label): int(n)
+        for set_id, label, n in session.execute(
+            select(TemporalDecoding.set_id, TemporalDecoding.label, func.count(TemporalDecoding.id))
+            .join(Component, TemporalDecoding.component_id == Component.id)
+            .join(Collection, Component.collection_id == Collection.id)
+            .where(Collection.movie_id == movie.id, TemporalDecoding.q < SIGNIFICANT_Q, visible_collections(user))
+            .group_by(TemporalDecoding.set_id, TemporalDecoding.label)
+        )
+    }
+    rows = [
+        {
+            "set_id": set_id,
+            "set": name,
+            "label": label,
+            "events": int(n),
+            "following": following.get((set_id, label), 0),
+        }
+        for set_id, name, label, n in counts
+    ]
+    return sorted(rows, key=lambda r: (r["set"], r["set_id"], r["label"]))
+
+
+def movie_default_tracks(choices: list[dict[str, Any]], n: int = DEFAULT_TRACKS) -> list[tuple[int, str]]:
+    """The movie timeline's tracks until the visitor chooses: the labels most components follow, then the
+    busiest (most events)."""
+    ranked = sorted(choices, key=lambda r: (-r["following"], -r["events"], r["set"], r["label"]))
+    return [(r["set_id"], r["label"]) for r in ranked[:n]]
+
+
+def component_default_tracks(rows: list[dict[str, Any]], n: int = DEFAULT_TRACKS) -> list[tuple[int, str]]:
+    """A component's tracks until the visitor chooses: its best temporal-decoding labels, lowest q first (rows of
+    :func:`component_temporal`)."""
+    ranked = sorted(rows, key=lambda r: (r["q"], r["p"], -abs(r["r"]), r["rank"]))
+    return [(r["annotation_id"], r["label"]) for r in ranked[:n]]
+
+
+def track_intervals(
+    session: Session, movie: Movie, pairs: Iterable[tuple[int, str]], gap: float = 0.0
+) -> list[dict[str, Any]]:
+    """The tracks of ``pairs`` ((set id, label), drawn in this order; pairs the movie does not have are left out,
+    at most :data:`MAX_TRACKS`) as merged intervals: events that overlap, or lie less than ``gap`` seconds apart,
+    become one ``[start, end]``. Events are read in order and merged as they come, so memory holds the intervals,
+    not the events.
+
+    Returns
+    -------
+    list of dict
+        ``{"set_id", "set", "label", "events", "intervals"}`` per track (``events``: how many were merged).
+    """
+    wanted = list(dict.fromkeys((int(s), str(label)) for s, label in pairs))
+    names = dict(
+        session.execute(select(AnnotationSet.id, AnnotationSet.name).where(AnnotationSet.movie_id == movie.id)).all()
+    )
+    wanted = [p for p in wanted if p[0] in names][:MAX_TRACKS]
+    if not wanted:
+        return []
+    merged: dict[tuple[int, str], list[list[float]]] = {p: [] for p in wanted}
+    counts: dict[tuple[int, str], int] = dict.fromkeys(wanted, 0)
+    condition = or_(
+        *(
+            and_(AnnotationEvent.set_id == set_id, AnnotationEvent.label.in_(labels))
+            for set_id, labels in _by_set(wanted).items()
+        )
+    )
+    rows = session.execute(
+        select(AnnotationEvent.set_id, AnnotationEvent.label, AnnotationEvent.onset, AnnotationEvent.duration)
+        .where(condition)
+        .order_by(AnnotationEvent.set_id, AnnotationEvent.label, AnnotationEvent.onset)
+        .execution_options(yield_per=5000)
+    )
+    for set_id, label, onset, duration in rows:
+        key = (set_id, label)
+        if key not in merged:
+            continue
+        counts[key] += 1
+        start, end = float(onset), float(onset) + max(float(duration), 0.0)
+        track = merged[key]
+        if track and start <= track[-1][1] + gap:
+            track[-1][1] = max(track[-1][1], end)
+        else:
+            track.append([start, end])
+    return [
+        {"set_id": s, "set": names[s], "label": label, "events": counts[(s, label)], "intervals": merged[(s, label)]}
+        for s, label in wanted
+    ]
+
+
+def label_events(session: Session, movie: Movie, set_id: int, label: str) -> list[dict[str, Any]]:
+    """Every event of one label of one of the movie's sets, by onset (for its regressor); [] when there is none."""
+    rows = session.execute(
+        select(AnnotationEvent.onset, AnnotationEvent.duration, AnnotationEvent.amplitude)
+        .join(AnnotationSet, AnnotationEvent.set_id == AnnotationSet.id)
+        .where(AnnotationSet.movie_id == movie.id, AnnotationSet.id == set_id, AnnotationEvent.label == label)
+        .order_by(AnnotationEvent.onset, AnnotationEvent.id)
+    ).all()
+    return [{"onset": o, "duration": d, "amplitude": a, "label": label} for o, d, a in rows]
 
 
 MAX_LABEL_COMPONENTS = 100

@@ -73,7 +73,13 @@ def test_movie_timeline_tab(page):
     _hover_centre(page, f"{plot} .nsewdrag")
     page.wait_for_selector(".hoverlayer .hovertext")
     hover = page.eval_on_selector(".hoverlayer", "e => e.textContent")
-    assert "movie time" in hover and ("no label" in hover or any(x in hover for x in ("speech", "faces", "music")))
+    assert "movie time" in hover
+    # The line above the figure names the time as h:mm:ss and the labels drawn then (read from the figure's tracks).
+    page.wait_for_function(
+        "/movie time \\d+:\\d\\d:\\d\\d/.test(document.querySelector('#timeline-readout').textContent)"
+    )
+    readout = page.text_content("#timeline-readout")
+    assert "no label" in readout or "labels: " in readout, readout
     save_artifact("timeline-movie.png", page.screenshot(full_page=True))
 
 
@@ -87,6 +93,8 @@ def test_component_time_course_panel(page):
             .order_by(Component.id)
         )
     page.goto(f"/components/{uuid}")
+    page.wait_for_selector('.incdb-viewer[data-loaded="true"]')
+    page.locator(".incdb-lazy", has_text="Time course").scroll_into_view_if_needed()  # drawn once in view
     page.wait_for_selector("#course-panel .js-plotly-plot")
     course = page.locator("#course-panel .js-plotly-plot").first
     assert course.locator(".scatterlayer .trace").count() >= 2  # a line per run (and the band)

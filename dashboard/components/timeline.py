@@ -1,29 +1,50 @@
-"""Figures and panels of the movie's timeline: annotation tracks, component time courses, power spectra and the
-temporal decoding table. Every label and name from a file or a person is escaped before it reaches Plotly (which
-renders a subset of HTML in labels and hover text)."""
+"""Figures and panels of the movie's timeline: annotation tracks, component time courses, power spectra, the
+temporal decoding table and the label chooser. Every label and name from a file or a person is escaped before it
+reaches Plotly (which renders a subset of HTML in labels and hover text).
+
+A page gets what a screen can show, whatever the size of the study: a heatmap of at most
+``store.timeline.MAX_COLUMNS`` time columns (finer columns are fetched for the range in view when the visitor
+zooms), traces of at most ``store.timeline.MAX_DISPLAY_POINTS`` points that keep every minimum and maximum, and
+annotation tracks as merged intervals, :data:`store.timeline.DEFAULT_TRACKS` of them until the visitor chooses
+(at most ``MAX_TRACKS``). The chooser says how many labels are drawn and how many are not; the choice is kept in
+the page address (``labels``). Full resolution stays in the CSV downloads.
+"""
 
 from __future__ import annotations
 
 import html as html_text
+import json
+import math
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
 import dash_bootstrap_components as dbc
 import numpy as np
 import plotly.graph_objects as go
-from dash import dcc, html
+from dash import Patch, dcc, html
 
 from dashboard.components.charts import FONT, GRAPH, link_key, nav_graph
 from dashboard.components.common import empty_state
 from pipeline.temporal.decoding import label_regressors, run_frame_times
-from store.timeline import downsample
+from store import queries
+from store import timeline as store
+from store.timeline import MAX_COLUMNS, MAX_DISPLAY_POINTS, MAX_TRACKS, decimate, envelope, heatmap_columns
 
 TRACK_COLORS = ("#e4572e", "#2e86de", "#17b890", "#f2a541", "#8e44ad", "#7f8c8d", "#c0392b", "#16a085")
-MAX_TRACKS = 40
 COURSE = "course-graph"
 COURSE_DATA = "course-data"
 COURSE_LABEL = "course-label"
+COURSE_TRACKS = "course-tracks"
+COURSE_NOTE = "course-tracks-note"
+TIMELINE = "timeline"  # the movie timeline's graph: {"type": GRAPH, "graph": TIMELINE}
+TIMELINE_STATE = "timeline-state"
+TIMELINE_TRACKS = "timeline-labels"
+TIMELINE_NOTE = "timeline-labels-note"
+TIMELINE_READOUT = "timeline-readout"
+LABELS_PARAM = "labels"  # the query parameter of the chosen labels: a JSON list of "set id|label"
+FINE = 1  # index of the heatmap trace that holds the zoomed range's finer columns (0: the whole movie)
 
 
 def esc(text: Any) -> str:
@@ -53,61 +74,10 @@ def _time_axis(span: tuple[float, float]) -> dict[str, Any]:
     return {"tickvals": ticks.tolist(), "ticktext": [movie_clock(t) for t in ticks], "title": "movie time"}
 
 
-def _tracks(annotations: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
-    """(track name, events) per label of every set, at most ``MAX_TRACKS``."""
-    tracks = []
-    for a in annotations:
-        by_label: dict[str, list] = {}
-        for e in a.get("events", []):
-            by_label.setdefault(e["label"], []).append(e)
-        for label in sorted(by_label):
-            name = label if len(annotations) == 1 else f"{a['name']}: {label}"
-            tracks.append((name, by_label[label]))
-    return tracks[:MAX_TRACKS]
-
-
-def _track_traces(tracks: list, yaxis: str = "y") -> list[go.Bar]:
-    traces = []
-    for i, (name, events) in enumerate(tracks):
-        traces.append(
-            go.Bar(
-                base=[e["onset"] for e in events],
-                x=[max(e["duration"], 0.5) for e in events],
-                y=[esc(name)] * len(events),
-                orientation="h",
-                marker={"color": TRACK_COLORS[i % len(TRACK_COLORS)]},
-                yaxis=yaxis,
-                showlegend=False,
-                customdata=[[movie_clock(e["onset"]), f"{e['duration']:g}"] for e in events],
-                hovertemplate="%{y}<br>%{customdata[0]}, %{customdata[1]} s<extra></extra>",
-            )
-        )
-    return traces
-
-
-def _active_labels(tracks: list, grid: np.ndarray) -> list[str]:
-    """For each time of ``grid``, the labels whose events cover it (for the heatmap's hover text)."""
-    names = [[] for _ in grid]
-    for name, events in tracks:
-        covered = np.zeros(len(grid), dtype=bool)
-        for e in events:
-            covered |= (grid >= e["onset"]) & (grid <= e["onset"] + max(e["duration"], 1.0))
-        for i in np.flatnonzero(covered):
-            names[i].append(esc(name))
-    return [", ".join(n) if n else "no label" for n in names]
-
-
 def _origin(c: dict[str, Any]) -> str:
     """Where a heatmap row's component comes from: its collection and the file's own name."""
     source = str(c.get("source_file") or "")
     return esc(f"{c['collection']} · {source.rsplit('/', 1)[-1]}" if source else c["collection"])
-
-
-def _span(annotations: list[dict[str, Any]], courses: list[dict[str, Any]]) -> tuple[float, float]:
-    ends = [e["onset"] + e["duration"] for a in annotations for e in a.get("events", [])]
-    times = [t for c in courses for t in (c["movie_time_s"][:1] + c["movie_time_s"][-1:])]
-    values = ends + times + [0.0]
-    return 0.0, max(values) or 60.0
 
 
 def row_names(courses: list[dict[str, Any]]) -> list[str]:
@@ -125,43 +95,240 @@ def row_names(courses: list[dict[str, Any]]) -> list[str]:
     return [esc(n) for n in unique]
 
 
-def timeline_figure(annotations: list[dict[str, Any]], courses: list[dict[str, Any]]) -> go.Figure:
-    """Annotation tracks (a row per label) above a heatmap of the components' z-scored mean time courses (a row
-    per component, :func:`row_names`, grouped by best term), sharing one movie-time axis with a range slider.
-    Hovering a cell gives the component, its collection and file, the movie time as h:mm:ss and the labels whose
-    events cover that time."""
-    tracks = _tracks(annotations)
-    span = _span(annotations, courses)
-    fig = go.Figure()
-    for trace in _track_traces(tracks, "y2"):
-        fig.add_trace(trace)
-    if courses:
-        grid = np.linspace(span[0], span[1], min(2000, max(len(c["movie_time_s"]) for c in courses)))
-        z = np.vstack([np.interp(grid, c["movie_time_s"], c["z"], left=np.nan, right=np.nan) for c in courses])
-        # One text per time (clock and labels), so each cell carries two strings as before.
-        at = [f"movie time {movie_clock(t)}<br>{a}" for t, a in zip(grid, _active_labels(tracks, grid))]
-        fig.add_trace(
-            go.Heatmap(
-                x=grid,
-                y=row_names(courses),
-                z=z,
-                colorscale="RdBu_r",
-                zmid=0,
-                zmin=-3,
-                zmax=3,
-                yaxis="y",
-                colorbar={"title": "z", "len": 0.55, "y": 0.28},
-                customdata=[[[_origin(c), a] for a in at] for c in courses],
-                hovertemplate="%{y}<br>%{customdata[0]}<br>%{customdata[1]}<br>z = %{z:.2f}<extra></extra>",
+# --- the label chooser -------------------------------------------------------------------------------------------
+
+
+def choice_value(set_id: int, label: str) -> str:
+    return f"{set_id}|{label}"
+
+
+def parse_choices(values: Any) -> list[tuple[int, str]] | None:
+    """(set id, label) pairs of a chooser's value (a list of ``"set id|label"``), at most ``MAX_TRACKS``; None
+    when the value is not such a list (then the panel keeps its defaults)."""
+    if not isinstance(values, list | tuple):
+        return None
+    pairs = []
+    for value in values:
+        if not isinstance(value, str) or "|" not in value or len(value) > 400:
+            continue
+        set_id, label = value.split("|", 1)
+        if set_id.isdigit() and len(set_id) < 10 and label:
+            pairs.append((int(set_id), label))
+    return list(dict.fromkeys(pairs))[:MAX_TRACKS]
+
+
+def choices_from_query(query: Mapping[str, Any] | None) -> list[tuple[int, str]] | None:
+    """The labels chosen in the page address (``labels``: a JSON list of ``"set id|label"``), or None."""
+    text = (query or {}).get(LABELS_PARAM)
+    if isinstance(text, list | tuple):
+        text = text[0] if text else None
+    if not isinstance(text, str) or len(text) > 20_000:
+        return None
+    try:
+        return parse_choices(json.loads(text))
+    except ValueError:
+        return None
+
+
+def chooser_note(shown: int, total: int, asked: int | None = None) -> str:
+    """``N of M labels shown``, saying how many are hidden and how to draw them (never a silent cut)."""
+    text = f"{shown} of {total} labels shown"
+    if total > shown:
+        text += f"; {total - shown} hidden: search the box to draw any of them (at most {MAX_TRACKS} at once)"
+    if asked is not None and asked > shown:
+        text += f". {asked - shown} of the labels chosen are not drawn: at most {MAX_TRACKS} tracks fit"
+    return text + "."
+
+
+MAX_OPTIONS = 100  # labels listed in the chooser at once besides the chosen ones; a search finds the others
+
+
+def label_options(
+    choices: list[dict[str, Any]],
+    chosen: list[tuple[int, str]],
+    ranked: list[tuple[int, str]],
+    search: Any = None,
+    detail: Mapping[tuple[int, str], str] | None = None,
+) -> list[dict]:
+    """The chooser's options: the labels chosen, and at most :data:`MAX_OPTIONS` others (those whose text holds
+    ``search``, else the first of ``ranked``), so that the page's size does not grow with the movie's labels.
+
+    Options are grouped by annotation set (sets by name, labels sorted; each label prefixed with its set when the
+    movie has several, so a search finds a set's labels too; Dash's dropdown lists the chosen options first, so
+    the set is in each option rather than in a heading), each with what makes it worth drawing (``detail``, e.g.
+    its q for a component; else its events and how many components follow it)."""
+    by_key = {(c["set_id"], c["label"]): c for c in choices}
+    several = len({c["set_id"] for c in choices}) > 1
+
+    def text(c: dict[str, Any]) -> str:
+        return f"{c['set']} › {c['label']}" if several else c["label"]
+
+    keep = [p for p in chosen if p in by_key]
+    needle = search.strip().casefold() if isinstance(search, str) else ""
+    if needle:
+        pool = [k for k, c in by_key.items() if needle in text(c).casefold()]
+    else:
+        pool = [p for p in ranked if p in by_key] + list(by_key)
+    kept = set(keep)
+    listed = keep + [k for k in dict.fromkeys(pool) if k not in kept][:MAX_OPTIONS]
+    options = []
+    for key in sorted(listed, key=lambda k: (by_key[k]["set"], k[0], k[1])):
+        c = by_key[key]
+        extra = (detail or {}).get(key)
+        if extra is None:
+            extra = f"{c['events']} events" + (f", followed by {c['following']}" if c.get("following") else "")
+        options.append({"label": f"{text(c)} ({extra})", "value": choice_value(*key)})
+    return options
+
+
+def chooser(ident: str, note_id: str, options: list[dict], value: list[str], note: str, total: int) -> html.Div:
+    return html.Div(
+        [
+            dcc.Dropdown(
+                id=ident,
+                options=options,
+                value=value,
+                multi=True,
+                searchable=True,
+                clearable=True,
+                debounce=True,
+                placeholder=f"Search {total} labels to draw…",
+                className="incdb-label-chooser",
+            ),
+            html.P(note, id=note_id, className="text-muted small mt-1 mb-2", **{"aria-live": "polite"}),
+        ]
+    )
+
+
+def movie_label_options(session, user, slug: str, chosen: Any, search: Any) -> list[dict] | None:
+    """The movie chooser's options for a search (None when the movie is not visible)."""
+    movie = queries.get_visible_movie(session, user, slug)
+    if movie is None:
+        return None
+    choices = store.label_choices(session, user, movie)
+    ranked = store.movie_default_tracks(choices, n=len(choices))
+    return label_options(choices, parse_choices(chosen) or [], ranked, search)
+
+
+def course_label_options(session, user, uuid: str, chosen: Any, search: Any) -> list[dict] | None:
+    """A component chooser's options for a search (None when the component is not visible)."""
+    comp = queries.get_visible_component(session, user, uuid)
+    if comp is None:
+        return None
+    rows = store.component_temporal(session, user, uuid) or []
+    choices = store.label_choices(session, user, comp.collection.movie)
+    ranked = store.component_default_tracks(rows, n=len(rows))
+    return label_options(choices, parse_choices(chosen) or [], ranked, search, _q_detail(rows))
+
+
+# --- annotation tracks ---------------------------------------------------------------------------------------------
+
+
+def track_names(tracks: list[dict[str, Any]]) -> list[str]:
+    sets = {t["set_id"] for t in tracks}
+    return [t["label"] if len(sets) == 1 else f"{t['set']}: {t['label']}" for t in tracks]
+
+
+def _track_traces(tracks: list[dict[str, Any]], yaxis: str = "y") -> list[go.Bar]:
+    """A horizontal bar per merged interval, a row per track (rows numbered; the axis names them)."""
+    traces = []
+    for i, (name, track) in enumerate(zip(track_names(tracks), tracks)):
+        starts = np.array([iv[0] for iv in track["intervals"]], dtype=float)
+        widths = np.array([max(iv[1] - iv[0], 0.5) for iv in track["intervals"]], dtype=float)
+        traces.append(
+            go.Bar(
+                base=np.round(starts, 2).tolist(),
+                x=np.round(widths, 2).tolist(),
+                y=[i] * len(starts),
+                orientation="h",
+                name=esc(name),
+                marker={"color": TRACK_COLORS[i % len(TRACK_COLORS)]},
+                yaxis=yaxis,
+                showlegend=False,
+                hovertemplate="%{base:.0f} s + %{x:.0f} s<extra>%{fullData.name}</extra>",
             )
         )
-    track_share = 0.4 if courses and tracks else (1.0 if tracks else 0.0)
+    return traces
+
+
+def _track_axis(tracks: list[dict[str, Any]], domain: list[float]) -> dict[str, Any]:
+    return {
+        "domain": domain,
+        "automargin": True,
+        "tickvals": list(range(len(tracks))),
+        "ticktext": [esc(n) for n in track_names(tracks)],
+        "range": [len(tracks) - 0.5, -0.5],
+        "fixedrange": True,
+    }
+
+
+# --- the movie timeline --------------------------------------------------------------------------------------------
+
+
+def _span(tracks: list[dict[str, Any]], courses: list[dict[str, Any]]) -> tuple[float, float]:
+    ends = [iv[1] for t in tracks for iv in t["intervals"][-1:]]
+    span = store.courses_span(courses)
+    values = ends + (list(span) if span else []) + [0.0]
+    return 0.0, max(values) or 60.0
+
+
+def _heatmap_z(z: np.ndarray) -> list[list[float | None]]:
+    return [[None if math.isnan(v) else v for v in row] for row in np.round(z, 2).tolist()]
+
+
+def fine_heatmap_patch(courses: list[dict[str, Any]], start: float, end: float, span: tuple[float, float]) -> Patch:
+    """The zoomed range's finer columns (at most ``MAX_COLUMNS``), as an update of the figure's second heatmap;
+    a range that shows the whole movie hides it again."""
+    patch = Patch()
+    if start <= span[0] and end >= span[1]:
+        patch["data"][FINE]["visible"] = False
+        return patch
+    grid, z = heatmap_columns(courses, start, end, MAX_COLUMNS)
+    patch["data"][FINE].update(
+        {"x": np.round(grid, 2).tolist(), "y": row_names(courses), "z": _heatmap_z(z), "visible": True}
+    )
+    return patch
+
+
+def _heatmap(courses: list[dict[str, Any]], span: tuple[float, float] | None, visible: bool = True) -> go.Heatmap:
+    grid, z = heatmap_columns(courses, *span, MAX_COLUMNS) if span else (np.zeros(0), np.zeros((0, 0)))
+    return go.Heatmap(
+        x=np.round(grid, 2).tolist(),
+        y=row_names(courses) if span else [],
+        z=_heatmap_z(z),
+        colorscale="RdBu_r",
+        zmid=0,
+        zmin=-3,
+        zmax=3,
+        yaxis="y",
+        visible=visible,
+        showscale=visible,
+        colorbar={"title": "z", "len": 0.55, "y": 0.28},
+        hovertemplate="%{y}<br>movie time %{x:.0f} s<br>z = %{z:.2f}<extra></extra>",
+    )
+
+
+def timeline_figure(tracks: list[dict[str, Any]], courses: list[dict[str, Any]]) -> go.Figure:
+    """A heatmap of the components' z-scored mean time courses (a row per component, :func:`row_names`,
+    grouped by best term; at most ``MAX_COLUMNS`` columns, each the mean of its bin) below the annotation tracks
+    (a row per label, merged intervals), sharing one movie-time axis with a range slider. A second heatmap,
+    empty until the visitor zooms, takes the finer columns of the range in view (:func:`fine_heatmap_patch`)."""
+    span = _span(tracks, courses)
+    fig = go.Figure()
+    fig.add_trace(_heatmap(courses, span if courses else None))
+    fig.add_trace(_heatmap(courses, None, visible=False))
+    for trace in _track_traces(tracks, "y2"):
+        fig.add_trace(trace)
+    height = max(360, 24 * len(tracks) + (16 * len(courses) if courses else 0) + 160)
+    # The tracks take about 24 px each of the plot's height (the rest, less the slider, is the heatmap's).
+    track_share = min(0.6, (24 * len(tracks) + 12) / (height - 120)) if courses and tracks else float(bool(tracks))
     fig.update_layout(
         font=FONT,
         barmode="overlay",
         hovermode="closest",
+        uirevision="timeline",  # a zoom stays when the finer columns arrive
         margin={"l": 10, "r": 10, "t": 10, "b": 10},
-        height=max(360, 24 * len(tracks) + (16 * len(courses) if courses else 0) + 160),
+        height=height,
         xaxis={**_time_axis(span), "rangeslider": {"visible": True, "thickness": 0.06}, "range": list(span)},
         yaxis={
             "domain": [0, max(0.05, 1 - track_share - 0.04)] if courses else [0, 0.01],
@@ -169,59 +336,144 @@ def timeline_figure(annotations: list[dict[str, Any]], courses: list[dict[str, A
             "autorange": "reversed",
             "showticklabels": bool(courses),
         },
-        yaxis2={"domain": [1 - track_share, 1] if tracks else [0.99, 1], "automargin": True, "autorange": "reversed"},
+        yaxis2=_track_axis(tracks, [1 - track_share, 1] if tracks else [0.99, 1]),
         paper_bgcolor="white",
         plot_bgcolor="white",
     )
     return fig
 
 
-def timeline_panel(annotations: list[dict[str, Any]], courses: list[dict[str, Any]], movie_slug: str) -> html.Div:
-    """The movie page's Timeline tab."""
-    if not annotations and not courses:
+def movie_timeline(session, user, slug: str, chosen: list[tuple[int, str]] | None = None) -> dict[str, Any] | None:
+    """What the movie's Timeline draws (None when the movie is not visible): ``figure``, the chooser's ``note``
+    and ``value``, its ``choices``, the ``courses`` and the ``state`` its callbacks keep (slug, span, default
+    labels, each row's origin)."""
+    movie = queries.get_visible_movie(session, user, slug)
+    if movie is None:
+        return None
+    choices = store.label_choices(session, user, movie)
+    default = store.movie_default_tracks(choices)
+    pairs = default if chosen is None else chosen
+    courses = store.movie_courses(session, user, movie)
+    tracks = store.track_intervals(session, movie, pairs, gap=_merge_gap(_span([], courses)))
+    ranked = store.movie_default_tracks(choices, n=len(choices))
+    return {
+        "figure": timeline_figure(tracks, courses),
+        "options": label_options(choices, [(t["set_id"], t["label"]) for t in tracks], ranked),
+        "note": chooser_note(len(tracks), len(choices), len(pairs) if chosen is not None else None),
+        "value": [choice_value(t["set_id"], t["label"]) for t in tracks],
+        "choices": choices,
+        "courses": courses,
+        "state": {
+            "slug": slug,
+            "span": list(_span(tracks, courses)),
+            "default": [choice_value(*p) for p in default],
+            "param": LABELS_PARAM,
+            "origins": {row: _origin(c) for row, c in zip(row_names(courses), courses)},
+        },
+    }
+
+
+def _merge_gap(span: tuple[float, float]) -> float:
+    """Events closer than a quarter of a heatmap column are merged into one interval (no screen separates them)."""
+    return max(0.0, (span[1] - span[0]) / (4 * MAX_COLUMNS))
+
+
+def timeline_panel(session, user, slug: str, chosen: list[tuple[int, str]] | None = None) -> html.Div | None:
+    """The movie page's Timeline tab: the label chooser, the figure and a line naming what the pointer is over
+    (the component, the movie time and the labels drawn at that time)."""
+    found = movie_timeline(session, user, slug, chosen)
+    if found is None:
+        return None
+    choices, courses = found["choices"], found["courses"]
+    if not choices and not courses:
         return empty_state(
             "No timeline yet",
             "This movie has no annotations and no component time courses. "
             "Curators add annotation sets (events over movie time) and upload MELODIC time courses.",
-            links=(("Annotations", f"/movies/{movie_slug}/annotations"),),
+            links=(("Annotations", f"/movies/{slug}/annotations"),),
         )
     links = {link_key(None, row): f"/components/{c['uuid']}" for row, c in zip(row_names(courses), courses)}
-    note = [
+    intro = [
         f"{len(courses)} component time courses (mean over subjects, z-scored); ",
-        html.A("annotation sets", href=f"/movies/{movie_slug}/annotations"),
-        ". Click a component's row to open it; drag the slider below to zoom.",
+        html.A("annotation sets", href=f"/movies/{slug}/annotations"),
+        ". Click a component's row to open it; drag the slider below to zoom (finer columns load for the range "
+        "in view). Every row is in the CSV downloads.",
     ]
     return html.Div(
         [
-            html.P(note, className="text-muted small"),
-            nav_graph("timeline", timeline_figure(annotations, courses), links, by_y=True, class_name="incdb-timeline"),
+            html.P(intro, className="text-muted small"),
+            chooser(TIMELINE_TRACKS, TIMELINE_NOTE, found["options"], found["value"], found["note"], len(choices)),
+            dcc.Store(id=TIMELINE_STATE, data=found["state"]),
+            html.P(
+                "Point at the heatmap to read the time and the labels drawn then.",
+                id=TIMELINE_READOUT,
+                className="small mb-1 incdb-timeline-readout",
+            ),
+            nav_graph(TIMELINE, found["figure"], links, by_y=True, class_name="incdb-timeline"),
         ],
         id="movie-timeline",
     )
+
+
+def zoom_range(relayout: Any, span: Any) -> tuple[float, float] | None:
+    """The x range a graph's ``relayoutData`` asks for: the zoomed range (clipped to the movie), the whole movie
+    for a reset, None when the event changes no time range."""
+    if not isinstance(relayout, dict) or not isinstance(span, list | tuple) or len(span) != 2:
+        return None
+    try:
+        low, high = float(span[0]), float(span[1])
+        if relayout.get("xaxis.autorange"):
+            return low, high
+        pair = relayout.get("xaxis.range")
+        if not isinstance(pair, list | tuple) or len(pair) != 2:
+            pair = (relayout.get("xaxis.range[0]"), relayout.get("xaxis.range[1]"))
+        if pair[0] is None or pair[1] is None:
+            return None
+        start, end = sorted((float(pair[0]), float(pair[1])))
+    except (TypeError, ValueError):
+        return None
+    if not all(math.isfinite(v) for v in (start, end, low, high)):
+        return None
+    start, end = max(start, low), min(end, high)
+    return (start, end) if end > start else None
+
+
+def zoom_timeline(session, user, slug: str, start: float, end: float, span: tuple[float, float]) -> Patch | None:
+    """The finer heatmap columns of ``start``-``end`` (see :func:`fine_heatmap_patch`), or None when the movie is
+    not visible."""
+    movie = queries.get_visible_movie(session, user, slug)
+    if movie is None:
+        return None
+    return fine_heatmap_patch(store.movie_courses(session, user, movie), start, end, span)
 
 
 # --- one component ---------------------------------------------------------------------------------------------
 
 
 def course_figure(
-    course: dict[str, Any], annotations: list[dict[str, Any]], overlay: dict[str, Any] | None = None
+    course: dict[str, Any], tracks: list[dict[str, Any]], overlay: dict[str, Any] | None = None
 ) -> go.Figure:
     """The component's mean time course on the movie-time axis (with the spread across subjects as a band),
-    a segment per run with its start marked, the annotation tracks below, and optionally a label's regressor."""
-    times = np.asarray(course["movie_time_s"])
-    values = np.asarray(course["values"])
-    sd = np.asarray(course["sd"]) if course.get("sd") else None
-    tracks = _tracks(annotations)
+    a segment per run with its start marked, the annotation tracks below, and optionally a label's regressor.
+    Each run keeps its share of ``MAX_DISPLAY_POINTS`` points, with every minimum and maximum."""
+    times = np.asarray(course["movie_time_s"], dtype=float)
+    values = np.asarray(course["values"], dtype=float)
+    sd = np.asarray(course["sd"], dtype=float) if course.get("sd") is not None else None
     fig = go.Figure()
     start = 0
+    total = max(1, len(times))
     for run, (run_start, n) in enumerate(course["runs"]):
-        t, v = downsample(times[start : start + n], values[start : start + n])
+        budget = max(4, MAX_DISPLAY_POINTS * int(n) // total)
+        segment = slice(start, start + int(n))
+        t, v = decimate(times[segment], values[segment], budget)
         if sd is not None:
-            _, s = downsample(times[start : start + n], sd[start : start + n])
+            bt, low, high = envelope(
+                times[segment], values[segment] - sd[segment], values[segment] + sd[segment], budget // 2
+            )
             fig.add_trace(
                 go.Scatter(
-                    x=np.concatenate([t, t[::-1]]),
-                    y=np.concatenate([v + s, (v - s)[::-1]]),
+                    x=np.round(np.concatenate([bt, bt[::-1]]), 2).tolist(),
+                    y=np.round(np.concatenate([high, low[::-1]]), 4).tolist(),
                     fill="toself",
                     line={"width": 0},
                     fillcolor="rgba(46,134,222,0.18)",
@@ -231,8 +483,8 @@ def course_figure(
             )
         fig.add_trace(
             go.Scatter(
-                x=t,
-                y=v,
+                x=np.round(t, 2).tolist(),
+                y=np.round(v, 4).tolist(),
                 mode="lines",
                 line={"color": "#2e86de", "width": 1.5},
                 name="time course" if run == 0 else None,
@@ -242,12 +494,13 @@ def course_figure(
             )
         )
         fig.add_vline(x=run_start, line={"color": "#95a5a6", "dash": "dot", "width": 1})
-        start += n
+        start += int(n)
     if overlay:
+        t, v = decimate(np.asarray(overlay["movie_time_s"]), np.asarray(overlay["values"]), MAX_DISPLAY_POINTS)
         fig.add_trace(
             go.Scatter(
-                x=overlay["movie_time_s"],
-                y=overlay["values"],
+                x=np.round(t, 2).tolist(),
+                y=np.round(v, 4).tolist(),
                 mode="lines",
                 line={"color": "#e4572e", "width": 1.5},
                 name=esc(overlay["label"]),
@@ -256,15 +509,18 @@ def course_figure(
         )
     for trace in _track_traces(tracks, "y2"):
         fig.add_trace(trace)
-    end = float(times.max()) + course["tr"] if len(times) else 60.0
+    end = float(times.max()) + float(course["tr"]) if len(times) else 60.0
+    height = 320 + 22 * len(tracks)
+    share = min(0.55, (22 * len(tracks) + 12) / (height - 100)) if tracks else 0.0
     fig.update_layout(
         font=FONT,
         margin={"l": 10, "r": 10, "t": 10, "b": 10},
-        height=320 + 22 * len(tracks),
+        height=height,
         hovermode="closest",
+        barmode="overlay",
         xaxis={**_time_axis((0.0, end)), "rangeslider": {"visible": True, "thickness": 0.06}},
-        yaxis={"domain": [0.45 if tracks else 0, 1], "title": "signal"},
-        yaxis2={"domain": [0, 0.38], "automargin": True, "autorange": "reversed"} if tracks else {},
+        yaxis={"domain": [share + 0.07 if tracks else 0, 1], "title": "signal"},
+        yaxis2=_track_axis(tracks, [0, share]) if tracks else {},
         legend={"orientation": "h", "y": 1.08},
         paper_bgcolor="white",
         plot_bgcolor="white",
@@ -276,10 +532,11 @@ SPECTRUM_HEIGHT = 220  # px
 
 
 def spectrum_figure(spectrum: dict[str, Any]) -> go.Figure:
+    power = np.asarray(spectrum["power"], dtype=float)
     fig = go.Figure(
         go.Scatter(
-            x=spectrum["frequency_hz"],
-            y=spectrum["power"],
+            x=np.round(np.asarray(spectrum["frequency_hz"], dtype=float), 5).tolist(),
+            y=[float(f"{v:.4g}") for v in power],  # four digits: a screen shows fewer
             mode="lines",
             line={"color": "#17b890"},
             hovertemplate="%{x:.3f} Hz<br>%{y:.3g}<extra></extra>",
@@ -335,17 +592,42 @@ def temporal_table(rows: list[dict[str, Any]], limit: int = 25) -> html.Div:
     )
 
 
+def _q_detail(rows: list[dict[str, Any]]) -> dict[tuple[int, str], str]:
+    return {(r["annotation_id"], r["label"]): f"q {r['q']:.3g}, r {r['r']:+.2f}" for r in rows}
+
+
 def course_panel(
-    course: dict[str, Any], annotations: list[dict[str, Any]], rows: list[dict[str, Any]], uuid: str
+    course: dict[str, Any],
+    tracks: list[dict[str, Any]],
+    rows: list[dict[str, Any]],
+    uuid: str,
+    choices: list[dict[str, Any]] | None = None,
+    default: list[tuple[int, str]] | None = None,
+    note: str | None = None,
 ) -> html.Div:
-    """The component page's Time course panel: the course, its spectrum, the decoding table and a label chooser
-    that overlays the label's regressor."""
+    """The component page's Time course panel: the label chooser (its best labels drawn first), the course with
+    the tracks, its spectrum, the decoding table and a choice of label whose regressor is overlaid."""
+    choices = choices or []
     options = [
-        {"label": f"{r['annotation']}: {r['label']} (r {r['r']:+.2f})", "value": f"{r['annotation_id']}|{r['label']}"}
+        {
+            "label": f"{r['annotation']}: {r['label']} (r {r['r']:+.2f})",
+            "value": choice_value(r["annotation_id"], r["label"]),
+        }
         for r in rows[:50]
     ]
+    value = [choice_value(t["set_id"], t["label"]) for t in tracks]
+    default_values = [choice_value(*p) for p in default] if default is not None else value
+    ranked = store.component_default_tracks(rows, n=len(rows))
     return html.Div(
         [
+            chooser(
+                COURSE_TRACKS,
+                COURSE_NOTE,
+                label_options(choices, [(t["set_id"], t["label"]) for t in tracks], ranked, None, _q_detail(rows)),
+                value,
+                note or chooser_note(len(tracks), len(choices)),
+                len(choices),
+            ),
             dbc.Row(
                 [
                     dbc.Col(
@@ -367,17 +649,10 @@ def course_panel(
                 ],
                 className="mb-2 g-2",
             ),
-            dcc.Store(
-                id=COURSE_DATA,
-                data={
-                    "course": {k: course[k] for k in ("movie_time_s", "values", "sd", "runs", "tr")},
-                    "annotations": annotations,
-                    "signs": {f"{r['annotation_id']}|{r['label']}": 1 if r["r"] >= 0 else -1 for r in rows[:50]},
-                },
-            ),
+            dcc.Store(id=COURSE_DATA, data={"uuid": uuid, "default": default_values, "param": LABELS_PARAM}),
             dcc.Graph(
                 id={"type": GRAPH, "graph": COURSE},
-                figure=course_figure(course, annotations),
+                figure=course_figure(course, tracks),
                 config={"displayModeBar": False, "responsive": True},
                 className="incdb-graph",
             ),
@@ -423,22 +698,60 @@ def course_panel(
     )
 
 
-def label_overlay(
-    course: dict[str, Any], annotations: list[dict[str, Any]], choice: Any, sign: Any
-) -> dict[str, Any] | None:
-    """The chosen label's HRF-convolved regressor on the course's rows (one subject), scaled like the course so
-    the two compare by eye and signed like their r; None for no choice or a label without events."""
-    if not isinstance(choice, str) or "|" not in choice:
+def _component_tracks(session, user, uuid: str, chosen: list[tuple[int, str]] | None):
+    """(component, course, rows, choices, default pairs, tracks, note) of a visible component with a time course,
+    else None."""
+    course = store.component_course(session, user, uuid)
+    if course is None:
         return None
-    set_id, label = choice.split("|", 1)
+    comp = queries.get_visible_component(session, user, uuid)
+    movie = comp.collection.movie
+    rows = store.component_temporal(session, user, uuid) or []
+    choices = store.label_choices(session, user, movie)
+    default = store.component_default_tracks(rows)
+    pairs = default if chosen is None else chosen
+    end = float(course["movie_time_s"][-1]) if course["movie_time_s"] else 0.0
+    tracks = store.track_intervals(session, movie, pairs, gap=_merge_gap((0.0, end)))
+    note = chooser_note(len(tracks), len(choices), len(pairs) if chosen is not None else None)
+    return comp, course, rows, choices, default, tracks, note
+
+
+def course_section(session, user, uuid: str, chosen: list[tuple[int, str]] | None = None) -> html.Div | None:
+    """The Time course panel of a component (None when it is not visible or has no time course)."""
+    found = _component_tracks(session, user, uuid, chosen)
+    if found is None:
+        return None
+    _, course, rows, choices, default, tracks, note = found
+    return course_panel(course, tracks, rows, uuid, choices, default, note)
+
+
+def course_update(
+    session, user, uuid: str, overlay_choice: Any, chosen: Any
+) -> tuple[go.Figure, str, list[dict]] | None:
+    """The course figure, the chooser's note and options for the labels ``chosen`` and the regressor of
+    ``overlay_choice`` (``"set id|label"``), read again from the database (a page holds no events)."""
+    found = _component_tracks(session, user, uuid, parse_choices(chosen))
+    if found is None:
+        return None
+    comp, course, rows, choices, _, tracks, note = found
+    overlay = None
+    picked = parse_choices([overlay_choice]) if isinstance(overlay_choice, str) else []
+    if picked:
+        set_id, label = picked[0]
+        sign = next((1 if r["r"] >= 0 else -1 for r in rows if (r["annotation_id"], r["label"]) == (set_id, label)), 1)
+        events = store.label_events(session, comp.collection.movie, set_id, label)
+        overlay = label_overlay(course, events, label, sign)
+    ranked = store.component_default_tracks(rows, n=len(rows))
+    options = label_options(choices, [(t["set_id"], t["label"]) for t in tracks], ranked, None, _q_detail(rows))
+    return course_figure({**course, "spectrum": None}, tracks, overlay), note, options
+
+
+def label_overlay(course: dict[str, Any], events: list[dict[str, Any]], label: str, sign: Any) -> dict[str, Any] | None:
+    """The label's HRF-convolved regressor on the course's rows (one subject), scaled like the course so the two
+    compare by eye and signed like their r; None for a label without events."""
     runs = [(float(start), int(n)) for start, n in course["runs"]]
     values = np.asarray(course["values"], dtype=float)
-    if sum(n for _, n in runs) != len(values):  # the runs must describe exactly the rows of this course
-        return None
-    events = [
-        e for a in annotations if str(a.get("id")) == set_id for e in a.get("events", []) if e.get("label") == label
-    ]
-    if not events:
+    if not events or sum(n for _, n in runs) != len(values):  # the runs must describe exactly the rows
         return None
     triple = tuple(np.array([e[k] for e in events], dtype=float) for k in ("onset", "duration", "amplitude"))
     _, matrix = label_regressors({label: triple}, float(course["tr"]), runs)
@@ -447,3 +760,56 @@ def label_overlay(
     x = matrix[:, 0]
     x = (x - x.mean()) / (x.std() or 1.0) * (float(values.std()) or 1.0) * (-1 if sign == -1 else 1)
     return {"label": label, "movie_time_s": times[order].tolist(), "values": x[order].tolist()}
+
+
+# --- browser code of the chooser and the readout (registered in callbacks/) ----------------------------------------
+
+# Restores the chooser from the page address (``labels``) once its panel is on the page (the server draws only the
+# labels the movie has); nothing changes when the address has none or holds the same choice.
+RESTORE_CHOICE_JS = """
+function(state, current) {
+    const none = window.dash_clientside.no_update;
+    const text = new URLSearchParams(window.location.search).get((state && state.param) || "labels");
+    if (!text) { return none; }
+    let wanted;
+    try { wanted = JSON.parse(text); } catch (e) { return none; }
+    if (!Array.isArray(wanted)) { return none; }
+    const value = wanted.filter(v => typeof v === "string" && /^[0-9]{1,9}[|]./.test(v)).slice(0, 40);
+    return JSON.stringify(value) === JSON.stringify(current || []) ? none : value;
+}
+"""
+
+# Writes the choice into the page address; the default choice leaves no parameter.
+SYNC_CHOICE_BODY = """
+    const [value, state] = args;
+    const same = JSON.stringify(value || []) === JSON.stringify((state && state.default) || []);
+    const params = {[(state && state.param) || "labels"]: same ? null : JSON.stringify(value || [])};"""
+
+# The line above the movie timeline: the row under the pointer, where it comes from, the movie time as h:mm:ss and
+# the labels drawn at that time (read from the figure's own tracks, so no per-cell text is sent).
+READOUT_JS = """
+function(hover, figure, state) {
+    const none = window.dash_clientside.no_update;
+    if (!hover || !hover.points || !hover.points.length || !figure) { return none; }
+    const point = hover.points[0];
+    const plain = (s) => new DOMParser().parseFromString(String(s), "text/html").documentElement.textContent;
+    const clock = (t) => {
+        const s = Math.max(0, Math.round(t));
+        const mm = String(Math.floor(s % 3600 / 60)).padStart(2, "0"), ss = String(s % 60).padStart(2, "0");
+        return `${Math.floor(s / 3600)}:${mm}:${ss}`;
+    };
+    const time = point.base !== undefined ? point.base : point.x;
+    if (typeof time !== "number") { return none; }
+    const names = [];
+    for (const trace of figure.data || []) {
+        if (trace.type !== "bar" || !trace.base) { continue; }
+        for (let i = 0; i < trace.base.length; i++) {
+            if (trace.base[i] <= time && time <= trace.base[i] + trace.x[i]) { names.push(plain(trace.name)); break; }
+        }
+    }
+    const row = point.base === undefined && typeof point.y === "string" ? plain(point.y) : null;
+    const origin = row && state && state.origins ? plain(state.origins[point.y] || "") : "";
+    const parts = [row, origin, `movie time ${clock(time)}`, names.length ? `labels: ${names.join(", ")}` : "no label"];
+    return parts.filter(Boolean).join(" · ");
+}
+"""

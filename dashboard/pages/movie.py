@@ -13,9 +13,9 @@ from dashboard.components.data import arg, read
 from dashboard.components.details import movie_terms_table
 from dashboard.components.metadata import collection_list
 from dashboard.components.tables import paged_table
-from dashboard.components.timeline import timeline_panel
+from dashboard.components.timeline import choices_from_query, timeline_panel
 from dashboard.components.urlstate import url_tabs
-from store import queries, timeline
+from store import queries
 
 
 def title(movie: str | None = None, **_: Any) -> str:
@@ -28,18 +28,14 @@ def title(movie: str | None = None, **_: Any) -> str:
 dash.register_page(__name__, path_template="/movies/<movie>", order=5, title=title)
 
 
-def _timeline(session, user, slug: str) -> html.Div | None:
-    found = queries.get_visible_movie(session, user, slug)
-    if found is None:
-        return None
-    return timeline_panel(
-        timeline.movie_annotations(session, found), timeline.movie_courses(session, user, found), slug
-    )
+def _timeline(session, user, slug: str, chosen: list[tuple[int, str]] | None = None) -> html.Div | None:
+    return timeline_panel(session, user, slug, chosen)
 
 
-def _timeline_tab(slug: str, active: bool) -> html.Div:
-    """The Timeline tab reads every time course of the movie: made when the tab is opened, not on every visit."""
-    body = read(_timeline, slug) if active else dbc.Spinner(color="secondary", size="sm")
+def _timeline_tab(slug: str, active: bool, chosen: list[tuple[int, str]] | None = None) -> html.Div:
+    """The Timeline tab reads every time course of the movie: made when the tab is opened, not on every visit
+    (with the labels chosen in the page address, ``labels``)."""
+    body = read(_timeline, slug, chosen) if active else dbc.Spinner(color="secondary", size="sm")
     return html.Div(
         [
             dcc.Store(id="movie-timeline-slug", data=slug),
@@ -107,7 +103,11 @@ def layout(movie: str | None = None, **query: Any) -> html.Div:
                             ]
                         ),
                     ),
-                    ("timeline", "Timeline", _timeline_tab(detail["slug"], arg(query, "tab") == "timeline")),
+                    (
+                        "timeline",
+                        "Timeline",
+                        _timeline_tab(detail["slug"], arg(query, "tab") == "timeline", choices_from_query(query)),
+                    ),
                 ],
                 arg(query, "tab"),
             ),
