@@ -1,6 +1,6 @@
 """Callbacks of ``dashboard.pages.movie_annotations``: a movie's annotation sets: their labels and counts, downloads,
-adding one (signed in; a file with bad lines may be added again with them skipped), deleting one's own, and the state
-of the movie's recomputes."""
+adding one (signed in; a file with bad lines may be added again with them skipped), deleting one's own, the state
+of the movie's recomputes, and starting a waiting recompute now."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from dashboard.pages.movie_annotations import (
     RUNNER,
     _decode_upload,
     _start_job,
+    _start_now,
     bad_lines_alert,
     recompute_note,
     recompute_status,
@@ -163,3 +164,23 @@ def _delete(_n, set_id, slug, nonce, last_request):
 def _recompute_state(_n, slug):
     panel, active = recompute_status(text_value(slug))
     return panel, not active
+
+
+@dash.callback(
+    Output("annot-message", "children", allow_duplicate=True),
+    Output("annot-recompute", "children", allow_duplicate=True),
+    Output("annot-recompute-poll", "disabled", allow_duplicate=True),
+    Input("annot-recompute-start", "n_clicks"),
+    State("annot-movie", "data"),
+    prevent_initial_call=True,
+)
+def _start(n_clicks, slug):
+    if not n_clicks:
+        return no_update, no_update, no_update
+    user = signed_in_user()
+    if user is None:
+        return alert("Your session has ended; sign in again."), no_update, no_update
+    with session_scope() as session:
+        message = _start_now(session, user, text_value(slug))
+    panel, active = recompute_status(text_value(slug))
+    return alert(message, "info"), panel, not active

@@ -76,11 +76,21 @@ def cmd_demo(args) -> None:
 DECODE_CHUNK_BYTES = 64 * 1024**2  # float32 bytes of source volumes read and resampled at a time by `decode`
 
 
+def _fortran_mask_indices():
+    """The brain mask's voxels as flat indices of a volume in NIfTI's (Fortran) order, in the mask's order."""
+    import numpy as np
+
+    from pipeline.maps.grid import GRID_SHAPE, mask_flat_indices
+
+    return np.ravel_multi_index(np.unravel_index(mask_flat_indices(), GRID_SHAPE), GRID_SHAPE, order="F")
+
+
 def cmd_decode(args) -> None:
     import numpy as np
 
     from pipeline.decoding.decode import decode, masked, ranked
     from pipeline.decoding.reference import load_matrix, require_active_reference
+    from pipeline.maps.grid import GRID_AFFINE, GRID_SHAPE
     from pipeline.maps.nifti import check_nifti, quality_check, resample_to_grid
     from store.db import session_scope
 
@@ -96,12 +106,18 @@ def cmd_decode(args) -> None:
     # A chunk of volumes at a time is read, resampled and masked (memory follows the chunk, not the file); the
     # masked rows (under 1 MB per volume) are then decoded together in one call.
     rows, numbers, checks = [], [], {}
+    on_grid_already = checked.shape[:3] == GRID_SHAPE and np.allclose(checked.affine, GRID_AFFINE, atol=1e-4)
     for start, block in checked.volume_chunks(max_bytes=DECODE_CHUNK_BYTES):
         lo, hi = max(first, start), min(last, start + block.shape[3] - 1)
         if lo > hi:
             continue
-        on_grid = resample_to_grid(block[..., lo - start : hi - start + 1], checked.affine)
-        inside = masked(on_grid)
+        block = block[..., lo - start : hi - start + 1]
+        if on_grid_already:  # the mask's voxels straight from the file's (Fortran) layout: no reordered copy
+            on_grid = np.moveaxis(block, 3, 0)
+            inside = np.ascontiguousarray(block.reshape(-1, block.shape[3], order="F")[_fortran_mask_indices()].T)
+        else:
+            on_grid = resample_to_grid(block, checked.affine)
+            inside = masked(on_grid)
         for i in range(hi - lo + 1):
             checks[lo + i + 1] = qc = quality_check(on_grid[i], inside=inside[i])
             if not qc.rejected:
@@ -345,9 +361,9 @@ def cmd_reference_activate(args) -> None:
 def cmd_annotations_import(args) -> None:
     from sqlalchemy import select
 
-    from pipeline.temporal.annotations import AnnotationError, add_annotation_set, decode_collection_in_time
+    from pipeline.temporal.annotations import AnnotationError, add_annotation_set, recompute_here
     from store.db import session_scope
-    from store.models import Collection, Movie, slugify
+    from store.models import Movie, slugify
 
     _init_db()
     path = Path(args.file)
@@ -377,16 +393,24 @@ def cmd_annotations_import(args) -> None:
         if annotation.n_skipped > len(skipped):
             skipped.append(f"and {annotation.n_skipped - len(skipped):,} more")
         n_events, labels = len(annotation.events), sorted({e.label for e in annotation.events})
-        collections = list(session.scalars(select(Collection.id).where(Collection.movie_id == movie.id)))
-    decoded = sum(decode_collection_in_time(c) for c in collections)
+        movie_id = movie.id
     if skipped:
         print(f"skipped {annotation.n_skipped:,} bad line(s) of {path.name}:")
         for line in skipped:
             print(f"  {line}")
     print(
         f"annotation set {args.name!r} of {movie.title}: {n_events} events, {len(labels)} label(s) "
-        f"({', '.join(labels[:10])}{', ...' if len(labels) > 10 else ''}); {decoded} component(s) decoded in time"
+        f"({', '.join(labels[:10])}{', ...' if len(labels) > 10 else ''})",
+        flush=True,
     )
+    # The same coalescing path as the annotations page, run in this process (after a recompute running elsewhere).
+    job = recompute_here(movie_id, say=lambda text: print(text, flush=True))
+    if job is None:
+        print("no component of the movie has a time course: nothing to decode in time")
+    elif job.status != "succeeded":
+        raise RuntimeError(f"the recompute (job #{job.id}) {job.status}: {job.error or job.message}")
+    else:
+        print(f"job #{job.id}: {job.message or 'the components were decoded in time'}; decoded in time")
 
 
 def cmd_ingest(args) -> None:

@@ -3,7 +3,10 @@
 Adding or deleting a set asks for the movie's components to be decoded in time again
 (``pipeline.temporal.annotations.request_recompute``): changes coalesce into one waiting recompute per movie, which
 starts when the running one ends. The page starts a recompute on the shared job runner only when none runs, and
-shows the state of the movie's recomputes (running, waiting, last finished) in a panel it polls. An events file
+shows the state of the movie's recomputes (running, waiting, last finished) in a panel it polls. A waiting recompute
+that nothing runs (its page was closed before it started it) is started by whoever notices it
+(``pipeline.jobs.lifecycle.waiting_recomputes``: this page's next visit, the sweep, a worker), and the panel offers
+"Start now" for it, and "Recompute now" after a recompute that failed or was cancelled. An events file
 with bad lines is refused with every bad line listed, and the curator may then import its valid lines.
 """
 
@@ -30,6 +33,7 @@ from pipeline.temporal.annotations import (
     may_change,
     recompute_state,
     request_recompute,
+    start_waiting_recompute,
 )
 from pipeline.temporal.events import MAX_LISTED_BAD_LINES
 from store import queries, timeline
@@ -284,6 +288,8 @@ def recompute_status(slug: str) -> tuple[Any, bool]:
         lines.append(f"Later changes wait in job #{waiting['id']}; it starts{after}.")
         if waiting.get("note"):
             lines.append(waiting["note"])
+        if running is None:
+            lines.append(html.Div(["Nothing runs it yet. ", start_button("Start now")], className="mt-1"))
     if running is None and waiting is None and last is not None:
         when = f" at {last['finished']:%Y-%m-%d %H:%M} UTC" if last.get("finished") else ""
         if last["status"] == "succeeded":
@@ -293,14 +299,36 @@ def recompute_status(slug: str) -> tuple[Any, bool]:
             lines.append(
                 f"The last recompute, job #{last['id']}, {last['status']}{when}"
                 + (f": {error[0][:200]}" if error else "")
-                + ". Add or delete a set to recompute."
+                + "."
             )
+            lines.append(html.Div(start_button("Recompute now"), className="mt-1"))
     if not lines:
         return None, False
     active = running is not None or waiting is not None
     color = "info" if active else ("success" if last and last["status"] == "succeeded" else "warning")
     body = html.Div([html.Div(line) for line in lines], className="small")
     return dbc.Alert(body, color=color, className="mt-2 py-2", id="annot-recompute-state"), active
+
+
+def start_button(label: str) -> Any:
+    """The button that starts the movie's waiting recompute (or a new one) now."""
+    return dbc.Button(label, id="annot-recompute-start", color="primary", outline=True, size="sm", n_clicks=0)
+
+
+def _start_now(session, user, slug: str) -> str:
+    """Start the movie's waiting recompute now (or queue and start one): what happened, for the message."""
+    movie = queries.get_visible_movie(session, user, slug)
+    if movie is None:
+        return "This movie does not exist (any more)."
+    try:
+        found = start_waiting_recompute(session, user, movie)
+    except JobRefused as exc:
+        return str(exc)
+    if found is None:
+        return "No component of this movie has a time course: there is nothing to decode in time."
+    if found.running is not None:
+        return f"A recompute (job #{found.running.id}) is running; job #{found.job.id} starts when it ends."
+    return f"Recompute job #{found.job.id} is starting."
 
 
 def recompute_panel(slug: str) -> list:

@@ -19,7 +19,9 @@ been started ``INCDB_JOB_MAX_ATTEMPTS`` times; then, and always without a broker
 marked failed with a message, and its collection is freed. Whoever notices does it: every Celery worker at start
 and every beat (``dashboard.background``), the pages that show jobs, ``pipeline sweep``. The re-queue is a
 conditional UPDATE on the row (still running, same attempt, still silent), so when two processes notice at once
-exactly one re-queues, and its message is sent only after that commit.
+exactly one re-queues, and its message is sent only after that commit. Settling also starts the waiting
+recompute of a movie that nothing runs (``waiting_recomputes``: its page was closed before it started it): a
+``RESUME_TASK`` message with a broker, a process forked from the noticing one without (``dispatch_after_commit``).
 
 Jobs started from the web: the web process checks the permission and creates the Job; the worker receives only
 the job's token and the user id (from Dash's ``hooks.custom_data``) and checks both again in the database
@@ -32,7 +34,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -40,7 +42,14 @@ import psutil
 from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session
 
-from pipeline.jobs.heartbeat import heartbeat, max_attempts, process_identity, runner_is_gone, stale_after
+from pipeline.jobs.heartbeat import (
+    beat_interval,
+    heartbeat,
+    max_attempts,
+    process_identity,
+    runner_is_gone,
+    stale_after,
+)
 from store.access import can_edit
 from store.config import get_settings
 from store.db import session_scope
@@ -89,7 +98,8 @@ def settle_stalled_jobs(session: Session, now: datetime | None = None) -> list[i
     not sent. Any other stalled job gets status failed, a finish time and an error message saying why; a collection
     it was processing goes from processing to failed. Each change is a conditional UPDATE (the job is still
     running, on the same attempt, still silent), so a job that two processes settle at once is settled by one.
-    The changes are flushed, not committed: the caller's transaction decides.
+    The changes are flushed, not committed: the caller's transaction decides. Then the waiting recomputes that nothing
+    runs (:func:`waiting_recomputes`) are started once that transaction commits (:func:`dispatch_after_commit`).
 
     Parameters
     ----------
@@ -149,7 +159,108 @@ def settle_stalled_jobs(session: Session, now: datetime | None = None) -> list[i
         session.expire_all()  # the UPDATEs bypassed the objects this session may hold
     if resumed:
         _send_after_commit(session, resumed)
+    dispatch_after_commit(session, waiting_recomputes(session, now))
     return settled
+
+
+def waiting_recomputes(session: Session, now: datetime | None = None, movie_id: int | None = None) -> list[int]:
+    """The waiting ``temporal`` jobs that nothing will run unless asked: queued, of a movie none of whose recomputes
+    runs (a running one takes the waiting one when it ends), and not asked to run within :func:`dispatch_grace`
+    (the page that was told to start it may be about to, or a message for it is on its way); the first of each
+    movie. Each returned job is marked asked now (``heartbeat``, which a queued job otherwise leaves empty); the
+    caller makes sure something runs them (:func:`dispatch_after_commit`).
+
+    Parameters
+    ----------
+    movie_id : int or None
+        Only this movie's recompute; None: every movie's.
+    """
+    now = now or utcnow()
+    query = select(Job).where(Job.kind == "temporal", Job.status == JobStatus.QUEUED, Job.movie_id.is_not(None))
+    if movie_id is not None:
+        query = query.where(Job.movie_id == movie_id)
+    chosen: dict[int, Job] = {}
+    for job in session.scalars(query.order_by(Job.id)):
+        chosen.setdefault(job.movie_id, job)
+    if not chosen:
+        return []
+    busy = {
+        movie
+        for movie, runner in session.execute(
+            select(Job.movie_id, Job.runner).where(
+                Job.kind == "temporal", Job.status == JobStatus.RUNNING, Job.movie_id.in_(list(chosen))
+            )
+        )
+        if not runner_is_gone(runner)
+    }
+    asked_before = now - dispatch_grace()
+    found = []
+    for movie, job in chosen.items():
+        last_asked = _aware(job.heartbeat or job.created)
+        if movie in busy or (last_asked is not None and last_asked > asked_before):
+            continue
+        job.heartbeat = now
+        found.append(job.id)
+    if found:
+        session.flush()
+    return found
+
+
+def dispatch_grace() -> timedelta:
+    """How long a queued job that something was asked to run is left to it before it is asked again: three beats."""
+    return timedelta(seconds=3 * beat_interval())
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """A stored time as timezone-aware UTC (SQLite returns naive datetimes)."""
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
+def dispatch_after_commit(session: Session, job_ids: list[int]) -> None:
+    """Make sure something runs these queued jobs once the caller's transaction commits (nothing when a rollback
+    undoes it). With a broker, a :data:`RESUME_TASK` message each, which a worker runs
+    (``pipeline.jobs.tasks.resume_job``); without one, a process forked from this one runs them one after the other.
+    Either claims the job first (:func:`claim_job`), so a job that a page or another message runs meanwhile is left
+    to it. A message that cannot be sent leaves its job queued, and the next process that notices asks again."""
+    if not job_ids:
+        return
+    ids = list(job_ids)
+
+    def send(_session: Session) -> None:
+        if get_settings().broker_url is None:
+            _run_in_child(ids)
+            return
+        for job_id in ids:
+            try:
+                _broker().send_task(RESUME_TASK, args=[job_id])
+            except Exception:  # the broker is down: the job stays queued for the next noticer
+                log.exception("job %s: the message to run it could not be sent", job_id)
+
+    event.listen(session, "after_commit", send, once=True)
+
+
+def _run_in_child(job_ids: list[int]) -> None:
+    """Run queued jobs in a process forked from this one (as Dash's diskcache manager runs a page's job): it lives
+    on when the request that asked for it ends, and its heartbeat tells whether it died."""
+    import multiprocessing  # only embedded deployments run jobs this way
+
+    try:
+        child = multiprocessing.get_context("fork").Process(
+            target=_run_queued, args=(job_ids,), name="incdb-queued-jobs", daemon=False
+        )
+        child.start()
+    except (OSError, ValueError):  # no fork here: the job stays queued for the next noticer
+        log.exception("jobs %s: no process could be started to run them", job_ids)
+
+
+def _run_queued(job_ids: list[int]) -> None:
+    from pipeline.jobs.tasks import resume_job  # the job kinds import the whole pipeline: only where a job runs
+
+    for job_id in job_ids:
+        try:
+            resume_job(job_id)
+        except Exception:  # recorded on the job's row; the next job still runs
+            log.exception("job %s failed", job_id)
 
 
 def runner_is_alive(runner: str | None) -> bool:
@@ -297,11 +408,16 @@ def create_job(session: Session, kind: str, collection_id: int | None = None, us
 
 
 def active_job(session: Session, collection_id: int) -> Job | None:
-    """The queued or running job of a collection, if any (a stalled one is settled first)."""
+    """The queued or running job that changes a collection, if any (a stalled one is settled first). Jobs that
+    only read it (:data:`READING_KINDS`) do not count: uploads and processing go on while they run."""
     settle_stalled_jobs(session)
     return session.scalar(
         select(Job)
-        .where(Job.collection_id == collection_id, Job.status.in_(ACTIVE_JOB_STATUSES))
+        .where(
+            Job.collection_id == collection_id,
+            Job.status.in_(ACTIVE_JOB_STATUSES),
+            Job.kind.not_in(READING_KINDS),
+        )
         .order_by(Job.id.desc())
     )
 

@@ -97,7 +97,9 @@ def sweep_storage(grace: timedelta = DEFAULT_GRACE, dry_run: bool = False, now: 
 
     Only keys under :data:`SWEPT_PREFIXES` are considered. Running jobs without a heartbeat are settled first
     (:func:`pipeline.jobs.lifecycle.settle_stalled_jobs`, committed also on a dry run), so a dead job's start does not
-    hold the cutoff back. With local storage, temporary files of writes killed midway are removed too.
+    hold the cutoff back; settling also starts a movie's waiting recompute that nothing runs (without a broker in a
+    process forked from this one, which the command waits for before it exits). With local storage, temporary files
+    of writes killed midway are removed too.
 
     Parameters
     ----------

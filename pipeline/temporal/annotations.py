@@ -7,13 +7,20 @@ over the component's labels); the ranked list is stored as TemporalDecoding rows
 its ingest stores time courses; a whole movie again when one of its sets is added or removed (a ``temporal``
 job, on the shared job lifecycle of ``pipeline.jobs.lifecycle``). Changes coalesce: a movie has at most one
 recompute running and one waiting, and the waiting one starts when the running one ends, in the same process
-(:func:`request_recompute`, :func:`temporal_job`).
+(:func:`request_recompute`, :func:`temporal_job`). No change is left waiting with nothing to run it: a waiting
+recompute that no page started and nothing runs is started by whoever notices it
+(``pipeline.jobs.lifecycle.waiting_recomputes``, part of settling jobs: the annotations page, the sweep, a worker's
+beat; a Celery message, or a process forked from the noticing one), a change by another curator starts it at
+once, the page's "Start now" does (:func:`start_waiting_recompute`), and the command line runs it in its own process
+(:func:`recompute_here`).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +29,15 @@ from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from pipeline.jobs.heartbeat import process_identity, runner_is_gone
-from pipeline.jobs.lifecycle import JobRefused, create_job, running_job, settle_stalled_jobs, update_job
+from pipeline.jobs.lifecycle import (
+    JobRefused,
+    claim_job,
+    create_job,
+    dispatch_after_commit,
+    running_job,
+    settle_stalled_jobs,
+    update_job,
+)
 from pipeline.temporal.decoding import label_regressors, temporal_decode
 from pipeline.temporal.events import BadLine, BadLinesError, Event, events_by_label, read_events
 from pipeline.temporal.timing import TimeCourseError, Timing
@@ -339,7 +354,103 @@ def request_recompute(session: Session, user: Any, movie: Movie, started_token: 
         waiting.movie_id = movie.id
         return Recompute(waiting, running is None, running)
     mine = waiting.created_by_id in (None, user.id) or bool(getattr(user, "is_admin", False))
+    if running is None and not mine:  # another curator's page may be gone: this change makes sure it runs
+        _ask_to_run(session, waiting)
     return Recompute(waiting, running is None and mine and waiting.token != started_token, running)
+
+
+def _ask_to_run(session: Session, job: Job) -> None:
+    """Have the waiting ``job`` run once the caller's transaction commits (a worker, or a process forked from this
+    one: :func:`pipeline.jobs.lifecycle.dispatch_after_commit`), and note when it was asked."""
+    job.heartbeat = utcnow()
+    session.flush()
+    dispatch_after_commit(session, [job.id])
+
+
+def start_waiting_recompute(session: Session, user: Any, movie: Movie) -> Recompute | None:
+    """The annotations page's "start now": run the movie's waiting recompute now when nothing runs it, or queue and
+    run a new one when none waits (after a recompute that failed or was cancelled). Nothing is started while one
+    runs (it takes the waiting one when it ends). None when the movie has nothing to decode.
+
+    Raises
+    ------
+    JobRefused
+        The user is not signed in.
+    """
+    found = request_recompute(session, user, movie)
+    if found is not None and found.start:  # (another curator's waiting job was asked to run by request_recompute)
+        _ask_to_run(session, found.job)
+        found.start = False  # asked here: the page does not start it too
+    return found
+
+
+def recompute_here(movie_id: int, say: Callable[[str], None] = print, poll_s: float = 1.0) -> Job | None:
+    """The command line's recompute after it changed the movie's annotations (committed before): the change joins
+    the movie's waiting recompute, or queues one, as a page's does (:func:`request_recompute`), and this process runs
+    it. While a recompute of the movie runs elsewhere, it says so and waits: the running one takes the waiting one
+    when it ends; should that process die, this one runs it. Returns the finished job (None when the movie has no
+    component with a time course)."""
+    with session_scope() as session:
+        movie = session.get(Movie, movie_id)
+        if movie is None or not _has_timecourses(session, movie_id):
+            return None
+        _lock_movie(session, movie_id)
+        settle_stalled_jobs(session)
+        waiting = session.scalar(_active_recomputes(movie_id).where(Job.status == JobStatus.QUEUED).limit(1))
+        if waiting is None:
+            waiting = create_job(session, "temporal")
+            waiting.movie_id = movie_id
+            session.flush()
+        job_id = waiting.id
+        ahead = _ahead_of(session, movie_id, job_id)
+        if ahead is not None:
+            say(
+                f"A recompute of {movie.title} (job #{ahead}) is running in another process; this change waits in "
+                f"job #{job_id}, which starts when it ends. Waiting…"
+            )
+    while True:
+        with session_scope() as session:
+            settle_stalled_jobs(session)
+            job = session.get(Job, job_id)
+            if job is None or job.status not in ACTIVE_JOB_STATUSES:
+                return job
+            free = job.status == JobStatus.QUEUED and _ahead_of(session, movie_id, job_id) is None
+        if free and claim_job(job_id):
+            _run_claimed_here(job_id)
+            continue
+        time.sleep(poll_s)
+
+
+def _active_recomputes(movie_id: int):
+    return (
+        select(Job)
+        .where(Job.kind == "temporal", Job.movie_id == movie_id, Job.status.in_(ACTIVE_JOB_STATUSES))
+        .order_by(Job.id)
+    )
+
+
+def _ahead_of(session: Session, movie_id: int, job_id: int) -> int | None:
+    """The id of a recompute of the movie that runs (its process not known to be gone) or waits ahead of ``job_id``."""
+    for job in session.scalars(_active_recomputes(movie_id).where(Job.id != job_id)):
+        if job.status == JobStatus.RUNNING and not runner_is_gone(job.runner):
+            return job.id
+        if job.status == JobStatus.QUEUED and job.id < job_id:
+            return job.id
+    return None
+
+
+def _run_claimed_here(job_id: int) -> None:
+    """Run a recompute this process claimed (and the ones its chain takes); a failure is on the job's row."""
+    from pipeline.jobs.tasks import run_job  # the job kinds import this module
+
+    try:
+        run_job(job_id)
+    except Exception:  # recorded on the row by running_job, which the caller reads
+        log.exception("temporal job %s failed", job_id)
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is not None and job.status in ACTIVE_JOB_STATUSES:  # it failed before its body could record it
+            job.status, job.finished, job.error = JobStatus.FAILED, utcnow(), job.error or "the recompute stopped"
 
 
 def start_temporal_job(session: Session, user: Any, movie: Movie) -> Job | None:
