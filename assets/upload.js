@@ -1,7 +1,8 @@
 /* INcDb upload panel: streams each chosen or dropped file to POST /upload/<collection> as the raw request body
  * (never through dcc.Upload, which holds files in memory as base64), one file at a time, with byte progress.
  *
- * The drop zone (.incdb-dropzone) carries data-upload-url, data-max-bytes and data-accept, and optionally
+ * The drop zone (.incdb-dropzone) carries data-upload-url, data-max-bytes and data-accept (comma-separated name
+ * endings; a token with "*" or "?" is a whole-name pattern: "*" any characters, "?" one), and optionally
  * data-list (the id of the container for the files' rows; default coll-upload-progress, a container no callback
  * renders into, so React leaves our rows alone), data-done-store (the Store that receives {ok, failed, t, last}
  * when a batch ends, last being the server's answer to the last file that went through; default coll-uploaded),
@@ -83,12 +84,33 @@
     return known[status] || ("The server answered " + status + ".");
   }
 
+  function globMatches(pattern, name) {  // "*": any characters, "?": one character
+    var source = pattern.split("").map(function (ch) {
+      if (ch === "*") { return ".*"; }
+      if (ch === "?") { return "."; }
+      return ch.replace(/[.+^${}()|[\]\\]/g, "\\$&");
+    }).join("");
+    return new RegExp("^" + source + "$").test(name);
+  }
+
   function accepted(name, accept) {
     var low = name.toLowerCase();
-    return accept.split(",").some(function (suffix) {
-      suffix = suffix.trim().toLowerCase();
-      return suffix && low.endsWith(suffix);
+    return accept.split(",").some(function (token) {
+      token = token.trim().toLowerCase();
+      if (/[*?]/.test(token)) { return globMatches(token, low); }
+      return token && low.endsWith(token);
     });
+  }
+
+  // The file picker's filter: the endings among the tokens, and a pattern's ending ("*.txt" gives ".txt").
+  function pickerEndings(accept) {
+    var endings = [];
+    accept.split(",").forEach(function (token) {
+      token = token.trim();
+      var tail = token.slice(Math.max(token.lastIndexOf("*"), token.lastIndexOf("?")) + 1);
+      if (tail.charAt(0) === "." && endings.indexOf(tail) < 0) { endings.push(tail); }
+    });
+    return endings.join(",");
   }
 
   function el(tag, className, text) {
@@ -398,8 +420,7 @@
     input.type = "file";
     input.multiple = !(zone && zone.getAttribute("data-single") === "1");
     // The picker takes file endings only: names without one (melodic_mix) are chosen with "All files".
-    input.accept = ((zone && zone.getAttribute("data-accept")) || "").split(",")
-      .filter(function (token) { return token.charAt(0) === "."; }).join(",");
+    input.accept = pickerEndings((zone && zone.getAttribute("data-accept")) || "");
     input.style.display = "none";
     input.addEventListener("change", function () {
       uploadAll(zone, Array.prototype.slice.call(input.files || []));

@@ -21,7 +21,7 @@ README = ROOT / "README.md"
 SETUP = """## Set up on a fresh Debian/Ubuntu machine (Python 3.11)
 
 Run the app (embedded default: SQLite, diskcache background jobs, local files, the built-in reference set and
-synthetic demo data, loaded on first start in about 30 s), then open http://127.0.0.1:8050:
+synthetic demo data, loaded on first start in about 35 s), then open http://127.0.0.1:8050:
 
     bash scripts/run.sh
 

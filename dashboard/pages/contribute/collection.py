@@ -67,7 +67,10 @@ def _upload_widget(slug: str) -> html.Div:
                     "data-upload-url": f"/upload/{slug}",
                     "data-resumable-url": f"/upload/{slug}/resumable",
                     "data-max-bytes": str(limit),
-                    "data-accept": ",".join(ACCEPTED_SUFFIXES + MIX_NAMES + FTMIX_NAMES + (TABLE_SUFFIX,)),
+                    # A whole-name pattern ("?": one character): dual_regression's per-subject files, one by one.
+                    "data-accept": ",".join(
+                        ACCEPTED_SUFFIXES + MIX_NAMES + FTMIX_NAMES + (TABLE_SUFFIX, "dr_stage1_subject?????.txt")
+                    ),
                 },
             ),
             html.Div(id="coll-upload-progress", className="incdb-upload-list"),
