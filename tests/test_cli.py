@@ -152,7 +152,7 @@ def test_errors_print_one_line(demo_db, tmp_path):
     four_d = write(
         tmp_path / "four.nii.gz", np.stack([smooth_random(np.random.default_rng(i)) for i in range(2)], axis=-1)
     )
-    assert_one_error_line(run(demo_db, "decode", str(four_d), check=False), "2 volumes", "--volume")
+    assert_one_error_line(run(demo_db, "decode", str(four_d), "--volume", "3", check=False), "2 volume(s)", "--volume")
 
 
 def test_decode_one_volume_of_a_4d_file_on_another_grid(demo_db, tmp_path):

@@ -15,10 +15,10 @@ from nilearn import datasets
 from scipy.ndimage import gaussian_filter, map_coordinates
 
 import pipeline.maps.nifti as nifti
-from pipeline.curation.demo import DEMO_COLLECTIONS, _as_file, demo_component_maps
+from pipeline.curation.demo import DEMO_COLLECTIONS, DemoReference, _as_file, demo_component_maps
 from pipeline.curation.ingest import ingest
 from pipeline.decoding.decode import masked
-from pipeline.decoding.reference import BUILTIN_PEAKS, builtin_term_map
+from pipeline.decoding.reference import BUILTIN_PEAKS, builtin_term_map, builtin_term_maps
 from pipeline.maps.grid import GRID_AFFINE, GRID_SHAPE, brain_mask, underlay
 from pipeline.maps.nifti import check_nifti, quality_check, resample_to_grid
 from tests.niftis import gaussian_blob, smooth_random, thresholded
@@ -160,9 +160,10 @@ def demo_rows(tmp_path_factory) -> list[np.ndarray]:
     """The 60 demo components as ingest's QC sees them: written as the demo loader writes them (2 mm, or 3 mm
     LAS), read, resampled and masked."""
     directory = tmp_path_factory.mktemp("demo-files")
+    reference = DemoReference.from_maps(builtin_term_maps())
     rows = []
     for seed, spec in enumerate(DEMO_COLLECTIONS, start=1):
-        checked = check_nifti(_as_file(spec, demo_component_maps(spec, seed), directory))
+        checked = check_nifti(_as_file(spec, demo_component_maps(spec, seed, reference), directory))
         rows.append(masked(resample_to_grid(checked.volumes(), checked.affine)))
     return list(np.concatenate(rows))
 

@@ -679,7 +679,8 @@ def _catalog_paths() -> dict[str, Any]:
                     query("collection", "Only components of this collection (slug)."),
                     query(
                         "sort",
-                        "r: best r first (default); file: by source file and volume.",
+                        "r: best r first (default); file: by source file and volume; "
+                        "isc: highest leave-one-out ISC first.",
                         {"enum": list(queries.COMPONENT_SORTS)},
                     ),
                     PAGE,

@@ -1,32 +1,55 @@
-"""The synthetic demo data set: 4 movies, 6 collections (one private), 60 components, with time courses and one
-annotation set per movie.
+"""The synthetic demo data set: 4 movies, 6 collections (one private), 60 components, with per-subject time
+courses and one annotation set per movie.
 
-Components are made deterministically from the built-in term maps plus ICA-like structure (a secondary network,
-smooth spatial noise, masking and z-scoring as MELODIC does), written as 4D NIfTI files, and taken through the real
-ingest path (split, resample, decode, merge). Each collection also gets time courses (a ``_timecourses.tsv`` table
-next to its map) on a timing of two overlapping runs and two concatenated subjects; components whose network is
-linked to an event type (``DEMO_LINKS``) follow that label's HRF-convolved regressor, the rest are autocorrelated
-noise, so temporal decoding has known answers. Everything is labelled synthetic.
+Components are built from the ACTIVE reference set's own term maps, whatever it is (the shipped Neurosynth topics,
+or the synthetic 22-term set of the tests), as MELODIC's z maps look: each component is a weighted mixture of one to
+three term maps (a main network, often a weaker second node, sometimes an anti-correlated node), each made of the
+map's few heaviest blobs, over spatially smooth noise (standard deviation 0.7), with the main network positive as
+MELODIC orients its components and peaks around z 7-11. Each collection's networks are named by keywords
+(``DemoCollection.terms``) matched to the reference's terms (:meth:`DemoReference.columns`). The maps are written
+as 4D NIfTI files and taken through the real ingest path (split, resample, decode, merge), so a component decodes
+to the term map it was built from and its cluster table holds a handful of clusters.
+
+Each collection also gets time courses (a ``_timecourses.tsv`` table next to its map) on a timing of two
+overlapping runs and :data:`DEMO_SUBJECTS` concatenated subjects (subject-major rows). Every component has a
+designed shared fraction (:func:`demo_sharing`): the share of each subject's variance that is common to all
+subjects. Components whose network is linked to an event type (``DEMO_LINKS``) share that label's HRF-convolved
+regressor strongly, others are shared partly or not at all, and one per collection is shared only in one stretch of
+the film (:data:`DEMO_STRETCH_S`); so temporal decoding and inter-subject correlation have known answers.
+Everything is labelled synthetic.
 """
 
 from __future__ import annotations
 
+import re
 import tempfile
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from scipy.ndimage import affine_transform, gaussian_filter
+from scipy.ndimage import affine_transform, gaussian_filter, generate_binary_structure
+from scipy.ndimage import label as label_blobs
+from scipy.ndimage import sum as ndimage_sum
+from scipy.signal import lfilter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from accounts.users import create_user
 from pipeline.curation.catalog import add_upload, create_collection, get_or_create_movie
 from pipeline.curation.ingest import ingest
-from pipeline.decoding.reference import BUILTIN_PEAKS, active_reference, builtin_term_map, ensure_builtin_reference
+from pipeline.decoding.decode import decode, masked, normalise_rows
+from pipeline.decoding.reference import (
+    BUILTIN_PEAKS,
+    active_reference,
+    builtin_term_map,
+    ensure_default_reference,
+    load_matrix,
+)
 from pipeline.decoding.termmaps import rebuild_term_maps
 from pipeline.jobs.lifecycle import create_job
+from pipeline.maps.files import load_map
 from pipeline.maps.grid import GRID_AFFINE, GRID_SHAPE, brain_mask
 from pipeline.temporal.annotations import add_annotation_set
 from pipeline.temporal.decoding import label_regressors
@@ -47,7 +70,7 @@ class DemoCollection:
     movie: str
     year: int
     n_components: int
-    terms: tuple[str, ...]  # terms the networks are drawn from, most frequent first
+    terms: tuple[str, ...]  # keywords of the networks (matched to the active reference's terms), most frequent first
     voxel_mm: int = 2
     visibility: str = "public"
     owner: str = DEMO_OWNER
@@ -116,8 +139,9 @@ DEMO_COLLECTIONS = (
 
 
 # Two runs of 150 volumes at TR 2 s, the second starting 4 s before the first ends (as studyforrest's segments
-# overlap), and two subjects concatenated: 600 rows per time course.
-DEMO_TIMING = Timing.parse(2.0, "0:150,296:150", 2)
+# overlap), and DEMO_SUBJECTS subjects concatenated subject by subject: 1,500 rows per time course.
+DEMO_SUBJECTS = 5
+DEMO_TIMING = Timing.parse(2.0, "0:150,296:150", DEMO_SUBJECTS)
 DEMO_LABELS = ("speech", "faces", "music", "scene cut")
 # The event type a network follows in the demo; networks not named here follow none.
 DEMO_LINKS = {
@@ -131,6 +155,49 @@ DEMO_LINKS = {
     "motion": "scene cut",
 }
 DEMO_ANNOTATIONS = "Synthetic events (demo)"
+# Shared fractions (the share of a subject's variance common to all subjects): networks that follow an event type
+# alternate between strongly and moderately shared; the others cycle through not shared, partly and weakly shared,
+# except the last one of each collection, shared strongly but only inside DEMO_STRETCH_S of movie time.
+LINKED_FRACTIONS = (0.85, 0.6)
+UNLINKED_FRACTIONS = (0.0, 0.35, 0.0, 0.15)
+STRETCH_FRACTION = 0.85
+DEMO_STRETCH_S = (120.0, 240.0)
+
+
+@dataclass(frozen=True)
+class Sharing:
+    """How much of a demo component's time course all subjects share."""
+
+    fraction: float  # share of each subject's variance common to all subjects (inside the stretch when stretch)
+    stretch: bool = False  # shared only inside DEMO_STRETCH_S, not at all elsewhere
+
+
+def demo_sharing(spec: DemoCollection) -> list[Sharing]:
+    """The designed sharing of each component of a demo collection, in component order (see the module's notes).
+
+    Parameters
+    ----------
+    spec : DemoCollection
+        The collection.
+
+    Returns
+    -------
+    list of Sharing
+        ``spec.n_components`` entries.
+    """
+    keywords = [spec.terms[i % len(spec.terms)] for i in range(spec.n_components)]
+    unlinked = [i for i, k in enumerate(keywords) if k not in DEMO_LINKS]
+    out, n_linked, n_unlinked = [], 0, 0
+    for i, keyword in enumerate(keywords):
+        if keyword in DEMO_LINKS:
+            out.append(Sharing(LINKED_FRACTIONS[n_linked % len(LINKED_FRACTIONS)]))
+            n_linked += 1
+        elif unlinked and i == unlinked[-1]:
+            out.append(Sharing(STRETCH_FRACTION, stretch=True))
+        else:
+            out.append(Sharing(UNLINKED_FRACTIONS[n_unlinked % len(UNLINKED_FRACTIONS)]))
+            n_unlinked += 1
+    return out
 
 
 def demo_events_tsv(movie_title: str) -> str:
@@ -149,9 +216,38 @@ def demo_events_tsv(movie_title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _standardised(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean()) / x.std()
+
+
+def _autocorrelated(rng: np.random.Generator, n: int) -> np.ndarray:
+    """AR(1) noise (coefficient 0.6), standardised: fMRI time courses are autocorrelated."""
+    return _standardised(lfilter([1.0], [1.0, -0.6], rng.standard_normal(n)))
+
+
 def demo_timecourses(spec: DemoCollection, events_tsv: str, seed: int) -> np.ndarray:
-    """(rows, components) float32 time courses for one demo collection on ``DEMO_TIMING``: a linked network's
-    course is its label's regressor plus noise (different in each subject), the others autocorrelated noise."""
+    """(rows, components) float32 time courses for one demo collection on ``DEMO_TIMING``, subject-major.
+
+    Each component has one course common to all subjects (a linked network's: its label's regressor plus
+    autocorrelated noise; the others': autocorrelated noise) and one of its own per subject; a subject's course
+    mixes them as ``sqrt(f) * common + sqrt(1 - f) * own`` with the component's designed shared fraction ``f``
+    (:func:`demo_sharing`; for the stretch component ``f`` inside :data:`DEMO_STRETCH_S` and 0 elsewhere), then is
+    standardised.
+
+    Parameters
+    ----------
+    spec : DemoCollection
+        The collection.
+    events_tsv : str
+        The movie's demo events (:func:`demo_events_tsv`).
+    seed : int
+        Seed of the random generator; the same arguments always give the same courses.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(DEMO_TIMING.rows, spec.n_components)`` float32, each subject's block with mean 0 and standard deviation 1.
+    """
     rng = np.random.default_rng(1000 + seed)
     names, regressors = label_regressors(
         events_by_label(read_events(events_tsv, "demo events")),
@@ -159,20 +255,20 @@ def demo_timecourses(spec: DemoCollection, events_tsv: str, seed: int) -> np.nda
         [(r.start_s, r.volumes) for r in DEMO_TIMING.runs],
     )
     per_subject = DEMO_TIMING.rows_per_subject
+    times = DEMO_TIMING.movie_times()[:per_subject]
+    in_stretch = (times >= DEMO_STRETCH_S[0]) & (times < DEMO_STRETCH_S[1])
     courses = np.empty((DEMO_TIMING.rows, spec.n_components), dtype=np.float32)
-    for i in range(spec.n_components):
+    for i, sharing in enumerate(demo_sharing(spec)):
         label = DEMO_LINKS.get(spec.terms[i % len(spec.terms)])
+        common = _autocorrelated(rng, per_subject)
+        if label is not None:
+            common = _standardised(_standardised(regressors[:, names.index(label)]) * 0.8 + common)
+        weight = (
+            np.where(in_stretch, sharing.fraction, 0.0) if sharing.stretch else np.full(per_subject, sharing.fraction)
+        )
         for s in range(DEMO_TIMING.subjects):
-            noise = np.empty(per_subject)
-            noise[0] = rng.standard_normal()
-            for t in range(1, per_subject):  # AR(1) noise: fMRI time courses are autocorrelated
-                noise[t] = 0.6 * noise[t - 1] + 0.8 * rng.standard_normal()
-            signal = 0.0
-            if label is not None:
-                x = regressors[:, names.index(label)]
-                signal = (x - x.mean()) / x.std() * 0.8
-            block = signal + noise
-            courses[s * per_subject : (s + 1) * per_subject, i] = (block - block.mean()) / block.std()
+            block = np.sqrt(weight) * common + np.sqrt(1.0 - weight) * _autocorrelated(rng, per_subject)
+            courses[s * per_subject : (s + 1) * per_subject, i] = _standardised(block)
     return courses
 
 
@@ -198,40 +294,159 @@ def _ensure_annotations(session: Session, movie: Movie) -> str:
     return events
 
 
-def demo_component_maps(spec: DemoCollection, seed: int) -> np.ndarray:
-    """(n, 91, 109, 91) float32 ICA-like z maps for one demo collection.
+# Component maps: peak z of the main network, weights of the second and anti-correlated nodes, and the noise.
+PEAK_Z_RANGE = (7.0, 11.0)
+SECOND_NODE_WEIGHT = (0.25, 0.45)
+NEGATIVE_NODE_WEIGHT = (0.35, 0.5)
+# A network is the few heaviest blobs of its term map above this share of the map's robust peak: the main one's
+# MAIN_BLOBS, a second or anti-correlated node's NODE_BLOBS (DemoReference.network_map). With these values and
+# the noise below, every demo component has at most 11 clusters at |z| > 3 (10 voxels or more), whether built from
+# the synthetic 22 terms or the Neurosynth LDA-50 topics, and decodes to its main term first.
+NETWORK_FLOOR = 0.3
+MAIN_BLOBS = 4
+NODE_BLOBS = 1
+NETWORK_SMOOTH_VOXELS = 1.5
+FACES = generate_binary_structure(3, 1)  # face-connected voxels form a blob, as in the cluster tables
+NOISE_SIGMA_VOXELS = 2.0  # smoothing of the noise (about 9.4 mm FWHM on the 2 mm grid)
+NOISE_SD = 0.7  # where no network is (a unit SD would make a dozen or more noise clusters at |z| > 3)
+
+
+class DemoReference:
+    """The term maps demo components are built from: names, the normalised matrix (for matching keywords to maps)
+    and the maps themselves, loaded when first used and scaled to a robust peak of 1."""
+
+    def __init__(self, names: Sequence[str], matrix: np.ndarray, load: Callable[[int], np.ndarray]) -> None:
+        self.names = list(names)
+        self.matrix = matrix
+        self._load = load
+        self._unit: dict[int, np.ndarray] = {}
+        self._networks: dict[tuple[int, int], np.ndarray] = {}
+
+    @classmethod
+    def from_session(cls, session: Session) -> DemoReference:
+        """The active reference set's maps (:func:`pipeline.decoding.reference.load_matrix`)."""
+        matrix, terms = load_matrix(session, active_reference(session))
+        keys = [t.storage_key for t in terms]
+        return cls([t.name for t in terms], matrix, lambda column: load_map(keys[column]))
+
+    @classmethod
+    def from_maps(cls, named_maps: Iterable[tuple[str, np.ndarray]]) -> DemoReference:
+        """Maps given in memory, e.g. :func:`pipeline.decoding.reference.builtin_term_maps` (tests, no database)."""
+        names, maps = zip(*named_maps, strict=True)
+        matrix = np.ascontiguousarray(normalise_rows(masked(np.stack(maps))).T)
+        return cls(names, matrix, lambda column: maps[column])
+
+    def unit_map(self, column: int) -> np.ndarray:
+        """A term map divided by the 99.9th percentile of its positive in-mask values (its robust peak)."""
+        if column not in self._unit:
+            data = np.asarray(self._load(column), dtype=np.float32)
+            inside = data[brain_mask()]
+            positive = inside[inside > 0]
+            scale = float(np.percentile(positive, 99.9)) if positive.size else float(np.abs(inside).max())
+            self._unit[column] = data / scale if scale > 0 else np.zeros_like(data)
+        return self._unit[column]
+
+    def network_map(self, column: int, blobs: int) -> np.ndarray:
+        """A network made of a term map's ``blobs`` heaviest blobs: the map's unit version above
+        :data:`NETWORK_FLOOR` (face-connected, weighed by summed value), soft-thresholded there and raised to the
+        power 1.5 so that each node rises steeply to its peak, smoothed by :data:`NETWORK_SMOOTH_VOXELS` and scaled to
+        a peak of 1. A network's few smooth nodes rather than every spot of a meta-analytic map (a Neurosynth topic
+        map has dozens, and its broad plateaus would break into many small clusters over noise)."""
+        if (column, blobs) not in self._networks:
+            unit = self.unit_map(column)
+            labels, n = label_blobs(unit > NETWORK_FLOOR, FACES)
+            if n <= blobs:
+                support = labels > 0
+            else:
+                mass = ndimage_sum(unit, labels, index=np.arange(1, n + 1))
+                support = np.isin(labels, np.argsort(-mass, kind="stable")[:blobs] + 1)
+            nodes = np.where(support, np.clip((unit - NETWORK_FLOOR) / (1.0 - NETWORK_FLOOR), 0.0, None), 0.0) ** 1.5
+            nodes = gaussian_filter(nodes.astype(np.float32), NETWORK_SMOOTH_VOXELS)
+            top = float(nodes.max())
+            self._networks[column, blobs] = nodes / np.float32(top) if top > 0 else nodes
+        return self._networks[column, blobs]
+
+    def columns(self, keywords: Sequence[str]) -> list[int]:
+        """The term (column) each keyword stands for: the term of that name; else the term whose name holds the
+        keyword's words earliest (``auditory`` -> ``6 · auditory speech temporal``); else, among terms no other
+        keyword took, the one whose map correlates best with the keyword's canonical peaks (:data:`BUILTIN_PEAKS`;
+        ``default mode`` -> the topic of the default network)."""
+        lowered = [name.lower() for name in self.names]
+        words = [re.findall(r"[a-z]+", name) for name in lowered]
+        found: dict[str, int] = {}
+        for keyword in keywords:
+            if keyword.lower() in lowered:
+                found[keyword] = lowered.index(keyword.lower())
+                continue
+            wanted = keyword.lower().split()
+            best = None
+            for column, name_words in enumerate(words):
+                places = [next((j for j, w in enumerate(name_words) if w.startswith(k)), None) for k in wanted]
+                if None not in places and (best is None or max(places) < best[0]):
+                    best = (max(places), column)
+            if best is not None:
+                found[keyword] = best[1]
+        for keyword in keywords:
+            if keyword in found:
+                continue
+            r = decode(builtin_term_map(tuple(BUILTIN_PEAKS.get(keyword, BUILTIN_PEAKS["default mode"]))), self.matrix)[
+                0
+            ]
+            r[list(set(found.values()))] = -np.inf
+            found[keyword] = int(np.argmax(r))
+        return [found[k] for k in keywords]
+
+
+def demo_primary_terms(spec: DemoCollection, reference: DemoReference) -> list[str]:
+    """The term each component of a demo collection is built from (its main network), in component order."""
+    columns = reference.columns(spec.terms)
+    return [reference.names[columns[i % len(columns)]] for i in range(spec.n_components)]
+
+
+def demo_component_maps(spec: DemoCollection, seed: int, reference: DemoReference) -> np.ndarray:
+    """(n, 91, 109, 91) float32 MELODIC-like z maps for one demo collection.
+
+    Component ``i`` is its main term map (:func:`demo_primary_terms`) at a peak z drawn from
+    :data:`PEAK_Z_RANGE`, plus, mostly, a weaker second node (another term map) and, every fifth component, an
+    anti-correlated node, over smooth Gaussian noise of standard deviation :data:`NOISE_SD`; 0 outside the brain
+    mask.
 
     Parameters
     ----------
     spec : DemoCollection
-        The collection: how many components and which terms their networks come from.
+        The collection: how many components and which keywords their networks come from.
     seed : int
-        Seed of the random generator; the same spec and seed always give the same maps.
+        Seed of the random generator; the same spec, seed and reference always give the same maps.
+    reference : DemoReference
+        The term maps (usually the active reference set's).
 
     Returns
     -------
     numpy.ndarray
-        ``(spec.n_components, 91, 109, 91)`` float32: 0 outside the brain mask, in-mask values with mean 0 and
-        standard deviation 2.
+        ``(spec.n_components, 91, 109, 91)`` float32.
     """
     rng = np.random.default_rng(seed)
     mask = brain_mask()
-    all_terms = list(BUILTIN_PEAKS)
+    n_terms = len(reference.names)
+    columns = reference.columns(spec.terms)
     maps = np.empty((spec.n_components,) + GRID_SHAPE, dtype=np.float32)
     for i in range(spec.n_components):
-        term = spec.terms[i % len(spec.terms)]
-        data = builtin_term_map(tuple(BUILTIN_PEAKS[term])) * rng.uniform(0.7, 1.3)
-        other = all_terms[rng.integers(len(all_terms))]
-        if other != term:  # ICA networks often carry a weaker second node
-            data += builtin_term_map(tuple(BUILTIN_PEAKS[other])) * rng.uniform(0.1, 0.4)
-        if i % 5 == 4:  # an anti-correlated node, which decoding must keep as negative evidence
-            data -= builtin_term_map(tuple(BUILTIN_PEAKS[all_terms[(i * 7) % len(all_terms)]])) * 0.5
-        noise = gaussian_filter(rng.standard_normal(GRID_SHAPE).astype(np.float32), 2.0)
-        data += noise * (1.2 / noise.std())
-        data *= mask
-        inside = data[mask]
-        data[mask] = (inside - inside.mean()) / inside.std() * 2.0  # MELODIC-like z scaling
-        maps[i] = data
+        main = columns[i % len(columns)]
+        peak = float(rng.uniform(*PEAK_Z_RANGE))
+        data = reference.network_map(main, MAIN_BLOBS) * np.float32(peak)
+        second = int(rng.integers(n_terms))
+        if second != main and rng.random() < 0.7:  # ICA networks often carry a weaker second node
+            data = data + reference.network_map(second, NODE_BLOBS) * np.float32(
+                peak * rng.uniform(*SECOND_NODE_WEIGHT)
+            )
+        negative = (i * 7) % n_terms
+        if i % 5 == 4 and negative not in (main, second):  # kept by decoding as negative evidence
+            data = data - reference.network_map(negative, NODE_BLOBS) * np.float32(
+                peak * rng.uniform(*NEGATIVE_NODE_WEIGHT)
+            )
+        noise = gaussian_filter(rng.standard_normal(GRID_SHAPE, dtype=np.float32), NOISE_SIGMA_VOXELS)
+        noise *= np.float32(NOISE_SD / noise[mask].std())
+        maps[i] = np.where(mask, data + noise, np.float32(0))
     return maps
 
 
@@ -274,7 +489,8 @@ def _demo_user(session: Session, email: str) -> User:
 def load_demo(progress=print) -> int:
     """Create whatever part of the demo data set is missing. Returns the number of collections created.
 
-    Makes the built-in reference set first when missing. Each missing collection is committed and ingested on its
+    Makes the default reference set first when no set is active (``pipeline init`` does too); the components are
+    built from the active set's term maps. Each missing collection is committed and ingested on its
     own (synchronously, in this process); the merged maps are rebuilt once at the end when anything was created.
     A collection whose slug exists already is skipped, so running it again changes nothing.
 
@@ -290,7 +506,9 @@ def load_demo(progress=print) -> int:
     """
     created = 0
     with session_scope() as session:
-        ensure_builtin_reference(session)
+        if active_reference(session) is None:
+            ensure_default_reference(session)
+    reference = None
     for seed, spec in enumerate(DEMO_COLLECTIONS, start=1):
         with session_scope() as session:
             if session.scalar(select(Collection.id).where(Collection.slug == spec.slug)) is not None:
@@ -315,8 +533,10 @@ def load_demo(progress=print) -> int:
             collection.slug = spec.slug
             collection.timing = DEMO_TIMING.to_dict()
             events = _ensure_annotations(session, movie)
+            if reference is None:
+                reference = DemoReference.from_session(session)
             with tempfile.TemporaryDirectory(prefix="incdb-demo-") as tmp:
-                path = _as_file(spec, demo_component_maps(spec, seed), Path(tmp))
+                path = _as_file(spec, demo_component_maps(spec, seed, reference), Path(tmp))
                 add_upload(session, collection, path, path.name)
                 table = Path(tmp) / path.name.replace(".nii.gz", "_timecourses.tsv")
                 courses = demo_timecourses(spec, events, seed)
