@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import os
+import tempfile
+from collections.abc import Callable
 from functools import lru_cache
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -92,6 +97,43 @@ def voxel_coordinates_mm() -> np.ndarray:
     return (ijk1 @ GRID_AFFINE.T.astype(np.float32))[..., :3]
 
 
+def _cache_file(name: str) -> Path:
+    """Where a grid array made from nilearn's templates is kept in the data directory, per nilearn version."""
+    from store.config import get_settings
+
+    version = importlib.metadata.version("nilearn")
+    return get_settings().data_dir / "cache" / "grid" / f"nilearn-{version}" / f"{name}.npy"
+
+
+def _disk_cached(name: str, build: Callable[[], np.ndarray]) -> np.ndarray:
+    """``build()`` once per data directory: importing nilearn and resampling a template costs about 2.5 s, which
+    every command-line call (``pipeline decode``) paid. Written whole or not at all; an unwritable or unreadable
+    cache only costs the rebuild."""
+    path = _cache_file(name)
+    try:
+        data = np.load(path, allow_pickle=False)
+        if data.shape == GRID_SHAPE:
+            data.setflags(write=False)
+            return data
+    except (OSError, ValueError):
+        pass
+    data = build()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npy")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.save(f, data, allow_pickle=False)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError:
+        pass
+    data.setflags(write=False)
+    return data
+
+
 @lru_cache(maxsize=1)
 def underlay() -> np.ndarray:
     """MNI152 T1 template (nilearn's, which loads offline) resampled onto the grid, float32.
@@ -99,8 +141,12 @@ def underlay() -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        ``(91, 109, 91)`` float32, read-only and shared (cached), non-finite values set to 0.
+        ``(91, 109, 91)`` float32, read-only and shared (cached, also on disk), non-finite values set to 0.
     """
+    return _disk_cached("underlay", _build_underlay)
+
+
+def _build_underlay() -> np.ndarray:
     from nilearn import datasets, image  # lazy: nilearn takes about a second to import
 
     template = datasets.load_mni152_template(resolution=2)
@@ -114,7 +160,6 @@ def underlay() -> np.ndarray:
     )
     data = np.asarray(res.get_fdata(), dtype=np.float32)
     data[~np.isfinite(data)] = 0
-    data.setflags(write=False)
     return data
 
 
@@ -125,8 +170,12 @@ def brain_mask() -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        ``(91, 109, 91)`` bool, read-only and shared (cached).
+        ``(91, 109, 91)`` bool, read-only and shared (cached, also on disk).
     """
+    return _disk_cached("brain_mask", _build_brain_mask)
+
+
+def _build_brain_mask() -> np.ndarray:
     from nilearn import datasets, image  # lazy: nilearn takes about a second to import
 
     mask = datasets.load_mni152_brain_mask(resolution=2)
@@ -138,9 +187,7 @@ def brain_mask() -> np.ndarray:
         force_resample=True,
         copy_header=True,
     )
-    data = np.asarray(res.get_fdata()) > 0.5
-    data.setflags(write=False)
-    return data
+    return np.asarray(res.get_fdata()) > 0.5
 
 
 @lru_cache(maxsize=1)
