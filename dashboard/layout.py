@@ -11,8 +11,11 @@ from urllib.parse import quote
 
 import dash
 import dash_bootstrap_components as dbc
+import flask
 from dash import dcc, html
 
+from dashboard.components.data import read
+from store import queries
 from web.auth import signed_in_user
 
 NAV_ITEMS = (
@@ -59,6 +62,15 @@ def navbar() -> html.Nav:
     )
 
 
+def footer_note() -> str:
+    """The footer's first sentence, with the warning about synthetic data only while demo collections are shown."""
+    note = "INcDb maps brain activity recorded while people watch movies. "
+    # Dash also calls the layout once at start-up, outside any request (and before the database may exist).
+    if flask.has_request_context() and read(queries.demo_collection_count):
+        note += "Demo data on this site is synthetic. "
+    return note
+
+
 def shell() -> html.Div:
     return html.Div(
         [
@@ -70,8 +82,7 @@ def shell() -> html.Div:
                 dbc.Container(
                     html.Small(
                         [
-                            "INcDb maps brain activity recorded while people watch movies. Demo "
-                            "data on this site is synthetic. ",
+                            footer_note(),
                             *[part for label, href in FOOTER_LINKS for part in (" · ", html.A(label, href=href))][1:],
                         ],
                         className="text-muted",
