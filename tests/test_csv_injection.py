@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from accounts.users import create_user
+from pipeline.synchrony.jobs import compute_collection_synchrony
 from pipeline.temporal.annotations import add_annotation_set, decode_collection_in_time
 from store.db import session_scope
 from store.models import Collection, Component, Movie, Term, TermMap
@@ -69,9 +70,11 @@ def hostile(web, demo_dir) -> dict[str, str]:
             "set_id": str(annotation.id),
             "term": term.slug,
             "merged_term": session.get(Term, merged.term_id).slug,
+            "collection": comp.collection.slug,
         }
     for collection_id in collections:
         decode_collection_in_time(collection_id, n_shifts=200)
+        compute_collection_synchrony(collection_id, n_resamples=50)  # after the sets: moments carry hostile labels
     client = web.server.test_client()
     map_bytes = client.get(f"/files/components/{found['uuid']}.nii.gz").data
     decoded = client.post(
@@ -96,6 +99,9 @@ def route_address(rule: str, found: dict[str, str]) -> list[str]:
         ],
         "/movies/<movie>/<term>/clusters.csv": [f"/movies/{found['slug']}/{found['merged_term']}/clusters.csv"],
         "/decode/<token>/profile.csv": [f"/decode/{found['token']}/profile.csv"],
+        "/api/components/<uuid>/isc.csv": [f"/api/components/{found['uuid']}/isc.csv"],
+        "/api/collections/<slug>/isfc.csv": [f"/api/collections/{found['collection']}/isfc.csv"],
+        "/api/movies/<slug>/synchrony.csv": [f"/api/movies/{found['slug']}/synchrony.csv"],
     }
     assert rule in addresses, f"a new CSV route {rule}: add it to this test with hostile data"
     return addresses[rule]
@@ -122,6 +128,8 @@ def test_no_csv_download_holds_a_formula(web, hostile):
     assert {"'" + label for label in HOSTILE_LABELS} <= set(events)
     assert "'" + HOSTILE_TERM in seen[f"/components/{uuid}/decodings.csv"]
     assert "'" + HOSTILE_TERM in seen[f"/decode/{hostile['token']}/profile.csv"]
+    synchrony = seen[f"/api/movies/{hostile['slug']}/synchrony.csv"]  # by-label rows: the hostile set and labels
+    assert {"'" + HOSTILE_SET} | {"'" + label for label in HOSTILE_LABELS} <= set(synchrony)
     negative_r = [c for c in seen[f"/components/{uuid}/decodings.csv"] if c.startswith("-")]
     assert negative_r and all(float(c) < 0 for c in negative_r)
     assert any(c.startswith("-") and float(c) < 0 for c in temporal if DECIMAL.fullmatch(c))

@@ -176,3 +176,56 @@ def test_a_movies_windowed_isc_for_the_timeline_is_bounded_and_follows_visibilit
     assert len(found[0]["values"]) == len(found[0]["movie_time_s"]) > 10
     assert all(len(row) == 4 for row in found[0]["values"])
     assert len(small[0]["values"]) <= 10 and small[0]["movie_time_s"][0] == found[0]["movie_time_s"][0]
+
+
+def test_csv_rows_have_the_headers_cells_and_a_window_without_a_time_is_an_empty_cell(server, tmp_path):
+    from store.artifacts import load_vector, save_vector
+    from store.models import CollectionSynchrony, SynchronyMoment
+
+    c = computed_collection(tmp_path, movie="Csv Sync Movie")
+    with session_scope() as session:
+        key = session.get(CollectionSynchrony, c["id"]).windowed_key
+        if not session.query(SynchronyMoment).filter_by(collection_id=c["id"]).count():
+            session.add(
+                SynchronyMoment(
+                    collection_id=c["id"],
+                    movie_id=session.get(Collection, c["id"]).movie_id,
+                    time_s=20.0,
+                    value=0.5,
+                    labels=["speech"],
+                )
+            )
+    table = load_vector(key).copy()
+    table[0, 0] = float("nan")  # a window whose movie time is not known
+    save_vector(key, table)
+    anon = client_for(server, None)
+
+    response = anon.get(f"/api/components/{c['uuids'][0]}/isc.csv")
+    assert response.status_code == 200
+    lines = [line for line in response.get_data(as_text=True).splitlines() if not line.startswith("#")]
+    windows = [r for r in csv.DictReader(io.StringIO("\n".join(lines))) if r["part"] == "window"]
+    assert windows[0]["movie_time_s"] == "" and windows[1]["movie_time_s"] != ""
+
+    movie = list(csv.reader(io.StringIO(anon.get(f"/api/movies/{c['movie']}/synchrony.csv").get_data(as_text=True))))
+    header, rows = movie[0], movie[1:]
+    assert any(r[0] == "moment" for r in rows) and any(r[0] == "label" for r in rows)
+    assert all(len(r) == len(header) for r in rows), [len(r) for r in rows]
+    moment = dict(zip(header, next(r for r in rows if r[0] == "moment")))
+    assert moment["inside"] == moment["outside"] == moment["p"] == ""
+
+
+def test_the_most_synchronising_films_rank_by_their_collections_stored_median(data_dir, tmp_path):
+    from pipeline.synchrony.reads import most_synchronising_movies
+    from store.models import CollectionSynchrony
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = computed_collection(tmp_path / "a", movie="Alpha Sync Film")
+    second = computed_collection(tmp_path / "b", movie="Beta Sync Film")
+    with session_scope() as session:
+        session.get(CollectionSynchrony, first["id"]).median_isc = 0.1
+        session.get(CollectionSynchrony, second["id"]).median_isc = 0.9
+    with session_scope() as session:
+        found = most_synchronising_movies(session, None)
+    assert [m["movie_slug"] for m in found] == [second["movie"], first["movie"]]
+    assert [m["median_isc"] for m in found] == [0.9, 0.1] and [m["n_components"] for m in found] == [4, 4]

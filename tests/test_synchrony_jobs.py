@@ -213,3 +213,193 @@ def test_a_stretch_shared_by_every_component_is_a_moment_with_the_labels_active_
     assert found, "no moment of synchrony found"
     assert all(50 <= time_s <= 88 for time_s, _ in found), found
     assert all(labels == (["speech"] if 60 <= time_s < 80 else []) for time_s, labels in found), found
+
+
+# --- rows, files and inputs stay together ------------------------------------------------------------------------
+
+
+def ingested(tmp_path, timing: Timing = SYNC_TIMING, movie: str = "Sync Movie", n_resamples: int = 20) -> int:
+    """A processed collection with its synchrony computed; its id."""
+    from pipeline.curation.ingest import ingest
+    from pipeline.synchrony.jobs import compute_collection_synchrony
+
+    collection_id, job_id = make_collection(tmp_path, timing, shared_mix(timing), movie=movie)
+    ingest(job_id)
+    compute_collection_synchrony(collection_id, n_resamples=n_resamples)
+    return collection_id
+
+
+def stored_labels(collection_id: int) -> tuple[set[str], list[list[str]]]:
+    with session_scope() as session:
+        labels = set(session.scalars(select(SynchronyLabel.label).where(SynchronyLabel.collection_id == collection_id)))
+        moments = session.scalars(select(SynchronyMoment.labels).where(SynchronyMoment.collection_id == collection_id))
+        return labels, [list(m or []) for m in moments]
+
+
+def rename_events(movie_id: int, label: str) -> None:
+    from sqlalchemy import update
+
+    from store.models import AnnotationEvent, AnnotationSet
+
+    with session_scope() as session:
+        sets = select(AnnotationSet.id).where(AnnotationSet.movie_id == movie_id)
+        session.execute(update(AnnotationEvent).where(AnnotationEvent.set_id.in_(sets)).values(label=label))
+
+
+def test_a_run_that_fails_before_its_rows_leaves_the_rows_and_their_files_as_they_were(data_dir, tmp_path, monkeypatch):
+    from pipeline.synchrony import jobs
+    from store.artifacts import load_vector
+
+    collection_id = ingested(tmp_path)
+    with session_scope() as session:
+        summary = session.get(CollectionSynchrony, collection_id)
+        keys = (summary.isfc_key, summary.windowed_key)
+    before = [np.array(load_vector(key)) for key in keys]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(jobs, "_replace", broken)
+    with pytest.raises(RuntimeError):
+        jobs.compute_collection_synchrony(collection_id, n_resamples=20, window_s=20.0)  # other windows
+    with session_scope() as session:
+        summary = session.get(CollectionSynchrony, collection_id)
+        assert (summary.isfc_key, summary.windowed_key) == keys and summary.window_s == 30.0
+    after = [np.array(load_vector(key)) for key in keys]
+    assert [a.shape for a in after] == [b.shape for b in before]
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(after, before))
+
+
+def test_a_new_run_names_new_files_and_leaves_the_old_ones_to_the_sweep(data_dir, tmp_path):
+    from pipeline.jobs.sweep import referenced_keys
+    from pipeline.synchrony.jobs import compute_collection_synchrony
+
+    collection_id = ingested(tmp_path)
+    with session_scope() as session:
+        first = session.get(CollectionSynchrony, collection_id).windowed_key
+    compute_collection_synchrony(collection_id, n_resamples=20, window_s=20.0)
+    with session_scope() as session:
+        second = session.get(CollectionSynchrony, collection_id).windowed_key
+        referenced = referenced_keys(session)
+    assert first != second and second in referenced and first not in referenced
+    assert first.startswith("synchrony/")
+
+
+def test_rows_by_label_use_the_events_as_they_are_when_the_rows_are_written(data_dir, tmp_path, monkeypatch):
+    from pipeline.synchrony import jobs
+
+    collection_id = ingested(tmp_path)
+    with session_scope() as session:
+        movie_id = session.get(Collection, collection_id).movie_id
+    windowed = jobs._windowed
+
+    def annotations_change_meanwhile(*args, **kwargs):
+        found = windowed(*args, **kwargs)
+        rename_events(movie_id, "dialogue")  # an annotation change committed while the ISC is computed
+        return found
+
+    monkeypatch.setattr(jobs, "_windowed", annotations_change_meanwhile)
+    jobs.compute_collection_synchrony(collection_id, n_resamples=20)
+    labels, moments = stored_labels(collection_id)
+    assert labels == {"dialogue"}
+    assert all(set(m) <= {"dialogue"} for m in moments), moments
+
+
+def test_an_ingest_after_which_the_collection_has_no_isc_removes_the_rows_of_before(data_dir, tmp_path):
+    from pipeline.jobs.lifecycle import create_job
+    from pipeline.synchrony.jobs import run_after_ingest
+
+    collection_id = ingested(tmp_path)
+    with session_scope() as session:
+        collection = session.get(Collection, collection_id)
+        collection.timing = ONE_TIMING.to_dict()  # one subject now
+        job = create_job(session, "ingest", collection_id)
+        job.status = "succeeded"
+        job_id = job.id
+    assert run_after_ingest(job_id) is None
+    assert isc_rows(collection_id) == []
+    with session_scope() as session:
+        for model in (CollectionSynchrony, SynchronyLabel, SynchronyMoment):
+            assert session.query(model).filter_by(collection_id=collection_id).count() == 0, model
+
+
+def test_a_new_timing_clears_the_synchrony_and_a_new_movie_takes_it_along(data_dir, tmp_path):
+    from pipeline.curation.catalog import get_or_create_movie, update_collection
+    from pipeline.synchrony.reads import movie_synchrony
+
+    collection_id = ingested(tmp_path, movie="Old Sync Movie")
+    with session_scope() as session:
+        collection = session.get(Collection, collection_id)
+        old_slug = collection.movie.slug
+        n_moments = session.query(SynchronyMoment).filter_by(collection_id=collection_id).count()
+        new_movie = get_or_create_movie(session, "New Sync Movie")
+        update_collection(session, collection, movie=new_movie)
+        new_id, new_slug = new_movie.id, new_movie.slug
+    with session_scope() as session:
+        old = movie_synchrony(session, None, old_slug)
+        new = movie_synchrony(session, None, new_slug)
+        moved = session.scalars(select(SynchronyMoment).where(SynchronyMoment.collection_id == collection_id)).all()
+        assert moved and all(m.movie_id == new_id and m.labels == [] for m in moved)
+    assert old is None or (old["moments"] == [] and old["by_label"] == [])  # nothing of it left on the old movie
+    assert new["by_label"] == [] and len(new["moments"]) == n_moments  # the new movie has no annotations
+    assert len(isc_rows(collection_id)) == 4  # the ISC itself does not depend on the movie
+
+    with session_scope() as session:
+        update_collection(
+            session, session.get(Collection, collection_id), timing=Timing.parse(2.0, "0:120", 3).to_dict()
+        )
+    assert isc_rows(collection_id) == []
+    with session_scope() as session:
+        assert session.get(CollectionSynchrony, collection_id) is None
+        assert session.query(SynchronyMoment).filter_by(collection_id=collection_id).count() == 0
+
+
+def test_a_synchrony_job_is_not_the_collections_active_job(data_dir, tmp_path):
+    from pipeline.jobs.lifecycle import active_job, create_job, start_ingest_job
+    from store.models import User
+
+    collection_id, ingest_id = make_collection(tmp_path, SYNC_TIMING, shared_mix())
+    with session_scope() as session:
+        session.get(Job, ingest_id).status = "succeeded"
+        collection = session.get(Collection, collection_id)
+        collection.license_confirmed_at = collection.created
+        synchrony = create_job(session, "synchrony", collection_id).id
+    with session_scope() as session:
+        collection = session.get(Collection, collection_id)
+        assert active_job(session, collection_id) is None
+        job = start_ingest_job(session, session.get(User, collection.owner_id), collection)
+        assert job.id != synchrony and job.kind == "ingest"
+
+
+def test_rows_by_label_follow_the_events_when_the_temporal_decoding_fails(data_dir, tmp_path, monkeypatch):
+    from pipeline.jobs.lifecycle import create_job
+    from pipeline.jobs.tasks import run_job
+    from pipeline.temporal import annotations
+
+    collection_id = ingested(tmp_path)
+    with session_scope() as session:
+        movie_id = session.get(Collection, collection_id).movie_id
+        job = create_job(session, "temporal")
+        job.movie_id = movie_id
+        job_id = job.id
+    rename_events(movie_id, "dialogue")
+
+    def broken(*args, **kwargs):
+        raise ValueError("temporal decoding broke")
+
+    monkeypatch.setattr(annotations, "decode_collection_in_time", broken)
+    with pytest.raises(ValueError):
+        run_job(job_id)
+    labels, _ = stored_labels(collection_id)
+    assert labels == {"dialogue"}
+
+
+def test_a_moment_is_labelled_as_the_rows_by_label_count_a_window_in_an_event_even_a_zero_length_one():
+    from pipeline.synchrony import isc, jobs
+
+    times = np.arange(0.0, 40.0, 2.0)
+    spans = [(21.0, 0.0), (5.0, 4.0)]  # a cut at 21 s; a 4 s event from 5 s
+    step = jobs._window_step(times)
+    marked = [bool(jobs._active_labels({(1, "cut"): spans}, float(t), step)) for t in times]
+    assert marked == [bool(v) for v in isc._event_mask(times, spans)]
+    assert marked[11]  # the window centred at 22 s sees the cut

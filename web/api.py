@@ -245,6 +245,11 @@ def _cell(value: float | None) -> str:
     return "" if value is None else f"{value:.6g}"
 
 
+def _time_cell(seconds: float | None) -> str:
+    """A movie time to the millisecond; empty when there is none."""
+    return "" if seconds is None else f"{seconds:.3f}"
+
+
 @blueprint.get("/components/<uuid>/isc")
 def component_isc(uuid: str):
     """ISC of a component: leave-one-out and pairwise, p, q, per-subject r and the windowed ISC over movie time."""
@@ -269,7 +274,7 @@ def component_isc_csv(uuid: str):
         preamble.append(found["note"])
     rows = [["subject", i, "", _cell(r)] for i, r in enumerate(found["subjects"], start=1)]
     windows = zip(found["movie_time_s"], found["windowed"])
-    rows += [["window", i, _cell(t), _cell(r)] for i, (t, r) in enumerate(windows, start=1)]
+    rows += [["window", i, _time_cell(t), _cell(r)] for i, (t, r) in enumerate(windows, start=1)]
     return csv_response(
         ["part", "index", "movie_time_s", "r"], rows, f"{_ascii_name(uuid)}-isc.csv", SYNCHRONY_CSV_CACHE, preamble
     )

@@ -17,6 +17,7 @@ from pipeline.curation.uploads import check_file_name
 from pipeline.decoding.reference import active_reference
 from pipeline.decoding.termmaps import rebuild_term_maps
 from pipeline.jobs.lifecycle import active_job
+from pipeline.synchrony.jobs import clear_collection_synchrony, relabel_collection
 from pipeline.temporal.timing import TimeCourseError, Timing
 from store.artifacts import map_and_thumbnail, similarity_vector_key
 from store.config import get_settings
@@ -186,16 +187,22 @@ def update_collection(
         collection.license_confirmed_at, collection.license_confirmed_by = None, ""
     if metadata is not None:
         collection.metadata_ = metadata
+    retimed = timing is not False and timing != collection.timing
     if timing is not False:  # None clears the timing
         collection.timing = timing
     remerge, movies = False, {collection.movie_id}
     if visibility is not None and visibility != collection.visibility:
         check_choice(visibility, VISIBILITIES, "visibility")
         collection.visibility, remerge = visibility, True
-    if movie is not None and movie.id != collection.movie_id:
+    moved = movie is not None and movie.id != collection.movie_id
+    if moved:
         collection.movie_id, remerge = movie.id, True
         movies.add(movie.id)
     session.flush()
+    if retimed:  # the ISC of another timing is not this one's: computed again at the next processing
+        clear_collection_synchrony(session, collection.id)
+    elif moved:  # the same ISC, at the same movie times: its moments and rows by label go with it
+        relabel_collection(session, collection.id)
     if remerge:
         terms = set(
             session.scalars(

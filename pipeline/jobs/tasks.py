@@ -64,8 +64,10 @@ def run_job(job_id: int, progress: Progress | None = None) -> None:
     elif kind == "merge":
         remerge(job_id)
     elif kind == "temporal":
-        temporal_job(job_id)
-        refresh_labels_after(job_id)  # ISC by annotation label, from the stored windowed ISC
+        try:
+            temporal_job(job_id)
+        finally:  # ISC by annotation label, from the stored windowed ISC: the movie's events changed either way
+            refresh_labels_after(job_id)
     elif kind == "decode":
         decode_job(job_id, progress)
     elif kind == "synchrony":

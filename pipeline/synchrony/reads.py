@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pipeline.synchrony.jobs import MIN_SUBJECTS, ONE_SUBJECT_NOTE
@@ -235,30 +235,44 @@ def isc_of_components(session: Session, component_ids: list[int]) -> dict[int, f
 
 
 def most_synchronising_movies(session: Session, user: Any, limit: int = 5) -> list[dict[str, Any]]:
-    """The movies whose components (of collections the viewer may see) have the highest median ISC.
+    """The movies whose collections (those the viewer may see) have the highest median ISC over their components
+    (``CollectionSynchrony.median_isc``, stored by the synchrony job): a movie ranks by its best collection. Two
+    grouped queries, whatever the number of components.
 
     Returns
     -------
     list of dict
-        ``{"movie", "movie_slug", "median_isc", "n_components"}``, best first, at most ``limit``.
+        ``{"movie", "movie_slug", "median_isc", "n_components"}``, best first, at most ``limit``;
+        ``n_components``: the components with an ISC in the movie's visible collections.
     """
-    rows = session.execute(
-        select(Movie.id, Movie.title, Movie.slug, ComponentISC.isc, ComponentISC.isc_pairwise)
-        .join(Collection, Collection.id == ComponentISC.collection_id)
-        .join(Movie, Movie.id == Collection.movie_id)
-        .where(visible_collections(user), (ComponentISC.isc.is_not(None)) | (ComponentISC.isc_pairwise.is_not(None)))
+    best = func.max(CollectionSynchrony.median_isc)
+    ranked = session.execute(
+        select(Movie.id, Movie.title, Movie.slug, best)
+        .join(Collection, Collection.movie_id == Movie.id)
+        .join(CollectionSynchrony, CollectionSynchrony.collection_id == Collection.id)
+        .where(visible_collections(user), CollectionSynchrony.median_isc.is_not(None))
+        .group_by(Movie.id, Movie.title, Movie.slug)
+        .order_by(best.desc(), Movie.title)
+        .limit(limit)
     ).all()
-    by_movie: dict[int, tuple[str, str, list[float]]] = {}
-    for movie_id, title, slug, loo, pairwise in rows:
-        by_movie.setdefault(movie_id, (title, slug, []))[2].append(float(loo if loo is not None else pairwise))
-    ranked = sorted(
-        (
-            {"movie": t, "movie_slug": s, "median_isc": _num(np.median(v)), "n_components": len(v)}
-            for t, s, v in by_movie.values()
-        ),
-        key=lambda d: (-d["median_isc"], d["movie"]),
+    if not ranked:
+        return []
+    counts = dict(
+        session.execute(
+            select(Collection.movie_id, func.count(ComponentISC.component_id))
+            .join(Collection, Collection.id == ComponentISC.collection_id)
+            .where(
+                Collection.movie_id.in_([r[0] for r in ranked]),
+                visible_collections(user),
+                (ComponentISC.isc.is_not(None)) | (ComponentISC.isc_pairwise.is_not(None)),
+            )
+            .group_by(Collection.movie_id)
+        ).all()
     )
-    return ranked[:limit]
+    return [
+        {"movie": title, "movie_slug": slug, "median_isc": _num(value), "n_components": int(counts.get(movie_id, 0))}
+        for movie_id, title, slug, value in ranked
+    ]
 
 
 def movie_windowed(session: Session, user: Any, slug: str, max_windows: int = 2000) -> list[dict[str, Any]] | None:
