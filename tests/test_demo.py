@@ -133,3 +133,37 @@ def test_the_stored_demo_time_courses_are_the_designed_ones(demo_dir):
     for seed, spec in enumerate(DEMO_COLLECTIONS, start=1):
         expected = demo_timecourses(spec, demo_events_tsv(spec.movie), seed)
         np.testing.assert_allclose(by_slug[spec.slug], expected, atol=1e-5)
+
+
+def test_the_demo_site_shows_the_isc_it_was_designed_with(demo_dir):
+    """Loading the demo computes each collection's ISC as an ingest does: the stored values follow the designed
+    shared fractions, the strongly shared components are significant and the unshared ones are not."""
+    from sqlalchemy import select
+
+    from store.db import session_scope
+    from store.models import Collection, Component, ComponentISC
+
+    unshared_significant, unshared = 0, 0
+    with session_scope() as session:
+        for spec in DEMO_COLLECTIONS:
+            rows = session.execute(
+                select(Component.volume_index, ComponentISC.isc, ComponentISC.q, ComponentISC.n_subjects)
+                .join(ComponentISC, ComponentISC.component_id == Component.id)
+                .join(Collection, Collection.id == Component.collection_id)
+                .where(Collection.slug == spec.slug)
+                .order_by(Component.volume_index)
+            ).all()
+            assert len(rows) == spec.n_components, spec.slug
+            assert {r.n_subjects for r in rows} == {DEMO_TIMING.subjects}
+            sharing = demo_sharing(spec)
+            steady = [i for i, s in enumerate(sharing) if not s.stretch]
+            stored = [rows[i].isc for i in steady]
+            assert spearmanr([sharing[i].fraction for i in steady], stored).statistic >= 0.9, spec.slug
+            for i in steady:
+                if sharing[i].fraction >= 0.6:
+                    assert rows[i].q < 0.05, (spec.slug, i)
+                if sharing[i].fraction == 0:
+                    assert abs(rows[i].isc) < 0.15, (spec.slug, i)
+                    unshared += 1
+                    unshared_significant += rows[i].q < 0.05
+    assert unshared >= 6 and unshared_significant <= 1  # chance alone may pass one of a dozen unshared components

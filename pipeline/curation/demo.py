@@ -51,6 +51,7 @@ from pipeline.decoding.termmaps import rebuild_term_maps
 from pipeline.jobs.lifecycle import create_job
 from pipeline.maps.files import load_map
 from pipeline.maps.grid import GRID_AFFINE, GRID_SHAPE, brain_mask
+from pipeline.synchrony.jobs import run_after_ingest
 from pipeline.temporal.annotations import add_annotation_set
 from pipeline.temporal.decoding import label_regressors
 from pipeline.temporal.events import events_by_label, read_events
@@ -545,6 +546,7 @@ def load_demo(progress=print) -> int:
                 add_upload(session, collection, table, table.name)
             job_id = create_job(session, "ingest", collection.id, owner.id).id
         ingest(job_id, merge=False)  # merged once at the end instead of after every collection
+        run_after_ingest(job_id)  # inter-subject correlation of the designed shared fractions, as after any ingest
         created += 1
         if progress:
             progress(f"demo: {spec.name}: {spec.n_components} components")
