@@ -25,6 +25,7 @@ from store.models import (
     CatalogStats,
     Collection,
     Component,
+    ComponentISC,
     Decoding,
     Movie,
     MovieStats,
@@ -516,7 +517,7 @@ def _component_row(
     }
 
 
-COMPONENT_SORTS = {"r": Component.best_r, "file": Component.source_file}
+COMPONENT_SORTS = {"r": Component.best_r, "file": Component.source_file, "isc": ComponentISC.isc}
 
 
 def list_components(
@@ -530,7 +531,8 @@ def list_components(
     per_page: int = DEFAULT_PER_PAGE,
     cursor: str | None = None,
 ) -> Page:
-    """Visible components, best r first (or by file), optionally of one term, movie and/or collection.
+    """Visible components, best r first (or by file, or highest ISC first), optionally of one term, movie and/or
+    collection. Each row carries its leave-one-out ISC and that ISC's q (None without them), read in the same query.
 
     Rows come from an indexed ORDER BY ... LIMIT; the total from the derived counts (or, for one collection, a
     count over that collection's rows). With ``cursor`` (a ``next_cursor`` given out before; ``page`` is then
@@ -538,13 +540,15 @@ def list_components(
     one."""
     page, per_page = clamp_page(page, per_page)
     by_file = sort == "file"
-    listing = "components.file" if by_file else "components.r"
+    by_isc = sort == "isc"
+    listing = "components.file" if by_file else ("components.isc" if by_isc else "components.r")
     after = decode_cursor(cursor, listing, ("text", "id", "id") if by_file else ("real?", "id")) if cursor else None
-    stmt = (
-        select(Component, Collection, Movie, Term.name, Term.slug)
+    stmt = (  # at most one ISC row per component (unique component_id): the outer join adds no rows
+        select(Component, Collection, Movie, Term.name, Term.slug, ComponentISC.isc, ComponentISC.q)
         .join(Collection, Component.collection_id == Collection.id)
         .join(Movie, Collection.movie_id == Movie.id)
         .outerjoin(Term, Component.best_term_id == Term.id)
+        .outerjoin(ComponentISC, ComponentISC.component_id == Component.id)
         .where(visible_collections(user))
     )
     term = get_term(session, term_slug) if term_slug else None
@@ -561,6 +565,8 @@ def list_components(
     total = _component_total(session, user, term, movie, collection, stmt)
     if by_file:
         stmt = stmt.order_by(Component.source_file, Component.volume_index, Component.id)
+    elif by_isc:  # highest ISC first, components without one last; (collection_id, isc) serves one collection
+        stmt = stmt.order_by(ComponentISC.isc.desc().nulls_last(), Component.id.desc())
     else:  # the order of the indexes (best_r) and (best_term_id, best_r), read backwards
         stmt = stmt.order_by(Component.best_r.desc(), Component.id.desc())
     if after is None:
@@ -579,6 +585,9 @@ def list_components(
                 ),
             )
         )
+    elif by_isc:
+        isc, last_id = after
+        stmt = stmt.where(_after_descending(ComponentISC.isc, isc, Component.id, last_id, nulls_first=False))
     else:
         best_r, last_id = after
         stmt = stmt.where(
@@ -589,10 +598,24 @@ def list_components(
     if len(rows) > per_page:
         rows = rows[:per_page]
         last = rows[-1][0]
-        key = [last.source_file, last.volume_index, last.id] if by_file else [last.best_r, last.id]
+        if by_file:
+            key = [last.source_file, last.volume_index, last.id]
+        else:
+            key = [rows[-1][5] if by_isc else last.best_r, last.id]
         next_cursor = encode_cursor(listing, key)
-    items = [_component_row(c, col, m, t, ts) for c, col, m, t, ts in rows]
+    items = [
+        _component_row(c, col, m, t, ts) | {"isc": _finite(isc), "isc_q": _finite(q)}
+        for c, col, m, t, ts, isc, q in rows
+    ]
     return Page(items, None if after else page, per_page, total, next_cursor, keyset=True)
+
+
+def _finite(value: Any) -> float | None:
+    """A stored number as pages and JSON show it: None for a missing or non-finite one."""
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 def _component_total(

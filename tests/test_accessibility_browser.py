@@ -80,6 +80,7 @@ def _fixtures(data: Path) -> dict:
             "component": comp.uuid,
             "label": label,
             "collection": mine.slug,
+            "public_collection": comp.collection.slug,
             "key": comp.storage_key,
         }
     sample = data / "visitor-map.nii.gz"
@@ -161,6 +162,7 @@ def public_pages(site: dict) -> list[tuple[str, str]]:
         # The movie x term page is left out: the term page has the same parts (viewer, clusters, tables).
         ("movie annotations", f"/movies/{movie}/annotations"),
         ("component", f"/components/{comp}"),
+        ("collection", f"/collections/{site['public_collection']}"),
         ("label", f"/labels/{site['label']}"),
         ("decode", "/decode"),
         ("decode result", f"/decode/{site['token']}"),

@@ -321,6 +321,13 @@ def _component_name(c: dict[str, Any]) -> Child:
     return [name, *row_badges(c)]
 
 
+def fmt_q(q: float | None) -> str:
+    """A q (or p) value: three decimals, or scientific notation below 0.001; a dash when there is none."""
+    if q is None:
+        return "–"
+    return f"{q:.3f}" if q >= 0.001 else f"{q:.1e}"
+
+
 def _qc(c: dict[str, Any]) -> Child:
     warnings = c.get("qc_warnings") or []
     if not warnings:
@@ -342,6 +349,18 @@ COMPONENT_COLUMNS = (
         key="term",
     ),
     Column("r", lambda c: fmt_r(c["best_r"]), "text-end incdb-num"),
+    Column(
+        html.Abbr("ISC", title="leave-one-out inter-subject correlation"),
+        lambda c: fmt_r(c.get("isc")),
+        "text-end incdb-num",
+        key="isc",
+    ),
+    Column(
+        html.Span("q", title="Benjamini-Hochberg q of the ISC"),
+        lambda c: fmt_q(c.get("isc_q")),
+        "text-end incdb-num",
+        key="isc",
+    ),
     Column("QC", _qc, "text-end"),
 )
 
@@ -445,7 +464,9 @@ SOURCES.update(
             ),
         ),
         "components": Source(
-            draw_components, sorts=(("r", "Highest r"), ("file", "File and volume")), empty=_no_components
+            draw_components,
+            sorts=(("r", "Highest r"), ("isc", "Highest ISC"), ("file", "File and volume")),
+            empty=_no_components,
         ),
         "decodings": Source(
             draw_decodings,

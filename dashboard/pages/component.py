@@ -15,7 +15,7 @@ from dash import html
 
 from dashboard.components.charts import decoding_figure, nav_graph, profile_links
 from dashboard.components.clusters import cluster_panel
-from dashboard.components.common import Child, empty_state, fmt_r, not_found, page_header, row_badges, section
+from dashboard.components.common import Child, empty_state, fmt_r, link, not_found, page_header, row_badges, section
 from dashboard.components.data import arg, read
 from dashboard.components.details import component_facts, demo_alert, qc_alert
 from dashboard.components.lazy import lazy_section, register_loader
@@ -96,7 +96,17 @@ def layout(uuid: str | None = None, **query: Any) -> html.Div:
         [
             page_header(
                 ["Component ", html.Span(name, className="incdb-title-muted", title=detail["source_file"])],
-                [best, " · ", detail["movie"]],
+                [
+                    best,
+                    " · ",
+                    detail["movie"],
+                    " · collection ",
+                    link(
+                        detail["collection"],
+                        f"/collections/{detail['collection_slug']}",
+                        class_name="incdb-collection-link",
+                    ),
+                ],
                 crumbs=(
                     ("Home", "/"),
                     ("Movies", "/movies"),

@@ -8,12 +8,12 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
-from dashboard.components.common import demo_badge, not_found, page_header, plural
+from dashboard.components.common import demo_badge, link, not_found, page_header, plural
 from dashboard.components.data import arg, read
 from dashboard.components.details import movie_terms_table
 from dashboard.components.metadata import collection_list
 from dashboard.components.tables import paged_table
-from dashboard.components.timeline import choices_from_query, timeline_panel
+from dashboard.components.timeline import choices_from_query, timeline_panel, view_from_query
 from dashboard.components.urlstate import url_tabs
 from store import queries
 
@@ -28,19 +28,34 @@ def title(movie: str | None = None, **_: Any) -> str:
 dash.register_page(__name__, path_template="/movies/<movie>", order=5, title=title)
 
 
-def _timeline(session, user, slug: str, chosen: list[tuple[int, str]] | None = None) -> html.Div | None:
-    return timeline_panel(session, user, slug, chosen)
+def _timeline(
+    session, user, slug: str, chosen: list[tuple[int, str]] | None = None, view: str = "activity"
+) -> html.Div | None:
+    return timeline_panel(session, user, slug, chosen, view)
 
 
-def _timeline_tab(slug: str, active: bool, chosen: list[tuple[int, str]] | None = None) -> html.Div:
+def _timeline_tab(
+    slug: str, active: bool, chosen: list[tuple[int, str]] | None = None, view: str = "activity"
+) -> html.Div:
     """The Timeline tab reads every time course of the movie: made when the tab is opened, not on every visit
-    (with the labels chosen in the page address, ``labels``)."""
-    body = read(_timeline, slug, chosen) if active else dbc.Spinner(color="secondary", size="sm")
+    (with the labels chosen in the page address, ``labels``, and its view, ``view``)."""
+    body = read(_timeline, slug, chosen, view) if active else dbc.Spinner(color="secondary", size="sm")
     return html.Div(
         [
             dcc.Store(id="movie-timeline-slug", data=slug),
             html.Div(body, id="movie-timeline-body", **{"data-loaded": "1" if active else "0"}),
         ]
+    )
+
+
+def _collection_pages(collections: list[dict[str, Any]]) -> html.Ul | None:
+    """Links to the collections' own pages (components with their ISC, the ISFC heatmap)."""
+    if not collections:
+        return None
+    return html.Ul(
+        [html.Li(link(c["name"], f"/collections/{c['slug']}")) for c in collections],
+        className="incdb-collection-pages",
+        id="movie-collection-pages",
     )
 
 
@@ -91,6 +106,7 @@ def layout(movie: str | None = None, **query: Any) -> html.Div:
                         f"Collections ({detail['n_collections']})",
                         html.Div(
                             [
+                                _collection_pages(collections),
                                 collection_list(collections),
                                 html.P(
                                     f"The oldest {len(collections)} of {detail['n_collections']} "
@@ -106,7 +122,12 @@ def layout(movie: str | None = None, **query: Any) -> html.Div:
                     (
                         "timeline",
                         "Timeline",
-                        _timeline_tab(detail["slug"], arg(query, "tab") == "timeline", choices_from_query(query)),
+                        _timeline_tab(
+                            detail["slug"],
+                            arg(query, "tab") == "timeline",
+                            choices_from_query(query),
+                            view_from_query(query),
+                        ),
                     ),
                 ],
                 arg(query, "tab"),
