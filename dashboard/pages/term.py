@@ -15,6 +15,7 @@ from dashboard.components.details import term_movies_table
 from dashboard.components.maps import map_viewer, term_layers
 from dashboard.components.tables import paged_table
 from dashboard.components.urlstate import url_tabs
+from pipeline.decoding.reference import term_note
 from store import queries
 
 
@@ -49,6 +50,7 @@ def layout(term: str | None = None, **query: Any) -> html.Div:
                 f" decoded to this term · reference set: {detail['reference_set']}",
                 crumbs=(("Home", "/"), ("Terms", "/terms"), (detail["name"], None)),
             ),
+            _note(read(term_note, detail["slug"])),
             map_viewer(
                 term_layers(detail["slug"], detail["name"], detail["has_mean_map"], detail["n_components_mean_map"]),
                 caption,
@@ -84,4 +86,14 @@ def layout(term: str | None = None, **query: Any) -> html.Div:
                 arg(query, "tab"),
             ),
         ]
+    )
+
+
+def _note(note: dict | None) -> html.P | None:
+    """The studies the reference map rests on and, for a topic, its top words (from the set's description)."""
+    if note is None:
+        return None
+    words = f" Top words of the topic: {note['keys']}." if note["keys"] else ""
+    return html.P(
+        f"The reference map rests on {note['studies']:,} studies.{words}", className="small text-muted", id="term-note"
     )
