@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,6 +51,40 @@ def launch_browser(playwright, **kwargs):
     """Headless Chromium from the system package with WebGL on SwiftShader."""
     require_chromium()
     return playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS, **kwargs)
+
+
+@contextmanager
+def browser_page(
+    base_url: str,
+    *,
+    width: int = 1280,
+    height: int = 1000,
+    timeout_ms: int = 60_000,
+    bypass_csp: bool = False,
+    offline: bool = True,
+) -> Iterator[Any]:
+    """A Playwright page of a fresh Chromium on ``base_url``; fails the test when the page raised a script error.
+
+    ``bypass_csp``: the app's CSP refuses Playwright's string predicates (eval), never anything the app does.
+    ``offline``: requests to other hosts are aborted (the site must work without them).
+    """
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch_browser(p)
+        context = browser.new_context(
+            viewport={"width": width, "height": height}, base_url=base_url, bypass_csp=bypass_csp
+        )
+        if offline:
+            context.route("https://**/*", lambda route: route.abort())
+        page = context.new_page()
+        page.set_default_timeout(timeout_ms)
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        yield page
+        context.close()
+        browser.close()
+        assert not errors, errors
 
 
 def free_port() -> int:

@@ -16,7 +16,7 @@ from urllib.parse import unquote
 import pytest
 from sqlalchemy import select
 
-from tests.browser import launch_browser, require_chromium, save_artifact, serve_wsgi_in_thread
+from tests.browser import browser_page, require_chromium, save_artifact, serve_wsgi_in_thread
 from tests.conftest import CURATOR_PASSWORD
 from tests.realstudy import (
     SMALL,
@@ -49,19 +49,8 @@ def base_url(data_dir, curator) -> Iterator[str]:
 
 @pytest.fixture
 def page(base_url):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = launch_browser(p)
-        context = browser.new_context(viewport={"width": 1280, "height": 1000}, base_url=base_url)
-        page = context.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
+    with browser_page(base_url, timeout_ms=TIMEOUT_MS, offline=False) as page:
         yield page
-        context.close()
-        browser.close()
-        assert not errors, errors
 
 
 def _wait(predicate, timeout: float, what: str, state=lambda: ""):

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from store.db import session_scope
 from store.models import Collection, Component, Movie, TemporalDecoding
-from tests.browser import CHROMIUM, launch_browser, save_artifact, serve_wsgi_in_thread
+from tests.browser import CHROMIUM, browser_page, save_artifact, serve_wsgi_in_thread
 from tests.conftest import need_service, use_environment
 
 TIMEOUT_MS = 60_000
@@ -39,20 +39,8 @@ def base_url(data_path) -> Iterator[str]:
 @pytest.fixture
 def page(base_url, data_path):
     use_environment(data_path)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = launch_browser(p)
-        context = browser.new_context(viewport={"width": 1280, "height": 1000}, base_url=base_url)
-        context.route("https://**/*", lambda route: route.abort())  # no internet: theme CSS and fonts fail fast
-        page = context.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
+    with browser_page(base_url, timeout_ms=TIMEOUT_MS) as page:
         yield page
-        context.close()
-        browser.close()
-        assert not errors, errors
 
 
 def _hover_centre(page, selector: str) -> None:

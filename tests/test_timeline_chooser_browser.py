@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from store.db import session_scope
 from store.models import Movie
-from tests.browser import CHROMIUM, launch_browser, save_artifact, serve_wsgi_in_thread
+from tests.browser import CHROMIUM, browser_page, save_artifact, serve_wsgi_in_thread
 from tests.conftest import need_service, use_environment
 
 TIMEOUT_MS = 60_000
@@ -40,21 +40,8 @@ def base_url(data_path) -> Iterator[str]:
 @pytest.fixture
 def page(base_url, data_path):
     use_environment(data_path)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = launch_browser(p)
-        # bypass_csp: the CSP refuses Playwright's string predicates (eval), not anything the app does
-        context = browser.new_context(viewport={"width": 1280, "height": 1100}, base_url=base_url, bypass_csp=True)
-        context.route("https://**/*", lambda route: route.abort())
-        page = context.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
+    with browser_page(base_url, height=1100, timeout_ms=TIMEOUT_MS, bypass_csp=True) as page:
         yield page
-        context.close()
-        browser.close()
-        assert not errors, errors
 
 
 def _tracks(page) -> list[str]:
