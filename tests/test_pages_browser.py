@@ -1,15 +1,9 @@
-"""The browse pages in headless Chromium, served by the real app on the demo data.
-
-The Bootstrap theme comes from a CDN that test machines cannot reach; set ``INCDB_TEST_THEME_CSS`` to a local copy
-of the Flatly ``bootstrap.min.css`` to get styled screenshots (without it the request fails fast and the pages
-are checked unstyled, which changes nothing the tests assert).
-"""
+"""The browse pages in headless Chromium, served by the real app on the demo data (theme and fonts come from the
+app itself, so the screenshots are styled)."""
 
 from __future__ import annotations
 
 import gzip
-import os
-import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,18 +51,9 @@ def browser(base_url):
         browser.close()
 
 
-def _theme(route) -> None:
-    css = os.environ.get("INCDB_TEST_THEME_CSS")
-    if css and Path(css).is_file() and route.request.url.endswith(".css"):
-        route.fulfill(path=css, content_type="text/css")
-    else:
-        route.abort()
-
-
 @pytest.fixture
 def page(browser, base_url):
     context = browser.new_context(viewport={"width": 1280, "height": 900}, device_scale_factor=1, base_url=base_url)
-    context.route(re.compile(r"^https://(cdn\.jsdelivr\.net|fonts\.googleapis\.com|fonts\.gstatic\.com)/"), _theme)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
