@@ -27,6 +27,7 @@ from dash import Patch, dcc, html
 
 from dashboard.components.charts import FONT, GRAPH, link_key, nav_graph
 from dashboard.components.common import empty_state
+from pipeline.synchrony import reads as synchrony_reads
 from pipeline.temporal.decoding import label_regressors, run_frame_times
 from store import queries
 from store import timeline as store
@@ -44,6 +45,12 @@ TIMELINE_TRACKS = "timeline-labels"
 TIMELINE_NOTE = "timeline-labels-note"
 TIMELINE_READOUT = "timeline-readout"
 LABELS_PARAM = "labels"  # the query parameter of the chosen labels: a JSON list of "set id|label"
+TIMELINE_VIEW = "timeline-view"  # the switch "activity / synchrony"
+TIMELINE_VIEW_NOTE = "timeline-view-note"
+TIMELINE_MOMENT = "timeline-moment"  # a moment's button: {"type": TIMELINE_MOMENT, "index": its movie time}
+VIEW_PARAM = "view"  # the query parameter of the switch; activity (the default) leaves none
+VIEWS = ("activity", "synchrony")
+MAX_MOMENTS_LISTED = 100
 FINE = 1  # index of the heatmap trace that holds the zoomed range's finer columns (0: the whole movie)
 
 
@@ -128,6 +135,14 @@ def choices_from_query(query: Mapping[str, Any] | None) -> list[tuple[int, str]]
         return parse_choices(json.loads(text))
     except ValueError:
         return None
+
+
+def view_from_query(query: Mapping[str, Any] | None) -> str:
+    """The Timeline's view in the page address (``view``): ``synchrony`` or, for anything else, ``activity``."""
+    text = (query or {}).get(VIEW_PARAM)
+    if isinstance(text, list | tuple):
+        text = text[0] if text else None
+    return text if text in VIEWS else VIEWS[0]
 
 
 def chooser_note(shown: int, total: int, asked: int | None = None) -> str:
@@ -308,14 +323,108 @@ def _heatmap(courses: list[dict[str, Any]], span: tuple[float, float] | None, vi
     )
 
 
-def timeline_figure(tracks: list[dict[str, Any]], courses: list[dict[str, Any]]) -> go.Figure:
+# --- synchrony over movie time -----------------------------------------------------------------------------------
+
+
+def _window_text(windows: list[float]) -> str:
+    return " and ".join(f"{w:g} s" for w in windows)
+
+
+def movie_isc(session, user, slug: str, courses: list[dict[str, Any]]) -> dict[str, Any]:
+    """The windowed ISC of the movie's components on one movie-time grid, a row per course in the order of
+    ``courses`` (rows without ISC are empty): ``{"grid", "z" (rows x columns, NaN where none), "windows" (the
+    window lengths stored, s), "note"}``; ``grid`` is empty, and ``note`` says why, when there is none."""
+    found = synchrony_reads.movie_windowed(session, user, slug, MAX_COLUMNS) or []
+    found = [f for f in found if f["movie_time_s"]]
+    if not found:
+        note = "No synchrony over time: this movie has no component time courses."
+        if courses:
+            why = synchrony_reads.component_isc(session, user, courses[0]["uuid"])
+            note = (why or {}).get("note") or "No synchrony over time has been computed for this movie's collections."
+        return {"grid": np.zeros(0), "z": np.zeros((len(courses), 0)), "windows": [], "note": note}
+    times = [np.array([np.nan if t is None else t for t in f["movie_time_s"]], dtype=float) for f in found]
+    grid = np.unique(np.concatenate(times))
+    grid = grid[np.isfinite(grid)]
+    if len(grid) > MAX_COLUMNS:  # several collections on different grids: every k-th time
+        grid = grid[:: math.ceil(len(grid) / MAX_COLUMNS)]
+    where = {u: (i, j) for i, f in enumerate(found) for j, u in enumerate(f["components"])}
+    z = np.full((len(courses), len(grid)), np.nan)
+    for row, course in enumerate(courses):
+        if course["uuid"] not in where:
+            continue
+        i, j = where[course["uuid"]]
+        z[row] = _nearest(times[i], [np.nan if v[j] is None else v[j] for v in found[i]["values"]], grid)
+    windows = sorted({float(f["window_s"]) for f in found if f["window_s"] is not None})
+    return {"grid": grid, "z": z, "windows": windows, "note": ""}
+
+
+def _nearest(t: np.ndarray, values: list[float], grid: np.ndarray) -> np.ndarray:
+    """``values`` at times ``t`` read at each time of ``grid`` from the nearest window, NaN where no window is
+    within half a step (between runs, outside the collection)."""
+    order = np.argsort(t, kind="stable")
+    t, v = t[order], np.asarray(values, dtype=float)[order]
+    if not len(t) or not len(grid):
+        return np.full(len(grid), np.nan)
+    right = np.clip(np.searchsorted(t, grid), 0, len(t) - 1)
+    left = np.clip(right - 1, 0, len(t) - 1)
+    pick = np.where(np.abs(grid - t[left]) <= np.abs(t[right] - grid), left, right)
+    steps = [np.median(np.diff(a)) for a in (t, grid) if len(a) > 1]
+    tolerance = 0.51 * max(steps) if steps else 0.0
+    return np.where(np.abs(t[pick] - grid) <= tolerance, v[pick], np.nan)
+
+
+def _isc_heatmap(courses: list[dict[str, Any]], isc: dict[str, Any] | None, visible: bool = True) -> go.Heatmap:
+    z = np.asarray(isc["z"], dtype=float) if isc else np.zeros((0, 0))
+    top = float(np.nanmax(np.abs(z))) if z.size and np.isfinite(z).any() else 1.0
+    top = max(0.1, min(1.0, math.ceil(top * 10) / 10))
+    return go.Heatmap(
+        x=np.round(isc["grid"], 2).tolist() if isc else [],
+        y=row_names(courses) if isc else [],
+        z=_heatmap_z(z),
+        colorscale="RdBu_r",
+        zmid=0,
+        zmin=-top,
+        zmax=top,
+        yaxis="y",
+        visible=visible,
+        showscale=visible,
+        colorbar={"title": {"text": "ISC (r)"}, "len": 0.55, "y": 0.28},
+        hovertemplate="%{y}<br>window centred at %{x:.0f} s<br>ISC r = %{z:.2f}<extra></extra>",
+    )
+
+
+def view_note(view: str, courses: list[dict[str, Any]], isc: dict[str, Any] | None) -> str:
+    """What the heatmap shows in each view, with the ISC's window length (and that it is the only one stored)."""
+    if view != "synchrony":
+        return f"Activity: {len(courses)} component time courses (mean over subjects, z-scored)."
+    if not isc or not len(isc["grid"]):
+        return "Synchrony: " + ((isc or {}).get("note") or "no windowed ISC for this movie.")
+    windows = isc["windows"]
+    stored = (
+        "the only window length stored, so there is no other to choose"
+        if len(windows) == 1
+        else "the window length each collection stores"
+    )
+    rows = int(np.isfinite(isc["z"]).any(axis=1).sum())
+    return (
+        f"Synchrony: leave-one-out ISC of {rows} of {len(courses)} components in sliding {_window_text(windows)} "
+        f"windows ({stored}), at the movie time of each window's centre."
+    )
+
+
+def timeline_figure(
+    tracks: list[dict[str, Any]], courses: list[dict[str, Any]], isc: dict[str, Any] | None = None
+) -> go.Figure:
     """A heatmap of the components' z-scored mean time courses (a row per component, :func:`row_names`,
     grouped by best term; at most ``MAX_COLUMNS`` columns, each the mean of its bin) below the annotation tracks
     (a row per label, merged intervals), sharing one movie-time axis with a range slider. A second heatmap,
     empty until the visitor zooms, takes the finer columns of the range in view (:func:`fine_heatmap_patch`)."""
     span = _span(tracks, courses)
     fig = go.Figure()
-    fig.add_trace(_heatmap(courses, span if courses else None))
+    if isc is not None:  # the synchrony view: windowed ISC instead of the mean time courses
+        fig.add_trace(_isc_heatmap(courses, isc if courses and len(isc["grid"]) else None))
+    else:
+        fig.add_trace(_heatmap(courses, span if courses else None))
     fig.add_trace(_heatmap(courses, None, visible=False))
     for trace in _track_traces(tracks, "y2"):
         fig.add_trace(trace)
@@ -329,7 +438,15 @@ def timeline_figure(tracks: list[dict[str, Any]], courses: list[dict[str, Any]])
         uirevision="timeline",  # a zoom stays when the finer columns arrive
         margin={"l": 10, "r": 10, "t": 10, "b": 10},
         height=height,
-        xaxis={**_time_axis(span), "rangeslider": {"visible": True, "thickness": 0.06}, "range": list(span)},
+        # The axis, a reset (double click) and the slider stay within the film: Plotly's own range would pad the
+        # bars by 5 % on each side, so the slider and a reset showed minutes before 0:00:00.
+        xaxis={
+            **_time_axis(span),
+            "rangeslider": {"visible": True, "thickness": 0.06, "range": list(span)},
+            "range": list(span),
+            "minallowed": span[0],
+            "maxallowed": span[1],
+        },
         yaxis={
             "domain": [0, max(0.05, 1 - track_share - 0.04)] if courses else [0, 0.01],
             "automargin": True,
@@ -343,10 +460,13 @@ def timeline_figure(tracks: list[dict[str, Any]], courses: list[dict[str, Any]])
     return fig
 
 
-def movie_timeline(session, user, slug: str, chosen: list[tuple[int, str]] | None = None) -> dict[str, Any] | None:
-    """What the movie's Timeline draws (None when the movie is not visible): ``figure``, the chooser's ``note``
-    and ``value``, its ``choices``, the ``courses`` and the ``state`` its callbacks keep (slug, span, default
-    labels, each row's origin)."""
+def movie_timeline(
+    session, user, slug: str, chosen: list[tuple[int, str]] | None = None, view: str = "activity"
+) -> dict[str, Any] | None:
+    """What the movie's Timeline draws (None when the movie is not visible): ``figure`` (the mean time courses,
+    or the windowed ISC for ``view`` ``synchrony``), the chooser's ``note`` and ``value``, its ``choices``, the
+    ``courses``, the ``view_note`` and the ``state`` its callbacks keep (slug, span, default labels, each row's
+    origin)."""
     movie = queries.get_visible_movie(session, user, slug)
     if movie is None:
         return None
@@ -356,8 +476,12 @@ def movie_timeline(session, user, slug: str, chosen: list[tuple[int, str]] | Non
     courses = store.movie_courses(session, user, movie)
     tracks = store.track_intervals(session, movie, pairs, gap=_merge_gap(_span([], courses)))
     ranked = store.movie_default_tracks(choices, n=len(choices))
+    view = view if view in VIEWS else VIEWS[0]
+    isc = movie_isc(session, user, slug, courses) if view == "synchrony" else None
     return {
-        "figure": timeline_figure(tracks, courses),
+        "figure": timeline_figure(tracks, courses, isc),
+        "view": view,
+        "view_note": view_note(view, courses, isc),
         "options": label_options(choices, [(t["set_id"], t["label"]) for t in tracks], ranked),
         "note": chooser_note(len(tracks), len(choices), len(pairs) if chosen is not None else None),
         "value": [choice_value(t["set_id"], t["label"]) for t in tracks],
@@ -378,10 +502,76 @@ def _merge_gap(span: tuple[float, float]) -> float:
     return max(0.0, (span[1] - span[0]) / (4 * MAX_COLUMNS))
 
 
-def timeline_panel(session, user, slug: str, chosen: list[tuple[int, str]] | None = None) -> html.Div | None:
-    """The movie page's Timeline tab: the label chooser, the figure and a line naming what the pointer is over
-    (the component, the movie time and the labels drawn at that time)."""
-    found = movie_timeline(session, user, slug, chosen)
+def moments_list(session, user, slug: str) -> html.Div:
+    """The Timeline's "Moments of synchrony": the movie times where the components' mean windowed ISC rose above
+    its phase-randomised 95th percentile, with that mean and the labels active then; each time a button that
+    zooms the timeline there. Without ISC it says why."""
+    found = synchrony_reads.movie_synchrony(session, user, slug) or {"moments": []}
+    moments = [m for m in found["moments"] if m["time_s"] is not None]
+    heading = html.H3("Moments of synchrony", className="h6 mt-4")
+    if not moments:
+        windowed = synchrony_reads.movie_windowed(session, user, slug, 1) or []
+        if any(w["movie_time_s"] for w in windowed):
+            why = (
+                "At no movie time did the components' mean windowed ISC rise above its phase-randomised 95th "
+                "percentile."
+            )
+        else:
+            courses = store.movie_courses(session, user, queries.get_visible_movie(session, user, slug))
+            why = movie_isc(session, user, slug, courses[:1])["note"]
+        return html.Div([heading, empty_state("No moments of synchrony", why)], id="timeline-moments")
+    several = len({m["collection"] for m in moments}) > 1
+    rows = [
+        html.Tr(
+            [
+                html.Td(
+                    html.Button(
+                        movie_clock(m["time_s"]),
+                        id={"type": TIMELINE_MOMENT, "index": round(float(m["time_s"]), 2)},
+                        className="btn btn-link btn-sm p-0 incdb-moment",
+                        title="Zoom the timeline to this moment",
+                    )
+                ),
+                html.Td("–" if m["value"] is None else f"{m['value']:.2f}"),
+                html.Td(", ".join(m["labels"]) if m["labels"] else "no label", className="text-break"),
+            ]
+            + ([html.Td(m["collection"])] if several else [])
+        )
+        for m in moments[:MAX_MOMENTS_LISTED]
+    ]
+    head = ["Movie time", "Mean ISC (r)", "Labels active then"] + (["Collection"] if several else [])
+    return html.Div(
+        [
+            heading,
+            dbc.Table(
+                [html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(rows)],
+                size="sm",
+                hover=True,
+                responsive=True,
+                className="incdb-table",
+            ),
+            html.P(
+                "Movie times where the components' mean windowed ISC rises above its phase-randomised 95th "
+                "percentile. Click a time to zoom the timeline there."
+                + (
+                    f" The first {MAX_MOMENTS_LISTED} of {len(moments)} are listed."
+                    if len(moments) > MAX_MOMENTS_LISTED
+                    else ""
+                ),
+                className="text-muted small",
+            ),
+        ],
+        id="timeline-moments",
+    )
+
+
+def timeline_panel(
+    session, user, slug: str, chosen: list[tuple[int, str]] | None = None, view: str = "activity"
+) -> html.Div | None:
+    """The movie page's Timeline tab: the label chooser, the switch "activity / synchrony", the figure, a line
+    naming what the pointer is over (the component, the movie time and the labels drawn at that time) and the
+    moments of synchrony."""
+    found = movie_timeline(session, user, slug, chosen, view)
     if found is None:
         return None
     choices, courses = found["choices"], found["courses"]
@@ -394,7 +584,8 @@ def timeline_panel(session, user, slug: str, chosen: list[tuple[int, str]] | Non
         )
     links = {link_key(None, row): f"/components/{c['uuid']}" for row, c in zip(row_names(courses), courses)}
     intro = [
-        f"{len(courses)} component time courses (mean over subjects, z-scored); ",
+        f"{len(courses)} component time courses (mean over subjects, z-scored) or their synchrony across "
+        "viewers (windowed ISC); ",
         html.A("annotation sets", href=f"/movies/{slug}/annotations"),
         ". Click a component's row to open it; drag the slider below to zoom (finer columns load for the range "
         "in view). Every row is in the CSV downloads.",
@@ -403,13 +594,25 @@ def timeline_panel(session, user, slug: str, chosen: list[tuple[int, str]] | Non
         [
             html.P(intro, className="text-muted small"),
             chooser(TIMELINE_TRACKS, TIMELINE_NOTE, found["options"], found["value"], found["note"], len(choices)),
-            dcc.Store(id=TIMELINE_STATE, data=found["state"]),
+            dbc.RadioItems(
+                id=TIMELINE_VIEW,
+                options=[{"label": v, "value": v} for v in VIEWS],
+                value=found["view"],
+                inline=True,
+                className="incdb-timeline-view small",
+                inputClassName="btn-check",
+                labelClassName="btn btn-outline-secondary btn-sm",
+                labelCheckedClassName="active",
+            ),
+            html.P(found["view_note"], id=TIMELINE_VIEW_NOTE, className="text-muted small mt-1 mb-1"),
+            dcc.Store(id=TIMELINE_STATE, data={**found["state"], "view_param": VIEW_PARAM}),
             html.P(
                 "Point at the heatmap to read the time and the labels drawn then.",
                 id=TIMELINE_READOUT,
                 className="small mb-1 incdb-timeline-readout",
             ),
             nav_graph(TIMELINE, found["figure"], links, by_y=True, class_name="incdb-timeline"),
+            moments_list(session, user, slug),
         ],
         id="movie-timeline",
     )
@@ -438,24 +641,63 @@ def zoom_range(relayout: Any, span: Any) -> tuple[float, float] | None:
     return (start, end) if end > start else None
 
 
-def zoom_timeline(session, user, slug: str, start: float, end: float, span: tuple[float, float]) -> Patch | None:
+def zoom_timeline(
+    session, user, slug: str, start: float, end: float, span: tuple[float, float], view: Any = "activity"
+) -> Patch | None:
     """The finer heatmap columns of ``start``-``end`` (see :func:`fine_heatmap_patch`), or None when the movie is
-    not visible."""
+    not visible. The synchrony view has every stored window already (up to ``MAX_COLUMNS``): no finer columns."""
     movie = queries.get_visible_movie(session, user, slug)
     if movie is None:
         return None
+    if view == "synchrony":
+        patch = Patch()
+        patch["data"][FINE]["visible"] = False
+        return patch
     return fine_heatmap_patch(store.movie_courses(session, user, movie), start, end, span)
+
+
+def moment_range(time_s: Any, span: Any) -> tuple[float, float] | None:
+    """The range a moment's button zooms to: a twentieth of the movie (at least two minutes) centred on the
+    moment, inside the movie; None for anything but a number in the movie."""
+    if isinstance(time_s, bool) or not isinstance(time_s, int | float) or not isinstance(span, list | tuple):
+        return None
+    try:
+        low, high = float(span[0]), float(span[1])
+    except (TypeError, ValueError, IndexError):
+        return None
+    t = float(time_s)
+    if not all(math.isfinite(v) for v in (t, low, high)) or not low <= t <= high:
+        return None
+    half = max(60.0, (high - low) / 40)
+    start, end = max(low, t - half), min(high, t + half)
+    return (start, end) if end > start else None
+
+
+def zoom_to_moment(
+    session, user, slug: str, start: float, end: float, span: tuple[float, float], view: Any = "activity"
+) -> Patch | None:
+    """The figure zoomed to ``start``-``end`` as the slider would (the x range and the finer columns)."""
+    patch = zoom_timeline(session, user, slug, start, end, span, view)
+    if patch is not None:
+        patch["layout"]["xaxis"]["range"] = [round(start, 2), round(end, 2)]
+        patch["layout"]["xaxis"]["autorange"] = False
+    return patch
 
 
 # --- one component ---------------------------------------------------------------------------------------------
 
 
 def course_figure(
-    course: dict[str, Any], tracks: list[dict[str, Any]], overlay: dict[str, Any] | None = None
+    course: dict[str, Any],
+    tracks: list[dict[str, Any]],
+    overlay: dict[str, Any] | None = None,
+    isc: dict[str, Any] | None = None,
 ) -> go.Figure:
     """The component's mean time course on the movie-time axis (with the spread across subjects as a band),
     a segment per run with its start marked, the annotation tracks below, and optionally a label's regressor.
-    Each run keeps its share of ``MAX_DISPLAY_POINTS`` points, with every minimum and maximum."""
+    Each run keeps its share of ``MAX_DISPLAY_POINTS`` points, with every minimum and maximum. With ``isc`` (the
+    answer of ``pipeline.synchrony.reads.component_isc``) holding a windowed ISC, its curve is drawn under the
+    course on the same x axis."""
     times = np.asarray(course["movie_time_s"], dtype=float)
     values = np.asarray(course["values"], dtype=float)
     sd = np.asarray(course["sd"], dtype=float) if course.get("sd") is not None else None
@@ -507,25 +749,68 @@ def course_figure(
                 hovertemplate="%{y:.2f}<extra>regressor</extra>",
             )
         )
+    curve = _isc_curve(isc)
+    if curve is not None:
+        fig.add_trace(curve)
     for trace in _track_traces(tracks, "y2"):
         fig.add_trace(trace)
     end = float(times.max()) + float(course["tr"]) if len(times) else 60.0
-    height = 320 + 22 * len(tracks)
+    height = 320 + 22 * len(tracks) + (130 if curve is not None else 0)
     share = min(0.55, (22 * len(tracks) + 12) / (height - 100)) if tracks else 0.0
+    bottom = share + 0.07 if tracks else 0.0
+    extra = {}
+    if curve is not None:  # the ISC band between the tracks and the course
+        band = 110 / (height - 100)
+        extra["yaxis3"] = {
+            "domain": [bottom, bottom + band],
+            "title": "ISC (r)",
+            "zeroline": True,
+            "zerolinecolor": "#bbb",
+        }
+        bottom += band + 0.06
     fig.update_layout(
+        **extra,
         font=FONT,
         margin={"l": 10, "r": 10, "t": 10, "b": 10},
         height=height,
-        hovermode="closest",
+        # with the ISC band under the course, the pointer reads every curve at its movie time
+        hovermode="closest" if curve is None else "x",
         barmode="overlay",
         xaxis={**_time_axis((0.0, end)), "rangeslider": {"visible": True, "thickness": 0.06}},
-        yaxis={"domain": [share + 0.07 if tracks else 0, 1], "title": "signal"},
+        yaxis={"domain": [bottom, 1], "title": "signal"},
         yaxis2=_track_axis(tracks, [0, share]) if tracks else {},
         legend={"orientation": "h", "y": 1.08},
         paper_bgcolor="white",
         plot_bgcolor="white",
     )
     return fig
+
+
+def _isc_curve(isc: dict[str, Any] | None) -> go.Scatter | None:
+    """The component's windowed ISC as a line on the third y axis, gaps between runs left open; None without."""
+    if not isc or not isc.get("windowed"):
+        return None
+    t = np.array([np.nan if v is None else v for v in isc["movie_time_s"]], dtype=float)
+    v = np.array([np.nan if x is None else x for x in isc["windowed"]], dtype=float)
+    if len(t) != len(v) or not np.isfinite(v).any():
+        return None
+    order = np.argsort(t, kind="stable")
+    t, v = t[order], v[order]
+    if len(t) > MAX_DISPLAY_POINTS:
+        t, v = t[:: math.ceil(len(t) / MAX_DISPLAY_POINTS)], v[:: math.ceil(len(t) / MAX_DISPLAY_POINTS)]
+    gaps = np.flatnonzero(np.diff(t) > 3 * np.median(np.diff(t))) + 1 if len(t) > 2 else []
+    t, v = np.insert(t, gaps, np.nan), np.insert(v, gaps, np.nan)  # a break between runs
+    window = isc.get("window_s")
+    return go.Scatter(
+        x=[None if math.isnan(x) else round(x, 2) for x in t],
+        y=[None if math.isnan(y) else round(y, 4) for y in v],
+        mode="lines",
+        line={"color": "#8e44ad", "width": 1.5},
+        name="windowed ISC" + (f" ({window:g} s windows)" if window else ""),
+        yaxis="y3",
+        connectgaps=False,
+        hovertemplate="window centred at %{x:.0f} s<br>ISC r = %{y:.2f}<extra></extra>",
+    )
 
 
 SPECTRUM_HEIGHT = 220  # px
@@ -604,9 +889,11 @@ def course_panel(
     choices: list[dict[str, Any]] | None = None,
     default: list[tuple[int, str]] | None = None,
     note: str | None = None,
+    isc: dict[str, Any] | None = None,
 ) -> html.Div:
     """The component page's Time course panel: the label chooser (its best labels drawn first), the course with
-    the tracks, its spectrum, the decoding table and a choice of label whose regressor is overlaid."""
+    the tracks (and the windowed ISC under it when there is one), its spectrum, the decoding table and a choice
+    of label whose regressor is overlaid."""
     choices = choices or []
     options = [
         {
@@ -652,7 +939,7 @@ def course_panel(
             dcc.Store(id=COURSE_DATA, data={"uuid": uuid, "default": default_values, "param": LABELS_PARAM}),
             dcc.Graph(
                 id={"type": GRAPH, "graph": COURSE},
-                figure=course_figure(course, tracks),
+                figure=course_figure(course, tracks, None, isc),
                 config={"displayModeBar": False, "responsive": True},
                 className="incdb-graph",
             ),
@@ -722,7 +1009,8 @@ def course_section(session, user, uuid: str, chosen: list[tuple[int, str]] | Non
     if found is None:
         return None
     _, course, rows, choices, default, tracks, note = found
-    return course_panel(course, tracks, rows, uuid, choices, default, note)
+    isc = synchrony_reads.component_isc(session, user, uuid)
+    return course_panel(course, tracks, rows, uuid, choices, default, note, isc)
 
 
 def course_update(
@@ -743,7 +1031,8 @@ def course_update(
         overlay = label_overlay(course, events, label, sign)
     ranked = store.component_default_tracks(rows, n=len(rows))
     options = label_options(choices, [(t["set_id"], t["label"]) for t in tracks], ranked, None, _q_detail(rows))
-    return course_figure({**course, "spectrum": None}, tracks, overlay), note, options
+    isc = synchrony_reads.component_isc(session, user, uuid)
+    return course_figure({**course, "spectrum": None}, tracks, overlay, isc), note, options
 
 
 def label_overlay(course: dict[str, Any], events: list[dict[str, Any]], label: str, sign: Any) -> dict[str, Any] | None:
@@ -778,6 +1067,21 @@ function(state, current) {
     return JSON.stringify(value) === JSON.stringify(current || []) ? none : value;
 }
 """
+
+# Restores the Timeline's view (``view``) from the page address once the tab is on the page.
+RESTORE_VIEW_JS = """
+function(state, current) {
+    const none = window.dash_clientside.no_update;
+    const wanted = new URLSearchParams(window.location.search).get((state && state.view_param) || "view");
+    const value = wanted === "synchrony" ? "synchrony" : "activity";
+    return value === current ? none : value;
+}
+"""
+
+# Writes the Timeline's view into the page address; activity (the default) leaves no parameter.
+SYNC_VIEW_BODY = """
+    const [value, state] = args;
+    const params = {[(state && state.view_param) || "view"]: value === "synchrony" ? "synchrony" : null};"""
 
 # Writes the choice into the page address; the default choice leaves no parameter.
 SYNC_CHOICE_BODY = """
