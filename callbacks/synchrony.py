@@ -21,8 +21,8 @@ def clicked_pair(click: Any) -> tuple[str, str] | None:
     """The two component uuids of a clicked ISFC cell, or None for anything else (the browser may send anything)."""
     try:
         custom = click["points"][0]["customdata"]
-        a, b = _uuid(custom[0]), _uuid(custom[1])
-    except (KeyError, IndexError, TypeError):
+        a, b = (_uuid(part) for part in custom.split(" "))
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError):
         return None
     return (a, b) if a and b else None
 

@@ -97,11 +97,6 @@ def test_switch_the_timeline_to_synchrony_and_zoom_to_a_moment(page, study):
     assert page.is_checked("#timeline-view input[value=synchrony]")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a click on the ISFC heatmap sends clickData without the cell's customdata (only x, y, z), so "
-    "callbacks.synchrony.clicked_pair finds no pair and the links never appear",
-)
 def test_the_isfc_heatmap_opens_the_two_components_of_a_cell(page, study):
     page.goto(f"/collections/{study['slug']}")
     graph = page.locator("[id*='incdb-isfc-graph'] .js-plotly-plot, .js-plotly-plot[id*='incdb-isfc-graph']").first

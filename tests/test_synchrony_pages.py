@@ -112,8 +112,16 @@ def test_the_isfc_heatmap_is_clustered_escapes_names_and_a_click_links_both_comp
     labels = list(figure.data[0].x)
     assert "<b>" not in " ".join(labels) and any("&lt;b&gt;" in label for label in labels)
     cell = figure.data[0].customdata[0][1]
-    assert clicked_pair({"points": [{"customdata": list(cell)}]}) == tuple(cell)
-    for forged in (None, {}, {"points": []}, {"points": [{"customdata": ["x", "<script>"]}]}, {"points": [{}]}):
+    assert clicked_pair({"points": [{"customdata": cell}]}) == tuple(cell.split(" "))
+    for forged in (
+        None,
+        {},
+        {"points": []},
+        {"points": [{"customdata": ["x", "<script>"]}]},
+        {"points": [{}]},
+        {"points": [{"customdata": "a b c"}]},
+        {"points": [{"customdata": "x <script>"}]},
+    ):
         assert clicked_pair(forged) is None
 
 

@@ -183,13 +183,16 @@ def cluster_order(matrix: np.ndarray) -> list[int]:
 
 
 def isfc_figure(found: Mapping[str, Any]) -> go.Figure:
-    """The ISFC matrix, clustered, with best terms as labels; a cell's customdata names its two components."""
+    """The ISFC matrix, clustered, with best terms as labels; a cell's customdata names its two components
+    (``"row-uuid column-uuid"``)."""
     matrix = np.asarray([[np.nan if v is None else v for v in row] for row in found["matrix"]], dtype=np.float64)
     order = cluster_order(matrix)
     names = [plot_text(f"{i + 1}. {found['best_terms'][i] or 'component'}") for i in range(len(found["components"]))]
     labels = [names[i] for i in order]
     z = [[None if math.isnan(matrix[i, j]) else float(matrix[i, j]) for j in order] for i in order]
-    custom = [[[found["components"][i], found["components"][j]] for j in order] for i in order]
+    # One text per cell ("uuid uuid"): plotly's heatmap leaves a cell's customdata out of its click event when the
+    # cell holds a list, so the pair travels as a string.
+    custom = [[f"{found['components'][i]} {found['components'][j]}" for j in order] for i in order]
     figure = go.Figure(
         go.Heatmap(
             z=z,
