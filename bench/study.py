@@ -180,31 +180,45 @@ def _open_measured(browser, base: str, path: str) -> tuple:
     return context, page, counters, ready
 
 
-def _zoom(page) -> float:
-    """Drag over a tenth of the timeline's plot area; seconds from the release until the plot shows the narrower
-    range with the heatmap's finer columns for it (polled every 20 ms from here)."""
+def _zoom(page, timeout_s: float = 60) -> tuple[float, list[float]]:
+    """Drag over a tenth of the timeline's heatmap; returns the seconds from the release until the plot shows the
+    narrower range with the heatmap's finer columns for it (polled every 20 ms from here), and that range.
+
+    At full size the figure is taller than the window (70 rows and 12 tracks: about 1,600 px), and a mouse event
+    outside the window reaches nothing: the heatmap is scrolled to the top of the window first and the drag runs
+    across the middle of the part of it on screen. A drag that does not zoom is reported as such, not as columns
+    that never came."""
     from dashboard.components.timeline import FINE  # the heatmap trace of the zoomed range's finer columns
 
     graph = "document.querySelector('#movie-timeline .js-plotly-plot')"
     span = page.evaluate(f"{graph}.layout.xaxis.range.map(Number)")
-    box = page.locator("#movie-timeline .js-plotly-plot .nsewdrag").first.bounding_box()
-    y = box["y"] + box["height"] * 0.5
+    area = page.locator("#movie-timeline .js-plotly-plot .nsewdrag").first
+    area.evaluate("e => e.scrollIntoView({block: 'start'})")
+    box = area.bounding_box()
+    window = page.viewport_size or page.evaluate("({width: innerWidth, height: innerHeight})")
+    top, bottom = max(box["y"], 0), min(box["y"] + box["height"], window["height"])
+    if bottom - top < 20:
+        raise RuntimeError(f"the timeline's heatmap is not on screen to drag ({box}, window {window})")
+    y = (top + bottom) / 2
     page.mouse.move(box["x"] + box["width"] * 0.45, y)
     page.mouse.down()
     page.mouse.move(box["x"] + box["width"] * 0.5, y, steps=4)
     page.mouse.move(box["x"] + box["width"] * 0.55, y, steps=4)
     start = time.monotonic()
     page.mouse.up()
-    done = f"""(() => {{
-        const gd = {graph}, r = gd.layout.xaxis.range.map(Number), d = gd.data[{FINE}];
-        return r[1] - r[0] < {(span[1] - span[0]) / 2} && !!d && !!d.x && d.x.length > 0
-            && d.x[0] <= r[1] && d.x[d.x.length - 1] >= r[0];
+    narrower = f"(r => r[1] - r[0] < {(span[1] - span[0]) / 2} && r)({graph}.layout.xaxis.range.map(Number))"
+    columns = f"""(() => {{
+        const r = {graph}.layout.xaxis.range.map(Number), d = {graph}.data[{FINE}];
+        return !!d && d.visible !== false && !!d.x && d.x.length > 0 && d.x[0] <= r[1] && d.x[d.x.length - 1] >= r[0];
     }})()"""
-    while not page.evaluate(done):
-        if time.monotonic() - start > 60:
-            raise TimeoutError("the zoomed timeline did not get its finer columns within 60 s")
+    zoomed = None
+    while not (zoomed := zoomed or page.evaluate(narrower)) or not page.evaluate(columns):
+        if time.monotonic() - start > timeout_s:
+            if not zoomed:
+                raise TimeoutError(f"the drag did not zoom the timeline (range still {span}) within {timeout_s:g} s")
+            raise TimeoutError(f"the timeline zoomed to {zoomed} but got no finer columns within {timeout_s:g} s")
         page.wait_for_timeout(20)
-    return time.monotonic() - start
+    return time.monotonic() - start, [float(v) for v in zoomed]
 
 
 def main() -> None:
@@ -286,7 +300,8 @@ def main() -> None:
                 f"home page's {tcount['cached_first'] / 1e6:.2f} MB, ready in {timeline_draw_s:.2f} s",
                 flush=True,
             )
-            zoom_s = _zoom(tpage)
+            zoom_s, zoomed = _zoom(tpage)
+            print(f"zoomed to {zoomed[0]:.0f}-{zoomed[1]:.0f} s of the film in {zoom_s:.2f} s", flush=True)
             timeline.close()
             component, cpage, ccount, component_s = _open_measured(browser, base, f"/components/{uuid}")
             scroll_until(cpage, "#course-panel .js-plotly-plot")  # the lazy Time course section too
