@@ -13,6 +13,7 @@ import dash
 import dash_bootstrap_components as dbc
 import flask
 from dash import dcc, html
+from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard.components.data import read
 from store import queries
@@ -65,10 +66,15 @@ def navbar() -> html.Nav:
 def footer_note() -> str:
     """The footer's first sentence, with the warning about synthetic data only while demo collections are shown."""
     note = "INcDb maps brain activity recorded while people watch movies. "
-    # Dash also calls the layout once at start-up, outside any request (and before the database may exist).
-    if flask.has_request_context() and read(queries.demo_collection_count):
-        note += "Demo data on this site is synthetic. "
-    return note
+    # Dash also calls the layout once at start-up, outside any request, and on the first request, which may come
+    # before the database exists (a process that serves only the API or files): no tables, no sentence.
+    if not flask.has_request_context():
+        return note
+    try:
+        demo = read(queries.demo_collection_count)
+    except SQLAlchemyError:
+        return note
+    return note + "Demo data on this site is synthetic. " if demo else note
 
 
 def shell() -> html.Div:
