@@ -77,8 +77,12 @@ _ENV_KEYS = (
 
 @pytest.fixture(autouse=True)
 def _restore_environment():
+    """Every ``INCDB_*`` variable as it was before the test (``use_environment`` sets any it is given)."""
     saved = {k: os.environ.get(k) for k in _ENV_KEYS}
+    saved.update({k: v for k, v in os.environ.items() if k.startswith("INCDB_")})
     yield
+    for key in [k for k in os.environ if k.startswith("INCDB_") and k not in saved]:
+        del os.environ[key]
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)

@@ -242,7 +242,8 @@ def test_movies_page_and_movie_tabs(page) -> None:
     page.wait_for_selector("#movie-terms-table")
     assert page.title() == "Forrest Gump · Movies · INcDb"
     terms = table_rows(page, "movie-terms-table")
-    assert len(terms) == 8 and terms[0].startswith("auditory")
+    scores = [float(row.split("\t")[1]) for row in terms]  # term, score (mean r x share), mean r, share
+    assert len(terms) == 8 and scores == sorted(scores, reverse=True) and scores[0] > scores[-1]
     page.locator("#score-help").hover()
     page.wait_for_selector(".tooltip:has-text('mean r × share')", timeout=10_000)
     page.get_by_role("tab", name="Components (22)").click()
